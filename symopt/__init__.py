@@ -1,0 +1,49 @@
+"""symopt: evolutionary search over symbolic optimizers, exported to optax.
+
+The public surface, re-exported here one name at a time::
+
+    g = symopt.zoo.adam()                       # a Graph
+    tx = symopt.to_optax(g, learning_rate=1e-3, total_steps=1000)
+    symopt.save(g, "adam.json"); g = symopt.load("adam.json")
+    symopt.to_latex(g); symopt.check(g).ok; symopt.fingerprint(g)
+"""
+
+from symopt import ops, zoo
+from symopt.compile import SymoptState, to_optax
+from symopt.graph import (
+    Expr,
+    Graph,
+    GraphError,
+    Hyperparams,
+    Node,
+    Schedule,
+    canonical,
+    from_dict,
+    from_json,
+    load,
+    save,
+    to_dict,
+    validate,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Expr",
+    "Graph",
+    "GraphError",
+    "Hyperparams",
+    "Node",
+    "Schedule",
+    "SymoptState",
+    "canonical",
+    "from_dict",
+    "from_json",
+    "load",
+    "ops",
+    "save",
+    "to_dict",
+    "to_optax",
+    "validate",
+    "zoo",
+]

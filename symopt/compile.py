@@ -1,0 +1,366 @@
+"""``to_optax``: a Graph as a specialised ``optax.GradientTransformation``.
+
+The graph is unrolled in Python when the update function is traced: only the
+operands, moment EMAs and nodes that the graph uses are computed and stored,
+so under ``jax.jit`` a compiled graph costs what the same optimizer written by
+hand costs. The step semantics (see :mod:`symopt.graph`) are written once
+here over an array namespace ``xp``: :func:`leaf_update` runs with
+``jax.numpy`` inside :func:`to_optax` and with ``numpy`` in the integrity
+check (:mod:`symopt.integrity`), so both always agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from symopt import graph as graph_lib
+from symopt import ops
+from symopt.graph import Expr, Graph, Schedule
+
+Array = Any
+
+
+# --------------------------------------------------------------------------
+# Static analysis: what a graph needs at each step.
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What one graph computes per step, found once from its structure."""
+
+    graph: Graph
+    active: tuple[int, ...]  # active update nodes, in order
+    operands: frozenset[str]  # every reference read by the active graph
+    needs: frozenset[str]  # subset of {"m", "v", "gamma", "noise", "uniform"}
+    decays: tuple[tuple[str, Expr], ...]  # decays on operands in use
+
+
+def plan(graph: Graph) -> Plan:
+    """Works out the active nodes and the state a graph needs."""
+    used = graph_lib.used_operands(graph)
+    active = graph_lib.active_nodes(graph.update, graph.states)
+    needs: set[str] = set()
+    for name in used:
+        if name in ops.OPERANDS:
+            needs |= ops.OPERANDS[name].needs
+    for i in active:
+        node = graph.update.nodes[i]
+        if ops.UNARY[node.left].random or ops.UNARY[node.right].random:
+            needs.add("uniform")
+    decays = tuple((n, e) for n, e in graph.decays if n in used)
+    return Plan(graph, tuple(sorted(active)), frozenset(used), frozenset(needs), decays)
+
+
+# --------------------------------------------------------------------------
+# The step, over ``xp``.
+
+
+def evaluate_expr(
+    expr: Expr, lookup: Callable[[str], Array], xp, *, uniform: Array | None = None,
+    active: tuple[int, ...] | None = None,
+) -> dict[str, Array]:
+    """Values of ``expr``'s active nodes; ``lookup`` resolves non-node refs.
+
+    Returns a dict from node refs (``"n3"``) to values.
+    """
+    values: dict[str, Array] = {}
+
+    def get(ref: str) -> Array:
+        return values[ref] if ref in values else lookup(ref)
+
+    if active is None:
+        active = tuple(sorted(graph_lib.active_nodes(expr)))
+    for i in active:
+        n = expr.nodes[i]
+        a = ops.apply(n.left, xp, get(n.a), uniform=uniform)
+        b = ops.apply(n.right, xp, get(n.b), uniform=uniform)
+        values[graph_lib.node_ref(i)] = ops.apply(n.op, xp, a, b)
+    return values
+
+
+def evaluate_scalar(expr: Expr, xp, step: Array, frac: Array, constants) -> Array:
+    """A scalar sub-graph (decay or schedule) at training fraction ``frac``."""
+    ctx = ops.StepContext(None, None, None, None, None, None, None, step, frac)
+
+    def lookup(ref: str) -> Array:
+        j = graph_lib.constant_index(ref)
+        if j is not None:
+            return xp.asarray(constants[j], dtype=xp.result_type(frac))
+        return ops.OPERANDS[ref].fn(xp, ctx)
+
+    values = evaluate_expr(expr, lookup, xp)
+    return values[expr.root] if expr.root in values else lookup(expr.root)
+
+
+def schedule_multiplier(schedule: Schedule, xp, step: Array, total_steps: int, constants=()):
+    """The learning-rate multiplier at 0-based ``step`` (see :class:`Schedule`)."""
+    step = xp.asarray(step, dtype=xp.float32)
+    warm = schedule.warmup_steps
+    u = xp.clip((step - warm) / max(total_steps - warm, 1), 0.0, 1.0)
+    kind = schedule.kind
+    if kind == "constant":
+        mult = xp.ones_like(u)
+    elif kind == "cosine":
+        mult = schedule.alpha + (1 - schedule.alpha) * 0.5 * (1 + xp.cos(xp.pi * u))
+    elif kind == "linear":
+        mult = 1 - (1 - schedule.alpha) * u
+    elif kind == "exponential":
+        mult = schedule.decay_rate**u
+    elif kind == "step":
+        mult = schedule.decay_rate ** xp.floor(xp.minimum(u * schedule.steps, schedule.steps - 1))
+    elif kind == "restarts":
+        phase = xp.mod(u * schedule.cycles, 1.0)
+        mult = schedule.alpha + (1 - schedule.alpha) * 0.5 * (1 + xp.cos(xp.pi * phase))
+    elif kind == "graph":
+        mult = evaluate_scalar(schedule.expr, xp, step, u, constants)
+    else:
+        raise graph_lib.GraphError(f"schedule.kind: unknown {kind!r}")
+    if warm:
+        mult = xp.where(step < warm, (step + 1) / warm, mult)
+    return mult
+
+
+class LeafState(NamedTuple):
+    """Per-leaf optimizer state; ``None`` where the graph does not need it."""
+
+    m: Array | None
+    v: Array | None
+    gamma: Array | None
+    states: tuple[Array, ...]
+    trace: Array | None
+
+
+def init_leaf(p: Plan, w: Array, xp) -> LeafState:
+    zeros = lambda: xp.zeros_like(w)  # noqa: E731
+    return LeafState(
+        m=zeros() if "m" in p.needs else None,
+        v=zeros() if "v" in p.needs else None,
+        gamma=zeros() if "gamma" in p.needs else None,
+        states=tuple(zeros() for _ in p.graph.states),
+        trace=zeros() if p.graph.momentum != "none" else None,
+    )
+
+
+def step_scalars(p: Plan, xp, step: Array, total_steps: int) -> dict[str, Array]:
+    """Per-step scalars shared by all leaves: schedule, decays, bias corrections."""
+    g = p.graph
+    h = g.hparams
+    t = xp.asarray(step, dtype=xp.float32)
+    frac = t / total_steps
+    out = {"step": t, "frac": frac}
+    out["schedule"] = schedule_multiplier(g.schedule, xp, step, total_steps, g.constants)
+    for name, expr in p.decays:
+        out[f"decay:{name}"] = evaluate_scalar(expr, xp, t, frac, g.constants)
+    if h.bias_correction:
+        for moment, beta in (("m", h.beta1), ("v", h.beta2), ("gamma", h.beta3)):
+            if moment in p.needs:
+                out[f"bc:{moment}"] = 1 - xp.asarray(beta, dtype=xp.float32) ** (t + 1)
+    return out
+
+
+def _ema(xp, old: Array, new: Array, beta: float) -> Array:
+    return (1 - beta) * new + beta * old  # optax.tree.update_moment's order
+
+
+def leaf_update(
+    p: Plan,
+    xp,
+    g: Array,
+    w: Array,
+    state: LeafState,
+    scalars: dict[str, Array],
+    learning_rate: Array,
+    weight_decay: Array,
+    *,
+    noise: Array | None = None,
+    uniform: Array | None = None,
+) -> tuple[Array, LeafState]:
+    """One optimizer step for one leaf: returns ``(update, new_state)``.
+
+    ``g`` is the gradient after global-norm clipping; ``update`` is what is
+    added to ``w`` (``optax.apply_updates``).
+    """
+    gr = p.graph
+    h = gr.hparams
+    if h.clip_value:
+        g = xp.clip(g, -h.clip_value, h.clip_value)
+    m = _ema(xp, state.m, g, h.beta1) if state.m is not None else None
+    v = _ema(xp, state.v, g * g, h.beta2) if state.v is not None else None
+    gamma = _ema(xp, state.gamma, g * g * g, h.beta3) if state.gamma is not None else None
+
+    def corrected(x, name):
+        return x / scalars[f"bc:{name}"] if x is not None and f"bc:{name}" in scalars else x
+
+    ctx = ops.StepContext(
+        g=g,
+        w=w,
+        m=corrected(m, "m"),
+        v=corrected(v, "v"),
+        gamma=corrected(gamma, "gamma"),
+        noise=noise,
+        eps=h.eps,
+        step=scalars["step"],
+        frac=scalars["frac"],
+    )
+    cache: dict[str, Array] = {}
+
+    def lookup(ref: str) -> Array:
+        if ref not in cache:
+            j = graph_lib.constant_index(ref)
+            if j is not None:
+                value = xp.asarray(gr.constants[j], dtype=g.dtype)
+            elif (j := graph_lib.state_index(ref)) is not None:
+                value = state.states[j]
+            else:
+                value = ops.OPERANDS[ref].fn(xp, ctx)
+                if f"decay:{ref}" in scalars:
+                    value = value * scalars[f"decay:{ref}"]
+            cache[ref] = ops.sanitize(xp, value) if j is None else value
+        return cache[ref]
+
+    values = evaluate_expr(gr.update, lookup, xp, uniform=uniform, active=p.active)
+
+    def get(ref: str) -> Array:
+        value = values[ref] if ref in values else lookup(ref)
+        return xp.broadcast_to(value, g.shape).astype(g.dtype)
+
+    direction = get(gr.update.root)
+    new_states = tuple(get(r) for r in gr.states)
+    trace = state.trace
+    if gr.momentum != "none":
+        trace = direction + h.momentum * trace
+        direction = direction + h.momentum * trace if gr.momentum == "nesterov" else trace
+    if not (isinstance(weight_decay, (int, float)) and weight_decay == 0):
+        direction = direction + weight_decay * w
+    update = -(learning_rate * scalars["schedule"]) * direction
+    return update.astype(g.dtype), LeafState(m, v, gamma, new_states, trace)
+
+
+# --------------------------------------------------------------------------
+# optax.
+
+
+class SymoptState(NamedTuple):
+    """State of a compiled graph: step count, per-leaf states, PRNG key."""
+
+    count: jax.Array  # int32 scalar, steps taken
+    leaves: Any  # pytree of LeafState, the structure of the params
+    key: jax.Array | None  # present only when the graph draws noise
+
+
+def to_optax(
+    graph: Graph,
+    learning_rate: float | jax.Array | None = None,
+    total_steps: int = 10_000,
+    *,
+    weight_decay: float | jax.Array | None = None,
+    seed: int = 0,
+) -> optax.GradientTransformationExtraArgs:
+    """Compiles ``graph`` into an optax optimizer.
+
+    Args:
+      graph: a valid :class:`symopt.Graph`.
+      learning_rate: base learning rate (default: ``graph.hparams``); may be a
+        traced value, so it works with ``optax.inject_hyperparams`` and vmap.
+      total_steps: ``T``, the length of training that the schedule and the
+        decay operands (functions of ``t/T``) are laid over.
+      weight_decay: decoupled weight decay (default: ``graph.hparams``).
+      seed: seed of the noise and dropout operators, when the graph has them.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``; its ``update`` needs
+      ``params`` (the weights are operands).
+
+    Example:
+      >>> import jax.numpy as jnp, symopt
+      >>> tx = symopt.to_optax(symopt.zoo.adam(), learning_rate=1e-3)
+      >>> params = {"w": jnp.ones(3)}
+      >>> updates, state = tx.update(params, tx.init(params), params)
+    """
+    graph_lib.validate(graph)
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    p = plan(graph)
+    lr = graph.hparams.learning_rate if learning_rate is None else learning_rate
+    wd = graph.hparams.weight_decay if weight_decay is None else weight_decay
+    random = bool(p.needs & {"noise", "uniform"})
+
+    def init_fn(params):
+        leaves = jax.tree.map(lambda w: init_leaf(p, w, jnp), params)
+        key = jax.random.key_data(jax.random.key(seed)) if random else None
+        return SymoptState(jnp.zeros([], jnp.int32), leaves, key)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        if params is None:
+            raise ValueError("symopt optimizers need params: call update(grads, state, params)")
+        if graph.hparams.clip_norm:
+            updates, _ = optax.clip_by_global_norm(graph.hparams.clip_norm).update(
+                updates, optax.EmptyState()
+            )
+        scalars = step_scalars(p, jnp, state.count, total_steps)
+        flat_g, treedef = jax.tree.flatten(updates)
+        flat_w = treedef.flatten_up_to(params)
+        flat_s = treedef.flatten_up_to(state.leaves)
+        key = state.key
+        if random:
+            key, step_key = jax.random.split(jax.random.wrap_key_data(key))
+            key = jax.random.key_data(key)
+        out_u, out_s = [], []
+        for i, (g, w, s) in enumerate(zip(flat_g, flat_w, flat_s)):
+            noise = uniform = None
+            if random:
+                k_noise, k_unif = jax.random.split(jax.random.fold_in(step_key, i))
+                if "noise" in p.needs:
+                    noise = jax.random.normal(k_noise, g.shape, g.dtype)
+                if "uniform" in p.needs:
+                    uniform = jax.random.uniform(k_unif, g.shape, g.dtype)
+            u, s = leaf_update(p, jnp, g, w, s, scalars, lr, wd, noise=noise, uniform=uniform)
+            out_u.append(u)
+            out_s.append(s)
+        new_state = SymoptState(
+            optax.safe_increment(state.count),
+            treedef.unflatten(out_s),
+            key,
+        )
+        return treedef.unflatten(out_u), new_state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def numpy_stepper(graph: Graph, w0: np.ndarray, total_steps: int, seed: int = 0):
+    """A NumPy version of the optimizer on one array, for fast probing.
+
+    Returns ``step(g, w) -> update``, a closure over its own state; used by
+    :mod:`symopt.integrity` where compiling would cost more than the work.
+    """
+    p = plan(graph)
+    h = graph.hparams
+    rng = np.random.default_rng(seed)
+    state = init_leaf(p, w0, np)
+    count = 0
+
+    def step(g: np.ndarray, w: np.ndarray) -> np.ndarray:
+        nonlocal state, count
+        g = np.asarray(g)
+        if h.clip_norm:
+            norm = np.sqrt(np.sum(g * g))
+            g = g * min(1.0, h.clip_norm / max(norm, 1e-30))
+        scalars = step_scalars(p, np, count, total_steps)
+        noise = rng.standard_normal(g.shape).astype(g.dtype) if "noise" in p.needs else None
+        uniform = rng.random(g.shape).astype(g.dtype) if "uniform" in p.needs else None
+        u, state = leaf_update(
+            p, np, g, w, state, scalars, h.learning_rate, h.weight_decay,
+            noise=noise, uniform=uniform,
+        )
+        count += 1
+        return u
+
+    return step

@@ -1,0 +1,249 @@
+"""The operator and operand tables: the one place that defines them.
+
+Every operator is a row of :data:`UNARY` or :data:`BINARY`: its name, arity,
+its function written once over an array namespace ``xp`` (``numpy`` or
+``jax.numpy``, so the same row serves the jit-compiled optimizer and the fast
+NumPy integrity check), and its sympy form. Every operand is a row of
+:data:`OPERANDS`: the quantity it reads from the optimizer's step context
+(gradient, weights, moment EMAs, noise, the training fraction ``t/T``).
+Everything else in symopt reads these tables, so adding an operator or an
+operand is a one-line change here.
+
+The operator set follows Bello et al. 2017 ("Neural Optimizer Search with
+Reinforcement Learning") and AutoLR (Carvalho et al. 2022): unary identity,
+negation, exp, log|x|, sqrt|x|, clip at 1e-5/1e-4/1e-3, dropout at
+0.1/0.3/0.5, sign, plus abs, square and tanh; binary add, sub, mul, protected
+div, protected pow, keep-left, max and min.
+
+Safety: :func:`apply` passes every operator's output through
+:func:`sanitize` (NaN -> 0, +-inf and overflow -> +-:data:`BIG`), and the
+risky operators are protected on their own (division by ~0, log of 0, sqrt of
+a negative number, 0 to a negative power). So an operator never returns NaN
+or inf, whatever its input, and a candidate cannot poison the arrays of the
+population it is trained with. A diverging candidate shows up as huge weights
+and a huge loss, which the evaluator flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import sympy
+
+Array = Any  # numpy or jax array; ops are written once over ``xp``.
+
+BIG = 1e30
+"""Magnitude every operator output is clipped to (finite in float32)."""
+TINY = 1e-30
+"""Smallest magnitude a protected denominator or log argument takes."""
+
+
+def sanitize(xp, x: Array) -> Array:
+    """Maps NaN to 0 and clips to [-BIG, BIG] (inf included)."""
+    return xp.clip(xp.where(x == x, x, 0.0), -BIG, BIG)
+
+
+def _protect(xp, x: Array) -> Array:
+    """x with magnitude at least TINY and its sign kept (0 -> +TINY)."""
+    return xp.where(xp.abs(x) < TINY, xp.where(x < 0, -TINY, TINY), x)
+
+
+def _dropout(rate: float):
+    def fn(xp, x, uniform):
+        return xp.where(uniform >= rate, x / (1.0 - rate), 0.0)
+
+    return fn
+
+
+def _clip(bound: float):
+    return lambda xp, x: xp.clip(x, -bound, bound)
+
+
+_clip_sym = {b: sympy.Function(f"clip_{{{b:g}}}") for b in (1e-5, 1e-4, 1e-3)}
+_drop_sym = {r: sympy.Function(f"drop_{{{r:g}}}") for r in (0.1, 0.3, 0.5)}
+_restart = sympy.Function("restart")
+
+
+class Op(NamedTuple):
+    """One operator: ``fn(xp, *args)`` and its sympy form ``to_sympy(*args)``."""
+
+    name: str
+    arity: int
+    fn: Callable[..., Array]
+    to_sympy: Callable[..., sympy.Expr]
+    commutative: bool = False
+    random: bool = False  # fn takes a trailing uniform[0, 1) array
+    identity_like: bool = False  # returns its (first) argument unchanged
+
+
+UNARY: dict[str, Op] = {
+    op.name: op
+    for op in [
+        Op("identity", 1, lambda xp, x: x, lambda x: x, identity_like=True),
+        Op("neg", 1, lambda xp, x: -x, lambda x: -x),
+        Op("exp", 1, lambda xp, x: xp.exp(xp.clip(x, -80.0, 80.0)), sympy.exp),
+        Op(
+            "log_abs",
+            1,
+            lambda xp, x: xp.log(xp.maximum(xp.abs(x), TINY)),
+            lambda x: sympy.log(sympy.Abs(x)),
+        ),
+        Op("sqrt_abs", 1, lambda xp, x: xp.sqrt(xp.abs(x)), lambda x: sympy.sqrt(sympy.Abs(x))),
+        *[Op(f"clip_{b:g}", 1, _clip(b), _clip_sym[b]) for b in (1e-5, 1e-4, 1e-3)],
+        *[
+            Op(f"drop_{r:g}", 1, _dropout(r), _drop_sym[r], random=True)
+            for r in (0.1, 0.3, 0.5)
+        ],
+        Op("sign", 1, lambda xp, x: xp.sign(x), sympy.sign),
+        Op("abs", 1, lambda xp, x: xp.abs(x), sympy.Abs),
+        Op("square", 1, lambda xp, x: x * x, lambda x: x**2),
+        Op("tanh", 1, lambda xp, x: xp.tanh(x), sympy.tanh),
+    ]
+}
+
+BINARY: dict[str, Op] = {
+    op.name: op
+    for op in [
+        Op("add", 2, lambda xp, a, b: a + b, lambda a, b: a + b, commutative=True),
+        Op("sub", 2, lambda xp, a, b: a - b, lambda a, b: a - b),
+        Op("mul", 2, lambda xp, a, b: a * b, lambda a, b: a * b, commutative=True),
+        Op("div", 2, lambda xp, a, b: a / _protect(xp, b), lambda a, b: a / b),
+        Op(
+            "pow",
+            2,
+            lambda xp, a, b: xp.power(xp.maximum(xp.abs(a), TINY), xp.clip(b, -BIG, BIG)),
+            lambda a, b: sympy.Abs(a) ** b,
+        ),
+        Op("keep_left", 2, lambda xp, a, b: a, lambda a, b: a, identity_like=True),
+        Op("max", 2, lambda xp, a, b: xp.maximum(a, b), sympy.Max, commutative=True),
+        Op("min", 2, lambda xp, a, b: xp.minimum(a, b), sympy.Min, commutative=True),
+    ]
+}
+
+
+def apply(name: str, xp, *args: Array, uniform: Array | None = None) -> Array:
+    """Applies the operator ``name`` and sanitizes its output.
+
+    Args:
+      name: a key of :data:`UNARY` or :data:`BINARY`.
+      xp: the array namespace (``numpy`` or ``jax.numpy``).
+      *args: the operands (one for a unary, two for a binary operator).
+      uniform: uniform[0, 1) samples shaped like the operands, needed by the
+        random operators (dropout).
+    """
+    op = UNARY[name] if len(args) == 1 else BINARY[name]
+    if op.random:
+        args = (*args, uniform)
+    return sanitize(xp, op.fn(xp, *args))
+
+
+# --------------------------------------------------------------------------
+# Operands.
+
+
+class StepContext(NamedTuple):
+    """What an operand may read at one optimizer step (one leaf of the tree).
+
+    Moments are bias-corrected here when the graph asks for it. Fields a graph
+    does not use may be ``None``.
+    """
+
+    g: Array  # gradient (after clipping)
+    w: Array  # weights
+    m: Array | None  # EMA of g with beta1
+    v: Array | None  # EMA of g^2 with beta2
+    gamma: Array | None  # EMA of g^3 with beta3
+    noise: Array | None  # standard normal, fresh each step
+    eps: Array  # epsilon hyperparameter
+    step: Array  # 0-based step index t (scalar)
+    frac: Array  # t / T, the training fraction (scalar)
+
+
+class Operand(NamedTuple):
+    """One operand: ``fn(xp, ctx)`` and its sympy form."""
+
+    name: str
+    fn: Callable[[Any, StepContext], Array]
+    sympy: sympy.Expr
+    needs: frozenset[str] = frozenset()  # moment EMAs / noise it reads
+    gradient: bool = False  # depends on the gradient
+    scalar: bool = False  # a function of the step only (usable in decays/schedules)
+
+
+_g, _w, _m, _v, _gamma = sympy.symbols("g w m v gamma", real=True)
+_eps = sympy.Symbol("epsilon", positive=True)
+_xi = sympy.Symbol("xi", real=True)
+_t, _T = sympy.symbols("t T", positive=True)
+_frac = _t / _T
+
+RESTART_CYCLES = 4
+"""Cycles of the ``decay_restart`` operand over training."""
+NOISE_ANNEALING = 0.55
+"""Annealed noise has variance 1/(1+t)^NOISE_ANNEALING (Bello et al.)."""
+
+
+def _scaled_w(scale: float) -> Operand:
+    return Operand(f"w_{scale:g}", lambda xp, c: scale * c.w, sympy.Float(scale) * _w)
+
+
+OPERANDS: dict[str, Operand] = {
+    o.name: o
+    for o in [
+        Operand("g", lambda xp, c: c.g, _g, gradient=True),
+        Operand("g2", lambda xp, c: c.g * c.g, _g**2, gradient=True),
+        Operand("g3", lambda xp, c: c.g * c.g * c.g, _g**3, gradient=True),
+        Operand("m", lambda xp, c: c.m, _m, frozenset({"m"}), gradient=True),
+        Operand("v", lambda xp, c: c.v, _v, frozenset({"v"}), gradient=True),
+        Operand("gamma", lambda xp, c: c.gamma, _gamma, frozenset({"gamma"}), gradient=True),
+        Operand("sign_g", lambda xp, c: xp.sign(c.g), sympy.sign(_g), gradient=True),
+        Operand("sign_m", lambda xp, c: xp.sign(c.m), sympy.sign(_m), frozenset({"m"}), True),
+        Operand(
+            "adam",
+            lambda xp, c: c.m / (xp.sqrt(c.v) + c.eps),
+            _m / (sympy.sqrt(_v) + _eps),
+            frozenset({"m", "v"}),
+            gradient=True,
+        ),
+        Operand(
+            "rmsprop",
+            lambda xp, c: c.g / xp.sqrt(c.v + c.eps),
+            _g / sympy.sqrt(_v + _eps),
+            frozenset({"v"}),
+            gradient=True,
+        ),
+        Operand("noise", lambda xp, c: c.noise, _xi, frozenset({"noise"})),
+        Operand(
+            "noise_annealed",
+            lambda xp, c: c.noise * (1.0 + c.step) ** (-NOISE_ANNEALING / 2),
+            _xi * (1 + _t) ** sympy.Float(-NOISE_ANNEALING / 2),
+            frozenset({"noise"}),
+        ),
+        *[_scaled_w(s) for s in (1e-4, 1e-3, 1e-2, 1e-1)],
+        Operand("one", lambda xp, c: xp.ones_like(c.frac), sympy.Integer(1), scalar=True),
+        Operand("t", lambda xp, c: c.frac, _frac, scalar=True),
+        Operand(
+            "decay_linear",
+            lambda xp, c: xp.maximum(0.0, 1.0 - c.frac),
+            sympy.Max(0, 1 - _frac),
+            scalar=True,
+        ),
+        Operand(
+            "decay_cosine",
+            lambda xp, c: 0.5 * (1.0 + xp.cos(xp.pi * c.frac)),
+            (1 + sympy.cos(sympy.pi * _frac)) / 2,
+            scalar=True,
+        ),
+        Operand(
+            "decay_restart",
+            lambda xp, c: 0.5 * (1.0 + xp.cos(xp.pi * xp.mod(RESTART_CYCLES * c.frac, 1.0))),
+            _restart(_frac),
+            scalar=True,
+        ),
+    ]
+}
+"""Fixed operands. A graph adds its constants ``c0, c1, ...`` and its
+recurrent states ``s0, s1, ...`` (see :mod:`symopt.graph`)."""
+
+SCALAR_OPERANDS = tuple(n for n, o in OPERANDS.items() if o.scalar)
+TENSOR_OPERANDS = tuple(OPERANDS)
