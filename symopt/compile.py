@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from symopt import graph as graph_lib
@@ -68,7 +67,8 @@ def evaluate_expr(
 ) -> dict[str, Array]:
     """Values of ``expr``'s active nodes; ``lookup`` resolves non-node refs.
 
-    Returns a dict from node refs (``"n3"``) to values.
+    ``lookup`` must return values in [-BIG, BIG] (sanitized); so are the node
+    values. Returns a dict from node refs (``"n3"``) to values.
     """
     values: dict[str, Array] = {}
 
@@ -79,9 +79,18 @@ def evaluate_expr(
         active = tuple(sorted(graph_lib.active_nodes(expr)))
     for i in active:
         n = expr.nodes[i]
-        a = ops.apply(n.left, xp, get(n.a), uniform=uniform)
-        b = ops.apply(n.right, xp, get(n.b), uniform=uniform)
-        values[graph_lib.node_ref(i)] = ops.apply(n.op, xp, a, b)
+        # identity and keep_left are skipped outright: they are common, and
+        # the Python overhead matters when the integrity check runs NumPy.
+        a = get(n.a)
+        if n.left != "identity":
+            a = ops.apply_bounded(n.left, xp, a, uniform=uniform)
+        if n.op == "keep_left":
+            values[graph_lib.node_ref(i)] = a
+            continue
+        b = get(n.b)
+        if n.right != "identity":
+            b = ops.apply_bounded(n.right, xp, b, uniform=uniform)
+        values[graph_lib.node_ref(i)] = ops.apply_bounded(n.op, xp, a, b)
     return values
 
 
@@ -229,7 +238,9 @@ def leaf_update(
 
     def get(ref: str) -> Array:
         value = values[ref] if ref in values else lookup(ref)
-        return xp.broadcast_to(value, g.shape).astype(g.dtype)
+        if value.shape != g.shape:
+            value = xp.broadcast_to(value, g.shape)
+        return value.astype(g.dtype) if value.dtype != g.dtype else value
 
     direction = get(gr.update.root)
     new_states = tuple(get(r) for r in gr.states)
@@ -333,34 +344,3 @@ def to_optax(
         return treedef.unflatten(out_u), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def numpy_stepper(graph: Graph, w0: np.ndarray, total_steps: int, seed: int = 0):
-    """A NumPy version of the optimizer on one array, for fast probing.
-
-    Returns ``step(g, w) -> update``, a closure over its own state; used by
-    :mod:`symopt.integrity` where compiling would cost more than the work.
-    """
-    p = plan(graph)
-    h = graph.hparams
-    rng = np.random.default_rng(seed)
-    state = init_leaf(p, w0, np)
-    count = 0
-
-    def step(g: np.ndarray, w: np.ndarray) -> np.ndarray:
-        nonlocal state, count
-        g = np.asarray(g)
-        if h.clip_norm:
-            norm = np.sqrt(np.sum(g * g))
-            g = g * min(1.0, h.clip_norm / max(norm, 1e-30))
-        scalars = step_scalars(p, np, count, total_steps)
-        noise = rng.standard_normal(g.shape).astype(g.dtype) if "noise" in p.needs else None
-        uniform = rng.random(g.shape).astype(g.dtype) if "uniform" in p.needs else None
-        u, state = leaf_update(
-            p, np, g, w, state, scalars, h.learning_rate, h.weight_decay,
-            noise=noise, uniform=uniform,
-        )
-        count += 1
-        return u
-
-    return step

@@ -33,6 +33,7 @@ gives the form in which structurally equal graphs compare equal.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -149,6 +150,7 @@ class Graph:
         return symbolic.to_text(self)
 
 
+@functools.lru_cache(maxsize=1024)
 def node_ref(i: int) -> str:
     return f"n{i}"
 
@@ -158,17 +160,20 @@ _CONST_REF = re.compile(r"c(\d+)\Z")
 _STATE_REF = re.compile(r"s(\d+)\Z")
 
 
+@functools.lru_cache(maxsize=4096)
 def node_index(ref: str) -> int | None:
     """The node index of ``n<i>``, else None."""
     match = _NODE_REF.match(ref)
     return int(match.group(1)) if match else None
 
 
+@functools.lru_cache(maxsize=4096)
 def constant_index(ref: str) -> int | None:
     match = _CONST_REF.match(ref)
     return int(match.group(1)) if match else None
 
 
+@functools.lru_cache(maxsize=4096)
 def state_index(ref: str) -> int | None:
     match = _STATE_REF.match(ref)
     return int(match.group(1)) if match else None

@@ -1,0 +1,206 @@
+"""The integrity check and the functional fingerprint of a graph.
+
+:func:`check` rejects degenerate optimizers before any training (Morgan &
+Hougen 2024's integrity check; Chen et al. 2023's abstract execution; AutoLR's
+"a step that ignores the gradient is invalid"). Each rejection has a reason
+code (:data:`REASONS`):
+
+* ``invalid_structure``: the graph does not validate.
+* ``no_gradient``: the update does not depend on the gradient (seen in the
+  structure, or on probe inputs, e.g. ``g - g``).
+* ``constant_update``: the update is one value everywhere, whatever the input.
+* ``zero_update``: the update is zero on the probe inputs.
+* ``non_finite``: the update overflows on the probe inputs.
+* ``quadratic_not_decreasing``: a short run on a convex quadratic does not
+  lower its loss.
+
+:func:`fingerprint` hashes the updates on fixed probe inputs (AutoML-Zero's
+functional-equivalence cache): functionally equal graphs (``x+y`` vs
+``y+x``, dead nodes, ``x*1``, node order) hash equal.
+
+Both run the optimizer's own step function (:func:`symopt.compile.leaf_update`)
+with NumPy on a few tiny arrays at once: probing a graph must cost far less
+than compiling it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import NamedTuple
+
+import numpy as np
+
+from symopt import compile as compile_lib
+from symopt import graph as graph_lib
+from symopt import ops
+from symopt.graph import Graph
+
+REASONS = (
+    "ok",
+    "invalid_structure",
+    "no_gradient",
+    "constant_update",
+    "zero_update",
+    "non_finite",
+    "quadratic_not_decreasing",
+)
+PROBE_SIZE = 12  # elements of each probe array
+PROBE_STEPS = 10  # steps of each probe run
+PROBE_TOTAL_STEPS = 100  # T the schedule is laid over while probing
+OVERFLOW = 1e20  # an update this large counts as non-finite
+
+
+class CheckReport(NamedTuple):
+    """The outcome of :func:`check`."""
+
+    ok: bool
+    reason: str  # one of REASONS
+    detail: str = ""
+    fingerprint: str | None = None  # set when the probe run happened
+
+
+def _probe_inputs():
+    rng = np.random.default_rng(20240406)
+    scales = np.geomspace(1e-4, 0.3, PROBE_SIZE)  # typical of network gradients
+    grads_a = rng.standard_normal((PROBE_STEPS, PROBE_SIZE)) * scales
+    grads_b = rng.standard_normal((PROBE_STEPS, PROBE_SIZE)) * scales[::-1]
+    w_probe = rng.standard_normal(PROBE_SIZE)
+    curvature = np.geomspace(0.5, 2.0, PROBE_SIZE)
+    w_star = rng.standard_normal(PROBE_SIZE)
+    w_quad = w_star + rng.choice([-1.0, 1.0], PROBE_SIZE) * rng.uniform(0.05, 0.3, PROBE_SIZE)
+    return grads_a, grads_b, w_probe, curvature, w_star, w_quad
+
+
+_GRADS_A, _GRADS_B, _W_PROBE, _CURVATURE, _W_STAR, _W_QUAD = _probe_inputs()
+
+
+def _quadratic_loss(w: np.ndarray) -> np.ndarray:
+    return 0.5 * np.sum(_CURVATURE * (w - _W_STAR) ** 2, axis=-1)
+
+
+def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TOTAL_STEPS):
+    """Runs ``graph`` on three probe problems at once, with NumPy.
+
+    Rows: 0 and 1 feed fixed gradient sequences ``A`` and ``B`` at fixed
+    weights; row 2 descends the quadratic ``0.5 * sum(h * (w - w*)^2)``.
+    Noise and dropout draw the same samples in every row.
+
+    Returns:
+      ``(updates, quad_losses)``: updates of shape ``(steps, 3, PROBE_SIZE)``
+      and the quadratic's loss before each step and after the last
+      (``steps + 1`` values).
+    """
+    p = compile_lib.plan(graph)
+    h = graph.hparams
+    scalars_all = compile_lib.step_scalars(p, np, np.arange(steps), total_steps)
+    scalars_all = {key: np.broadcast_to(v, (steps,)) for key, v in scalars_all.items()}
+    rng = np.random.default_rng(0)
+    w = np.stack([_W_PROBE, _W_PROBE, _W_QUAD])
+    state = compile_lib.init_leaf(p, w, np)
+    updates = np.empty((steps, 3, PROBE_SIZE))
+    losses = [_quadratic_loss(w[2])]
+    with np.errstate(all="ignore"):
+        for k in range(steps):
+            g = np.stack([_GRADS_A[k], _GRADS_B[k], _CURVATURE * (w[2] - _W_STAR)])
+            if h.clip_norm:
+                norm = np.sqrt(np.sum(g * g, axis=-1, keepdims=True))
+                g = g * np.minimum(1.0, h.clip_norm / np.maximum(norm, ops.TINY))
+            scalars = {key: value[k] for key, value in scalars_all.items()}
+            noise = uniform = None
+            if "noise" in p.needs:
+                noise = np.broadcast_to(rng.standard_normal(PROBE_SIZE), g.shape)
+            if "uniform" in p.needs:
+                uniform = np.broadcast_to(rng.random(PROBE_SIZE), g.shape)
+            u, state = compile_lib.leaf_update(
+                p, np, g, w, state, scalars, h.learning_rate, h.weight_decay,
+                noise=noise, uniform=uniform,
+            )
+            updates[k] = u
+            w = w.copy()
+            w[2] = w[2] + u[2]
+            losses.append(_quadratic_loss(w[2]))
+    return updates, np.asarray(losses)
+
+
+def _depends_on_gradient(graph: Graph) -> bool:
+    """Whether the root reaches a gradient operand, through states too."""
+    update = graph.update
+    grad_states: set[int] = set()
+    changed = True
+    while changed:  # fixed point: a state is gradient-dependent if its ref is
+        changed = False
+        for i, ref in enumerate(graph.states):
+            if i not in grad_states and _reaches_gradient(update, ref, grad_states):
+                grad_states.add(i)
+                changed = True
+    return _reaches_gradient(update, update.root, grad_states)
+
+
+def _reaches_gradient(update, ref: str, grad_states: set[int]) -> bool:
+    for name in graph_lib.expr_inputs(graph_lib.Expr(update.nodes, ref)):
+        if name in ops.OPERANDS and ops.OPERANDS[name].gradient:
+            return True
+        j = graph_lib.state_index(name)
+        if j is not None and j in grad_states:
+            return True
+    return False
+
+
+def _hash_updates(updates: np.ndarray) -> str:
+    """Hash of updates rounded to 5 significant digits (float noise ignored)."""
+    x = np.nan_to_num(np.asarray(updates, np.float64), nan=0.0, posinf=OVERFLOW, neginf=-OVERFLOW)
+    mantissa, exponent = np.frexp(x)
+    rounded = np.round(mantissa * 2**17).astype(np.int64)
+    exponent = np.where(rounded == 0, 0, exponent)
+    digest = hashlib.sha1(rounded.tobytes() + exponent.astype(np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check(graph: Graph) -> CheckReport:
+    """Decides, before any training, whether ``graph`` is worth training.
+
+    Returns:
+      A :class:`CheckReport`: ``ok``, a ``reason`` code from :data:`REASONS`,
+      a one-line ``detail`` and, when probed, the ``fingerprint``.
+
+    Example:
+      >>> import symopt
+      >>> symopt.check(symopt.zoo.adam()).ok
+      True
+    """
+    try:
+        graph_lib.validate(graph)
+    except graph_lib.GraphError as e:
+        return CheckReport(False, "invalid_structure", str(e))
+    if not _depends_on_gradient(graph):
+        return CheckReport(False, "no_gradient", "no gradient operand reaches the root")
+    updates, losses = probe(graph)
+    fp = _hash_updates(updates[:, :2])
+    probe_updates = updates[:, :2]
+    if not np.all(np.isfinite(updates)) or np.max(np.abs(updates)) >= OVERFLOW:
+        return CheckReport(False, "non_finite", "the update overflows on probe inputs", fp)
+    if not np.any(probe_updates):
+        return CheckReport(False, "zero_update", "the update is zero on probe inputs", fp)
+    if np.array_equal(probe_updates[:, 0], probe_updates[:, 1]):
+        if np.all(probe_updates == probe_updates[0, 0, 0]):
+            return CheckReport(False, "constant_update", "the update is one constant value", fp)
+        return CheckReport(False, "no_gradient", "probe gradients A and B give equal updates", fp)
+    if not (np.isfinite(losses[-1]) and losses[-1] < losses[0]):
+        return CheckReport(
+            False,
+            "quadratic_not_decreasing",
+            f"quadratic loss {losses[0]:.4g} -> {losses[-1]:.4g} in {len(losses) - 1} steps",
+            fp,
+        )
+    return CheckReport(True, "ok", "", fp)
+
+
+def fingerprint(graph: Graph) -> str:
+    """A functional hash: equal for graphs that compute the same updates.
+
+    The graph runs on fixed probe inputs (see :func:`probe`) and the updates,
+    rounded to 5 significant digits, are hashed (16 hex characters).
+    """
+    graph_lib.validate(graph)
+    updates, _ = probe(graph)
+    return _hash_updates(updates[:, :2])

@@ -1,0 +1,1 @@
+"""Search spaces: each produces symopt Graphs (see DESIGN.md)."""
