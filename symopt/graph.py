@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import os
@@ -380,33 +381,45 @@ def _canonical_expr(
 ) -> tuple[Expr, tuple[str, ...]]:
     """Rebuilds ``expr`` in canonical order: dead nodes dropped, equal
     sub-expressions shared, commutative inputs sorted, post-order numbering."""
-    out: list[Node] = []
-    key_of: dict[str, str] = {}  # canonical key -> new ref
-    memo: dict[str, tuple[str, str]] = {}  # old ref -> (key, new ref)
+    keys: dict[str, str] = {}  # old ref -> canonical key (hash of the expression)
 
-    def visit(ref: str) -> tuple[str, str]:
-        if ref in memo:
-            return memo[ref]
+    def key(ref: str) -> str:
+        if ref not in keys:
+            i = node_index(ref)
+            if i is None:
+                keys[ref] = rename.get(ref, ref)
+            else:
+                node = expr.nodes[i]
+                sides = [f"{node.left}({key(node.a)})", f"{node.right}({key(node.b)})"]
+                if ops.BINARY[node.op].commutative:
+                    sides.sort()
+                # Hashed, so that keys stay short however much the DAG shares.
+                text = f"{node.op}[{sides[0]},{sides[1]}]"
+                keys[ref] = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+        return keys[ref]
+
+    out: list[Node] = []
+    new_ref: dict[str, str] = {}  # canonical key -> new ref
+
+    def emit(ref: str) -> str:
+        k = key(ref)
+        if k in new_ref:
+            return new_ref[k]
         i = node_index(ref)
         if i is None:
-            new = rename.get(ref, ref)
-            memo[ref] = (new, new)
-            return memo[ref]
+            return rename.get(ref, ref)
         node = expr.nodes[i]
-        ka, ra = visit(node.a)
-        kb, rb = visit(node.b)
-        sides = [(f"{node.left}({ka})", node.left, ra), (f"{node.right}({kb})", node.right, rb)]
+        sides = [(node.left, node.a), (node.right, node.b)]
         if ops.BINARY[node.op].commutative:
-            sides.sort(key=lambda s: s[0])
-        key = f"{node.op}[{sides[0][0]},{sides[1][0]}]"
-        if key not in key_of:
-            out.append(Node(node.op, sides[0][1], sides[0][2], sides[1][1], sides[1][2]))
-            key_of[key] = node_ref(len(out) - 1)
-        memo[ref] = (key, key_of[key])
-        return memo[ref]
+            sides.sort(key=lambda side: f"{side[0]}({key(side[1])})")
+        (left, a), (right, b) = sides
+        a, b = emit(a), emit(b)
+        out.append(Node(node.op, left, a, right, b))
+        new_ref[k] = node_ref(len(out) - 1)
+        return new_ref[k]
 
-    root = visit(expr.root)[1]
-    extras = tuple(visit(r)[1] for r in extra_roots)
+    root = emit(expr.root)
+    extras = tuple(emit(r) for r in extra_roots)
     return Expr(tuple(out), root), extras
 
 

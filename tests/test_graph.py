@@ -1,0 +1,235 @@
+"""Graph: validation with named fields, JSON round-trip, canonical form."""
+
+import copy
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import symopt
+from symopt import graph as graph_lib
+from symopt import integrity, zoo
+from symopt.graph import Expr, Graph, GraphError, Hyperparams, Node, Schedule, nodes, simple
+from symopt.spaces import nos
+
+RANDOM_GRAPHS = [nos.sample(np.random.default_rng(seed)) for seed in range(200)]
+
+
+def _adam_plus_node(*specs, **kwargs):
+    return Graph(update=nodes(*specs), **kwargs)
+
+
+MALFORMED = {
+    "update.nodes[0].op": _adam_plus_node(("plus", "identity", "g", "identity", "m")),
+    "update.nodes[0].left": _adam_plus_node(("add", "cube", "g", "identity", "m")),
+    "update.nodes[0].a": _adam_plus_node(("add", "identity", "grad", "identity", "m")),
+    "update.nodes[0].b": _adam_plus_node(("add", "identity", "g", "identity", "n0")),
+    "update.nodes[1].a": _adam_plus_node(
+        ("add", "identity", "g", "identity", "m"), ("add", "identity", "n2", "identity", "g")
+    ),
+    "update.root": Graph(update=Expr((), "n0")),
+    "update.nodes[0].b'": _adam_plus_node(("add", "identity", "g", "identity", "c0")),
+    "states[0]": simple("g", states=("n4",)),
+    "update.nodes[0].a'": _adam_plus_node(("add", "identity", "s0", "identity", "g")),
+    "constants[0]": simple("g", constants=(float("nan"),)),
+    "momentum": simple("g", momentum="heavy"),
+    "schedule.kind": simple("g", schedule=Schedule(kind="warm")),
+    "schedule.warmup_steps": simple("g", schedule=Schedule(warmup_steps=-1)),
+    "schedule.expr": simple("g", schedule=Schedule(kind="cosine", expr=Expr((), "t"))),
+    "schedule.expr.root": simple("g", schedule=Schedule(kind="graph", expr=Expr((), "g"))),
+    "hparams.beta1": simple("g", hparams=Hyperparams(beta1=1.0)),
+    "hparams.learning_rate": simple("g", hparams=Hyperparams(learning_rate=-1e-3)),
+    "hparams.eps": simple("g", hparams=Hyperparams(eps=0.0)),
+    "hparams.bias_correction": simple("g", hparams=Hyperparams(bias_correction="yes")),
+    "decays[0]": simple("g", decays=(("gradient", Expr((), "t")),)),
+    "decays[1]": simple("g", decays=(("g", Expr((), "t")), ("g", Expr((), "t")))),
+    "decays.g.nodes[0].left": simple(
+        "g", decays=(("g", Expr((Node("add", "drop_0.5", "t", "identity", "t"),), "n0")),)
+    ),
+    "update.nodes": Graph(
+        update=Expr(tuple(Node("add", "identity", "g", "identity", "g") for _ in range(40)), "n39")
+    ),
+}
+
+
+@pytest.mark.parametrize("field,graph", list(MALFORMED.items()), ids=list(MALFORMED))
+def test_validate_names_the_bad_field_on_one_line(field, graph):
+    with pytest.raises(GraphError) as info:
+        symopt.validate(graph)
+    message = str(info.value)
+    assert message.startswith(field.rstrip("'") + ":"), message
+    assert "\n" not in message
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_zoo_graphs_validate(name):
+    assert symopt.validate(zoo.get(name)) == zoo.get(name)
+
+
+@pytest.mark.parametrize("index", range(0, 200, 7))
+def test_random_graphs_round_trip_through_json(index):
+    graph = RANDOM_GRAPHS[index]
+    assert symopt.from_json(graph.to_json()) == graph
+
+
+def test_all_random_graphs_round_trip_through_json():
+    for graph in RANDOM_GRAPHS:
+        assert symopt.from_dict(json.loads(json.dumps(symopt.to_dict(graph)))) == graph
+
+
+def test_save_and_load_round_trip(tmp_path):
+    path = tmp_path / "terms_ga.json"
+    symopt.save(zoo.terms_ga(), path)
+    assert symopt.load(path) == zoo.terms_ga()
+
+
+def test_load_names_the_file_and_the_field(tmp_path):
+    path = tmp_path / "bad.json"
+    data = symopt.to_dict(zoo.adam())
+    data["hparams"]["beta2"] = 2.0
+    path.write_text(json.dumps(data))
+    with pytest.raises(GraphError, match=r"bad\.json: hparams\.beta2"):
+        symopt.load(path)
+
+
+@pytest.mark.parametrize(
+    "mutate,field",
+    [
+        (lambda d: d.pop("update"), "update"),
+        (lambda d: d.update(colour="red"), "colour"),
+        (lambda d: d["update"]["nodes"].append({"op": "add"}), "update.nodes[0].left"),
+        (lambda d: d["update"].update(nodes="add"), "update.nodes"),
+        (lambda d: d.update(hparams=[]), "hparams"),
+        (lambda d: d["hparams"].update(lr=1.0), "hparams.lr"),
+        (lambda d: d.update(format="other/2"), "format"),
+        (lambda d: d.update(states="n0"), "states"),
+        (lambda d: d["schedule"].update(kind=3), "schedule.kind"),
+    ],
+)
+def test_from_dict_errors_name_the_field(mutate, field):
+    data = symopt.to_dict(zoo.adam())
+    mutate(data)
+    with pytest.raises(GraphError) as info:
+        symopt.from_dict(data)
+    assert str(info.value).startswith(field + ":"), str(info.value)
+
+
+def test_from_dict_raises_only_graph_errors_on_random_corruption():
+    rng = np.random.default_rng(3)
+    junk = [None, 1, -1.5, "x", [], {}, [1, 2], {"a": 1}, True, "n0", "g", float("inf")]
+    originals = [symopt.to_dict(zoo.get(n)) for n in zoo.names()]
+    for trial in range(500):
+        data = copy.deepcopy(originals[trial % len(originals)])
+        for _ in range(int(rng.integers(1, 4))):
+            _corrupt(data, rng, junk)
+        try:
+            symopt.from_dict(data)
+        except GraphError as e:
+            assert "\n" not in str(e)
+
+
+def _corrupt(data, rng, junk):
+    """Replaces or deletes one random entry somewhere in a nested dict/list."""
+    container = data
+    while True:
+        keys = list(container) if isinstance(container, dict) else list(range(len(container)))
+        if not keys:
+            return
+        key = keys[int(rng.integers(len(keys)))]
+        child = container[key]
+        if isinstance(child, (dict, list)) and child and rng.random() < 0.6:
+            container = child
+            continue
+        if isinstance(container, dict) and rng.random() < 0.3:
+            del container[key]
+        else:
+            container[key] = junk[int(rng.integers(len(junk)))]
+        return
+
+
+def test_from_json_reports_bad_json():
+    with pytest.raises(GraphError, match="^json:"):
+        symopt.from_json("{not json")
+
+
+# ---------------------------------------------------------------------------
+# Canonical form.
+
+
+def test_canonical_ignores_operand_order_of_commutative_ops():
+    a = Graph(update=nodes(("add", "identity", "g", "sign", "m")))
+    b = Graph(update=nodes(("add", "sign", "m", "identity", "g")))
+    assert a != b
+    assert symopt.canonical(a) == symopt.canonical(b)
+
+
+def test_canonical_keeps_operand_order_of_non_commutative_ops():
+    a = Graph(update=nodes(("sub", "identity", "g", "identity", "m")))
+    b = Graph(update=nodes(("sub", "identity", "m", "identity", "g")))
+    assert symopt.canonical(a) != symopt.canonical(b)
+
+
+def test_canonical_drops_dead_nodes_and_renumbers():
+    live = Graph(update=nodes(("mul", "identity", "g", "identity", "v")))
+    with_dead = Graph(
+        update=nodes(
+            ("add", "exp", "g", "identity", "m"),  # dead
+            ("mul", "identity", "g", "identity", "v"),
+            ("sub", "identity", "n0", "identity", "n1"),  # dead
+            root="n1",
+        )
+    )
+    assert symopt.canonical(with_dead) == symopt.canonical(live)
+    assert len(symopt.canonical(with_dead).update.nodes) == 1
+
+
+def test_canonical_ignores_the_order_of_independent_nodes():
+    a = Graph(
+        update=nodes(
+            ("mul", "identity", "g", "identity", "m"),
+            ("div", "identity", "g", "sqrt_abs", "v"),
+            ("sub", "identity", "n0", "identity", "n1"),
+        )
+    )
+    b = Graph(
+        update=nodes(
+            ("div", "identity", "g", "sqrt_abs", "v"),
+            ("mul", "identity", "g", "identity", "m"),
+            ("sub", "identity", "n1", "identity", "n0"),
+        )
+    )
+    assert symopt.canonical(a) == symopt.canonical(b)
+
+
+def test_canonical_drops_unused_constants_and_decays():
+    graph = Graph(
+        update=nodes(("mul", "identity", "c1", "identity", "g")),
+        constants=(5.0, 0.5),
+        decays=(("m", Expr((), "decay_linear")),),
+    )
+    canon = symopt.canonical(graph)
+    assert canon.constants == (0.5,)
+    assert canon.update.nodes[0].a == "c0" or canon.update.nodes[0].b == "c0"
+    assert canon.decays == ()
+
+
+@pytest.mark.parametrize("index", range(0, 200, 9))
+def test_canonical_is_idempotent_and_keeps_the_function(index):
+    graph = RANDOM_GRAPHS[index]
+    canon = symopt.canonical(graph)
+    assert symopt.canonical(canon) == canon
+    assert integrity.fingerprint(canon) == integrity.fingerprint(graph)
+
+
+def test_graphs_are_hashable_and_immutable():
+    graph = zoo.adam()
+    assert hash(graph) == hash(zoo.adam())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        graph.momentum = "nesterov"
+
+
+def test_used_operands_follow_states_and_decays():
+    graph = zoo.lion()
+    assert graph_lib.used_operands(graph) >= {"g", "s0", "c0", "c1", "c2", "c3"}
