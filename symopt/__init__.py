@@ -25,6 +25,7 @@ from symopt.graph import (
     to_dict,
     validate,
 )
+from symopt.integrity import CheckReport, check, fingerprint
 
 __version__ = "0.1.0"
 
@@ -36,7 +37,10 @@ __all__ = [
     "Node",
     "Schedule",
     "SymoptState",
+    "CheckReport",
     "canonical",
+    "check",
+    "fingerprint",
     "from_dict",
     "from_json",
     "load",
