@@ -92,14 +92,14 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
     """
     p = compile_lib.plan(graph)
     h = graph.hparams
-    scalars_all = compile_lib.step_scalars(p, np, np.arange(steps), total_steps)
-    scalars_all = {key: np.broadcast_to(v, (steps,)) for key, v in scalars_all.items()}
     rng = np.random.default_rng(0)
     w = np.stack([_W_PROBE, _W_PROBE, _W_QUAD])
     state = compile_lib.init_leaf(p, w, np)
     updates = np.empty((steps, 3, PROBE_SIZE))
     losses = [_quadratic_loss(w[2])]
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # overflow is expected, and sanitized
+        scalars_all = compile_lib.step_scalars(p, np, np.arange(steps), total_steps)
+        scalars_all = {key: np.broadcast_to(v, (steps,)) for key, v in scalars_all.items()}
         for k in range(steps):
             g = np.stack([_GRADS_A[k], _GRADS_B[k], _CURVATURE * (w[2] - _W_STAR)])
             if h.clip_norm:

@@ -1,0 +1,82 @@
+"""1,000 random graphs through validate -> check -> to_optax -> steps.
+
+Every graph is stepped eagerly (op by op, as JAX runs outside jit); a sample
+is also jit-compiled in the default run, and all 1,000 in the slow run
+(``pytest -m slow``): compiling costs ~0.5 s a graph on 2 CPU cores.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import symopt
+from symopt import integrity
+from symopt.spaces import nos
+
+NUM_GRAPHS = 1000
+STEPS = 3
+PARAMS = {"kernel": jnp.linspace(-1.0, 1.0, 6).reshape(3, 2), "bias": jnp.zeros(2),
+          "scale": jnp.ones(())}
+
+
+@functools.cache
+def _graphs():
+    rng = np.random.default_rng(2024)
+    return [nos.sample(rng) for _ in range(NUM_GRAPHS)]
+
+
+def _grads(params, k):
+    return jax.tree.map(lambda x: jnp.sin(3.0 * x + k) + 0.1 * k, params)
+
+
+def _run(tx, params, jit: bool):
+    update = jax.jit(tx.update) if jit else tx.update
+    state = tx.init(params)
+    for k in range(STEPS):
+        updates, state = update(_grads(params, k), state, params)
+        params = optax.apply_updates(params, updates)
+    return params, state
+
+
+def test_random_graphs_validate_check_compile_and_step_eagerly():
+    reasons = {}
+    for graph in _graphs():
+        symopt.validate(graph)
+        report = symopt.check(graph)
+        reasons[report.reason] = reasons.get(report.reason, 0) + 1
+        tx = symopt.to_optax(graph, total_steps=10)
+        params, state = _run(tx, PARAMS, jit=False)
+        assert int(state.count) == STEPS
+        for leaf in jax.tree.leaves(params):
+            assert not np.any(np.isnan(leaf)), graph
+    assert reasons.get("ok", 0) >= NUM_GRAPHS // 10, reasons
+
+
+def _check_jit_matches_eager(graph):
+    tx = symopt.to_optax(graph, total_steps=10)
+    eager, _ = _run(tx, PARAMS, jit=False)
+    jitted, state = _run(tx, PARAMS, jit=True)
+    assert int(state.count) == STEPS
+    for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("index", range(0, NUM_GRAPHS, 100))
+def test_random_graphs_step_under_jit_as_they_do_eagerly(index):
+    _check_jit_matches_eager(_graphs()[index])
+
+
+@pytest.mark.slow
+def test_all_random_graphs_step_under_jit_as_they_do_eagerly():
+    for graph in _graphs():
+        _check_jit_matches_eager(graph)
+
+
+def test_check_accepts_a_useful_share_of_random_graphs_and_names_the_rest():
+    reports = [symopt.check(g) for g in _graphs()]
+    assert all(r.reason in integrity.REASONS for r in reports)
+    assert all(r.ok == (r.reason == "ok") for r in reports)
