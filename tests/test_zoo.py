@@ -124,6 +124,21 @@ def test_default_hyperparameter_equals_optax_default(name, optax_fn, arg, read):
     assert read(zoo.get(name)) == optax_default
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: zoo.lion(beta1=..., beta2=...) sets hparams.beta1/beta2, which the lion graph"
+    " never reads (its b1, b2 are the fixed constants c0..c3), so the override is silently"
+    " ignored",
+)
+def test_lion_beta_overrides_match_optax_lion_betas(params, make_grads, run_trajectory):
+    grads = make_grads(PARITY_STEPS, seed=1)
+    ours = symopt.to_optax(zoo.lion(beta1=0.5, beta2=0.9), learning_rate=PARITY_LR)
+    theirs = optax.lion(PARITY_LR, b1=0.5, b2=0.9)
+    _, our_updates, _ = run_trajectory(ours, params, grads)
+    _, their_updates, _ = run_trajectory(theirs, params, grads)
+    chex.assert_trees_all_close(our_updates, their_updates, rtol=1e-5, atol=1e-9)
+
+
 @pytest.mark.parametrize("name", ["momentum", "nesterov"])
 def test_momentum_default_is_the_one_compared_with_optax_sgd(name):
     assert zoo.get(name).hparams.momentum == SGD_MOMENTUM
