@@ -268,7 +268,7 @@ class SymoptState(NamedTuple):
 
 def to_optax(
     graph: Graph,
-    learning_rate: float | jax.Array | None = None,
+    learning_rate: float | jax.Array | optax.Schedule | None = None,
     total_steps: int = 10_000,
     *,
     weight_decay: float | jax.Array | None = None,
@@ -279,7 +279,10 @@ def to_optax(
     Args:
       graph: a valid :class:`symopt.Graph`.
       learning_rate: base learning rate (default: ``graph.hparams``); may be a
-        traced value, so it works with ``optax.inject_hyperparams`` and vmap.
+        traced value, so it works with ``optax.inject_hyperparams`` and vmap,
+        or an optax schedule (a function of the step count). The graph's own
+        schedule multiplies it either way: to use only yours, pass
+        ``graph.replace(schedule=symopt.Schedule())``.
       total_steps: ``T``, the length of training that the schedule and the
         decay operands (functions of ``t/T``) are laid over.
       weight_decay: decoupled weight decay (default: ``graph.hparams``).
@@ -317,6 +320,7 @@ def to_optax(
                 updates, optax.EmptyState()
             )
         scalars = step_scalars(p, jnp, state.count, total_steps)
+        step_lr = lr(state.count) if callable(lr) else lr
         flat_g, treedef = jax.tree.flatten(updates)
         flat_w = treedef.flatten_up_to(params)
         flat_s = treedef.flatten_up_to(state.leaves)
@@ -333,7 +337,9 @@ def to_optax(
                     noise = jax.random.normal(k_noise, g.shape, g.dtype)
                 if "uniform" in p.needs:
                     uniform = jax.random.uniform(k_unif, g.shape, g.dtype)
-            u, s = leaf_update(p, jnp, g, w, s, scalars, lr, wd, noise=noise, uniform=uniform)
+            u, s = leaf_update(
+                p, jnp, g, w, s, scalars, step_lr, wd, noise=noise, uniform=uniform
+            )
             out_u.append(u)
             out_s.append(s)
         new_state = SymoptState(

@@ -87,7 +87,7 @@ class Schedule:
     * ``cosine``: ``alpha + (1-alpha) * 0.5 * (1 + cos(pi*u))``
     * ``linear``: ``1 - (1-alpha) * u``
     * ``exponential``: ``decay_rate ** u``
-    * ``step``: ``decay_rate ** floor(u * steps)``
+    * ``step``: ``decay_rate ** min(floor(u * steps), steps - 1)``
     * ``restarts``: cosine restarted ``cycles`` times (SGDR, equal periods)
     * ``graph``: the value of the scalar expression ``expr`` at ``u``
     """

@@ -88,9 +88,10 @@ def lion(**hparams: Any) -> Graph:
     ``d = sign(b1*s0 + (1-b1)*g)``, then ``s0 <- b2*s0 + (1-b2)*g``: Lion
     interpolates with the momentum *before* updating it, so the momentum is a
     recurrent state of the graph rather than the ``m`` operand. Constants
-    ``c0..c3`` are b1 = 0.9, 1 - b1, b2 = 0.99, 1 - b2.
+    ``c0..c3`` are b1, 1 - b1, b2, 1 - b2; ``beta1``/``beta2`` keyword
+    arguments set b1/b2 (default 0.9/0.99, as ``optax.lion``).
     """
-    b1, b2 = 0.9, 0.99
+    b1, b2 = hparams.pop("beta1", 0.9), hparams.pop("beta2", 0.99)
     defaults = {"learning_rate": 1e-4, "weight_decay": 1e-3}
     return Graph(
         update=nodes(

@@ -183,7 +183,7 @@ def _reference_multiplier(s: Schedule, t: int, total_steps: int) -> float:
         "cosine": lambda: cosine(u),
         "linear": lambda: 1 - (1 - s.alpha) * u,
         "exponential": lambda: s.decay_rate**u,
-        "step": lambda: s.decay_rate ** math.floor(u * s.steps),
+        "step": lambda: s.decay_rate ** min(math.floor(u * s.steps), s.steps - 1),
         "restarts": lambda: cosine((u * s.cycles) % 1.0),
     }[s.kind]()
 
@@ -421,3 +421,15 @@ def test_update_without_params_raises_a_clear_value_error(params):
     tx = symopt.to_optax(zoo.adam())
     with pytest.raises(ValueError, match="params"):
         tx.update(params, tx.init(params))
+
+
+def test_an_optax_schedule_as_learning_rate_is_called_with_the_step_count(params):
+    schedule = optax.linear_schedule(1e-2, 0.0, transition_steps=4)
+    ours = symopt.to_optax(zoo.sgd(), learning_rate=schedule)
+    theirs = optax.sgd(schedule)
+    s_ours, s_theirs = ours.init(params), theirs.init(params)
+    for step in range(5):
+        grads = jax.tree.map(lambda x: jnp.full_like(x, 1.0 + step), params)
+        u_ours, s_ours = ours.update(grads, s_ours, params)
+        u_theirs, s_theirs = theirs.update(grads, s_theirs, params)
+        chex.assert_trees_all_close(u_ours, u_theirs, rtol=1e-6)

@@ -42,9 +42,10 @@ def _run(tx, params, jit: bool):
     return params, state
 
 
-def test_random_graphs_validate_check_compile_and_step_eagerly():
+@pytest.mark.parametrize("chunk", range(10))  # chunks spread over the xdist workers
+def test_random_graphs_validate_check_compile_and_step_eagerly(chunk):
     reasons = {}
-    for graph in _graphs():
+    for graph in _graphs()[chunk * 100 : (chunk + 1) * 100]:
         symopt.validate(graph)
         report = symopt.check(graph)
         reasons[report.reason] = reasons.get(report.reason, 0) + 1
@@ -53,7 +54,7 @@ def test_random_graphs_validate_check_compile_and_step_eagerly():
         assert int(state.count) == STEPS
         for leaf in jax.tree.leaves(params):
             assert not np.any(np.isnan(leaf)), graph
-    assert reasons.get("ok", 0) >= NUM_GRAPHS // 10, reasons
+    assert reasons.get("ok", 0) >= 10, reasons
 
 
 def _check_jit_matches_eager(graph):

@@ -124,12 +124,6 @@ def test_default_hyperparameter_equals_optax_default(name, optax_fn, arg, read):
     assert read(zoo.get(name)) == optax_default
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: zoo.lion(beta1=..., beta2=...) sets hparams.beta1/beta2, which the lion graph"
-    " never reads (its b1, b2 are the fixed constants c0..c3), so the override is silently"
-    " ignored",
-)
 def test_lion_beta_overrides_match_optax_lion_betas(params, make_grads, run_trajectory):
     grads = make_grads(PARITY_STEPS, seed=1)
     ours = symopt.to_optax(zoo.lion(beta1=0.5, beta2=0.9), learning_rate=PARITY_LR)

@@ -1,0 +1,418 @@
+"""The symbolic (sympy) form of a Graph, and its LaTeX and plain-text equations.
+
+:func:`to_sympy` walks a graph's active nodes and builds each quantity from
+the sympy forms in the :mod:`symopt.ops` tables (``UNARY``, ``BINARY``,
+``OPERANDS``): the update direction ``d``, the new value of each recurrent
+state ``s_i``, the full weight update ``-eta_t * (d + lambda * w)`` (with the
+momentum buffer ``u_t`` in place of ``d`` where the graph has momentum), the
+learning-rate schedule as a function of ``t/T``, and each operand's decay.
+:func:`to_latex` writes the whole optimizer as an aligned LaTeX block (update,
+direction, states, moment EMAs, schedule) and :func:`to_text` as one short
+line for logs and ``str(graph)``.
+
+Simplification is cheap on purpose: ``sympy.simplify`` takes from 0.1 s to
+tens of seconds on random 10-node graphs and sometimes raises, so the forms
+here rely on sympy's automatic evaluation (which already merges ``x + y`` and
+``y + x``, drops ``* 1`` and cancels ``x - x``), then keep
+``sympy.factor_terms``'s result where it is smaller. Numbers are rounded to
+:data:`SIGNIFICANT_DIGITS` for display (``1 - 0.9`` shows as ``0.1``), and a
+node that several others read is named ``h_k`` rather than inlined when
+inlining would make the expression large (a chain of such nodes would
+otherwise double in size with each node). Results are cached per graph, so
+printing the same graph again costs a dictionary look-up.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import math
+import sys
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+import sympy
+
+from symopt import graph as graph_lib
+from symopt import ops
+from symopt.graph import Expr, Graph, Schedule
+
+SIGNIFICANT_DIGITS = 6
+"""Significant digits kept of the graph's numbers (constants, hyperparameters)."""
+SIMPLIFY_MAX_OPS = 80
+"""Expressions with more operations than this are left as built, unsimplified."""
+INLINE_MAX_SIZE = 200
+"""Inlined size (operators and leaves) above which shared nodes are named ``h_k``."""
+_MAX_EXACT_INTEGER = 10**6  # integral numbers up to this print as integers
+
+LEARNING_RATE = sympy.Symbol("eta_t", positive=True)
+"""``eta_t``: the scheduled learning rate, ``learning_rate * schedule(t)``."""
+MOMENTUM_BUFFER = sympy.Symbol("u_t", real=True)
+"""``u_t``: the momentum buffer after this step (classical and Nesterov momentum)."""
+MOMENTUM_BUFFER_PREVIOUS = sympy.Symbol("u_{t-1}", real=True)
+"""``u_{t-1}``: the momentum buffer before this step."""
+
+_DIRECTION = sympy.Symbol("d", real=True)
+_WEIGHT = sympy.Symbol("w", real=True)  # the w of the ``w_<scale>`` operands in ops
+_EPSILON = sympy.Symbol("epsilon", positive=True)  # the epsilon of ops' ``adam``, ``rmsprop``
+_STEP, _TOTAL_STEPS = ops.OPERANDS["t"].sympy.as_numer_denom()  # t and T of t/T
+_UNLIMITED = sys.maxsize
+
+
+class SymbolicGraph(NamedTuple):
+    """The sympy form of a Graph (see :func:`to_sympy`)."""
+
+    direction: sympy.Expr  # d, the value of graph.update.root
+    states: tuple[sympy.Expr, ...]  # the new value of each recurrent state s_i
+    update: sympy.Expr  # Delta w, in terms of LEARNING_RATE (and MOMENTUM_BUFFER)
+    schedule: sympy.Expr  # the learning-rate multiplier, a function of t and T
+    decays: dict[str, sympy.Expr]  # operand -> the factor it is multiplied by
+    momentum: sympy.Expr | None  # MOMENTUM_BUFFER's new value; None without momentum
+    intermediates: tuple[tuple[sympy.Symbol, sympy.Expr], ...]  # named shared nodes h_k
+
+
+class _Moment(NamedTuple):
+    """A moment EMA: its operand, the hyperparameter of its rate, what it averages."""
+
+    operand: str
+    beta: str
+    source: str
+
+
+_MOMENTS = (_Moment("m", "beta1", "g"), _Moment("v", "beta2", "g2"), _Moment("gamma", "beta3", "g3"))
+
+
+def state_symbol(i: int) -> sympy.Symbol:
+    """The symbol ``s_i`` of the graph's recurrent state ``i`` (operand ``s<i>``)."""
+    return sympy.Symbol(f"s_{i}", real=True)
+
+
+# --------------------------------------------------------------------------
+# Numbers and simplification.
+
+
+def _number(value: float) -> sympy.Expr:
+    """``value`` rounded to SIGNIFICANT_DIGITS; an Integer where it is integral."""
+    if not math.isfinite(value):
+        return sympy.Float(value)
+    rounded = float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+    if rounded.is_integer() and abs(rounded) <= _MAX_EXACT_INTEGER:
+        return sympy.Integer(int(rounded))
+    return sympy.Float(rounded)
+
+
+def _round_numbers(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` with every Float rounded as :func:`_number` does (``1.0*g`` -> ``g``)."""
+    floats = expr.atoms(sympy.Float)
+    return expr.xreplace({f: _number(float(f)) for f in floats}) if floats else expr
+
+
+def _simplify(expr: sympy.Expr) -> sympy.Expr:
+    """A cheap simplification of ``expr``: never slow, never larger, never raises."""
+    expr = _round_numbers(expr)
+    if expr.is_Atom:
+        return expr
+    size = sympy.count_ops(expr)
+    if size > SIMPLIFY_MAX_OPS:
+        return expr
+    try:
+        factored = _round_numbers(sympy.factor_terms(expr))
+    except Exception:  # noqa: BLE001 (sympy raises TypeError etc. on odd inputs; keep expr)
+        return expr
+    return factored if sympy.count_ops(factored) < size else expr
+
+
+# --------------------------------------------------------------------------
+# Building expressions from a graph.
+
+
+def _inlined_sizes(expr: Expr, active: list[int]) -> dict[str, int]:
+    """Size of each active node's expression if every node were inlined."""
+    sizes: dict[str, int] = {}
+    for i in active:
+        node = expr.nodes[i]
+        sizes[graph_lib.node_ref(i)] = 3 + sizes.get(node.a, 1) + sizes.get(node.b, 1)
+    return sizes
+
+
+def _build(
+    expr: Expr,
+    leaf: Callable[[str], sympy.Expr],
+    intermediates: list[tuple[sympy.Symbol, sympy.Expr]],
+    extra_roots: tuple[str, ...] = (),
+) -> tuple[sympy.Expr, ...]:
+    """The sympy forms of ``expr.root`` and of ``extra_roots``, simplified.
+
+    ``leaf`` gives the form of a reference that is not a node. Where inlining
+    every node would exceed INLINE_MAX_SIZE, a node read more than once is
+    appended to ``intermediates`` as ``h_k`` and read as that symbol.
+    """
+    roots = (expr.root, *extra_roots)
+    active = sorted(graph_lib.active_nodes(expr, extra_roots))
+    sizes = _inlined_sizes(expr, active)
+    name_shared = sum(sizes.get(r, 1) for r in roots) > INLINE_MAX_SIZE
+    reads = collections.Counter(roots)
+    for i in active:
+        reads.update((expr.nodes[i].a, expr.nodes[i].b))
+    values: dict[str, sympy.Expr] = {}
+
+    def value_of(ref: str) -> sympy.Expr:
+        return values[ref] if ref in values else leaf(ref)
+
+    for i in active:
+        node = expr.nodes[i]
+        left = ops.UNARY[node.left].to_sympy(value_of(node.a))
+        right = ops.UNARY[node.right].to_sympy(value_of(node.b))
+        value = ops.BINARY[node.op].to_sympy(left, right)
+        ref = graph_lib.node_ref(i)
+        if name_shared and reads[ref] > 1 and not value.is_Atom:
+            name = sympy.Symbol(f"h_{len(intermediates) + 1}", real=True)
+            intermediates.append((name, _simplify(value)))
+            value = name
+        values[ref] = value
+    return tuple(_simplify(value_of(r)) for r in roots)
+
+
+def _leaf(graph: Graph, decays: Mapping[str, sympy.Expr]) -> Callable[[str], sympy.Expr]:
+    """The form of a non-node reference: a constant, a state or a (decayed) operand."""
+
+    def leaf(ref: str) -> sympy.Expr:
+        if (j := graph_lib.constant_index(ref)) is not None:
+            return _number(graph.constants[j])
+        if (j := graph_lib.state_index(ref)) is not None:
+            return state_symbol(j)
+        value = ops.OPERANDS[ref].sympy
+        return value * decays[ref] if ref in decays else value
+
+    return leaf
+
+
+def _cosine(progress: sympy.Expr, alpha: float) -> sympy.Expr:
+    floor = _number(alpha)
+    return floor + (1 - floor) * (1 + sympy.cos(sympy.pi * progress)) / 2
+
+
+_CLOSED_FORM_SCHEDULES: dict[str, Callable[[sympy.Expr, Schedule], sympy.Expr]] = {
+    "constant": lambda u, s: sympy.Integer(1),
+    "cosine": lambda u, s: _cosine(u, s.alpha),
+    "linear": lambda u, s: 1 - (1 - _number(s.alpha)) * u,
+    "exponential": lambda u, s: _number(s.decay_rate) ** u,
+    "step": lambda u, s: (
+        _number(s.decay_rate) ** sympy.floor(sympy.Min(s.steps * u, s.steps - 1))
+    ),
+    "restarts": lambda u, s: _cosine(sympy.frac(s.cycles * u), s.alpha),
+}
+"""Each schedule kind's multiplier over the post-warmup progress ``u`` in [0, 1]."""
+
+
+def _schedule(
+    graph: Graph, intermediates: list[tuple[sympy.Symbol, sympy.Expr]]
+) -> sympy.Expr:
+    """The learning-rate multiplier as a function of ``t`` and ``T``.
+
+    Follows :class:`symopt.graph.Schedule`: after ``W`` warmup steps the
+    progress is ``u = (t - W) / (T - W)``, which is ``t/T`` without warmup.
+    """
+    schedule = graph.schedule
+    warmup = schedule.warmup_steps
+    if schedule.kind == "graph":
+        # A schedule sub-graph reads the operands' t/T as the progress u.
+        (multiplier,) = _build(schedule.expr, _leaf(graph, {}), intermediates)
+        if warmup:
+            shifted = {_STEP: _STEP - warmup, _TOTAL_STEPS: _TOTAL_STEPS - warmup}
+            multiplier = multiplier.subs(shifted, simultaneous=True)
+    else:
+        progress = (_STEP - warmup) / (_TOTAL_STEPS - warmup)
+        multiplier = _CLOSED_FORM_SCHEDULES[schedule.kind](progress, schedule)
+    if warmup:
+        multiplier = sympy.Piecewise(((_STEP + 1) / warmup, _STEP < warmup), (multiplier, True))
+    return multiplier
+
+
+def _momentum_recurrence(direction: sympy.Expr, graph: Graph) -> sympy.Expr | None:
+    """The new momentum buffer ``u_t = momentum * u_{t-1} + d``, or None."""
+    if graph.momentum == "none":
+        return None
+    return _number(graph.hparams.momentum) * MOMENTUM_BUFFER_PREVIOUS + direction
+
+
+def _weight_update(direction: sympy.Expr, graph: Graph) -> sympy.Expr:
+    """``-eta_t * (d' + lambda * w)``; ``d'`` is ``d`` after momentum (optax.trace)."""
+    if graph.momentum == "classical":
+        step = MOMENTUM_BUFFER
+    elif graph.momentum == "nesterov":
+        step = direction + _number(graph.hparams.momentum) * MOMENTUM_BUFFER
+    else:
+        step = direction
+    if graph.hparams.weight_decay:
+        step = step + _number(graph.hparams.weight_decay) * _WEIGHT
+    return -LEARNING_RATE * step
+
+
+@functools.lru_cache(maxsize=1024)
+def _symbolic(graph: Graph) -> SymbolicGraph:
+    intermediates: list[tuple[sympy.Symbol, sympy.Expr]] = []
+    used = graph_lib.used_operands(graph)
+    scalar_leaf = _leaf(graph, {})
+    decays = {
+        name: _build(expr, scalar_leaf, intermediates)[0]
+        for name, expr in graph.decays
+        if name in used
+    }
+    direction, *states = _build(graph.update, _leaf(graph, decays), intermediates, graph.states)
+    schedule = _schedule(graph, intermediates)
+    return SymbolicGraph(
+        direction=direction,
+        states=tuple(states),
+        update=_weight_update(direction, graph),
+        schedule=schedule,
+        decays=decays,
+        momentum=_momentum_recurrence(direction, graph),
+        intermediates=tuple(intermediates),
+    )
+
+
+def to_sympy(graph: Graph) -> SymbolicGraph:
+    """The sympy form of ``graph``.
+
+    Only the active part of the graph counts: dead nodes, and decays on
+    operands that the active nodes do not read, leave no trace. Constants
+    appear as numbers rounded to :data:`SIGNIFICANT_DIGITS`, states as
+    :func:`state_symbol`, operands as their ``ops.OPERANDS`` sympy form
+    (bias-corrected moments keep the names ``m``, ``v``, ``gamma``), and a
+    decayed operand as that form times its decay. The protections of the
+    numeric operators (``ops.sanitize``, protected division) are not shown.
+
+    Args:
+      graph: a valid :class:`symopt.Graph` (any size: the search-space limits
+        of :func:`symopt.graph.validate` are not applied).
+
+    Returns:
+      A :class:`SymbolicGraph`. Its ``update`` is
+      ``-LEARNING_RATE * (d' + weight_decay * w)``, where ``d'`` is the
+      direction, ``MOMENTUM_BUFFER`` (classical momentum) or
+      ``d + momentum * MOMENTUM_BUFFER`` (Nesterov); ``momentum`` is then
+      the buffer's recurrence ``momentum * MOMENTUM_BUFFER_PREVIOUS + d``.
+      ``schedule`` is the closed form of every schedule kind (a ``Piecewise``
+      with warmup) and ``decays`` has one entry per decay on a used operand.
+
+    Raises:
+      symopt.GraphError: if ``graph`` is malformed.
+
+    Example:
+      >>> from symopt import symbolic, zoo
+      >>> symbolic.to_sympy(zoo.adam()).direction
+      m/(epsilon + sqrt(v))
+    """
+    graph_lib.validate(
+        graph,
+        max_nodes=_UNLIMITED,
+        max_subgraph_nodes=_UNLIMITED,
+        max_states=_UNLIMITED,
+        max_constants=_UNLIMITED,
+    )
+    form = _symbolic(graph)
+    return form._replace(decays=dict(form.decays))  # the cached dict stays unshared
+
+
+# --------------------------------------------------------------------------
+# Printing.
+
+
+def _used_moments(form: SymbolicGraph) -> list[_Moment]:
+    """The moment EMAs whose symbols the direction, states or named nodes contain."""
+    exprs = [form.direction, *form.states, *(value for _, value in form.intermediates)]
+    symbols = set().union(*(e.free_symbols for e in exprs))
+    return [mo for mo in _MOMENTS if ops.OPERANDS[mo.operand].sympy in symbols]
+
+
+def to_latex(graph: Graph) -> str:
+    """The optimizer as an aligned LaTeX block, one equation a line.
+
+    Lines: the weight update ``\\Delta w``; the momentum buffer ``u_t`` (if
+    any); the direction ``d``; named shared nodes ``h_k`` (if any); each state
+    ``s_i \\leftarrow ...``; the EMA of each moment the graph reads, with its
+    bias correction ``\\hat m`` (the direction then reads ``\\hat m``); the
+    scheduled learning rate ``\\eta_t``; and ``\\epsilon`` where it is used.
+
+    Args:
+      graph: a valid :class:`symopt.Graph`.
+
+    Returns:
+      ``\\begin{aligned} ... \\end{aligned}``.
+
+    Raises:
+      symopt.GraphError: if ``graph`` is malformed.
+    """
+    form = to_sympy(graph)
+    h = graph.hparams
+    moments = _used_moments(form)
+    hats = {}
+    if h.bias_correction:
+        for moment in moments:
+            symbol = ops.OPERANDS[moment.operand].sympy
+            hats[symbol] = rf"\hat{{{sympy.latex(symbol)}}}"
+
+    def tex(expr: sympy.Expr) -> str:
+        return sympy.latex(expr, symbol_names=hats)
+
+    lines = [(r"\Delta w", "=", tex(_weight_update(_DIRECTION, graph)))]
+    if (recurrence := _momentum_recurrence(_DIRECTION, graph)) is not None:
+        lines.append((tex(MOMENTUM_BUFFER), "=", tex(recurrence)))
+    lines.append((tex(_DIRECTION), "=", tex(form.direction)))
+    lines += [(tex(name), "=", tex(value)) for name, value in form.intermediates]
+    lines += [(tex(state_symbol(i)), r"\leftarrow", tex(s)) for i, s in enumerate(form.states)]
+    for moment in moments:
+        symbol = sympy.latex(ops.OPERANDS[moment.operand].sympy)
+        beta = _number(getattr(h, moment.beta))
+        source = sympy.latex(ops.OPERANDS[moment.source].sympy)
+        ema = rf"{sympy.latex(beta)} {symbol} + {sympy.latex(1 - beta)} {source}"
+        lines.append((symbol, r"\leftarrow", ema))
+        if h.bias_correction:
+            correction = ops.OPERANDS[moment.operand].sympy / (1 - beta ** (_STEP + 1))
+            lines.append((rf"\hat{{{symbol}}}", "=", sympy.latex(correction)))
+    learning_rate = sympy.latex(_number(h.learning_rate))
+    if form.schedule != 1:
+        learning_rate += rf" \left({sympy.latex(form.schedule)}\right)"
+    lines.append((r"\eta_t", "=", learning_rate))
+    if any(_EPSILON in e.free_symbols for e in (form.direction, *form.states)):
+        lines.append((sympy.latex(_EPSILON), "=", sympy.latex(_number(h.eps))))
+    body = r" \\ ".join(f"{lhs} &{relation} {rhs}" for lhs, relation, rhs in lines)
+    return rf"\begin{{aligned}} {body} \end{{aligned}}"
+
+
+def _text(expr: sympy.Expr) -> str:
+    return sympy.sstr(expr, full_prec=False)
+
+
+def to_text(graph: Graph) -> str:
+    """The optimizer on one short line, for ``str(graph)`` and search logs.
+
+    The equations (named nodes, ``d``, states) then the key hyperparameters,
+    e.g. ``d = m/(epsilon + sqrt(v)); lr=0.001, schedule=constant,
+    momentum=none``. A malformed graph gives ``<invalid Graph: reason>``
+    rather than an error, so that printing never fails.
+
+    Args:
+      graph: a :class:`symopt.Graph`.
+
+    Returns:
+      One line of plain text.
+    """
+    try:
+        form = to_sympy(graph)
+    except graph_lib.GraphError as e:
+        return f"<invalid Graph: {e}>"
+    h = graph.hparams
+    equations = [f"{_text(name)} = {_text(value)}" for name, value in form.intermediates]
+    equations.append(f"d = {_text(form.direction)}")
+    equations += [f"s_{i} <- {_text(s)}" for i, s in enumerate(form.states)]
+    schedule = graph.schedule.kind
+    if graph.schedule.warmup_steps:
+        schedule += f"+warmup{graph.schedule.warmup_steps}"
+    momentum = graph.momentum if graph.momentum == "none" else f"{graph.momentum}({h.momentum:g})"
+    settings = [f"lr={h.learning_rate:g}"]
+    if h.weight_decay:
+        settings.append(f"wd={h.weight_decay:g}")
+    settings += [f"schedule={schedule}", f"momentum={momentum}"]
+    return f"{'; '.join(equations)}; {', '.join(settings)}"
