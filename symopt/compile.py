@@ -190,11 +190,15 @@ def leaf_update(
     *,
     noise: Array | None = None,
     uniform: Array | None = None,
+    sanitize_operands: bool = True,
 ) -> tuple[Array, LeafState]:
     """One optimizer step for one leaf: returns ``(update, new_state)``.
 
     ``g`` is the gradient after global-norm clipping; ``update`` is what is
-    added to ``w`` (``optax.apply_updates``).
+    added to ``w`` (``optax.apply_updates``). Operands are sanitized (see
+    :mod:`symopt.ops`) unless ``sanitize_operands`` is False, which callers
+    may pass only when their inputs are known to be small and finite (the
+    integrity check's probes), where it is the identity.
     """
     gr = p.graph
     h = gr.hparams
@@ -231,7 +235,8 @@ def leaf_update(
                 value = ops.OPERANDS[ref].fn(xp, ctx)
                 if f"decay:{ref}" in scalars:
                     value = value * scalars[f"decay:{ref}"]
-            cache[ref] = ops.sanitize(xp, value) if j is None else value
+            sanitize = sanitize_operands and j is None  # constants, states: in range
+            cache[ref] = ops.sanitize(xp, value) if sanitize else value
         return cache[ref]
 
     values = evaluate_expr(gr.update, lookup, xp, uniform=uniform, active=p.active)

@@ -48,6 +48,7 @@ PROBE_SIZE = 12  # elements of each probe array
 PROBE_STEPS = 10  # steps of each probe run
 PROBE_TOTAL_STEPS = 100  # T the schedule is laid over while probing
 OVERFLOW = 1e20  # an update this large counts as non-finite
+QUAD_BOUND = 1e6  # the quadratic's weights are clamped to this magnitude
 
 
 class CheckReport(NamedTuple):
@@ -113,11 +114,13 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
                 uniform = np.broadcast_to(rng.random(PROBE_SIZE), g.shape)
             u, state = compile_lib.leaf_update(
                 p, np, g, w, state, scalars, h.learning_rate, h.weight_decay,
-                noise=noise, uniform=uniform,
+                noise=noise, uniform=uniform, sanitize_operands=False,
             )
             updates[k] = u
             w = w.copy()
-            w[2] = w[2] + u[2]
+            # Clamped so that a diverging run keeps its operands finite (the
+            # operands are not sanitized here, see leaf_update).
+            w[2] = np.clip(w[2] + u[2], -QUAD_BOUND, QUAD_BOUND)
             losses.append(_quadratic_loss(w[2]))
     return updates, np.asarray(losses)
 
