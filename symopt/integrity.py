@@ -88,41 +88,40 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
 
     Returns:
       ``(updates, quad_losses)``: updates of shape ``(steps, 3, PROBE_SIZE)``
-      and the quadratic's loss before each step and after the last
-      (``steps + 1`` values).
+      and the quadratic's loss before the first step and after the last.
     """
     p = compile_lib.plan(graph)
     h = graph.hparams
-    rng = np.random.default_rng(0)
-    w = np.stack([_W_PROBE, _W_PROBE, _W_QUAD])
+    w = np.array((_W_PROBE, _W_PROBE, _W_QUAD))
     state = compile_lib.init_leaf(p, w, np)
     updates = np.empty((steps, 3, PROBE_SIZE))
-    losses = [_quadratic_loss(w[2])]
+    random = None
+    if p.needs & {"noise", "uniform"}:
+        rng = np.random.default_rng(0)
+        random = rng.standard_normal((steps, 1, PROBE_SIZE)), rng.random((steps, 1, PROBE_SIZE))
     with np.errstate(all="ignore"):  # overflow is expected, and sanitized
-        scalars_all = compile_lib.step_scalars(p, np, np.arange(steps), total_steps)
-        scalars_all = {key: np.broadcast_to(v, (steps,)) for key, v in scalars_all.items()}
+        table = compile_lib.step_scalars(p, np, np.arange(steps), total_steps)
+        table = {key: v if np.ndim(v) else np.full(steps, v) for key, v in table.items()}
+        per_step = [dict(zip(table, values)) for values in zip(*table.values())]
         for k in range(steps):
-            g = np.stack([_GRADS_A[k], _GRADS_B[k], _CURVATURE * (w[2] - _W_STAR)])
+            g = np.array((_GRADS_A[k], _GRADS_B[k], _CURVATURE * (w[2] - _W_STAR)))
             if h.clip_norm:
                 norm = np.sqrt(np.sum(g * g, axis=-1, keepdims=True))
                 g = g * np.minimum(1.0, h.clip_norm / np.maximum(norm, ops.TINY))
-            scalars = {key: value[k] for key, value in scalars_all.items()}
             noise = uniform = None
-            if "noise" in p.needs:
-                noise = np.broadcast_to(rng.standard_normal(PROBE_SIZE), g.shape)
-            if "uniform" in p.needs:
-                uniform = np.broadcast_to(rng.random(PROBE_SIZE), g.shape)
+            if random is not None:  # the same draws in every row
+                noise, uniform = random[0][k] + 0 * g, random[1][k] + 0 * g
             u, state = compile_lib.leaf_update(
-                p, np, g, w, state, scalars, h.learning_rate, h.weight_decay,
+                p, np, g, w, state, per_step[k], h.learning_rate, h.weight_decay,
                 noise=noise, uniform=uniform, sanitize_operands=False,
             )
             updates[k] = u
-            w = w.copy()
             # Clamped so that a diverging run keeps its operands finite (the
             # operands are not sanitized here, see leaf_update).
-            w[2] = np.clip(w[2] + u[2], -QUAD_BOUND, QUAD_BOUND)
-            losses.append(_quadratic_loss(w[2]))
-    return updates, np.asarray(losses)
+            w_quad = np.minimum(np.maximum(w[2] + u[2], -QUAD_BOUND), QUAD_BOUND)
+            w = np.array((_W_PROBE, _W_PROBE, w_quad))
+        losses = np.array((_quadratic_loss(_W_QUAD), _quadratic_loss(w[2])))
+    return updates, losses
 
 
 def _depends_on_gradient(graph: Graph) -> bool:
@@ -192,7 +191,7 @@ def check(graph: Graph) -> CheckReport:
         return CheckReport(
             False,
             "quadratic_not_decreasing",
-            f"quadratic loss {losses[0]:.4g} -> {losses[-1]:.4g} in {len(losses) - 1} steps",
+            f"quadratic loss {losses[0]:.4g} -> {losses[-1]:.4g} in {len(updates)} steps",
             fp,
         )
     return CheckReport(True, "ok", "", fp)
