@@ -12,6 +12,7 @@ check (:mod:`symopt.integrity`), so both always agree.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -71,27 +72,37 @@ def evaluate_expr(
     values. Returns a dict from node refs (``"n3"``) to values.
     """
     values: dict[str, Array] = {}
-
-    def get(ref: str) -> Array:
-        return values[ref] if ref in values else lookup(ref)
-
     if active is None:
         active = tuple(sorted(graph_lib.active_nodes(expr)))
+    for out, left, a, right, b, op in _instructions(expr, active):
+        x = values[a] if a in values else lookup(a)
+        if left is not None:
+            x = left(xp, x, uniform)
+        if op is not None:  # None: keep_left
+            y = values[b] if b in values else lookup(b)
+            if right is not None:
+                y = right(xp, y, uniform)
+            x = op(xp, x, y, uniform)
+        values[out] = x
+    return values
+
+
+@functools.lru_cache(maxsize=4096)
+def _instructions(expr: Expr, active: tuple[int, ...]) -> tuple[tuple[Any, ...], ...]:
+    """The active nodes as ``(out, left, a, right, b, op)`` with resolved
+    functions; ``None`` marks identity and keep_left, which are skipped (they
+    are common, and Python overhead matters when the integrity check runs
+    NumPy)."""
+
+    def unary(name: str):
+        return None if name == "identity" else ops.bounded_fn(name, 1)
+
+    program = []
     for i in active:
         n = expr.nodes[i]
-        # identity and keep_left are skipped outright: they are common, and
-        # the Python overhead matters when the integrity check runs NumPy.
-        a = get(n.a)
-        if n.left != "identity":
-            a = ops.apply_bounded(n.left, xp, a, uniform=uniform)
-        if n.op == "keep_left":
-            values[graph_lib.node_ref(i)] = a
-            continue
-        b = get(n.b)
-        if n.right != "identity":
-            b = ops.apply_bounded(n.right, xp, b, uniform=uniform)
-        values[graph_lib.node_ref(i)] = ops.apply_bounded(n.op, xp, a, b)
-    return values
+        op = None if n.op == "keep_left" else ops.bounded_fn(n.op, 2)
+        program.append((graph_lib.node_ref(i), unary(n.left), n.a, unary(n.right), n.b, op))
+    return tuple(program)
 
 
 def evaluate_scalar(expr: Expr, xp, step: Array, frac: Array, constants) -> Array:

@@ -45,8 +45,10 @@ REASONS = (
     "quadratic_not_decreasing",
 )
 PROBE_SIZE = 12  # elements of each probe array
-PROBE_STEPS = 10  # steps of each probe run
-PROBE_TOTAL_STEPS = 100  # T the schedule is laid over while probing
+PROBE_STEPS = 8  # steps of each probe run
+PROBE_TOTAL_STEPS = 8  # T while probing: the probe sees the whole of t/T
+CURVE_TOTAL_STEPS = 1000  # T of the schedule and decay curves in the fingerprint
+CURVE_POINTS = 50
 OVERFLOW = 1e20  # an update this large counts as non-finite
 QUAD_BOUND = 1e6  # the quadratic's weights are clamped to this magnitude
 
@@ -148,9 +150,26 @@ def _reaches_gradient(update, ref: str, grad_states: set[int]) -> bool:
     return False
 
 
-def _hash_updates(updates: np.ndarray) -> str:
-    """Hash of updates rounded to 5 significant digits (float noise ignored)."""
-    x = np.nan_to_num(np.asarray(updates, np.float64), nan=0.0, posinf=OVERFLOW, neginf=-OVERFLOW)
+def _scalar_curves(graph: Graph) -> np.ndarray:
+    """The schedule and decay multipliers at CURVE_POINTS steps of a long run.
+
+    The probe run is short: graphs that differ only late in training (a step
+    schedule's rate, a long warmup) differ here.
+    """
+    p = compile_lib.plan(graph)
+    steps = np.linspace(0, CURVE_TOTAL_STEPS - 1, CURVE_POINTS).round()
+    with np.errstate(all="ignore"):
+        table = compile_lib.step_scalars(p, np, steps, CURVE_TOTAL_STEPS)
+    curves = [np.broadcast_to(v, steps.shape) for k, v in sorted(table.items())
+              if k == "schedule" or k.startswith("decay:")]
+    return np.concatenate(curves)
+
+
+def _hash(graph: Graph, updates: np.ndarray) -> str:
+    """Hash of the probe updates (rows A and B) and the scalar curves, rounded
+    to 5 significant digits so that float noise is ignored."""
+    x = np.concatenate([updates[:, :2].ravel(), _scalar_curves(graph)])
+    x = np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=OVERFLOW, neginf=-OVERFLOW)
     mantissa, exponent = np.frexp(x)
     rounded = np.round(mantissa * 2**17).astype(np.int64)
     exponent = np.where(rounded == 0, 0, exponent)
@@ -177,7 +196,7 @@ def check(graph: Graph) -> CheckReport:
     if not _depends_on_gradient(graph):
         return CheckReport(False, "no_gradient", "no gradient operand reaches the root")
     updates, losses = probe(graph)
-    fp = _hash_updates(updates[:, :2])
+    fp = _hash(graph, updates)
     probe_updates = updates[:, :2]
     if not np.all(np.isfinite(updates)) or np.max(np.abs(updates)) >= OVERFLOW:
         return CheckReport(False, "non_finite", "the update overflows on probe inputs", fp)
@@ -200,9 +219,10 @@ def check(graph: Graph) -> CheckReport:
 def fingerprint(graph: Graph) -> str:
     """A functional hash: equal for graphs that compute the same updates.
 
-    The graph runs on fixed probe inputs (see :func:`probe`) and the updates,
-    rounded to 5 significant digits, are hashed (16 hex characters).
+    The graph runs on fixed probe inputs (see :func:`probe`); its updates and
+    its schedule and decay curves over a long run, rounded to 5 significant
+    digits, are hashed (16 hex characters).
     """
     graph_lib.validate(graph)
     updates, _ = probe(graph)
-    return _hash_updates(updates[:, :2])
+    return _hash(graph, updates)

@@ -29,6 +29,7 @@ one shows up as huge weights and a huge loss, which the evaluator flags.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -158,9 +159,26 @@ def apply_bounded(name: str, xp, *args: Array, uniform: Array | None = None) -> 
     No operator makes NaN from such input, so only the operators that can
     overflow are clipped; the output is again in [-BIG, BIG].
     """
-    op = UNARY[name] if len(args) == 1 else BINARY[name]
-    out = _call(name, xp, args, uniform)
-    return out if op.bounded else xp.minimum(xp.maximum(out, -BIG), BIG)
+    return bounded_fn(name, len(args))(xp, *args, uniform)
+
+
+@functools.cache
+def bounded_fn(name: str, arity: int) -> Callable[..., Array]:
+    """``f(xp, *args, uniform)`` computing :func:`apply_bounded`, resolved once.
+
+    The graph evaluator calls these directly: no table look-up per call.
+    """
+    op = UNARY[name] if arity == 1 else BINARY[name]
+    fn = op.fn
+    if op.random:
+        raw = fn
+    elif arity == 1:
+        raw = lambda xp, x, uniform: fn(xp, x)  # noqa: E731
+    else:
+        raw = lambda xp, a, b, uniform: fn(xp, a, b)  # noqa: E731
+    if op.bounded:
+        return raw
+    return lambda xp, *args: xp.minimum(xp.maximum(raw(xp, *args), -BIG), BIG)
 
 
 # --------------------------------------------------------------------------

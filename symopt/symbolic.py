@@ -35,7 +35,7 @@ import sympy
 
 from symopt import graph as graph_lib
 from symopt import ops
-from symopt.graph import Expr, Graph, Schedule
+from symopt.graph import Expr, Graph, Hyperparams, Schedule
 
 SIGNIFICANT_DIGITS = 6
 """Significant digits kept of the graph's numbers (constants, hyperparameters)."""
@@ -92,9 +92,7 @@ def state_symbol(i: int) -> sympy.Symbol:
 
 
 def _number(value: float) -> sympy.Expr:
-    """``value`` rounded to SIGNIFICANT_DIGITS; an Integer where it is integral."""
-    if not math.isfinite(value):
-        return sympy.Float(value)
+    """Finite ``value`` rounded to SIGNIFICANT_DIGITS; an Integer where it is integral."""
     rounded = float(f"{value:.{SIGNIFICANT_DIGITS}g}")
     if rounded.is_integer() and abs(rounded) <= _MAX_EXACT_INTEGER:
         return sympy.Integer(int(rounded))
@@ -103,8 +101,15 @@ def _number(value: float) -> sympy.Expr:
 
 def _round_numbers(expr: sympy.Expr) -> sympy.Expr:
     """``expr`` with every Float rounded as :func:`_number` does (``1.0*g`` -> ``g``)."""
-    floats = expr.atoms(sympy.Float)
-    return expr.xreplace({f: _number(float(f)) for f in floats}) if floats else expr
+    changes = {}
+    for f in expr.atoms(sympy.Float):
+        value = float(f)
+        if not math.isfinite(value):  # a huge Float from arithmetic, e.g. exp(1e30)
+            continue
+        rounded = _number(value)
+        if not rounded.is_Float or float(rounded) != value:
+            changes[f] = rounded
+    return expr.xreplace(changes) if changes else expr  # rebuilding Max/Min is slow
 
 
 def _size(expr: sympy.Expr) -> int:
@@ -245,8 +250,9 @@ def _momentum_recurrence(direction: sympy.Expr, graph: Graph) -> sympy.Expr | No
     return _number(graph.hparams.momentum) * MOMENTUM_BUFFER_PREVIOUS + direction
 
 
-def _weight_update(direction: sympy.Expr, graph: Graph) -> sympy.Expr:
-    """``-eta_t * (d' + lambda * w)``; ``d'`` is ``d`` after momentum (optax.trace)."""
+def _descent_step(direction: sympy.Expr, graph: Graph) -> sympy.Expr:
+    """``d' + lambda * w``, the step scaled by ``-eta_t``; ``d'`` is ``d`` after
+    momentum (optax.trace semantics, as in :mod:`symopt.compile`)."""
     if graph.momentum == "classical":
         step = MOMENTUM_BUFFER
     elif graph.momentum == "nesterov":
@@ -255,7 +261,7 @@ def _weight_update(direction: sympy.Expr, graph: Graph) -> sympy.Expr:
         step = direction
     if graph.hparams.weight_decay:
         step = step + _number(graph.hparams.weight_decay) * _WEIGHT
-    return -LEARNING_RATE * step
+    return step
 
 
 @functools.lru_cache(maxsize=1024)
@@ -273,7 +279,7 @@ def _symbolic(graph: Graph) -> SymbolicGraph:
     return SymbolicGraph(
         direction=direction,
         states=tuple(states),
-        update=_weight_update(direction, graph),
+        update=-LEARNING_RATE * _descent_step(direction, graph),
         schedule=schedule,
         decays=decays,
         momentum=_momentum_recurrence(direction, graph),
@@ -328,11 +334,30 @@ def to_sympy(graph: Graph) -> SymbolicGraph:
 # Printing.
 
 
-def _used_moments(form: SymbolicGraph) -> list[_Moment]:
-    """The moment EMAs whose symbols the direction, states or named nodes contain."""
+def _equation_symbols(form: SymbolicGraph) -> set[sympy.Symbol]:
+    """The symbols that the direction, the states and the named nodes contain."""
     exprs = [form.direction, *form.states, *(value for _, value in form.intermediates)]
-    symbols = set().union(*(e.free_symbols for e in exprs))
-    return [mo for mo in _MOMENTS if ops.OPERANDS[mo.operand].sympy in symbols]
+    return set().union(*(e.free_symbols for e in exprs))
+
+
+def _hat(symbol: sympy.Symbol) -> str:
+    return rf"\hat{{{sympy.latex(symbol)}}}"
+
+
+def _moment_lines(moment: _Moment, hparams: Hyperparams) -> list[tuple[str, str, str]]:
+    """``m <- b m + (1-b) g`` and, with bias correction, ``\\hat m = m / (1 - b^{t+1})``."""
+    symbol = ops.OPERANDS[moment.operand].sympy
+    rate = getattr(hparams, moment.beta)
+    source = sympy.latex(ops.OPERANDS[moment.source].sympy)
+    ema = (
+        f"{sympy.latex(_number(rate))} {sympy.latex(symbol)}"
+        f" + {sympy.latex(_number(1 - rate))} {source}"
+    )
+    lines = [(sympy.latex(symbol), r"\leftarrow", ema)]
+    if hparams.bias_correction:
+        corrected = symbol / (1 - _number(rate) ** (_STEP + 1))
+        lines.append((_hat(symbol), "=", sympy.latex(corrected)))
+    return lines
 
 
 def to_latex(graph: Graph) -> str:
@@ -340,52 +365,46 @@ def to_latex(graph: Graph) -> str:
 
     Lines: the weight update ``\\Delta w``; the momentum buffer ``u_t`` (if
     any); the direction ``d``; named shared nodes ``h_k`` (if any); each state
-    ``s_i \\leftarrow ...``; the EMA of each moment the graph reads, with its
-    bias correction ``\\hat m`` (the direction then reads ``\\hat m``); the
-    scheduled learning rate ``\\eta_t``; and ``\\epsilon`` where it is used.
+    ``s_i \\leftarrow ...``; the EMA of each moment the equations read, with
+    its bias correction ``\\hat m`` if the graph has one (the equations then
+    read ``\\hat m``); the scheduled learning rate ``\\eta_t``; and the value
+    of ``\\epsilon`` where it appears.
 
     Args:
       graph: a valid :class:`symopt.Graph`.
 
     Returns:
-      ``\\begin{aligned} ... \\end{aligned}``.
+      ``\\begin{aligned} ... \\end{aligned}``, lines separated by ``\\\\``.
 
     Raises:
       symopt.GraphError: if ``graph`` is malformed.
     """
     form = to_sympy(graph)
     h = graph.hparams
-    moments = _used_moments(form)
-    hats = {}
-    if h.bias_correction:
-        for moment in moments:
-            symbol = ops.OPERANDS[moment.operand].sympy
-            hats[symbol] = rf"\hat{{{sympy.latex(symbol)}}}"
+    symbols = _equation_symbols(form)
+    moments = [mo for mo in _MOMENTS if ops.OPERANDS[mo.operand].sympy in symbols]
+    corrected = [ops.OPERANDS[mo.operand].sympy for mo in moments] if h.bias_correction else []
+    hats = {symbol: _hat(symbol) for symbol in corrected}
 
     def tex(expr: sympy.Expr) -> str:
         return sympy.latex(expr, symbol_names=hats)
 
-    lines = [(r"\Delta w", "=", tex(_weight_update(_DIRECTION, graph)))]
+    step = _descent_step(_DIRECTION, graph)
+    step_tex = rf"\left({tex(step)}\right)" if step.is_Add else tex(step)
+    lines = [(r"\Delta w", "=", rf"-{tex(LEARNING_RATE)} {step_tex}")]
     if (recurrence := _momentum_recurrence(_DIRECTION, graph)) is not None:
         lines.append((tex(MOMENTUM_BUFFER), "=", tex(recurrence)))
     lines.append((tex(_DIRECTION), "=", tex(form.direction)))
     lines += [(tex(name), "=", tex(value)) for name, value in form.intermediates]
     lines += [(tex(state_symbol(i)), r"\leftarrow", tex(s)) for i, s in enumerate(form.states)]
     for moment in moments:
-        symbol = sympy.latex(ops.OPERANDS[moment.operand].sympy)
-        beta = _number(getattr(h, moment.beta))
-        source = sympy.latex(ops.OPERANDS[moment.source].sympy)
-        ema = rf"{sympy.latex(beta)} {symbol} + {sympy.latex(1 - beta)} {source}"
-        lines.append((symbol, r"\leftarrow", ema))
-        if h.bias_correction:
-            correction = ops.OPERANDS[moment.operand].sympy / (1 - beta ** (_STEP + 1))
-            lines.append((rf"\hat{{{symbol}}}", "=", sympy.latex(correction)))
-    learning_rate = sympy.latex(_number(h.learning_rate))
+        lines += _moment_lines(moment, h)
+    learning_rate = tex(_number(h.learning_rate))
     if form.schedule != 1:
-        learning_rate += rf" \left({sympy.latex(form.schedule)}\right)"
-    lines.append((r"\eta_t", "=", learning_rate))
-    if any(_EPSILON in e.free_symbols for e in (form.direction, *form.states)):
-        lines.append((sympy.latex(_EPSILON), "=", sympy.latex(_number(h.eps))))
+        learning_rate += rf" \left({tex(form.schedule)}\right)"
+    lines.append((tex(LEARNING_RATE), "=", learning_rate))
+    if _EPSILON in symbols:
+        lines.append((tex(_EPSILON), "=", tex(_number(h.eps))))
     body = r" \\ ".join(f"{lhs} &{relation} {rhs}" for lhs, relation, rhs in lines)
     return rf"\begin{{aligned}} {body} \end{{aligned}}"
 

@@ -147,3 +147,12 @@ def test_probe_runs_the_same_optimizer_as_to_optax():
             g = jnp.asarray(integrity._GRADS_A[k], jnp.float32)
             u, state = update(g, state, w)
             np.testing.assert_allclose(u, updates[k, 0], rtol=2e-4, atol=1e-9)
+
+
+def test_fingerprint_sees_schedules_that_differ_only_late_in_training():
+    early = zoo.adam().replace(schedule=symopt.Schedule(kind="step", decay_rate=0.1))
+    late = zoo.adam().replace(schedule=symopt.Schedule(kind="step", decay_rate=0.5))
+    assert _fp(early) != _fp(late)
+    long_warmup = zoo.adam().replace(schedule=symopt.Schedule(warmup_steps=500))
+    longer_warmup = zoo.adam().replace(schedule=symopt.Schedule(warmup_steps=600))
+    assert _fp(long_warmup) != _fp(longer_warmup)
