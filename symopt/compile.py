@@ -120,10 +120,14 @@ def evaluate_scalar(expr: Expr, xp, step: Array, frac: Array, constants) -> Arra
 
 
 def schedule_multiplier(schedule: Schedule, xp, step: Array, total_steps: int, constants=()):
-    """The learning-rate multiplier at 0-based ``step`` (see :class:`Schedule`)."""
+    """The learning-rate multiplier at 0-based ``step`` (see :class:`Schedule`).
+
+    ``step`` and ``total_steps`` may be arrays of the same shape (the
+    integrity check evaluates several runs' steps at once).
+    """
     step = xp.asarray(step, dtype=xp.float32)
     warm = schedule.warmup_steps
-    u = xp.clip((step - warm) / max(total_steps - warm, 1), 0.0, 1.0)
+    u = xp.clip((step - warm) / xp.maximum(total_steps - warm, 1), 0.0, 1.0)
     kind = schedule.kind
     if kind == "constant":
         mult = xp.ones_like(u)

@@ -75,22 +75,30 @@ def _probe_inputs():
 
 
 _GRADS_A, _GRADS_B, _W_PROBE, _CURVATURE, _W_STAR, _W_QUAD = _probe_inputs()
+_CURVE_STEPS = np.linspace(0, CURVE_TOTAL_STEPS - 1, CURVE_POINTS).round()
 
 
 def _quadratic_loss(w: np.ndarray) -> np.ndarray:
     return 0.5 * np.sum(_CURVATURE * (w - _W_STAR) ** 2, axis=-1)
 
 
-def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TOTAL_STEPS):
+class Probe(NamedTuple):
+    """What :func:`probe` measured."""
+
+    updates: np.ndarray  # (steps, 3, PROBE_SIZE): rows A, B, quadratic
+    losses: np.ndarray  # the quadratic's loss before the first step and after the last
+    curves: np.ndarray  # schedule and decay multipliers at CURVE_POINTS steps of a long run
+
+
+def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TOTAL_STEPS) -> Probe:
     """Runs ``graph`` on three probe problems at once, with NumPy.
 
     Rows: 0 and 1 feed fixed gradient sequences ``A`` and ``B`` at fixed
     weights; row 2 descends the quadratic ``0.5 * sum(h * (w - w*)^2)``.
-    Noise and dropout draw the same samples in every row.
-
-    Returns:
-      ``(updates, quad_losses)``: updates of shape ``(steps, 3, PROBE_SIZE)``
-      and the quadratic's loss before the first step and after the last.
+    Noise and dropout draw the same samples in every row. The probe run is
+    short, so the schedule and decay multipliers are also sampled over a long
+    run (``curves``): graphs that differ only late in training (a step
+    schedule's rate, a long warmup) differ there.
     """
     p = compile_lib.plan(graph)
     h = graph.hparams
@@ -102,8 +110,14 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
         rng = np.random.default_rng(0)
         random = rng.standard_normal((steps, 1, PROBE_SIZE)), rng.random((steps, 1, PROBE_SIZE))
     with np.errstate(all="ignore"):  # overflow is expected, and sanitized
-        table = compile_lib.step_scalars(p, np, np.arange(steps), total_steps)
-        table = {key: v if np.ndim(v) else np.full(steps, v) for key, v in table.items()}
+        # One evaluation for the probe's steps and the long run's curve points.
+        at = np.concatenate([np.arange(steps), _CURVE_STEPS])
+        totals = np.concatenate([np.full(steps, total_steps), np.full(CURVE_POINTS,
+                                                                      CURVE_TOTAL_STEPS)])
+        table = compile_lib.step_scalars(p, np, at, totals)
+        table = {key: np.broadcast_to(v, at.shape) for key, v in table.items()}
+        curves = np.concatenate([v[steps:] for k, v in sorted(table.items())
+                                 if k == "schedule" or k.startswith("decay:")])
         per_step = [dict(zip(table, values)) for values in zip(*table.values())]
         for k in range(steps):
             g = np.array((_GRADS_A[k], _GRADS_B[k], _CURVATURE * (w[2] - _W_STAR)))
@@ -123,7 +137,7 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
             w_quad = np.minimum(np.maximum(w[2] + u[2], -QUAD_BOUND), QUAD_BOUND)
             w = np.array((_W_PROBE, _W_PROBE, w_quad))
         losses = np.array((_quadratic_loss(_W_QUAD), _quadratic_loss(w[2])))
-    return updates, losses
+    return Probe(updates, losses, curves)
 
 
 def _depends_on_gradient(graph: Graph) -> bool:
@@ -150,25 +164,10 @@ def _reaches_gradient(update, ref: str, grad_states: set[int]) -> bool:
     return False
 
 
-def _scalar_curves(graph: Graph) -> np.ndarray:
-    """The schedule and decay multipliers at CURVE_POINTS steps of a long run.
-
-    The probe run is short: graphs that differ only late in training (a step
-    schedule's rate, a long warmup) differ here.
-    """
-    p = compile_lib.plan(graph)
-    steps = np.linspace(0, CURVE_TOTAL_STEPS - 1, CURVE_POINTS).round()
-    with np.errstate(all="ignore"):
-        table = compile_lib.step_scalars(p, np, steps, CURVE_TOTAL_STEPS)
-    curves = [np.broadcast_to(v, steps.shape) for k, v in sorted(table.items())
-              if k == "schedule" or k.startswith("decay:")]
-    return np.concatenate(curves)
-
-
-def _hash(graph: Graph, updates: np.ndarray) -> str:
+def _hash(result: Probe) -> str:
     """Hash of the probe updates (rows A and B) and the scalar curves, rounded
     to 5 significant digits so that float noise is ignored."""
-    x = np.concatenate([updates[:, :2].ravel(), _scalar_curves(graph)])
+    x = np.concatenate([result.updates[:, :2].ravel(), result.curves])
     x = np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=OVERFLOW, neginf=-OVERFLOW)
     mantissa, exponent = np.frexp(x)
     rounded = np.round(mantissa * 2**17).astype(np.int64)
@@ -195,8 +194,8 @@ def check(graph: Graph) -> CheckReport:
         return CheckReport(False, "invalid_structure", str(e))
     if not _depends_on_gradient(graph):
         return CheckReport(False, "no_gradient", "no gradient operand reaches the root")
-    updates, losses = probe(graph)
-    fp = _hash(graph, updates)
+    result = probe(graph)
+    updates, losses, fp = result.updates, result.losses, _hash(result)
     probe_updates = updates[:, :2]
     if not np.all(np.isfinite(updates)) or np.max(np.abs(updates)) >= OVERFLOW:
         return CheckReport(False, "non_finite", "the update overflows on probe inputs", fp)
@@ -224,5 +223,4 @@ def fingerprint(graph: Graph) -> str:
     digits, are hashed (16 hex characters).
     """
     graph_lib.validate(graph)
-    updates, _ = probe(graph)
-    return _hash(graph, updates)
+    return _hash(probe(graph))

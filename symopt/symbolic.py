@@ -123,13 +123,10 @@ def _simplify(expr: sympy.Expr) -> sympy.Expr:
     ``sympy.factor_terms`` pulls common factors out of sums (and only sums),
     which shortens about one expression in six of random graphs.
     """
-    expr = _round_numbers(expr)
-    if not expr.has(sympy.Add):
-        return expr
-    size = _size(expr)
-    if size > SIMPLIFY_MAX_SIZE:
-        return expr
     try:
+        expr = _round_numbers(expr)
+        if not expr.has(sympy.Add) or (size := _size(expr)) > SIMPLIFY_MAX_SIZE:
+            return expr
         factored = _round_numbers(sympy.factor_terms(expr))
     except Exception:  # noqa: BLE001 (sympy raises TypeError etc. on odd inputs; keep expr)
         return expr
@@ -147,6 +144,19 @@ def _inlined_sizes(expr: Expr, active: list[int]) -> dict[str, int]:
         node = expr.nodes[i]
         sizes[graph_lib.node_ref(i)] = 3 + sizes.get(node.a, 1) + sizes.get(node.b, 1)
     return sizes
+
+
+def _apply(op: ops.Op, *args: sympy.Expr) -> sympy.Expr:
+    """``op``'s sympy form of ``args``; unevaluated, ``op.name(*args)``, where sympy fails.
+
+    Sympy's automatic evaluation raises on some values the numeric operators
+    take in their stride: ``Max`` of ``zoo`` (from a division by a zero
+    constant) or ``exp`` of ``exp(1e30)`` (mpmath overflow).
+    """
+    try:
+        return op.to_sympy(*args)
+    except Exception:  # noqa: BLE001 (any sympy evaluation error)
+        return sympy.Function(op.name)(*args)
 
 
 def _build(
@@ -175,9 +185,9 @@ def _build(
 
     for i in active:
         node = expr.nodes[i]
-        left = ops.UNARY[node.left].to_sympy(value_of(node.a))
-        right = ops.UNARY[node.right].to_sympy(value_of(node.b))
-        value = ops.BINARY[node.op].to_sympy(left, right)
+        left = _apply(ops.UNARY[node.left], value_of(node.a))
+        right = _apply(ops.UNARY[node.right], value_of(node.b))
+        value = _apply(ops.BINARY[node.op], left, right)
         ref = graph_lib.node_ref(i)
         if name_shared and reads[ref] > 1 and not value.is_Atom:
             name = sympy.Symbol(f"h_{len(intermediates) + 1}", real=True)
@@ -231,10 +241,14 @@ def _schedule(
     warmup = schedule.warmup_steps
     if schedule.kind == "graph":
         # A schedule sub-graph reads the operands' t/T as the progress u.
+        first_named = len(intermediates)
         (multiplier,) = _build(schedule.expr, _leaf(graph, {}), intermediates)
         if warmup:
             shifted = {_STEP: _STEP - warmup, _TOTAL_STEPS: _TOTAL_STEPS - warmup}
             multiplier = multiplier.subs(shifted, simultaneous=True)
+            for k in range(first_named, len(intermediates)):
+                name, value = intermediates[k]
+                intermediates[k] = (name, value.subs(shifted, simultaneous=True))
     else:
         progress = (_STEP - warmup) / (_TOTAL_STEPS - warmup)
         multiplier = _CLOSED_FORM_SCHEDULES[schedule.kind](progress, schedule)

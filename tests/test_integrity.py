@@ -138,7 +138,7 @@ def test_probe_runs_the_same_optimizer_as_to_optax():
                if g.momentum != "none" and not compile_lib.plan(g).needs & {"noise", "uniform"}
                and symopt.check(g).ok][:3]
     for graph in graphs:
-        updates, _ = integrity.probe(graph, steps=4)
+        updates = integrity.probe(graph, steps=4).updates
         tx = symopt.to_optax(graph, total_steps=integrity.PROBE_TOTAL_STEPS)
         update = jax.jit(tx.update)
         w = jnp.asarray(integrity._W_PROBE, jnp.float32)
