@@ -119,6 +119,33 @@ def evaluate_scalar(expr: Expr, xp, step: Array, frac: Array, constants) -> Arra
     return values[expr.root] if expr.root in values else lookup(expr.root)
 
 
+def _cosine(xp, u, s):
+    return s.alpha + (1 - s.alpha) * 0.5 * (1 + xp.cos(xp.pi * u))
+
+
+SCHEDULE_FORMULAS: dict[str, Callable[..., Array]] = {
+    "constant": lambda xp, u, s: xp.ones_like(u),
+    "cosine": _cosine,
+    "linear": lambda xp, u, s: 1 - (1 - s.alpha) * u,
+    "exponential": lambda xp, u, s: s.decay_rate**u,
+    "step": lambda xp, u, s: s.decay_rate ** xp.floor(xp.minimum(u * s.steps, s.steps - 1)),
+    "restarts": lambda xp, u, s: _cosine(xp, xp.mod(u * s.cycles, 1.0), s),
+}
+"""The multiplier of each closed-form schedule kind after warmup, at ``u`` in
+[0, 1]; ``s`` has the :class:`Schedule` fields (floats, or arrays in the
+population interpreter)."""
+
+
+def schedule_fraction(xp, step: Array, warmup: Array, total_steps: Array) -> Array:
+    """``u = (t - W) / (T - W)``, clipped to [0, 1]: progress after warmup."""
+    return xp.clip((step - warmup) / xp.maximum(total_steps - warmup, 1), 0.0, 1.0)
+
+
+def with_warmup(xp, step: Array, warmup: Array, mult: Array) -> Array:
+    """Linear warmup ``(t+1)/W`` for ``t < W``, then ``mult``."""
+    return xp.where(step < warmup, (step + 1) / xp.maximum(warmup, 1), mult)
+
+
 def schedule_multiplier(schedule: Schedule, xp, step: Array, total_steps: int, constants=()):
     """The learning-rate multiplier at 0-based ``step`` (see :class:`Schedule`).
 
@@ -126,28 +153,15 @@ def schedule_multiplier(schedule: Schedule, xp, step: Array, total_steps: int, c
     integrity check evaluates several runs' steps at once).
     """
     step = xp.asarray(step, dtype=xp.float32)
-    warm = schedule.warmup_steps
-    u = xp.clip((step - warm) / xp.maximum(total_steps - warm, 1), 0.0, 1.0)
-    kind = schedule.kind
-    if kind == "constant":
-        mult = xp.ones_like(u)
-    elif kind == "cosine":
-        mult = schedule.alpha + (1 - schedule.alpha) * 0.5 * (1 + xp.cos(xp.pi * u))
-    elif kind == "linear":
-        mult = 1 - (1 - schedule.alpha) * u
-    elif kind == "exponential":
-        mult = schedule.decay_rate**u
-    elif kind == "step":
-        mult = schedule.decay_rate ** xp.floor(xp.minimum(u * schedule.steps, schedule.steps - 1))
-    elif kind == "restarts":
-        phase = xp.mod(u * schedule.cycles, 1.0)
-        mult = schedule.alpha + (1 - schedule.alpha) * 0.5 * (1 + xp.cos(xp.pi * phase))
-    elif kind == "graph":
+    u = schedule_fraction(xp, step, schedule.warmup_steps, total_steps)
+    if schedule.kind == "graph":
         mult = evaluate_scalar(schedule.expr, xp, step, u, constants)
+    elif schedule.kind in SCHEDULE_FORMULAS:
+        mult = SCHEDULE_FORMULAS[schedule.kind](xp, u, schedule)
     else:
-        raise graph_lib.GraphError(f"schedule.kind: unknown {kind!r}")
-    if warm:
-        mult = xp.where(step < warm, (step + 1) / warm, mult)
+        raise graph_lib.GraphError(f"schedule.kind: unknown {schedule.kind!r}")
+    if schedule.warmup_steps:
+        mult = with_warmup(xp, step, schedule.warmup_steps, mult)
     return mult
 
 

@@ -123,6 +123,8 @@ def _simplify(expr: sympy.Expr) -> sympy.Expr:
     ``sympy.factor_terms`` pulls common factors out of sums (and only sums),
     which shortens about one expression in six of random graphs.
     """
+    if expr.has(sympy.Max, sympy.Min):  # rebuilding them compares all pairs of args: slow
+        return expr
     try:
         expr = _round_numbers(expr)
         if not expr.has(sympy.Add) or (size := _size(expr)) > SIMPLIFY_MAX_SIZE:
