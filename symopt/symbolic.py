@@ -28,14 +28,16 @@ import collections
 import functools
 import math
 import sys
+import types
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import sympy
 
+from symopt import compile as compile_lib
 from symopt import graph as graph_lib
 from symopt import ops
-from symopt.graph import Expr, Graph, Hyperparams, Schedule
+from symopt.graph import Expr, Graph, Hyperparams
 
 SIGNIFICANT_DIGITS = 6
 """Significant digits kept of the graph's numbers (constants, hyperparameters)."""
@@ -79,7 +81,11 @@ class _Moment(NamedTuple):
     source: str
 
 
-_MOMENTS = (_Moment("m", "beta1", "g"), _Moment("v", "beta2", "g2"), _Moment("gamma", "beta3", "g3"))
+_MOMENTS = (
+    _Moment("m", "beta1", "g"),
+    _Moment("v", "beta2", "g2"),
+    _Moment("gamma", "beta3", "g3"),
+)
 
 
 def state_symbol(i: int) -> sympy.Symbol:
@@ -213,31 +219,26 @@ def _leaf(graph: Graph, decays: Mapping[str, sympy.Expr]) -> Callable[[str], sym
     return leaf
 
 
-def _cosine(progress: sympy.Expr, alpha: float) -> sympy.Expr:
-    floor = _number(alpha)
-    return floor + (1 - floor) * (1 + sympy.cos(sympy.pi * progress)) / 2
+_SYMPY_NAMESPACE = types.SimpleNamespace(
+    pi=sympy.pi,
+    cos=sympy.cos,
+    floor=sympy.floor,
+    minimum=sympy.Min,
+    maximum=sympy.Max,
+    mod=sympy.Mod,
+    ones_like=lambda x: sympy.Integer(1),
+)
+"""The ``xp`` functions that ``compile.SCHEDULE_FORMULAS`` call, over sympy."""
 
 
-_CLOSED_FORM_SCHEDULES: dict[str, Callable[[sympy.Expr, Schedule], sympy.Expr]] = {
-    "constant": lambda u, s: sympy.Integer(1),
-    "cosine": lambda u, s: _cosine(u, s.alpha),
-    "linear": lambda u, s: 1 - (1 - _number(s.alpha)) * u,
-    "exponential": lambda u, s: _number(s.decay_rate) ** u,
-    "step": lambda u, s: (
-        _number(s.decay_rate) ** sympy.floor(sympy.Min(s.steps * u, s.steps - 1))
-    ),
-    "restarts": lambda u, s: _cosine(sympy.frac(s.cycles * u), s.alpha),
-}
-"""Each schedule kind's multiplier over the post-warmup progress ``u`` in [0, 1]."""
-
-
-def _schedule(
-    graph: Graph, intermediates: list[tuple[sympy.Symbol, sympy.Expr]]
-) -> sympy.Expr:
+def _schedule(graph: Graph, intermediates: list[tuple[sympy.Symbol, sympy.Expr]]) -> sympy.Expr:
     """The learning-rate multiplier as a function of ``t`` and ``T``.
 
     Follows :class:`symopt.graph.Schedule`: after ``W`` warmup steps the
     progress is ``u = (t - W) / (T - W)``, which is ``t/T`` without warmup.
+    The closed forms are the formulas of the compiled optimizer
+    (``compile.SCHEDULE_FORMULAS``) applied to sympy; the clipping of ``u``
+    to [0, 1] is not shown.
     """
     schedule = graph.schedule
     warmup = schedule.warmup_steps
@@ -253,7 +254,8 @@ def _schedule(
                 intermediates[k] = (name, value.subs(shifted, simultaneous=True))
     else:
         progress = (_STEP - warmup) / (_TOTAL_STEPS - warmup)
-        multiplier = _CLOSED_FORM_SCHEDULES[schedule.kind](progress, schedule)
+        formula = compile_lib.SCHEDULE_FORMULAS[schedule.kind]
+        multiplier = _round_numbers(formula(_SYMPY_NAMESPACE, progress, schedule))
     if warmup:
         multiplier = sympy.Piecewise(((_STEP + 1) / warmup, _STEP < warmup), (multiplier, True))
     return multiplier
@@ -282,6 +284,7 @@ def _descent_step(direction: sympy.Expr, graph: Graph) -> sympy.Expr:
 
 @functools.lru_cache(maxsize=1024)
 def _symbolic(graph: Graph) -> SymbolicGraph:
+    """The work of :func:`to_sympy` for a validated graph, cached (Graphs are hashable)."""
     intermediates: list[tuple[sympy.Symbol, sympy.Expr]] = []
     used = graph_lib.used_operands(graph)
     scalar_leaf = _leaf(graph, {})
@@ -350,6 +353,32 @@ def to_sympy(graph: Graph) -> SymbolicGraph:
 # Printing.
 
 
+_TEXT_MODE_ESCAPES = str.maketrans(
+    {
+        "\\": r"\textbackslash{}",
+        "^": r"\^{}",
+        "~": r"\~{}",
+        **{c: "\\" + c for c in "{}_#%&$"},
+    }
+)
+
+
+def _text(expr: sympy.Expr) -> str:
+    """``expr`` as plain text (``srepr`` where sympy's printer fails)."""
+    try:
+        return sympy.sstr(expr, full_prec=False)
+    except Exception:  # noqa: BLE001 (printing re-evaluates parts, which may raise)
+        return sympy.srepr(expr)
+
+
+def _latex(expr: sympy.Expr, symbol_names: Mapping[sympy.Symbol, str]) -> str:
+    """``expr`` as LaTeX (its plain text, in text mode, where sympy's printer fails)."""
+    try:
+        return sympy.latex(expr, symbol_names=symbol_names)
+    except Exception:  # noqa: BLE001 (printing re-evaluates parts, which may raise)
+        return rf"\text{{{_text(expr).translate(_TEXT_MODE_ESCAPES)}}}"
+
+
 def _equation_symbols(form: SymbolicGraph) -> set[sympy.Symbol]:
     """The symbols that the direction, the states and the named nodes contain."""
     exprs = [form.direction, *form.states, *(value for _, value in form.intermediates)]
@@ -403,7 +432,7 @@ def to_latex(graph: Graph) -> str:
     hats = {symbol: _hat(symbol) for symbol in corrected}
 
     def tex(expr: sympy.Expr) -> str:
-        return sympy.latex(expr, symbol_names=hats)
+        return _latex(expr, hats)
 
     step = _descent_step(_DIRECTION, graph)
     step_tex = rf"\left({tex(step)}\right)" if step.is_Add else tex(step)
@@ -423,10 +452,6 @@ def to_latex(graph: Graph) -> str:
         lines.append((tex(_EPSILON), "=", tex(_number(h.eps))))
     body = r" \\ ".join(f"{lhs} &{relation} {rhs}" for lhs, relation, rhs in lines)
     return rf"\begin{{aligned}} {body} \end{{aligned}}"
-
-
-def _text(expr: sympy.Expr) -> str:
-    return sympy.sstr(expr, full_prec=False)
 
 
 def to_text(graph: Graph) -> str:
