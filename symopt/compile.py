@@ -152,7 +152,7 @@ def schedule_multiplier(schedule: Schedule, xp, step: Array, total_steps: int, c
     ``step`` and ``total_steps`` may be arrays of the same shape (the
     integrity check evaluates several runs' steps at once).
     """
-    step = xp.asarray(step, dtype=xp.float32)
+    step = xp.asarray(step, dtype=float)
     u = schedule_fraction(xp, step, schedule.warmup_steps, total_steps)
     if schedule.kind == "graph":
         mult = evaluate_scalar(schedule.expr, xp, step, u, constants)
@@ -190,7 +190,7 @@ def step_scalars(p: Plan, xp, step: Array, total_steps: int) -> dict[str, Array]
     """Per-step scalars shared by all leaves: schedule, decays, bias corrections."""
     g = p.graph
     h = g.hparams
-    t = xp.asarray(step, dtype=xp.float32)
+    t = xp.asarray(step, dtype=float)
     frac = t / total_steps
     out = {"step": t, "frac": frac}
     out["schedule"] = schedule_multiplier(g.schedule, xp, step, total_steps, g.constants)
@@ -199,7 +199,7 @@ def step_scalars(p: Plan, xp, step: Array, total_steps: int) -> dict[str, Array]
     if h.bias_correction:
         for moment, beta in (("m", h.beta1), ("v", h.beta2), ("gamma", h.beta3)):
             if moment in p.needs:
-                out[f"bc:{moment}"] = 1 - xp.asarray(beta, dtype=xp.float32) ** (t + 1)
+                out[f"bc:{moment}"] = 1 - xp.asarray(beta, dtype=float) ** (t + 1)
     return out
 
 
