@@ -26,6 +26,7 @@ from symopt.graph import (
     validate,
 )
 from symopt.integrity import CheckReport, check, fingerprint
+from symopt.symbolic import to_latex, to_sympy, to_text
 
 __version__ = "0.1.0"
 
@@ -47,7 +48,10 @@ __all__ = [
     "ops",
     "save",
     "to_dict",
+    "to_latex",
     "to_optax",
+    "to_sympy",
+    "to_text",
     "validate",
     "zoo",
 ]

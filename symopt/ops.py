@@ -66,9 +66,10 @@ def _clip(bound: float):
     return lambda xp, x: xp.clip(x, -bound, bound)
 
 
-_clip_sym = {b: sympy.Function(f"clip_{{{b:g}}}") for b in (1e-5, 1e-4, 1e-3)}
-_drop_sym = {r: sympy.Function(f"drop_{{{r:g}}}") for r in (0.1, 0.3, 0.5)}
-_restart = sympy.Function("restart")
+# real=True keeps sympy from printing re()/im() noise around these.
+_clip_sym = {b: sympy.Function(f"clip_{{{b:g}}}", real=True) for b in (1e-5, 1e-4, 1e-3)}
+_drop_sym = {r: sympy.Function(f"drop_{{{r:g}}}", real=True) for r in (0.1, 0.3, 0.5)}
+_restart = sympy.Function("restart", real=True)
 
 
 class Op(NamedTuple):
@@ -214,7 +215,8 @@ class Operand(NamedTuple):
     scalar: bool = False  # a function of the step only (usable in decays/schedules)
 
 
-_g, _w, _m, _v, _gamma = sympy.symbols("g w m v gamma", real=True)
+_g, _w, _m, _gamma = sympy.symbols("g w m gamma", real=True)
+_v = sympy.Symbol("v", nonnegative=True)
 _eps = sympy.Symbol("epsilon", positive=True)
 _xi = sympy.Symbol("xi", real=True)
 _t, _T = sympy.symbols("t T", positive=True)

@@ -104,6 +104,8 @@ def test_operand_sympy_forms_agree_with_their_functions():
 
 
 def _assumptions(name):
+    if name == "v":
+        return {"nonnegative": True}
     if name == "epsilon":
         return {"positive": True}
     if name in ("t", "T"):
