@@ -253,6 +253,16 @@ def uses_random(program: Program) -> jax.Array:
     return jnp.any(uses_op & in_use) | jnp.any(uses_operand)
 
 
+def uses_moments(program: Program) -> dict[str, jax.Array]:
+    """Population-wide flags: does any graph read m, v, gamma? (bools)."""
+    slot_used = jnp.arange(program.operands.shape[-1]) < program.num_operands[:, None]
+    flags = {}
+    for moment in ("m", "v", "gamma"):
+        ids = [OPERAND_NAMES.index(n) for n in OPERAND_NAMES if moment in ops.OPERANDS[n].needs]
+        flags[moment] = jnp.any(jnp.isin(program.operands, jnp.asarray(ids)) & slot_used)
+    return flags
+
+
 # --------------------------------------------------------------------------
 # One run's step.
 
@@ -314,42 +324,102 @@ def _run_scalars(row: Program, count, total_steps: int) -> dict[str, jax.Array]:
     return out
 
 
-def _run_step(row: Program, shape: ProgramShape, base: dict[str, jax.Array], states, trace,
-              scalars: dict[str, jax.Array]):
-    """One run's update from its flat [L] arrays: ``(update, states, trace)``."""
-    h = row.hparams
-    g = base["g"]
-    ctx = ops.StepContext(g, base["w"], base["m"], base["v"], base["gamma"], base["noise"],
-                          h["eps"], scalars["t"], scalars["frac"])
+class _RunContext:
+    """A StepContext for one run whose fields are read (sliced, bias-corrected)
+    only when an operand asks for them: inside a switch branch, so a run pays
+    for the base arrays its operands use."""
+
+    def __init__(self, base: dict[str, jax.Array], r, scalars, eps):
+        self._base, self._r, self._scalars = base, r, scalars
+        self.eps, self.step, self.frac = eps, scalars["t"], scalars["frac"]
+
+    def __getattr__(self, name: str) -> jax.Array:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        x = self._base[name] if self._r is None else self._base[name][self._r]
+        if name in ("m", "v", "gamma"):
+            x = x / self._scalars[f"bc:{name}"]
+        return x
+
+
+class _Packed(NamedTuple):
+    """Per-run fields packed in one int and one float vector: the loop
+    strategy then slices two arrays per run rather than dozens (each slice is
+    an operation with a fixed cost on CPU)."""
+
+    ints: jax.Array  # int32 [R, Ni]
+    floats: jax.Array  # float [R, Nf]
+
+
+def _pack(fields: list[tuple[str, jax.Array]]) -> tuple[jax.Array, dict[str, tuple[int, int, bool]]]:
+    """Concatenates [R] and [R, n] arrays; the layout maps a name to
+    ``(start, size, is_scalar)``."""
+    layout, parts, start = {}, [], 0
+    for name, x in fields:
+        scalar = x.ndim == 1
+        x = x[:, None] if scalar else x
+        layout[name] = (start, x.shape[1], scalar)
+        parts.append(x)
+        start += x.shape[1]
+    return jnp.concatenate(parts, axis=1), layout
+
+
+def _field(vector: jax.Array, layout, name: str) -> jax.Array:
+    start, size, scalar = layout[name]
+    return vector[start] if scalar else vector[start:start + size]
+
+
+def _run_step(packed: _Packed, layout, shape: ProgramShape, base: dict[str, jax.Array], r,
+              states, trace, table: jax.Array | None = None):
+    """One run's update: ``(update, states, trace, table)``, each [..., L].
+
+    ``packed`` holds this run's program and per-step scalars (see
+    :func:`_pack`); ``base`` the runs' gradients, weights, moments and draws;
+    ``r`` is this run's index into them, or None when they are this run's
+    already (under vmap). ``table`` is scratch space [table_size, L] whose
+    contents do not matter (every entry a valid program reads is written
+    first); the loop strategy passes the previous run's, to save zeroing it.
+    """
+    i_layout, f_layout = layout
+    I = lambda name: _field(packed.ints, i_layout, name)  # noqa: E731, E741
+    F = lambda name: _field(packed.floats, f_layout, name)  # noqa: E731
+    scalars = {"t": F("t"), "frac": F("frac"),
+               **{f"bc:{m}": F(f"bc:{m}") for m in ("m", "v", "gamma")}}
+    ctx = _RunContext(base, r, scalars, F("eps"))
+    g = ctx.g
     operand_fns = [
         lambda name=name: jnp.broadcast_to(ops.OPERANDS[name].fn(jnp, ctx), g.shape).astype(g.dtype)
         for name in OPERAND_NAMES
     ]
-    table = jnp.zeros((shape.table_size, *g.shape), g.dtype)
+    if table is None:
+        table = jnp.zeros((shape.table_size, *g.shape), g.dtype)
+    operands, decays = I("operands"), F("decays")
 
     def fill_slot(k, table):
-        value = jax.lax.switch(row.operands[k], operand_fns) * scalars["decays"][k]
+        value = jax.lax.switch(operands[k], operand_fns) * decays[k]
         return jax.lax.dynamic_update_index_in_dim(table, ops.sanitize(jnp, value), k, 0)
 
-    table = jax.lax.fori_loop(0, row.num_operands, fill_slot, table)
-    fixed = [jnp.broadcast_to(row.constants[j], g.shape) for j in range(shape.max_constants)]
+    table = jax.lax.fori_loop(0, I("num_operands"), fill_slot, table)
+    constants = F("constants")
+    fixed = [jnp.broadcast_to(constants[j], g.shape) for j in range(shape.max_constants)]
     start = shape.max_operands
     if shape.max_constants or shape.max_states:
         table = jax.lax.dynamic_update_slice_in_dim(table, jnp.stack([*fixed, *states]), start, 0)
     first = start + shape.max_constants + shape.max_states
-    table = _eval_nodes(table, row.update, first, base["uniform"])
-    direction = jax.lax.dynamic_index_in_dim(table, row.update.root, keepdims=False)
-    new_states = jnp.take(table, row.states, axis=0)
-    beta = h["momentum"]
+    update = ExprArrays(*(I(f) for f in ExprArrays._fields))
+    table = _eval_nodes(table, update, first, ctx.uniform)
+    direction = jax.lax.dynamic_index_in_dim(table, update.root, keepdims=False)
+    new_states = jnp.take(table, I("states"), axis=0)
+    beta = F("momentum")
     new_trace = direction + beta * trace
-    direction, new_trace = jax.lax.switch(row.momentum, [
+    direction, new_trace = jax.lax.switch(I("momentum"), [
         lambda: (direction, trace),
         lambda: (new_trace, new_trace),
         lambda: (direction + beta * new_trace, new_trace),
     ])
-    direction = direction + h["weight_decay"] * base["w"]
-    update = -(h["learning_rate"] * scalars["schedule"]) * direction
-    return update.astype(g.dtype), new_states, new_trace
+    direction = direction + F("weight_decay") * ctx.w
+    update = -F("learning_rate") * direction
+    return update.astype(g.dtype), new_states, new_trace, table
 
 
 # --------------------------------------------------------------------------
@@ -417,6 +487,7 @@ def optimizer(
     rows = jax.tree.map(lambda x: jnp.repeat(x, runs_per_candidate, axis=0), program)
     seeds = jnp.zeros(runs, jnp.int32) if seeds is None else jnp.asarray(seeds, jnp.int32)
     random = uses_random(program)
+    moments = uses_moments(program)
     h = rows.hparams
 
     def init_fn(params):
@@ -451,34 +522,49 @@ def optimizer(
         g = jnp.where(clip_norm > 0, g * factor, g)
         c = h["clip_value"][:, None]
         g = jnp.where(c > 0, jnp.clip(g, -c, c), g)
-        m = compile_lib._ema(jnp, state.m, g, h["beta1"][:, None])
-        v = compile_lib._ema(jnp, state.v, g * g, h["beta2"][:, None])
-        gamma = compile_lib._ema(jnp, state.gamma, g * g * g, h["beta3"][:, None])
+        # A moment nobody reads is not updated (an unbatched cond: a real branch).
+        m, v, gamma = (
+            jax.lax.cond(moments[name],
+                         lambda old, x, b: compile_lib._ema(jnp, old, x, b[:, None]),
+                         lambda old, x, b: old, old, x, h[beta])
+            for name, old, x, beta in (("m", state.m, g, "beta1"), ("v", state.v, g * g, "beta2"),
+                                       ("gamma", state.gamma, g * g * g, "beta3"))
+        )
         scalars = jax.vmap(lambda row, count: _run_scalars(row, count, total_steps))(
             rows, state.count)
         split = jax.vmap(lambda k: jax.random.split(jax.random.wrap_key_data(k)))(state.key)
         keys, step_keys = split[:, 0], split[:, 1]
-        noise, uniform = jax.lax.cond(
-            random, lambda: draws(step_keys, updates), lambda: (jnp.zeros_like(g),) * 2)
-        base = {
-            "g": g, "w": w, "noise": noise, "uniform": uniform,
-            "m": m / scalars["bc:m"][:, None],
-            "v": v / scalars["bc:v"][:, None],
-            "gamma": gamma / scalars["bc:gamma"][:, None],
-        }
-        run = lambda row, base, st, tr, sc: _run_step(row, shape, base, st, tr, sc)  # noqa: E731
+        # Without noise in the population, g stands in: nothing reads it.
+        noise, uniform = jax.lax.cond(random, lambda: draws(step_keys, updates), lambda: (g, g))
+        base = {"g": g, "w": w, "noise": noise, "uniform": uniform, "m": m, "v": v,
+                "gamma": gamma}
+        u_expr = rows.update
+        ints, i_layout = _pack([
+            ("operands", rows.operands), ("num_operands", rows.num_operands),
+            *((f, getattr(u_expr, f)) for f in ExprArrays._fields),
+            ("states", rows.states), ("momentum", rows.momentum)])
+        floats, f_layout = _pack([
+            ("constants", rows.constants), ("decays", scalars["decays"]), ("eps", h["eps"]),
+            ("learning_rate", h["learning_rate"] * scalars["schedule"]),
+            ("weight_decay", h["weight_decay"]), ("momentum", h["momentum"]),
+            *((k, scalars[k]) for k in ("t", "frac", "bc:m", "bc:v", "bc:gamma"))])
+        packed, layout = _Packed(ints, floats.astype(g.dtype)), (i_layout, f_layout)
         if strategy == "vmap":
-            u, new_states, trace = jax.vmap(run)(rows, base, state.states, state.trace, scalars)
+            u, new_states, trace, _ = jax.vmap(
+                lambda pk, base, st, tr: _run_step(pk, layout, shape, base, None, st, tr)
+            )(packed, base, state.states, state.trace)
         else:
             def body(r, acc):
-                take = lambda x: jax.tree.map(lambda a: a[r], x)  # noqa: E731
-                u_r, st_r, tr_r = run(take(rows), take(base), state.states[r], state.trace[r],
-                                      take(scalars))
+                u, states, traces, table = acc
+                u_r, st_r, tr_r, table = _run_step(
+                    _Packed(packed.ints[r], packed.floats[r]), layout, shape, base, r,
+                    states[r], traces[r], table)
                 put = jax.lax.dynamic_update_index_in_dim
-                return put(acc[0], u_r, r, 0), put(acc[1], st_r, r, 0), put(acc[2], tr_r, r, 0)
+                return put(u, u_r, r, 0), put(states, st_r, r, 0), put(traces, tr_r, r, 0), table
 
-            u, new_states, trace = jax.lax.fori_loop(
-                0, runs, body, (jnp.zeros_like(g), state.states, state.trace))
+            table = jnp.zeros((shape.table_size, g.shape[1]), g.dtype)
+            u, new_states, trace, _ = jax.lax.fori_loop(
+                0, runs, body, (jnp.zeros_like(g), state.states, state.trace, table))
         new_state = PopulationState(
             state.count + 1, m, v, gamma, new_states, trace,
             jax.vmap(jax.random.key_data)(keys),
