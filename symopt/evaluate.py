@@ -15,9 +15,11 @@ run; tasks without classes score the orders of magnitude by which the loss
 fell, over 10. :func:`aggregate` averages tasks and normalises by Adam run the
 same way.
 
-Multi-host: with ``jax.distributed.initialize()`` done (see
-:func:`initialize_distributed`), each process trains its contiguous share of
-the population on its own devices and the metrics are all-gathered.
+Devices: the candidates are split over the local devices with
+``jax.shard_map`` (each device trains its share; no communication until the
+metrics come back). Multi-host: with ``jax.distributed.initialize()`` done
+(see :func:`initialize_distributed`), each process trains its contiguous
+share of the population on its own devices and the metrics are all-gathered.
 """
 
 from __future__ import annotations
@@ -59,27 +61,39 @@ class RunMetrics(NamedTuple):
 # The training loop.
 
 
-def _train_run(tx: optax.GradientTransformation, task, data, key: jax.Array) -> dict[str, Any]:
-    """One run of ``task`` with ``tx``; pure, vmappable."""
-    init_key, data_key = jax.random.split(key)
-    params, model_state = task.init(init_key)
+def _per_run(mask: jax.Array, x: jax.Array) -> jax.Array:
+    """``mask`` [R] broadcast against ``x`` [R, ...]."""
+    return mask.reshape(mask.shape + (1,) * (x.ndim - 1))
+
+
+def _train_runs(tx: optax.GradientTransformation, task, data, keys: jax.Array) -> dict[str, Any]:
+    """R runs of ``task`` at once: ``tx`` works on [R, ...] pytrees.
+
+    The model's loss, gradients and metrics are vmapped over runs; the
+    optimizer sees the whole batch. Pure: one ``lax.scan`` over steps.
+    """
+    split = jax.vmap(lambda k: jax.random.split(jax.random.wrap_key_data(k)))(keys)
+    init_keys, data_keys = split[:, 0], split[:, 1]
+    params, model_state = jax.vmap(task.init)(init_keys)
     opt_state = tx.init(params)
-    grad_fn = jax.value_and_grad(task.train_loss, has_aux=True)
+    grad_fn = jax.vmap(jax.value_and_grad(task.train_loss, has_aux=True),
+                       in_axes=(0, 0, 0, None))
     tail = min(FITNESS_TAIL, task.steps)
 
     def step(carry, k):
         params, model_state, opt_state, diverged, diverged_step = carry
-        (loss, new_model_state), grads = grad_fn(params, model_state,
-                                                 jax.random.fold_in(data_key, k), data)
+        batch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(data_keys, k)
+        (loss, new_model_state), grads = grad_fn(params, model_state, batch_keys, data)
         updates, new_opt_state = tx.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
         finite = jnp.isfinite(loss) & (loss <= task.loss_bound)
         for leaf in jax.tree.leaves(new_params):
-            finite &= jnp.all(jnp.isfinite(leaf))
+            finite &= jnp.all(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1)
         now_diverged = diverged | ~finite
-        keep = lambda new, old: jax.tree.map(  # noqa: E731
-            lambda n, o: jnp.where(now_diverged, o, n), new, old
-        )
+
+        def keep(new, old):  # a diverged run stops changing
+            return jax.tree.map(lambda n, o: jnp.where(_per_run(now_diverged, n), o, n), new, old)
+
         carry = (
             keep(new_params, params),
             keep(new_model_state, model_state),
@@ -89,70 +103,81 @@ def _train_run(tx: optax.GradientTransformation, task, data, key: jax.Array) -> 
         )
         return carry, loss
 
-    carry = (params, model_state, opt_state, jnp.zeros((), bool), jnp.full((), -1, jnp.int32))
+    runs = keys.shape[0]
+    carry = (params, model_state, opt_state, jnp.zeros(runs, bool), jnp.full(runs, -1, jnp.int32))
     (params, model_state, _, diverged, diverged_step), losses = jax.lax.scan(
         step, carry, jnp.arange(task.steps, dtype=jnp.int32)
     )
     out = {
-        "train_loss": jnp.mean(losses[-tail:]),
+        "train_loss": jnp.mean(losses[-tail:], axis=0),
         "initial_loss": losses[0],
         "diverged": diverged,
         "diverged_step": diverged_step,
     }
-    for split in ("val", "test"):
-        metrics = task.eval_metrics(params, model_state, data, split)
-        out[f"{split}_loss"] = metrics["loss"]
-        out[f"{split}_accuracy"] = metrics.get("accuracy", jnp.full((), jnp.nan))
+    evaluate_split = jax.vmap(task.eval_metrics, in_axes=(0, 0, None, None))
+    for split_name in ("val", "test"):
+        metrics = evaluate_split(params, model_state, data, split_name)
+        out[f"{split_name}_loss"] = metrics["loss"]
+        out[f"{split_name}_accuracy"] = metrics.get("accuracy", jnp.full(runs, jnp.nan))
     return out
 
 
-def _seed_keys(seeds: Sequence[int]) -> jax.Array:
-    return jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
+def _run_keys(seeds: jax.Array, candidates: int) -> jax.Array:
+    """Key data of run ``p * S + s``: seed ``s``'s key for every candidate, so
+    that candidates are compared on the same initialisations and batches."""
+    keys = jax.vmap(lambda s: jax.random.key_data(jax.random.key(s)))(seeds)
+    return jnp.tile(keys, (candidates, 1))
 
 
 @functools.cache
-def _compiled_population_trainer(task, shape: ProgramShape) -> Callable[..., Any]:
-    """jit(vmap over candidates (vmap over seeds (one run))), for ``task``."""
+def _compiled_population_trainer(task, shape: ProgramShape, num_seeds: int, strategy: str,
+                                 mesh: jax.sharding.Mesh):
+    """jit(shard_map over devices(train all runs of the local candidates))."""
 
-    def one(row: Program, random: jax.Array, key_data: jax.Array, seed: jax.Array, data):
-        tx = population.interpret(row, shape, task.steps, random=random, seed=seed)
-        return _train_run(tx, task, data, jax.random.wrap_key_data(key_data))
+    def train(program: Program, seeds: jax.Array, data) -> dict[str, jax.Array]:
+        candidates = program.momentum.shape[0]
+        tx = population.optimizer(program, shape, task.steps, runs_per_candidate=num_seeds,
+                                  seeds=jnp.tile(seeds, candidates), strategy=strategy)
+        return _train_runs(tx, task, data, _run_keys(seeds, candidates))
 
-    over_seeds = jax.vmap(one, in_axes=(None, None, 0, 0, None))
-    over_population = jax.vmap(over_seeds, in_axes=(0, None, None, None, None))
-    return jax.jit(over_population)
+    spec, replicated = jax.sharding.PartitionSpec("population"), jax.sharding.PartitionSpec()
+    sharded = jax.shard_map(train, mesh=mesh, in_specs=(spec, replicated, replicated),
+                            out_specs=spec, check_vma=False)
+    return jax.jit(sharded)
 
 
 @functools.cache
-def _compiled_baseline_trainer(task, make_tx: Callable[..., optax.GradientTransformation]):
-    """The same loop with a native optax optimizer built from per-run args."""
+def _compiled_baseline_trainer(task, make_tx: Callable[..., optax.GradientTransformation],
+                               num_seeds: int, mesh: jax.sharding.Mesh):
+    """The same loop with native optax optimizers, vmapped over runs."""
 
-    def one(args, key_data, data):
-        return _train_run(make_tx(*args), task, data, jax.random.wrap_key_data(key_data))
+    def train(args, seeds, data):
+        candidates = jax.tree.leaves(args)[0].shape[0]
+        run_args = jax.tree.map(lambda x: jnp.repeat(x, num_seeds, axis=0), args)
+        tx = optax.GradientTransformationExtraArgs(
+            lambda params: jax.vmap(lambda a, p: make_tx(*a).init(p))(run_args, params),
+            lambda g, s, p=None: jax.vmap(lambda a, g, s, p: make_tx(*a).update(g, s, p))(
+                run_args, g, s, p),
+        )
+        return _train_runs(tx, task, data, _run_keys(seeds, candidates))
 
-    over_seeds = jax.vmap(one, in_axes=(None, 0, None))
-    return jax.jit(jax.vmap(over_seeds, in_axes=(0, None, None)))
+    spec, replicated = jax.sharding.PartitionSpec("population"), jax.sharding.PartitionSpec()
+    sharded = jax.shard_map(train, mesh=mesh, in_specs=(spec, replicated, replicated),
+                            out_specs=spec, check_vma=False)
+    return jax.jit(sharded)
 
 
-def _device_mesh(devices: Sequence[jax.Device] | None):
+def _device_mesh(devices: Sequence[jax.Device] | None) -> jax.sharding.Mesh:
     devices = list(devices) if devices is not None else jax.local_devices()
     return jax.sharding.Mesh(np.asarray(devices), ("population",))
 
 
-def _shard(tree, mesh, size: int):
-    """Pads the leading axis to a multiple of the mesh size and shards it."""
-    n = mesh.devices.size
-    padded = -(-size // n) * n
-    if padded != size:  # pad with copies of row 0; dropped from the results
-        tree = jax.tree.map(
-            lambda x: jnp.concatenate([x, jnp.repeat(x[:1], padded - size, axis=0)]), tree
-        )
-    spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("population"))
-    return jax.device_put(tree, spec)
-
-
-def _replicate(tree, mesh):
-    return jax.device_put(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+def _pad(tree, size: int, multiple: int):
+    """Pads the leading axis to a multiple of ``multiple`` with copies of row 0."""
+    padded = -(-size // multiple) * multiple
+    if padded == size:
+        return tree
+    return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[:1], padded - size, 0)]), tree)
 
 
 def _local_share(size: int) -> slice:
@@ -174,9 +199,9 @@ def _gather_hosts(metrics: dict[str, np.ndarray], size: int) -> dict[str, np.nda
     return {k: np.asarray(v)[:size] for k, v in gathered.items()}
 
 
-def _to_metrics(out: dict[str, jax.Array], size: int) -> RunMetrics:
-    host = {k: np.asarray(v)[:size] for k, v in out.items()}
-    return RunMetrics(**{f: host[f] for f in RunMetrics._fields})
+def _to_metrics(out: dict[str, jax.Array], size: int, num_seeds: int) -> dict[str, np.ndarray]:
+    """[R] run arrays as [P, S] host arrays, padding dropped."""
+    return {k: np.asarray(v)[: size * num_seeds].reshape(size, num_seeds) for k, v in out.items()}
 
 
 def evaluate(
@@ -186,6 +211,7 @@ def evaluate(
     *,
     shape: ProgramShape | None = None,
     devices: Sequence[jax.Device] | None = None,
+    strategy: str = "auto",
 ) -> RunMetrics:
     """Trains every candidate of ``program`` on ``task`` with each seed.
 
@@ -196,28 +222,24 @@ def evaluate(
         ``task.seeds``.
       shape: the program's shape (default: read from its arrays).
       devices: local devices to shard the population over (default: all).
+      strategy: the population optimizer's strategy (see
+        :func:`symopt.population.optimizer`).
 
     Returns:
       :class:`RunMetrics` with arrays of shape [P, S].
     """
     seeds = _seed_list(seeds, task)
     shape = shape or shape_of(program)
+    strategy = population.default_strategy() if strategy == "auto" else strategy
     size = program.size
     share = _local_share(size)
-    local = jax.tree.map(lambda x: x[share], program)
     local_size = share.stop - share.start
     mesh = _device_mesh(devices)
-    random = population.uses_random(program)
-    trainer = _compiled_population_trainer(task, shape)
-    out = trainer(
-        _shard(local, mesh, local_size),
-        random,
-        _replicate(_seed_keys(seeds), mesh),
-        _replicate(jnp.asarray(seeds, jnp.int32), mesh),
-        _replicate(task.data(), mesh),
-    )
-    local_metrics = {k: np.asarray(v)[:local_size] for k, v in out.items()}
-    return _to_metrics(_gather_hosts(local_metrics, size), size)
+    trainer = _compiled_population_trainer(task, shape, len(seeds), strategy, mesh)
+    local = _pad(jax.tree.map(lambda x: x[share], program), local_size, mesh.devices.size)
+    out = trainer(local, jnp.asarray(seeds, jnp.int32), task.data())
+    metrics = _gather_hosts(_to_metrics(out, local_size, len(seeds)), size)
+    return RunMetrics(**{f: metrics[f] for f in RunMetrics._fields})
 
 
 def evaluate_baseline(
@@ -230,18 +252,17 @@ def evaluate_baseline(
 ) -> RunMetrics:
     """Trains native optax optimizers ``make_tx(*args[i])`` the same way.
 
-    ``args`` is a tuple of arrays with a leading axis (one row per run), e.g.
-    ``(learning_rates,)`` with ``make_tx = optax.adam``: the baseline that
+    ``args`` is a tuple of arrays with a leading axis (one row per candidate),
+    e.g. ``(learning_rates,)`` with ``make_tx = optax.adam``: the baseline that
     fitness is normalised by, and the reference of the overhead benchmark.
     """
     seeds = _seed_list(seeds, task)
     size = int(jax.tree.leaves(args)[0].shape[0])
     mesh = _device_mesh(devices)
-    out = _compiled_baseline_trainer(task, make_tx)(
-        _shard(args, mesh, size), _replicate(_seed_keys(seeds), mesh),
-        _replicate(task.data(), mesh),
-    )
-    return _to_metrics(out, size)
+    trainer = _compiled_baseline_trainer(task, make_tx, len(seeds), mesh)
+    out = trainer(_pad(args, size, mesh.devices.size), jnp.asarray(seeds, jnp.int32), task.data())
+    metrics = _to_metrics(out, size, len(seeds))
+    return RunMetrics(**{f: metrics[f] for f in RunMetrics._fields})
 
 
 def _seed_list(seeds, task) -> list[int]:
