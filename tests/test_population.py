@@ -1,0 +1,184 @@
+"""The population engine agrees with to_optax, graph by graph.
+
+Compared in float64 (``jax.enable_x64``): the random graphs include chaotic
+ones (divisions by clipped values, exp of exp) that amplify float32 rounding
+differences between two differently fused XLA programs; in float64 the two
+agree to rtol 1e-5 over 20 steps, which is what is being specified.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import symopt
+from symopt import population, zoo
+from symopt.graph import Graph, GraphError, nodes
+from symopt.spaces import nos
+
+STEPS = 20
+NUM_RANDOM = 200
+SHAPE = population.ProgramShape()
+
+
+@functools.cache
+def _graphs():
+    rng = np.random.default_rng(7)
+    return [zoo.get(n) for n in zoo.names()] + [nos.sample(rng) for _ in range(NUM_RANDOM)]
+
+
+def _params(dtype):
+    return {"kernel": jnp.linspace(-1.0, 1.0, 6, dtype=dtype).reshape(3, 2),
+            "bias": jnp.zeros(2, dtype), "scale": jnp.ones((), dtype)}
+
+
+def _gradients(params):
+    return [jax.tree.map(lambda x: jnp.sin(3.0 * x + k) + 0.1 * k, params) for k in range(STEPS)]
+
+
+def _population_updates(graphs, strategy, dtype):
+    program = population.encode(graphs, SHAPE, dtype=dtype)
+    size = len(graphs)
+    params = _params(dtype)
+    batched = jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), params)
+    grads = jax.tree.map(lambda *x: jnp.stack(x), *_gradients(params))
+
+    def run(program):
+        tx = population.optimizer(program, SHAPE, STEPS, strategy=strategy)
+
+        def body(state, g):
+            g = jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), g)
+            updates, state = tx.update(g, state, batched)
+            return state, updates
+
+        return jax.lax.scan(body, tx.init(batched), grads)[1]
+
+    return jax.jit(run)(program)
+
+
+def _reference_updates(graph, dtype):
+    params = _params(dtype)
+    tx = symopt.to_optax(graph, total_steps=STEPS)
+    grads = jax.tree.map(lambda *x: jnp.stack(x), *_gradients(params))
+
+    def body(state, g):
+        updates, state = tx.update(g, state, params)
+        return state, updates
+
+    return jax.jit(lambda: jax.lax.scan(body, tx.init(params), grads)[1])()
+
+
+def _check_agreement(graphs, strategy):
+    with jax.enable_x64(True):
+        ours = _population_updates(graphs, strategy, jnp.float64)
+        mismatched = []
+        for i, graph in enumerate(graphs):
+            reference = _reference_updates(graph, jnp.float64)
+            mine = jax.tree.map(lambda x: x[:, i], ours)
+            for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(mine)):
+                if not np.allclose(b, a, rtol=1e-5, atol=1e-8):
+                    mismatched.append(i)
+                    break
+    assert not mismatched, f"graphs {mismatched} differ from to_optax"
+
+
+# Each reference compiles its own program (~1 s on 2 cores): the default run
+# checks the zoo and a sample, `pytest -m slow` all 200 random graphs.
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_population_agrees_with_to_optax_on_the_zoo_and_random_graphs(strategy):
+    sample = _graphs()[len(zoo.names()) :: 20] if strategy == "vmap" else _graphs()[:: 8]
+    _check_agreement([zoo.get(n) for n in zoo.names()] + sample, strategy)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_population_agrees_with_to_optax_on_the_zoo_and_200_random_graphs(strategy):
+    _check_agreement(_graphs(), strategy)
+
+
+def test_zoo_agrees_with_to_optax_in_float32():
+    graphs = [zoo.get(n) for n in zoo.names()]
+    ours = _population_updates(graphs, "loop", jnp.float32)
+    for i, graph in enumerate(graphs):
+        reference = _reference_updates(graph, jnp.float32)
+        for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(ours)):
+            np.testing.assert_allclose(b[:, i], a, rtol=1e-5, atol=1e-7, err_msg=zoo.names()[i])
+
+
+def test_encode_pads_to_the_shape_and_keeps_the_population_axis():
+    graphs = _graphs()[:10]
+    program = population.encode(graphs, SHAPE)
+    assert program.size == 10
+    assert program.update.op.shape == (10, SHAPE.max_nodes)
+    assert program.decays.op.shape == (10, SHAPE.max_operands, SHAPE.max_decay_nodes)
+    assert program.constants.shape == (10, SHAPE.max_constants)
+    assert all(leaf.shape[0] == 10 for leaf in jax.tree.leaves(program))
+
+
+def test_encode_drops_dead_nodes():
+    graph = Graph(update=nodes(("add", "exp", "g", "identity", "m"),
+                               ("mul", "identity", "g", "identity", "v"), root="n1"))
+    program = population.encode([graph], SHAPE)
+    assert int(program.update.length[0]) == 1
+
+
+def test_encode_names_the_graph_and_field_that_do_not_fit():
+    chain = [("add", "identity", "g" if i == 0 else f"n{i - 1}", "identity", "m")
+             for i in range(SHAPE.max_nodes + 1)]
+    big = Graph(update=nodes(*chain))
+    with pytest.raises(GraphError, match=r"graphs\[1\]\.update\.nodes"):
+        population.encode([zoo.adam(), big], SHAPE)
+
+
+def test_random_flag_is_false_without_noise_or_dropout():
+    plain = population.encode([zoo.adam(), zoo.lion()], SHAPE)
+    noisy = population.encode([zoo.adam(), Graph(update=nodes(
+        ("add", "identity", "g", "identity", "noise")))], SHAPE)
+    dropout = population.encode([Graph(update=nodes(("add", "drop_0.5", "g", "identity", "m")))],
+                                SHAPE)
+    assert not bool(population.uses_random(plain))
+    assert bool(population.uses_random(noisy))
+    assert bool(population.uses_random(dropout))
+
+
+def test_runs_per_candidate_share_the_candidate_and_differ_in_noise_seed():
+    graph = Graph(update=nodes(("add", "identity", "g", "identity", "noise")))
+    program = population.encode([graph, zoo.sgd()], SHAPE)
+    params = {"w": jnp.zeros((4, 3))}
+    tx = population.optimizer(program, SHAPE, 10, runs_per_candidate=2, seeds=[0, 1, 0, 1])
+    updates, _ = tx.update({"w": jnp.ones((4, 3))}, tx.init(params), params)
+    u = np.asarray(updates["w"])
+    assert not np.allclose(u[0], u[1])  # candidate 0, two noise seeds
+    np.testing.assert_allclose(u[2], u[3])  # sgd: no noise, same update
+    np.testing.assert_allclose(u[2], -zoo.sgd().hparams.learning_rate * np.ones(3))
+
+
+def test_unknown_strategy_is_a_clear_error():
+    program = population.encode([zoo.adam()], SHAPE)
+    with pytest.raises(ValueError, match="strategy"):
+        population.optimizer(program, SHAPE, 10, strategy="threads")
+
+
+def test_update_needs_params():
+    program = population.encode([zoo.adam()], SHAPE)
+    tx = population.optimizer(program, SHAPE, 10)
+    params = {"w": jnp.zeros((1, 2))}
+    with pytest.raises(ValueError, match="params"):
+        tx.update(params, tx.init(params))
+
+
+def test_a_new_generation_reuses_the_compiled_program():
+    graphs = _graphs()
+    params = {"w": jnp.zeros((8, 3))}
+
+    @jax.jit
+    def step(program):
+        tx = population.optimizer(program, SHAPE, 10)
+        return tx.update({"w": jnp.ones((8, 3))}, tx.init(params), params)[0]
+
+    step(population.encode(graphs[:8], SHAPE))
+    before = step._cache_size()
+    step(population.encode(graphs[20:28], SHAPE))
+    assert step._cache_size() == before
