@@ -279,6 +279,7 @@ def shape_of(program: Program) -> ProgramShape:
     """The :class:`ProgramShape` a program was encoded with."""
     return ProgramShape(
         max_nodes=int(program.update.op.shape[-1]),
+        max_operands=int(program.operands.shape[-1]),
         max_constants=int(program.constants.shape[-1]),
         max_states=int(program.states.shape[-1]),
         max_decay_nodes=int(program.decays.op.shape[-1]),
