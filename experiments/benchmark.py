@@ -1,0 +1,134 @@
+"""Speed of the population engine, measured side by side in one run.
+
+Run: ``python experiments/benchmark.py`` (``--population=64 --quick`` for a
+smaller check). Prints one JSON object:
+
+* ``overhead_mlp``, ``overhead_cnn``: time to train a population of random
+  graphs (those that pass ``symopt.check``) / time to train the same number of
+  runs with native ``optax.adam``, vmapped the same way (digits MLP and
+  digits small CNN; compile excluded, best of ``--repeats``).
+* ``speedup_vs_per_candidate_jit``: a loop that jit-compiles and trains each
+  candidate's ``to_optax`` separately (compile included, as a search would
+  pay it) / the population engine (compile included), on the digits MLP.
+  Timed on ``--per_candidate`` candidates and scaled to the population.
+* ``candidate_steps_per_s`` for P in 1, 16, 64, 256 and their compile seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import app, flags
+
+import symopt
+from symopt import evaluate, population, tasks
+from symopt.spaces import nos
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("population", 64, "P for the overhead and speedup figures.")
+flags.DEFINE_integer("repeats", 2, "timed repeats (the best is kept).")
+flags.DEFINE_integer("per_candidate", 6, "candidates timed in the per-candidate-jit loop.")
+flags.DEFINE_multi_integer("sizes", [1, 16, 64, 256], "P values for candidate_steps_per_s.")
+flags.DEFINE_bool("quick", False, "skip the P sweep.")
+
+SHAPE = population.ProgramShape()
+
+
+def _graphs(count: int, seed: int = 0) -> list[symopt.Graph]:
+    rng = np.random.default_rng(seed)
+    graphs = []
+    while len(graphs) < count:
+        graph = nos.sample(rng)
+        if symopt.check(graph).ok:
+            graphs.append(graph)
+    return graphs
+
+
+def _timed(fn) -> tuple[float, float]:
+    """(first call seconds, best later call seconds)."""
+    start = time.perf_counter()
+    fn()
+    first = time.perf_counter() - start
+    best = float("inf")
+    for _ in range(FLAGS.repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return first, best
+
+
+def _overhead(task_name: str, graphs) -> dict[str, float]:
+    task = tasks.get(task_name, seeds=1)
+    program = population.encode(graphs, SHAPE)
+    lrs = (jnp.full(len(graphs), 1e-3),)
+    pop_first, pop_best = _timed(lambda: evaluate.evaluate(program, task, shape=SHAPE))
+    adam_first, adam_best = _timed(lambda: evaluate.evaluate_baseline(optax.adam, lrs, task))
+    return {"ratio": pop_best / adam_best, "population_s": pop_best, "adam_s": adam_best,
+            "population_compile_s": pop_first - pop_best, "adam_compile_s": adam_first - adam_best}
+
+
+def _per_candidate_seconds(graphs, task) -> float:
+    """Each graph's own jit-compiled training run, compile included."""
+    data = task.data()
+    start = time.perf_counter()
+    for graph in graphs:
+        tx = symopt.to_optax(graph, total_steps=task.steps)
+
+        @jax.jit
+        def train(key, data, tx=tx):
+            params, model_state = task.init(key)
+
+            def step(carry, k):
+                params, model_state, opt_state = carry
+                (loss, model_state), grads = jax.value_and_grad(task.train_loss, has_aux=True)(
+                    params, model_state, jax.random.fold_in(key, k), data)
+                updates, opt_state = tx.update(grads, opt_state, params)
+                return (optax.apply_updates(params, updates), model_state, opt_state), loss
+
+            return jax.lax.scan(step, (params, model_state, tx.init(params)),
+                                jnp.arange(task.steps))[1]
+
+        jax.block_until_ready(train(jax.random.key(0), data))
+    return time.perf_counter() - start
+
+
+def _steps_per_s(task, size: int) -> dict[str, float]:
+    program = population.encode(_graphs(size, seed=size), SHAPE)
+    first, best = _timed(lambda: evaluate.evaluate(program, task, shape=SHAPE))
+    return {"candidate_steps_per_s": size * task.steps / best, "compile_s": first - best}
+
+
+def main(argv):
+    del argv
+    p = FLAGS.population
+    graphs = _graphs(p)
+    mlp = _overhead("digits_mlp", graphs)
+    cnn = _overhead("digits_cnn", graphs)
+    task = tasks.get("digits_mlp", seeds=1)
+    per_candidate = _per_candidate_seconds(graphs[: FLAGS.per_candidate], task)
+    per_candidate *= p / FLAGS.per_candidate
+    engine = mlp["population_s"] + mlp["population_compile_s"]
+    result = {
+        "device": str(jax.devices()[0].device_kind),
+        "strategy": population.default_strategy(),
+        "population": p,
+        "overhead_mlp": round(mlp["ratio"], 3),
+        "overhead_cnn": round(cnn["ratio"], 3),
+        "speedup_vs_per_candidate_jit": round(per_candidate / engine, 2),
+        "details": {"mlp": mlp, "cnn": cnn, "per_candidate_loop_s": per_candidate,
+                    "engine_with_compile_s": engine},
+    }
+    if not FLAGS.quick:
+        result["candidate_steps_per_s"] = {
+            str(size): _steps_per_s(task, size) for size in FLAGS.sizes
+        }
+    print(json.dumps(result, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    app.run(main)
