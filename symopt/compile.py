@@ -40,6 +40,7 @@ class Plan:
     operands: frozenset[str]  # every reference read by the active graph
     needs: frozenset[str]  # subset of {"m", "v", "gamma", "noise", "uniform"}
     decays: tuple[tuple[str, Expr], ...]  # decays on operands in use
+    instructions: tuple[tuple[Any, ...], ...]  # the active update nodes, resolved
 
 
 def plan(graph: Graph) -> Plan:
@@ -55,7 +56,9 @@ def plan(graph: Graph) -> Plan:
         if ops.UNARY[node.left].random or ops.UNARY[node.right].random:
             needs.add("uniform")
     decays = tuple((n, e) for n, e in graph.decays if n in used)
-    return Plan(graph, tuple(sorted(active)), frozenset(used), frozenset(needs), decays)
+    order = tuple(sorted(active))
+    return Plan(graph, order, frozenset(used), frozenset(needs), decays,
+                _instructions(graph.update, order))
 
 
 # --------------------------------------------------------------------------
@@ -64,17 +67,19 @@ def plan(graph: Graph) -> Plan:
 
 def evaluate_expr(
     expr: Expr, lookup: Callable[[str], Array], xp, *, uniform: Array | None = None,
-    active: tuple[int, ...] | None = None,
+    instructions: tuple[tuple[Any, ...], ...] | None = None,
 ) -> dict[str, Array]:
     """Values of ``expr``'s active nodes; ``lookup`` resolves non-node refs.
 
     ``lookup`` must return values in [-BIG, BIG] (sanitized); so are the node
-    values. Returns a dict from node refs (``"n3"``) to values.
+    values. ``instructions`` may pass ``_instructions(expr, active)`` computed
+    once (as :class:`Plan` does). Returns a dict from node refs (``"n3"``) to
+    values.
     """
     values: dict[str, Array] = {}
-    if active is None:
-        active = tuple(sorted(graph_lib.active_nodes(expr)))
-    for out, left, a, right, b, op in _instructions(expr, active):
+    if instructions is None:
+        instructions = _instructions(expr, tuple(sorted(graph_lib.active_nodes(expr))))
+    for out, left, a, right, b, op in instructions:
         x = values[a] if a in values else lookup(a)
         if left is not None:
             x = left(xp, x, uniform)
@@ -268,7 +273,7 @@ def leaf_update(
             cache[ref] = ops.sanitize(xp, value) if sanitize else value
         return cache[ref]
 
-    values = evaluate_expr(gr.update, lookup, xp, uniform=uniform, active=p.active)
+    values = evaluate_expr(gr.update, lookup, xp, uniform=uniform, instructions=p.instructions)
 
     def get(ref: str) -> Array:
         value = values[ref] if ref in values else lookup(ref)

@@ -45,8 +45,8 @@ REASONS = (
     "quadratic_not_decreasing",
 )
 PROBE_SIZE = 12  # elements of each probe array
-PROBE_STEPS = 8  # steps of each probe run
-PROBE_TOTAL_STEPS = 8  # T while probing: the probe sees the whole of t/T
+PROBE_STEPS = 6  # steps of each probe run
+PROBE_TOTAL_STEPS = 6  # T while probing: the probe sees the whole of t/T
 CURVE_TOTAL_STEPS = 1000  # T of the schedule and decay curves in the fingerprint
 CURVE_POINTS = 50
 OVERFLOW = 1e20  # an update this large counts as non-finite

@@ -237,8 +237,8 @@ def numeric_values(graph: Graph) -> tuple[float, ...]:
             return VALUES["state"]
         return ops.OPERANDS[ref].fn(np, ctx) * decays.get(ref, 1.0)
 
-    active = tuple(sorted(graph_lib.active_nodes(graph.update, graph.states)))
-    values = compile_lib.evaluate_expr(graph.update, lookup, np, active=active)
+    values = compile_lib.evaluate_expr(graph.update, lookup, np,
+                                       instructions=compile_lib.plan(graph).instructions)
     refs = (graph.update.root, *graph.states)
     return tuple(float(values[r] if r in values else lookup(r)) for r in refs)
 
