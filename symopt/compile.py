@@ -170,6 +170,14 @@ def schedule_multiplier(schedule: Schedule, xp, step: Array, total_steps: int, c
     return mult
 
 
+def clip_rows_by_norm(xp, g: Array, clip_norm: Array) -> Array:
+    """Each row of ``g`` ([runs, L]) scaled to global norm at most ``clip_norm``
+    (0: no clipping); the flattened twin of ``optax.clip_by_global_norm``."""
+    norm = xp.sqrt(xp.sum(g * g, axis=-1, keepdims=True))
+    factor = xp.minimum(1.0, clip_norm / xp.maximum(norm, ops.TINY))
+    return xp.where(clip_norm > 0, g * factor, g)
+
+
 class LeafState(NamedTuple):
     """Per-leaf optimizer state; ``None`` where the graph does not need it."""
 

@@ -122,8 +122,7 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
         for k in range(steps):
             g = np.array((_GRADS_A[k], _GRADS_B[k], _CURVATURE * (w[2] - _W_STAR)))
             if h.clip_norm:
-                norm = np.sqrt(np.sum(g * g, axis=-1, keepdims=True))
-                g = g * np.minimum(1.0, h.clip_norm / np.maximum(norm, ops.TINY))
+                g = compile_lib.clip_rows_by_norm(np, g, h.clip_norm)
             noise = uniform = None
             if random is not None:  # the same draws in every row
                 noise, uniform = random[0][k] + 0 * g, random[1][k] + 0 * g

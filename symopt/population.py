@@ -517,10 +517,7 @@ def optimizer(
             raise ValueError("symopt optimizers need params: call update(grads, state, params)")
         g = _flatten(updates)
         w = _flatten(params)
-        clip_norm = h["clip_norm"][:, None]
-        norm = jnp.sqrt(jnp.sum(g * g, axis=1, keepdims=True))
-        factor = jnp.where(norm > clip_norm, clip_norm / jnp.maximum(norm, ops.TINY), 1.0)
-        g = jnp.where(clip_norm > 0, g * factor, g)
+        g = compile_lib.clip_rows_by_norm(jnp, g, h["clip_norm"][:, None])
         c = h["clip_value"][:, None]
         g = jnp.where(c > 0, jnp.clip(g, -c, c), g)
         # A moment nobody reads is not updated (an unbatched cond: a real branch).
