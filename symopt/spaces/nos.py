@@ -1,26 +1,50 @@
 """The ``nos`` space: dual-joint optimizer graphs (Morgan & Hougen 2024).
 
 Graphs of hidden nodes ``binary(unary(a), unary(b))`` over the operands of
-Bello et al. 2017, jointly with decay sub-graphs on operands, a learning-rate
-schedule, a momentum type and hyperparameters. :func:`sample` draws a random
-graph from the space.
+Bello et al. 2017, searched jointly with decay sub-graphs on operands, the
+learning-rate schedule, a momentum type and hyperparameters. The genome is
+the :class:`~symopt.graph.Graph` itself, kept in canonical form (dead nodes
+dropped, equal sub-expressions shared), so that neutral drift does not pile
+up inactive nodes.
+
+:class:`NosSpace` implements :class:`symopt.spaces.base.Space`:
+
+* ``sample``: a random graph (favouring deep over mostly-dead graphs).
+* ``mutate``: one of insert a node, delete a node, change an operator,
+  change an input, change a constant (scaled by ``2^N(0,1)`` as in Chen et
+  al. 2023, or a new constant wired in), change a decay sub-graph, change
+  the schedule, change the momentum type, change a hyperparameter, change
+  a recurrent state — retried until the child is valid, within the space's
+  limits and different from its parent.
+* ``crossover``: the update graph (with its constants, states and decays)
+  from one parent; schedule, momentum and each hyperparameter uniformly
+  from either (the particle GA of the paper is mutation-only and never calls
+  it; the GA does).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from symopt import graph as graph_lib
-from symopt import ops
-from symopt.graph import Expr, Graph, Hyperparams, Node, Schedule
+from symopt import ops, zoo
+from symopt.graph import Expr, Graph, GraphError, Hyperparams, Node, Schedule
+from symopt.population import ProgramShape
+
+DEFAULT_SEEDS = ("sgd", "momentum", "rmsprop", "adam")
+_MAX_TRIES = 50
 
 
 @dataclasses.dataclass(frozen=True)
 class NosSpace:
-    """Which graphs the space holds, and how :func:`sample` draws them."""
+    """Which graphs the space holds, and how they are drawn and mutated."""
 
+    name: str = dataclasses.field(default="nos", init=False)
     min_nodes: int = 1
     max_nodes: int = 8
     operands: tuple[str, ...] = ops.TENSOR_OPERANDS
@@ -29,6 +53,7 @@ class NosSpace:
     max_constants: int = 2
     max_states: int = 1
     max_decay_nodes: int = 2
+    max_schedule_nodes: int = 2
     p_identity: float = 0.5  # chance a node input has no unary op
     p_decay: float = 0.2  # chance an operand used gets a decay
     p_state: float = 0.15
@@ -38,14 +63,131 @@ class NosSpace:
     momentum_types: tuple[str, ...] = graph_lib.MOMENTUM_TYPES
     log10_lr: tuple[float, float] = (-4.0, -1.0)
 
+    def __post_init__(self):
+        _require(1 <= self.min_nodes <= self.max_nodes <= graph_lib.MAX_NODES,
+                 "min_nodes/max_nodes", f"need 1 <= min_nodes <= max_nodes <= "
+                 f"{graph_lib.MAX_NODES}, got {self.min_nodes}, {self.max_nodes}")
+        for field, table in (("operands", ops.OPERANDS), ("unary", ops.UNARY),
+                             ("binary", ops.BINARY)):
+            unknown = [n for n in getattr(self, field) if n not in table]
+            _require(getattr(self, field) and not unknown, field,
+                     f"unknown or empty: {unknown or '()'}; known: {', '.join(table)}")
+        _require(0 <= self.max_constants <= graph_lib.MAX_CONSTANTS, "max_constants",
+                 f"must be in [0, {graph_lib.MAX_CONSTANTS}]")
+        _require(0 <= self.max_states <= graph_lib.MAX_STATES, "max_states",
+                 f"must be in [0, {graph_lib.MAX_STATES}]")
+        for field in ("max_decay_nodes", "max_schedule_nodes"):
+            _require(1 <= getattr(self, field) <= graph_lib.MAX_SUBGRAPH_NODES, field,
+                     f"must be in [1, {graph_lib.MAX_SUBGRAPH_NODES}]")
+        bad = [k for k in self.schedule_kinds if k not in graph_lib.SCHEDULE_KINDS]
+        _require(not bad, "schedule_kinds", f"unknown kinds {bad}")
+        bad = [k for k in self.momentum_types if k not in graph_lib.MOMENTUM_TYPES]
+        _require(self.momentum_types and not bad, "momentum_types", f"unknown types {bad}")
+
+    # -- the Space protocol ------------------------------------------------
+
+    def sample(self, rng: np.random.Generator) -> Graph:
+        """A random valid graph of the space (canonical form)."""
+        return graph_lib.canonical(sample(rng, self))
+
+    def mutate(self, rng: np.random.Generator, genome: Graph, *, progress: float = 0.0) -> Graph:
+        """One random mutation of ``genome`` (see the module docstring)."""
+        del progress  # the nos space mutates at a constant rate
+        parent = graph_lib.canonical(genome)
+        for _ in range(_MAX_TRIES):
+            mutation = _MUTATIONS[int(rng.integers(len(_MUTATIONS)))]
+            try:
+                child = mutation(rng, self, parent)
+                if child is None:
+                    continue
+                child = graph_lib.canonical(graph_lib.validate(child))
+            except GraphError:
+                continue
+            if child != parent and self._fits(child, parent):
+                return child
+        return self.sample(rng)  # nothing took: a fresh graph rather than a copy
+
+    def crossover(self, rng: np.random.Generator, a: Graph, b: Graph) -> Graph:
+        """The update (constants, states, decays) of ``a``; the rest from either."""
+        first, second = (a, b) if rng.random() < 0.5 else (b, a)
+        pick = lambda x, y: x if rng.random() < 0.5 else y  # noqa: E731
+        hparams = Hyperparams(**{
+            f.name: pick(getattr(first.hparams, f.name), getattr(second.hparams, f.name))
+            for f in dataclasses.fields(Hyperparams)
+        })
+        child = first.replace(
+            schedule=pick(first.schedule, second.schedule),
+            momentum=pick(first.momentum, second.momentum),
+            hparams=hparams,
+        )
+        try:  # a graph schedule may read constants the other parent lacks
+            return graph_lib.canonical(graph_lib.validate(child))
+        except GraphError:
+            return graph_lib.canonical(child.replace(schedule=first.schedule))
+
+    def seeds(self, names: Sequence[str] | None = None) -> dict[str, Graph]:
+        """Zoo optimizers as genomes; every zoo graph is one (default: DEFAULT_SEEDS)."""
+        names = DEFAULT_SEEDS if names is None else tuple(names)
+        unknown = [n for n in names if n not in zoo.names()]
+        if unknown:
+            raise ValueError(f"nos space: unknown zoo optimizers {unknown}; "
+                             f"known: {', '.join(zoo.names())}")
+        return {n: graph_lib.canonical(zoo.get(n)) for n in names}
+
+    def to_graph(self, genome: Graph) -> Graph:
+        return genome
+
+    def to_json(self, genome: Graph) -> dict[str, Any]:
+        return graph_lib.to_dict(genome)
+
+    def from_json(self, data: dict[str, Any]) -> Graph:
+        return graph_lib.from_dict(data)
+
+    def program_shape(self, extra: Sequence[Graph] = ()) -> ProgramShape:
+        """Room for every graph of the space, the zoo seeds and ``extra``."""
+        sized = [*self.seeds(zoo.names()).values(), *extra]
+        nodes = max([self.max_nodes] + [len(g.update.nodes) for g in sized])
+        return ProgramShape(
+            max_nodes=nodes,
+            max_operands=min(2 * nodes, len(self.operands)),
+            max_constants=max([self.max_constants, 1] + [len(g.constants) for g in sized]),
+            max_states=max([self.max_states, 1] + [len(g.states) for g in sized]),
+            max_decay_nodes=self.max_decay_nodes,
+            max_schedule_nodes=self.max_schedule_nodes,
+        )
+
+    def _fits(self, child: Graph, parent: Graph) -> bool:
+        """Within the space's limits (or no further past them than the parent,
+        so that zoo seeds larger than the space can still evolve)."""
+        return (
+            len(child.update.nodes) <= max(self.max_nodes, len(parent.update.nodes))
+            and len(child.constants) <= max(self.max_constants, len(parent.constants))
+            and len(child.states) <= max(self.max_states, len(parent.states))
+        )
+
+    @property
+    def _scalar_unary(self) -> tuple[str, ...]:
+        return tuple(u for u in self.unary if not ops.UNARY[u].random)
+
+
+def _require(ok: bool, field: str, message: str) -> None:
+    if not ok:
+        raise ValueError(f"NosSpace.{field}: {message}")
+
 
 def _choice(rng: np.random.Generator, items):
     return items[int(rng.integers(len(items)))]
 
 
+# --------------------------------------------------------------------------
+# Sampling.
+
+
 def _sample_expr(
-    rng: np.random.Generator, space: NosSpace, num_nodes: int, leaves: list[str]
+    rng: np.random.Generator, space: NosSpace, num_nodes: int, leaves: list[str],
+    unary: Sequence[str] | None = None,
 ) -> Expr:
+    unary = space.unary if unary is None else unary
     built: list[Node] = []
     for i in range(num_nodes):
         refs = leaves + [graph_lib.node_ref(j) for j in range(i)]
@@ -55,12 +197,54 @@ def _sample_expr(
                 return graph_lib.node_ref(int(rng.integers(max(0, i - 2), i)))
             return _choice(rng, refs)
 
-        def unary():
-            return "identity" if rng.random() < space.p_identity else _choice(rng, space.unary)
+        def unary_op():
+            return "identity" if rng.random() < space.p_identity else _choice(rng, unary)
 
-        built.append(Node(_choice(rng, space.binary), unary(), pick(), unary(), pick()))
+        built.append(Node(_choice(rng, space.binary), unary_op(), pick(), unary_op(), pick()))
     root = graph_lib.node_ref(num_nodes - 1) if num_nodes else _choice(rng, leaves)
     return Expr(tuple(built), root)
+
+
+def _scalar_leaves(num_constants: int) -> list[str]:
+    return list(ops.SCALAR_OPERANDS) + [f"c{i}" for i in range(num_constants)]
+
+
+def _sample_decay(rng: np.random.Generator, space: NosSpace, num_constants: int) -> Expr:
+    size = int(rng.integers(1, space.max_decay_nodes + 1))
+    return _sample_expr(rng, space, size, _scalar_leaves(num_constants), space._scalar_unary)
+
+
+def _sample_schedule(rng: np.random.Generator, space: NosSpace, num_constants: int) -> Schedule:
+    warmup = int(_choice(rng, (0, 0, 10, 100)))
+    if rng.random() < space.p_schedule_graph:
+        size = int(rng.integers(1, space.max_schedule_nodes + 1))
+        expr = _sample_expr(rng, space, size, _scalar_leaves(num_constants), space._scalar_unary)
+        return Schedule(kind="graph", warmup_steps=warmup, expr=expr)
+    return Schedule(
+        kind=_choice(rng, space.schedule_kinds),
+        warmup_steps=warmup,
+        alpha=float(_choice(rng, (0.0, 0.1))),
+        decay_rate=float(_choice(rng, (0.1, 0.5))),
+    )
+
+
+_HPARAM_CHOICES: dict[str, tuple[Any, ...]] = {
+    "beta1": (0.0, 0.5, 0.9, 0.95),
+    "beta2": (0.9, 0.99, 0.999),
+    "beta3": (0.9, 0.99, 0.999),
+    "eps": (1e-8, 1e-6),
+    "weight_decay": (0.0, 0.0, 1e-4, 1e-2),
+    "momentum": (0.5, 0.9),
+    "clip_value": (0.0, 0.0, 1.0),
+    "clip_norm": (0.0, 0.0, 1.0),
+    "bias_correction": (False, True),
+}
+
+
+def _sample_hparam(rng: np.random.Generator, space: NosSpace, name: str) -> Any:
+    if name == "learning_rate":
+        return float(10 ** rng.uniform(*space.log10_lr))
+    return _choice(rng, _HPARAM_CHOICES[name])
 
 
 def sample(rng: np.random.Generator, space: NosSpace = NosSpace()) -> Graph:
@@ -75,42 +259,16 @@ def sample(rng: np.random.Generator, space: NosSpace = NosSpace()) -> Graph:
     update = _sample_expr(rng, space, num_nodes, leaves)
     node_refs = [graph_lib.node_ref(i) for i in range(num_nodes)] or [update.root]
     states = tuple(_choice(rng, node_refs) for _ in range(num_states))
-    scalar_leaves = list(ops.SCALAR_OPERANDS) + [f"c{i}" for i in range(len(constants))]
-    scalar_space = dataclasses.replace(
-        space, unary=tuple(u for u in space.unary if not ops.UNARY[u].random)
-    )
     used = graph_lib.expr_inputs(update, states)
     decays = tuple(
-        (name, _sample_expr(rng, scalar_space, int(rng.integers(1, space.max_decay_nodes + 1)),
-                            scalar_leaves))
+        (name, _sample_decay(rng, space, len(constants)))
         for name in sorted(used)
         if name in ops.OPERANDS and rng.random() < space.p_decay
     )
-    if rng.random() < space.p_schedule_graph:
-        schedule = Schedule(
-            kind="graph",
-            warmup_steps=int(_choice(rng, (0, 0, 10, 100))),
-            expr=_sample_expr(rng, scalar_space, int(rng.integers(1, 3)), scalar_leaves),
-        )
-    else:
-        schedule = Schedule(
-            kind=_choice(rng, space.schedule_kinds),
-            warmup_steps=int(_choice(rng, (0, 0, 10, 100))),
-            alpha=float(_choice(rng, (0.0, 0.1))),
-            decay_rate=float(_choice(rng, (0.1, 0.5))),
-        )
-    hparams = Hyperparams(
-        learning_rate=float(10 ** rng.uniform(*space.log10_lr)),
-        beta1=float(_choice(rng, (0.0, 0.5, 0.9, 0.95))),
-        beta2=float(_choice(rng, (0.9, 0.99, 0.999))),
-        beta3=float(_choice(rng, (0.9, 0.99, 0.999))),
-        eps=float(_choice(rng, (1e-8, 1e-6))),
-        weight_decay=float(_choice(rng, (0.0, 0.0, 1e-4, 1e-2))),
-        momentum=float(_choice(rng, (0.5, 0.9))),
-        clip_value=float(_choice(rng, (0.0, 0.0, 1.0))),
-        clip_norm=float(_choice(rng, (0.0, 0.0, 1.0))),
-        bias_correction=bool(rng.random() < 0.5),
-    )
+    schedule = _sample_schedule(rng, space, len(constants))
+    hparams = Hyperparams(**{
+        f.name: _sample_hparam(rng, space, f.name) for f in dataclasses.fields(Hyperparams)
+    })
     graph = Graph(
         update=update,
         states=states,
@@ -121,3 +279,199 @@ def sample(rng: np.random.Generator, space: NosSpace = NosSpace()) -> Graph:
         constants=constants,
     )
     return graph_lib.validate(graph)
+
+
+# --------------------------------------------------------------------------
+# Mutations. Each takes (rng, space, canonical parent) and returns a child
+# (validated by the caller) or None when it does not apply to this parent.
+
+
+def _leaves(space: NosSpace, graph: Graph) -> list[str]:
+    return (list(space.operands) + [f"c{i}" for i in range(len(graph.constants))]
+            + [f"s{i}" for i in range(len(graph.states))])
+
+
+def _random_ref(rng: np.random.Generator, space: NosSpace, graph: Graph, before: int) -> str:
+    """An operand, constant, state or one of the nodes ``n0 .. n<before-1>``."""
+    if before and rng.random() < 0.5:
+        return graph_lib.node_ref(int(rng.integers(before)))
+    return _choice(rng, _leaves(space, graph))
+
+
+def _renumber(ref: str, mapping: Callable[[int], str]) -> str:
+    i = graph_lib.node_index(ref)
+    return ref if i is None else mapping(i)
+
+
+def _remap(graph: Graph, nodes: list[Node], mapping: Callable[[int], str]) -> Graph:
+    """``graph`` with ``nodes`` as its update nodes and every node ref remapped."""
+    nodes = [n.__class__(n.op, n.left, _renumber(n.a, mapping), n.right, _renumber(n.b, mapping))
+             for n in nodes]
+    return graph.replace(
+        update=Expr(tuple(nodes), _renumber(graph.update.root, mapping)),
+        states=tuple(_renumber(s, mapping) for s in graph.states),
+    )
+
+
+def _active(graph: Graph) -> list[int]:
+    return sorted(graph_lib.active_nodes(graph.update, graph.states))
+
+
+def _random_unary(rng: np.random.Generator, space: NosSpace) -> str:
+    return "identity" if rng.random() < space.p_identity else _choice(rng, space.unary)
+
+
+def _insert_node(rng, space: NosSpace, graph: Graph) -> Graph | None:
+    """A new node on one input of an active node (or on the root)."""
+    nodes = list(graph.update.nodes)
+    targets = [(i, side) for i in _active(graph) for side in ("a", "b")] + [(len(nodes), "root")]
+    at, side = _choice(rng, targets)
+    old = graph.update.root if side == "root" else getattr(nodes[at], side)
+    other = _random_ref(rng, space, graph, at)
+    inputs = [old, other] if rng.random() < 0.5 else [other, old]
+    new = Node(_choice(rng, space.binary), _random_unary(rng, space), inputs[0],
+               _random_unary(rng, space), inputs[1])
+    # Insert at position ``at``: references to nodes >= at shift up by one.
+    shifted = _remap(graph, nodes, lambda i: graph_lib.node_ref(i + (i >= at)))
+    nodes = list(shifted.update.nodes)
+    nodes.insert(at, new)
+    new_ref = graph_lib.node_ref(at)
+    if side == "root":
+        return shifted.replace(update=Expr(tuple(nodes), new_ref))
+    nodes[at + 1] = dataclasses.replace(nodes[at + 1], **{side: new_ref})
+    return shifted.replace(update=Expr(tuple(nodes), shifted.update.root))
+
+
+def _delete_node(rng, space: NosSpace, graph: Graph) -> Graph | None:
+    """An active node replaced by one of its inputs."""
+    active = _active(graph)
+    if len(graph.update.nodes) <= space.min_nodes or not active:
+        return None
+    i = _choice(rng, active)
+    node = graph.update.nodes[i]
+    keep = node.a if rng.random() < 0.5 else node.b
+    nodes = [n for j, n in enumerate(graph.update.nodes) if j != i]
+    return _remap(graph, nodes,
+                  lambda j: keep if j == i else graph_lib.node_ref(j - (j > i)))
+
+
+def _change_op(rng, space: NosSpace, graph: Graph) -> Graph | None:
+    """A new binary or unary operator on an active node."""
+    active = _active(graph)
+    if not active:
+        return None
+    i = _choice(rng, active)
+    field = _choice(rng, ("op", "left", "right"))
+    value = _choice(rng, space.binary) if field == "op" else _choice(rng, space.unary)
+    nodes = list(graph.update.nodes)
+    nodes[i] = dataclasses.replace(nodes[i], **{field: value})
+    return graph.replace(update=Expr(tuple(nodes), graph.update.root))
+
+
+def _change_input(rng, space: NosSpace, graph: Graph) -> Graph | None:
+    """A new input (operand, constant, state or earlier node) on an active node."""
+    active = _active(graph)
+    if not active:
+        return graph.replace(update=Expr((), _choice(rng, space.operands)))
+    i = _choice(rng, active)
+    nodes = list(graph.update.nodes)
+    side = _choice(rng, ("a", "b"))
+    nodes[i] = dataclasses.replace(nodes[i], **{side: _random_ref(rng, space, graph, i)})
+    return graph.replace(update=Expr(tuple(nodes), graph.update.root))
+
+
+def _change_constant(rng, space: NosSpace, graph: Graph) -> Graph | None:
+    """A constant scaled by 2^N(0,1) (Chen et al. 2023), or a new one wired in."""
+    constants = list(graph.constants)
+    if constants and (len(constants) >= space.max_constants or rng.random() < 0.7):
+        j = int(rng.integers(len(constants)))
+        value = constants[j] * 2.0 ** rng.normal()
+        constants[j] = float(np.round(value if rng.random() < 0.9 else -value, 6))
+        return graph.replace(constants=tuple(constants))
+    active = _active(graph)
+    if len(constants) >= space.max_constants or not active:
+        return None
+    i = _choice(rng, active)
+    nodes = list(graph.update.nodes)
+    side = _choice(rng, ("a", "b"))
+    nodes[i] = dataclasses.replace(nodes[i], **{side: f"c{len(constants)}"})
+    return graph.replace(update=Expr(tuple(nodes), graph.update.root),
+                         constants=(*constants, float(np.round(rng.normal(), 4))))
+
+
+def _change_decay(rng, space: NosSpace, graph: Graph) -> Graph | None:
+    """Adds, redraws or removes the decay sub-graph of a used operand."""
+    used = sorted(n for n in graph_lib.expr_inputs(graph.update, graph.states)
+                  if n in ops.OPERANDS)
+    if not used:
+        return None
+    name = _choice(rng, used)
+    decays = dict(graph.decays)
+    if name in decays and rng.random() < 0.5:
+        del decays[name]
+    else:
+        decays[name] = _sample_decay(rng, space, len(graph.constants))
+    return graph.replace(decays=tuple(sorted(decays.items())))
+
+
+def _change_schedule(rng, space: NosSpace, graph: Graph) -> Graph | None:
+    """A redrawn schedule, or a new warmup length."""
+    if rng.random() < 0.3:
+        warmup = int(_choice(rng, (0, 10, 100)))
+        return graph.replace(schedule=dataclasses.replace(graph.schedule, warmup_steps=warmup))
+    return graph.replace(schedule=_sample_schedule(rng, space, len(graph.constants)))
+
+
+def _change_momentum(rng, space: NosSpace, graph: Graph) -> Graph | None:
+    others = [m for m in space.momentum_types if m != graph.momentum]
+    return graph.replace(momentum=_choice(rng, others)) if others else None
+
+
+def _change_hparam(rng, space: NosSpace, graph: Graph) -> Graph | None:
+    """The learning rate scaled by 10^N(0, 0.3), or another hyperparameter redrawn."""
+    h = graph.hparams
+    if rng.random() < 0.5:
+        lo, hi = space.log10_lr
+        log_lr = float(np.clip(math.log10(h.learning_rate) + 0.3 * rng.normal(), lo - 1, hi + 1))
+        return graph.with_hparams(learning_rate=10**log_lr)
+    name = _choice(rng, tuple(_HPARAM_CHOICES))
+    return graph.with_hparams(**{name: _sample_hparam(rng, space, name)})
+
+
+def _change_state(rng, space: NosSpace, graph: Graph) -> Graph | None:
+    """A recurrent state added (read by an active node) or re-pointed."""
+    nodes = list(graph.update.nodes)
+    if not nodes:
+        return None
+    states = list(graph.states)
+    if states and (len(states) >= space.max_states or rng.random() < 0.5):
+        j = int(rng.integers(len(states)))
+        states[j] = graph_lib.node_ref(int(rng.integers(len(nodes))))
+        return graph.replace(states=tuple(states))
+    if len(states) >= space.max_states:
+        return None
+    i = _choice(rng, _active(graph))
+    side = _choice(rng, ("a", "b"))
+    nodes[i] = dataclasses.replace(nodes[i], **{side: f"s{len(states)}"})
+    states.append(graph_lib.node_ref(int(rng.integers(len(nodes)))))
+    return graph.replace(update=Expr(tuple(nodes), graph.update.root), states=tuple(states))
+
+
+_MUTATIONS = (
+    _insert_node,
+    _insert_node,
+    _delete_node,
+    _change_op,
+    _change_input,
+    _change_input,
+    _change_constant,
+    _change_decay,
+    _change_schedule,
+    _change_momentum,
+    _change_hparam,
+    _change_hparam,
+    _change_state,
+)
+"""Mutation operators, drawn uniformly. Insertion is listed twice, to balance
+the shrinking that deletion and dead-node pruning cause; input and
+hyperparameter changes twice, being the small steps."""
