@@ -1,0 +1,120 @@
+"""Regularized (aging) evolution (Real et al. 2019; as used by Chen et al. 2023, REFERENCES E).
+
+This module owns :class:`RegularizedEvolution`. The population is a FIFO
+queue of told candidates with their fitness, oldest first
+(``SearchState.population``):
+
+* the first ``ask`` returns ``population_size`` candidates: the zoo seeds,
+  then either samples (``init_fill="sample"``) or mutants of the seeds in
+  turn (``init_fill="mutate"``: a warm start, as Lion's search starts from
+  AdamW);
+* every later ``ask`` returns ``batch_size`` children, each a mutant of the
+  winner of a tournament of ``sample_size`` members drawn without
+  replacement (:func:`symopt.search.selection.tournament`);
+* ``tell`` appends the children and removes the oldest members to keep
+  ``population_size``: a member dies of age, not of low fitness, which is
+  what regularizes the search (Real et al. 2019). ``batch_size > 1`` is the
+  asynchronous-workers setting of the paper made synchronous.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from symopt.search import selection
+from symopt.search.state import (
+    AskTell,
+    Proposal,
+    SearchState,
+    first_proposals,
+    normalize_seed_names,
+    population_arrays,
+    progress_at,
+    require,
+)
+
+INIT_FILLS = ("sample", "mutate")
+
+
+@dataclasses.dataclass(frozen=True)
+class RegularizedEvolution(AskTell):
+    """Aging evolution over a FIFO population (see the module docstring).
+
+    Attributes:
+        space: the search space.
+        population_size: members kept alive (``P`` in Real et al.).
+        sample_size: tournament size (``S`` in Real et al.).
+        batch_size: children per ask, all measured in parallel.
+        generations: the planned number of rounds, for the mutation
+            ``progress`` (``None``: progress stays 0).
+        seed_names: zoo names in the first population (``None``: the space's
+            default seeds; ``()``: none), e.g. ``("adamw",)`` as in Lion.
+        init_fill: how the rest of the first population is made, one of
+            ``INIT_FILLS``.
+    """
+
+    space: Any
+    population_size: int = 100
+    sample_size: int = 25
+    batch_size: int = 16
+    generations: int | None = None
+    seed_names: Sequence[str] | None = None
+    init_fill: str = "sample"
+
+    def __post_init__(self):
+        name = type(self).__name__
+        require(self.population_size >= 1, name, "population_size", "must be >= 1")
+        require(
+            1 <= self.sample_size <= self.population_size,
+            name,
+            "sample_size",
+            f"must be in [1, population_size={self.population_size}], got {self.sample_size}",
+        )
+        require(
+            1 <= self.batch_size <= self.population_size,
+            name,
+            "batch_size",
+            f"must be in [1, population_size={self.population_size}], got {self.batch_size}",
+        )
+        require(
+            self.generations is None or self.generations >= 1,
+            name,
+            "generations",
+            "must be >= 1 or None",
+        )
+        require(
+            self.init_fill in INIT_FILLS,
+            name,
+            "init_fill",
+            f"must be one of {', '.join(INIT_FILLS)}, got {self.init_fill!r}",
+        )
+        object.__setattr__(self, "seed_names", normalize_seed_names(self.seed_names))
+
+    def _first(self, state: SearchState, rng: np.random.Generator) -> list[Proposal]:
+        return first_proposals(
+            self.space,
+            rng,
+            self.seed_names,
+            self.population_size,
+            next_id=state.next_id,
+            fill=self.init_fill,
+        )
+
+    def _breed(self, state: SearchState, rng: np.random.Generator) -> list[Proposal]:
+        fitness, ids = population_arrays(state)
+        progress = progress_at(state.generation - 1, self.generations)
+        children = []
+        for _ in range(self.batch_size):
+            parent = state.population[selection.tournament(rng, fitness, ids, self.sample_size)]
+            genome = self.space.mutate(rng, parent.genome, progress=progress)
+            children.append(Proposal(genome, (parent.id,), "mutation"))
+        return children
+
+    def _survive(self, state, told, fitness):
+        """Append the children; the oldest members die to keep ``population_size``."""
+        population = (state.population + told)[-self.population_size :]
+        return population, (state.fitness + fitness)[-self.population_size :]
