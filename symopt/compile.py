@@ -138,7 +138,19 @@ SCHEDULE_FORMULAS: dict[str, Callable[..., Array]] = {
 }
 """The multiplier of each closed-form schedule kind after warmup, at ``u`` in
 [0, 1]; ``s`` has the :class:`Schedule` fields (floats, or arrays in the
-population interpreter)."""
+population interpreter). The ``graph`` and ``piecewise`` kinds are evaluated
+by :func:`evaluate_scalar` and :func:`piecewise_multiplier`."""
+
+
+def piecewise_multiplier(xp, u: Array, values: Array, count: Array) -> Array:
+    """``values[min(floor(u * count), count - 1)]``: the ``piecewise`` schedule.
+
+    ``values`` may be padded beyond its first ``count`` entries (the
+    population interpreter's fixed-size rows).
+    """
+    values = xp.asarray(values, dtype=xp.result_type(u))
+    index = xp.maximum(xp.minimum(xp.floor(u * count), count - 1), 0)
+    return xp.take(values, index.astype("int32"))
 
 
 def schedule_fraction(xp, step: Array, warmup: Array, total_steps: Array) -> Array:
@@ -161,6 +173,8 @@ def schedule_multiplier(schedule: Schedule, xp, step: Array, total_steps: int, c
     u = schedule_fraction(xp, step, schedule.warmup_steps, total_steps)
     if schedule.kind == "graph":
         mult = evaluate_scalar(schedule.expr, xp, step, u, constants)
+    elif schedule.kind == "piecewise":
+        mult = piecewise_multiplier(xp, u, schedule.values, len(schedule.values))
     elif schedule.kind in SCHEDULE_FORMULAS:
         mult = SCHEDULE_FORMULAS[schedule.kind](xp, u, schedule)
     else:

@@ -284,6 +284,7 @@ def shape_of(program: Program) -> ProgramShape:
         max_states=int(program.states.shape[-1]),
         max_decay_nodes=int(program.decays.op.shape[-1]),
         max_schedule_nodes=int(program.schedule_expr.op.shape[-1]),
+        max_schedule_values=int(program.schedule_values.shape[-1]),
     )
 
 

@@ -46,11 +46,22 @@ from symopt import ops
 
 FORMAT = "symopt.graph/1"
 MOMENTUM_TYPES = ("none", "classical", "nesterov")
-SCHEDULE_KINDS = ("constant", "cosine", "linear", "exponential", "step", "restarts", "graph")
+SCHEDULE_KINDS = (
+    "constant",
+    "cosine",
+    "linear",
+    "exponential",
+    "step",
+    "restarts",
+    "graph",
+    "piecewise",
+)
 MAX_NODES = 32
 MAX_SUBGRAPH_NODES = 8
 MAX_STATES = 3
 MAX_CONSTANTS = 8
+MAX_SCHEDULE_VALUES = 16
+MAX_SCHEDULE_VALUE = 1e6
 
 
 class GraphError(ValueError):
@@ -90,6 +101,9 @@ class Schedule:
     * ``step``: ``decay_rate ** min(floor(u * steps), steps - 1)``
     * ``restarts``: cosine restarted ``cycles`` times (SGDR, equal periods)
     * ``graph``: the value of the scalar expression ``expr`` at ``u``
+    * ``piecewise``: ``values[min(floor(u * n), n - 1)]``, ``n = len(values)``:
+      training split into ``n`` equal epochs, one multiplier each (AutoLR's
+      dynamic schedules, Carvalho et al. 2022)
     """
 
     kind: str = "constant"
@@ -99,6 +113,7 @@ class Schedule:
     steps: int = 3
     cycles: int = 4
     expr: Expr | None = None
+    values: tuple[float, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,6 +331,19 @@ def _validate_schedule(graph: Graph, max_nodes: int) -> None:
         _validate_expr(s.expr, "schedule.expr", scalar=True, graph=graph, max_nodes=max_nodes)
     elif s.expr is not None:
         raise GraphError(f"schedule.expr: only a 'graph' schedule has one (kind is {s.kind!r})")
+    if not isinstance(s.values, tuple):
+        raise GraphError(f"schedule.values: expected a tuple, got {type(s.values).__name__}")
+    if s.kind == "piecewise":
+        if not 1 <= len(s.values) <= MAX_SCHEDULE_VALUES:
+            raise GraphError(
+                f"schedule.values: {len(s.values)} values, expected 1 to {MAX_SCHEDULE_VALUES}"
+            )
+        for i, value in enumerate(s.values):
+            _check_number(value, f"schedule.values[{i}]", 0.0, MAX_SCHEDULE_VALUE)
+    elif s.values:
+        raise GraphError(
+            f"schedule.values: only a 'piecewise' schedule has them (kind is {s.kind!r})"
+        )
 
 
 def _validate_hparams(h: Hyperparams) -> None:
@@ -463,6 +491,7 @@ def canonical(graph: Graph) -> Graph:
         steps=s.steps if s.kind == "step" else default.steps,
         cycles=s.cycles if s.kind == "restarts" else default.cycles,
         expr=_canonical_expr(s.expr, (), rename)[0] if s.kind == "graph" else None,
+        values=s.values,
     )
     return Graph(
         update=update,
@@ -488,6 +517,7 @@ def to_dict(graph: Graph) -> dict[str, Any]:
     s = graph.schedule
     schedule = dataclasses.asdict(s)
     schedule["expr"] = _expr_to_dict(s.expr) if s.expr is not None else None
+    schedule["values"] = list(s.values)
     return {
         "format": FORMAT,
         "update": _expr_to_dict(graph.update),
@@ -547,6 +577,7 @@ def from_dict(d: Any) -> Graph:
     sched = _fields(_require(d.get("schedule", {}), "schedule"), Schedule, "schedule")
     if sched.get("expr") is not None:
         sched["expr"] = _expr_from_dict(sched["expr"], "schedule.expr")
+    sched["values"] = tuple(_require(sched.get("values", []), "schedule.values", list))
     hparams = _fields(_require(d.get("hparams", {}), "hparams"), Hyperparams, "hparams")
     decays = _require(d.get("decays", {}), "decays")
     graph = Graph(

@@ -78,6 +78,7 @@ class ProgramShape:
     max_states: int = 2
     max_decay_nodes: int = 3
     max_schedule_nodes: int = 3
+    max_schedule_values: int = graph_lib.MAX_SCHEDULE_VALUES  # of a piecewise schedule
 
     @property
     def table_size(self) -> int:
@@ -107,7 +108,8 @@ class Program(NamedTuple):
     decays: ExprArrays  # [P, K, Nd] over the scalar table, one per operand slot
     schedule_expr: ExprArrays  # [P, Ns] over the scalar table
     schedule_kind: jax.Array  # int32 [P]
-    schedule: dict[str, jax.Array]  # warmup_steps, alpha, decay_rate, steps, cycles: [P]
+    schedule: dict[str, jax.Array]  # [P] each: warmup_steps .. cycles, num_values
+    schedule_values: jax.Array  # float [P, V]: a piecewise schedule's values, padded
     momentum: jax.Array  # int32 [P]
     hparams: dict[str, jax.Array]  # float [P] each; bias_correction as 0/1
 
@@ -172,6 +174,8 @@ def _fits(graph: Graph, slots: list[str], shape: ProgramShape, i: int) -> None:
         "schedule.expr.nodes": (
             len(graph.schedule.expr.nodes) if graph.schedule.expr is not None else 0,
             shape.max_schedule_nodes, "max_schedule_nodes"),
+        "schedule.values": (len(graph.schedule.values), shape.max_schedule_values,
+                            "max_schedule_values"),
         "decays": (max([len(e.nodes) for _, e in graph.decays], default=0),
                    shape.max_decay_nodes, "max_decay_nodes"),
     }
@@ -195,7 +199,7 @@ def encode(
         raise ValueError("encode needs at least one graph")
     columns: dict[str, list[Any]] = {k: [] for k in
                                      ("operands", "update", "states", "constants", "decays",
-                                      "schedule_expr")}
+                                      "schedule_expr", "schedule_values")}
     canon = []
     for i, graph in enumerate(graphs):
         try:
@@ -222,6 +226,9 @@ def encode(
         columns["states"].append([index(r) for r in graph.states] + own[len(graph.states):])
         columns["constants"].append(
             list(graph.constants) + [0.0] * (shape.max_constants - len(graph.constants)))
+        values = graph.schedule.values
+        columns["schedule_values"].append(
+            list(values) + [0.0] * (shape.max_schedule_values - len(values)))
     p = len(graphs)
     return Program(
         operands=jnp.asarray(np.array(columns["operands"]).reshape(p, -1), jnp.int32),
@@ -234,7 +241,10 @@ def encode(
         schedule_kind=jnp.asarray([SCHEDULE_KINDS.index(g.schedule.kind) for g in canon],
                                   jnp.int32),
         schedule={f: jnp.asarray([float(getattr(g.schedule, f)) for g in canon], dtype)
-                  for f in _SCHEDULE_FIELDS},
+                  for f in _SCHEDULE_FIELDS}
+        | {"num_values": jnp.asarray([len(g.schedule.values) for g in canon], dtype)},
+        schedule_values=jnp.asarray(
+            np.array(columns["schedule_values"], np.float64).reshape(p, -1), dtype),
         momentum=jnp.asarray([MOMENTUM_TYPES.index(g.momentum) for g in canon], jnp.int32),
         hparams={f: jnp.asarray([float(getattr(g.hparams, f)) for g in canon], dtype)
                  for f in _HPARAMS},
@@ -311,11 +321,13 @@ def _run_scalars(row: Program, count, total_steps: int) -> dict[str, jax.Array]:
     s = row.schedule
     u = compile_lib.schedule_fraction(jnp, t, s["warmup_steps"], total_steps)
     fields = types.SimpleNamespace(**{k: s[k] for k in _SCHEDULE_FIELDS})
-    branches = [
-        (lambda k=k: compile_lib.SCHEDULE_FORMULAS[k](jnp, u, fields)) if k != "graph"
-        else (lambda: _eval_scalar_expr(row.schedule_expr, _scalar_leaves(row, t, u)))
-        for k in SCHEDULE_KINDS
-    ]
+    special = {
+        "graph": lambda: _eval_scalar_expr(row.schedule_expr, _scalar_leaves(row, t, u)),
+        "piecewise": lambda: compile_lib.piecewise_multiplier(
+            jnp, u, row.schedule_values, s["num_values"]),
+    }
+    branches = [special.get(k, lambda k=k: compile_lib.SCHEDULE_FORMULAS[k](jnp, u, fields))
+                for k in SCHEDULE_KINDS]
     mult = jax.lax.switch(row.schedule_kind, branches)
     mult = jnp.where(s["warmup_steps"] > 0,
                      compile_lib.with_warmup(jnp, t, s["warmup_steps"], mult), mult)

@@ -238,7 +238,8 @@ def _schedule(graph: Graph, intermediates: list[tuple[sympy.Symbol, sympy.Expr]]
     progress is ``u = (t - W) / (T - W)``, which is ``t/T`` without warmup.
     The closed forms are the formulas of the compiled optimizer
     (``compile.SCHEDULE_FORMULAS``) applied to sympy; the clipping of ``u``
-    to [0, 1] is not shown.
+    to [0, 1] is not shown. A ``piecewise`` schedule is a ``Piecewise`` over
+    ``u``, one piece per run of equal values.
     """
     schedule = graph.schedule
     warmup = schedule.warmup_steps
@@ -252,6 +253,8 @@ def _schedule(graph: Graph, intermediates: list[tuple[sympy.Symbol, sympy.Expr]]
             for k in range(first_named, len(intermediates)):
                 name, value = intermediates[k]
                 intermediates[k] = (name, value.subs(shifted, simultaneous=True))
+    elif schedule.kind == "piecewise":
+        multiplier = _piecewise((_STEP - warmup) / (_TOTAL_STEPS - warmup), schedule.values)
     else:
         progress = (_STEP - warmup) / (_TOTAL_STEPS - warmup)
         formula = compile_lib.SCHEDULE_FORMULAS[schedule.kind]
@@ -259,6 +262,18 @@ def _schedule(graph: Graph, intermediates: list[tuple[sympy.Symbol, sympy.Expr]]
     if warmup:
         multiplier = sympy.Piecewise(((_STEP + 1) / warmup, _STEP < warmup), (multiplier, True))
     return multiplier
+
+
+def _piecewise(progress: sympy.Expr, values: tuple[float, ...]) -> sympy.Expr:
+    """``values[floor(u * n)]`` as ``Piecewise((v_0, u < k_1/n), ..., (v_last, True))``,
+    with a piece for each run of equal values."""
+    n = len(values)
+    pieces = [
+        (_number(value), progress < sympy.Rational(k + 1, n))
+        for k, value in enumerate(values[:-1])
+        if value != values[k + 1]
+    ]
+    return sympy.Piecewise(*pieces, (_number(values[-1]), True))
 
 
 def _momentum_recurrence(direction: sympy.Expr, graph: Graph) -> sympy.Expr | None:
@@ -477,6 +492,8 @@ def to_text(graph: Graph) -> str:
     equations.append(f"d = {_text(form.direction)}")
     equations += [f"s_{i} <- {_text(s)}" for i, s in enumerate(form.states)]
     schedule = graph.schedule.kind
+    if schedule == "piecewise":
+        schedule += f"({','.join(f'{v:.4g}' for v in graph.schedule.values)})"
     if graph.schedule.warmup_steps:
         schedule += f"+warmup{graph.schedule.warmup_steps}"
     momentum = graph.momentum if graph.momentum == "none" else f"{graph.momentum}({h.momentum:g})"

@@ -168,6 +168,7 @@ def test_vmap_over_learning_rates_equals_separate_runs(params, make_grads):
 # Schedules.
 
 SCHEDULE_ARGS = dict(alpha=0.1, decay_rate=0.5, steps=4, cycles=2)
+PIECEWISE_VALUES = (1.0, 0.5, 2.0, 0.0, 0.125)
 DECAY_STEPS = 16  # T - warmup: a power of two, so u = k/16 is exact in float32
 
 
@@ -185,6 +186,7 @@ def _reference_multiplier(s: Schedule, t: int, total_steps: int) -> float:
         "exponential": lambda: s.decay_rate**u,
         "step": lambda: s.decay_rate ** min(math.floor(u * s.steps), s.steps - 1),
         "restarts": lambda: cosine((u * s.cycles) % 1.0),
+        "piecewise": lambda: s.values[min(math.floor(u * len(s.values)), len(s.values) - 1)],
     }[s.kind]()
 
 
@@ -192,7 +194,8 @@ def _reference_multiplier(s: Schedule, t: int, total_steps: int) -> float:
 @pytest.mark.parametrize("warmup", [0, 5])
 @pytest.mark.parametrize("kind", [k for k in SCHEDULE_KINDS if k != "graph"])
 def test_schedule_multiplier_follows_the_docstring_formula(kind, warmup, xp):
-    schedule = Schedule(kind=kind, warmup_steps=warmup, **SCHEDULE_ARGS)
+    values = PIECEWISE_VALUES if kind == "piecewise" else ()
+    schedule = Schedule(kind=kind, warmup_steps=warmup, values=values, **SCHEDULE_ARGS)
     total = warmup + DECAY_STEPS
     ours = [float(schedule_multiplier(schedule, xp, t, total)) for t in range(total)]
     expected = [_reference_multiplier(schedule, t, total) for t in range(total)]

@@ -38,6 +38,15 @@ MALFORMED = {
     "schedule.warmup_steps": simple("g", schedule=Schedule(warmup_steps=-1)),
     "schedule.expr": simple("g", schedule=Schedule(kind="cosine", expr=Expr((), "t"))),
     "schedule.expr.root": simple("g", schedule=Schedule(kind="graph", expr=Expr((), "g"))),
+    "schedule.values": simple("g", schedule=Schedule(kind="piecewise")),
+    "schedule.values'": simple("g", schedule=Schedule(kind="cosine", values=(1.0,))),
+    "schedule.values''": simple("g", schedule=Schedule(kind="piecewise", values=(1.0,) * 17)),
+    "schedule.values'''": simple("g", schedule=Schedule(kind="piecewise", values=[1.0])),
+    "schedule.values[1]": simple("g", schedule=Schedule(kind="piecewise", values=(1.0, -0.5))),
+    "schedule.values[0]": simple("g", schedule=Schedule(kind="piecewise", values=(2e6,))),
+    "schedule.values[0]'": simple(
+        "g", schedule=Schedule(kind="piecewise", values=(float("nan"),))
+    ),
     "hparams.beta1": simple("g", hparams=Hyperparams(beta1=1.0)),
     "hparams.learning_rate": simple("g", hparams=Hyperparams(learning_rate=-1e-3)),
     "hparams.eps": simple("g", hparams=Hyperparams(eps=0.0)),
@@ -79,6 +88,18 @@ def test_all_random_graphs_round_trip_through_json():
         assert symopt.from_dict(json.loads(json.dumps(symopt.to_dict(graph)))) == graph
 
 
+def test_piecewise_schedule_round_trips_through_json():
+    schedule = Schedule(kind="piecewise", warmup_steps=5, values=(1.0, 0.5, 0.0, 1e6))
+    graph = zoo.sgd().replace(schedule=schedule)
+    assert symopt.from_json(graph.to_json()) == graph
+    assert isinstance(symopt.from_json(graph.to_json()).schedule.values, tuple)
+
+
+def test_canonical_keeps_the_piecewise_values():
+    graph = zoo.adam().replace(schedule=Schedule(kind="piecewise", values=(1.0, 0.1)))
+    assert graph_lib.canonical(graph).schedule == graph.schedule
+
+
 def test_save_and_load_round_trip(tmp_path):
     path = tmp_path / "terms_ga.json"
     symopt.save(zoo.terms_ga(), path)
@@ -106,6 +127,8 @@ def test_load_names_the_file_and_the_field(tmp_path):
         (lambda d: d.update(format="other/2"), "format"),
         (lambda d: d.update(states="n0"), "states"),
         (lambda d: d["schedule"].update(kind=3), "schedule.kind"),
+        (lambda d: d["schedule"].update(values=0.5), "schedule.values"),
+        (lambda d: d["schedule"].update(values=[0.5]), "schedule.values"),
     ],
 )
 def test_from_dict_errors_name_the_field(mutate, field):

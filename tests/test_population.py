@@ -15,7 +15,7 @@ import pytest
 
 import symopt
 from symopt import population, zoo
-from symopt.graph import Graph, GraphError, nodes
+from symopt.graph import Graph, GraphError, Schedule, nodes
 from symopt.spaces import nos
 
 STEPS = 20
@@ -96,6 +96,25 @@ def test_population_agrees_with_to_optax_on_the_zoo_and_random_graphs(strategy):
 @pytest.mark.parametrize("strategy", ["loop", "vmap"])
 def test_population_agrees_with_to_optax_on_the_zoo_and_200_random_graphs(strategy):
     _check_agreement(_graphs(), strategy)
+
+
+PIECEWISE = (
+    zoo.sgd().replace(schedule=Schedule(kind="piecewise", values=(1.0, 0.5, 0.0, 2.0))),
+    zoo.adam().replace(schedule=Schedule(kind="piecewise", warmup_steps=3,
+                                         values=tuple(np.geomspace(1.0, 1e-3, 16)))),
+    zoo.lion().replace(schedule=Schedule(kind="piecewise", values=(0.3,))),
+)
+
+
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_piecewise_schedules_agree_with_to_optax(strategy):
+    _check_agreement([*PIECEWISE, zoo.terms_ga()], strategy)
+
+
+def test_encode_names_a_piecewise_schedule_that_does_not_fit():
+    small = population.ProgramShape(max_schedule_values=2)
+    with pytest.raises(GraphError, match=r"graphs\[0\]\.schedule\.values"):
+        population.encode([PIECEWISE[0]], small)
 
 
 def test_zoo_agrees_with_to_optax_in_float32():

@@ -175,6 +175,8 @@ SCHEDULES = (
     Schedule(kind="restarts", alpha=0.1, cycles=3),
     Schedule(kind="graph", expr=nodes(("mul", "identity", "decay_cosine", "square", "c0"))),
     Schedule(kind="graph", warmup_steps=10, expr=nodes(("sub", "identity", "one", "exp", "t"))),
+    Schedule(kind="piecewise", values=(1.0, 1.0, 0.5, 0.25, 0.25, 0.01, 0.01)),
+    Schedule(kind="piecewise", warmup_steps=10, values=(0.5, 2.0, 1.0)),
 )
 
 
