@@ -1,0 +1,695 @@
+"""The archive: the SQLite store of one search run, and what a resumed run reads.
+
+It owns ``<workdir>/archive.sqlite`` and everything a search writes there:
+
+* ``meta``: key -> JSON value: ``schema_version``, the run ``config``
+  (:meth:`Archive.set_config`, :meth:`Archive.config_diff`) and whatever the
+  run loop records (:meth:`Archive.put_meta`: Adam baselines per task, the
+  searcher's last completed generation, ...).
+* ``candidates``: one :class:`CandidateRecord` per candidate a searcher asked
+  for, keyed by the searcher's integer id, with its provenance, status,
+  fitness and metrics. A killed run replays its deterministic searcher and
+  looks each id up here (:meth:`Archive.get`) instead of training it again.
+* ``stage_results``: one :class:`StageResult` per (candidate, stage, task) of
+  the multi-fidelity / progressive-elimination stages after the search.
+
+Durability: the file is in WAL mode with ``synchronous=NORMAL``. A commit
+appends the transaction's pages and a commit frame to ``archive.sqlite-wal``
+with ``write(2)`` before returning, so the data is in the OS page cache:
+``kill -9`` of the process at any moment loses no committed transaction, and
+readers ignore frames after the last commit frame, so an interrupted
+transaction leaves nothing. A power loss or OS crash may lose the latest
+commits (never corrupting the file); ``Archive.open(..., synchronous="FULL")``
+fsyncs each commit to survive that too, at one fsync per transaction.
+
+Each write method is one transaction (a batch is all or nothing); wrap several
+calls in :meth:`Archive.transaction` to commit them together.
+
+JSON columns hold standard JSON. JSON has no NaN or infinity, so a non-finite
+float is stored as ``{"$float": "nan" | "inf" | "-inf"}`` and decoded back to
+the float; numpy arrays and scalars become lists and Python numbers. The REAL
+``fitness`` column stores +-inf as such; SQLite has no NaN, so a NaN fitness
+is stored, and read back, as None (no fitness, sorted last).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+FILENAME = "archive.sqlite"
+SCHEMA_VERSION = 1
+STATUSES = ("evaluated", "rejected", "duplicate", "diverged")
+_RESERVED_META = ("schema_version", "config")
+_MAX_PARAMS = 500  # ids per "IN (...)" query, under every SQLite's variable limit
+
+_SCHEMA = f"""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE candidates (
+    id INTEGER PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    space TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    parents TEXT NOT NULL,
+    genome TEXT NOT NULL,
+    graph TEXT,
+    fingerprint TEXT,
+    status TEXT NOT NULL CHECK (status IN ({", ".join(repr(s) for s in STATUSES)})),
+    reason TEXT,
+    duplicate_of INTEGER REFERENCES candidates (id) DEFERRABLE INITIALLY DEFERRED,
+    fitness REAL,
+    metrics TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    created REAL NOT NULL,
+    equation TEXT
+);
+CREATE INDEX candidates_fingerprint ON candidates (fingerprint);
+CREATE INDEX candidates_generation ON candidates (generation);
+CREATE TABLE stage_results (
+    candidate_id INTEGER NOT NULL,
+    stage INTEGER NOT NULL,
+    task TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    fitness REAL,
+    PRIMARY KEY (candidate_id, stage, task)
+);
+"""
+
+
+class ArchiveError(Exception):
+    """An unusable archive file or a conflicting write; the message is one line."""
+
+
+# --------------------------------------------------------------------------
+# JSON with non-finite floats and numpy values.
+
+_FLOAT_TAG = "$float"
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _numpy_to_python(value: Any) -> Any:
+    """``json.dumps``'s ``default``: numpy arrays and scalars as lists and numbers."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON-able: {type(value).__name__} {value!r:.80}")
+
+
+def _json_text(value: Any) -> str:
+    """JSON text, with NaN and Infinity tokens (valid for Python's json only)."""
+    return json.dumps(value, default=_numpy_to_python, separators=(",", ":"))
+
+
+def to_jsonable(value: Any) -> Any:
+    """What JSON makes of ``value``: numpy arrays and scalars become lists and
+    Python numbers, tuples become lists, int/float/bool keys become str.
+    Non-finite floats stay floats.
+
+    Raises:
+      TypeError: for a value JSON cannot hold.
+    """
+    return json.loads(_json_text(value))
+
+
+def _tag_floats(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return {_FLOAT_TAG: "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+    if isinstance(value, dict):
+        return {key: _tag_floats(v) for key, v in value.items()}
+    if isinstance(value, list):
+        return [_tag_floats(v) for v in value]
+    return value
+
+
+def _untag_floats(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1 and value.get(_FLOAT_TAG) in _NON_FINITE:
+            return _NON_FINITE[value[_FLOAT_TAG]]
+        return {key: _untag_floats(v) for key, v in value.items()}
+    if isinstance(value, list):
+        return [_untag_floats(v) for v in value]
+    return value
+
+
+def dumps(value: Any) -> str:
+    """Standard JSON text of ``value``; non-finite floats are tagged (module docstring)."""
+    text = _json_text(value)
+    if "NaN" in text or "Infinity" in text:  # the tokens, or (harmlessly) inside a string
+        text = json.dumps(_tag_floats(json.loads(text)), allow_nan=False, separators=(",", ":"))
+    return text
+
+
+def loads(text: str) -> Any:
+    """The value of :func:`dumps` text, non-finite floats restored."""
+    value = json.loads(text)
+    return _untag_floats(value) if _FLOAT_TAG in text else value
+
+
+def _fitness(value: Any) -> float | None:
+    """A float, or None for None and NaN (SQLite stores NaN as NULL)."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+# --------------------------------------------------------------------------
+# Records.
+
+
+@dataclasses.dataclass(frozen=True)
+class CandidateRecord:
+    """One candidate as archived; its fields are the ``candidates`` columns.
+
+    Construction normalises: ``parents`` to a tuple of ints, ``genome``,
+    ``graph`` and ``metrics`` to plain JSON values (a ``Graph`` is stored as
+    its ``to_dict()``), a NaN ``fitness`` to None. ``created`` (Unix seconds)
+    is set when the record is first stored if left None.
+    """
+
+    id: int
+    generation: int
+    space: str
+    origin: str  # "seed", "sample", "mutation" or "crossover"
+    parents: tuple[int, ...]
+    genome: Any  # the space's to_json(genome)
+    graph: dict[str, Any] | None  # symopt.graph.to_dict(graph)
+    fingerprint: str | None
+    status: str  # one of STATUSES
+    reason: str | None = None  # the integrity reason code of a rejected candidate
+    duplicate_of: int | None = None  # the id a duplicate repeats
+    fitness: float | None = None  # higher is better; None when rejected
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)  # task -> name -> value
+    seconds: float = 0.0
+    created: float | None = None
+    equation: str | None = None
+
+    def __post_init__(self) -> None:
+        graph = self.graph
+        if graph is not None and not isinstance(graph, Mapping) and hasattr(graph, "to_dict"):
+            graph = graph.to_dict()
+        fields = {
+            "id": int(self.id),
+            "generation": int(self.generation),
+            "parents": tuple(int(p) for p in self.parents),
+            "genome": to_jsonable(self.genome),
+            "graph": to_jsonable(graph),
+            "duplicate_of": None if self.duplicate_of is None else int(self.duplicate_of),
+            "fitness": _fitness(self.fitness),
+            "metrics": to_jsonable(self.metrics),
+            "seconds": float(self.seconds),
+            "created": None if self.created is None else float(self.created),
+        }
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+        where = f"candidate {self.id}"
+        if self.status not in STATUSES:
+            raise ValueError(f"{where}: status {self.status!r} is not one of {STATUSES}")
+        if self.status == "rejected" and (self.reason is None or self.fitness is not None):
+            raise ValueError(f"{where}: a rejected candidate has a reason and no fitness")
+        if self.status == "duplicate" and self.duplicate_of is None:
+            raise ValueError(f"{where}: a duplicate names the candidate it repeats")
+        if not isinstance(self.metrics, dict):
+            raise ValueError(f"{where}: metrics must be a dict, got {type(self.metrics).__name__}")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageResult:
+    """One candidate's result on one task at one stage of multi-fidelity evaluation."""
+
+    candidate_id: int
+    stage: int
+    task: str
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    fitness: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "candidate_id", int(self.candidate_id))
+        object.__setattr__(self, "stage", int(self.stage))
+        object.__setattr__(self, "metrics", to_jsonable(self.metrics))
+        object.__setattr__(self, "fitness", _fitness(self.fitness))
+
+
+class GenerationSummary(NamedTuple):
+    """One generation of the search; ``best``/``median`` over evaluated fitness."""
+
+    generation: int
+    count: int
+    best: float | None
+    median: float | None
+    rejected: int
+    duplicates: int
+    diverged: int
+
+
+class _Table(NamedTuple):
+    """How a record type maps onto its table."""
+
+    name: str
+    record: type
+    key: tuple[str, ...]
+    json_columns: frozenset[str]
+    unchecked: frozenset[str]  # columns a re-insert may differ in
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(self.record))
+
+    def to_row(self, record: Any) -> tuple[Any, ...]:
+        if not isinstance(record, self.record):
+            raise TypeError(f"{self.name}: expected {self.record.__name__}, got {record!r:.80}")
+        values = {c: getattr(record, c) for c in self.columns}
+        if values.get("created", 0.0) is None:
+            values["created"] = time.time()
+        return tuple(
+            dumps(values[c]) if c in self.json_columns and values[c] is not None else values[c]
+            for c in self.columns
+        )
+
+    def from_row(self, row: Sequence[Any]) -> Any:
+        values = {
+            c: loads(v) if c in self.json_columns and v is not None else v
+            for c, v in zip(self.columns, row, strict=True)
+        }
+        return self.record(**values)
+
+    def same(self, row_a: Sequence[Any], row_b: Sequence[Any]) -> bool:
+        """Whether two stored rows agree on every checked column (JSON by value)."""
+        for column, a, b in zip(self.columns, row_a, row_b, strict=True):
+            if column in self.unchecked:
+                continue
+            if column in self.json_columns and a is not None and b is not None:
+                a, b = json.loads(a), json.loads(b)
+            if a != b:
+                return False
+        return True
+
+
+_CANDIDATES = _Table(
+    "candidates",
+    CandidateRecord,
+    ("id",),
+    frozenset({"parents", "genome", "graph", "metrics"}),
+    frozenset({"created"}),
+)
+_STAGE_RESULTS = _Table(
+    "stage_results",
+    StageResult,
+    ("candidate_id", "stage", "task"),
+    frozenset({"metrics"}),
+    frozenset(),
+)
+
+
+# --------------------------------------------------------------------------
+# Configs.
+
+
+def _plain_config(config: Any) -> dict[str, Any]:
+    """A config as a plain dict (an ``ml_collections.ConfigDict`` via ``to_dict``)."""
+    if not isinstance(config, Mapping) and hasattr(config, "to_dict"):
+        config = config.to_dict()
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping, got {type(config).__name__}")
+    return loads(dumps(config))
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def diff_configs(old: Any, new: Any) -> list[str]:
+    """The dotted keys (``"search.generations"``) whose values differ, sorted.
+
+    A key present in only one config differs; NaN equals NaN.
+    """
+    old_flat, new_flat = _flatten(_plain_config(old)), _flatten(_plain_config(new))
+    return sorted(
+        key
+        for key in old_flat.keys() | new_flat.keys()
+        if key not in old_flat
+        or key not in new_flat
+        or dumps(old_flat[key]) != dumps(new_flat[key])
+    )
+
+
+# --------------------------------------------------------------------------
+# The archive.
+
+
+def _status_clause(status: str | Sequence[str] | None) -> tuple[str, list[str]]:
+    """An SQL condition on ``status`` and its parameters (``1`` for None)."""
+    if status is None:
+        return "1", []
+    statuses = [status] if isinstance(status, str) else list(status)
+    for s in statuses:
+        if s not in STATUSES:
+            raise ValueError(f"status {s!r} is not one of {STATUSES}")
+    return f"status IN ({', '.join('?' * len(statuses))})", statuses
+
+
+class Archive:
+    """The SQLite store of one search run; see the module docstring.
+
+    Use :meth:`open`; an archive is a context manager that closes itself.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL") -> None:
+        """Opens (creating if needed) the archive file ``path``.
+
+        Args:
+          path: the SQLite file.
+          synchronous: ``"NORMAL"`` (commits survive kill -9 of the process) or
+            ``"FULL"`` (they also survive power loss: one fsync per commit).
+
+        Raises:
+          ArchiveError: ``path`` is not a symopt archive, or its schema is newer
+            than this code's.
+        """
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
+        self.path = os.fspath(path)
+        self._depth = 0
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=60.0)
+        try:
+            self._init_schema(synchronous)
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            # The base class is what SQLite raises for a file that is not a database;
+            # its subclasses (OperationalError: locked, unreadable, ...) are not about format.
+            what = "not a symopt archive" if type(e) is sqlite3.DatabaseError else "cannot open"
+            raise ArchiveError(f"{self.path}: {what} ({e})") from None
+        except BaseException:
+            self._db.close()
+            raise
+
+    @classmethod
+    def open(cls, workdir: str | os.PathLike[str], *, synchronous: str = "NORMAL") -> Archive:
+        """The archive of the run in ``workdir`` (``<workdir>/archive.sqlite``).
+
+        Creates ``workdir`` and the schema if needed; ``synchronous`` as in
+        :class:`Archive`.
+        """
+        os.makedirs(workdir, exist_ok=True)
+        return cls(os.path.join(workdir, FILENAME), synchronous=synchronous)
+
+    def _init_schema(self, synchronous: str) -> None:
+        # Check before writing anything, so that a foreign file is left untouched.
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        if tables:
+            self._check_version(tables)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self.transaction():
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+            if tables:  # another process may have created it meanwhile
+                self._check_version(tables)
+                return
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(
+                "INSERT INTO meta VALUES ('schema_version', ?)", (dumps(SCHEMA_VERSION),)
+            )
+
+    def _check_version(self, tables: set[str]) -> None:
+        row = None
+        with contextlib.suppress(sqlite3.OperationalError):  # a foreign "meta" table
+            if "meta" in tables:
+                query = "SELECT value FROM meta WHERE key='schema_version'"
+                row = self._db.execute(query).fetchone()
+        text = None if row is None else str(row[0])
+        if text is None or not text.isdigit():
+            raise ArchiveError(f"{self.path}: not a symopt archive (schema_version {text!r})")
+        version = int(text)
+        if version > SCHEMA_VERSION:
+            raise ArchiveError(
+                f"{self.path}: archive schema version {version!r} is newer than this "
+                f"symopt's ({SCHEMA_VERSION}); upgrade symopt to read it"
+            )
+
+    def close(self) -> None:
+        """Closes the connection (committed data is already durable)."""
+        self._db.close()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Archive({self.path!r})"
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Groups writes into one transaction: all are committed, or none.
+
+        A nested use is a savepoint of the outer transaction: if its block
+        raises, its writes are undone even when the outer block goes on.
+        """
+        if self._depth:
+            savepoint = f"nested{self._depth}"
+            self._db.execute(f"SAVEPOINT {savepoint}")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._db.execute(f"ROLLBACK TO {savepoint}")
+                raise
+            finally:
+                self._depth -= 1
+                self._db.execute(f"RELEASE {savepoint}")
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+            self._db.execute("COMMIT")  # deferred foreign keys are checked here
+        except BaseException as e:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if isinstance(e, sqlite3.IntegrityError):
+                raise ArchiveError(f"{self.path}: transaction rolled back ({e})") from None
+            raise
+        finally:
+            self._depth = 0
+
+    # ----------------------------------------------------------------------
+    # Config and metadata.
+
+    def set_config(self, config: Any, *, replace: bool = False) -> None:
+        """Stores the run config (a mapping or ``ConfigDict``) as JSON.
+
+        Storing the same config again is a no-op.
+
+        Raises:
+          ArchiveError: a different config is stored and ``replace`` is False
+            (see :meth:`config_diff`; the run loop decides which changes a
+            resume allows, then replaces).
+        """
+        config = _plain_config(config)
+        with self.transaction():
+            stored = self.config()
+            if stored is not None and not replace:
+                changed = diff_configs(stored, config)
+                if changed:
+                    raise ArchiveError(f"{self.path}: the stored config differs in {changed}")
+            self._put_meta("config", config)
+
+    def config(self) -> dict[str, Any] | None:
+        """The stored run config, or None before :meth:`set_config`."""
+        return self._get_meta("config", None)
+
+    def config_diff(self, config: Any) -> list[str]:
+        """The dotted keys in which ``config`` differs from the stored config, sorted
+        (every key of ``config`` when none is stored)."""
+        return diff_configs(self.config() or {}, config)
+
+    def put_meta(self, key: str, value: Any) -> None:
+        """Stores a JSON-able ``value`` under ``key``, replacing any earlier value."""
+        if key in _RESERVED_META:
+            raise ValueError(f"meta key {key!r} is reserved for the archive itself")
+        self._put_meta(key, value)
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default``."""
+        return self._get_meta(key, default)
+
+    def _put_meta(self, key: str, value: Any) -> None:
+        text = dumps(value)
+        with self.transaction():
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, text))
+
+    def _get_meta(self, key: str, default: Any) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else loads(row[0])
+
+    # ----------------------------------------------------------------------
+    # Writes.
+
+    def _insert(self, table: _Table, records: Iterable[Any]) -> None:
+        """Inserts ``records`` in one transaction; an identical re-insert is skipped."""
+        columns = table.columns
+        insert = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))})"
+        )
+        key_index = [columns.index(c) for c in table.key]
+        where = " AND ".join(f"{c}=?" for c in table.key)
+        select = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {where}"
+        with self.transaction():
+            for record in records:
+                row = table.to_row(record)
+                key = tuple(row[i] for i in key_index)
+                existing = self._db.execute(select, key).fetchone()
+                if existing is None:
+                    self._db.execute(insert, row)
+                elif not table.same(existing, row):
+                    named = ", ".join(f"{c}={k!r}" for c, k in zip(table.key, key, strict=True))
+                    raise ArchiveError(
+                        f"{self.path}: {table.name} holds a different record with {named}"
+                    )
+
+    def add_candidates(self, records: Iterable[CandidateRecord]) -> None:
+        """Stores a batch of candidates in one transaction (all or nothing).
+
+        Re-adding a stored id with an identical record (``created`` aside) is a
+        no-op; with a different record it raises :class:`ArchiveError`, and
+        the batch is not stored; so does a ``duplicate_of`` naming no stored
+        candidate.
+        """
+        self._insert(_CANDIDATES, records)
+
+    def add_stage_results(self, rows: Iterable[StageResult]) -> None:
+        """Stores a batch of stage results in one transaction, as :meth:`add_candidates`."""
+        self._insert(_STAGE_RESULTS, rows)
+
+    # ----------------------------------------------------------------------
+    # Queries.
+
+    def _select(
+        self, table: _Table, where: str = "1", params: Sequence[Any] = (), tail: str = ""
+    ) -> list[Any]:
+        query = f"SELECT {', '.join(table.columns)} FROM {table.name} WHERE {where} {tail}"
+        return [table.from_row(row) for row in self._db.execute(query, params)]
+
+    def get(self, id: int) -> CandidateRecord | None:
+        """The candidate with ``id``, or None."""
+        found = self._select(_CANDIDATES, "id=?", (int(id),))
+        return found[0] if found else None
+
+    def has(self, id: int) -> bool:
+        """Whether a candidate with ``id`` is stored."""
+        row = self._db.execute("SELECT 1 FROM candidates WHERE id=?", (int(id),)).fetchone()
+        return row is not None
+
+    def ids(self) -> set[int]:
+        """The ids of all stored candidates."""
+        return {row[0] for row in self._db.execute("SELECT id FROM candidates")}
+
+    def by_fingerprint(
+        self, fingerprint: str, *, status: str | Sequence[str] = ("evaluated",)
+    ) -> CandidateRecord | None:
+        """The first (lowest id) candidate with ``fingerprint`` and ``status``, or None."""
+        where, params = _status_clause(status)
+        found = self._select(
+            _CANDIDATES, f"fingerprint=? AND {where}", (fingerprint, *params), "ORDER BY id LIMIT 1"
+        )
+        return found[0] if found else None
+
+    def records(
+        self, status: str | Sequence[str] | None = None, generation: int | None = None
+    ) -> list[CandidateRecord]:
+        """The candidates with ``status`` (one or several; None: any) in
+        ``generation`` (None: any), by id."""
+        where, params = _status_clause(status)
+        if generation is not None:
+            where, params = f"{where} AND generation=?", [*params, int(generation)]
+        return self._select(_CANDIDATES, where, params, "ORDER BY id")
+
+    def top(
+        self, k: int, status: str | Sequence[str] | None = ("evaluated",)
+    ) -> list[CandidateRecord]:
+        """The ``k`` candidates with ``status`` of highest fitness (None last; ties by id)."""
+        where, params = _status_clause(status)
+        return self._select(
+            _CANDIDATES,
+            where,
+            [*params, int(k)],
+            "ORDER BY fitness IS NULL, fitness DESC, id LIMIT ?",
+        )
+
+    def count_by_status(self) -> dict[str, int]:
+        """The number of candidates of each status (every status, zeros included)."""
+        counts = dict.fromkeys(STATUSES, 0)
+        for status, n in self._db.execute("SELECT status, COUNT(*) FROM candidates GROUP BY 1"):
+            counts[status] = n
+        return counts
+
+    def generations(self) -> list[GenerationSummary]:
+        """A summary of each generation, in order."""
+        fitness: dict[int, list[float]] = {}
+        counts: dict[int, dict[str, int]] = {}
+        for generation, status, value in self._db.execute(
+            "SELECT generation, status, fitness FROM candidates"
+        ):
+            counts.setdefault(generation, dict.fromkeys(STATUSES, 0))[status] += 1
+            if status == "evaluated" and value is not None:
+                fitness.setdefault(generation, []).append(value)
+        return [
+            GenerationSummary(
+                generation=generation,
+                count=sum(count.values()),
+                best=max(fitness[generation]) if generation in fitness else None,
+                median=float(np.median(fitness[generation])) if generation in fitness else None,
+                rejected=count["rejected"],
+                duplicates=count["duplicate"],
+                diverged=count["diverged"],
+            )
+            for generation, count in sorted(counts.items())
+        ]
+
+    def lineage(self, id: int) -> dict[int, tuple[int, ...]]:
+        """The ancestry of candidate ``id``: it and each stored ancestor -> its parents.
+
+        Raises:
+          KeyError: no candidate ``id`` is stored.
+        """
+        if not self.has(id):
+            raise KeyError(f"{self.path}: no candidate {id}")
+        graph: dict[int, tuple[int, ...]] = {}
+        seen = frontier = {int(id)}
+        while frontier:
+            ordered = sorted(frontier)
+            for start in range(0, len(ordered), _MAX_PARAMS):
+                chunk = ordered[start : start + _MAX_PARAMS]
+                marks = ", ".join("?" * len(chunk))
+                query = f"SELECT id, parents FROM candidates WHERE id IN ({marks})"
+                for cid, parents in self._db.execute(query, chunk):
+                    graph[cid] = tuple(loads(parents))
+            frontier = {p for cid in frontier if cid in graph for p in graph[cid]} - seen
+            seen = seen | frontier
+        return graph
+
+    def stage_results(self, stage: int | None = None) -> list[StageResult]:
+        """The stage results (of ``stage``, or all), by stage, candidate and task."""
+        where, params = ("1", []) if stage is None else ("stage=?", [int(stage)])
+        return self._select(_STAGE_RESULTS, where, params, "ORDER BY stage, candidate_id, task")
