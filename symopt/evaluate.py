@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from symopt import population
+from symopt import population, zoo
 from symopt.population import Program, ProgramShape
 
 FITNESS_TAIL = 50  # steps of training loss averaged into the fitness
@@ -358,3 +358,43 @@ def initialize_distributed(config: DistributedConfig = DistributedConfig()) -> N
         num_processes=config.num_processes,
         process_id=config.process_id,
     )
+
+
+# --------------------------------------------------------------------------
+# Graphs in fixed-size chunks.
+
+
+def evaluate_graphs(
+    graphs: Sequence[Any],
+    task,
+    seeds: int | Sequence[int] | None = None,
+    *,
+    shape: ProgramShape,
+    chunk_size: int,
+    strategy: str = "auto",
+    pad_graph: Any = None,
+) -> RunMetrics:
+    """Trains ``graphs`` in chunks of exactly ``chunk_size`` candidates.
+
+    Every chunk is padded to ``chunk_size`` (with ``pad_graph``, default the
+    zoo's SGD, whose results are dropped), so one compiled program serves
+    every call with the same ``(task, shape, chunk_size)``: a search trains
+    its whole run with one compile per task.
+
+    Returns:
+      :class:`RunMetrics` with arrays of shape [len(graphs), S].
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    pad_graph = zoo.sgd() if pad_graph is None else pad_graph
+    parts = []
+    for start in range(0, len(graphs), chunk_size):
+        chunk = list(graphs[start:start + chunk_size])
+        padded = chunk + [pad_graph] * (chunk_size - len(chunk))
+        metrics = evaluate(population.encode(padded, shape), task, seeds, shape=shape,
+                           strategy=strategy)
+        parts.append(jax.tree.map(lambda x, n=len(chunk): x[:n], metrics))
+    if not parts:
+        num_seeds = len(_seed_list(seeds, task))
+        return RunMetrics(*(np.zeros((0, num_seeds)) for _ in RunMetrics._fields))
+    return RunMetrics(*(np.concatenate(xs) for xs in zip(*parts)))

@@ -1,0 +1,148 @@
+"""The search configuration: its sections, defaults and validation.
+
+A config is an ``ml_collections.ConfigDict`` (files in ``experiments/`` start
+from :func:`default_config` and change what they need, as big_vision's
+configs do). Sections:
+
+* ``search``: ``name`` (``ga``, ``particle_ga``, ``regularized_evolution``,
+  ``random``), ``generations``, ``population_size``, ``seed``, ``seeds``
+  (zoo optimizers in the first population: comma-separated names,
+  ``"default"`` for the space's own, ``""`` for none) and ``options`` (the
+  searcher's other fields, e.g. ``tournament_size``).
+* ``space``: ``name`` (``nos``, ``terms``, ``autolr``) and ``options`` (the
+  space's fields, e.g. ``max_nodes``).
+* ``tasks``: ``search`` (comma-separated task names the fitness is measured
+  on), ``steps`` and ``batch_size`` (0: the task's default), ``seeds``,
+  ``data_dir`` and ``download`` (TFDS), ``options`` (per-task overrides by
+  task name).
+* ``evaluation``: ``split`` the fitness reads (``val``), ``strategy`` of the
+  population optimizer, ``chunk_size`` (candidates trained per compiled
+  program; 0: the searcher's batch), ``baseline_learning_rate`` (Adam, the
+  fitness normaliser), ``check`` and ``dedupe`` (integrity check and
+  fingerprint cache).
+* ``elimination``: progressive elimination of the best after the search:
+  ``tasks`` (one stage per task, comma-separated; ``""`` skips it),
+  ``top_k`` candidates entering, ``keep`` (fraction kept per stage),
+  ``steps`` (0: task default) and ``seeds``.
+* ``output``: ``top`` candidates in the summary.
+
+:func:`validate` rejects unknown keys and bad values with one-line
+:class:`ConfigError` messages naming the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+
+SECTIONS = ("search", "space", "tasks", "evaluation", "elimination", "output")
+FREE_FORM = ("search.options", "space.options", "tasks.options")
+"""Sections whose keys depend on the chosen searcher, space or task; their
+owners reject unknown keys when the run builds them."""
+RESUMABLE_CHANGES = ("search.generations", "output.top")
+"""Keys that may differ when a run resumes from its workdir."""
+
+
+class ConfigError(ValueError):
+    """A bad config key or value; the message names the key on one line."""
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every key with its default: a short GA over nos graphs on digits."""
+    config = ml_collections.ConfigDict()
+    config.search = ml_collections.ConfigDict(dict(
+        name="ga", generations=10, population_size=32, seed=0, seeds="default",
+        options=ml_collections.ConfigDict(),
+    ))
+    config.space = ml_collections.ConfigDict(dict(
+        name="nos", options=ml_collections.ConfigDict(),
+    ))
+    config.tasks = ml_collections.ConfigDict(dict(
+        search="digits_mlp", steps=0, batch_size=0, seeds=2, data_dir="", download=False,
+        options=ml_collections.ConfigDict(),
+    ))
+    config.evaluation = ml_collections.ConfigDict(dict(
+        split="val", strategy="auto", chunk_size=0, baseline_learning_rate=1e-3, check=True,
+        dedupe=True,
+    ))
+    config.elimination = ml_collections.ConfigDict(dict(
+        tasks="", top_k=8, keep=0.5, steps=0, seeds=3,
+    ))
+    config.output = ml_collections.ConfigDict(dict(top=5))
+    return config
+
+
+def names(value: str) -> list[str]:
+    """A comma-separated list of names (``""`` is none)."""
+    return [n.strip() for n in str(value).split(",") if n.strip()]
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in d.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and path not in FREE_FORM:
+            out.update(_flatten(value, path + "."))
+        else:
+            out[path] = value.to_dict() if hasattr(value, "to_dict") else value
+    return out
+
+
+def flatten(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict[str, Any]:
+    """``{"search.generations": 10, ...}``; free-form sections stay dicts."""
+    return _flatten(config.to_dict() if hasattr(config, "to_dict") else config)
+
+
+def _fail(key: str, message: str) -> None:
+    raise ConfigError(f"config.{key}: {message}")
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Checks keys and values; returns the config or raises :class:`ConfigError`."""
+    defaults = flatten(default_config())
+    given = flatten(config)
+    for key in given:
+        if key not in defaults:
+            known = ", ".join(k for k in defaults if k.split(".")[0] == key.split(".")[0])
+            _fail(key, f"unknown key (known: {known or ', '.join(SECTIONS)})")
+    for key, default in defaults.items():
+        if key not in given:
+            _fail(key, "missing (start configs from symopt.config.default_config())")
+        value = given[key]
+        if isinstance(default, bool) != isinstance(value, bool) or not isinstance(
+                value, type(default) if not isinstance(default, float) else (int, float)):
+            _fail(key, f"expected {type(default).__name__}, got {value!r}")
+    c = config
+    for key, value, lo in (
+        ("search.generations", c.search.generations, 1),
+        ("search.population_size", c.search.population_size, 1),
+        ("tasks.steps", c.tasks.steps, 0),
+        ("tasks.batch_size", c.tasks.batch_size, 0),
+        ("tasks.seeds", c.tasks.seeds, 1),
+        ("evaluation.chunk_size", c.evaluation.chunk_size, 0),
+        ("elimination.top_k", c.elimination.top_k, 1),
+        ("elimination.steps", c.elimination.steps, 0),
+        ("elimination.seeds", c.elimination.seeds, 1),
+        ("output.top", c.output.top, 1),
+    ):
+        if value < lo:
+            _fail(key, f"must be >= {lo}, got {value}")
+    if not names(c.tasks.search):
+        _fail("tasks.search", "name at least one task")
+    if c.evaluation.split not in ("val", "test"):
+        _fail("evaluation.split", f"must be 'val' or 'test', got {c.evaluation.split!r}")
+    if c.evaluation.strategy not in ("auto", "loop", "vmap"):
+        _fail("evaluation.strategy", f"must be auto, loop or vmap, got {c.evaluation.strategy!r}")
+    if not 0 < c.elimination.keep <= 1:
+        _fail("elimination.keep", f"must be in (0, 1], got {c.elimination.keep}")
+    if not c.evaluation.baseline_learning_rate > 0:
+        _fail("evaluation.baseline_learning_rate", "must be > 0")
+    return config
+
+
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Flattened keys whose values differ between two configs (as dicts)."""
+    a, b = flatten(old), flatten(new)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
