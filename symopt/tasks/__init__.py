@@ -73,7 +73,9 @@ def get(name: str, **overrides: Any) -> Task:
     Overrides are the task's options (see :func:`options`): the budget
     (``steps``, ``batch_size``, ``seeds``) and task-specific ones such as
     ``data_dir``, ``download`` or ``train_size`` for the TFDS tasks. Building
-    a task is cheap: data is loaded on the first ``task.data()`` call.
+    a task is cheap: data is loaded on the first ``task.data()`` call. Equal
+    arguments give the same (immutable) Task object, so that the programs
+    compiled for it are shared, e.g. by the searches of one process.
 
     Raises:
       ValueError: unknown task name or option.
@@ -85,7 +87,16 @@ def get(name: str, **overrides: Any) -> Task:
             f"task {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"options: {', '.join(known)}"
         )
-    return _factory(name)(**overrides)
+    arguments = {**known, **overrides}
+    try:
+        return _build(name, tuple(sorted(arguments.items())))
+    except TypeError:  # an unhashable option value: build it uncached
+        return _factory(name)(**overrides)
+
+
+@functools.lru_cache(maxsize=64)
+def _build(name: str, arguments: tuple[tuple[str, Any], ...]) -> Task:
+    return _factory(name)(**dict(arguments))
 
 
 def _factory(name: str) -> Callable[..., Task]:

@@ -1,0 +1,234 @@
+"""The search loop end to end: archive, cache, resume after kill -9, the CLI, configs.
+
+One tiny config (digits MLP with 8 hidden units, 20 steps) keeps the compiles
+few: tasks are cached by their arguments, so every in-process run of it
+shares one compiled program.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import ml_collections
+import numpy as np
+import pytest
+
+import symopt
+from symopt import config as config_lib
+from symopt import run as run_lib
+from symopt.archive import Archive
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENTS = sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py")))
+CONFIGS = [p for p in EXPERIMENTS if "def get_config" in open(p).read()]
+
+
+def tiny_config(**changes) -> ml_collections.ConfigDict:
+    config = config_lib.default_config()
+    config.search.generations = 4
+    config.search.population_size = 8
+    config.search.seeds = "sgd,adam"
+    config.space.options.max_nodes = 4
+    config.tasks.steps = 20
+    config.tasks.seeds = 1
+    config.tasks.options = {"digits_mlp": {"hidden": 8}}
+    config.evaluation.chunk_size = 2
+    for key, value in changes.items():
+        section, name = key.split("__")
+        config[section][name] = value
+    return config
+
+
+TINY_CONFIG_FILE = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_run import tiny_config
+
+    def get_config():
+        return tiny_config()
+""").format(tests=os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """An uninterrupted tiny search, and what it logged."""
+    workdir = tmp_path_factory.mktemp("finished")
+    lines: list[str] = []
+    result = run_lib.run(tiny_config(), workdir, log=lines.append)
+    return result, lines
+
+
+def test_a_search_archives_every_candidate_and_writes_best_and_summary(finished):
+    result, _ = finished
+    with Archive.open(result.workdir) as archive:
+        records = archive.records()
+        assert len(records) == sum(result.counts.values())
+        assert {r.generation for r in records} == {0, 1, 2, 3}
+        for r in records:
+            assert r.graph is not None and r.genome is not None
+            if r.status == "rejected":
+                assert r.reason in symopt.integrity.REASONS and r.fitness is None
+            if r.status == "evaluated":
+                assert np.isfinite(r.fitness) and "digits_mlp" in r.metrics
+        assert archive.get_meta("baseline")["digits_mlp"] > 0
+    best = symopt.load(os.path.join(result.workdir, "best.json"))
+    assert best == result.best_graph
+    assert result.best.fitness == max(r.fitness for r in records if r.status == "evaluated")
+    summary = open(os.path.join(result.workdir, "summary.md")).read()
+    assert f"#{result.best.id}" in summary and "Adam baseline" in summary
+
+
+def test_functional_duplicates_are_recorded_not_trained(finished):
+    result, _ = finished
+    with Archive.open(result.workdir) as archive:
+        copies = archive.records(status="duplicate")
+        assert copies, "mutations that change nothing the probe sees happen in every search"
+        for copy in copies:
+            original = archive.get(copy.duplicate_of)
+            assert original.status in ("evaluated", "diverged") and original.id < copy.id
+            assert copy.fitness == original.fitness
+            assert copy.fingerprint == original.fingerprint
+            assert copy.metrics == {}  # never trained
+        evaluated = [r.fingerprint for r in archive.records(status=("evaluated", "diverged"))]
+        assert len(evaluated) == len(set(evaluated))
+
+
+def test_progress_lines_report_fitness_counts_equation_and_eta(finished):
+    _, lines = finished
+    progress = [line for line in lines if line.startswith("gen ")]
+    assert len(progress) == 4
+    for line in progress:
+        for word in ("best", "median", "trained", "rejected", "duplicates", "eta", "d = "):
+            assert word in line
+
+
+def _archived(workdir) -> int:
+    path = os.path.join(workdir, "archive.sqlite")
+    if not os.path.exists(path):
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_a_run_killed_mid_search_resumes_without_losing_or_repeating_work(finished, tmp_path):
+    result, _ = finished
+    config_file = tmp_path / "tiny.py"
+    config_file.write_text(TINY_CONFIG_FILE)
+    workdir = tmp_path / "killed"
+    command = [sys.executable, "-m", "symopt.main", f"--config={config_file}",
+               f"--workdir={workdir}"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while _archived(workdir) < 4 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    with Archive.open(workdir) as killed:
+        survived = killed.records()
+    assert 0 < len(survived) < sum(result.counts.values()), "kill the run mid-search"
+    trained_before = sum(r.status in ("evaluated", "diverged") for r in survived)
+
+    lines: list[str] = []
+    resumed = run_lib.run(tiny_config(), workdir, log=lines.append)
+    assert any(line.startswith("resuming") for line in lines)
+    assert resumed.best.id == result.best.id
+    assert resumed.best.fitness == pytest.approx(result.best.fitness, rel=1e-6)
+    assert resumed.best_graph == result.best_graph
+    assert resumed.counts == result.counts
+    with Archive.open(workdir) as a, Archive.open(result.workdir) as b:
+        assert a.ids() == b.ids()
+        assert all(a.get(r.id) == r for r in survived)  # kept as they were
+    # Nothing trained twice: this call trained exactly what the kill left untrained.
+    assert resumed.evaluated_now == result.evaluated_now - trained_before
+
+
+def test_resuming_with_a_different_config_is_refused(finished):
+    result, _ = finished
+    with pytest.raises(config_lib.ConfigError, match="different config.*tasks.steps"):
+        run_lib.run(tiny_config(tasks__steps=21), result.workdir, log=lambda _: None)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_every_experiment_config_is_valid_and_builds(path):
+    namespace: dict = {}
+    exec(compile(open(path).read(), path, "exec"), namespace)
+    config = config_lib.validate(namespace["get_config"]())
+    space = run_lib.build_space(config)
+    run_lib.build_searcher(config, space)
+    for name in config_lib.names(config.tasks.search) + config_lib.names(config.elimination.tasks):
+        run_lib.build_task(config, name)
+    assert namespace["__doc__"] and "symopt.main" in namespace["__doc__"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.search.__setattr__("bogus", 1), r"config.search.bogus: unknown key"),
+    (lambda c: c.search.__setattr__("generations", 0), r"config.search.generations: must be >= 1"),
+    (lambda c: c.evaluation.__setattr__("split", "train"), r"config.evaluation.split"),
+    (lambda c: c.tasks.__setattr__("search", " "), r"config.tasks.search: name at least"),
+])
+def test_bad_config_keys_and_values_are_one_line_errors(change, message):
+    config = config_lib.default_config()
+    config.unlock()
+    change(config)
+    with pytest.raises(config_lib.ConfigError, match=message) as info:
+        config_lib.validate(config)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda c: run_lib.build_space(_with(c, "space.name", "xyz")),
+     "unknown space 'xyz'"),
+    (lambda c: run_lib.build_searcher(_with(c, "search.name", "xyz"), None),
+     "unknown searcher 'xyz'"),
+    (lambda c: run_lib.build_task(c, "xyz"), "unknown task 'xyz'"),
+    (lambda c: run_lib.build_task(_with(c, "tasks.options", {"digits_mlp": {"bad": 1}}),
+                                  "digits_mlp"), r"unknown options \['bad'\]"),
+])
+def test_unknown_names_in_a_config_are_config_errors(build, message):
+    with pytest.raises(config_lib.ConfigError, match=message):
+        build(config_lib.default_config())
+
+
+def _with(config: ml_collections.ConfigDict, key: str, value) -> ml_collections.ConfigDict:
+    section, name = key.split(".")
+    config[section][name] = value
+    return config
+
+
+def test_a_tfds_config_without_data_fails_at_start_with_the_prepare_command(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    config = config_lib.default_config()
+    config.tasks.search = "cifar10"
+    config.tasks.data_dir = str(tmp_path / "tfds")
+    with pytest.raises(symopt.tasks.DataNotFoundError, match="prepare it with") as info:
+        run_lib.run(config, tmp_path / "run", log=lambda _: None)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "run").exists()
+
+
+def _main(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "symopt.main", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.search.bogus=3", "unknown config key 'bogus' in --config.search.bogus"),
+    ("--config.search.generations=abc", "--config.search.generations=abc"),
+    ("--config.search.generations=0", "config.search.generations: must be >= 1"),
+])
+def test_main_rejects_a_bad_override_with_one_line_and_exit_code_2(override, message, tmp_path):
+    out = _main("--config=experiments/digits.py", f"--workdir={tmp_path}", override)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
