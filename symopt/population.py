@@ -279,9 +279,15 @@ def uses_moments(program: Program) -> dict[str, jax.Array]:
 
 
 def _node_value(table, left, right, op, a, b, uniform):
-    """``op(left(table[a]), right(table[b]))`` with switched operators."""
-    unary = [lambda x, name=name: ops.bounded_fn(name, 1)(jnp, x, uniform) for name in UNARY_NAMES]
-    binary = [lambda x, y, name=name: ops.bounded_fn(name, 2)(jnp, x, y, uniform)
+    """``op(left(table[a]), right(table[b]))`` with switched operators.
+
+    ``uniform`` is the dropout draw, or a function returning it: then only a
+    dropout branch draws it, so a run without dropout never pays for it.
+    """
+    draw = uniform if callable(uniform) else lambda: uniform
+    unary = [lambda x, name=name: ops.bounded_fn(name, 1)(
+        jnp, x, draw() if ops.UNARY[name].random else None) for name in UNARY_NAMES]
+    binary = [lambda x, y, name=name: ops.bounded_fn(name, 2)(jnp, x, y, None)
               for name in BINARY_NAMES]
     x = jax.lax.switch(left, unary, jax.lax.dynamic_index_in_dim(table, a, keepdims=False))
     y = jax.lax.switch(right, unary, jax.lax.dynamic_index_in_dim(table, b, keepdims=False))
@@ -349,7 +355,11 @@ class _RunContext:
     def __getattr__(self, name: str) -> jax.Array:
         if name.startswith("_"):
             raise AttributeError(name)
-        x = self._base[name] if self._r is None else self._base[name][self._r]
+        x = self._base[name]
+        if callable(x):  # drawn on demand (the loop strategy's noise and dropout draws)
+            x = x()
+        elif self._r is not None:
+            x = x[self._r]
         if name in ("m", "v", "gamma"):
             x = x / self._scalars[f"bc:{name}"]
         return x
@@ -420,7 +430,7 @@ def _run_step(packed: _Packed, layout, shape: ProgramShape, base: dict[str, jax.
         table = jax.lax.dynamic_update_slice_in_dim(table, jnp.stack([*fixed, *states]), start, 0)
     first = start + shape.max_constants + shape.max_states
     update = ExprArrays(*(I(f) for f in ExprArrays._fields))
-    table = _eval_nodes(table, update, first, ctx.uniform)
+    table = _eval_nodes(table, update, first, lambda: ctx.uniform)
     direction = jax.lax.dynamic_index_in_dim(table, update.root, keepdims=False)
     new_states = jnp.take(table, I("states"), axis=0)
     beta = F("momentum")
@@ -462,6 +472,45 @@ def _unflatten(flat: jax.Array, like):
     sizes = np.cumsum([int(np.prod(x.shape[1:])) for x in leaves])[:-1]
     parts = jnp.split(flat, sizes, axis=1)
     return treedef.unflatten([p.reshape(x.shape).astype(x.dtype) for p, x in zip(parts, leaves)])
+
+
+def _loop_over_candidates(packed: _Packed, layout, shape: ProgramShape,
+                          base: dict[str, jax.Array], states: jax.Array, trace: jax.Array,
+                          runs_per_candidate: int, step_keys: jax.Array, draws):
+    """The loop strategy: a ``fori_loop`` over candidates, each step covering
+    all of the candidate's runs at once (its S runs' [L] rows side by side as
+    one [S*L] row: same program, same scalars), so that the per-operation cost
+    of the switches is paid once per candidate rather than once per run.
+
+    Noise and dropout draws (``draws(keys) -> (noise, uniform)``, [S, L] each)
+    are made inside the operand and operator branches that read them, so
+    only candidates that use them pay for random numbers."""
+    s = runs_per_candidate
+    runs, length = base["g"].shape
+    group = lambda x: x.reshape(runs // s, s * length)  # noqa: E731 ([R, L] -> [P, S*L])
+    grouped = {k: group(v) for k, v in base.items()}
+    keys = step_keys.reshape(runs // s, s)
+    num_states = states.shape[1]
+    states = states.reshape(-1, s, num_states, length).swapaxes(1, 2).reshape(
+        runs // s, num_states, s * length)
+    packed = _Packed(packed.ints[::s], packed.floats[::s])
+
+    def body(p, acc):
+        u, states, traces, table = acc
+        run_base = {**grouped, "noise": lambda: draws(keys[p])[0].reshape(-1),
+                    "uniform": lambda: draws(keys[p])[1].reshape(-1)}
+        u_p, st_p, tr_p, table = _run_step(
+            _Packed(packed.ints[p], packed.floats[p]), layout, shape, run_base, p,
+            states[p], traces[p], table)
+        put = jax.lax.dynamic_update_index_in_dim
+        return put(u, u_p, p, 0), put(states, st_p, p, 0), put(traces, tr_p, p, 0), table
+
+    table = jnp.zeros((shape.table_size, s * length), base["g"].dtype)
+    u, states, trace, _ = jax.lax.fori_loop(
+        0, runs // s, body, (jnp.zeros_like(grouped["g"]), states, group(trace), table))
+    states = states.reshape(-1, num_states, s, length).swapaxes(1, 2).reshape(
+        runs, num_states, length)
+    return u.reshape(runs, length), states, trace.reshape(runs, length)
 
 
 def default_strategy() -> str:
@@ -540,14 +589,15 @@ def optimizer(
             for name, old, x, beta in (("m", state.m, g, "beta1"), ("v", state.v, g * g, "beta2"),
                                        ("gamma", state.gamma, g * g * g, "beta3"))
         )
+        # Runs of one candidate step together; a diverged run's frozen count
+        # must not hold back its candidate's live runs (its update is dropped).
+        count = jnp.repeat(state.count.reshape(-1, runs_per_candidate).max(axis=1),
+                           runs_per_candidate)
         scalars = jax.vmap(lambda row, count: _run_scalars(row, count, total_steps))(
-            rows, state.count)
+            rows, count)
         split = jax.vmap(lambda k: jax.random.split(jax.random.wrap_key_data(k)))(state.key)
         keys, step_keys = split[:, 0], split[:, 1]
-        # Without noise in the population, g stands in: nothing reads it.
-        noise, uniform = jax.lax.cond(random, lambda: draws(step_keys, updates), lambda: (g, g))
-        base = {"g": g, "w": w, "noise": noise, "uniform": uniform, "m": m, "v": v,
-                "gamma": gamma}
+        base = {"g": g, "w": w, "m": m, "v": v, "gamma": gamma}
         u_expr = rows.update
         ints, i_layout = _pack([
             ("operands", rows.operands), ("num_operands", rows.num_operands),
@@ -560,21 +610,17 @@ def optimizer(
             *((k, scalars[k]) for k in ("t", "frac", "bc:m", "bc:v", "bc:gamma"))])
         packed, layout = _Packed(ints, floats.astype(g.dtype)), (i_layout, f_layout)
         if strategy == "vmap":
+            # Without noise in the population, g stands in: nothing reads it.
+            noise, uniform = jax.lax.cond(random, lambda: draws(step_keys, updates),
+                                          lambda: (g, g))
+            base = {**base, "noise": noise, "uniform": uniform}
             u, new_states, trace, _ = jax.vmap(
                 lambda pk, base, st, tr: _run_step(pk, layout, shape, base, None, st, tr)
             )(packed, base, state.states, state.trace)
         else:
-            def body(r, acc):
-                u, states, traces, table = acc
-                u_r, st_r, tr_r, table = _run_step(
-                    _Packed(packed.ints[r], packed.floats[r]), layout, shape, base, r,
-                    states[r], traces[r], table)
-                put = jax.lax.dynamic_update_index_in_dim
-                return put(u, u_r, r, 0), put(states, st_r, r, 0), put(traces, tr_r, r, 0), table
-
-            table = jnp.zeros((shape.table_size, g.shape[1]), g.dtype)
-            u, new_states, trace, _ = jax.lax.fori_loop(
-                0, runs, body, (jnp.zeros_like(g), state.states, state.trace, table))
+            u, new_states, trace = _loop_over_candidates(
+                packed, layout, shape, base, state.states, state.trace, runs_per_candidate,
+                step_keys, lambda keys: draws(keys, updates))
         new_state = PopulationState(
             state.count + 1, m, v, gamma, new_states, trace,
             jax.vmap(jax.random.key_data)(keys),

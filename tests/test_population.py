@@ -174,6 +174,37 @@ def test_runs_per_candidate_share_the_candidate_and_differ_in_noise_seed():
     np.testing.assert_allclose(u[2], -zoo.sgd().hparams.learning_rate * np.ones(3))
 
 
+def _seeded_updates(graphs, runs_per_candidate):
+    """Updates of R = len(graphs) * runs_per_candidate runs, each run with its
+    own gradients (scaled by its index) and noise seed, in float64."""
+    program = population.encode(graphs, SHAPE, dtype=jnp.float64)
+    runs = len(graphs) * runs_per_candidate
+    params = _params(jnp.float64)
+    scale = jnp.arange(1, runs + 1, dtype=jnp.float64)
+    batched = jax.tree.map(lambda x: jnp.broadcast_to(x, (runs, *x.shape)), params)
+    grads = jax.tree.map(lambda *x: jnp.stack(x), *_gradients(params))
+    tx = population.optimizer(program, SHAPE, STEPS, runs_per_candidate=runs_per_candidate,
+                              seeds=jnp.arange(runs) % 3, strategy="loop")
+
+    def body(state, g):
+        g = jax.tree.map(lambda x: scale.reshape(-1, *[1] * x.ndim) * x, g)
+        updates, state = tx.update(g, state, batched)
+        return state, updates
+
+    return jax.jit(lambda: jax.lax.scan(body, tx.init(batched), grads)[1])()
+
+
+def test_loop_strategy_steps_the_runs_of_a_candidate_together_as_if_apart():
+    graphs = [zoo.lion(), zoo.ades(), zoo.adam(),
+              Graph(update=nodes(("add", "identity", "g", "drop_0.3", "noise")))]
+    graphs += [g for g in _graphs()[len(zoo.names()):] if g.states][:2]
+    with jax.enable_x64(True):
+        together = _seeded_updates(graphs, runs_per_candidate=3)
+        apart = _seeded_updates([g for g in graphs for _ in range(3)], runs_per_candidate=1)
+    for a, b in zip(jax.tree.leaves(together), jax.tree.leaves(apart)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
 def test_unknown_strategy_is_a_clear_error():
     program = population.encode([zoo.adam()], SHAPE)
     with pytest.raises(ValueError, match="strategy"):
