@@ -6,8 +6,8 @@
 Grammar-based rules ``alpha, beta, sigma`` (per-weight states) and ``grad``,
 evolved by a GA with tournament selection, elitism, crossover 0.9 and
 mutation 0.15, seeded with ADES and the sign optimizer it found.
-``--config.space.options.mode=dynamic`` searches learning-rate policies
-``lr_{e+1} = f(epoch, lr_e)`` instead.
+``--config.space.options.mode=dynamic --config.search.seeds=sgd`` searches
+learning-rate policies ``lr_{e+1} = f(epoch, lr_e)`` of SGD instead.
 """
 
 from symopt.config import default_config

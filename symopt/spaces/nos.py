@@ -79,8 +79,11 @@ class NosSpace:
         for field in ("max_decay_nodes", "max_schedule_nodes"):
             _require(1 <= getattr(self, field) <= graph_lib.MAX_SUBGRAPH_NODES, field,
                      f"must be in [1, {graph_lib.MAX_SUBGRAPH_NODES}]")
-        bad = [k for k in self.schedule_kinds if k not in graph_lib.SCHEDULE_KINDS]
-        _require(not bad, "schedule_kinds", f"unknown kinds {bad}")
+        drawable = [k for k in graph_lib.SCHEDULE_KINDS if k not in ("graph", "piecewise")]
+        bad = [k for k in self.schedule_kinds if k not in drawable]
+        _require(self.schedule_kinds and not bad, "schedule_kinds",
+                 f"cannot draw {bad}; choose from {', '.join(drawable)} (graph schedules "
+                 "come with p_schedule_graph)")
         bad = [k for k in self.momentum_types if k not in graph_lib.MOMENTUM_TYPES]
         _require(self.momentum_types and not bad, "momentum_types", f"unknown types {bad}")
 
