@@ -1,0 +1,127 @@
+"""Search benchmarks (issue 4's goals), printed as one JSON object.
+
+    python experiments/benchmark_search.py --part=speed      # the 50 x 50 search
+    python experiments/benchmark_search.py --part=quality    # 3 searches, held-out tasks
+
+``speed``: a GA of ``--generations`` x ``--population`` (REFERENCES.md A's scale:
+50 x 50 = 2,500 candidates) over nos graphs on the digits MLP, 2 seeds,
+``--steps`` steps each, timed end to end (compile, Adam baseline, integrity
+checks, archive writes included). The goal is <= 300 s on 2 CPU cores.
+
+``quality``: ``--search_seeds`` searches of ``--quality_generations`` x
+``--population`` on the digits MLP; the best graph of each is then trained,
+as found, on held-out offline tasks it was not searched on (3 seeds, test
+split) next to Adam with its learning rate tuned per task on the validation
+split over a grid. Reported: per search seed, the aggregate fitness of the
+found optimizer divided by tuned Adam's (1.0 = as good as tuned Adam).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import app, flags
+
+from symopt import config as config_lib
+from symopt import evaluate, run, tasks
+
+_PART = flags.DEFINE_enum("part", "speed", ["speed", "quality", "both"], "what to measure")
+_GENERATIONS = flags.DEFINE_integer("generations", 50, "speed: generations")
+_POPULATION = flags.DEFINE_integer("population", 50, "population size")
+_STEPS = flags.DEFINE_integer("steps", 500, "training steps per candidate while searching")
+_SEARCH_SEEDS = flags.DEFINE_integer("search_seeds", 3, "quality: independent searches")
+_QUALITY_GENERATIONS = flags.DEFINE_integer("quality_generations", 20, "quality: generations")
+_HELD_OUT = flags.DEFINE_string(
+    "held_out", "digits_cnn,mnist1d_mlp,mnist1d_cnn,logistic",
+    "quality: offline tasks the searches never saw")
+_ADAM_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+
+
+def search_config(generations: int, seed: int):
+    config = config_lib.default_config()
+    config.search.generations = generations
+    config.search.population_size = _POPULATION.value
+    config.search.seed = seed
+    config.space.options.max_nodes = 6
+    config.tasks.search = "digits_mlp"
+    config.tasks.steps = _STEPS.value
+    config.tasks.seeds = 2
+    return config
+
+
+def measure_speed() -> dict:
+    with tempfile.TemporaryDirectory() as workdir:
+        result = run.run(search_config(_GENERATIONS.value, 0), workdir, log=lambda _: None)
+    return {
+        "generations": _GENERATIONS.value,
+        "population": _POPULATION.value,
+        "steps": _STEPS.value,
+        "seeds_per_candidate": 2,
+        "candidates": sum(result.counts.values()),
+        "by_status": result.counts,
+        "seconds": round(result.seconds, 1),
+        "trained_per_s": round(result.evaluated_now / result.seconds, 2),
+        "best_fitness_vs_adam_lr1e-3": round(result.best.fitness, 4),
+        "goal_seconds": 300,
+    }
+
+
+def tuned_adam(task: tasks.Task) -> tuple[float, float]:
+    """(test fitness, learning rate) of Adam with its rate picked on the val split."""
+    metrics = evaluate.evaluate_baseline(optax.adam, (jnp.asarray(_ADAM_GRID),), task)
+    best = int(np.argmax(evaluate.fitness(metrics, split="val")))
+    return float(evaluate.fitness(metrics, split="test")[best]), _ADAM_GRID[best]
+
+
+def measure_quality() -> dict:
+    held_out = [tasks.get(n, seeds=3) for n in config_lib.names(_HELD_OUT.value)]
+    adam = {t.name: tuned_adam(t) for t in held_out}
+    found, per_seed = [], []
+    for seed in range(_SEARCH_SEEDS.value):
+        with tempfile.TemporaryDirectory() as workdir:
+            result = run.run(search_config(_QUALITY_GENERATIONS.value, seed), workdir,
+                             log=lambda _: None)
+        found.append(result.best_graph)
+        per_task = {}
+        for task in held_out:
+            shape = run.build_space(search_config(1, 0)).program_shape()
+            metrics = evaluate.evaluate_graphs([result.best_graph], task, shape=shape,
+                                               chunk_size=1)
+            per_task[task.name] = float(evaluate.fitness(metrics, split="test")[0])
+        ratio = np.mean(list(per_task.values())) / np.mean([adam[t][0] for t in per_task])
+        per_seed.append({"seed": seed, "aggregate_vs_tuned_adam": round(float(ratio), 4),
+                         "per_task": {k: round(v, 4) for k, v in per_task.items()},
+                         "search_seconds": round(result.seconds, 1),
+                         "equation": str(result.best_graph)})
+    ratios = [s["aggregate_vs_tuned_adam"] for s in per_seed]
+    return {
+        "search": f"ga {_QUALITY_GENERATIONS.value} x {_POPULATION.value} on digits_mlp, "
+                  f"{_STEPS.value} steps, 2 seeds",
+        "held_out_tasks": [t.name for t in held_out],
+        "tuned_adam": {k: {"test_fitness": round(v[0], 4), "learning_rate": v[1]}
+                       for k, v in adam.items()},
+        "per_search_seed": per_seed,
+        "aggregate_vs_tuned_adam_mean": round(float(np.mean(ratios)), 4),
+        "aggregate_vs_tuned_adam_std": round(float(np.std(ratios)), 4),
+    }
+
+
+def main(argv):
+    del argv
+    start = time.perf_counter()
+    out = {}
+    if _PART.value in ("speed", "both"):
+        out["speed"] = measure_speed()
+    if _PART.value in ("quality", "both"):
+        out["quality"] = measure_quality()
+    out["total_seconds"] = round(time.perf_counter() - start, 1)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    app.run(main)
