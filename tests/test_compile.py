@@ -18,6 +18,7 @@ import optax
 import pytest
 
 import symopt
+from symopt import compile as compile_lib
 from symopt import zoo
 from symopt.compile import LeafState, schedule_multiplier
 from symopt.graph import SCHEDULE_KINDS, Expr, Graph, Schedule, nodes, simple
@@ -305,10 +306,33 @@ def _two_updates(tx):
 
 
 @pytest.mark.parametrize("graph", _RANDOM, ids=_RANDOM_IDS)
-def test_random_graph_keeps_a_prng_key_in_its_state(graph):
-    _, states = _two_updates(symopt.to_optax(graph))
-    assert all(state.key is not None for state in states)
-    assert not np.array_equal(states[0].key, states[1].key)  # advanced by the step
+def test_random_graph_keeps_its_seed_words_in_its_state(graph):
+    _, states = _two_updates(symopt.to_optax(graph, seed=5))
+    for state in states:  # counter-based draws: the step count advances the stream
+        np.testing.assert_array_equal(state.key, compile_lib.seed_words(5))
+
+
+@pytest.mark.parametrize("draw", [compile_lib.noise_draws, compile_lib.uniform_draws])
+def test_numpy_and_jax_draw_the_same_numbers(draw):
+    words = compile_lib.seed_words(11)
+    ours = draw(np, np.asarray(words), 7, 3, (5, 6), np.float32)
+    theirs = jax.jit(lambda w, t: draw(jnp, w, t, 3, (5, 6), jnp.float32))(words, 7)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_draws_are_uniform_or_normal_and_differ_by_seed_step_and_leaf():
+    words = compile_lib.seed_words(0)
+    u = np.asarray(compile_lib.uniform_draws(jnp, words, 0, 0, (200_000,)))
+    assert u.min() >= 0.0 and u.max() < 1.0
+    np.testing.assert_allclose(np.histogram(u, bins=10, range=(0, 1))[0] / u.size, 0.1, atol=0.005)
+    z = np.asarray(compile_lib.noise_draws(jnp, words, 0, 0, (200_000,)))
+    np.testing.assert_allclose([z.mean(), z.std(), np.mean(np.abs(z) > 1.96)], [0, 1, 0.05],
+                               atol=0.01)
+    variants = [compile_lib.uniform_draws(jnp, w, t, i, (64,)) for w, t, i in (
+        (words, 0, 0), (compile_lib.seed_words(1), 0, 0), (words, 1, 0), (words, 0, 1))]
+    for a in range(4):
+        for b in range(a):
+            assert abs(np.corrcoef(variants[a], variants[b])[0, 1]) < 0.5
 
 
 def test_deterministic_graph_has_no_prng_key(params):
