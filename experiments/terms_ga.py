@@ -7,7 +7,8 @@ The genome of primitive update terms, a GA of 50 generations x 50 (tournament
 4, 3 elites, seeded with SGD, Adam, AdamW, RMSProp), fitness averaged over
 MNIST, Fashion-MNIST (small CNN) and CIFAR-10 (BatchNorm CNN) on 15k-example
 subsets, 500 steps, batch 128, 2 seeds, normalised by Adam. The final
-comparison (1000 steps, 3 seeds) runs as the elimination stages, keeping all.
+comparison (1000 steps, 3 seeds, the three tasks aggregated) is the one
+elimination stage.
 """
 
 from symopt.config import default_config
@@ -27,7 +28,7 @@ def get_config():
     config.tasks.steps = 500
     config.tasks.batch_size = 128
     config.tasks.seeds = 2
-    config.elimination.tasks = "mnist,fashion_mnist,cifar10"
+    config.elimination.tasks = "mnist+fashion_mnist+cifar10"  # one stage: the three together
     config.elimination.top_k = 5
     config.elimination.keep = 1.0
     config.elimination.steps = 1000

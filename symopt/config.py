@@ -21,7 +21,8 @@ configs do). Sections:
   fitness normaliser), ``check`` and ``dedupe`` (integrity check and
   fingerprint cache).
 * ``elimination``: progressive elimination of the best after the search:
-  ``tasks`` (one stage per task, comma-separated; ``""`` skips it),
+  ``tasks`` (stages separated by commas, the tasks of one stage joined by
+  ``+`` and aggregated; ``""`` skips it),
   ``top_k`` candidates entering, ``keep`` (fraction kept per stage),
   ``steps`` (0: task default) and ``seeds``.
 * ``output``: ``top`` candidates in the summary.
@@ -118,6 +119,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     for key, value, lo in (
         ("search.generations", c.search.generations, 1),
         ("search.population_size", c.search.population_size, 1),
+        ("search.seed", c.search.seed, 0),
         ("tasks.steps", c.tasks.steps, 0),
         ("tasks.batch_size", c.tasks.batch_size, 0),
         ("tasks.seeds", c.tasks.seeds, 1),

@@ -15,7 +15,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from symopt import archive, config as config_lib, tasks
+from symopt import archive, tasks
+from symopt import config as config_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Search config file (experiments/*.py); override keys with "
@@ -34,22 +35,31 @@ def _fail(message: str, code: int) -> None:
 
 
 def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+    text = str(error).replace("\\n", "\n").replace("\\'", "'")  # KeyError reprs
+    return " ".join(text.split()) or type(error).__name__
 
 
 def parse_flags(argv: list[str]) -> list[str]:
     """Parses flags; a bad flag, config file, key or value exits with code 2."""
     try:
         remaining = flags.FLAGS(argv)
-        if _CONFIG.value is not None:
-            config_lib.validate(_CONFIG.value)
-        return remaining
+        config = _CONFIG.value
     except (KeyError, AttributeError) as e:  # an override of a key the config lacks
         key = str(e.args[0] if e.args else "?").strip("'\"")
         given = [a.split("=")[0] for a in argv if a.startswith("--config.") and key in a]
-        _fail(f"unknown config key {key!r} in {', '.join(given) or 'an override'}", USAGE_ERROR)
-    except (flags.Error, TypeError, ValueError, OSError) as e:
+        if given:
+            _fail(f"unknown config key {key!r} in {', '.join(given)}", USAGE_ERROR)
+        _fail(f"cannot load the config file: {_one_line(e)}", USAGE_ERROR)
+    except flags.Error as e:
         _fail(_one_line(e), USAGE_ERROR)
+    except Exception as e:  # noqa: BLE001 (the config file is user code)
+        _fail(f"cannot load the config file: {type(e).__name__}: {_one_line(e)}", USAGE_ERROR)
+    if config is not None:
+        try:
+            config_lib.validate(config)
+        except config_lib.ConfigError as e:
+            _fail(_one_line(e), USAGE_ERROR)
+    return remaining
 
 
 def main(argv: list[str]) -> None:

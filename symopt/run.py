@@ -26,7 +26,9 @@ fingerprint equals one already measured in this run is recorded as a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import math
 import os
 import time
@@ -38,9 +40,11 @@ import ml_collections
 import numpy as np
 import optax
 
+from symopt import archive as archive_lib
 from symopt import config as config_lib
-from symopt import evaluate, graph as graph_lib, integrity, search, spaces, symbolic, tasks
-from symopt.archive import Archive, CandidateRecord, StageResult
+from symopt import evaluate, integrity, search, spaces, symbolic, tasks
+from symopt import graph as graph_lib
+from symopt.archive import Archive, ArchiveError, CandidateRecord, StageResult, to_jsonable
 from symopt.search import Candidate
 
 Log = Callable[[str], None]
@@ -64,6 +68,7 @@ class _Setup:
     space: Any
     searcher: Any
     tasks: tuple[tasks.Task, ...]
+    stages: tuple[tuple[tasks.Task, ...], ...]  # elimination stages
     shape: Any
     chunk_size: int
 
@@ -76,8 +81,14 @@ def _seed_names(value: str) -> tuple[str, ...] | None:
     return None if value.strip() == "default" else tuple(config_lib.names(value))
 
 
-def build_searcher(config: ml_collections.ConfigDict, space: Any) -> Any:
-    """The configured searcher over ``space``."""
+def build_searcher(config: ml_collections.ConfigDict, space: Any, *,
+                   horizon: int | None = None) -> Any:
+    """The configured searcher over ``space``.
+
+    ``horizon`` is the generation count that mutation decay is laid over
+    (default ``search.generations``); a resumed run keeps its first horizon so
+    that its replay breeds the same genomes.
+    """
     name = config.search.name
     if name not in search.SEARCHERS:
         raise config_lib.ConfigError(
@@ -86,12 +97,18 @@ def build_searcher(config: ml_collections.ConfigDict, space: Any) -> Any:
     kwargs = dict(population_size=config.search.population_size,
                   seed_names=_seed_names(config.search.seeds))
     if "generations" in fields:
-        kwargs["generations"] = config.search.generations
+        kwargs["generations"] = horizon or config.search.generations
     kwargs.update(config.search.options.to_dict())
     try:
-        return search.get(name, space, **kwargs)
+        searcher = search.get(name, space, **kwargs)
+        searcher.ask(searcher.init(0))  # seeds and sizes are checked on the first ask
     except ValueError as e:
-        raise config_lib.ConfigError(f"config.search: {e}") from None
+        raise config_lib.ConfigError(f"config.search: {_one_line(e)}") from None
+    return searcher
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 def build_space(config: ml_collections.ConfigDict) -> Any:
@@ -101,45 +118,84 @@ def build_space(config: ml_collections.ConfigDict) -> Any:
         raise config_lib.ConfigError(f"config.space: {e}") from None
 
 
-def build_task(config: ml_collections.ConfigDict, name: str, *, steps: int = 0,
-               seeds: int | None = None) -> tasks.Task:
-    """Task ``name`` with the config's budget and data options applied."""
+def build_task(config: ml_collections.ConfigDict, name: str, *,
+               elimination: bool = False) -> tasks.Task:
+    """Task ``name`` with the config's data options, per-task options and budget.
+
+    The budget is ``tasks.steps``/``tasks.seeds`` while searching and
+    ``elimination.steps``/``elimination.seeds`` for an elimination stage
+    (steps 0: the task's own default); it overrides ``tasks.options``.
+    """
     if name not in tasks.names():
         raise config_lib.ConfigError(
             f"config.tasks: unknown task {name!r}; known: {', '.join(tasks.names())}")
     accepted = tasks.options(name)
-    overrides: dict[str, Any] = {"seeds": seeds or config.tasks.seeds}
-    steps = steps or config.tasks.steps
-    if steps:
-        overrides["steps"] = steps
+    overrides: dict[str, Any] = {}
+    if "data_dir" in accepted and config.tasks.data_dir:
+        overrides["data_dir"] = config.tasks.data_dir
+    if "download" in accepted:
+        overrides["download"] = config.tasks.download
     if config.tasks.batch_size:
         overrides["batch_size"] = config.tasks.batch_size
-    for key in ("data_dir", "download"):
-        if key in accepted and (config.tasks[key] or key == "download"):
-            overrides[key] = config.tasks[key] or None if key == "data_dir" else config.tasks[key]
     overrides.update(config.tasks.options.to_dict().get(name, {}))
+    budget = config.elimination if elimination else config.tasks
+    overrides["seeds"] = budget.seeds
+    if budget.steps:
+        overrides["steps"] = budget.steps
+    elif elimination:
+        overrides.pop("steps", None)
     unknown = sorted(set(overrides) - set(accepted))
     if unknown:
         raise config_lib.ConfigError(
             f"config.tasks.options.{name}: unknown options {unknown}; known: {sorted(accepted)}")
-    return tasks.get(name, **overrides)
+    try:
+        return tasks.get(name, **overrides)
+    except (ValueError, TypeError) as e:
+        raise config_lib.ConfigError(f"config.tasks.options.{name}: {_one_line(e)}") from None
 
 
-def _setup(config: ml_collections.ConfigDict) -> _Setup:
+def elimination_stages(config: ml_collections.ConfigDict) -> list[list[str]]:
+    """``elimination.tasks``: stages separated by commas, tasks of a stage by ``+``."""
+    stages = config_lib.names(config.elimination.tasks)
+    return [[n for n in stage.split("+") if n] for stage in stages]
+
+
+def _check_task_options(config: ml_collections.ConfigDict) -> None:
+    named = set(config_lib.names(config.tasks.search))
+    named |= {n for stage in elimination_stages(config) for n in stage}
+    for key, value in config.tasks.options.to_dict().items():
+        if key not in named:
+            raise config_lib.ConfigError(f"config.tasks.options.{key}: not a task of this "
+                                         f"config ({', '.join(sorted(named))})")
+        if not isinstance(value, dict):
+            raise config_lib.ConfigError(
+                f"config.tasks.options.{key}: expected a dict of task options, got {value!r}")
+
+
+DEFAULT_CHUNK = 16
+"""Candidates per compiled program unless ``evaluation.chunk_size`` says: on
+CPU the cost per candidate is flat from 8 to 48 (measured), and small chunks
+waste less on padding when the cache and the check leave few to train."""
+
+
+def _setup(config: ml_collections.ConfigDict, horizon: int | None = None) -> _Setup:
+    _check_task_options(config)
     space = build_space(config)
-    searcher = build_searcher(config, space)
+    searcher = build_searcher(config, space, horizon=horizon)
     search_tasks = tuple(build_task(config, n) for n in config_lib.names(config.tasks.search))
-    for task in search_tasks:
+    stages = tuple(tuple(build_task(config, n, elimination=True) for n in stage)
+                   for stage in elimination_stages(config))
+    for task in (*search_tasks, *(t for stage in stages for t in stage)):
         task.data()  # fails now, with the command to prepare it, if the data is missing
-    chunk = config.evaluation.chunk_size or _ask_size(searcher)
-    return _Setup(space, searcher, search_tasks, space.program_shape(), chunk)
+    chunk = config.evaluation.chunk_size or min(DEFAULT_CHUNK, _ask_size(searcher))
+    return _Setup(space, searcher, search_tasks, stages, space.program_shape(), chunk)
 
 
 def _ask_size(searcher: Any) -> int:
-    """How many candidates one ask returns (the first, seeded one aside)."""
+    """How many candidates a (second, unseeded) ask returns."""
     state, first = searcher.ask(searcher.init(0))
     state = searcher.tell(state, first, np.linspace(0.0, 1.0, len(first)))
-    return max(len(first), len(searcher.ask(state)[1]))
+    return len(searcher.ask(state)[1])
 
 
 # --------------------------------------------------------------------------
@@ -197,6 +253,7 @@ class _Generation:
         for c in self.candidates:
             stored = run.archive.get(c.id)
             if stored is not None:
+                run.check_replay(c, stored)
                 self.records[c.id] = stored
                 run.remember(stored)
                 continue
@@ -236,7 +293,8 @@ class _Generation:
             run.setup.chunk_size, run.config)
         seconds = (time.perf_counter() - start) / len(chunk)
         records = []
-        for (c, graph, fp), fit, detail, dead in zip(chunk, fitness, details, diverged):
+        rows = zip(chunk, fitness, details, diverged, strict=True)
+        for (c, graph, fp), fit, detail, dead in rows:
             records.append(run.record(c, graph, fp, status="diverged" if dead else "evaluated",
                                       fitness=float(fit), metrics=detail, seconds=seconds))
         run.archive.add_candidates(records)  # one transaction: a kill loses at most this chunk
@@ -264,13 +322,14 @@ class _Search:
         self.fingerprints: dict[str, CandidateRecord] = {}
         self.baseline = self._baseline("baseline", setup.tasks)
         self.equations: dict[int, str] = {}
+        self.entrants: set[int] = set()  # candidates of the progressive elimination
 
     def _baseline(self, key: str, task_list: Sequence[tasks.Task]) -> dict[str, float]:
         stored = self.archive.get_meta(key, {}) or {}
         missing = [t for t in task_list if t.name not in stored]
         for task in missing:
-            self.log(f"baseline: training Adam (lr {self.config.evaluation.baseline_learning_rate:g})"
-                     f" on {task.name} ...")
+            lr = self.config.evaluation.baseline_learning_rate
+            self.log(f"baseline: training Adam (lr {lr:g}) on {task.name} ...")
             stored[task.name] = baseline_fitness(
                 task, self.config.evaluation.baseline_learning_rate, self.config.evaluation.split)
             self.log(f"baseline: Adam fitness on {task.name} = {stored[task.name]:.4f}")
@@ -289,10 +348,23 @@ class _Search:
             parents=c.parents, genome=self.setup.space.to_json(c.genome),
             graph=graph_lib.to_dict(graph), fingerprint=fingerprint, status=status, **fields)
 
+    def check_replay(self, c: Candidate, stored: CandidateRecord) -> None:
+        """A replayed candidate must be the one archived under its id."""
+        if (to_jsonable(self.setup.space.to_json(c.genome)) != stored.genome
+                or tuple(c.parents) != stored.parents or c.generation != stored.generation):
+            raise ArchiveError(
+                f"{self.workdir}: the replayed search differs from the archive at candidate "
+                f"{c.id} (a changed symopt or space?); resume with the same version or use a "
+                "new --workdir")
+
     def equation(self, record: CandidateRecord) -> str:
         if record.id not in self.equations:
             self.equations[record.id] = symbolic.to_text(graph_lib.from_dict(record.graph))
         return self.equations[record.id]
+
+
+def _fitness_text(record: CandidateRecord | StageResult | None) -> str:
+    return "-" if record is None or record.fitness is None else f"{record.fitness:.4f}"
 
 
 def _format_seconds(seconds: float) -> str:
@@ -307,7 +379,7 @@ def _progress(run: _Search, gen: int, records: list[CandidateRecord], best: Cand
     duplicates = sum(r.status == "duplicate" for r in records)
     median = f"{np.median(fitness):.4f}" if fitness else "-"
     rate = f"{trained / seconds:.1f}" if trained and seconds > 0 else "-"
-    return (f"gen {gen + 1}/{run.config.search.generations}  best {best.fitness:.4f}  "
+    return (f"gen {gen + 1}/{run.config.search.generations}  best {_fitness_text(best)}  "
             f"median {median}  trained {trained} ({rate}/s)  rejected {rejected}  "
             f"duplicates {duplicates}  eta {_format_seconds(eta) if eta is not None else '-'}"
             f"\n  best #{best.id}: {run.equation(best)}")
@@ -326,9 +398,34 @@ def _open_archive(config: ml_collections.ConfigDict, workdir: str, log: Log) -> 
         raise config_lib.ConfigError(
             f"workdir {workdir} holds a run with a different config (keys: {', '.join(changed)});"
             " use a new --workdir or the same config to resume")
+    if config.search.generations < stored["search"]["generations"]:
+        archive.close()
+        raise config_lib.ConfigError(
+            f"config.search.generations: the run in {workdir} has "
+            f"{stored['search']['generations']}; a resumed run may only add generations")
     archive.set_config(config.to_dict(), replace=True)
     log(f"resuming the run in {workdir}: {len(archive.ids())} candidates in the archive")
     return archive
+
+
+def _first_horizon(workdir: str) -> int | None:
+    """``search.generations`` of the run already in ``workdir`` (None: no run yet)."""
+    if not os.path.exists(os.path.join(workdir, archive_lib.FILENAME)):
+        return None
+    with Archive.open(workdir) as archive:
+        return archive.get_meta("search_horizon")
+
+
+@contextlib.contextmanager
+def _workdir_lock(workdir: str):
+    """One run per workdir at a time (an advisory lock, released at exit or kill)."""
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, ".lock"), "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ArchiveError(f"{workdir}: another symopt run is using this workdir") from None
+        yield
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
@@ -337,8 +434,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
     start = time.perf_counter()
     config = config_lib.validate(config)
     workdir = os.fspath(workdir)
-    setup = _setup(config)
-    with _open_archive(config, workdir, log) as archive:
+    horizon = _first_horizon(workdir)
+    setup = _setup(config, horizon)
+    with _workdir_lock(workdir), _open_archive(config, workdir, log) as archive:
+        if horizon is None:
+            archive.put_meta("search_horizon", config.search.generations)
         runner = _Search(config, workdir, setup, archive, log)
         log(f"search: {config.search.name} over the {setup.space.name} space, "
             f"{config.search.generations} generations x {config.search.population_size}, "
@@ -362,15 +462,16 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
                    if times else None)
             log(_progress(runner, gen, list(generation.records.values()),
                           archive.get(best_candidate.id), seconds, generation.trained, eta))
-        archive.put_meta("searcher_best", searcher.best(state)[0].id)
-        best = _eliminate(runner) if config_lib.names(config.elimination.tasks) else None
-        best = best or archive.get(searcher.best(state)[0].id)
+        best = _eliminate(runner) if setup.stages else None
+        best = best or next(iter(archive.top(1)), None) or archive.get(searcher.best(state)[0].id)
+        if best.fitness is None:
+            log("warning: no candidate passed the integrity check; best.json holds a rejected one")
         best_graph = graph_lib.from_dict(best.graph)
         graph_lib.save(best_graph, os.path.join(workdir, "best.json"))
         _write_summary(runner, best)
         counts = archive.count_by_status()
     seconds = time.perf_counter() - start
-    log(f"done in {_format_seconds(seconds)}: best #{best.id} fitness {best.fitness:.4f} "
+    log(f"done in {_format_seconds(seconds)}: best #{best.id} fitness {_fitness_text(best)} "
         f"(Adam = 1); {os.path.join(workdir, 'best.json')}, "
         f"{os.path.join(workdir, 'summary.md')}")
     return RunResult(workdir, best, best_graph, counts, trained_total, seconds)
@@ -380,35 +481,35 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
 # Progressive elimination and the report.
 
 
-def _eliminate(run: _Search) -> CandidateRecord:
-    """Successive halving of the top candidates over ``elimination.tasks``
-    (REFERENCES.md B's progressive elimination); the stage results are archived
-    and the winner returned."""
-    config, archive = run.config, run.archive
-    stage_tasks = [build_task(config, n, steps=config.elimination.steps,
-                              seeds=config.elimination.seeds)
-                   for n in config_lib.names(config.elimination.tasks)]
-    for task in stage_tasks:
-        task.data()
-    baseline = run._baseline("baseline_elimination", stage_tasks)
+def _eliminate(run: _Search) -> CandidateRecord | None:
+    """Successive halving of the top candidates over the elimination stages
+    (REFERENCES.md B's progressive elimination): a stage's fitness is the
+    Adam-normalised aggregate over its tasks; results are archived per stage
+    (task ``a+b`` for a stage of two tasks) and the winner returned."""
+    config, archive, stage_tasks = run.config, run.archive, run.setup.stages
+    baseline = run._baseline("baseline_elimination", [t for st in stage_tasks for t in st])
     entrants = archive.top(config.elimination.top_k)  # duplicates are never "evaluated"
+    if not entrants:
+        run.log("elimination: no evaluated candidate to eliminate")
+        return None
     done = {(r.candidate_id, r.stage): r for r in archive.stage_results()}
-
-    stages = [search.Stage(f"{i + 1}:{t.name}", keep=config.elimination.keep)
-              for i, t in enumerate(stage_tasks)]
+    names = ["+".join(t.name for t in stage) for stage in stage_tasks]
+    stages = [search.Stage(f"{i + 1}:{n}", keep=config.elimination.keep)
+              for i, n in enumerate(names)]
 
     def measure(ids: Sequence[int], stage_of: search.Stage) -> np.ndarray:
         stage = stages.index(stage_of)
-        task = stage_tasks[stage]
         todo = [i for i in ids if (i, stage) not in done]
         if todo:
-            run.log(f"elimination stage {stage + 1}/{len(stage_tasks)}: {len(todo)} candidates "
-                    f"on {task.name} ({task.steps} steps, {task.seeds} seeds)")
+            first = stage_tasks[stage][0]
+            run.log(f"elimination stage {stage + 1}/{len(stages)}: {len(todo)} candidates on "
+                    f"{names[stage]} ({first.steps} steps, {first.seeds} seeds)")
             graphs = [graph_lib.from_dict(archive.get(i).graph) for i in todo]
-            fitness, details, _ = _measure(graphs, [task], {task.name: baseline[task.name]},
-                                           run.setup.shape, len(entrants), config)
-            rows = [StageResult(i, stage, task.name, d[task.name], float(f))
-                    for i, f, d in zip(todo, fitness, details)]
+            fitness, details, _ = _measure(
+                graphs, stage_tasks[stage], {t.name: baseline[t.name] for t in stage_tasks[stage]},
+                run.setup.shape, min(len(entrants), DEFAULT_CHUNK), config)
+            rows = [StageResult(i, stage, names[stage], d, float(f))
+                    for i, f, d in zip(todo, fitness, details, strict=True)]
             archive.add_stage_results(rows)
             done.update({(r.candidate_id, r.stage): r for r in rows})
         return np.array([_search_fitness(done[(i, stage)]) for i in ids])
@@ -416,46 +517,53 @@ def _eliminate(run: _Search) -> CandidateRecord:
     result = search.successive_halving([r.id for r in entrants], stages, measure)
     winner = archive.get(result.ranking[0])
     run.log(f"elimination: winner #{winner.id}: {run.equation(winner)}")
+    run.entrants = {r.id for r in entrants}
     return winner
+
+
+def _split_metric(metrics: dict[str, Any], split: str) -> str:
+    values = [m.get(f"{split}_accuracy") for m in metrics.values() if isinstance(m, dict)]
+    values = [v for v in values if v is not None]
+    return "-" if not values else f"{np.mean(values):.4f}"
 
 
 def _write_summary(run: _Search, best: CandidateRecord) -> None:
     archive, config = run.archive, run.config
+    split = config.evaluation.split
     lines = [
         f"# symopt search: {config.search.name} over {config.space.name}",
         "",
         f"Tasks: {', '.join(t.name for t in run.setup.tasks)}; fitness is the mean over tasks "
-        f"of REFERENCES.md A's formula ({config.evaluation.split} split), divided by Adam's "
+        f"of REFERENCES.md A's formula ({split} split), divided by Adam's "
         f"(lr {config.evaluation.baseline_learning_rate:g}): 1.0 = Adam.",
         "",
         "Adam baseline: " + ", ".join(f"{k} {v:.4f}" for k, v in run.baseline.items()),
         "",
-        "Candidates: " + ", ".join(f"{k} {v}" for k, v in sorted(archive.count_by_status().items())),
+        "Candidates: " + ", ".join(
+            f"{k} {v}" for k, v in sorted(archive.count_by_status().items())),
         "",
-        f"Best (best.json): #{best.id}, fitness {best.fitness:.4f}",
+        f"Best (best.json): #{best.id}, search fitness {_fitness_text(best)}",
         "",
         f"    {run.equation(best)}",
         "",
         "| rank | id | gen | fitness | " + " | ".join(
-            f"{t.name} val acc" for t in run.setup.tasks) + " | equation |",
+            f"{t.name} {split} acc" for t in run.setup.tasks) + " | equation |",
         "|---|---|---|---|" + "---|" * len(run.setup.tasks) + "---|",
     ]
     for rank, r in enumerate(archive.top(config.output.top), 1):
-        accs = []
-        for t in run.setup.tasks:
-            acc = r.metrics.get(t.name, {}).get("val_accuracy")
-            accs.append("-" if acc is None else f"{acc:.4f}")
-        lines.append(f"| {rank} | {r.id} | {r.generation} | {r.fitness:.4f} | "
+        accs = [_split_metric({t.name: r.metrics.get(t.name, {})}, split) for t in run.setup.tasks]
+        lines.append(f"| {rank} | {r.id} | {r.generation} | {_fitness_text(r)} | "
                      + " | ".join(accs) + f" | `{run.equation(r)}` |")
-    stage_rows = archive.stage_results()
+    stage_rows = [r for r in archive.stage_results() if r.candidate_id in run.entrants]
     if stage_rows:
         lines += ["", "## Progressive elimination", "",
-                  "| stage | task | id | fitness (Adam = 1) | val acc |", "|---|---|---|---|---|"]
-        for r in sorted(stage_rows, key=lambda r: (r.stage, -(r.fitness or -math.inf))):
-            acc = r.metrics.get("val_accuracy")
-            lines.append(f"| {r.stage + 1} | {r.task} | {r.candidate_id} | "
-                         f"{r.fitness if r.fitness is None else format(r.fitness, '.4f')} | "
-                         f"{'-' if acc is None else format(acc, '.4f')} |")
+                  f"| stage | tasks | id | fitness (Adam = 1) | {split} acc |",
+                  "|---|---|---|---|---|"]
+        def order(r):
+            return (r.stage, -(r.fitness if r.fitness is not None else -math.inf))
+
+        for r in sorted(stage_rows, key=order):
+            lines.append(f"| {r.stage + 1} | {r.task} | {r.candidate_id} | {_fitness_text(r)} | "
+                         f"{_split_metric(r.metrics, split)} |")
     with open(os.path.join(run.workdir, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-

@@ -23,7 +23,7 @@ import pytest
 import symopt
 from symopt import config as config_lib
 from symopt import run as run_lib
-from symopt.archive import Archive
+from symopt.archive import Archive, ArchiveError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py")))
@@ -166,8 +166,11 @@ def test_every_experiment_config_is_valid_and_builds(path):
     config = config_lib.validate(namespace["get_config"]())
     space = run_lib.build_space(config)
     run_lib.build_searcher(config, space)
-    for name in config_lib.names(config.tasks.search) + config_lib.names(config.elimination.tasks):
+    for name in config_lib.names(config.tasks.search):
         run_lib.build_task(config, name)
+    for stage in run_lib.elimination_stages(config):
+        for name in stage:
+            run_lib.build_task(config, name, elimination=True)
     assert namespace["__doc__"] and "symopt.main" in namespace["__doc__"]
 
 
@@ -232,3 +235,33 @@ def test_main_rejects_a_bad_override_with_one_line_and_exit_code_2(override, mes
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
+
+
+def test_a_search_where_every_candidate_is_rejected_still_finishes(tmp_path):
+    config = tiny_config(search__seeds="", search__generations=2)
+    config.space.options = {"operands": ("noise", "one"), "max_nodes": 2}  # no gradient anywhere
+    lines: list[str] = []
+    result = run_lib.run(config, tmp_path, log=lines.append)
+    assert result.counts["rejected"] == sum(result.counts.values())
+    assert result.evaluated_now == 0
+    assert any("warning: no candidate passed" in line for line in lines)
+    assert os.path.exists(tmp_path / "best.json") and os.path.exists(tmp_path / "summary.md")
+
+
+def test_elimination_budget_overrides_task_options_and_zero_means_the_task_default():
+    config = tiny_config()
+    config.tasks.options = {"digits_cnn": {"steps": 7, "batch_size": 16}}
+    config.elimination.tasks = "digits_cnn"
+    config.elimination.seeds = 3
+    task = run_lib.build_task(config, "digits_cnn", elimination=True)
+    default = symopt.tasks.options("digits_cnn")["steps"]
+    assert (task.steps, task.seeds, task.batch_size) == (default, 3, 16)
+    config.elimination.steps = 50
+    assert run_lib.build_task(config, "digits_cnn", elimination=True).steps == 50
+    assert run_lib.build_task(config, "digits_cnn").steps == 20  # tasks.steps while searching
+
+
+def test_a_second_run_on_a_busy_workdir_is_refused(tmp_path):
+    with run_lib._workdir_lock(str(tmp_path)):
+        with pytest.raises(ArchiveError, match="another symopt run"):
+            run_lib.run(tiny_config(), tmp_path, log=lambda _: None)
