@@ -70,7 +70,7 @@ def main(argv: list[str]) -> None:
     if not _WORKDIR.value:
         _fail("--workdir is required, e.g. --workdir=runs/digits", USAGE_ERROR)
     if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # keep JAX's and TFDS's info lines quiet
+        logging.set_verbosity(logging.ERROR)  # keep JAX's and TFDS's log lines quiet
     from symopt import run  # noqa: PLC0415 (imports JAX; flag errors stay fast)
 
     try:
