@@ -180,7 +180,8 @@ def _load(spec, data_dir, train_size, val_size, test_size, split_seed, download)
             raise DataNotFoundError(
                 f"TFDS dataset {spec.tfds_name!r} is not prepared in {builder.data_dir_root}; "
                 f"prepare it with: {prepare_command(spec.tfds_name, builder.data_dir_root)} "
-                f"(needs {INSTALL_HINT}), or let TFDS download it (download=True; --config.tasks.download=True)"
+                f"(needs {INSTALL_HINT}), or let TFDS download it (download=True; "
+                "--config.tasks.download=True)"
             )
         builder.download_and_prepare(file_format="array_record")
 
