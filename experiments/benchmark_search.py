@@ -19,16 +19,23 @@ found optimizer divided by tuned Adam's (1.0 = as good as tuned Adam).
 from __future__ import annotations
 
 import json
+import os
+import sys
 import tempfile
 import time
 
-import jax.numpy as jnp
-import numpy as np
-import optax
-from absl import app, flags
+# This script's folder holds experiments/mnist1d.py, a config that would shadow
+# the mnist1d package the held-out tasks import.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
-from symopt import config as config_lib
-from symopt import evaluate, run, tasks
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from symopt import config as config_lib  # noqa: E402
+from symopt import evaluate, run, tasks  # noqa: E402
 
 _PART = flags.DEFINE_enum("part", "speed", ["speed", "quality", "both"], "what to measure")
 _GENERATIONS = flags.DEFINE_integer("generations", 50, "speed: generations")

@@ -393,8 +393,9 @@ def evaluate_graphs(
         padded = chunk + [pad_graph] * (chunk_size - len(chunk))
         metrics = evaluate(population.encode(padded, shape), task, seeds, shape=shape,
                            strategy=strategy)
-        parts.append(jax.tree.map(lambda x, n=len(chunk): x[:n], metrics))
+        size = len(chunk)
+        parts.append(jax.tree.map(lambda x, size=size: x[:size], metrics))
     if not parts:
         num_seeds = len(_seed_list(seeds, task))
         return RunMetrics(*(np.zeros((0, num_seeds)) for _ in RunMetrics._fields))
-    return RunMetrics(*(np.concatenate(xs) for xs in zip(*parts)))
+    return RunMetrics(*(np.concatenate(xs) for xs in zip(*parts, strict=True)))
