@@ -1,0 +1,411 @@
+"""``symopt.export``: a graph as a standalone optax module, equal to ``to_optax``.
+
+Covers the templates (one per operator, operand and schedule of the tables,
+each computing what the table's function computes), the generated module
+(imports, docstring, one line per node, only the state it needs), its
+updates against ``symopt.to_optax`` over zoo, random and feature graphs, and
+the command line.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import subprocess
+import sys
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import symopt
+from symopt import compile as compile_lib
+from symopt import export, ops, zoo
+from symopt.graph import SCHEDULE_KINDS, Expr, Schedule, nodes, simple
+from symopt.spaces.nos import NosSpace
+
+NUM_STEPS = 20
+
+# Inputs that exercise the protections: zeros, tiny, huge, negative.
+_SPECIAL = np.array(
+    [0.0, -0.0, 1e-35, -1e-35, 1e-6, -3.0, 2.5, 90.0, -90.0, 1e29, -1e30, 1e30], np.float32
+)
+
+
+def _inputs(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=64).astype(np.float32) * np.float32(10.0) ** rng.integers(-6, 6, 64)
+    return np.concatenate([_SPECIAL, x.astype(np.float32)])
+
+
+def _namespace(**values) -> dict:
+    """Names a template may read, with ``jnp`` bound to NumPy."""
+    return {
+        "jnp": np,
+        "BIG": ops.BIG,
+        "TINY": ops.TINY,
+        "RESTART_CYCLES": ops.RESTART_CYCLES,
+        "NOISE_ANNEALING": ops.NOISE_ANNEALING,
+        **_helpers(np),
+        **values,
+    }
+
+
+def _helpers(xp) -> dict:
+    space = {"jnp": xp, "BIG": ops.BIG, "TINY": ops.TINY}
+    for name in ("_sanitize", "_clip_big", "_protect"):
+        exec(export.HELPERS[name], space)  # noqa: S102
+    return {k: space[k] for k in ("_sanitize", "_clip_big", "_protect")}
+
+
+def _same(actual, expected) -> None:
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(np.asarray(actual), np.asarray(expected))
+
+
+# --------------------------------------------------------------------------
+# Templates.
+
+
+def test_every_operator_has_a_template():
+    assert set(export.UNARY_SOURCE) == set(ops.UNARY)
+    assert set(export.BINARY_SOURCE) == set(ops.BINARY)
+
+
+def test_every_operand_has_a_template():
+    assert set(export.OPERAND_SOURCE) == set(ops.OPERANDS)
+
+
+def test_every_schedule_kind_but_graph_has_a_template():
+    assert set(export.SCHEDULE_SOURCE) == set(SCHEDULE_KINDS) - {"graph"}
+
+
+@pytest.mark.parametrize("name", list(ops.UNARY))
+def test_unary_template_computes_the_operator(name):
+    x = _inputs(1)
+    uniform = np.random.default_rng(2).random(x.shape).astype(np.float32)
+    space = _namespace(x=x, uniform=uniform)
+    with np.errstate(all="ignore"):
+        raw = eval(export.UNARY_SOURCE[name].format(x="x", uniform="uniform"), space)  # noqa: S307
+        protected = eval(export.unary_source(name, "x"), space)  # noqa: S307
+        args = (x, uniform) if ops.UNARY[name].random else (x,)
+        _same(raw, ops.UNARY[name].fn(np, *args))
+        _same(protected, ops.apply_bounded(name, np, x, uniform=uniform))
+
+
+@pytest.mark.parametrize("name", list(ops.BINARY))
+def test_binary_template_computes_the_operator(name):
+    a, b = _inputs(3), _inputs(4)[::-1].copy()
+    space = _namespace(a=a, b=b)
+    with np.errstate(all="ignore"):
+        raw = eval(export.BINARY_SOURCE[name].format(a="a", b="b"), space)  # noqa: S307
+        protected = eval(export.binary_source(name, "a", "b"), space)  # noqa: S307
+        _same(raw, ops.BINARY[name].fn(np, a, b))
+        _same(protected, ops.apply_bounded(name, np, a, b))
+
+
+def test_nested_unary_results_keep_their_evaluation_order():
+    a, b = _inputs(5), _inputs(6)
+    space = _namespace(a=a, b=b)
+    src = export.binary_source(
+        "mul", export.unary_source("square", "a"), export.unary_source("square", "b")
+    )
+    with np.errstate(all="ignore"):
+        expected = ops.apply_bounded(
+            "mul", np, ops.apply_bounded("square", np, a), ops.apply_bounded("square", np, b)
+        )
+        _same(eval(src, space), expected)  # noqa: S307
+
+
+@pytest.mark.parametrize("name", list(ops.OPERANDS))
+def test_operand_template_computes_the_operand(name):
+    rng = np.random.default_rng(7)
+    arr = lambda: rng.normal(size=16).astype(np.float32)  # noqa: E731
+    ctx = ops.StepContext(
+        g=arr(),
+        w=arr(),
+        m=arr(),
+        v=np.abs(arr()),
+        gamma=arr(),
+        noise=arr(),
+        eps=1e-8,
+        step=np.float32(7.0),
+        frac=np.float32(0.37),
+    )
+    context = {f: f"ctx_{f}" for f in ctx._fields}
+    space = _namespace(**{f"ctx_{f}": getattr(ctx, f) for f in ctx._fields})
+    _same(
+        eval(export.operand_source(name, **context), space),  # noqa: S307
+        ops.OPERANDS[name].fn(np, ctx),
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(export.SCHEDULE_SOURCE))
+def test_schedule_template_computes_the_schedule(kind):
+    step = jnp.arange(33.0)
+    s = Schedule(
+        kind=kind,
+        alpha=0.2,
+        decay_rate=0.3,
+        steps=4,
+        cycles=3,
+        values=(1.0, 0.5, 2.0) if kind == "piecewise" else (),
+    )
+    space = _namespace(
+        u=compile_lib.schedule_fraction(jnp, step, 0, 33),
+        ALPHA=s.alpha,
+        DECAY_RATE=s.decay_rate,
+        STEPS=s.steps,
+        CYCLES=s.cycles,
+        SCHEDULE_VALUES=s.values,
+    )
+    space["jnp"] = jnp  # the piecewise template indexes with jnp.take
+    expected = compile_lib.schedule_multiplier(s, jnp, step, 33)
+    _same(eval(export.SCHEDULE_SOURCE[kind], space), expected)  # noqa: S307
+
+
+def test_sanitize_and_protect_helpers_match_ops():
+    x = np.concatenate([_inputs(8), np.array([np.nan, np.inf, -np.inf], np.float32)])
+    helpers = _helpers(np)
+    _same(helpers["_sanitize"](x), ops.sanitize(np, x))
+    _same(helpers["_protect"](x), ops._protect(np, x))  # noqa: SLF001
+
+
+# --------------------------------------------------------------------------
+# Graphs under test.
+
+
+def _random_graphs(count: int) -> list[tuple[str, symopt.Graph]]:
+    space, out, seed = NosSpace(), [], 0
+    while len(out) < count:
+        graph = space.sample(np.random.default_rng(seed))
+        if symopt.check(graph).ok:
+            out.append((f"nos_{seed}", graph))
+        seed += 1
+    return out
+
+
+def _feature_graphs() -> list[tuple[str, symopt.Graph]]:
+    decay = nodes(("mul", "identity", "decay_cosine", "identity", "c1"))
+    sched = nodes(
+        ("mul", "identity", "decay_linear", "sqrt_abs", "t"),
+        ("add", "identity", "n0", "identity", "c0"),
+    )
+    dropout = nodes(
+        ("mul", "drop_0.3", "adam", "identity", "one"), ("add", "identity", "n0", "drop_0.1", "g")
+    )
+    return [
+        (
+            "decays",
+            symopt.Graph(
+                update=nodes(
+                    ("add", "identity", "adam", "identity", "w_0.01"),
+                    ("mul", "identity", "n0", "identity", "t"),
+                ),
+                decays=(
+                    ("w_0.01", decay),
+                    ("t", nodes(("add", "identity", "one", "identity", "c0"))),
+                ),
+                constants=(0.5, 2.0),
+            ),
+        ),
+        (
+            "graph_schedule",
+            simple(
+                "rmsprop",
+                schedule=Schedule(kind="graph", expr=sched, warmup_steps=3),
+                constants=(0.1,),
+            ),
+        ),
+        (
+            "piecewise",
+            simple("adam", schedule=Schedule(kind="piecewise", values=(1.0, 0.3, 2.0, 0.05))),
+        ),
+        ("noise", simple("noise", hparams=symopt.Hyperparams(learning_rate=0.01))),
+        (
+            "noise_annealed",
+            symopt.Graph(update=nodes(("add", "identity", "g", "identity", "noise_annealed"))),
+        ),
+        ("dropout", symopt.Graph(update=dropout)),
+        (
+            "classical_gamma",
+            symopt.Graph(
+                update=nodes(
+                    ("div", "identity", "gamma", "exp", "v"),
+                    ("pow", "identity", "n0", "tanh", "g3"),
+                ),
+                momentum="classical",
+            ),
+        ),
+        (
+            "nesterov_states",
+            symopt.Graph(
+                update=nodes(
+                    ("sub", "log_abs", "g2", "identity", "s0"),
+                    ("max", "clip_0.001", "n0", "square", "sign_m"),
+                ),
+                states=("n0",),
+                momentum="nesterov",
+                schedule=Schedule(kind="restarts", alpha=0.1, cycles=3),
+            ),
+        ),
+        (
+            "clipping",
+            simple(
+                "g",
+                hparams=symopt.Hyperparams(clip_value=0.3, clip_norm=0.5),
+                schedule=Schedule(kind="step", steps=3, decay_rate=0.5),
+            ),
+        ),
+        (
+            "weight_decay",
+            simple(
+                "adam",
+                hparams=symopt.Hyperparams(weight_decay=0.1),
+                schedule=Schedule(kind="exponential", warmup_steps=5),
+            ),
+        ),
+        (
+            "no_bias_correction",
+            symopt.Graph(
+                update=nodes(
+                    ("min", "neg", "m", "abs", "v"), ("keep_left", "identity", "n0", "exp", "g")
+                ),
+                hparams=symopt.Hyperparams(bias_correction=False),
+                schedule=Schedule(kind="linear", alpha=0.1),
+            ),
+        ),
+        ("constant_root", symopt.Graph(update=Expr((), "c0"), constants=(0.25,))),
+    ]
+
+
+GRAPHS = [(n, zoo.get(n)) for n in zoo.names()] + _random_graphs(5) + _feature_graphs()
+
+
+def _load(source: str, tmp_path, name: str = "exported") -> types.ModuleType:
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _trajectory(tx, params, grads):
+    """Updates of ``NUM_STEPS`` steps of ``tx`` (one jit compile)."""
+
+    @jax.jit
+    def run(params, grads):
+        def step(carry, g):
+            w, state = carry
+            u, state = tx.update(g, state, w)
+            return (jax.tree.map(jnp.add, w, u), state), u
+
+        return jax.lax.scan(step, (params, tx.init(params)), grads)[1]
+
+    return run(params, grads)
+
+
+@pytest.mark.parametrize("name, graph", GRAPHS, ids=[n for n, _ in GRAPHS])
+def test_exported_updates_equal_to_optax(name, graph, params, make_grads, tmp_path):
+    module = _load(export.to_source(graph), tmp_path)
+    grads = make_grads(NUM_STEPS, seed=1)
+    total = 30
+    lr = graph.hparams.learning_rate
+    expected = _trajectory(symopt.to_optax(graph, lr, total), params, grads)
+    actual = _trajectory(module.optimizer(lr, total), params, grads)
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-12)
+
+
+# --------------------------------------------------------------------------
+# The generated module.
+
+
+def test_module_imports_only_jax_and_optax():
+    for _, graph in GRAPHS:
+        tree = ast.parse(export.to_source(graph))
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported.add(node.module)
+        assert imported <= {"jax", "jax.numpy", "optax", "typing"}, imported
+
+
+def test_module_docstring_holds_the_equation():
+    graph = zoo.adam()
+    doc = ast.get_docstring(ast.parse(export.to_source(graph)))
+    assert symopt.to_text(graph).split(";")[0] in doc
+
+
+def test_module_writes_one_line_per_active_node():
+    graph = zoo.powersign()
+    source = export.to_source(graph)
+    assert "n0 = _clip_big(sign_g * sign_m)" in source
+    assert "n1 = _clip_big(_clip_big(jnp.exp(jnp.clip(n0, -80.0, 80.0))) * g)" in source
+    assert "n2 =" not in source
+
+
+def test_hyperparameters_are_named_constants():
+    source = export.to_source(zoo.adam(learning_rate=3e-4))
+    assert "LEARNING_RATE = 0.0003" in source
+    assert "BETA1 = 0.9" in source and "BETA2 = 0.999" in source
+    assert "BETA3" not in source and "MOMENTUM" not in source
+
+
+@pytest.mark.parametrize(
+    "name, fields", [("sgd", ()), ("adam", ("m", "v")), ("lion", ("s0",)), ("momentum", ("trace",))]
+)
+def test_state_holds_only_what_the_graph_uses(name, fields, tmp_path):
+    module = _load(export.to_source(zoo.get(name)), tmp_path, f"state_{name}")
+    assert module.LeafState._fields == fields
+    assert module.OptimizerState._fields == ("count", "leaves")
+
+
+def test_factory_name_is_chosen(tmp_path):
+    module = _load(export.to_source(zoo.sgd(), name="my_sgd"), tmp_path, "named")
+    assert callable(module.my_sgd)
+    with pytest.raises(ValueError, match="identifier"):
+        export.to_source(zoo.sgd(), name="not valid")
+
+
+def test_invalid_graph_is_rejected():
+    with pytest.raises(symopt.GraphError):
+        export.to_source(simple("nonexistent"))
+
+
+# --------------------------------------------------------------------------
+# Command line.
+
+
+def test_command_line_writes_the_module(tmp_path):
+    path = tmp_path / "best.json"
+    symopt.save(zoo.lion(), path)
+    out = subprocess.run(
+        [sys.executable, "-m", "symopt.export", "--graph", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout == export.to_source(zoo.lion())
+
+
+def test_command_line_bad_path_is_a_one_line_error(tmp_path, capsys):
+    assert export.main(["--graph", str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_command_line_invalid_graph_is_a_one_line_error(tmp_path, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text('{"update": {"nodes": [], "root": "nope"}}')
+    assert export.main(["--graph", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nope" in err and err.count("\n") == 1
+    path.write_text("{not json")
+    assert export.main(["--graph", str(path)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
