@@ -42,6 +42,7 @@ FITNESS_TAIL = 50  # steps of training loss averaged into the fitness
 LOSS_BONUS = 0.05
 DIVERGED_FITNESS = -1.0
 LOG_RANGE = 10.0  # orders of magnitude of loss decrease worth a fitness of 1
+CURVE_POINTS = 100  # most points of a learning curve (the loss subsampled over steps)
 
 
 class RunMetrics(NamedTuple):
@@ -59,6 +60,11 @@ class RunMetrics(NamedTuple):
 
 # --------------------------------------------------------------------------
 # The training loop.
+
+
+def curve_steps(steps: int) -> np.ndarray:
+    """The training steps a learning curve (``curves=True``) samples, evenly spaced."""
+    return np.unique(np.linspace(0, steps - 1, min(CURVE_POINTS, steps)).round().astype(int))
 
 
 def _per_run(mask: jax.Array, x: jax.Array) -> jax.Array:
@@ -113,6 +119,7 @@ def _train_runs(tx: optax.GradientTransformation, task, data, keys: jax.Array) -
         "initial_loss": losses[0],
         "diverged": diverged,
         "diverged_step": diverged_step,
+        "loss_curve": losses[curve_steps(task.steps)].T,  # [R, points]
     }
     evaluate_split = jax.vmap(task.eval_metrics, in_axes=(0, 0, None, None))
     for split_name in ("val", "test"):
@@ -200,8 +207,14 @@ def _gather_hosts(metrics: dict[str, np.ndarray], size: int) -> dict[str, np.nda
 
 
 def _to_metrics(out: dict[str, jax.Array], size: int, num_seeds: int) -> dict[str, np.ndarray]:
-    """[R] run arrays as [P, S] host arrays, padding dropped."""
-    return {k: np.asarray(v)[: size * num_seeds].reshape(size, num_seeds) for k, v in out.items()}
+    """[R, ...] run arrays as [P, S, ...] host arrays, padding dropped."""
+    return {k: np.asarray(v)[: size * num_seeds].reshape(size, num_seeds, *v.shape[1:])
+            for k, v in out.items()}
+
+
+def _result(metrics: dict[str, np.ndarray], curves: bool):
+    run_metrics = RunMetrics(**{f: metrics[f] for f in RunMetrics._fields})
+    return (run_metrics, metrics["loss_curve"]) if curves else run_metrics
 
 
 def evaluate(
@@ -212,7 +225,8 @@ def evaluate(
     shape: ProgramShape | None = None,
     devices: Sequence[jax.Device] | None = None,
     strategy: str = "auto",
-) -> RunMetrics:
+    curves: bool = False,
+) -> RunMetrics | tuple[RunMetrics, np.ndarray]:
     """Trains every candidate of ``program`` on ``task`` with each seed.
 
     Args:
@@ -224,9 +238,12 @@ def evaluate(
       devices: local devices to shard the population over (default: all).
       strategy: the population optimizer's strategy (see
         :func:`symopt.population.optimizer`).
+      curves: also return the learning curves.
 
     Returns:
-      :class:`RunMetrics` with arrays of shape [P, S].
+      :class:`RunMetrics` with arrays of shape [P, S]; with ``curves``, the pair
+      ``(metrics, loss_curve)``, the training loss [P, S, points] at the steps
+      :func:`curve_steps` names.
     """
     seeds = _seed_list(seeds, task)
     shape = shape or shape_of(program)
@@ -239,7 +256,7 @@ def evaluate(
     local = _pad(jax.tree.map(lambda x: x[share], program), local_size, mesh.devices.size)
     out = trainer(local, jnp.asarray(seeds, jnp.int32), task.data())
     metrics = _gather_hosts(_to_metrics(out, local_size, len(seeds)), size)
-    return RunMetrics(**{f: metrics[f] for f in RunMetrics._fields})
+    return _result(metrics, curves)
 
 
 def evaluate_baseline(
@@ -249,20 +266,21 @@ def evaluate_baseline(
     seeds: int | Sequence[int] | None = None,
     *,
     devices: Sequence[jax.Device] | None = None,
-) -> RunMetrics:
+    curves: bool = False,
+) -> RunMetrics | tuple[RunMetrics, np.ndarray]:
     """Trains native optax optimizers ``make_tx(*args[i])`` the same way.
 
     ``args`` is a tuple of arrays with a leading axis (one row per candidate),
     e.g. ``(learning_rates,)`` with ``make_tx = optax.adam``: the baseline that
     fitness is normalised by, and the reference of the overhead benchmark.
+    ``curves`` as in :func:`evaluate`.
     """
     seeds = _seed_list(seeds, task)
     size = int(jax.tree.leaves(args)[0].shape[0])
     mesh = _device_mesh(devices)
     trainer = _compiled_baseline_trainer(task, make_tx, len(seeds), mesh)
     out = trainer(_pad(args, size, mesh.devices.size), jnp.asarray(seeds, jnp.int32), task.data())
-    metrics = _to_metrics(out, size, len(seeds))
-    return RunMetrics(**{f: metrics[f] for f in RunMetrics._fields})
+    return _result(_to_metrics(out, size, len(seeds)), curves)
 
 
 def _seed_list(seeds, task) -> list[int]:
@@ -373,7 +391,8 @@ def evaluate_graphs(
     chunk_size: int,
     strategy: str = "auto",
     pad_graph: Any = None,
-) -> RunMetrics:
+    curves: bool = False,
+) -> RunMetrics | tuple[RunMetrics, np.ndarray]:
     """Trains ``graphs`` in chunks of exactly ``chunk_size`` candidates.
 
     Every chunk is padded to ``chunk_size`` (with ``pad_graph``, default the
@@ -382,7 +401,8 @@ def evaluate_graphs(
     its whole run with one compile per task.
 
     Returns:
-      :class:`RunMetrics` with arrays of shape [len(graphs), S].
+      :class:`RunMetrics` with arrays of shape [len(graphs), S] (with
+      ``curves``, and the curves, as :func:`evaluate`).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -391,11 +411,15 @@ def evaluate_graphs(
     for start in range(0, len(graphs), chunk_size):
         chunk = list(graphs[start:start + chunk_size])
         padded = chunk + [pad_graph] * (chunk_size - len(chunk))
-        metrics = evaluate(population.encode(padded, shape), task, seeds, shape=shape,
-                           strategy=strategy)
+        metrics, curve = evaluate(population.encode(padded, shape), task, seeds, shape=shape,
+                                  strategy=strategy, curves=True)
         size = len(chunk)
-        parts.append(jax.tree.map(lambda x, size=size: x[:size], metrics))
+        parts.append(jax.tree.map(lambda x, size=size: x[:size], (metrics, curve)))
     if not parts:
         num_seeds = len(_seed_list(seeds, task))
-        return RunMetrics(*(np.zeros((0, num_seeds)) for _ in RunMetrics._fields))
-    return RunMetrics(*(np.concatenate(xs) for xs in zip(*parts, strict=True)))
+        empty = RunMetrics(*(np.zeros((0, num_seeds)) for _ in RunMetrics._fields))
+        points = len(curve_steps(task.steps))
+        return (empty, np.zeros((0, num_seeds, points))) if curves else empty
+    metrics = RunMetrics(*(np.concatenate(xs) for xs in zip(*(m for m, _ in parts), strict=True)))
+    curve = np.concatenate([c for _, c in parts])
+    return (metrics, curve) if curves else metrics

@@ -27,7 +27,8 @@ from symopt.archive import Archive, ArchiveError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py")))
-CONFIGS = [p for p in EXPERIMENTS if "def get_config" in open(p).read()]
+CONFIGS = [p for p in EXPERIMENTS  # search configs (experiments/transfer.py is not one)
+           if "def get_config" in open(p).read() and "symopt.main" in open(p).read()]
 
 
 def tiny_config(**changes) -> ml_collections.ConfigDict:

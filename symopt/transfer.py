@@ -1,0 +1,380 @@
+"""Transfer evaluation: found graphs against the baselines on larger tasks; results tables.
+
+``python -m symopt.transfer --config=experiments/transfer.py --graphs=a.json,b.json --out=DIR``
+
+This module owns :func:`run_transfer` and its config (:func:`default_config`,
+:func:`validate`). Every optimizer (the given graphs and the zoo baselines)
+is trained on each task with several seeds at each learning-rate multiplier
+of its own learning rate; the multiplier with the best val fitness (mean over
+seeds) is chosen per task. The tasks run in the order given (cheapest first)
+as a progressive elimination (:func:`symopt.search.successive_halving`):
+after each task the top ``keep`` fraction by val fitness normalised by Adam's
+go on; Adam, the reference, is always measured. DIR receives ``results.md``
+(optimizer x task: test fitness at the chosen lr, mean +- std over seeds, and
+the aggregate over the tasks reached, divided by Adam's on the same tasks),
+``results.csv`` (one row per optimizer x task) and ``curves_<task>.png``
+(training loss over steps, mean over seeds, at the chosen lr).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import ml_collections
+import numpy as np
+
+from symopt import config as config_lib
+from symopt import evaluate, run, search, tasks, zoo
+from symopt import graph as graph_lib
+from symopt.population import ProgramShape
+
+REFERENCE = "adam"
+PUBLISHED = ("signum", "addsign", "powersign", "ades", "autolr_sign", "terms_ga")
+DEFAULT_BASELINES = ",".join(("sgd", "momentum", "adam", "adamw", "lion", *PUBLISHED))
+MAX_CHUNK = 32  # optimizer x multiplier runs per compiled program
+CSV_FIELDS = ("optimizer", "task", "lr_multiplier", "learning_rate", "val_fitness",
+              "test_fitness_mean", "test_fitness_std", "seeds", "aggregate_vs_adam")
+Log = Callable[[str], None]
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every key with its default: three offline tasks, 3 seeds, five learning rates."""
+    return ml_collections.ConfigDict(dict(
+        tasks="digits_mlp,digits_cnn,mnist1d_mlp", steps=0, batch_size=0, seeds=3,
+        lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0), baselines=DEFAULT_BASELINES, keep=0.5,
+        data_dir="", download=False, options=ml_collections.ConfigDict(),
+    ))
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Checks keys and values; raises :class:`symopt.config.ConfigError` (one line)."""
+    defaults = default_config()
+    for key in config:
+        if key not in defaults:
+            raise config_lib.ConfigError(
+                f"config.{key}: unknown key (known: {', '.join(defaults)})")
+    for key in defaults:
+        if key not in config:
+            raise config_lib.ConfigError(
+                f"config.{key}: missing (start configs from symopt.transfer.default_config())")
+    c = config
+    checks = (
+        ("tasks", bool(config_lib.names(c.tasks)), "name at least one task"),
+        ("tasks", all(n in tasks.names() for n in config_lib.names(c.tasks)),
+         f"unknown task in {c.tasks!r}; known: {', '.join(tasks.names())}"),
+        ("steps", isinstance(c.steps, int) and c.steps >= 0,
+         f"must be an int >= 0, got {c.steps!r}"),
+        ("batch_size", isinstance(c.batch_size, int) and c.batch_size >= 0,
+         f"must be an int >= 0, got {c.batch_size!r}"),
+        ("seeds", isinstance(c.seeds, int) and c.seeds >= 1,
+         f"must be an int >= 1, got {c.seeds!r}"),
+        ("lr_multipliers", _positive_numbers(c.lr_multipliers),
+         f"must be a non-empty tuple of numbers > 0, got {c.lr_multipliers!r}"),
+        ("baselines", all(n in zoo.names() for n in config_lib.names(c.baselines)),
+         f"unknown zoo optimizer in {c.baselines!r}; known: {', '.join(zoo.names())}"),
+        ("keep", isinstance(c.keep, (int, float)) and 0 < c.keep <= 1,
+         f"must be in (0, 1], got {c.keep!r}"),
+    )
+    for key, ok, message in checks:
+        if not ok:
+            raise config_lib.ConfigError(f"config.{key}: {message}")
+    return config
+
+
+def _positive_numbers(values) -> bool:
+    return (isinstance(values, (tuple, list)) and len(values) > 0
+            and all(isinstance(v, (int, float)) and v > 0 for v in values))
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskResult:
+    """One optimizer on one task: every multiplier's val fitness and the chosen one's runs."""
+
+    val_fitness: np.ndarray  # [M] mean over seeds, per lr multiplier
+    chosen: int  # index of the val-best multiplier
+    learning_rate: float  # the chosen learning rate
+    test_fitness: np.ndarray  # [S] per seed, at the chosen lr
+    loss_curve: np.ndarray  # [points] training loss, mean over seeds, at the chosen lr
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferResult:
+    """What :func:`run_transfer` measured and wrote."""
+
+    optimizers: tuple[str, ...]
+    tasks: tuple[str, ...]
+    multipliers: tuple[float, ...]
+    results: dict[tuple[str, str], TaskResult]  # (optimizer, task) -> result
+    aggregate: dict[str, float]  # test fitness over the tasks reached / Adam's on them
+    halving: search.HalvingResult  # over the non-reference optimizers, by index
+    files: tuple[str, ...]
+
+
+def load_graphs(paths: Sequence[str]) -> dict[str, graph_lib.Graph]:
+    """Graphs by name (the file's stem); raises ValueError naming a bad file."""
+    graphs: dict[str, graph_lib.Graph] = {}
+    for path in paths:
+        name = os.path.splitext(os.path.basename(path))[0]
+        try:
+            graph = graph_lib.load(path)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--graphs: cannot load {path}: {run._one_line(e)}") from None
+        while name in graphs or name in zoo.names():
+            name += "'"
+        graphs[name] = graph
+    return graphs
+
+
+def _shape(graphs: Sequence[graph_lib.Graph]) -> ProgramShape:
+    """The default shape, grown to hold every (canonical) graph."""
+    canon = [graph_lib.canonical(g) for g in graphs]
+    base = ProgramShape()
+    return dataclasses.replace(
+        base,
+        max_nodes=max([base.max_nodes] + [len(g.update.nodes) for g in canon]),
+        max_operands=max([base.max_operands] + [len(graph_lib.used_operands(g)) for g in canon]),
+        max_constants=max([base.max_constants] + [len(g.constants) for g in canon]),
+        max_states=max([base.max_states] + [len(g.states) for g in canon]),
+        max_decay_nodes=max([base.max_decay_nodes] + [
+            len(e.nodes) for g in canon for e in g.decay_map.values()]),
+    )
+
+
+def _search_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The task options as a search config, so that :func:`symopt.run.build_task` builds them."""
+    search_config = config_lib.default_config()
+    search_config.tasks.update(dict(
+        steps=config.steps, batch_size=config.batch_size, seeds=config.seeds,
+        data_dir=config.data_dir, download=config.download, options=config.options.to_dict()))
+    return search_config
+
+
+def _measure_task(task: tasks.Task, named: dict[str, graph_lib.Graph],
+                  multipliers: tuple[float, ...], shape: ProgramShape,
+                  chunk_size: int) -> dict[str, TaskResult]:
+    """Trains every optimizer at every multiplier; picks each one's val-best multiplier."""
+    runs = [g.with_hparams(learning_rate=g.hparams.learning_rate * m)
+            for g in named.values() for m in multipliers]
+    metrics, curves = evaluate.evaluate_graphs(runs, task, shape=shape, chunk_size=chunk_size,
+                                               curves=True)
+    val = evaluate.run_fitness(metrics, split="val").mean(axis=1).reshape(len(named), -1)
+    test = evaluate.run_fitness(metrics, split="test").reshape(len(named), len(multipliers), -1)
+    curves = curves.reshape(len(named), len(multipliers), *curves.shape[1:])
+    out = {}
+    for i, (name, graph) in enumerate(named.items()):
+        chosen = int(np.argmax(val[i]))  # ties: the smaller multiplier (listed first)
+        with np.errstate(all="ignore"):
+            curve = np.nanmean(np.where(np.isfinite(curves[i, chosen]), curves[i, chosen],
+                                        np.nan), axis=0)
+        out[name] = TaskResult(val[i], chosen, graph.hparams.learning_rate * multipliers[chosen],
+                               test[i, chosen], curve)
+    return out
+
+
+def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.Graph],
+                 out_dir: str | os.PathLike[str], *, log: Log = print) -> TransferResult:
+    """Trains ``graphs`` and the baselines on the config's tasks; writes the report.
+
+    Args:
+      config: a transfer config (:func:`default_config`).
+      graphs: the optimizers to evaluate, by name (e.g. :func:`load_graphs`).
+      out_dir: where results.md, results.csv and curves_<task>.png go.
+      log: progress lines.
+
+    Returns:
+      A :class:`TransferResult`.
+    """
+    config = validate(config)
+    out_dir = os.fspath(out_dir)
+    baselines = config_lib.names(config.baselines)
+    named = {REFERENCE: zoo.get(REFERENCE)}
+    named.update({n: zoo.get(n) for n in baselines if n != REFERENCE})
+    clash = sorted(set(graphs) & set(named))
+    if clash:
+        raise ValueError(f"graph names {clash} clash with the baselines")
+    named.update(graphs)
+    search_config = _search_config(config)
+    task_list = [run.build_task(search_config, n) for n in config_lib.names(config.tasks)]
+    for task in task_list:
+        task.data()  # fails now, with the command to prepare it, if the data is missing
+    multipliers = tuple(float(m) for m in config.lr_multipliers)
+    shape = _shape(list(named.values()))
+    chunk_size = min(MAX_CHUNK, len(named) * len(multipliers))
+    names = list(named)
+    results: dict[tuple[str, str], TaskResult] = {}
+    stages = [search.Stage(t.name, keep=float(config.keep)) for t in task_list]
+
+    def measure(ids: tuple[int, ...], stage: search.Stage) -> np.ndarray:
+        index = stages.index(stage)
+        task = task_list[index]
+        entrants = {n: named[n] for n in [REFERENCE, *(names[i] for i in ids)]}
+        start = time.perf_counter()
+        log(f"task {index + 1}/{len(task_list)} {task.name}: {len(entrants)} optimizers x "
+            f"{len(multipliers)} learning rates ({task.steps} steps, {config.seeds} seeds) ...")
+        measured = _measure_task(task, entrants, multipliers, shape, chunk_size)
+        results.update({(n, task.name): r for n, r in measured.items()})
+        fitness = evaluate.aggregate(
+            {task.name: np.array([measured[names[i]].val_fitness.max() for i in ids])},
+            {task.name: float(measured[REFERENCE].val_fitness.max())})
+        log(f"task {index + 1}/{len(task_list)} {task.name}: done in "
+            f"{time.perf_counter() - start:.1f}s")
+        return fitness
+
+    halving = search.successive_halving(range(1, len(names)), stages, measure)
+    aggregate = {}
+    for name in names:
+        reached = [t.name for t in task_list if (name, t.name) in results]
+        aggregate[name] = float(evaluate.aggregate(
+            {t: np.array([results[(name, t)].test_fitness.mean()]) for t in reached},
+            {t: float(results[(REFERENCE, t)].test_fitness.mean()) for t in reached})[0])
+    result = TransferResult(tuple(names), tuple(t.name for t in task_list), multipliers,
+                            results, aggregate, halving, ())
+    files = _write(result, task_list, out_dir)
+    log(f"done: {', '.join(files)}")
+    return dataclasses.replace(result, files=tuple(files))
+
+
+# --------------------------------------------------------------------------
+# The report.
+
+
+def ranked(result: TransferResult) -> list[str]:
+    """Optimizers by tasks reached, then aggregate (best first)."""
+    def reached(name: str) -> int:
+        return sum((name, t) in result.results for t in result.tasks)
+
+    return sorted(result.optimizers, key=lambda n: (-reached(n), -result.aggregate[n]))
+
+
+def csv_rows(result: TransferResult) -> list[dict[str, object]]:
+    """One row per optimizer x task it was measured on, in :func:`ranked` order."""
+    rows = []
+    for name in ranked(result):
+        for task in result.tasks:
+            r = result.results.get((name, task))
+            if r is None:
+                continue
+            rows.append(dict(
+                optimizer=name, task=task, lr_multiplier=result.multipliers[r.chosen],
+                learning_rate=r.learning_rate, val_fitness=float(r.val_fitness[r.chosen]),
+                test_fitness_mean=float(r.test_fitness.mean()),
+                test_fitness_std=float(r.test_fitness.std()), seeds=len(r.test_fitness),
+                aggregate_vs_adam=result.aggregate[name]))
+    return rows
+
+
+def _write(result: TransferResult, task_list: Sequence[tasks.Task], out_dir: str) -> list[str]:
+    os.makedirs(out_dir, exist_ok=True)
+    rows = csv_rows(result)
+    csv_path = os.path.join(out_dir, "results.csv")
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    cells = {(r["optimizer"], r["task"]): f"{r['test_fitness_mean']:.4f} ± "
+             f"{r['test_fitness_std']:.4f} (lr x{r['lr_multiplier']:g})" for r in rows}
+    lines = [
+        "# symopt transfer evaluation", "",
+        "Test fitness (REFERENCES.md A's formula) at the learning rate chosen on the val split "
+        f"(multipliers {', '.join(f'{m:g}' for m in result.multipliers)} of each optimizer's "
+        "own), mean ± std over seeds; `-`: eliminated before that task. Aggregate: mean test "
+        "fitness over the tasks reached, divided by Adam's on the same tasks (Adam = 1).", "",
+        "| optimizer | " + " | ".join(result.tasks) + " | aggregate vs Adam |",
+        "|---|" + "---|" * len(result.tasks) + "---|",
+    ]
+    for name in ranked(result):
+        lines.append(f"| {name} | " + " | ".join(cells.get((name, t), "-") for t in result.tasks)
+                     + f" | {result.aggregate[name]:.4f} |")
+    md_path = os.path.join(out_dir, "results.md")
+    with open(md_path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return [md_path, csv_path, *(_plot_curves(result, t, out_dir) for t in task_list)]
+
+
+def _plot_curves(result: TransferResult, task: tasks.Task, out_dir: str) -> str:
+    from matplotlib.figure import Figure  # noqa: PLC0415 (matplotlib only for the plots)
+
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    steps = evaluate.curve_steps(task.steps)
+    positive = True
+    for name in ranked(result):
+        r = result.results.get((name, task.name))
+        if r is not None:
+            ax.plot(steps, r.loss_curve, label=f"{name} (lr {r.learning_rate:.3g})", lw=1.2)
+            positive &= bool(np.all(r.loss_curve[np.isfinite(r.loss_curve)] > 0))
+    if positive:
+        ax.set_yscale("log")
+    ax.set(xlabel="step", ylabel="training loss (mean over seeds)", title=task.name)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path = os.path.join(out_dir, f"curves_{task.name}.png")
+    fig.savefig(path, dpi=100)
+    return path
+
+
+# --------------------------------------------------------------------------
+# The command line.
+
+USAGE_ERROR = 2
+RUN_ERROR = 1
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"symopt.transfer: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _cli() -> None:
+    from absl import app, flags, logging  # noqa: PLC0415 (flags exist only for the CLI)
+    from ml_collections import config_flags  # noqa: PLC0415
+
+    config_flag = config_flags.DEFINE_config_file(
+        "config", None, "Transfer config file (experiments/transfer.py); override keys with "
+        "--config.<key>=<value>.", lock_config=True)
+    graphs_flag = flags.DEFINE_string("graphs", "", "Comma-separated graph JSON files.")
+    out_flag = flags.DEFINE_string("out", None, "Directory for results.md, results.csv and "
+                                   "curves_<task>.png.")
+
+    def parse(argv: list[str]) -> list[str]:
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:
+            _fail(run._one_line(e), USAGE_ERROR)
+        return []
+
+    def main(argv: list[str]) -> None:
+        try:
+            config = config_flag.value
+        except Exception as e:  # noqa: BLE001 (the config file is user code)
+            _fail(f"cannot load the config file: {run._one_line(e)}", USAGE_ERROR)
+        if len(argv) > 1:
+            _fail(f"unexpected arguments {argv[1:]}", USAGE_ERROR)
+        if config is None:
+            _fail("--config is required, e.g. --config=experiments/transfer.py", USAGE_ERROR)
+        if not out_flag.value:
+            _fail("--out is required, e.g. --out=runs/transfer", USAGE_ERROR)
+        if not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.ERROR)
+        try:
+            validate(config)
+            graphs = load_graphs(config_lib.names(graphs_flag.value))
+        except ValueError as e:
+            _fail(run._one_line(e), USAGE_ERROR)
+        try:
+            run_transfer(config, graphs, out_flag.value, log=lambda line: print(line, flush=True))
+        except config_lib.ConfigError as e:
+            _fail(run._one_line(e), USAGE_ERROR)
+        except (tasks.DataNotFoundError, tasks.MissingDependencyError) as e:
+            _fail(run._one_line(e), RUN_ERROR)
+
+    app.run(main, flags_parser=parse)
+
+
+if __name__ == "__main__":
+    _cli()

@@ -1,0 +1,138 @@
+"""Transfer evaluation: the report's files and numbers, the lr choice, elimination, the CLI.
+
+One tiny run (two offline tasks, 20 steps, 2 seeds, two lr multipliers, three
+baselines and one graph) is shared by the tests: two compiles in all.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from symopt import config as config_lib
+from symopt import evaluate, transfer, zoo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config():
+    config = transfer.default_config()
+    config.tasks = "digits_mlp,mnist1d_mlp"
+    config.steps = 20
+    config.seeds = 2
+    config.lr_multipliers = (0.3, 3.0)
+    config.baselines = "sgd,adam,signum"
+    config.options = {"digits_mlp": {"hidden": 8}}
+    return config
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("transfer")
+    result = transfer.run_transfer(tiny_config(), {"found": zoo.lion()}, out, log=lambda _: None)
+    return result, out
+
+
+def _table(out) -> dict[str, list[str]]:
+    lines = open(os.path.join(out, "results.md")).read().splitlines()
+    rows = [line.strip("|").split("|") for line in lines if line.startswith("| ")]
+    return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
+
+
+def test_the_report_files_are_written_with_one_row_per_optimizer_and_task(finished):
+    result, out = finished
+    assert sorted(os.listdir(out)) == ["curves_digits_mlp.png", "curves_mnist1d_mlp.png",
+                                       "results.csv", "results.md"]
+    rows = list(csv.DictReader(open(os.path.join(out, "results.csv"))))
+    assert tuple(rows[0]) == transfer.CSV_FIELDS
+    assert {(r["optimizer"], r["task"]) for r in rows} == set(result.results)
+    assert sorted(_table(out)) == sorted(result.optimizers) == ["adam", "found", "sgd", "signum"]
+
+
+def test_the_table_numbers_are_the_returned_metrics(finished):
+    result, out = finished
+    table = _table(out)
+    for name in result.optimizers:
+        for task, cell in zip(result.tasks, table[name], strict=False):
+            r = result.results.get((name, task))
+            if r is None:
+                assert cell == "-"
+                continue
+            multiplier = result.multipliers[r.chosen]
+            assert cell == (f"{r.test_fitness.mean():.4f} ± {r.test_fitness.std():.4f} "
+                            f"(lr x{multiplier:g})")
+        reached = [t for t in result.tasks if (name, t) in result.results]
+        expected = (np.mean([result.results[(name, t)].test_fitness.mean() for t in reached])
+                    / np.mean([result.results[("adam", t)].test_fitness.mean() for t in reached]))
+        assert table[name][-1] == f"{expected:.4f}"
+        assert result.aggregate[name] == pytest.approx(expected, rel=1e-6)
+    for row in csv.DictReader(open(os.path.join(out, "results.csv"))):
+        r = result.results[(row["optimizer"], row["task"])]
+        assert float(row["test_fitness_mean"]) == pytest.approx(r.test_fitness.mean(), rel=1e-6)
+
+
+def test_adams_aggregate_is_exactly_one(finished):
+    result, _ = finished
+    assert result.aggregate["adam"] == 1.0
+    assert all(("adam", t) in result.results for t in result.tasks)
+
+
+def test_elimination_drops_the_worst_after_the_first_task(finished):
+    result, _ = finished
+    first, second = result.tasks
+    challengers = [n for n in result.optimizers if n != "adam"]
+    worst = min(challengers, key=lambda n: result.results[(n, first)].val_fitness.max())
+    assert (worst, second) not in result.results
+    assert {n for n in challengers if (n, second) in result.results} == set(challengers) - {worst}
+
+
+def test_the_chosen_learning_rate_is_the_val_best(finished):
+    result, _ = finished
+    for (name, _), r in result.results.items():
+        assert r.chosen == int(np.argmax(r.val_fitness))
+        own = zoo.get("lion" if name == "found" else name).hparams.learning_rate
+        assert r.learning_rate == pytest.approx(own * result.multipliers[r.chosen])
+
+
+def test_evaluate_graphs_returns_learning_curves_on_request():
+    task = transfer.run.build_task(transfer._search_config(tiny_config()), "digits_mlp")
+    graphs = [zoo.adam(), zoo.sgd()]
+    shape = transfer._shape(graphs)
+    metrics, curves = evaluate.evaluate_graphs(graphs, task, 2, shape=shape, chunk_size=2,
+                                               curves=True)
+    plain = evaluate.evaluate_graphs(graphs, task, 2, shape=shape, chunk_size=2)
+    assert isinstance(plain, evaluate.RunMetrics)
+    np.testing.assert_array_equal(plain.test_loss, metrics.test_loss)
+    assert curves.shape == (2, 2, len(evaluate.curve_steps(task.steps)))
+    np.testing.assert_allclose(curves[..., 0], metrics.initial_loss)
+    assert len(evaluate.curve_steps(1000)) == evaluate.CURVE_POINTS
+
+
+def test_the_experiment_config_is_valid_and_bad_keys_are_one_line_errors():
+    namespace: dict = {}
+    path = os.path.join(ROOT, "experiments", "transfer.py")
+    exec(compile(open(path).read(), path, "exec"), namespace)
+    transfer.validate(namespace["get_config"]())
+    config = tiny_config()
+    config.bogus = 1
+    with pytest.raises(config_lib.ConfigError, match=r"^config.bogus: unknown key"):
+        transfer.validate(config)
+    config = tiny_config()
+    config.keep = 0.0
+    with pytest.raises(config_lib.ConfigError, match=r"^config.keep: must be in"):
+        transfer.validate(config)
+
+
+def test_the_cli_refuses_a_missing_graph_file_in_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "symopt.transfer", "--config=experiments/transfer.py",
+         f"--graphs={tmp_path / 'missing.json'}", f"--out={tmp_path / 'out'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("symopt.transfer: error: --graphs: cannot load")
