@@ -494,7 +494,8 @@ def _loop_over_candidates(packed: _Packed, layout, shape: ProgramShape,
     grouped = {k: group(v) for k, v in base.items()}
     words, counts = seed_words.reshape(runs // s, s, -1), counts.reshape(runs // s, s)
     num_states = states.shape[1]
-    states = states.reshape(-1, s, num_states, length).swapaxes(1, 2).reshape(
+    # Explicit sizes: with no states (num_states 0) a -1 cannot be inferred.
+    states = states.reshape(runs // s, s, num_states, length).swapaxes(1, 2).reshape(
         runs // s, num_states, s * length)
     packed = _Packed(packed.ints[::s], packed.floats[::s])
 
@@ -512,7 +513,7 @@ def _loop_over_candidates(packed: _Packed, layout, shape: ProgramShape,
     table = jnp.zeros((shape.table_size, s * length), base["g"].dtype)
     u, states, trace, _ = jax.lax.fori_loop(
         0, runs // s, body, (jnp.zeros_like(grouped["g"]), states, group(trace), table))
-    states = states.reshape(-1, num_states, s, length).swapaxes(1, 2).reshape(
+    states = states.reshape(runs // s, num_states, s, length).swapaxes(1, 2).reshape(
         runs, num_states, length)
     return u.reshape(runs, length), states, trace.reshape(runs, length)
 

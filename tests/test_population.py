@@ -205,6 +205,17 @@ def test_loop_strategy_steps_the_runs_of_a_candidate_together_as_if_apart():
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_a_shape_without_states_or_constants_steps_several_runs_per_candidate(strategy):
+    shape = population.ProgramShape(max_nodes=2, max_operands=2, max_constants=0,
+                                    max_states=0, max_decay_nodes=1, max_schedule_nodes=1)
+    program = population.encode([zoo.adam(), zoo.sgd()], shape)
+    params = {"w": jnp.zeros((4, 3))}
+    tx = population.optimizer(program, shape, 10, runs_per_candidate=2, strategy=strategy)
+    updates, _ = tx.update({"w": jnp.ones((4, 3))}, tx.init(params), params)
+    np.testing.assert_allclose(updates["w"][2:], -zoo.sgd().hparams.learning_rate)
+
+
 def test_unknown_strategy_is_a_clear_error():
     program = population.encode([zoo.adam()], SHAPE)
     with pytest.raises(ValueError, match="strategy"):

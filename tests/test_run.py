@@ -266,3 +266,13 @@ def test_a_second_run_on_a_busy_workdir_is_refused(tmp_path):
     with run_lib._workdir_lock(str(tmp_path)):
         with pytest.raises(ArchiveError, match="another symopt run"):
             run_lib.run(tiny_config(), tmp_path, log=lambda _: None)
+
+
+@pytest.mark.parametrize("space", ["terms", "autolr"])
+def test_a_tiny_search_runs_in_every_space(space, tmp_path):
+    config = tiny_config(search__generations=1, search__seeds="default")
+    config.space.name = space
+    config.space.options = {}
+    result = run_lib.run(config, tmp_path, log=lambda _: None)
+    assert result.counts["evaluated"] >= 1
+    assert symopt.load(tmp_path / "best.json") == result.best_graph
