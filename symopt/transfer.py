@@ -293,6 +293,10 @@ def _write(result: TransferResult, task_list: Sequence[tasks.Task], out_dir: str
     md_path = os.path.join(out_dir, "results.md")
     with open(md_path, "w") as f:
         f.write("\n".join(lines) + "\n")
+    try:
+        import matplotlib  # noqa: F401, PLC0415 (the plots need the viz extra)
+    except ImportError:
+        return [md_path, csv_path]  # tables only: pip install 'symopt[viz]' for the curves
     return [md_path, csv_path, *(_plot_curves(result, t, out_dir) for t in task_list)]
 
 
