@@ -45,6 +45,7 @@ _PART = flags.DEFINE_enum("part", "speed", ["speed", "quality", "both"], "what t
 _GENERATIONS = flags.DEFINE_integer("generations", 50, "speed: generations")
 _POPULATION = flags.DEFINE_integer("population", 50, "population size")
 _STEPS = flags.DEFINE_integer("steps", 500, "training steps per candidate while searching")
+_SEED = flags.DEFINE_integer("seed", 0, "speed: the search's seed")
 _SEARCH_SEEDS = flags.DEFINE_integer("search_seeds", 3, "quality: independent searches")
 _QUALITY_GENERATIONS = flags.DEFINE_integer("quality_generations", 20, "quality: generations")
 _HELD_OUT = flags.DEFINE_string(
@@ -70,8 +71,10 @@ def search_config(generations: int, seed: int, elimination: str = ""):
 
 def measure_speed() -> dict:
     with tempfile.TemporaryDirectory() as workdir:
-        result = run.run(search_config(_GENERATIONS.value, 0), workdir, log=lambda _: None)
+        result = run.run(search_config(_GENERATIONS.value, _SEED.value), workdir,
+                         log=lambda _: None)
     return {
+        "seed": _SEED.value,
         "generations": _GENERATIONS.value,
         "population": _POPULATION.value,
         "steps": _STEPS.value,
