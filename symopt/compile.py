@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -350,9 +351,7 @@ def _unit_draws(xp, seed_words, step, leaf: int, shape, lane: int, dtype):
     step = xp.asarray(step).astype(xp.uint32).reshape(1)
     stream = _mix32(xp, seed_words[:1] ^ _mix32(
         xp, seed_words[1:] + step * xp.uint32(_STEP_MIX) + xp.uint32(leaf * _LEAF_MIX % 2**32)))
-    size = 1
-    for n in shape:
-        size *= int(n)
+    size = math.prod(int(n) for n in shape)
     counter = xp.arange(size, dtype=xp.uint32) * xp.uint32(3) + xp.uint32(lane)
     bits = _mix32(xp, counter ^ stream) >> 8  # 24 random bits
     return (bits.astype(dtype) * dtype(2.0**-24)).reshape(shape)

@@ -28,13 +28,15 @@ configs do). Sections:
 * ``output``: ``top`` candidates in the summary.
 
 :func:`validate` rejects unknown keys and bad values with one-line
-:class:`ConfigError` messages naming the key.
+:class:`ConfigError` messages naming the key; :func:`exit_with_error` is how
+the command lines (``symopt.main``, ``symopt.transfer``) report them.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import ml_collections
 
@@ -44,6 +46,10 @@ FREE_FORM = ("search.options", "space.options", "tasks.options")
 owners reject unknown keys when the run builds them."""
 RESUMABLE_CHANGES = ("search.generations", "output.top")
 """Keys that may differ when a run resumes from its workdir."""
+USAGE_ERROR = 2
+"""Exit code of a command line given a bad flag, config file, key or value."""
+RUN_ERROR = 1
+"""Exit code of a run stopped by missing data or dependencies, or its workdir."""
 
 
 class ConfigError(ValueError):
@@ -144,7 +150,13 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return config
 
 
-def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """Flattened keys whose values differ between two configs (as dicts)."""
-    a, b = flatten(old), flatten(new)
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line (escaped KeyError reprs unescaped)."""
+    text = str(error).replace("\\n", "\n").replace("\\'", "'")
+    return " ".join(text.split()) or type(error).__name__
+
+
+def exit_with_error(program: str, message: str, code: int) -> NoReturn:
+    """Prints ``<program>: error: <message>`` to stderr and exits with ``code``."""
+    print(f"{program}: error: {message}", file=sys.stderr)
+    sys.exit(code)

@@ -10,8 +10,6 @@ and exit code 1. Re-running the same command on the same workdir resumes.
 
 from __future__ import annotations
 
-import sys
-
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -25,18 +23,11 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory for the archive, best.json and summary.md; rerun with the "
     "same directory to resume.")
 
-USAGE_ERROR = 2
-RUN_ERROR = 1
+USAGE_ERROR, RUN_ERROR = config_lib.USAGE_ERROR, config_lib.RUN_ERROR
 
 
 def _fail(message: str, code: int) -> None:
-    print(f"symopt.main: error: {message}", file=sys.stderr)
-    sys.exit(code)
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).replace("\\n", "\n").replace("\\'", "'")  # KeyError reprs
-    return " ".join(text.split()) or type(error).__name__
+    config_lib.exit_with_error("symopt.main", message, code)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -49,16 +40,17 @@ def parse_flags(argv: list[str]) -> list[str]:
         given = [a.split("=")[0] for a in argv if a.startswith("--config.") and key in a]
         if given:
             _fail(f"unknown config key {key!r} in {', '.join(given)}", USAGE_ERROR)
-        _fail(f"cannot load the config file: {_one_line(e)}", USAGE_ERROR)
+        _fail(f"cannot load the config file: {config_lib.one_line(e)}", USAGE_ERROR)
     except flags.Error as e:
-        _fail(_one_line(e), USAGE_ERROR)
+        _fail(config_lib.one_line(e), USAGE_ERROR)
     except Exception as e:  # noqa: BLE001 (the config file is user code)
-        _fail(f"cannot load the config file: {type(e).__name__}: {_one_line(e)}", USAGE_ERROR)
+        message = f"{type(e).__name__}: {config_lib.one_line(e)}"
+        _fail(f"cannot load the config file: {message}", USAGE_ERROR)
     if config is not None:
         try:
             config_lib.validate(config)
         except config_lib.ConfigError as e:
-            _fail(_one_line(e), USAGE_ERROR)
+            _fail(config_lib.one_line(e), USAGE_ERROR)
     return remaining
 
 
@@ -76,9 +68,9 @@ def main(argv: list[str]) -> None:
     try:
         run.run(_CONFIG.value, _WORKDIR.value, log=lambda line: print(line, flush=True))
     except config_lib.ConfigError as e:
-        _fail(_one_line(e), USAGE_ERROR)
+        _fail(config_lib.one_line(e), USAGE_ERROR)
     except (tasks.DataNotFoundError, tasks.MissingDependencyError, archive.ArchiveError) as e:
-        _fail(_one_line(e), RUN_ERROR)
+        _fail(config_lib.one_line(e), RUN_ERROR)
 
 
 if __name__ == "__main__":

@@ -103,12 +103,9 @@ def build_searcher(config: ml_collections.ConfigDict, space: Any, *,
         searcher = search.get(name, space, **kwargs)
         searcher.ask(searcher.init(0))  # seeds and sizes are checked on the first ask
     except ValueError as e:
-        raise config_lib.ConfigError(f"config.search: {_one_line(e)}") from None
+        raise config_lib.ConfigError(f"config.search: {config_lib.one_line(e)}") from None
     return searcher
 
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
 
 
 def build_space(config: ml_collections.ConfigDict) -> Any:
@@ -151,7 +148,8 @@ def build_task(config: ml_collections.ConfigDict, name: str, *,
     try:
         return tasks.get(name, **overrides)
     except (ValueError, TypeError) as e:
-        raise config_lib.ConfigError(f"config.tasks.options.{name}: {_one_line(e)}") from None
+        message = config_lib.one_line(e)
+        raise config_lib.ConfigError(f"config.tasks.options.{name}: {message}") from None
 
 
 def elimination_stages(config: ml_collections.ConfigDict) -> list[list[str]]:
@@ -246,6 +244,7 @@ class _Generation:
     def __init__(self, run: _Search, candidates: list[Candidate]):
         self.run, self.candidates = run, candidates
         self.records: dict[int, CandidateRecord] = {}
+        self.stored: set[int] = set()  # ids already in the archive
         self.trained = 0
 
     def measure(self) -> np.ndarray:
@@ -255,6 +254,7 @@ class _Generation:
             if stored is not None:
                 run.check_replay(c, stored)
                 self.records[c.id] = stored
+                self.stored.add(c.id)
                 run.remember(stored)
                 continue
             graph = run.setup.space.to_graph(c.genome)
@@ -281,8 +281,8 @@ class _Generation:
                 self.records[c.id] = run.record(
                     c, run.setup.space.to_graph(c.genome), fp, status="duplicate",
                     duplicate_of=original.id, fitness=original.fitness)
-        run.archive.add_candidates(
-            [r for c in self.candidates if not run.archive.has((r := self.records[c.id]).id)])
+        run.archive.add_candidates(  # the rejected and the duplicates
+            [self.records[c.id] for c in self.candidates if c.id not in self.stored])
         return np.array([_search_fitness(self.records[c.id]) for c in self.candidates])
 
     def _train(self, chunk: list[tuple[Candidate, graph_lib.Graph, str]]) -> None:
@@ -300,6 +300,7 @@ class _Generation:
         run.archive.add_candidates(records)  # one transaction: a kill loses at most this chunk
         for r in records:
             self.records[r.id] = r
+            self.stored.add(r.id)
             run.remember(r)
         self.trained += len(chunk)
 

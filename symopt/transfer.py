@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -123,7 +122,7 @@ def load_graphs(paths: Sequence[str]) -> dict[str, graph_lib.Graph]:
         try:
             graph = graph_lib.load(path)
         except (OSError, ValueError) as e:
-            raise ValueError(f"--graphs: cannot load {path}: {run._one_line(e)}") from None
+            raise ValueError(f"--graphs: cannot load {path}: {config_lib.one_line(e)}") from None
         while name in graphs or name in zoo.names():
             name += "'"
         graphs[name] = graph
@@ -325,13 +324,11 @@ def _plot_curves(result: TransferResult, task: tasks.Task, out_dir: str) -> str:
 # --------------------------------------------------------------------------
 # The command line.
 
-USAGE_ERROR = 2
-RUN_ERROR = 1
+USAGE_ERROR, RUN_ERROR = config_lib.USAGE_ERROR, config_lib.RUN_ERROR
 
 
 def _fail(message: str, code: int) -> None:
-    print(f"symopt.transfer: error: {message}", file=sys.stderr)
-    sys.exit(code)
+    config_lib.exit_with_error("symopt.transfer", message, code)
 
 
 def _cli() -> None:
@@ -349,14 +346,14 @@ def _cli() -> None:
         try:
             return flags.FLAGS(argv)
         except flags.Error as e:
-            _fail(run._one_line(e), USAGE_ERROR)
+            _fail(config_lib.one_line(e), USAGE_ERROR)
         return []
 
     def main(argv: list[str]) -> None:
         try:
             config = config_flag.value
         except Exception as e:  # noqa: BLE001 (the config file is user code)
-            _fail(f"cannot load the config file: {run._one_line(e)}", USAGE_ERROR)
+            _fail(f"cannot load the config file: {config_lib.one_line(e)}", USAGE_ERROR)
         if len(argv) > 1:
             _fail(f"unexpected arguments {argv[1:]}", USAGE_ERROR)
         if config is None:
@@ -369,13 +366,13 @@ def _cli() -> None:
             validate(config)
             graphs = load_graphs(config_lib.names(graphs_flag.value))
         except ValueError as e:
-            _fail(run._one_line(e), USAGE_ERROR)
+            _fail(config_lib.one_line(e), USAGE_ERROR)
         try:
             run_transfer(config, graphs, out_flag.value, log=lambda line: print(line, flush=True))
         except config_lib.ConfigError as e:
-            _fail(run._one_line(e), USAGE_ERROR)
+            _fail(config_lib.one_line(e), USAGE_ERROR)
         except (tasks.DataNotFoundError, tasks.MissingDependencyError) as e:
-            _fail(run._one_line(e), RUN_ERROR)
+            _fail(config_lib.one_line(e), RUN_ERROR)
 
     app.run(main, flags_parser=parse)
 
