@@ -323,16 +323,18 @@ def leaf_update(
 # --------------------------------------------------------------------------
 # Random draws of the noise operands and dropout operators.
 #
-# Counter-based: a draw is a hash of (seed words, step, leaf, element), so it
-# needs no key splitting and the same function gives the same numbers to
-# ``to_optax`` and to the population engine, in NumPy or JAX. jax.random's
+# Counter-based: a draw is a hash of (seed words, step, element), where the
+# element counts through the flattened parameter tree (a leaf's draws start at
+# its ``offset``, the sizes of the leaves before it). So it needs no key
+# splitting, and the same function gives the same numbers to ``to_optax`` (leaf
+# by leaf) and to the population engine (all weights in one draw, one fused
+# kernel however many leaves the model has), in NumPy or JAX. jax.random's
 # threefry was the single largest cost of the population step on CPU (about
 # 10 ns an element, ~0.35 ms a step for a 4,800-weight model with two seeds);
 # this hash (Wellons' lowbias32, three multiply-xorshift rounds) fuses into a
 # few integer operations per element.
 
-_STEP_MIX = 0x9E3779B9  # golden-ratio constants decorrelate step and leaf streams
-_LEAF_MIX = 0x85EBCA6B
+_STEP_MIX = 0x9E3779B9  # golden-ratio constant: decorrelates the steps' streams
 
 
 def _mix32(xp, x):
@@ -344,30 +346,31 @@ def _mix32(xp, x):
     return x ^ (x >> 16)
 
 
-def _unit_draws(xp, seed_words, step, leaf: int, shape, lane: int, dtype):
-    """Uniform [0, 1) numbers of one leaf at one step, from stream ``lane``."""
+def _unit_draws(xp, seed_words, step, offset: int, shape, lane: int, dtype):
+    """Uniform [0, 1) numbers of elements ``offset, offset + 1, ...`` at one
+    step, from stream ``lane``."""
     # One-element arrays, not scalars: NumPy wraps uint32 arrays silently.
     seed_words = xp.asarray(seed_words).astype(xp.uint32).reshape(2)
     step = xp.asarray(step).astype(xp.uint32).reshape(1)
-    stream = _mix32(xp, seed_words[:1] ^ _mix32(
-        xp, seed_words[1:] + step * xp.uint32(_STEP_MIX) + xp.uint32(leaf * _LEAF_MIX % 2**32)))
+    stream = _mix32(xp, seed_words[:1] ^ _mix32(xp, seed_words[1:] + step * xp.uint32(_STEP_MIX)))
     size = math.prod(int(n) for n in shape)
-    counter = xp.arange(size, dtype=xp.uint32) * xp.uint32(3) + xp.uint32(lane)
-    bits = _mix32(xp, counter ^ stream) >> 8  # 24 random bits
+    element = xp.arange(size, dtype=xp.uint32) + xp.uint32(offset)
+    bits = _mix32(xp, (element * xp.uint32(3) + xp.uint32(lane)) ^ stream) >> 8  # 24 bits
     return (bits.astype(dtype) * dtype(2.0**-24)).reshape(shape)
 
 
-def uniform_draws(xp, seed_words, step, leaf: int, shape, dtype=None):
-    """[0, 1) uniforms of the dropout operators for leaf ``leaf`` at ``step``."""
+def uniform_draws(xp, seed_words, step, offset: int, shape, dtype=None):
+    """[0, 1) uniforms of the dropout operators for the elements from ``offset``
+    of the flattened parameters, at ``step``."""
     dtype = xp.dtype(dtype or xp.float32).type
-    return _unit_draws(xp, seed_words, step, leaf, shape, 0, dtype)
+    return _unit_draws(xp, seed_words, step, offset, shape, 0, dtype)
 
 
-def noise_draws(xp, seed_words, step, leaf: int, shape, dtype=None):
-    """Standard-normal noise for leaf ``leaf`` at ``step`` (Box-Muller)."""
+def noise_draws(xp, seed_words, step, offset: int, shape, dtype=None):
+    """Standard-normal noise for the elements from ``offset``, at ``step`` (Box-Muller)."""
     dtype = xp.dtype(dtype or xp.float32).type
-    a = _unit_draws(xp, seed_words, step, leaf, shape, 1, dtype)
-    b = _unit_draws(xp, seed_words, step, leaf, shape, 2, dtype)
+    a = _unit_draws(xp, seed_words, step, offset, shape, 1, dtype)
+    b = _unit_draws(xp, seed_words, step, offset, shape, 2, dtype)
     return xp.sqrt(-2.0 * xp.log1p(-a)) * xp.cos((2.0 * xp.pi) * b)
 
 
@@ -443,15 +446,17 @@ def to_optax(
         flat_w = treedef.flatten_up_to(params)
         flat_s = treedef.flatten_up_to(state.leaves)
         out_u, out_s = [], []
-        for i, (g, w, s) in enumerate(zip(flat_g, flat_w, flat_s)):
+        offset = 0  # of the leaf's draws in the flattened parameters
+        for g, w, s in zip(flat_g, flat_w, flat_s, strict=True):
             noise = uniform = None
             if "noise" in p.needs:
-                noise = noise_draws(jnp, state.key, state.count, i, g.shape, g.dtype)
+                noise = noise_draws(jnp, state.key, state.count, offset, g.shape, g.dtype)
             if "uniform" in p.needs:
-                uniform = uniform_draws(jnp, state.key, state.count, i, g.shape, g.dtype)
+                uniform = uniform_draws(jnp, state.key, state.count, offset, g.shape, g.dtype)
             u, s = leaf_update(
                 p, jnp, g, w, s, scalars, step_lr, wd, noise=noise, uniform=uniform
             )
+            offset += g.size
             out_u.append(u)
             out_s.append(s)
         new_state = SymoptState(

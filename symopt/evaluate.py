@@ -141,15 +141,20 @@ def _compiled_population_trainer(task, shape: ProgramShape, num_seeds: int, stra
                                  mesh: jax.sharding.Mesh):
     """jit(shard_map over devices(train all runs of the local candidates))."""
 
-    def train(program: Program, seeds: jax.Array, data) -> dict[str, jax.Array]:
+    def train(program: Program, scalars: population.StepScalars, seeds: jax.Array,
+              data) -> dict[str, jax.Array]:
         candidates = program.momentum.shape[0]
         tx = population.optimizer(program, shape, task.steps, runs_per_candidate=num_seeds,
-                                  seeds=jnp.tile(seeds, candidates), strategy=strategy)
+                                  seeds=jnp.tile(seeds, candidates), strategy=strategy,
+                                  scalars=scalars)
         return _train_runs(tx, task, data, _run_keys(seeds, candidates))
 
     spec, replicated = jax.sharding.PartitionSpec("population"), jax.sharding.PartitionSpec()
-    sharded = jax.shard_map(train, mesh=mesh, in_specs=(spec, replicated, replicated),
-                            out_specs=spec, check_vma=False)
+    per_step = jax.sharding.PartitionSpec(None, "population")  # [T, P, ...] tables
+    sharded = jax.shard_map(
+        train, mesh=mesh, in_specs=(spec, population.StepScalars(per_step, per_step),
+                                    replicated, replicated),
+        out_specs=spec, check_vma=False)
     return jax.jit(sharded)
 
 
@@ -254,7 +259,9 @@ def evaluate(
     mesh = _device_mesh(devices)
     trainer = _compiled_population_trainer(task, shape, len(seeds), strategy, mesh)
     local = _pad(jax.tree.map(lambda x: x[share], program), local_size, mesh.devices.size)
-    out = trainer(local, jnp.asarray(seeds, jnp.int32), task.data())
+    # The schedules and decays, tabulated on the host: no compile for them.
+    scalars = population.step_scalars(local, task.steps)
+    out = trainer(local, scalars, jnp.asarray(seeds, jnp.int32), task.data())
     metrics = _gather_hosts(_to_metrics(out, local_size, len(seeds)), size)
     return _result(metrics, curves)
 

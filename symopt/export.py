@@ -147,28 +147,28 @@ def _mix32(x):
     return x ^ (x >> 16)
 
 
-def _unit_draws(key, step, leaf, shape, lane, dtype):
-    """Uniform [0, 1) numbers of one leaf at one step, from stream ``lane``.
+def _unit_draws(key, step, offset, shape, lane, dtype):
+    """Uniform [0, 1) numbers of elements ``offset, offset + 1, ...`` of the
+    flattened parameters at one step, from stream ``lane``.
 
-    A hash of (key, step, leaf, element): no key splitting.
+    A hash of (key, step, element): no key splitting.
     """
     key = jnp.asarray(key).astype(jnp.uint32).reshape(2)
     step = jnp.asarray(step).astype(jnp.uint32).reshape(1)
-    stream = _mix32(key[:1] ^ _mix32(
-        key[1:] + step * jnp.uint32(0x9E3779B9) + jnp.uint32(leaf * 0x85EBCA6B % 2**32)))
+    stream = _mix32(key[:1] ^ _mix32(key[1:] + step * jnp.uint32(0x9E3779B9)))
     size = 1
     for n in shape:
         size *= int(n)
-    counter = jnp.arange(size, dtype=jnp.uint32) * jnp.uint32(3) + jnp.uint32(lane)
-    bits = _mix32(counter ^ stream) >> 8  # 24 random bits
+    element = jnp.arange(size, dtype=jnp.uint32) + jnp.uint32(offset)
+    bits = _mix32((element * jnp.uint32(3) + jnp.uint32(lane)) ^ stream) >> 8  # 24 bits
     dtype = jnp.dtype(dtype).type
     return (bits.astype(dtype) * dtype(2.0**-24)).reshape(shape)
 ''',
     "_normal_draws": '''
-def _normal_draws(key, step, leaf, shape, dtype):
-    """Standard-normal noise of one leaf at one step (Box-Muller)."""
-    a = _unit_draws(key, step, leaf, shape, 1, dtype)
-    b = _unit_draws(key, step, leaf, shape, 2, dtype)
+def _normal_draws(key, step, offset, shape, dtype):
+    """Standard-normal noise of elements ``offset, ...`` at one step (Box-Muller)."""
+    a = _unit_draws(key, step, offset, shape, 1, dtype)
+    b = _unit_draws(key, step, offset, shape, 2, dtype)
     return jnp.sqrt(-2.0 * jnp.log1p(-a)) * jnp.cos((2.0 * jnp.pi) * b)
 ''',
 }
@@ -413,9 +413,10 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
     # ---- The factory.
     draws = []
     if "noise" in p.needs:
-        draws.append("xi = _normal_draws(state.key, state.count, i, g.shape, g.dtype)")
+        draws.append("xi = _normal_draws(state.key, state.count, offset, g.shape, g.dtype)")
     if "uniform" in p.needs:
-        draws.append("uniform = _unit_draws(state.key, state.count, i, g.shape, 0, g.dtype)")
+        draws.append(
+            "uniform = _unit_draws(state.key, state.count, offset, g.shape, 0, g.dtype)")
     leaf_call_args = "g, w, s, scalars, lr, weight_decay" + "".join(
         f", {v}" for v, need in (("xi", "noise"), ("uniform", "uniform")) if need in p.needs
     )
@@ -461,9 +462,12 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
         "        flat_w = treedef.flatten_up_to(params)",
         "        flat_s = treedef.flatten_up_to(state.leaves)",
         "        out_u, out_s = [], []",
-        "        for i, (g, w, s) in enumerate(zip(flat_g, flat_w, flat_s)):",
+        *(["        offset = 0  # of the leaf's draws in the flattened parameters"]
+          if draws else []),
+        "        for g, w, s in zip(flat_g, flat_w, flat_s):",
         *[f"            {line}" for line in draws],
         f"            u, s = _leaf_update({leaf_call_args})",
+        *(["            offset += g.size"] if draws else []),
         "            out_u.append(u)",
         "            out_s.append(s)",
         "        new_state = OptimizerState(optax.safe_increment(count),"

@@ -305,41 +305,107 @@ def _eval_nodes(table, expr: ExprArrays, first: int, uniform) -> jax.Array:
     return jax.lax.fori_loop(0, expr.length, body, table)
 
 
-def _eval_scalar_expr(expr: ExprArrays, leaves: jax.Array) -> jax.Array:
-    """A scalar DAG over ``leaves`` (scalar operands then constants)."""
-    table = jnp.concatenate([leaves, jnp.zeros(expr.op.shape[-1], leaves.dtype)])
-    table = _eval_nodes(table, expr, leaves.shape[0], jnp.ones((), leaves.dtype))
-    return jax.lax.dynamic_index_in_dim(table, expr.root, keepdims=False)
+class StepScalars(NamedTuple):
+    """The per-step multipliers of P graphs, tabulated over ``total_steps``.
+
+    They depend on the step alone, not on the weights, so they are computed
+    once for the whole training rather than inside every step (by default in
+    NumPy: no XLA compile at all; under ``vmap`` they were switches over every
+    operator, the largest part of the population program's compile time).
+    """
+
+    schedule: Any  # [T, P]: learning-rate multiplier of the graph's schedule
+    decays: Any  # [T, P, K]: decay multiplier of each operand slot
 
 
-def _scalar_leaves(row: Program, t, frac) -> jax.Array:
+def _select(xp, values: Sequence[Any], index) -> Any:
+    """``values[index]`` elementwise as a chain of selects: an unchosen
+    value's NaN never leaks, and under jit it fuses into one kernel."""
+    out = values[0]
+    for k in range(1, len(values)):
+        out = xp.where(index == k, values[k], out)
+    return out
+
+
+def _scalar_exprs(xp, expr: ExprArrays, leaves: Sequence[Any]) -> Any:
+    """Scalar DAGs over ``leaves`` (scalar operands then constants), batched
+    over any leading axes: every operator on every node, the used one selected."""
+    table = list(leaves)
+    one = xp.ones_like(table[0])  # the dropout draw: keep everything
+
+    def unary(index, x):
+        return _select(xp, [ops.bounded_fn(name, 1)(xp, x, one) for name in UNARY_NAMES], index)
+
+    for j in range(expr.op.shape[-1]):
+        x = unary(expr.left[..., j], _select(xp, table, expr.a[..., j]))
+        y = unary(expr.right[..., j], _select(xp, table, expr.b[..., j]))
+        binary = [ops.bounded_fn(name, 2)(xp, x, y, None) for name in BINARY_NAMES]
+        table.append(_select(xp, binary, expr.op[..., j]))
+    return _select(xp, table, expr.root)
+
+
+def _scalar_leaves(xp, program: Program, t, frac, shape) -> list[Any]:
+    """The scalar operands at ``t``, ``frac`` ([T, P]), then the constants,
+    each broadcast to ``shape`` ([T, P] or [T, P, K])."""
     ctx = ops.StepContext(None, None, None, None, None, None, None, t, frac)
-    values = [ops.OPERANDS[n].fn(jnp, ctx) * jnp.ones((), t.dtype) for n in SCALAR_NAMES]
-    return jnp.concatenate([jnp.stack(values), row.constants])
+    values = [ops.OPERANDS[n].fn(xp, ctx) * xp.ones_like(t) for n in SCALAR_NAMES]
+    values += [xp.broadcast_to(program.constants[:, i], t.shape)
+               for i in range(program.constants.shape[1])]
+    extra = (1,) * (len(shape) - t.ndim)
+    return [xp.broadcast_to(v.reshape(v.shape + extra), shape) for v in values]
 
 
-def _run_scalars(row: Program, count, total_steps: int) -> dict[str, jax.Array]:
-    """Schedule multiplier, decay multipliers per slot, bias corrections."""
-    h = row.hparams
-    t = count.astype(h["learning_rate"].dtype)
+def step_scalars(program: Program, total_steps: int, xp=np) -> StepScalars:
+    """Tabulates the schedule and decay multipliers of every graph at steps
+    ``0 .. total_steps - 1`` (the formulas of :func:`symopt.to_optax`).
+
+    ``xp=np`` (default) computes them on the host with no compile; ``xp=jnp``
+    inside a traced function (the program may then be traced).
+    """
+    if xp is np:
+        with np.errstate(all="ignore"):  # the unchosen operators may overflow
+            return _tabulate(np, jax.tree.map(np.asarray, program), total_steps)
+    return _tabulate(xp, program, total_steps)
+
+
+def _tabulate(xp, program: Program, total_steps: int) -> StepScalars:
+    dtype = program.constants.dtype
+    size = program.momentum.shape[0]
+    t = xp.broadcast_to(xp.arange(total_steps, dtype=dtype)[:, None], (total_steps, size))
     frac = t / total_steps
-    decays = jax.vmap(lambda e: _eval_scalar_expr(e, _scalar_leaves(row, t, frac)))(row.decays)
-    s = row.schedule
-    u = compile_lib.schedule_fraction(jnp, t, s["warmup_steps"], total_steps)
+    slots = (total_steps, *program.operands.shape)
+    decays = _scalar_exprs(xp, program.decays, _scalar_leaves(xp, program, t, frac, slots))
+    s = program.schedule
+    u = compile_lib.schedule_fraction(xp, t, s["warmup_steps"], total_steps)
     fields = types.SimpleNamespace(**{k: s[k] for k in _SCHEDULE_FIELDS})
+    count = s["num_values"]
+    piece = xp.clip(xp.floor(u * count), 0, xp.maximum(count - 1, 0))
     special = {
-        "graph": lambda: _eval_scalar_expr(row.schedule_expr, _scalar_leaves(row, t, u)),
-        "piecewise": lambda: compile_lib.piecewise_multiplier(
-            jnp, u, row.schedule_values, s["num_values"]),
+        "graph": lambda: _scalar_exprs(xp, program.schedule_expr,
+                                       _scalar_leaves(xp, program, t, u, t.shape)),
+        "piecewise": lambda: _select(xp, list(program.schedule_values.T), piece),
     }
-    branches = [special.get(k, lambda k=k: compile_lib.SCHEDULE_FORMULAS[k](jnp, u, fields))
-                for k in SCHEDULE_KINDS]
-    mult = jax.lax.switch(row.schedule_kind, branches)
-    mult = jnp.where(s["warmup_steps"] > 0,
-                     compile_lib.with_warmup(jnp, t, s["warmup_steps"], mult), mult)
-    out = {"t": t, "frac": frac, "decays": decays, "schedule": mult}
-    for name, beta in (("m", h["beta1"]), ("v", h["beta2"]), ("gamma", h["beta3"])):
-        out[f"bc:{name}"] = jnp.where(h["bias_correction"] > 0, 1 - beta ** (t + 1), 1.0)
+    formula = lambda k: compile_lib.SCHEDULE_FORMULAS[k](xp, u, fields)  # noqa: E731
+    mult = _select(xp, [special[k]() if k in special else formula(k) for k in SCHEDULE_KINDS],
+                   program.schedule_kind)
+    mult = xp.where(s["warmup_steps"] > 0,
+                    compile_lib.with_warmup(xp, t, s["warmup_steps"], mult), mult)
+    return StepScalars(schedule=mult.astype(dtype), decays=decays.astype(dtype))
+
+
+def _run_scalars(table: StepScalars, step, runs_per_candidate: int, hparams,
+                 total_steps: int) -> dict[str, jax.Array]:
+    """The per-run scalars at each candidate's ``step`` [P]: the tabulated
+    schedule [R] and decays [R, K], the step, its fraction of ``T`` and the
+    bias corrections [R]."""
+    row = (jnp.minimum(step, total_steps - 1), jnp.arange(step.shape[0]))
+    per_run = lambda x: jnp.repeat(x, runs_per_candidate, axis=0)  # noqa: E731
+    t = per_run(step).astype(hparams["learning_rate"].dtype)
+    out = {"t": t, "frac": t / total_steps, "schedule": per_run(table.schedule[row]),
+           "decays": per_run(table.decays[row])}
+    for name, beta in (("m", hparams["beta1"]), ("v", hparams["beta2"]),
+                       ("gamma", hparams["beta3"])):
+        out[f"bc:{name}"] = jnp.where(hparams["bias_correction"] > 0, 1 - beta ** (t + 1), 1.0)
     return out
 
 
@@ -530,6 +596,7 @@ def optimizer(
     runs_per_candidate: int = 1,
     seeds: jax.Array | Sequence[int] | None = None,
     strategy: str = "auto",
+    scalars: StepScalars | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """The population's optimizer over R = P * runs_per_candidate runs.
 
@@ -542,6 +609,9 @@ def optimizer(
       seeds: per-run seeds of the noise operands ([R]; default 0 for all, as
         :func:`symopt.to_optax`'s default).
       strategy: ``"loop"``, ``"vmap"`` or ``"auto"`` (see the module doc).
+      scalars: ``step_scalars(program, total_steps)``, made outside the traced
+        function to spare its compile; by default tabulated in the graph. Past
+        ``total_steps``, the schedules and decays hold their last step's value.
 
     Returns:
       An optax transformation whose params, gradients and updates are pytrees
@@ -556,6 +626,7 @@ def optimizer(
     random = uses_random(program)
     moments = uses_moments(program)
     h = rows.hparams
+    table = step_scalars(program, total_steps, xp=jnp) if scalars is None else scalars
 
     def init_fn(params):
         flat = _flatten(params)
@@ -565,16 +636,11 @@ def optimizer(
                                jnp.zeros((runs, shape.max_states, flat.shape[1]), flat.dtype),
                                zeros, keys)
 
-    def draws(kind, words, counts, like):
-        """Noise or uniform samples [runs, L], leaf by leaf as to_optax draws them."""
+    def draws(kind, words, counts, length, dtype):
+        """Noise or uniform samples [runs, L]: all weights in one draw, the same
+        numbers as to_optax draws leaf by leaf (see compile.noise_draws)."""
         draw = compile_lib.noise_draws if kind == "noise" else compile_lib.uniform_draws
-
-        def per_run(words, count):
-            return jnp.concatenate([
-                draw(jnp, words, count, i, leaf.shape[1:], leaf.dtype).ravel()
-                for i, leaf in enumerate(jax.tree.leaves(like))])
-
-        return jax.vmap(per_run)(words, counts)
+        return jax.vmap(lambda w, c: draw(jnp, w, c, 0, (length,), dtype))(words, counts)
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
@@ -595,10 +661,8 @@ def optimizer(
         )
         # Runs of one candidate step together; a diverged run's frozen count
         # must not hold back its candidate's live runs (its update is dropped).
-        count = jnp.repeat(state.count.reshape(-1, runs_per_candidate).max(axis=1),
-                           runs_per_candidate)
-        scalars = jax.vmap(lambda row, count: _run_scalars(row, count, total_steps))(
-            rows, count)
+        step = state.count.reshape(-1, runs_per_candidate).max(axis=1)
+        scalars = _run_scalars(table, step, runs_per_candidate, h, total_steps)
         base = {"g": g, "w": w, "m": m, "v": v, "gamma": gamma}
         u_expr = rows.update
         ints, i_layout = _pack([
@@ -614,7 +678,7 @@ def optimizer(
         if strategy == "vmap":
             # Without noise in the population, g stands in: nothing reads it.
             noise, uniform = jax.lax.cond(
-                random, lambda: tuple(draws(kind, state.key, state.count, updates)
+                random, lambda: tuple(draws(kind, state.key, state.count, *g.shape[1:], g.dtype)
                                       for kind in ("noise", "uniform")), lambda: (g, g))
             base = {**base, "noise": noise, "uniform": uniform}
             u, new_states, trace, _ = jax.vmap(
@@ -623,7 +687,7 @@ def optimizer(
         else:
             u, new_states, trace = _loop_over_candidates(
                 packed, layout, shape, base, state.states, state.trace, runs_per_candidate,
-                state.key, state.count, lambda *args: draws(*args, updates))
+                state.key, state.count, lambda *args: draws(*args, *g.shape[1:], g.dtype))
         new_state = PopulationState(
             state.count + 1, m, v, gamma, new_states, trace,
             state.key,

@@ -460,3 +460,13 @@ def test_an_optax_schedule_as_learning_rate_is_called_with_the_step_count(params
         u_ours, s_ours = ours.update(grads, s_ours, params)
         u_theirs, s_theirs = theirs.update(grads, s_theirs, params)
         chex.assert_trees_all_close(u_ours, u_theirs, rtol=1e-6)
+
+
+@pytest.mark.parametrize("draw", [compile_lib.noise_draws, compile_lib.uniform_draws])
+def test_one_draw_over_all_weights_equals_the_draws_leaf_by_leaf(draw):
+    words, shapes = compile_lib.seed_words(2), [(3, 4), (4,), (2, 2, 2)]
+    offsets = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
+    leaf_by_leaf = [draw(np, words, 5, o, s).ravel()
+                    for o, s in zip(offsets[:-1], shapes, strict=True)]
+    np.testing.assert_array_equal(np.concatenate(leaf_by_leaf),
+                                  draw(np, words, 5, 0, (offsets[-1],)))

@@ -8,6 +8,7 @@ agree to rtol 1e-5 over 20 steps, which is what is being specified.
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -243,3 +244,29 @@ def test_a_new_generation_reuses_the_compiled_program():
     before = step._cache_size()
     step(population.encode(graphs[20:28], SHAPE))
     assert step._cache_size() == before
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_step_scalars_tabulated_on_the_host_equal_those_tabulated_in_the_graph(dtype, rtol):
+    # float32: NumPy's and XLA's cos differ in the last bits.
+    with jax.enable_x64(dtype == "float64"):
+        program = population.encode([*_graphs(), *PIECEWISE], SHAPE, dtype=jnp.dtype(dtype))
+        host = population.step_scalars(program, STEPS)
+        traced = jax.jit(lambda p: population.step_scalars(p, STEPS, xp=jnp))(program)
+        chex.assert_trees_all_close(host, jax.tree.map(np.asarray, traced), rtol=rtol, atol=0)
+        chex.assert_trees_all_equal_dtypes(host, traced)
+    assert host.schedule.shape == (STEPS, program.size)
+    assert host.decays.shape == (STEPS, program.size, SHAPE.max_operands)
+
+
+def test_past_total_steps_the_schedule_holds_its_last_value():
+    graph = zoo.sgd().replace(schedule=Schedule(kind="piecewise", values=(1.0, 0.5)))
+    program = population.encode([graph], SHAPE)
+    params = {"w": jnp.ones((1, 2))}
+    tx = population.optimizer(program, SHAPE, 4)
+    state = tx.init(params)
+    lrs = []
+    for _ in range(6):
+        updates, state = tx.update({"w": jnp.ones((1, 2))}, state, params)
+        lrs.append(float(-updates["w"][0, 0]) / graph.hparams.learning_rate)
+    np.testing.assert_allclose(lrs, [1.0, 1.0, 0.5, 0.5, 0.5, 0.5], rtol=1e-6)
