@@ -1,7 +1,9 @@
 """Speed of the population engine, measured side by side in one run.
 
 Run: ``python experiments/benchmark.py`` (``--population=64 --quick`` for a
-smaller check). Prints one JSON object:
+smaller check). Every candidate trains ``--seeds`` runs (default 1; the
+search configs train 2, and the loop strategy steps a candidate's runs
+together, sharing its per-candidate cost). Prints one JSON object:
 
 * ``overhead_mlp``, ``overhead_cnn``: time to train a population of random
   graphs (those that pass ``symopt.check``) / time to train the same number of
@@ -34,6 +36,7 @@ from symopt.spaces import nos
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("population", 64, "P for the overhead and speedup figures.")
+flags.DEFINE_integer("seeds", 1, "runs per candidate (the search configs train 2).")
 flags.DEFINE_integer("repeats", 2, "timed repeats (the best is kept).")
 flags.DEFINE_integer("per_candidate", 6, "candidates timed in the per-candidate-jit loop.")
 flags.DEFINE_multi_integer("sizes", [1, 16, 64, 256], "P values for candidate_steps_per_s.")
@@ -66,7 +69,7 @@ def _timed(fn) -> tuple[float, float]:
 
 
 def _overhead(task_name: str, graphs) -> dict[str, float]:
-    task = tasks.get(task_name, seeds=1)
+    task = tasks.get(task_name, seeds=FLAGS.seeds)
     task.data()  # loaded (and cached) before anything is timed
     program = population.encode(graphs, SHAPE)
     lrs = (jnp.full(len(graphs), 1e-3),)
@@ -102,7 +105,7 @@ def main(argv):
     graphs = _graphs(p)
     mlp = _overhead("digits_mlp", graphs)
     cnn = _overhead("digits_cnn", graphs)
-    task = tasks.get("digits_mlp", seeds=1)
+    task = tasks.get("digits_mlp", seeds=FLAGS.seeds)
     per_candidate = _per_candidate_seconds(graphs[: FLAGS.per_candidate], task)
     per_candidate *= p / FLAGS.per_candidate
     engine = mlp["population_s"] + mlp["population_compile_s"]
@@ -110,6 +113,7 @@ def main(argv):
         "device": str(jax.devices()[0].device_kind),
         "strategy": population.default_strategy(),
         "population": p,
+        "seeds": FLAGS.seeds,
         "overhead_mlp": round(mlp["ratio"], 3),
         "overhead_cnn": round(cnn["ratio"], 3),
         "speedup_vs_per_candidate_jit": round(per_candidate / engine, 2),

@@ -62,7 +62,7 @@ BINARY_SOURCE: dict[str, str] = {
     "sub": "{a} - {b}",
     "mul": "{a} * {b}",
     "div": "{a} / _protect({b})",
-    "pow": "jnp.power(jnp.maximum(jnp.abs({a}), TINY), jnp.clip({b}, -BIG, BIG))",
+    "pow": "jnp.exp(jnp.clip({b}, -BIG, BIG) * jnp.log(jnp.maximum(jnp.abs({a}), TINY)))",
     "keep_left": "{a}",
     "max": "jnp.maximum({a}, {b})",
     "min": "jnp.minimum({a}, {b})",
