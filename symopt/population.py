@@ -285,12 +285,13 @@ def _node_value(table, left, right, op, a, b, uniform):
     dropout branch draws it, so a run without dropout never pays for it.
     """
     draw = uniform if callable(uniform) else lambda: uniform
-    unary = [lambda x, name=name: ops.bounded_fn(name, 1)(
-        jnp, x, draw() if ops.UNARY[name].random else None) for name in UNARY_NAMES]
+    read = lambda i: jax.lax.dynamic_index_in_dim(table, i, keepdims=False)  # noqa: E731
+    unary = [lambda i, name=name: ops.bounded_fn(name, 1)(
+        jnp, read(i), draw() if ops.UNARY[name].random else None) for name in UNARY_NAMES]
     binary = [lambda x, y, name=name: ops.bounded_fn(name, 2)(jnp, x, y, None)
               for name in BINARY_NAMES]
-    x = jax.lax.switch(left, unary, jax.lax.dynamic_index_in_dim(table, a, keepdims=False))
-    y = jax.lax.switch(right, unary, jax.lax.dynamic_index_in_dim(table, b, keepdims=False))
+    x = jax.lax.switch(left, unary, a)
+    y = jax.lax.switch(right, unary, b)
     return jax.lax.switch(op, binary, x, y)
 
 
