@@ -628,6 +628,12 @@ def optimizer(
     moments = uses_moments(program)
     h = rows.hparams
     table = step_scalars(program, total_steps, xp=jnp) if scalars is None else scalars
+    clips = jnp.any(h["clip_norm"] > 0) | jnp.any(h["clip_value"] > 0)
+
+    def clip(g):
+        g = compile_lib.clip_rows_by_norm(jnp, g, h["clip_norm"][:, None])
+        c = h["clip_value"][:, None]
+        return jnp.where(c > 0, jnp.clip(g, -c, c), g)
 
     def init_fn(params):
         flat = _flatten(params)
@@ -649,9 +655,7 @@ def optimizer(
             raise ValueError("symopt optimizers need params: call update(grads, state, params)")
         g = _flatten(updates)
         w = _flatten(params)
-        g = compile_lib.clip_rows_by_norm(jnp, g, h["clip_norm"][:, None])
-        c = h["clip_value"][:, None]
-        g = jnp.where(c > 0, jnp.clip(g, -c, c), g)
+        g = jax.lax.cond(clips, clip, lambda g: g, g)  # a pass over all runs, when any clips
         # A moment nobody reads is not updated (an unbatched cond: a real branch).
         m, v, gamma = (
             jax.lax.cond(moments[name],
