@@ -8,10 +8,11 @@ together, sharing its per-candidate cost). Prints one JSON object:
 * ``overhead_mlp``, ``overhead_cnn``: time to train a population of random
   graphs (those that pass ``symopt.check``) / time to train the same number of
   runs with native ``optax.adam``, vmapped the same way (digits MLP and
-  digits small CNN; compile excluded, best of ``--repeats``).
+  digits small CNN; compile excluded, best of ``--repeats`` interleaved calls).
 * ``speedup_vs_per_candidate_jit``: a loop that jit-compiles and trains each
   candidate's ``to_optax`` separately (compile included, as a search would
-  pay it) / the population engine (compile included), on the digits MLP.
+  pay it) / the population engine (compile included: the median of
+  ``--cold_repeats`` runs from empty caches), on the digits MLP.
   Both run the same training loop to the same metrics (training, divergence
   guard, validation and test metrics: what a search needs of a candidate);
   the loop is timed on ``--per_candidate`` candidates and scaled to the
@@ -37,7 +38,8 @@ from symopt.spaces import nos
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("population", 64, "P for the overhead and speedup figures.")
 flags.DEFINE_integer("seeds", 1, "runs per candidate (the search configs train 2).")
-flags.DEFINE_integer("repeats", 2, "timed repeats (the best is kept).")
+flags.DEFINE_integer("repeats", 3, "warm timed repeats, interleaved (the best is kept).")
+flags.DEFINE_integer("cold_repeats", 3, "cold (compile included) runs of the engine (median).")
 flags.DEFINE_integer("per_candidate", 6, "candidates timed in the per-candidate-jit loop.")
 flags.DEFINE_multi_integer("sizes", [1, 16, 64, 256], "P values for candidate_steps_per_s.")
 flags.DEFINE_bool("quick", False, "skip the P sweep.")
@@ -55,17 +57,26 @@ def _graphs(count: int, seed: int = 0) -> list[symopt.Graph]:
     return graphs
 
 
-def _timed(fn) -> tuple[float, float]:
-    """(first call seconds, best later call seconds)."""
+def _cold(fn) -> float:
+    """Seconds of one call with nothing compiled: trace, compile and run."""
+    jax.clear_caches()
+    evaluate._compiled_population_trainer.cache_clear()  # noqa: SLF001
+    evaluate._compiled_baseline_trainer.cache_clear()  # noqa: SLF001
     start = time.perf_counter()
     fn()
-    first = time.perf_counter() - start
-    best = float("inf")
+    return time.perf_counter() - start
+
+
+def _warm_pair(fn_a, fn_b) -> tuple[float, float]:
+    """Best seconds of warm calls of ``fn_a`` and ``fn_b``, interleaved so that
+    a drift in the machine's speed touches both alike."""
+    best = [float("inf"), float("inf")]
     for _ in range(FLAGS.repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return first, best
+        for i, fn in enumerate((fn_a, fn_b)):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best[0], best[1]
 
 
 def _overhead(task_name: str, graphs) -> dict[str, float]:
@@ -73,10 +84,16 @@ def _overhead(task_name: str, graphs) -> dict[str, float]:
     task.data()  # loaded (and cached) before anything is timed
     program = population.encode(graphs, SHAPE)
     lrs = (jnp.full(len(graphs), 1e-3),)
-    pop_first, pop_best = _timed(lambda: evaluate.evaluate(program, task, shape=SHAPE))
-    adam_first, adam_best = _timed(lambda: evaluate.evaluate_baseline(optax.adam, lrs, task))
+    run_population = lambda: evaluate.evaluate(program, task, shape=SHAPE)  # noqa: E731
+    run_adam = lambda: evaluate.evaluate_baseline(optax.adam, lrs, task)  # noqa: E731
+    pop_cold = [_cold(run_population) for _ in range(FLAGS.cold_repeats)]
+    adam_cold = _cold(run_adam)
+    run_population()
+    pop_best, adam_best = _warm_pair(run_population, run_adam)
     return {"ratio": pop_best / adam_best, "population_s": pop_best, "adam_s": adam_best,
-            "population_compile_s": pop_first - pop_best, "adam_compile_s": adam_first - adam_best}
+            "population_cold_s": float(np.median(pop_cold)), "adam_cold_s": adam_cold,
+            "population_compile_s": float(np.median(pop_cold)) - pop_best,
+            "adam_compile_s": adam_cold - adam_best}
 
 
 def _per_candidate_seconds(graphs, task) -> float:
@@ -95,8 +112,10 @@ def _per_candidate_seconds(graphs, task) -> float:
 
 def _steps_per_s(task, size: int) -> dict[str, float]:
     program = population.encode(_graphs(size, seed=size), SHAPE)
-    first, best = _timed(lambda: evaluate.evaluate(program, task, shape=SHAPE))
-    return {"candidate_steps_per_s": size * task.steps / best, "compile_s": first - best}
+    run = lambda: evaluate.evaluate(program, task, shape=SHAPE)  # noqa: E731
+    cold = _cold(run)
+    best = _warm_pair(run, run)[0]
+    return {"candidate_steps_per_s": size * task.steps / best, "compile_s": cold - best}
 
 
 def main(argv):
@@ -108,7 +127,7 @@ def main(argv):
     task = tasks.get("digits_mlp", seeds=FLAGS.seeds)
     per_candidate = _per_candidate_seconds(graphs[: FLAGS.per_candidate], task)
     per_candidate *= p / FLAGS.per_candidate
-    engine = mlp["population_s"] + mlp["population_compile_s"]
+    engine = mlp["population_cold_s"]
     result = {
         "device": str(jax.devices()[0].device_kind),
         "strategy": population.default_strategy(),
