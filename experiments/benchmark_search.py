@@ -6,7 +6,9 @@
 ``speed``: a GA of ``--generations`` x ``--population`` (REFERENCES.md A's scale:
 50 x 50 = 2,500 candidates) over nos graphs on the digits MLP, 2 seeds,
 ``--steps`` steps each, timed end to end (compile, Adam baseline, integrity
-checks, archive writes included). The goal is <= 300 s on 2 CPU cores.
+checks, archive writes included). The goal is <= 300 s on 2 CPU cores. The
+population is split over CPU devices as ``python -m symopt.main`` splits it
+(``--cpu_devices``, default one per core).
 
 ``quality``: ``--search_seeds`` searches of ``--quality_generations`` x
 ``--population`` on the digits MLP, each followed by the progressive
@@ -40,6 +42,7 @@ from absl import app, flags  # noqa: E402
 
 from symopt import config as config_lib  # noqa: E402
 from symopt import evaluate, run, tasks  # noqa: E402
+from symopt import main as cli  # noqa: E402  (defines --cpu_devices, as the CLI has it)
 
 _PART = flags.DEFINE_enum("part", "speed", ["speed", "quality", "both"], "what to measure")
 _GENERATIONS = flags.DEFINE_integer("generations", 50, "speed: generations")
@@ -145,8 +148,9 @@ def measure_quality() -> dict:
 
 def main(argv):
     del argv
+    devices = cli.configure_cpu_devices(flags.FLAGS.cpu_devices)  # as the CLI does
     start = time.perf_counter()
-    out = {}
+    out = {"cpu_devices": devices}
     if _PART.value in ("speed", "both"):
         out["speed"] = measure_speed()
     if _PART.value in ("quality", "both"):

@@ -6,9 +6,16 @@ command line, e.g. ``--config.search.generations=5``. An unknown key or a bad
 value is a one-line error and exit code 2; missing data (a TFDS task whose
 data is not prepared) or a missing optional dependency is a one-line error
 and exit code 1. Re-running the same command on the same workdir resumes.
+
+On CPU the population is split over one JAX device per core
+(``--cpu_devices``), each training its share of the candidates on its own
+thread: a 10 x 50 search on the digits MLP took 33.5 s on 2 cores with 2
+devices, 57.5 s with 1 (``experiments/benchmark_search.py --generations=10``).
 """
 
 from __future__ import annotations
+
+import os
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -23,7 +30,31 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory for the archive, best.json and summary.md; rerun with the "
     "same directory to resume.")
 
+MAX_CPU_DEVICES = 8
+"""Most CPU devices by default: each holds its own copy of the task's data."""
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", None, "CPU devices the population is split over, each training its share "
+    "on its own thread. Default: the cores this process may use, at most "
+    f"{MAX_CPU_DEVICES}. Left alone where XLA_FLAGS sets "
+    "--xla_force_host_platform_device_count; unused on GPU/TPU.", lower_bound=1)
+
 USAGE_ERROR, RUN_ERROR = config_lib.USAGE_ERROR, config_lib.RUN_ERROR
+
+
+def configure_cpu_devices(count: int | None = None) -> int | None:
+    """Sets the number of JAX CPU devices (before JAX starts its backends).
+
+    Returns the count set, or None where ``XLA_FLAGS`` already sets one.
+    """
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    if count is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        count = max(1, min(cores or 1, MAX_CPU_DEVICES))
+    import jax  # noqa: PLC0415
+
+    jax.config.update("jax_num_cpu_devices", count)
+    return count
 
 
 def _fail(message: str, code: int) -> None:
@@ -63,6 +94,7 @@ def main(argv: list[str]) -> None:
         _fail("--workdir is required, e.g. --workdir=runs/digits", USAGE_ERROR)
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.ERROR)  # keep JAX's and TFDS's log lines quiet
+    configure_cpu_devices(_CPU_DEVICES.value)
     from symopt import run  # noqa: PLC0415 (imports JAX; flag errors stay fast)
 
     try:

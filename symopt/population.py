@@ -258,7 +258,8 @@ def uses_random(program: Program) -> jax.Array:
                        if "noise" in ops.OPERANDS[n].needs]
     u = program.update
     in_use = jnp.arange(u.op.shape[-1]) < u.length[:, None]
-    uses_op = (jnp.isin(u.left, jnp.asarray(random_ops)) | jnp.isin(u.right, jnp.asarray(random_ops)))
+    random_ops = jnp.asarray(random_ops)
+    uses_op = jnp.isin(u.left, random_ops) | jnp.isin(u.right, random_ops)
     slot_used = jnp.arange(program.operands.shape[-1]) < program.num_operands[:, None]
     uses_operand = jnp.isin(program.operands, jnp.asarray(random_operands)) & slot_used
     return jnp.any(uses_op & in_use) | jnp.any(uses_operand)
@@ -441,7 +442,8 @@ class _Packed(NamedTuple):
     floats: jax.Array  # float [R, Nf]
 
 
-def _pack(fields: list[tuple[str, jax.Array]]) -> tuple[jax.Array, dict[str, tuple[int, int, bool]]]:
+def _pack(fields: list[tuple[str, jax.Array]],
+          ) -> tuple[jax.Array, dict[str, tuple[int, int, bool]]]:
     """Concatenates [R] and [R, n] arrays; the layout maps a name to
     ``(start, size, is_scalar)``."""
     layout, parts, start = {}, [], 0

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -445,7 +446,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
             f"{config.search.generations} generations x {config.search.population_size}, "
             f"tasks {', '.join(t.name for t in setup.tasks)} "
             f"({setup.tasks[0].steps} steps, {config.tasks.seeds} seeds), "
-            f"{setup.chunk_size} candidates per compiled program")
+            f"{setup.chunk_size} candidates per compiled program, "
+            f"{jax.local_device_count()} {jax.default_backend()} device(s)")
         searcher, state = setup.searcher, setup.searcher.init(config.search.seed)
         trained_total, times = 0, []
         for gen in range(config.search.generations):

@@ -126,8 +126,10 @@ def test_a_run_killed_mid_search_resumes_without_losing_or_repeating_work(finish
     config_file = tmp_path / "tiny.py"
     config_file.write_text(TINY_CONFIG_FILE)
     workdir = tmp_path / "killed"
+    # One CPU device, as the in-process reference ran: the metrics of several
+    # agree to float rounding only (tests/test_evaluate.py), not bit for bit.
     command = [sys.executable, "-m", "symopt.main", f"--config={config_file}",
-               f"--workdir={workdir}"]
+               f"--workdir={workdir}", "--cpu_devices=1"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
@@ -276,3 +278,17 @@ def test_a_tiny_search_runs_in_every_space(space, tmp_path):
     result = run_lib.run(config, tmp_path, log=lambda _: None)
     assert result.counts["evaluated"] >= 1
     assert symopt.load(tmp_path / "best.json") == result.best_graph
+
+
+@pytest.mark.parametrize("xla_flags, flag, expected", [
+    ("", None, str(min(len(os.sched_getaffinity(0)), 8))),
+    ("", 3, "3"),
+    ("--xla_force_host_platform_device_count=5", 3, "5"),
+])
+def test_the_cli_splits_the_population_over_cpu_devices(xla_flags, flag, expected):
+    code = (f"from symopt import main; main.configure_cpu_devices({flag!r}); "
+            "import jax; print(jax.device_count())")
+    env = dict(os.environ, XLA_FLAGS=xla_flags, JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.split()[-1] == expected
