@@ -58,8 +58,9 @@ def _graphs(count: int, seed: int = 0) -> list[symopt.Graph]:
 
 
 def _cold(fn) -> float:
-    """Seconds of one call with nothing compiled: trace, compile and run."""
-    jax.clear_caches()
+    """Seconds of one call whose training program is not compiled: trace,
+    compile and run. JAX's caches of its own small helpers stay warm, as they
+    are for every candidate of the per-candidate loop but its first."""
     evaluate._compiled_population_trainer.cache_clear()  # noqa: SLF001
     evaluate._compiled_baseline_trainer.cache_clear()  # noqa: SLF001
     start = time.perf_counter()
