@@ -12,8 +12,9 @@ import numpy as np
 import optax
 import pytest
 
+import symopt
 from symopt import evaluate, population, tasks, zoo
-from symopt.graph import Graph, Hyperparams, nodes
+from symopt.graph import Graph, Hyperparams, Schedule, nodes
 
 SHAPE = population.ProgramShape(max_nodes=8, max_operands=4, max_constants=4, max_states=1,
                                 max_decay_nodes=2, max_schedule_nodes=2)
@@ -127,3 +128,36 @@ def test_sharding_over_four_devices_gives_the_metrics_of_one():
 
 def test_the_program_shape_is_read_back_from_its_arrays():
     assert evaluate.shape_of(population.encode([zoo.adam()], SHAPE)) == SHAPE
+
+
+def _scheduled_graphs() -> list[Graph]:
+    """Graphs whose schedules and decays vary with the step, each kind of them."""
+    decayed = zoo.rmsprop(learning_rate=0.05).replace(
+        decays=(("rmsprop", nodes(("mul", "identity", "decay_cosine", "sqrt_abs", "t"))),))
+    return [
+        zoo.adam(learning_rate=0.05).replace(schedule=Schedule(kind="cosine", warmup_steps=5)),
+        zoo.sgd(learning_rate=0.1).replace(schedule=Schedule(kind="piecewise",
+                                                            values=(1.0, 0.3, 0.1))),
+        zoo.signum(learning_rate=0.02).replace(schedule=Schedule(
+            kind="graph", expr=nodes(("mul", "identity", "decay_linear", "exp", "t")))),
+        decayed,
+        zoo.terms_ga(),
+    ]
+
+
+def test_evaluate_with_host_tabulated_schedules_matches_each_graphs_to_optax():
+    """evaluate looks the schedules and decays up in NumPy-made tables;
+    to_optax computes them in the step: the same training either way."""
+    task = tasks.get("quadratic", steps=30, seeds=1)
+    graphs = _scheduled_graphs()
+    ours = evaluate.evaluate(population.encode(graphs, SHAPE), task)
+    for i, graph in enumerate(graphs):
+        def make_tx(learning_rate, graph=graph):
+            return symopt.to_optax(graph, learning_rate, total_steps=task.steps)
+
+        lr = jnp.asarray([graph.hparams.learning_rate])
+        native = evaluate.evaluate_baseline(make_tx, (lr,), task)
+        np.testing.assert_allclose(ours.train_loss[i], native.train_loss[0], rtol=1e-4,
+                                   err_msg=str(i))
+        np.testing.assert_allclose(ours.test_loss[i], native.test_loss[0], rtol=1e-4,
+                                   err_msg=str(i))
