@@ -409,12 +409,18 @@ def plot_schedule(graph: Graph, total_steps: int = 1000, ax: Axes | None = None)
 
 @contextlib.contextmanager
 def _archive(archive_or_workdir: Archive | str | os.PathLike[str]) -> Iterator[Archive]:
-    """The archive given, or the one of a workdir (opened here and closed after)."""
-    from symopt.archive import Archive  # noqa: PLC0415
+    """The archive given, or the one of a workdir (opened here and closed after).
+
+    Raises ArchiveError for a workdir without an archive: looking creates nothing.
+    """
+    from symopt.archive import FILENAME, Archive, ArchiveError  # noqa: PLC0415
 
     if isinstance(archive_or_workdir, Archive):
         yield archive_or_workdir
         return
+    if not os.path.exists(os.path.join(archive_or_workdir, FILENAME)):
+        raise ArchiveError(f"{archive_or_workdir}: no symopt archive ({FILENAME}) here; "
+                           "a search writes one to its --workdir")
     with Archive.open(archive_or_workdir) as archive:
         yield archive
 

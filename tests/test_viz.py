@@ -16,7 +16,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from symopt import compile as compile_lib  # noqa: E402
 from symopt import graph as graph_lib  # noqa: E402
 from symopt import symbolic, viz, zoo  # noqa: E402
-from symopt.archive import Archive, CandidateRecord  # noqa: E402
+from symopt.archive import Archive, ArchiveError, CandidateRecord  # noqa: E402
 from symopt.graph import Graph, Schedule, nodes  # noqa: E402
 from symopt.spaces.nos import NosSpace  # noqa: E402
 
@@ -279,3 +279,10 @@ def test_plots_save_to_png(archive, tmp_path):
 def test_import_symopt_does_not_import_matplotlib():
     code = "import sys, symopt; assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_plotting_a_workdir_without_an_archive_raises_and_creates_nothing(tmp_path):
+    missing = tmp_path / "no_run"
+    with pytest.raises(ArchiveError, match="no symopt archive"):
+        viz.plot_fitness(missing)
+    assert not missing.exists()
