@@ -23,6 +23,7 @@ together, sharing its per-candidate cost). Prints one JSON object:
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import jax
@@ -119,13 +120,22 @@ def _steps_per_s(task, size: int) -> dict[str, float]:
     return {"candidate_steps_per_s": size * task.steps / best, "compile_s": cold - best}
 
 
+def _progress(message: str) -> None:
+    """A progress line on stderr (stdout holds only the JSON result)."""
+    print(f"[benchmark] {message}", file=sys.stderr, flush=True)
+
+
 def main(argv):
     del argv
     p = FLAGS.population
     graphs = _graphs(p)
+    _progress(f"overhead on digits_mlp: P={p}, {FLAGS.cold_repeats} cold + "
+              f"{FLAGS.repeats} warm runs each side")
     mlp = _overhead("digits_mlp", graphs)
+    _progress("overhead on digits_cnn")
     cnn = _overhead("digits_cnn", graphs)
     task = tasks.get("digits_mlp", seeds=FLAGS.seeds)
+    _progress(f"per-candidate jit loop over {FLAGS.per_candidate} candidates")
     per_candidate = _per_candidate_seconds(graphs[: FLAGS.per_candidate], task)
     per_candidate *= p / FLAGS.per_candidate
     engine = mlp["population_cold_s"]
@@ -141,9 +151,10 @@ def main(argv):
                     "engine_with_compile_s": engine},
     }
     if not FLAGS.quick:
-        result["candidate_steps_per_s"] = {
-            str(size): _steps_per_s(task, size) for size in FLAGS.sizes
-        }
+        result["candidate_steps_per_s"] = {}
+        for size in FLAGS.sizes:
+            _progress(f"candidate_steps_per_s at P={size}")
+            result["candidate_steps_per_s"][str(size)] = _steps_per_s(task, size)
     print(json.dumps(result, indent=1, default=float))
 
 
