@@ -129,7 +129,7 @@ def test_a_run_killed_mid_search_resumes_without_losing_or_repeating_work(finish
     # One CPU device, as the in-process reference ran: the metrics of several
     # agree to float rounding only (tests/test_evaluate.py), not bit for bit.
     command = [sys.executable, "-m", "symopt.main", f"--config={config_file}",
-               f"--workdir={workdir}", "--cpu_devices=1"]
+               f"--workdir={workdir}", "--cpu_devices=1", "--compilation_cache_dir="]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
@@ -224,8 +224,8 @@ def test_a_tfds_config_without_data_fails_at_start_with_the_prepare_command(tmp_
 
 
 def _main(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "symopt.main", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "symopt.main", "--compilation_cache_dir=",
+                           *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -292,3 +292,21 @@ def test_the_cli_splits_the_population_over_cpu_devices(xla_flags, flag, expecte
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True)
     assert out.stdout.split()[-1] == expected
+
+
+@pytest.mark.parametrize("env_dir, flag, expected", [
+    ("", "{tmp}/cache", "{tmp}/cache"),
+    ("", "", "None"),
+    ("{tmp}/theirs", "{tmp}/cache", "{tmp}/theirs"),
+])
+def test_the_cli_keeps_compiled_programs_in_a_persistent_cache(env_dir, flag, expected, tmp_path):
+    env_dir, flag, expected = (x.format(tmp=tmp_path) for x in (env_dir, flag, expected))
+    code = (f"from symopt import main; main.configure_compilation_cache({flag!r}); "
+            "import jax; print(jax.config.jax_compilation_cache_dir)")
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=env_dir, JAX_PLATFORMS="cpu")
+    if not env_dir:
+        del env["JAX_COMPILATION_CACHE_DIR"]
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.split()[-1] == expected
+    assert os.path.isdir(flag) == (expected == flag)
