@@ -321,6 +321,8 @@ class StepScalars(NamedTuple):
     once for the whole training rather than inside every step (by default in
     NumPy: no XLA compile at all; under ``vmap`` they were switches over every
     operator, the largest part of the population program's compile time).
+    Their size is ``T * P * (K + 1)`` numbers: 2.3 MB for 500 steps of 128
+    graphs with 8 operand slots.
     """
 
     schedule: Any  # [T, P]: learning-rate multiplier of the graph's schedule
@@ -636,6 +638,9 @@ def optimizer(
     random = uses_random(program)
     moments = uses_moments(program)
     h = rows.hparams
+    if scalars is not None and tuple(scalars.schedule.shape) != (total_steps, program.size):
+        raise ValueError(f"scalars are for {tuple(scalars.schedule.shape)} (steps, graphs); "
+                         f"this optimizer needs step_scalars(program, {total_steps})")
     table = step_scalars(program, total_steps, xp=jnp) if scalars is None else scalars
     clips = jnp.any(h["clip_norm"] > 0) | jnp.any(h["clip_value"] > 0)
 

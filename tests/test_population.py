@@ -270,3 +270,9 @@ def test_past_total_steps_the_schedule_holds_its_last_value():
         updates, state = update({"w": jnp.ones((1, 2))}, state, params)
         lrs.append(float(-updates["w"][0, 0]) / graph.hparams.learning_rate)
     np.testing.assert_allclose(lrs, [1.0, 1.0, 0.5, 0.5, 0.5, 0.5], rtol=1e-6)
+
+
+def test_scalars_made_for_another_program_or_length_are_a_clear_error():
+    program = population.encode([zoo.adam(), zoo.sgd()], SHAPE)
+    with pytest.raises(ValueError, match=r"step_scalars\(program, 10\)"):
+        population.optimizer(program, SHAPE, 10, scalars=population.step_scalars(program, 5))
