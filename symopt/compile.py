@@ -143,15 +143,19 @@ population interpreter). The ``graph`` and ``piecewise`` kinds are evaluated
 by :func:`evaluate_scalar` and :func:`piecewise_multiplier`."""
 
 
-def piecewise_multiplier(xp, u: Array, values: Array, count: Array) -> Array:
-    """``values[min(floor(u * count), count - 1)]``: the ``piecewise`` schedule.
+def piecewise_index(xp, u: Array, count: Array) -> Array:
+    """``min(floor(u * count), count - 1)``, at least 0 (a float): the entry
+    of a ``piecewise`` schedule's ``count`` values in force at ``u``."""
+    return xp.maximum(xp.minimum(xp.floor(u * count), count - 1), 0)
 
-    ``values`` may be padded beyond its first ``count`` entries (the
-    population interpreter's fixed-size rows).
+
+def piecewise_multiplier(xp, u: Array, values: Array, count: Array) -> Array:
+    """``values[piecewise_index(u, count)]``: the ``piecewise`` schedule.
+
+    ``values`` may be padded beyond its first ``count`` entries.
     """
     values = xp.asarray(values, dtype=xp.result_type(u))
-    index = xp.maximum(xp.minimum(xp.floor(u * count), count - 1), 0)
-    return xp.take(values, index.astype("int32"))
+    return xp.take(values, piecewise_index(xp, u, count).astype("int32"))
 
 
 def schedule_fraction(xp, step: Array, warmup: Array, total_steps: Array) -> Array:

@@ -502,7 +502,7 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
         "    leaves: Any",
     ]
     if random:
-        opt_state.append("    key: jax.Array  # hashed with (step, leaf, element) for the draws")
+        opt_state.append("    key: jax.Array  # hashed with (step, element) for the draws")
 
     code = "\n\n\n".join("\n".join(block) for block in [leaf_state, opt_state, *functions, factory])
     code = "\n\n\n".join([*(HELPERS[k].strip() for k in HELPERS if _helper_used(k, code)), code])

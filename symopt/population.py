@@ -389,8 +389,7 @@ def _tabulate(xp, program: Program, total_steps: int) -> StepScalars:
     s = program.schedule
     u = compile_lib.schedule_fraction(xp, t, s["warmup_steps"], total_steps)
     fields = types.SimpleNamespace(**{k: s[k] for k in _SCHEDULE_FIELDS})
-    count = s["num_values"]
-    piece = xp.clip(xp.floor(u * count), 0, xp.maximum(count - 1, 0))
+    piece = compile_lib.piecewise_index(xp, u, s["num_values"])
     special = {
         "graph": lambda: _scalar_exprs(xp, program.schedule_expr,
                                        _scalar_leaves(xp, program, t, u, t.shape)),
