@@ -280,18 +280,26 @@ def test_a_tiny_search_runs_in_every_space(space, tmp_path):
     assert symopt.load(tmp_path / "best.json") == result.best_graph
 
 
+def _last_line_printed(setup: str, printed: str, **env: str | None) -> str:
+    """What a fresh Python prints of ``printed`` after ``setup`` (``env``
+    set, or removed where None): the settings a CLI makes before JAX starts."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **env}
+    env = {k: v for k, v in env.items() if v is not None}
+    code = f"from symopt import main; main.{setup}; import jax; print({printed})"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True)
+    return out.stdout.split()[-1]
+
+
 @pytest.mark.parametrize("xla_flags, flag, expected", [
     ("", None, str(min(len(os.sched_getaffinity(0)), 8))),
     ("", 3, "3"),
     ("--xla_force_host_platform_device_count=5", 3, "5"),
 ])
 def test_the_cli_splits_the_population_over_cpu_devices(xla_flags, flag, expected):
-    code = (f"from symopt import main; main.configure_cpu_devices({flag!r}); "
-            "import jax; print(jax.device_count())")
-    env = dict(os.environ, XLA_FLAGS=xla_flags, JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True)
-    assert out.stdout.split()[-1] == expected
+    printed = _last_line_printed(f"configure_cpu_devices({flag!r})", "jax.device_count()",
+                                 XLA_FLAGS=xla_flags)
+    assert printed == expected
 
 
 @pytest.mark.parametrize("env_dir, flag, expected", [
@@ -301,12 +309,8 @@ def test_the_cli_splits_the_population_over_cpu_devices(xla_flags, flag, expecte
 ])
 def test_the_cli_keeps_compiled_programs_in_a_persistent_cache(env_dir, flag, expected, tmp_path):
     env_dir, flag, expected = (x.format(tmp=tmp_path) for x in (env_dir, flag, expected))
-    code = (f"from symopt import main; main.configure_compilation_cache({flag!r}); "
-            "import jax; print(jax.config.jax_compilation_cache_dir)")
-    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=env_dir, JAX_PLATFORMS="cpu")
-    if not env_dir:
-        del env["JAX_COMPILATION_CACHE_DIR"]
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True)
-    assert out.stdout.split()[-1] == expected
+    printed = _last_line_printed(f"configure_compilation_cache({flag!r})",
+                                "jax.config.jax_compilation_cache_dir",
+                                JAX_COMPILATION_CACHE_DIR=env_dir or None)
+    assert printed == expected
     assert os.path.isdir(flag) == (expected == flag)
