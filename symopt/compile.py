@@ -332,7 +332,7 @@ def leaf_update(
 # its ``offset``, the sizes of the leaves before it). So it needs no key
 # splitting, and the same function gives the same numbers to ``to_optax`` (leaf
 # by leaf) and to the population engine (all weights in one draw, one fused
-# kernel however many leaves the model has), in NumPy or JAX. jax.random's
+# kernel however many leaves the model has). jax.random's
 # threefry was the single largest cost of the population step on CPU (about
 # 10 ns an element, ~0.35 ms a step for a 4,800-weight model with two seeds);
 # this hash (Wellons' lowbias32, three multiply-xorshift rounds) fuses into a
@@ -371,11 +371,17 @@ def uniform_draws(xp, seed_words, step, offset: int, shape, dtype=None):
 
 
 def noise_draws(xp, seed_words, step, offset: int, shape, dtype=None):
-    """Standard-normal noise for the elements from ``offset``, at ``step`` (Box-Muller)."""
+    """Standard-normal noise for the elements from ``offset``, at ``step``.
+
+    By the inverse CDF, ``sqrt(2) erfinv(2u - 1)``, of one uniform per element
+    centred on its 2**24 cells (so exactly symmetric, never +-1). One hash
+    and one erfinv an element: on CPU 2.7x cheaper than Box-Muller's two
+    hashes, log, sqrt and cos (measured 15 vs 40 us for 4,810 elements).
+    """
     dtype = xp.dtype(dtype or xp.float32).type
-    a = _unit_draws(xp, seed_words, step, offset, shape, 1, dtype)
-    b = _unit_draws(xp, seed_words, step, offset, shape, 2, dtype)
-    return xp.sqrt(-2.0 * xp.log1p(-a)) * xp.cos((2.0 * xp.pi) * b)
+    u = _unit_draws(xp, seed_words, step, offset, shape, 1, dtype)  # k 2**-24
+    centred = 2.0 * u - (1.0 - 2.0**-24)  # (2k + 1) 2**-24 - 1: exact in float32
+    return xp.asarray(2.0**0.5 * jax.lax.erf_inv(centred), dtype)
 
 
 def seed_words(seed: int) -> jax.Array:

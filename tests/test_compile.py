@@ -328,6 +328,9 @@ def test_draws_are_uniform_or_normal_and_differ_by_seed_step_and_leaf():
     z = np.asarray(compile_lib.noise_draws(jnp, words, 0, 0, (200_000,)))
     np.testing.assert_allclose([z.mean(), z.std(), np.mean(np.abs(z) > 1.96)], [0, 1, 0.05],
                                atol=0.01)
+    assert np.all(np.isfinite(z))  # the tails too: never erfinv(+-1)
+    np.testing.assert_allclose(np.quantile(z, [0.001, 0.01, 0.99, 0.999]),
+                               [-3.09, -2.326, 2.326, 3.09], atol=0.1)
     variants = [compile_lib.uniform_draws(jnp, w, t, i, (64,)) for w, t, i in (
         (words, 0, 0), (compile_lib.seed_words(1), 0, 0), (words, 1, 0), (words, 0, 1))]
     for a in range(4):
