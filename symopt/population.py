@@ -12,9 +12,10 @@ both read the same operator table (:mod:`symopt.ops`), schedule formulas and
 step order (:mod:`symopt.compile`).
 
 Design, and why. One run's step is written once (:func:`_run_step`) with
-``lax.switch`` for every choice (operand kind, unary and binary operator,
-momentum type) and a ``fori_loop`` over the graph's active nodes. It is
-mapped over runs in one of two ways (``strategy``):
+``lax.switch`` for every choice of operand kind and unary and binary
+operator (the momentum type, a cheap choice, is a select that fuses with the
+update) and a ``fori_loop`` over the graph's active nodes. It is mapped over
+runs in one of two ways (``strategy``):
 
 * ``"loop"`` (default on CPU): a ``fori_loop`` over runs. Each switch is a
   real branch, so a run pays only for the operators its graph uses. Measured
@@ -22,7 +23,11 @@ mapped over runs in one of two ways (``strategy``):
   ~28 ms a step, against ~170 ms for an all-branch version over a table of
   every operand, whose transcendental operators (exp, log, pow, tanh)
   dominate and whose table costs a memory pass per entry, and ~290 ms for
-  this step under ``vmap``.
+  this step under ``vmap``. A run's rows of the update, momentum trace and
+  states are written in place in the arrays of all runs, a state row only
+  where the graph has that state. On CPU the step's cost is mostly memory
+  passes over the run's [L] rows, not the ~200 small operations' fixed
+  cost: each switch's result is a new row, copied into the table.
 * ``"vmap"`` (default on GPU/TPU): ``jax.vmap`` over runs, under which every
   switch computes all its branches and selects (``lax.switch`` under ``vmap``
   is a select) and the node loop runs to the longest graph. Wasteful in flops
@@ -30,7 +35,8 @@ mapped over runs in one of two ways (``strategy``):
 
 Either way, values a node may read live in a small per-run table: the
 graph's operand *slots* (only the operands it uses, each computed once), its
-constants, recurrent states and nodes; a node input is one dynamic index into
+constants, recurrent states and nodes (rows written only for the
+constants and states the graph has); a node input is one dynamic index into
 it, read inside the unary operator's branch so that the read fuses with it.
 Moment EMAs, clipping and bias correction are vectorised over all runs outside
 the per-run step, each skipped (an unbatched ``lax.cond``) when no graph needs
