@@ -48,16 +48,6 @@ flags.DEFINE_bool("quick", False, "skip the P sweep.")
 SHAPE = population.ProgramShape()
 
 
-def _graphs(count: int, seed: int = 0) -> list[symopt.Graph]:
-    rng = np.random.default_rng(seed)
-    graphs = []
-    while len(graphs) < count:
-        graph = nos.sample(rng)
-        if symopt.check(graph).ok:
-            graphs.append(graph)
-    return graphs
-
-
 def _cold(fn) -> float:
     """Seconds of one call whose training program is not compiled: trace,
     compile and run. JAX's caches of its own small helpers stay warm, as they
@@ -113,7 +103,7 @@ def _per_candidate_seconds(graphs, task) -> float:
 
 
 def _steps_per_s(task, size: int) -> dict[str, float]:
-    program = population.encode(_graphs(size, seed=size), SHAPE)
+    program = population.encode(nos.sample_checked(np.random.default_rng(size), size), SHAPE)
     run = lambda: evaluate.evaluate(program, task, shape=SHAPE)  # noqa: E731
     cold = _cold(run)
     best = _warm_pair(run, run)[0]
@@ -128,7 +118,7 @@ def _progress(message: str) -> None:
 def main(argv):
     del argv
     p = FLAGS.population
-    graphs = _graphs(p)
+    graphs = nos.sample_checked(np.random.default_rng(0), p)
     _progress(f"overhead on digits_mlp: P={p}, {FLAGS.cold_repeats} cold + "
               f"{FLAGS.repeats} warm runs each side")
     mlp = _overhead("digits_mlp", graphs)

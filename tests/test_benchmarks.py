@@ -1,5 +1,5 @@
-"""The engine benchmark script runs and prints its figures (slow: it compiles
-several training programs; ``pytest -m slow``)."""
+"""The engine benchmark scripts run and print their figures (``benchmark.py``
+is slow: it compiles several training programs; ``pytest -m slow``)."""
 
 import json
 import os
@@ -21,3 +21,14 @@ def test_engine_benchmark_prints_every_figure():
         assert result[key] > 0
     assert set(result["candidate_steps_per_s"]) == {"1", "2"}
     assert "[benchmark] per-candidate jit loop" in out.stderr
+
+
+def test_step_benchmark_prints_each_size_and_the_fit():
+    command = [sys.executable, "experiments/benchmark_step.py", "--population=2", "--steps=2",
+               "--repeats=1", "--sizes=8", "--sizes=24"]
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    assert set(result["sizes"]) == {"8", "24"}
+    for figures in result["sizes"].values():
+        assert figures["us_per_candidate_step"] > 0 and figures["compile_s"] > 0
+    assert "fixed_us" in result and "ns_per_weight" in result

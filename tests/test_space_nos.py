@@ -122,3 +122,12 @@ def test_json_round_trip():
 def test_bad_space_config_names_the_field(bad, field):
     with pytest.raises(ValueError, match=f"NosSpace.{field}"):
         nos.NosSpace(**bad)
+
+
+def test_sample_checked_returns_only_graphs_that_pass_the_check_and_replays_by_seed():
+    rng = np.random.default_rng(3)
+    # Plain sampling draws some graphs the check rejects, so the filter matters.
+    assert not all(symopt.check(nos.sample(rng)).ok for _ in range(40))
+    graphs = nos.sample_checked(np.random.default_rng(1), 12)
+    assert len(graphs) == 12 and all(symopt.check(g).ok for g in graphs)
+    assert nos.sample_checked(np.random.default_rng(1), 12) == graphs

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from symopt import graph as graph_lib
-from symopt import ops, zoo
+from symopt import integrity, ops, zoo
 from symopt.graph import Expr, Graph, GraphError, Hyperparams, Node, Schedule
 from symopt.population import ProgramShape
 
@@ -282,6 +282,18 @@ def sample(rng: np.random.Generator, space: NosSpace = NosSpace()) -> Graph:
         constants=constants,
     )
     return graph_lib.validate(graph)
+
+
+def sample_checked(rng: np.random.Generator, count: int,
+                   space: NosSpace = NosSpace()) -> list[Graph]:
+    """``count`` random graphs of ``space`` that pass :func:`symopt.check`
+    (those that fail are drawn again): a population worth training."""
+    graphs = []
+    while len(graphs) < count:
+        graph = sample(rng, space)
+        if integrity.check(graph).ok:
+            graphs.append(graph)
+    return graphs
 
 
 # --------------------------------------------------------------------------
