@@ -389,20 +389,46 @@ def step_scalars(program: Program, total_steps: int, xp=np) -> StepScalars:
     return _tabulate(xp, program, total_steps)
 
 
+def _host_exprs(program: Program, expr: ExprArrays, rows: tuple[np.ndarray, ...], t, frac,
+                fill: np.ndarray) -> np.ndarray:
+    """NumPy: ``fill`` ([T, ...]) with the scalar DAGs at ``expr[rows]`` put in,
+    each computed over its used nodes only. On the host the population's
+    many empty DAGs (most operands have no decay) would otherwise cost as
+    much as the used ones: 0.4 -> 0.03 s for 500 steps of 64 graphs."""
+    if rows[0].size == 0:
+        return fill
+    used = int(expr.length[rows].max())
+    picked = ExprArrays(*(f[rows][..., :used] if f.ndim > len(rows) else f[rows] for f in expr))
+    columns = program._replace(constants=program.constants[rows[0]])
+    t, frac = t[:, rows[0]], frac[:, rows[0]]
+    fill[(slice(None), *rows)] = _scalar_exprs(
+        np, picked, _scalar_leaves(np, columns, t, frac, t.shape))
+    return fill
+
+
 def _tabulate(xp, program: Program, total_steps: int) -> StepScalars:
     dtype = program.constants.dtype
     size = program.momentum.shape[0]
     t = xp.broadcast_to(xp.arange(total_steps, dtype=dtype)[:, None], (total_steps, size))
     frac = t / total_steps
     slots = (total_steps, *program.operands.shape)
-    decays = _scalar_exprs(xp, program.decays, _scalar_leaves(xp, program, t, frac, slots))
     s = program.schedule
     u = compile_lib.schedule_fraction(xp, t, s["warmup_steps"], total_steps)
+    graph_kind = SCHEDULE_KINDS.index("graph")
+    if xp is np:  # only the DAGs in use, each over its used nodes
+        decays = _host_exprs(program, program.decays, np.nonzero(program.decays.length > 0), t,
+                             frac, np.ones(slots, dtype))
+        graph_schedule = lambda: _host_exprs(  # noqa: E731
+            program, program.schedule_expr, np.nonzero(program.schedule_kind == graph_kind), t,
+            u, np.ones(t.shape, dtype))
+    else:
+        decays = _scalar_exprs(xp, program.decays, _scalar_leaves(xp, program, t, frac, slots))
+        graph_schedule = lambda: _scalar_exprs(  # noqa: E731
+            xp, program.schedule_expr, _scalar_leaves(xp, program, t, u, t.shape))
     fields = types.SimpleNamespace(**{k: s[k] for k in _SCHEDULE_FIELDS})
     piece = compile_lib.piecewise_index(xp, u, s["num_values"])
     special = {
-        "graph": lambda: _scalar_exprs(xp, program.schedule_expr,
-                                       _scalar_leaves(xp, program, t, u, t.shape)),
+        "graph": graph_schedule,
         "piecewise": lambda: _select(xp, list(program.schedule_values.T), piece),
     }
     formula = lambda k: compile_lib.SCHEDULE_FORMULAS[k](xp, u, fields)  # noqa: E731
