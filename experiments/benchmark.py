@@ -3,7 +3,11 @@
 Run: ``python experiments/benchmark.py`` (``--population=64 --quick`` for a
 smaller check). Every candidate trains ``--seeds`` runs (default 1; the
 search configs train 2, and the loop strategy steps a candidate's runs
-together, sharing its per-candidate cost). Prints one JSON object:
+together, sharing its per-candidate cost). On CPU the population (the engine's
+and vmapped Adam's alike) is split over CPU devices as ``python -m
+symopt.main`` splits it (``--cpu_devices``, default one per core; ``1`` for a
+single device); the per-candidate loop trains each candidate on one device.
+Prints one JSON object:
 
 * ``overhead_mlp``, ``overhead_cnn``: time to train a population of random
   graphs (those that pass ``symopt.check``) / time to train the same number of
@@ -34,6 +38,7 @@ from absl import app, flags
 
 import symopt
 from symopt import evaluate, population, tasks
+from symopt import main as cli  # defines --cpu_devices, as the CLI has it
 from symopt.spaces import nos
 
 FLAGS = flags.FLAGS
@@ -98,7 +103,7 @@ def _per_candidate_seconds(graphs, task) -> float:
             return symopt.to_optax(graph, learning_rate, total_steps=task.steps)
 
         lr = jnp.full(1, graph.hparams.learning_rate)
-        evaluate.evaluate_baseline(make_tx, (lr,), task)
+        evaluate.evaluate_baseline(make_tx, (lr,), task, devices=jax.devices()[:1])
     return time.perf_counter() - start
 
 
@@ -117,6 +122,7 @@ def _progress(message: str) -> None:
 
 def main(argv):
     del argv
+    cli.configure_cpu_devices(FLAGS.cpu_devices)  # before JAX starts its backends
     p = FLAGS.population
     graphs = nos.sample_checked(np.random.default_rng(0), p)
     _progress(f"overhead on digits_mlp: P={p}, {FLAGS.cold_repeats} cold + "
@@ -131,6 +137,7 @@ def main(argv):
     engine = mlp["population_cold_s"]
     result = {
         "device": str(jax.devices()[0].device_kind),
+        "devices": len(jax.devices()),
         "strategy": population.default_strategy(),
         "population": p,
         "seeds": FLAGS.seeds,
