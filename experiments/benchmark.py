@@ -26,6 +26,7 @@ Prints one JSON object:
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -49,6 +50,8 @@ flags.DEFINE_integer("cold_repeats", 3, "cold (compile included) runs of the eng
 flags.DEFINE_integer("per_candidate", 6, "candidates timed in the per-candidate-jit loop.")
 flags.DEFINE_multi_integer("sizes", [1, 16, 64, 256], "P values for candidate_steps_per_s.")
 flags.DEFINE_bool("quick", False, "skip the P sweep.")
+flags.DEFINE_enum("strategy", "auto", population.STRATEGIES,
+                  "the population optimizer's strategy (auto: loop on CPU, vmap on GPU/TPU).")
 
 SHAPE = population.ProgramShape()
 
@@ -81,7 +84,8 @@ def _overhead(task_name: str, graphs) -> dict[str, float]:
     task.data()  # loaded (and cached) before anything is timed
     program = population.encode(graphs, SHAPE)
     lrs = (jnp.full(len(graphs), 1e-3),)
-    run_population = lambda: evaluate.evaluate(program, task, shape=SHAPE)  # noqa: E731
+    run_population = functools.partial(evaluate.evaluate, program, task, shape=SHAPE,
+                                       strategy=FLAGS.strategy)
     run_adam = lambda: evaluate.evaluate_baseline(optax.adam, lrs, task)  # noqa: E731
     pop_cold = [_cold(run_population) for _ in range(FLAGS.cold_repeats)]
     adam_cold = _cold(run_adam)
@@ -109,7 +113,8 @@ def _per_candidate_seconds(graphs, task) -> float:
 
 def _steps_per_s(task, size: int) -> dict[str, float]:
     program = population.encode(nos.sample_checked(np.random.default_rng(size), size), SHAPE)
-    run = lambda: evaluate.evaluate(program, task, shape=SHAPE)  # noqa: E731
+    run = functools.partial(evaluate.evaluate, program, task, shape=SHAPE,
+                            strategy=FLAGS.strategy)
     cold = _cold(run)
     best = _warm_pair(run, run)[0]
     return {"candidate_steps_per_s": size * task.steps / best, "compile_s": cold - best}
@@ -138,7 +143,8 @@ def main(argv):
     result = {
         "device": str(jax.devices()[0].device_kind),
         "devices": len(jax.devices()),
-        "strategy": population.default_strategy(),
+        "strategy": (population.default_strategy() if FLAGS.strategy == "auto"
+                     else FLAGS.strategy),
         "population": p,
         "seeds": FLAGS.seeds,
         "overhead_mlp": round(mlp["ratio"], 3),
