@@ -11,36 +11,41 @@ with :func:`symopt.to_optax` of each graph (``tests/test_population.py``):
 both read the same operator table (:mod:`symopt.ops`), schedule formulas and
 step order (:mod:`symopt.compile`).
 
-Design, and why. One run's step is written once (:func:`_run_step`) with
-``lax.switch`` for every choice of operand kind and unary and binary
-operator (the momentum type, a cheap choice, is a select that fuses with the
-update) and a ``fori_loop`` over the graph's active nodes. It is mapped over
-runs in one of two ways (``strategy``):
+Design, and why. A run's step chooses its operand kinds and its unary and
+binary operators with ``lax.switch`` (the momentum type, a cheap choice, is a
+select that fuses with the update). Runs are stepped in one of two ways
+(``strategy``):
 
-* ``"loop"`` (default on CPU): a ``fori_loop`` over runs. Each switch is a
-  real branch, so a run pays only for the operators its graph uses. Measured
-  on 2 CPU cores (128 runs of checked random graphs, 4,800 weights each):
-  ~28 ms a step, against ~170 ms for an all-branch version over a table of
-  every operand, whose transcendental operators (exp, log, pow, tanh)
-  dominate and whose table costs a memory pass per entry, and ~290 ms for
-  this step under ``vmap``. A run's rows of the update, momentum trace and
-  states are written in place in the arrays of all runs, a state row only
-  where the graph has that state. On CPU the step's cost is mostly memory
-  passes over the run's [L] rows, not the ~200 small operations' fixed
-  cost: each switch's result is a new row, copied into the table.
-* ``"vmap"`` (default on GPU/TPU): ``jax.vmap`` over runs, under which every
-  switch computes all its branches and selects (``lax.switch`` under ``vmap``
-  is a select) and the node loop runs to the longest graph. Wasteful in flops
-  but one wide kernel per operation, which is what an accelerator wants.
+* ``"loop"`` (default on CPU, :func:`_run_step`): a ``fori_loop`` over runs,
+  and within a run ``fori_loop`` s over its operand slots and active nodes.
+  Each switch is a real branch, so a run pays only for the operators its
+  graph uses. Measured on 2 CPU cores (128 runs of checked random graphs,
+  4,800 weights each): ~28 ms a step, against ~170 ms for an all-branch
+  version over a table of every operand, whose transcendental operators
+  (exp, log, pow, tanh) dominate and whose table costs a memory pass per
+  entry. A run's rows of the update, momentum trace and states are written in
+  place in the arrays of all runs, a state row only where the graph has that
+  state. On CPU the step's cost is mostly memory passes over the run's [L]
+  rows, not the ~200 small operations' fixed cost: each switch's result is a
+  new row, copied into the table.
+* ``"vmap"`` (default on GPU/TPU, :func:`_unrolled_step`): ``jax.vmap`` over
+  runs, under which every switch computes all its branches and selects. Wasteful
+  in flops but a few wide kernels per node, which is what an accelerator wants.
+  The step has no loop whose trip count differs per run: under ``vmap`` such a
+  loop is a device while loop that waits on the host at every iteration. So
+  every operand is computed once and the slots gather from them, and the node
+  loop runs a static ``max_nodes`` iterations, unrolled by 2; population-wide
+  work the loop strategy skips with a ``lax.cond`` is done unconditionally.
+  Measured on an H100 (P=64, 1,898 weights): 12.5 -> 1.8 us a candidate-step
+  against the per-run loops and conds (README, Benchmarks).
 
 Either way, values a node may read live in a small per-run table: the
-graph's operand *slots* (only the operands it uses, each computed once), its
-constants, recurrent states and nodes (rows written only for the
+graph's operand *slots* (only the operands it uses), its constants,
+recurrent states and nodes (in the loop strategy, rows written only for the
 constants and states the graph has); a node input is one dynamic index into
 it, read inside the unary operator's branch so that the read fuses with it.
 Moment EMAs, clipping and bias correction are vectorised over all runs outside
-the per-run step, each skipped (an unbatched ``lax.cond``) when no graph needs
-it. The schedule and decay multipliers depend on the step alone: they are
+the per-run step (in the loop strategy each skipped when no graph needs it). The schedule and decay multipliers depend on the step alone: they are
 tabulated once for the whole training (:func:`step_scalars`, in NumPy on the
 host by :func:`symopt.evaluate.evaluate`) and looked up per step. Switched
 under ``vmap`` at every step they had been over half of the population
