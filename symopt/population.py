@@ -28,7 +28,7 @@ select that fuses with the update). Runs are stepped in one of two ways
   state. On CPU the step's cost is mostly memory passes over the run's [L]
   rows, not the ~200 small operations' fixed cost: each switch's result is a
   new row, copied into the table.
-* ``"vmap"`` (default on GPU/TPU, :func:`_unrolled_step`): ``jax.vmap`` over
+* ``"vmap"`` (default on GPU/TPU, :func:`_vmap_step`): ``jax.vmap`` over
   runs, under which every switch computes all its branches and selects. Wasteful
   in flops but a few wide kernels per node, which is what an accelerator wants.
   The step has no loop whose trip count differs per run: under ``vmap`` such a
@@ -45,7 +45,8 @@ recurrent states and nodes (in the loop strategy, rows written only for the
 constants and states the graph has); a node input is one dynamic index into
 it, read inside the unary operator's branch so that the read fuses with it.
 Moment EMAs, clipping and bias correction are vectorised over all runs outside
-the per-run step (in the loop strategy each skipped when no graph needs it). The schedule and decay multipliers depend on the step alone: they are
+the per-run step (in the loop strategy each skipped when no graph needs it).
+The schedule and decay multipliers depend on the step alone: they are
 tabulated once for the whole training (:func:`step_scalars`, in NumPy on the
 host by :func:`symopt.evaluate.evaluate`) and looked up per step. Switched
 under ``vmap`` at every step they had been over half of the population
@@ -593,17 +594,19 @@ def _run_step(packed: _Packed, layout, shape: ProgramShape, base: dict[str, jax.
     return put(updates, u, r, 0), states, trace, table
 
 
-def _unrolled_step(packed: _Packed, layout, shape: ProgramShape, base: dict[str, jax.Array],
-                   states, trace):
-    """One run's step in the vmap strategy: straight-line code, no loop.
+def _vmap_step(packed: _Packed, layout, shape: ProgramShape, base: dict[str, jax.Array],
+               states, trace):
+    """One run's step in the vmap strategy, with no loop whose trip count
+    differs per run.
 
     Under ``vmap`` (arrays of one run: ``states`` [S, L], ``trace`` [L])
     every switch computes all its branches and selects, so each operand is
-    computed once and the slots gather from them; the node loop is unrolled
-    to ``shape.max_nodes``, each node written at a static row of the table.
-    A loop with a per-run trip count would be a while loop on the device,
-    whose every iteration syncs with the host (on an H100: ~0.7 ms a step
-    for P=64 with the loops, measured). Returns ``(update, states, trace)``.
+    computed once and the slots gather from them; constants and states are
+    concatenated into the table, and the node loop runs a static
+    ``shape.max_nodes`` iterations (unrolled by ``_NODE_UNROLL``). A loop with
+    a per-run trip count is a while loop on the device whose every iteration
+    waits on the host (on an H100: ~0.8 ms a step for P=64 with such loops,
+    measured). Returns ``(update, states, trace)``.
     """
     I, F, ctx = _run_fields(packed, layout, base, None)  # noqa: E741
     g = ctx.g
@@ -814,7 +817,7 @@ def optimizer(
                                       for kind in ("noise", "uniform")), lambda: (g, g))
             base = {**base, "noise": noise, "uniform": uniform}
             u, new_states, trace = jax.vmap(
-                lambda pk, base, st, tr: _unrolled_step(pk, layout, shape, base, st, tr)
+                lambda pk, base, st, tr: _vmap_step(pk, layout, shape, base, st, tr)
             )(packed, base, state.states, state.trace)
         else:
             u, new_states, trace = _loop_over_candidates(
