@@ -59,6 +59,7 @@ leaf by leaf (counter-based: :func:`symopt.compile.noise_draws`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -468,6 +469,13 @@ def _run_scalars(table: StepScalars, step, runs_per_candidate: int, hparams,
     return out
 
 
+def _row(x: jax.Array, i) -> jax.Array:
+    """``x[i]`` for a traced ``i``: the primitive itself, which traces in a
+    fraction of the time of NumPy-style indexing (the loop strategy indexes
+    per run hundreds of times while its program is traced)."""
+    return jax.lax.dynamic_index_in_dim(x, i, keepdims=False)
+
+
 class _RunContext:
     """A StepContext for one run whose fields are read (sliced, bias-corrected)
     only when an operand asks for them: inside a switch branch, so a run pays
@@ -484,7 +492,7 @@ class _RunContext:
         if callable(x):  # drawn on demand (the loop strategy's noise and dropout draws)
             x = x()
         elif self._r is not None:
-            x = x[self._r]
+            x = _row(x, self._r)
         if name in ("m", "v", "gamma"):
             x = x / self._scalars[f"bc:{name}"]
         return x
@@ -515,7 +523,8 @@ def _pack(fields: list[tuple[str, jax.Array]],
 
 def _field(vector: jax.Array, layout, name: str) -> jax.Array:
     start, size, scalar = layout[name]
-    return vector[start] if scalar else vector[start:start + size]
+    return (jax.lax.index_in_dim(vector, start, keepdims=False) if scalar
+            else jax.lax.slice_in_dim(vector, start, start + size))
 
 
 def _run_fields(packed: _Packed, layout, base: dict[str, jax.Array], r):
@@ -576,16 +585,17 @@ def _run_step(packed: _Packed, layout, shape: ProgramShape, base: dict[str, jax.
     start += shape.max_constants
     if shape.max_states:
         table = jax.lax.fori_loop(0, I("num_states"), lambda j, table: put(
-            table, states[r][j], start + j, 0), table)
+            table, _row(_row(states, r), j), start + j, 0), table)
     update = ExprArrays(*(I(f) for f in ExprArrays._fields))
     table = _eval_nodes(table, update, start + shape.max_states, lambda: ctx.uniform)
     direction = jax.lax.dynamic_index_in_dim(table, update.root, keepdims=False)
     kind, beta = I("momentum"), F("momentum")
-    new_trace = jnp.where(kind > 0, direction + beta * trace[r], trace[r])
+    old_trace = _row(trace, r)
+    new_trace = jnp.where(kind > 0, direction + beta * old_trace, old_trace)
     # The update reads the new trace back from the written array: read from
     # the old one, XLA would copy the whole [R, L] array to keep it.
     trace = put(trace, new_trace, r, 0)
-    direction = _momentum_direction(kind, beta, direction, trace[r])
+    direction = _momentum_direction(kind, beta, direction, _row(trace, r))
     u = (-F("learning_rate") * (direction + F("weight_decay") * ctx.w)).astype(g.dtype)
     state_rows = I("states")
     if shape.max_states:
@@ -680,11 +690,11 @@ def _loop_over_candidates(packed: _Packed, layout, shape: ProgramShape,
 
     def body(p, acc):
         run_base = {**grouped, **{
-            kind: lambda kind=kind: draws(kind, words[p], counts[p]).reshape(-1)
+            kind: lambda kind=kind: draws(kind, _row(words, p), _row(counts, p)).reshape(-1)
             for kind in ("noise", "uniform")}}
         u, states, traces, table = acc
-        return _run_step(_Packed(packed.ints[p], packed.floats[p]), layout, shape, run_base, p,
-                         states, traces, table, u)
+        return _run_step(_Packed(_row(packed.ints, p), _row(packed.floats, p)), layout, shape,
+                         run_base, p, states, traces, table, u)
 
     table = jnp.zeros((shape.table_size, s * length), base["g"].dtype)
     u, states, trace, _ = jax.lax.fori_loop(
@@ -692,6 +702,17 @@ def _loop_over_candidates(packed: _Packed, layout, shape: ProgramShape,
     states = states.reshape(runs // s, num_states, s, length).swapaxes(1, 2).reshape(
         runs, num_states, length)
     return u.reshape(runs, length), states, trace.reshape(runs, length)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+def _draws(kind: str, words: jax.Array, counts: jax.Array, length: int, dtype) -> jax.Array:
+    """Noise or uniform samples [runs, L]: all weights in one draw, the same
+    numbers as to_optax draws leaf by leaf (see compile.noise_draws).
+
+    Jitted so that its trace is made once and reused: the loop strategy
+    calls it in every operand and operator branch that reads a draw."""
+    draw = compile_lib.noise_draws if kind == "noise" else compile_lib.uniform_draws
+    return jax.vmap(lambda w, c: draw(jnp, w, c, 0, (length,), dtype))(words, counts)
 
 
 def _when(flag, fn, otherwise, *args):
@@ -772,12 +793,6 @@ def optimizer(
                                jnp.zeros((runs, shape.max_states, flat.shape[1]), flat.dtype),
                                zeros, keys)
 
-    def draws(kind, words, counts, length, dtype):
-        """Noise or uniform samples [runs, L]: all weights in one draw, the same
-        numbers as to_optax draws leaf by leaf (see compile.noise_draws)."""
-        draw = compile_lib.noise_draws if kind == "noise" else compile_lib.uniform_draws
-        return jax.vmap(lambda w, c: draw(jnp, w, c, 0, (length,), dtype))(words, counts)
-
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
         if params is None:
@@ -813,7 +828,7 @@ def optimizer(
         if strategy == "vmap":
             # Without noise in the population, g stands in: nothing reads it.
             noise, uniform = when(
-                random, lambda: tuple(draws(kind, state.key, state.count, *g.shape[1:], g.dtype)
+                random, lambda: tuple(_draws(kind, state.key, state.count, *g.shape[1:], g.dtype)
                                       for kind in ("noise", "uniform")), lambda: (g, g))
             base = {**base, "noise": noise, "uniform": uniform}
             u, new_states, trace = jax.vmap(
@@ -822,7 +837,7 @@ def optimizer(
         else:
             u, new_states, trace = _loop_over_candidates(
                 packed, layout, shape, base, state.states, state.trace, runs_per_candidate,
-                state.key, state.count, lambda *args: draws(*args, *g.shape[1:], g.dtype))
+                state.key, state.count, lambda *args: _draws(*args, *g.shape[1:], g.dtype))
         new_state = PopulationState(
             state.count + 1, m, v, gamma, new_states, trace,
             state.key,
