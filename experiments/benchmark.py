@@ -143,8 +143,7 @@ def main(argv):
     result = {
         "device": str(jax.devices()[0].device_kind),
         "devices": len(jax.devices()),
-        "strategy": (population.default_strategy() if FLAGS.strategy == "auto"
-                     else FLAGS.strategy),
+        "strategy": population.resolve_strategy(FLAGS.strategy),
         "population": p,
         "seeds": FLAGS.seeds,
         "overhead_mlp": round(mlp["ratio"], 3),

@@ -252,7 +252,7 @@ def evaluate(
     """
     seeds = _seed_list(seeds, task)
     shape = shape or shape_of(program)
-    strategy = population.default_strategy() if strategy == "auto" else strategy
+    strategy = population.resolve_strategy(strategy)
     size = program.size
     share = _local_share(size)
     local_size = share.stop - share.start

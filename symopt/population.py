@@ -307,6 +307,13 @@ def uses_moments(program: Program) -> dict[str, jax.Array]:
 # One run's step.
 
 
+def _row(x: jax.Array, i) -> jax.Array:
+    """``x[i]`` for a traced ``i``: the primitive itself, which traces in a
+    fraction of the time of NumPy-style indexing (the loop strategy indexes
+    per run hundreds of times while its program is traced)."""
+    return jax.lax.dynamic_index_in_dim(x, i, keepdims=False)
+
+
 def _node_value(table, left, right, op, a, b, uniform):
     """``op(left(table[a]), right(table[b]))`` with switched operators.
 
@@ -314,7 +321,7 @@ def _node_value(table, left, right, op, a, b, uniform):
     dropout branch draws it, so a run without dropout never pays for it.
     """
     draw = uniform if callable(uniform) else lambda: uniform
-    read = lambda i: jax.lax.dynamic_index_in_dim(table, i, keepdims=False)  # noqa: E731
+    read = functools.partial(_row, table)
     unary = [lambda i, name=name: ops.bounded_fn(name, 1)(
         jnp, read(i), draw() if ops.UNARY[name].random else None) for name in UNARY_NAMES]
     binary = [lambda x, y, name=name: ops.bounded_fn(name, 2)(jnp, x, y, None)
@@ -469,13 +476,6 @@ def _run_scalars(table: StepScalars, step, runs_per_candidate: int, hparams,
     return out
 
 
-def _row(x: jax.Array, i) -> jax.Array:
-    """``x[i]`` for a traced ``i``: the primitive itself, which traces in a
-    fraction of the time of NumPy-style indexing (the loop strategy indexes
-    per run hundreds of times while its program is traced)."""
-    return jax.lax.dynamic_index_in_dim(x, i, keepdims=False)
-
-
 class _RunContext:
     """A StepContext for one run whose fields are read (sliced, bias-corrected)
     only when an operand asks for them: inside a switch branch, so a run pays
@@ -588,7 +588,7 @@ def _run_step(packed: _Packed, layout, shape: ProgramShape, base: dict[str, jax.
             table, _row(_row(states, r), j), start + j, 0), table)
     update = ExprArrays(*(I(f) for f in ExprArrays._fields))
     table = _eval_nodes(table, update, start + shape.max_states, lambda: ctx.uniform)
-    direction = jax.lax.dynamic_index_in_dim(table, update.root, keepdims=False)
+    direction = _row(table, update.root)
     kind, beta = I("momentum"), F("momentum")
     old_trace = _row(trace, r)
     new_trace = jnp.where(kind > 0, direction + beta * old_trace, old_trace)
@@ -600,7 +600,7 @@ def _run_step(packed: _Packed, layout, shape: ProgramShape, base: dict[str, jax.
     state_rows = I("states")
     if shape.max_states:
         states = jax.lax.fori_loop(0, I("num_states"), lambda j, states: states.at[r, j].set(
-            jax.lax.dynamic_index_in_dim(table, state_rows[j], keepdims=False)), states)
+            _row(table, state_rows[j])), states)
     return put(updates, u, r, 0), states, trace, table
 
 
@@ -735,6 +735,14 @@ def default_strategy() -> str:
     return "loop" if jax.default_backend() == "cpu" else "vmap"
 
 
+def resolve_strategy(strategy: str) -> str:
+    """``"loop"`` or ``"vmap"``: ``strategy``, with ``"auto"`` resolved for the
+    default backend. Raises ValueError for an unknown one."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    return default_strategy() if strategy == "auto" else strategy
+
+
 def optimizer(
     program: Program,
     shape: ProgramShape,
@@ -764,14 +772,11 @@ def optimizer(
       An optax transformation whose params, gradients and updates are pytrees
       of [R, ...] arrays.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    strategy = default_strategy() if strategy == "auto" else strategy
+    strategy = resolve_strategy(strategy)
     when = _when if strategy == "loop" else _always
     runs = program.size * runs_per_candidate
     rows = jax.tree.map(lambda x: jnp.repeat(x, runs_per_candidate, axis=0), program)
     seeds = jnp.zeros(runs, jnp.int32) if seeds is None else jnp.asarray(seeds, jnp.int32)
-    random = uses_random(program)
     moments = uses_moments(program)
     h = rows.hparams
     if scalars is not None and tuple(scalars.schedule.shape) != (total_steps, program.size):
@@ -826,11 +831,8 @@ def optimizer(
             *((k, scalars[k]) for k in ("t", "frac", "bc:m", "bc:v", "bc:gamma"))])
         packed, layout = _Packed(ints, floats.astype(g.dtype)), (i_layout, f_layout)
         if strategy == "vmap":
-            # Without noise in the population, g stands in: nothing reads it.
-            noise, uniform = when(
-                random, lambda: tuple(_draws(kind, state.key, state.count, *g.shape[1:], g.dtype)
-                                      for kind in ("noise", "uniform")), lambda: (g, g))
-            base = {**base, "noise": noise, "uniform": uniform}
+            base = {**base, **{kind: _draws(kind, state.key, state.count, *g.shape[1:], g.dtype)
+                               for kind in ("noise", "uniform")}}
             u, new_states, trace = jax.vmap(
                 lambda pk, base, st, tr: _vmap_step(pk, layout, shape, base, st, tr)
             )(packed, base, state.states, state.trace)
