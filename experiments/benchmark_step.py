@@ -2,10 +2,12 @@
 
 Run: ``python experiments/benchmark_step.py``. Trains nothing: P random graphs
 that pass the check step ``--steps`` times on synthetic gradients
-(``sin(w)``) of ``L`` weights each, for each ``--sizes`` L (default the digits
-CNN's 1,898 and MLP's 4,810 weights). Prints one JSON object: for each L, the
-microseconds per candidate and step (best of ``--repeats``) and the compile
-seconds. Two sizes tell the fixed cost of a candidate-step (its small
+(``clip(w, -1, 1)``) of ``L`` weights each, for each ``--sizes`` L (default the
+digits CNN's 1,898 and MLP's 4,810 weights). Prints one JSON object: for each
+L, the microseconds per candidate and step of the population optimizer (best
+of ``--repeats``, less the same loop with plain SGD, timed side by side:
+``harness_us_per_candidate_step``, the gradient, update and loop) and its
+compile seconds. Two sizes tell the fixed cost of a candidate-step (its small
 operations) from the cost per weight (memory passes and arithmetic): the
 line through the two points.
 """
@@ -38,27 +40,41 @@ def _time_steps(program: population.Program, size: int) -> dict[str, float]:
     scalars = population.step_scalars(program, steps)
     params = {"w": jnp.ones((program.size, size))}
 
-    def run(program, scalars, params):
-        tx = population.optimizer(program, shape, steps, strategy=FLAGS.strategy,
-                                  scalars=scalars)
+    def make_run(make_tx):
+        def run(program, scalars, params):
+            tx = make_tx(program, scalars)
 
-        def step(carry, _):
-            params, state = carry
-            updates, state = tx.update(jax.tree.map(jnp.sin, params), state, params)
-            return (optax.apply_updates(params, updates), state), None
+            def step(carry, _):
+                params, state = carry
+                grads = jax.tree.map(lambda w: jnp.clip(w, -1.0, 1.0), params)
+                updates, state = tx.update(grads, state, params)
+                return (optax.apply_updates(params, updates), state), None
 
-        return jax.lax.scan(step, (params, tx.init(params)), None, length=steps)[0][0]
+            return jax.lax.scan(step, (params, tx.init(params)), None, length=steps)[0][0]
 
-    start = time.perf_counter()
-    compiled = jax.jit(run).lower(program, scalars, params).compile()
-    compile_s = time.perf_counter() - start
-    jax.block_until_ready(compiled(program, scalars, params))
-    best = float("inf")
-    for _ in range(FLAGS.repeats):
+        return run
+
+    def compile_run(make_tx):
         start = time.perf_counter()
+        compiled = jax.jit(make_run(make_tx)).lower(program, scalars, params).compile()
+        return compiled, time.perf_counter() - start
+
+    engine, compile_s = compile_run(lambda program, scalars: population.optimizer(
+        program, shape, steps, strategy=FLAGS.strategy, scalars=scalars))
+    # The same loop with plain SGD: the gradient, apply_updates and scan,
+    # measured side by side and subtracted.
+    harness, _ = compile_run(lambda program, scalars: optax.sgd(1e-3))
+    for compiled in (engine, harness):  # warm-up
         jax.block_until_ready(compiled(program, scalars, params))
-        best = min(best, time.perf_counter() - start)
-    return {"us_per_candidate_step": 1e6 * best / (steps * program.size),
+    best = [float("inf"), float("inf")]
+    for _ in range(FLAGS.repeats):  # interleaved, so that a drift touches both alike
+        for i, compiled in enumerate((engine, harness)):
+            start = time.perf_counter()
+            jax.block_until_ready(compiled(program, scalars, params))
+            best[i] = min(best[i], time.perf_counter() - start)
+    per_candidate_step = lambda seconds: 1e6 * seconds / (steps * program.size)  # noqa: E731
+    return {"us_per_candidate_step": per_candidate_step(best[0] - best[1]),
+            "harness_us_per_candidate_step": per_candidate_step(best[1]),
             "compile_s": compile_s}
 
 

@@ -34,4 +34,5 @@ def test_step_benchmark_prints_each_size_and_the_fit(strategy):
     assert set(result["sizes"]) == {"8", "24"}
     for figures in result["sizes"].values():
         assert figures["us_per_candidate_step"] > 0 and figures["compile_s"] > 0
+        assert figures["harness_us_per_candidate_step"] > 0
     assert "fixed_us" in result and "ns_per_weight" in result
