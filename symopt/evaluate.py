@@ -100,10 +100,14 @@ def _train_runs(tx: optax.GradientTransformation, task, data, keys: jax.Array) -
         def keep(new, old):  # a diverged run stops changing
             return jax.tree.map(lambda n, o: jnp.where(_per_run(now_diverged, n), o, n), new, old)
 
+        # The optimizer state is not kept: nothing reads a diverged run's (its
+        # metrics come from its kept weights), and a select over every
+        # optimizer array is a pass over the population's weights per array
+        # per step (six for the population optimizer).
         carry = (
             keep(new_params, params),
             keep(new_model_state, model_state),
-            keep(new_opt_state, opt_state),
+            new_opt_state,
             now_diverged,
             jnp.where(now_diverged & ~diverged, k, diverged_step),
         )
