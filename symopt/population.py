@@ -23,7 +23,7 @@ select that fuses with the update). Runs are stepped in one of two ways
   4,800 weights each): ~28 ms a step, against ~170 ms for an all-branch
   version over a table of every operand, whose transcendental operators
   (exp, log, pow, tanh) dominate and whose table costs a memory pass per
-  entry. A run's rows of the update, momentum trace and states are written in
+  entry. A run's rows of the update direction and states are written in
   place in the arrays of all runs, a state row only where the graph has that
   state. On CPU the step's cost is mostly memory passes over the run's [L]
   rows, not the ~200 small operations' fixed cost: each switch's result is a
@@ -45,7 +45,11 @@ recurrent states and nodes (in the loop strategy, rows written only for the
 constants and states the graph has); a node input is one dynamic index into
 it, read inside the unary operator's branch so that the read fuses with it.
 Moment EMAs, clipping and bias correction are vectorised over all runs outside
-the per-run step (in the loop strategy each skipped when no graph needs it).
+the per-run step (in the loop strategy each skipped when no graph needs it), and
+so are momentum and the update itself: the per-run step yields the graph's
+direction only. (Moved out of the loop strategy's per-run step, where they cost a
+dozen passes over the run's row: ``benchmark_step.py``, P=64, 1,898 weights,
+19.4-19.8 -> 16.6-17.9 us a candidate-step on CPU.)
 The schedule and decay multipliers depend on the step alone: they are
 tabulated once for the whole training (:func:`step_scalars`, in NumPy on the
 host by :func:`symopt.evaluate.evaluate`) and looked up per step. Switched
@@ -543,26 +547,26 @@ def _operand_value(name: str, ctx: _RunContext) -> jax.Array:
 
 
 def _momentum_direction(kind, beta, direction, new_trace):
-    """The direction after momentum, as selects on the run's type (none,
-    classical, nesterov): they fuse with the update into one pass, where a
-    switch's branches each wrote their outputs."""
+    """The direction after momentum, as selects on the runs' types (none,
+    classical, nesterov): they fuse with the update into one pass over all
+    runs, where a switch's branches each wrote their outputs."""
     return jnp.where(kind == 1, new_trace,
                      jnp.where(kind == 2, direction + beta * new_trace, direction))
 
 
 def _run_step(packed: _Packed, layout, shape: ProgramShape, base: dict[str, jax.Array], r,
-              states, trace, table, updates):
-    """One run's step in the loop strategy, with real branches.
+              states, table, directions):
+    """One run's update direction in the loop strategy, with real branches.
 
     ``packed`` holds the runs' programs and per-step scalars (see
     :func:`_pack`), sliced to this run's; ``base`` the runs' gradients,
     weights, moments and draws. ``table`` is scratch space [table_size, L]
     whose contents do not matter (every entry a valid program reads is
     written first): the previous run's, to save zeroing it. ``r`` is this
-    run's index into the arrays of all runs (``states`` [R, S, L], ``trace``
-    and ``updates`` [R, L]), which get this run's rows written in place and
-    are returned as ``(updates, states, trace, table)``: a state the graph
-    does not have is neither read nor written.
+    run's index into the arrays of all runs (``states`` [R, S, L] and
+    ``directions`` [R, L]), which get this run's rows written in place and
+    are returned as ``(directions, states, table)``: a state the graph does
+    not have is neither read nor written.
     """
     I, F, ctx = _run_fields(packed, layout, base, r)  # noqa: E741
     g = ctx.g
@@ -588,35 +592,26 @@ def _run_step(packed: _Packed, layout, shape: ProgramShape, base: dict[str, jax.
             table, _row(_row(states, r), j), start + j, 0), table)
     update = ExprArrays(*(I(f) for f in ExprArrays._fields))
     table = _eval_nodes(table, update, start + shape.max_states, lambda: ctx.uniform)
-    direction = _row(table, update.root)
-    kind, beta = I("momentum"), F("momentum")
-    old_trace = _row(trace, r)
-    new_trace = jnp.where(kind > 0, direction + beta * old_trace, old_trace)
-    # The update reads the new trace back from the written array: read from
-    # the old one, XLA would copy the whole [R, L] array to keep it.
-    trace = put(trace, new_trace, r, 0)
-    direction = _momentum_direction(kind, beta, direction, _row(trace, r))
-    u = (-F("learning_rate") * (direction + F("weight_decay") * ctx.w)).astype(g.dtype)
     state_rows = I("states")
     if shape.max_states:
         states = jax.lax.fori_loop(0, I("num_states"), lambda j, states: states.at[r, j].set(
             _row(table, state_rows[j])), states)
-    return put(updates, u, r, 0), states, trace, table
+    return put(directions, _row(table, update.root), r, 0), states, table
 
 
 def _vmap_step(packed: _Packed, layout, shape: ProgramShape, base: dict[str, jax.Array],
-               states, trace):
+               states):
     """One run's step in the vmap strategy, with no loop whose trip count
     differs per run.
 
-    Under ``vmap`` (arrays of one run: ``states`` [S, L], ``trace`` [L])
+    Under ``vmap`` (arrays of one run: ``states`` [S, L])
     every switch computes all its branches and selects, so each operand is
     computed once and the slots gather from them; constants and states are
     concatenated into the table, and the node loop runs a static
     ``shape.max_nodes`` iterations (unrolled by ``_NODE_UNROLL``). A loop with
     a per-run trip count is a while loop on the device whose every iteration
     waits on the host (on an H100: ~0.8 ms a step for P=64 with such loops,
-    measured). Returns ``(update, states, trace)``.
+    measured). Returns ``(direction, states)``.
     """
     I, F, ctx = _run_fields(packed, layout, base, None)  # noqa: E741
     g = ctx.g
@@ -628,12 +623,7 @@ def _vmap_step(packed: _Packed, layout, shape: ProgramShape, base: dict[str, jax
     update = ExprArrays(*(I(f) for f in ExprArrays._fields))
     table = _eval_nodes(table, update, shape.table_size - shape.max_nodes, ctx.uniform,
                         shape.max_nodes, _NODE_UNROLL)
-    direction = table[update.root]
-    kind, beta = I("momentum"), F("momentum")
-    new_trace = jnp.where(kind > 0, direction + beta * trace, trace)
-    direction = _momentum_direction(kind, beta, direction, new_trace)
-    u = (-F("learning_rate") * (direction + F("weight_decay") * ctx.w)).astype(g.dtype)
-    return u, table[I("states")], new_trace
+    return table[update.root], table[I("states")]
 
 
 # --------------------------------------------------------------------------
@@ -666,7 +656,7 @@ def _unflatten(flat: jax.Array, like):
 
 
 def _loop_over_candidates(packed: _Packed, layout, shape: ProgramShape,
-                          base: dict[str, jax.Array], states: jax.Array, trace: jax.Array,
+                          base: dict[str, jax.Array], states: jax.Array,
                           runs_per_candidate: int, seed_words: jax.Array, counts: jax.Array,
                           draws):
     """The loop strategy: a ``fori_loop`` over candidates, each step covering
@@ -692,16 +682,16 @@ def _loop_over_candidates(packed: _Packed, layout, shape: ProgramShape,
         run_base = {**grouped, **{
             kind: lambda kind=kind: draws(kind, _row(words, p), _row(counts, p)).reshape(-1)
             for kind in ("noise", "uniform")}}
-        u, states, traces, table = acc
+        directions, states, table = acc
         return _run_step(_Packed(_row(packed.ints, p), _row(packed.floats, p)), layout, shape,
-                         run_base, p, states, traces, table, u)
+                         run_base, p, states, table, directions)
 
     table = jnp.zeros((shape.table_size, s * length), base["g"].dtype)
-    u, states, trace, _ = jax.lax.fori_loop(
-        0, runs // s, body, (jnp.zeros_like(grouped["g"]), states, group(trace), table))
+    directions, states, _ = jax.lax.fori_loop(
+        0, runs // s, body, (jnp.zeros_like(grouped["g"]), states, table))
     states = states.reshape(runs // s, num_states, s, length).swapaxes(1, 2).reshape(
         runs, num_states, length)
-    return u.reshape(runs, length), states, trace.reshape(runs, length)
+    return directions.reshape(runs, length), states
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3, 4))
@@ -823,27 +813,29 @@ def optimizer(
             ("operands", rows.operands), ("num_operands", rows.num_operands),
             ("num_constants", rows.num_constants), ("num_states", rows.num_states),
             *((f, getattr(u_expr, f)) for f in ExprArrays._fields),
-            ("states", rows.states), ("momentum", rows.momentum)])
+            ("states", rows.states)])
         floats, f_layout = _pack([
             ("constants", rows.constants), ("decays", scalars["decays"]), ("eps", h["eps"]),
-            ("learning_rate", h["learning_rate"] * scalars["schedule"]),
-            ("weight_decay", h["weight_decay"]), ("momentum", h["momentum"]),
             *((k, scalars[k]) for k in ("t", "frac", "bc:m", "bc:v", "bc:gamma"))])
         packed, layout = _Packed(ints, floats.astype(g.dtype)), (i_layout, f_layout)
         if strategy == "vmap":
             base = {**base, **{kind: _draws(kind, state.key, state.count, *g.shape[1:], g.dtype)
                                for kind in ("noise", "uniform")}}
-            u, new_states, trace = jax.vmap(
-                lambda pk, base, st, tr: _vmap_step(pk, layout, shape, base, st, tr)
-            )(packed, base, state.states, state.trace)
+            direction, new_states = jax.vmap(
+                lambda pk, base, st: _vmap_step(pk, layout, shape, base, st)
+            )(packed, base, state.states)
         else:
-            u, new_states, trace = _loop_over_candidates(
-                packed, layout, shape, base, state.states, state.trace, runs_per_candidate,
+            direction, new_states = _loop_over_candidates(
+                packed, layout, shape, base, state.states, runs_per_candidate,
                 state.key, state.count, lambda *args: _draws(*args, *g.shape[1:], g.dtype))
-        new_state = PopulationState(
-            state.count + 1, m, v, gamma, new_states, trace,
-            state.key,
-        )
+        # Momentum and the update, over all runs at once: a few wide passes
+        # rather than a candidate's dozen row passes each.
+        kind, beta = rows.momentum[:, None], h["momentum"][:, None]
+        trace = jnp.where(kind > 0, direction + beta * state.trace, state.trace)
+        direction = _momentum_direction(kind, beta, direction, trace)
+        lr = (h["learning_rate"] * scalars["schedule"])[:, None]
+        u = (-lr * (direction + h["weight_decay"][:, None] * w)).astype(g.dtype)
+        new_state = PopulationState(state.count + 1, m, v, gamma, new_states, trace, state.key)
         return _unflatten(u, updates), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
