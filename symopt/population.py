@@ -48,8 +48,8 @@ Moment EMAs, clipping and bias correction are vectorised over all runs outside
 the per-run step (in the loop strategy each skipped when no graph needs it), and
 so are momentum and the update itself: the per-run step yields the graph's
 direction only. (Moved out of the loop strategy's per-run step, where they cost a
-dozen passes over the run's row: ``benchmark_step.py``, P=64, 1,898 weights,
-19.4-19.8 -> 16.6-17.9 us a candidate-step on CPU.)
+dozen passes over the run's row: ``benchmark_step.py``, P=64, on CPU, medians of
+six interleaved pairs, 20.6 -> 18.1 us a candidate-step at 1,898 weights.)
 The schedule and decay multipliers depend on the step alone: they are
 tabulated once for the whole training (:func:`step_scalars`, in NumPy on the
 host by :func:`symopt.evaluate.evaluate`) and looked up per step. Switched
