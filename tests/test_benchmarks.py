@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.slow
 def test_engine_benchmark_prints_every_figure():
     command = [sys.executable, "experiments/benchmark.py", "--population=3", "--per_candidate=1",
-               "--cold_repeats=1", "--repeats=1", "--sizes=1", "--sizes=2", "--strategy=vmap"]
+               "--cold_repeats=1", "--repeats=2", "--sizes=1", "--sizes=2", "--strategy=vmap"]
     out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     result = json.loads(out.stdout)
     assert result["strategy"] == "vmap"
