@@ -803,8 +803,9 @@ def optimizer(
             for name, old, x, beta in (("m", state.m, g, "beta1"), ("v", state.v, g * g, "beta2"),
                                        ("gamma", state.gamma, g * g * g, "beta3"))
         )
-        # Runs of one candidate step together; a diverged run's frozen count
-        # must not hold back its candidate's live runs (its update is dropped).
+        # Runs of one candidate step together; a run whose state its caller
+        # froze (a training loop may keep a diverged run's) must not hold back
+        # its candidate's live runs (its update is dropped).
         step = state.count.reshape(-1, runs_per_candidate).max(axis=1)
         scalars = _run_scalars(table, step, runs_per_candidate, h, total_steps)
         base = {"g": g, "w": w, "m": m, "v": v, "gamma": gamma}
