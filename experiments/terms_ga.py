@@ -32,5 +32,6 @@ def get_config():
     config.elimination.top_k = 5
     config.elimination.keep = 1.0
     config.elimination.steps = 1000
+    config.elimination.on_search_tasks = True  # the final comparison re-measures the search tasks
     config.elimination.seeds = 3
     return config

@@ -12,19 +12,34 @@ configs do). Sections:
 * ``space``: ``name`` (``nos``, ``terms``, ``autolr``) and ``options`` (the
   space's fields, e.g. ``max_nodes``).
 * ``tasks``: ``search`` (comma-separated task names the fitness is measured
-  on), ``steps`` and ``batch_size`` (0: the task's default), ``seeds``,
+  on), ``test`` (tasks that only report, after the winner is chosen), ``steps`` and ``batch_size`` (0: the task's default), ``seeds``,
   ``data_dir`` and ``download`` (TFDS), ``options`` (per-task overrides by
   task name).
-* ``evaluation``: ``split`` the fitness reads (``val``), ``strategy`` of the
-  population optimizer, ``chunk_size`` (candidates trained per compiled
-  program; 0: the searcher's batch), ``baseline_learning_rate`` (Adam, the
-  fitness normaliser), ``check`` and ``dedupe`` (integrity check and
-  fingerprint cache).
+* ``evaluation``: ``metric`` (``loss``: clipped final loss normalised by a
+  tuned Adam, geometric mean over tasks; ``accuracy``: Marfinetz 2025's
+  formula; see :mod:`symopt.fitness`), ``split`` the fitness reads (``val``),
+  ``strategy`` of the population optimizer, ``chunk_size`` (candidates
+  trained per compiled program; 0: the searcher's batch),
+  ``baseline_learning_rate`` and ``baseline_lr_multipliers`` (Adam, the
+  fitness normaliser, tuned per task over that grid), ``lr_multipliers``
+  (each candidate also trains at these multiples of its learning rate, as
+  extra rows of the same program; the best is written back into the genome)
+  and ``lr_aggregate`` (``best`` or ``mean`` over them),
+  ``simplicity_tolerance`` (the winner is the simplest candidate within this
+  relative fitness of the best; 0: off), ``check`` and ``dedupe`` (integrity
+  check and fingerprint cache).
 * ``elimination``: progressive elimination of the best after the search:
   ``tasks`` (stages separated by commas, the tasks of one stage joined by
   ``+`` and aggregated; ``""`` skips it),
   ``top_k`` candidates entering, ``keep`` (fraction kept per stage),
-  ``steps`` (0: task default) and ``seeds``.
+  ``steps`` (0: task default), ``seeds`` and ``on_search_tasks`` (allow the
+  stages to re-measure search tasks). The stages' tasks are the *validation*
+  role: they choose the winner.
+* ``test``: the test tasks (``tasks.test``) train the best ``top_k`` of the
+  validation and the ``baselines`` (``adam``, ``adamw_cosine``, ``lion``,
+  ``terms_ga``) with ``steps`` and ``seeds``, each at its own learning rate
+  (as found) and tuned over ``lr_multipliers`` on the test tasks' val split;
+  they only report.
 * ``output``: ``top`` candidates in the summary.
 
 :func:`validate` rejects unknown keys and bad values with one-line
@@ -40,7 +55,7 @@ from typing import Any, NoReturn
 
 import ml_collections
 
-SECTIONS = ("search", "space", "tasks", "evaluation", "elimination", "output")
+SECTIONS = ("search", "space", "tasks", "evaluation", "elimination", "test", "output")
 FREE_FORM = ("search.options", "space.options", "tasks.options")
 """Sections whose keys depend on the chosen searcher, space or task; their
 owners reject unknown keys when the run builds them."""
@@ -50,6 +65,10 @@ USAGE_ERROR = 2
 """Exit code of a command line given a bad flag, config file, key or value."""
 RUN_ERROR = 1
 """Exit code of a run stopped by missing data or dependencies, or its workdir."""
+
+
+TEST_BASELINES = ("adam", "adamw_cosine", "lion", "terms_ga")
+"""The baselines the test tasks report next to the winner (``test.baselines``)."""
 
 
 class ConfigError(ValueError):
@@ -67,15 +86,20 @@ def default_config() -> ml_collections.ConfigDict:
         name="nos", options=ml_collections.ConfigDict(),
     ))
     config.tasks = ml_collections.ConfigDict(dict(
-        search="digits_mlp", steps=0, batch_size=0, seeds=2, data_dir="", download=False,
-        options=ml_collections.ConfigDict(),
+        search="digits_mlp", test="", steps=0, batch_size=0, seeds=2, data_dir="",
+        download=False, options=ml_collections.ConfigDict(),
     ))
     config.evaluation = ml_collections.ConfigDict(dict(
-        split="val", strategy="auto", chunk_size=0, baseline_learning_rate=1e-3, check=True,
-        dedupe=True,
+        metric="accuracy", split="val", strategy="auto", chunk_size=0,
+        baseline_learning_rate=1e-3, baseline_lr_multipliers=(1.0,), lr_multipliers=(1.0,),
+        lr_aggregate="best", simplicity_tolerance=0.0, check=True, dedupe=True,
     ))
     config.elimination = ml_collections.ConfigDict(dict(
-        tasks="", top_k=8, keep=0.5, steps=0, seeds=3,
+        tasks="", top_k=8, keep=0.5, steps=0, seeds=3, on_search_tasks=False,
+    ))
+    config.test = ml_collections.ConfigDict(dict(
+        baselines=",".join(TEST_BASELINES), top_k=3, steps=0, seeds=3,
+        lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0),
     ))
     config.output = ml_collections.ConfigDict(dict(top=5))
     return config
@@ -133,6 +157,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         ("elimination.top_k", c.elimination.top_k, 1),
         ("elimination.steps", c.elimination.steps, 0),
         ("elimination.seeds", c.elimination.seeds, 1),
+        ("test.top_k", c.test.top_k, 1),
+        ("test.steps", c.test.steps, 0),
+        ("test.seeds", c.test.seeds, 1),
         ("output.top", c.output.top, 1),
     ):
         if value < lo:
@@ -147,7 +174,56 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         _fail("elimination.keep", f"must be in (0, 1], got {c.elimination.keep}")
     if not c.evaluation.baseline_learning_rate > 0:
         _fail("evaluation.baseline_learning_rate", "must be > 0")
+    if c.evaluation.metric not in ("loss", "accuracy"):
+        _fail("evaluation.metric", f"must be 'loss' or 'accuracy', got {c.evaluation.metric!r}")
+    if c.evaluation.lr_aggregate not in ("best", "mean"):
+        _fail("evaluation.lr_aggregate",
+              f"must be 'best' or 'mean', got {c.evaluation.lr_aggregate!r}")
+    if not c.evaluation.simplicity_tolerance >= 0:
+        _fail("evaluation.simplicity_tolerance", "must be >= 0")
+    for key in ("evaluation.lr_multipliers", "evaluation.baseline_lr_multipliers",
+                "test.lr_multipliers"):
+        section, name = key.split(".")
+        values = c[section][name]
+        if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                 and 0 < v < float("inf") for v in values):
+            _fail(key, f"must be a non-empty tuple of numbers > 0, got {values!r}")
+    for key in ("evaluation.lr_multipliers", "test.lr_multipliers"):
+        section, name = key.split(".")
+        if 1.0 not in c[section][name]:
+            _fail(key, "must include 1.0 (the learning rate as found)")
+    unknown = [n for n in names(c.test.baselines) if n not in TEST_BASELINES]
+    if unknown:
+        _fail("test.baselines", f"unknown baseline {unknown[0]!r}; known: "
+                                f"{', '.join(TEST_BASELINES)}")
+    _check_roles(c)
     return config
+
+
+def task_roles(config: ml_collections.ConfigDict) -> dict[str, list[str]]:
+    """The task names of each role: ``search``, ``validation`` (the elimination
+    stages' tasks) and ``test``."""
+    validation = [n for stage in names(config.elimination.tasks) for n in stage.split("+") if n]
+    return {"search": names(config.tasks.search), "validation": validation,
+            "test": names(config.tasks.test)}
+
+
+def _check_roles(config: ml_collections.ConfigDict) -> None:
+    """A task has one role: search tasks drive evolution, validation tasks choose
+    the winner, test tasks only report. ``elimination.on_search_tasks`` lets the
+    elimination re-measure the search tasks at its own budget (the published
+    terms-GA protocol's final comparison)."""
+    roles = task_roles(config)
+    keys = {"search": "tasks.search", "validation": "elimination.tasks", "test": "tasks.test"}
+    seen: dict[str, str] = {}
+    for role, task_names in roles.items():
+        for name in dict.fromkeys(task_names):
+            other = seen.get(name)
+            shared = {other, role} == {"search", "validation"}
+            if other and not (shared and config.elimination.on_search_tasks):
+                _fail(keys[role], f"task {name!r} is already a {other} task; a task has one "
+                                  "role (search, validation or test)")
+            seen.setdefault(name, role)
 
 
 def one_line(error: BaseException) -> str:

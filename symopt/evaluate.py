@@ -1,4 +1,4 @@
-"""Training a whole population at once, and its fitness.
+"""Training a whole population at once.
 
 :func:`evaluate` trains P candidates x S seeds on a task in one
 jit-compiled program: ``lax.scan`` over training steps inside ``vmap`` over
@@ -9,11 +9,7 @@ for every generation. A run that diverges (non-finite or too large a loss,
 non-finite weights) stops changing and is flagged with its step; it never
 spoils the other runs.
 
-Fitness follows Marfinetz 2025 (REFERENCES.md A): ``accuracy + 0.05 *
-max(0, 1 - mean training loss over the last 50 steps)``, -1 for a diverged
-run; tasks without classes score the orders of magnitude by which the loss
-fell, over 10. :func:`aggregate` averages tasks and normalises by Adam run the
-same way.
+What the metrics are worth is :mod:`symopt.fitness`'s business.
 
 Devices: the candidates are split over the local devices with
 ``jax.shard_map`` (each device trains its share; no communication until the
@@ -26,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -36,12 +31,9 @@ import numpy as np
 import optax
 
 from symopt import population, zoo
+from symopt.fitness import FITNESS_TAIL
 from symopt.population import Program, ProgramShape
 
-FITNESS_TAIL = 50  # steps of training loss averaged into the fitness
-LOSS_BONUS = 0.05
-DIVERGED_FITNESS = -1.0
-LOG_RANGE = 10.0  # orders of magnitude of loss decrease worth a fitness of 1
 CURVE_POINTS = 100  # most points of a learning curve (the loss subsampled over steps)
 
 
@@ -315,51 +307,6 @@ def shape_of(program: Program) -> ProgramShape:
         max_schedule_nodes=int(program.schedule_expr.op.shape[-1]),
         max_schedule_values=int(program.schedule_values.shape[-1]),
     )
-
-
-# --------------------------------------------------------------------------
-# Fitness.
-
-
-def run_fitness(metrics: RunMetrics, *, split: str = "val") -> np.ndarray:
-    """Fitness of each run, [P, S] (REFERENCES.md A's formula).
-
-    ``split`` picks the accuracy: ``"val"`` while searching (the test split
-    stays unseen), ``"test"`` for final reports.
-    """
-    accuracy = getattr(metrics, f"{split}_accuracy")
-    bonus = LOSS_BONUS * np.maximum(0.0, 1.0 - metrics.train_loss)
-    classified = accuracy + bonus
-    with np.errstate(all="ignore"):
-        ratio = np.log10(np.maximum(metrics.initial_loss, 1e-30)
-                         / np.maximum(getattr(metrics, f"{split}_loss"), 1e-30))
-    objective = np.clip(ratio / LOG_RANGE, -1.0, 1.0)
-    fit = np.where(np.isnan(accuracy), objective, classified)
-    bad = metrics.diverged | ~np.isfinite(fit)
-    return np.where(bad, DIVERGED_FITNESS, fit)
-
-
-def fitness(metrics: RunMetrics, *, split: str = "val") -> np.ndarray:
-    """Fitness of each candidate: the mean over seeds, [P]."""
-    return run_fitness(metrics, split=split).mean(axis=1)
-
-
-def aggregate(per_task: Mapping[str, np.ndarray], baseline: Mapping[str, float]) -> np.ndarray:
-    """Mean fitness over tasks, divided by the baseline's (Adam's) mean.
-
-    ``per_task`` maps task names to fitness arrays [P]; ``baseline`` maps the
-    same names to Adam's fitness on them. 1.0 is as good as Adam; REFERENCES
-    A's best found optimizer scores 1.026.
-    """
-    names = sorted(per_task)
-    missing = [n for n in names if n not in baseline]
-    if missing:
-        raise ValueError(f"no baseline fitness for tasks {missing}")
-    mean = np.mean([per_task[n] for n in names], axis=0)
-    base = float(np.mean([baseline[n] for n in names]))
-    if not math.isfinite(base) or base <= 0:
-        raise ValueError(f"baseline fitness {base} must be positive to normalise by")
-    return mean / base
 
 
 # --------------------------------------------------------------------------

@@ -43,7 +43,7 @@ import optax
 
 from symopt import archive as archive_lib
 from symopt import config as config_lib
-from symopt import evaluate, integrity, search, spaces, symbolic, tasks
+from symopt import evaluate, fitness, heldout, integrity, search, simplicity, spaces, symbolic, tasks
 from symopt import graph as graph_lib
 from symopt.archive import Archive, ArchiveError, CandidateRecord, StageResult, to_jsonable
 from symopt.search import Candidate
@@ -69,7 +69,8 @@ class _Setup:
     space: Any
     searcher: Any
     tasks: tuple[tasks.Task, ...]
-    stages: tuple[tuple[tasks.Task, ...], ...]  # elimination stages
+    stages: tuple[tuple[tasks.Task, ...], ...]  # elimination stages (the validation role)
+    test_tasks: tuple[tasks.Task, ...]
     shape: Any
     chunk_size: int
 
@@ -117,11 +118,12 @@ def build_space(config: ml_collections.ConfigDict) -> Any:
 
 
 def build_task(config: ml_collections.ConfigDict, name: str, *,
-               elimination: bool = False) -> tasks.Task:
+               role: str = "search") -> tasks.Task:
     """Task ``name`` with the config's data options, per-task options and budget.
 
-    The budget is ``tasks.steps``/``tasks.seeds`` while searching and
-    ``elimination.steps``/``elimination.seeds`` for an elimination stage
+    The budget is ``tasks.steps``/``tasks.seeds`` for a ``search`` task,
+    ``elimination.steps``/``elimination.seeds`` for a ``validation`` task (an
+    elimination stage) and ``test.steps``/``test.seeds`` for a ``test`` task
     (steps 0: the task's own default); it overrides ``tasks.options``.
     """
     if name not in tasks.names():
@@ -136,11 +138,12 @@ def build_task(config: ml_collections.ConfigDict, name: str, *,
     if config.tasks.batch_size:
         overrides["batch_size"] = config.tasks.batch_size
     overrides.update(config.tasks.options.to_dict().get(name, {}))
-    budget = config.elimination if elimination else config.tasks
+    budget = {"search": config.tasks, "validation": config.elimination,
+              "test": config.test}[role]
     overrides["seeds"] = budget.seeds
     if budget.steps:
         overrides["steps"] = budget.steps
-    elif elimination:
+    elif role != "search":
         overrides.pop("steps", None)
     unknown = sorted(set(overrides) - set(accepted))
     if unknown:
@@ -160,8 +163,7 @@ def elimination_stages(config: ml_collections.ConfigDict) -> list[list[str]]:
 
 
 def _check_task_options(config: ml_collections.ConfigDict) -> None:
-    named = set(config_lib.names(config.tasks.search))
-    named |= {n for stage in elimination_stages(config) for n in stage}
+    named = {n for role in config_lib.task_roles(config).values() for n in role}
     for key, value in config.tasks.options.to_dict().items():
         if key not in named:
             raise config_lib.ConfigError(f"config.tasks.options.{key}: not a task of this "
@@ -182,12 +184,14 @@ def _setup(config: ml_collections.ConfigDict, horizon: int | None = None) -> _Se
     space = build_space(config)
     searcher = build_searcher(config, space, horizon=horizon)
     search_tasks = tuple(build_task(config, n) for n in config_lib.names(config.tasks.search))
-    stages = tuple(tuple(build_task(config, n, elimination=True) for n in stage)
+    stages = tuple(tuple(build_task(config, n, role="validation") for n in stage)
                    for stage in elimination_stages(config))
-    for task in (*search_tasks, *(t for stage in stages for t in stage)):
+    test_tasks = tuple(build_task(config, n, role="test")
+                       for n in config_lib.names(config.tasks.test))
+    for task in (*search_tasks, *(t for stage in stages for t in stage), *test_tasks):
         task.data()  # fails now, with the command to prepare it, if the data is missing
     chunk = config.evaluation.chunk_size or min(DEFAULT_CHUNK, _ask_size(searcher))
-    return _Setup(space, searcher, search_tasks, stages, space.program_shape(), chunk)
+    return _Setup(space, searcher, search_tasks, stages, test_tasks, space.program_shape(), chunk)
 
 
 def _ask_size(searcher: Any) -> int:
@@ -201,59 +205,101 @@ def _ask_size(searcher: Any) -> int:
 # Measuring candidates.
 
 
-def _task_metrics(metrics: evaluate.RunMetrics, i: int, run_fitness: np.ndarray,
-                  baseline: float) -> dict[str, Any]:
+def _task_metrics(metrics: evaluate.RunMetrics, i: int, values: np.ndarray, baseline: float,
+                  metric: str) -> dict[str, Any]:
     out = {f: float(np.nanmean(getattr(metrics, f)[i])) if not np.all(
         np.isnan(getattr(metrics, f)[i])) else None for f in _METRIC_FIELDS}
-    out["fitness"] = float(run_fitness[i].mean())
-    out["normalized"] = float(run_fitness[i].mean() / baseline)
-    out["fitness_per_seed"] = [float(x) for x in run_fitness[i]]
+    out["value"] = float(values[i].mean())  # the metric's value: a clipped loss or a fitness
+    out["normalized"] = float(fitness.task_scores(values[i].mean(), baseline, metric))
+    out["value_per_seed"] = [float(x) for x in values[i]]
     out["diverged"] = int(metrics.diverged[i].sum())
     return out
 
 
-def baseline_fitness(task: tasks.Task, learning_rate: float, split: str) -> float:
-    """Adam's fitness on ``task`` (native ``optax.adam``, same loop and seeds)."""
-    metrics = evaluate.evaluate_baseline(optax.adam, (jnp.asarray([learning_rate]),), task)
-    return float(evaluate.fitness(metrics, split=split)[0])
+def tuned_baseline(task: tasks.Task, learning_rates: Sequence[float], split: str,
+                   metric: str) -> fitness.Baseline:
+    """Adam on ``task`` (native ``optax.adam``, same loop and seeds) at each
+    learning rate, all in one program; the best value under ``metric``."""
+    metrics = evaluate.evaluate_baseline(optax.adam, (jnp.asarray(learning_rates),), task)
+    return fitness.choose_baseline(fitness.task_values(metrics, split, metric), learning_rates,
+                                   metric)
 
 
-def _measure(graphs: Sequence[graph_lib.Graph], task_list: Sequence[tasks.Task],
-             baseline: dict[str, float], setup_shape, chunk_size: int,
-             config: ml_collections.ConfigDict) -> tuple[np.ndarray, list[dict], np.ndarray]:
-    """(aggregate fitness [n], per-candidate metrics by task, all-runs-diverged [n])."""
-    per_task, metrics_by_task, all_diverged = {}, {}, np.zeros(len(graphs), bool)
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """What training a list of graphs on some tasks gave, per graph."""
+
+    fitness: np.ndarray  # [n] aggregate over tasks (and learning-rate multipliers)
+    multiplier: np.ndarray  # [n] the chosen learning-rate multiplier
+    details: list[dict[str, Any]]  # per graph: task -> metrics at the chosen multiplier
+    diverged: np.ndarray  # [n] every seed diverged on some task, at the chosen multiplier
+
+
+def measure(graphs: Sequence[graph_lib.Graph], task_list: Sequence[tasks.Task],
+            baseline: dict[str, float], shape: Any, chunk_size: int,
+            config: ml_collections.ConfigDict,
+            allowed: np.ndarray | None = None) -> Measured:
+    """Trains ``graphs`` at each of ``evaluation.lr_multipliers`` on ``task_list``.
+
+    Every graph at every multiplier is one row of the population: a chunk of
+    ``chunk_size`` graphs is ``chunk_size * k`` rows of one compiled program.
+    ``allowed`` [n, k] masks multipliers that may not be chosen (a rate the
+    genome cannot express).
+    """
+    ev = config.evaluation
+    multipliers = tuple(float(m) for m in ev.lr_multipliers)
+    n, k = len(graphs), len(multipliers)
+    rows = [g.with_hparams(learning_rate=g.hparams.learning_rate * m)
+            for g in graphs for m in multipliers]
+    per_task, by_task = {}, {}
     for task in task_list:
-        m = evaluate.evaluate_graphs(graphs, task, shape=setup_shape, chunk_size=chunk_size,
-                                     strategy=config.evaluation.strategy)
-        runs = evaluate.run_fitness(m, split=config.evaluation.split)
-        per_task[task.name] = runs.mean(axis=1)
-        metrics_by_task[task.name] = (m, runs)
-        all_diverged |= m.diverged.all(axis=1)
-    fitness = evaluate.aggregate(per_task, baseline)
-    details = [
-        {name: _task_metrics(m, i, runs, baseline[name])
-         for name, (m, runs) in metrics_by_task.items()}
-        for i in range(len(graphs))
-    ]
-    return fitness, details, all_diverged
+        m = evaluate.evaluate_graphs(rows, task, shape=shape, chunk_size=chunk_size * k,
+                                     strategy=ev.strategy)
+        values = fitness.runs(m, ev.split, ev.metric)
+        per_task[task.name] = values.mean(axis=1).reshape(n, k)
+        by_task[task.name] = (m, values)
+    per_multiplier = np.stack(
+        [fitness.aggregate({t: v[:, j] for t, v in per_task.items()}, baseline, ev.metric)
+         for j in range(k)], axis=1) if n else np.zeros((0, k))
+    if allowed is not None:
+        per_multiplier = np.where(allowed, per_multiplier, -np.inf)
+    fit, chosen = fitness.over_multipliers(per_multiplier, ev.lr_aggregate, ev.metric)
+    details, diverged = [], np.zeros(n, bool)
+    for i in range(n):
+        row = i * k + int(chosen[i])
+        detail = {name: _task_metrics(m, row, values, baseline[name], ev.metric)
+                  for name, (m, values) in by_task.items()}
+        detail["learning_rate"] = {
+            "multiplier": multipliers[int(chosen[i])],
+            "fitness_per_multiplier": [float(x) for x in per_multiplier[i]]}
+        details.append(detail)
+        diverged[i] = any(m.diverged[row].all() for m, _ in by_task.values())
+    return Measured(fit, np.asarray(multipliers)[chosen] if n else np.zeros(0), details,
+                    diverged)
 
 
 class _Generation:
-    """Measures one generation's candidates, taking archived ones from the archive."""
+    """Measures one generation's candidates, taking archived ones from the archive.
+
+    A trained candidate's best learning-rate multiplier is written back: the
+    archive holds its genome and graph at that rate, and the searcher is told
+    the written-back genome, so children inherit the rate that worked.
+    """
 
     def __init__(self, run: _Search, candidates: list[Candidate]):
         self.run, self.candidates = run, candidates
         self.records: dict[int, CandidateRecord] = {}
+        self.told: dict[int, Candidate] = {}  # the candidates as told (written back)
         self.stored: set[int] = set()  # ids already in the archive
         self.trained = 0
 
-    def measure(self) -> np.ndarray:
+    def measure(self) -> tuple[list[Candidate], np.ndarray]:
+        """The candidates to tell (genomes written back) and their fitness."""
         run, pending, waiting = self.run, [], {}
         for c in self.candidates:
             stored = run.archive.get(c.id)
             if stored is not None:
-                run.check_replay(c, stored)
+                self.told[c.id] = run.check_replay(c, stored)
                 self.records[c.id] = stored
                 self.stored.add(c.id)
                 run.remember(stored)
@@ -265,37 +311,45 @@ class _Generation:
                 self.records[c.id] = run.record(c, graph, fp, status="rejected",
                                                 reason=report.reason)
             elif run.config.evaluation.dedupe and fp in run.fingerprints:
-                original = run.fingerprints[fp]
-                self.records[c.id] = run.record(c, graph, fp, status="duplicate",
-                                                duplicate_of=original.id,
-                                                fitness=original.fitness)
+                self._duplicate(c, graph, fp, run.fingerprints[fp])
             elif run.config.evaluation.dedupe and fp in waiting:
-                waiting[fp][1].append(c)
+                waiting[fp][1].append((c, graph))
             else:
                 waiting[fp] = (c, [])
                 pending.append((c, graph, fp))
         for start in range(0, len(pending), run.setup.chunk_size):
             self._train(pending[start:start + run.setup.chunk_size])
         for fp, (first, copies) in waiting.items():
-            original = self.records[first.id]
-            for c in copies:
-                self.records[c.id] = run.record(
-                    c, run.setup.space.to_graph(c.genome), fp, status="duplicate",
-                    duplicate_of=original.id, fitness=original.fitness)
+            for c, graph in copies:
+                self._duplicate(c, graph, fp, self.records[first.id])
         run.archive.add_candidates(  # the rejected and the duplicates
             [self.records[c.id] for c in self.candidates if c.id not in self.stored])
-        return np.array([_search_fitness(self.records[c.id]) for c in self.candidates])
+        told = [self.told.get(c.id, c) for c in self.candidates]
+        return told, np.array([_search_fitness(self.records[c.id]) for c in self.candidates])
+
+    def _duplicate(self, c: Candidate, graph: graph_lib.Graph, fp: str,
+                   original: CandidateRecord) -> None:
+        """Records ``c`` as a duplicate of ``original``, at the original's learning rate."""
+        c, graph = self.run.write_back(c, graph, multiplier_of(original))
+        self.told[c.id] = c
+        self.records[c.id] = self.run.record(c, graph, fp, status="duplicate",
+                                             duplicate_of=original.id, fitness=original.fitness)
 
     def _train(self, chunk: list[tuple[Candidate, graph_lib.Graph, str]]) -> None:
         run = self.run
         start = time.perf_counter()
-        fitness, details, diverged = _measure(
-            [g for _, g, _ in chunk], run.setup.tasks, run.baseline, run.setup.shape,
-            run.setup.chunk_size, run.config)
+        multipliers = run.config.evaluation.lr_multipliers
+        allowed = np.array([[run.setup.space.scale_learning_rate(c.genome, float(m)) is not None
+                             for m in multipliers] for c, _, _ in chunk])
+        measured = measure([g for _, g, _ in chunk], run.setup.tasks, run.baseline,
+                           run.setup.shape, run.setup.chunk_size, run.config, allowed)
         seconds = (time.perf_counter() - start) / len(chunk)
         records = []
-        rows = zip(chunk, fitness, details, diverged, strict=True)
-        for (c, graph, fp), fit, detail, dead in rows:
+        rows = zip(chunk, measured.fitness, measured.multiplier, measured.details,
+                   measured.diverged, strict=True)
+        for (c, graph, fp), fit, multiplier, detail, dead in rows:
+            c, graph = run.write_back(c, graph, float(multiplier))
+            self.told[c.id] = c
             records.append(run.record(c, graph, fp, status="diverged" if dead else "evaluated",
                                       fitness=float(fit), metrics=detail, seconds=seconds))
         run.archive.add_candidates(records)  # one transaction: a kill loses at most this chunk
@@ -304,6 +358,11 @@ class _Generation:
             self.stored.add(r.id)
             run.remember(r)
         self.trained += len(chunk)
+
+
+def multiplier_of(record: CandidateRecord | StageResult) -> float:
+    """The learning-rate multiplier chosen for (and written back into) a record."""
+    return float((record.metrics or {}).get("learning_rate", {}).get("multiplier", 1.0))
 
 
 def _search_fitness(record: CandidateRecord) -> float:
@@ -327,16 +386,25 @@ class _Search:
         self.entrants: set[int] = set()  # candidates of the progressive elimination
 
     def _baseline(self, key: str, task_list: Sequence[tasks.Task]) -> dict[str, float]:
+        """Adam's value on each task, tuned over ``baseline_learning_rate x
+        baseline_lr_multipliers``; trained once per run and kept in the archive
+        (meta ``key``, and ``key + "_learning_rates"``), so a resume reuses it."""
+        ev = self.config.evaluation
         stored = self.archive.get_meta(key, {}) or {}
+        rates = self.archive.get_meta(key + "_learning_rates", {}) or {}
         missing = [t for t in task_list if t.name not in stored]
+        grid = [ev.baseline_learning_rate * m for m in ev.baseline_lr_multipliers]
         for task in missing:
-            lr = self.config.evaluation.baseline_learning_rate
-            self.log(f"baseline: training Adam (lr {lr:g}) on {task.name} ...")
-            stored[task.name] = baseline_fitness(
-                task, self.config.evaluation.baseline_learning_rate, self.config.evaluation.split)
-            self.log(f"baseline: Adam fitness on {task.name} = {stored[task.name]:.4f}")
+            self.log(f"baseline: training Adam (lr {', '.join(f'{lr:g}' for lr in grid)}) on "
+                     f"{task.name} ...")
+            best = tuned_baseline(task, grid, ev.split, ev.metric)
+            stored[task.name], rates[task.name] = best.value, best.learning_rate
+            self.log(f"baseline: Adam {ev.metric} on {task.name} = {best.value:.4f} "
+                     f"(lr {best.learning_rate:g})")
         if missing:
-            self.archive.put_meta(key, stored)
+            with self.archive.transaction():
+                self.archive.put_meta(key, stored)
+                self.archive.put_meta(key + "_learning_rates", rates)
         return {t.name: stored[t.name] for t in task_list}
 
     def remember(self, record: CandidateRecord) -> None:
@@ -350,14 +418,28 @@ class _Search:
             parents=c.parents, genome=self.setup.space.to_json(c.genome),
             graph=graph_lib.to_dict(graph), fingerprint=fingerprint, status=status, **fields)
 
-    def check_replay(self, c: Candidate, stored: CandidateRecord) -> None:
-        """A replayed candidate must be the one archived under its id."""
-        if (to_jsonable(self.setup.space.to_json(c.genome)) != stored.genome
+    def write_back(self, c: Candidate, graph: graph_lib.Graph,
+                   multiplier: float) -> tuple[Candidate, graph_lib.Graph]:
+        """``c`` and its graph at ``multiplier`` times their learning rate; the
+        genome stays as it is where the space cannot express that rate."""
+        if multiplier == 1.0:
+            return c, graph
+        genome = self.setup.space.scale_learning_rate(c.genome, multiplier)
+        if genome is not None:
+            c = dataclasses.replace(c, genome=genome)
+        return c, graph.with_hparams(learning_rate=graph.hparams.learning_rate * multiplier)
+
+    def check_replay(self, c: Candidate, stored: CandidateRecord) -> Candidate:
+        """A replayed candidate must be the one archived under its id; returns it
+        as it was told (its written-back genome)."""
+        told, _ = self.write_back(c, self.setup.space.to_graph(c.genome), multiplier_of(stored))
+        if (to_jsonable(self.setup.space.to_json(told.genome)) != stored.genome
                 or tuple(c.parents) != stored.parents or c.generation != stored.generation):
             raise ArchiveError(
                 f"{self.workdir}: the replayed search differs from the archive at candidate "
                 f"{c.id} (a changed symopt or space?); resume with the same version or use a "
                 "new --workdir")
+        return told
 
     def equation(self, record: CandidateRecord) -> str:
         if record.id not in self.equations:
@@ -454,8 +536,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
             gen_start = time.perf_counter()
             state, candidates = searcher.ask(state)
             generation = _Generation(runner, candidates)
-            fitness = generation.measure()
-            state = searcher.tell(state, candidates, fitness)
+            told, values = generation.measure()
+            state = searcher.tell(state, told, values)
             seconds = time.perf_counter() - gen_start
             trained_total += generation.trained
             if generation.trained:
@@ -465,13 +547,17 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
                    if times else None)
             log(_progress(runner, gen, list(generation.records.values()),
                           archive.get(best_candidate.id), seconds, generation.trained, eta))
-        best = _eliminate(runner) if setup.stages else None
-        best = best or next(iter(archive.top(1)), None) or archive.get(searcher.best(state)[0].id)
+        winner = _choose(runner, searcher, state)
+        best = winner.record
         if best.fitness is None:
             log("warning: no candidate passed the integrity check; best.json holds a rejected one")
-        best_graph = graph_lib.from_dict(best.graph)
+        elif best.status == "diverged" or (best.fitness is not None and not math.isfinite(
+                best.fitness)):
+            log("warning: every candidate diverged; best.json holds a diverged one")
+        best_graph = winner.graph
         graph_lib.save(best_graph, os.path.join(workdir, "best.json"))
-        _write_summary(runner, best)
+        test_results = _test(runner, winner) if setup.test_tasks else []
+        _write_summary(runner, winner, test_results)
         counts = archive.count_by_status()
     seconds = time.perf_counter() - start
     log(f"done in {_format_seconds(seconds)}: best #{best.id} fitness {_fitness_text(best)} "
@@ -484,11 +570,22 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
 # Progressive elimination and the report.
 
 
-def _eliminate(run: _Search) -> CandidateRecord | None:
-    """Successive halving of the top candidates over the elimination stages
-    (REFERENCES.md B's progressive elimination): a stage's fitness is the
-    Adam-normalised aggregate over its tasks; results are archived per stage
-    (task ``a+b`` for a stage of two tasks) and the winner returned."""
+@dataclasses.dataclass(frozen=True)
+class Winner:
+    """The candidate the funnel chose, and its graph at the learning rate chosen with it."""
+
+    record: CandidateRecord
+    graph: graph_lib.Graph
+    ranking: tuple[int, ...]  # candidate ids, best first (validation, else search fitness)
+
+
+def _eliminate(run: _Search) -> Winner | None:
+    """The validation funnel: successive halving of the top candidates over the
+    elimination stages (Morgan & Hougen's progressive elimination, Lion's funnel
+    selection). A stage's fitness is the normalised aggregate over its tasks,
+    at each learning-rate multiplier; results are archived per stage (task
+    ``a+b`` for a stage of two tasks). Returns the winner at the learning rate
+    its last stage chose, or None when nothing was evaluated."""
     config, archive, stage_tasks = run.config, run.archive, run.setup.stages
     baseline = run._baseline("baseline_elimination", [t for st in stage_tasks for t in st])
     entrants = archive.top(config.elimination.top_k)  # duplicates are never "evaluated"
@@ -500,7 +597,7 @@ def _eliminate(run: _Search) -> CandidateRecord | None:
     stages = [search.Stage(f"{i + 1}:{n}", keep=config.elimination.keep)
               for i, n in enumerate(names)]
 
-    def measure(ids: Sequence[int], stage_of: search.Stage) -> np.ndarray:
+    def measure_stage(ids: Sequence[int], stage_of: search.Stage) -> np.ndarray:
         stage = stages.index(stage_of)
         todo = [i for i in ids if (i, stage) not in done]
         if todo:
@@ -508,65 +605,172 @@ def _eliminate(run: _Search) -> CandidateRecord | None:
             run.log(f"elimination stage {stage + 1}/{len(stages)}: {len(todo)} candidates on "
                     f"{names[stage]} ({first.steps} steps, {first.seeds} seeds)")
             graphs = [graph_lib.from_dict(archive.get(i).graph) for i in todo]
-            fitness, details, _ = _measure(
+            measured = measure(
                 graphs, stage_tasks[stage], {t.name: baseline[t.name] for t in stage_tasks[stage]},
                 run.setup.shape, min(len(entrants), DEFAULT_CHUNK), config)
             rows = [StageResult(i, stage, names[stage], d, float(f))
-                    for i, f, d in zip(todo, fitness, details, strict=True)]
+                    for i, f, d in zip(todo, measured.fitness, measured.details, strict=True)]
             archive.add_stage_results(rows)
             done.update({(r.candidate_id, r.stage): r for r in rows})
         return np.array([_search_fitness(done[(i, stage)]) for i in ids])
 
-    result = search.successive_halving([r.id for r in entrants], stages, measure)
-    winner = archive.get(result.ranking[0])
-    run.log(f"elimination: winner #{winner.id}: {run.equation(winner)}")
+    result = search.successive_halving([r.id for r in entrants], stages, measure_stage)
     run.entrants = {r.id for r in entrants}
-    return winner
+    ranking = _prefer_simpler(run, list(result.ranking), {
+        i: float(f) for i, f in zip(result.ids, result.fitness[:, -1], strict=True)
+        if np.isfinite(f)})
+    record = archive.get(ranking[0])
+    last = max((r for r in done.values() if r.candidate_id == record.id), key=lambda r: r.stage)
+    graph = graph_lib.from_dict(record.graph)
+    graph = graph.with_hparams(learning_rate=graph.hparams.learning_rate * multiplier_of(last))
+    run.log(f"elimination: winner #{record.id}: {symbolic.to_text(graph)}")
+    return Winner(record, graph, tuple(ranking))
 
 
-def _split_metric(metrics: dict[str, Any], split: str) -> str:
-    values = [m.get(f"{split}_accuracy") for m in metrics.values() if isinstance(m, dict)]
-    values = [v for v in values if v is not None]
-    return "-" if not values else f"{np.mean(values):.4f}"
+def _prefer_simpler(run: _Search, ranking: list[int], final: dict[int, float]) -> list[int]:
+    """``ranking`` with the simplest candidate within ``evaluation.simplicity_tolerance``
+    of the best final fitness moved to the front (unchanged at tolerance 0)."""
+    tolerance = run.config.evaluation.simplicity_tolerance
+    ids = [i for i in ranking if i in final]
+    if tolerance <= 0 or len(ids) < 2:
+        return ranking
+    complexity = [simplicity.complexity(graph_lib.from_dict(run.archive.get(i).graph)).total
+                  for i in ids]
+    chosen = ids[simplicity.prefer_simpler([final[i] for i in ids], complexity, tolerance)]
+    if chosen != ranking[0]:
+        run.log(f"simplicity: #{chosen} is within {tolerance:g} of #{ranking[0]} and simpler")
+    return [chosen] + [i for i in ranking if i != chosen]
 
 
-def _write_summary(run: _Search, best: CandidateRecord) -> None:
-    archive, config = run.archive, run.config
-    split = config.evaluation.split
+def _choose(run: _Search, searcher: Any, state: Any) -> Winner:
+    """The winner: the validation funnel's, else the best search fitness."""
+    if run.setup.stages:
+        winner = _eliminate(run)
+        if winner is not None:
+            return winner
+    top = run.archive.top(run.config.elimination.top_k)
+    if top:
+        ranking = _prefer_simpler(run, [r.id for r in top], {r.id: r.fitness for r in top})
+        record = run.archive.get(ranking[0])
+    else:
+        record, ranking = run.archive.get(searcher.best(state)[0].id), []
+    return Winner(record, graph_lib.from_dict(record.graph), tuple(ranking))
+
+
+def _test(run: _Search, winner: Winner) -> list[heldout.Result]:
+    """The test tasks, after the winner is chosen: the top ``test.top_k`` of the
+    ranking (the winner as ``best``) and the baselines. Kept in the archive
+    (meta ``test_results``); a resume reuses them."""
+    config, archive = run.config, run.archive
+    stored = archive.get_meta("test_results")
+    if stored is not None and stored.get("winner") == winner.record.id:
+        return [heldout.Result.from_dict(r) for r in stored["results"]]
+    found = {"best": winner.graph}
+    for i in winner.ranking[1:config.test.top_k]:
+        found[f"#{i}"] = graph_lib.from_dict(archive.get(i).graph)
+    results = heldout.evaluate_all(
+        found, config_lib.names(config.test.baselines), run.setup.test_tasks,
+        config.test.lr_multipliers, strategy=config.evaluation.strategy, log=run.log)
+    archive.put_meta("test_results", {"winner": winner.record.id,
+                                      "results": [r.to_dict() for r in results]})
+    return results
+
+
+def hall_of_fame(archive: Archive) -> list[dict[str, Any]]:
+    """The Pareto front of search fitness against complexity over the evaluated
+    candidates, simplest first, with simplified equations."""
+    records = archive.records("evaluated")
+    graphs = [graph_lib.from_dict(r.graph) for r in records]
+    complexity = [simplicity.complexity(g).total for g in graphs]
+    front = simplicity.pareto_front([r.fitness for r in records], complexity)
+    return [{"id": records[i].id, "fitness": records[i].fitness, "complexity": complexity[i],
+             "equation": simplicity.simplified_equation(graphs[i])} for i in front]
+
+
+def _fitness_description(run: _Search) -> str:
+    ev = run.config.evaluation
+    lrs = run.archive.get_meta("baseline_learning_rates", {}) or {}
+    adam = ", ".join(f"{k} {v:.4g} (lr {lrs.get(k, ev.baseline_learning_rate):g})"
+                     for k, v in run.baseline.items())
+    if ev.metric == "loss":
+        what = (f"the geometric mean over search tasks of Adam's final {ev.split} loss divided by "
+                "the candidate's (losses clipped; a diverged run scores the worst)")
+    else:
+        what = (f"the mean over search tasks of Marfinetz 2025's accuracy formula ({ev.split} "
+                "split), divided by Adam's")
+    multipliers = ", ".join(f"{m:g}" for m in ev.lr_multipliers)
+    return (f"Fitness is {what}; Adam is tuned per task over learning rates "
+            f"{', '.join(f'{ev.baseline_learning_rate * m:g}' for m in ev.baseline_lr_multipliers)}"
+            f": 1.0 = tuned Adam. Each candidate trains at learning-rate multipliers {multipliers}"
+            f" ({ev.lr_aggregate} counts); the best is written back into it.\n\n"
+            f"Adam baseline ({ev.metric}): {adam}")
+
+
+def _write_summary(run: _Search, winner: Winner, test_results: list[heldout.Result]) -> None:
+    archive, config, best = run.archive, run.config, winner.record
+    roles = config_lib.task_roles(config)
+    task_names = [t.name for t in run.setup.tasks]
     lines = [
         f"# symopt search: {config.search.name} over {config.space.name}",
         "",
-        f"Tasks: {', '.join(t.name for t in run.setup.tasks)}; fitness is the mean over tasks "
-        f"of REFERENCES.md A's formula ({split} split), divided by Adam's "
-        f"(lr {config.evaluation.baseline_learning_rate:g}): 1.0 = Adam.",
+        f"Search tasks: {', '.join(roles['search'])}; validation tasks: "
+        f"{', '.join(roles['validation']) or '-'}; test tasks: {', '.join(roles['test']) or '-'}.",
         "",
-        "Adam baseline: " + ", ".join(f"{k} {v:.4f}" for k, v in run.baseline.items()),
+        _fitness_description(run),
         "",
         "Candidates: " + ", ".join(
             f"{k} {v}" for k, v in sorted(archive.count_by_status().items())),
         "",
-        f"Best (best.json): #{best.id}, search fitness {_fitness_text(best)}",
+        f"Best (best.json): #{best.id}, search fitness {_fitness_text(best)}, learning rate "
+        f"{winner.graph.hparams.learning_rate:.4g}",
         "",
-        f"    {run.equation(best)}",
+        f"    {symbolic.to_text(winner.graph)}",
         "",
-        "| rank | id | gen | fitness | " + " | ".join(
-            f"{t.name} {split} acc" for t in run.setup.tasks) + " | equation |",
-        "|---|---|---|---|" + "---|" * len(run.setup.tasks) + "---|",
+        "## Top candidates (search tasks, normalised per task)",
+        "",
+        "| rank | id | gen | fitness | lr x | " + " | ".join(task_names) + " | equation |",
+        "|---|---|---|---|---|" + "---|" * len(task_names) + "---|",
     ]
     for rank, r in enumerate(archive.top(config.output.top), 1):
-        accs = [_split_metric({t.name: r.metrics.get(t.name, {})}, split) for t in run.setup.tasks]
+        cells = [_normalized(r.metrics.get(t)) for t in task_names]
         lines.append(f"| {rank} | {r.id} | {r.generation} | {_fitness_text(r)} | "
-                     + " | ".join(accs) + f" | `{run.equation(r)}` |")
+                     f"{multiplier_of(r):g} | " + " | ".join(cells) + f" | `{run.equation(r)}` |")
     stage_rows = [r for r in archive.stage_results() if r.candidate_id in run.entrants]
     if stage_rows:
-        lines += ["", "## Progressive elimination", "",
-                  f"| stage | tasks | id | fitness (Adam = 1) | {split} acc |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "## Validation (progressive elimination; chooses the winner)", "",
+                  "| stage | tasks | id | fitness (tuned Adam = 1) | lr x |", "|---|---|---|---|---|"]
+
         def order(r):
             return (r.stage, -(r.fitness if r.fitness is not None else -math.inf))
 
         for r in sorted(stage_rows, key=order):
             lines.append(f"| {r.stage + 1} | {r.task} | {r.candidate_id} | {_fitness_text(r)} | "
-                         f"{_split_metric(r.metrics, split)} |")
+                         f"{multiplier_of(r):g} |")
+    if test_results:
+        found = list(dict.fromkeys(r.optimizer for r in test_results))
+        baselines = [b for b in config_lib.names(config.test.baselines) if b in found]
+        multipliers = ", ".join(f"{m:g}" for m in config.test.lr_multipliers)
+        lines += [
+            "", "## Test tasks (held out: they ran after the winner was chosen)", "",
+            f"Final test loss (clipped), mean ± std over {config.test.seeds} seeds, as found / "
+            f"lr-tuned (multipliers {multipliers} of the optimizer's own rate, chosen on each "
+            "task's validation split). Lower is better. `best` is best.json.", "",
+            *heldout.table(test_results, found), "",
+            "The winner's ratio to each lr-tuned baseline: the geometric mean over test tasks "
+            "of the baseline's loss over the winner's (above 1: the winner's loss is lower).", "",
+            *heldout.ratio_lines(test_results, "best", baselines),
+        ]
+    fame = hall_of_fame(archive)
+    archive.put_meta("hall_of_fame", fame)
+    if fame:
+        lines += ["", "## Hall of fame (search fitness against complexity; the Pareto front)", "",
+                  "| id | fitness | complexity | simplified equation |", "|---|---|---|---|"]
+        lines += [f"| {h['id']} | {h['fitness']:.4f} | {h['complexity']} | `{h['equation']}` |"
+                  for h in fame]
     with open(os.path.join(run.workdir, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def _normalized(metrics: dict[str, Any] | None) -> str:
+    value = (metrics or {}).get("normalized")
+    return "-" if value is None else f"{value:.4f}"

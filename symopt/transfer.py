@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 
 from symopt import config as config_lib
-from symopt import evaluate, run, search, tasks, zoo
+from symopt import evaluate, fitness, heldout, run, search, tasks, zoo
 from symopt import graph as graph_lib
 from symopt.population import ProgramShape
 
@@ -129,21 +129,6 @@ def load_graphs(paths: Sequence[str]) -> dict[str, graph_lib.Graph]:
     return graphs
 
 
-def _shape(graphs: Sequence[graph_lib.Graph]) -> ProgramShape:
-    """The default shape, grown to hold every (canonical) graph."""
-    canon = [graph_lib.canonical(g) for g in graphs]
-    base = ProgramShape()
-    return dataclasses.replace(
-        base,
-        max_nodes=max([base.max_nodes] + [len(g.update.nodes) for g in canon]),
-        max_operands=max([base.max_operands] + [len(graph_lib.used_operands(g)) for g in canon]),
-        max_constants=max([base.max_constants] + [len(g.constants) for g in canon]),
-        max_states=max([base.max_states] + [len(g.states) for g in canon]),
-        max_decay_nodes=max([base.max_decay_nodes] + [
-            len(e.nodes) for g in canon for e in g.decay_map.values()]),
-    )
-
-
 def _search_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The task options as a search config, so that :func:`symopt.run.build_task` builds them."""
     search_config = config_lib.default_config()
@@ -161,8 +146,8 @@ def _measure_task(task: tasks.Task, named: dict[str, graph_lib.Graph],
             for g in named.values() for m in multipliers]
     metrics, curves = evaluate.evaluate_graphs(runs, task, shape=shape, chunk_size=chunk_size,
                                                curves=True)
-    val = evaluate.run_fitness(metrics, split="val").mean(axis=1).reshape(len(named), -1)
-    test = evaluate.run_fitness(metrics, split="test").reshape(len(named), len(multipliers), -1)
+    val = fitness.accuracy_runs(metrics, split="val").mean(axis=1).reshape(len(named), -1)
+    test = fitness.accuracy_runs(metrics, split="test").reshape(len(named), len(multipliers), -1)
     curves = curves.reshape(len(named), len(multipliers), *curves.shape[1:])
     out = {}
     for i, (name, graph) in enumerate(named.items()):
@@ -202,7 +187,7 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
     for task in task_list:
         task.data()  # fails now, with the command to prepare it, if the data is missing
     multipliers = tuple(float(m) for m in config.lr_multipliers)
-    shape = _shape(list(named.values()))
+    shape = heldout.shape_for(list(named.values()))
     chunk_size = min(MAX_CHUNK, len(named) * len(multipliers))
     names = list(named)
     results: dict[tuple[str, str], TaskResult] = {}
@@ -217,18 +202,18 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
             f"{len(multipliers)} learning rates ({task.steps} steps, {config.seeds} seeds) ...")
         measured = _measure_task(task, entrants, multipliers, shape, chunk_size)
         results.update({(n, task.name): r for n, r in measured.items()})
-        fitness = evaluate.aggregate(
+        scores = fitness.aggregate(
             {task.name: np.array([measured[names[i]].val_fitness.max() for i in ids])},
             {task.name: float(measured[REFERENCE].val_fitness.max())})
         log(f"task {index + 1}/{len(task_list)} {task.name}: done in "
             f"{time.perf_counter() - start:.1f}s")
-        return fitness
+        return scores
 
     halving = search.successive_halving(range(1, len(names)), stages, measure)
     aggregate = {}
     for name in names:
         reached = [t.name for t in task_list if (name, t.name) in results]
-        aggregate[name] = float(evaluate.aggregate(
+        aggregate[name] = float(fitness.aggregate(
             {t: np.array([results[(name, t)].test_fitness.mean()]) for t in reached},
             {t: float(results[(REFERENCE, t)].test_fitness.mean()) for t in reached})[0])
     result = TransferResult(tuple(names), tuple(t.name for t in task_list), multipliers,

@@ -13,7 +13,7 @@ import optax
 import pytest
 
 import symopt
-from symopt import evaluate, population, tasks, zoo
+from symopt import evaluate, fitness, population, tasks, zoo
 from symopt.graph import Graph, Hyperparams, Schedule, nodes
 
 SHAPE = population.ProgramShape(max_nodes=8, max_operands=4, max_constants=4, max_states=1,
@@ -48,7 +48,7 @@ def test_a_diverging_candidate_is_flagged_and_spoils_nothing():
     assert (metrics.diverged_step[1] >= 0).all()
     assert (metrics.diverged_step[[0, 2, 3]] == -1).all()
     assert np.isfinite(metrics.test_loss[1]).all()  # frozen before it broke
-    assert evaluate.fitness(metrics)[1] == evaluate.DIVERGED_FITNESS
+    assert fitness.accuracy_runs(metrics).mean(axis=1)[1] == fitness.DIVERGED_FITNESS
 
 
 def test_population_matches_native_optax_adam_trained_the_same_way():
@@ -62,10 +62,9 @@ def test_population_matches_native_optax_adam_trained_the_same_way():
 def test_fitness_follows_the_published_formula():
     m = _digits_results()
     expected = m.val_accuracy + 0.05 * np.maximum(0.0, 1.0 - m.train_loss)
-    fit = evaluate.run_fitness(m)
+    fit = fitness.accuracy_runs(m)
     np.testing.assert_allclose(fit[0], expected[0], rtol=1e-6)
-    np.testing.assert_allclose(evaluate.fitness(m), fit.mean(axis=1))
-    test_fit = evaluate.run_fitness(m, split="test")
+    test_fit = fitness.accuracy_runs(m, split="test")
     np.testing.assert_allclose(test_fit[0], m.test_accuracy[0] + 0.05 * np.maximum(
         0.0, 1.0 - m.train_loss[0]), rtol=1e-6)
 
@@ -76,14 +75,14 @@ def test_objective_tasks_score_orders_of_magnitude_of_loss_decrease():
         val_loss=np.array([[1e-3]]), val_accuracy=np.array([[np.nan]]),
         test_loss=np.array([[1e-3]]), test_accuracy=np.array([[np.nan]]),
         diverged=np.array([[False]]), diverged_step=np.array([[-1]]))
-    np.testing.assert_allclose(evaluate.run_fitness(m), [[0.4]])
+    np.testing.assert_allclose(fitness.accuracy_runs(m), [[0.4]])
 
 
 def test_aggregate_is_normalised_by_the_baseline():
     per_task = {"a": np.array([0.9, 0.45]), "b": np.array([0.5, 0.25])}
-    np.testing.assert_allclose(evaluate.aggregate(per_task, {"a": 0.9, "b": 0.5}), [1.0, 0.5])
+    np.testing.assert_allclose(fitness.aggregate(per_task, {"a": 0.9, "b": 0.5}), [1.0, 0.5])
     with pytest.raises(ValueError, match="baseline"):
-        evaluate.aggregate(per_task, {"a": 0.9})
+        fitness.aggregate(per_task, {"a": 0.9})
 
 
 def test_candidates_share_initialisations_and_batches_per_seed():

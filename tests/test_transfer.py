@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from symopt import config as config_lib
-from symopt import evaluate, transfer, zoo
+from symopt import evaluate, heldout, transfer, zoo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -102,7 +102,7 @@ def test_the_chosen_learning_rate_is_the_val_best(finished):
 def test_evaluate_graphs_returns_learning_curves_on_request():
     task = transfer.run.build_task(transfer._search_config(tiny_config()), "digits_mlp")
     graphs = [zoo.adam(), zoo.sgd()]
-    shape = transfer._shape(graphs)
+    shape = heldout.shape_for(graphs)
     metrics, curves = evaluate.evaluate_graphs(graphs, task, 2, shape=shape, chunk_size=2,
                                                curves=True)
     plain = evaluate.evaluate_graphs(graphs, task, 2, shape=shape, chunk_size=2)

@@ -449,6 +449,12 @@ class AutoLRSpace:
         graph = zoo.get(self.base).replace(schedule=Schedule(kind="piecewise", values=values))
         return graph_lib.validate(graph.with_hparams(learning_rate=lr0))
 
+    def scale_learning_rate(self, genome: Genome, factor: float) -> Genome | None:
+        """``genome`` itself for ``factor == 1``; None otherwise: AutoLR's genomes
+        carry no separate learning rate (the adaptive trees and the dynamic
+        policy are the rate)."""
+        return genome if factor == 1 else None
+
     def to_json(self, genome: Genome) -> dict[str, Any]:
         """``{"mode": ..., <function>: <tree as nested lists>, ...}``."""
         return {

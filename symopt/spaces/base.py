@@ -51,6 +51,12 @@ class Space(Protocol):
     def to_graph(self, genome: Genome) -> Graph:
         """The optimizer a genome encodes (a valid Graph)."""
 
+    def scale_learning_rate(self, genome: Genome, factor: float) -> Genome | None:
+        """The genome with its learning rate multiplied by ``factor``, or None
+        where the space cannot express that rate (outside its range, or a space
+        whose genomes have no learning rate). The search writes the best
+        learning-rate multiplier of each candidate back through it."""
+
     def to_json(self, genome: Genome) -> dict[str, Any]:
         """A JSON-able dict; ``from_json(to_json(x)) == x``."""
 

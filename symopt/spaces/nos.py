@@ -140,6 +140,14 @@ class NosSpace:
     def to_graph(self, genome: Graph) -> Graph:
         return genome
 
+    def scale_learning_rate(self, genome: Graph, factor: float) -> Graph | None:
+        """``genome`` with its learning rate times ``factor`` (None if that rate is invalid)."""
+        try:
+            return graph_lib.validate(
+                genome.with_hparams(learning_rate=genome.hparams.learning_rate * factor))
+        except GraphError:
+            return None
+
     def to_json(self, genome: Graph) -> dict[str, Any]:
         return graph_lib.to_dict(genome)
 

@@ -336,6 +336,14 @@ class TermsSpace:
         )
         return graph_lib.validate(graph)
 
+    def scale_learning_rate(self, genome: TermsGenome, factor: float) -> TermsGenome | None:
+        """``genome`` with ``log10_lr`` moved by ``log10(factor)``; None outside its range."""
+        scalar = next(s for s in SCALARS if s.name == "log10_lr")
+        log10_lr = genome.log10_lr + math.log10(factor)
+        if not scalar.low <= log10_lr <= scalar.high:
+            return None
+        return dataclasses.replace(genome, log10_lr=log10_lr)
+
     def to_json(self, genome: TermsGenome) -> dict[str, Any]:
         """``{"format", "terms": [[kind, alpha], ...], <gene>: value, ...}``."""
         self.validate(genome)

@@ -1,0 +1,209 @@
+"""Held-out test tasks: the search's best next to tuned baselines, as found and lr-tuned.
+
+The last step of a search's funnel (search tasks drive evolution, validation
+tasks choose the winner, test tasks only report). Each optimizer, found or
+baseline, is trained on each test task at every learning-rate multiplier of
+its own rate, all of them as rows of one compiled program per task. Two
+figures come out per optimizer and task:
+
+* *as found*: the run at multiplier 1, the optimizer exactly as archived;
+* *lr-tuned*: the multiplier with the lowest validation loss on that task
+  (mean over seeds), reported on its test split. The test split never
+  chooses anything.
+
+Scores are :mod:`symopt.fitness`'s clipped final losses, so a diverged run
+counts with the task's worst loss. :func:`ratio` compares two optimizers by
+the geometric mean over tasks of their loss ratios (above 1: the first has
+the lower loss). The baselines are Adam, AdamW with a linear warmup over 5%
+of the steps and cosine decay, Lion and Marfinetz 2025's terms-GA optimizer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from symopt import evaluate, fitness, zoo
+from symopt import graph as graph_lib
+from symopt.graph import Graph, Schedule
+from symopt.population import ProgramShape
+
+WARMUP_FRACTION = 0.05  # adamw_cosine's linear warmup, as a fraction of the steps
+
+
+def _adamw_cosine(steps: int) -> Graph:
+    warmup = max(1, int(round(WARMUP_FRACTION * steps)))
+    return graph_lib.validate(zoo.adamw().replace(
+        schedule=Schedule(kind="cosine", warmup_steps=warmup)))
+
+
+BASELINES: dict[str, Callable[[int], Graph]] = {
+    "adam": lambda steps: zoo.adam(),
+    "adamw_cosine": _adamw_cosine,
+    "lion": lambda steps: zoo.lion(),
+    "terms_ga": lambda steps: zoo.terms_ga(),
+}
+"""Baseline name -> the graph for a task of ``steps`` steps."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """One optimizer on one test task."""
+
+    optimizer: str
+    task: str
+    learning_rate: float  # as found
+    tuned_learning_rate: float  # chosen on the task's validation split
+    found: tuple[float, ...]  # clipped test loss per seed, as found
+    tuned: tuple[float, ...]  # clipped test loss per seed, lr-tuned
+    found_diverged: int  # seeds that diverged, as found
+    tuned_diverged: int
+    found_accuracy: float | None = None  # mean test accuracy (classifiers)
+    tuned_accuracy: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Result:
+        return cls(**{**data, "found": tuple(data["found"]), "tuned": tuple(data["tuned"])})
+
+
+def shape_for(graphs: Sequence[Graph], base: ProgramShape | None = None) -> ProgramShape:
+    """``base`` (default: the default shape) grown to hold every (canonical) graph."""
+    canon = [graph_lib.canonical(g) for g in graphs]
+    base = base or ProgramShape()
+    return dataclasses.replace(
+        base,
+        max_nodes=max([base.max_nodes] + [len(g.update.nodes) for g in canon]),
+        max_operands=max([base.max_operands] + [len(graph_lib.used_operands(g)) for g in canon]),
+        max_constants=max([base.max_constants] + [len(g.constants) for g in canon]),
+        max_states=max([base.max_states] + [len(g.states) for g in canon]),
+        max_decay_nodes=max([base.max_decay_nodes] + [
+            len(e.nodes) for g in canon for e in g.decay_map.values()]),
+    )
+
+
+def evaluate_task(optimizers: Mapping[str, Graph], task: Any, multipliers: Sequence[float], *,
+                  shape: ProgramShape | None = None, strategy: str = "auto") -> list[Result]:
+    """Trains every optimizer at every multiplier on ``task`` (one compiled program).
+
+    Args:
+      optimizers: graphs by name, each at its own (as found) learning rate.
+      task: a test task.
+      multipliers: learning-rate multipliers; must include 1.0 (as found).
+      shape: the program shape (default: :func:`shape_for` the runs).
+      strategy: the population optimizer's strategy.
+
+    Returns:
+      One :class:`Result` per optimizer, in order.
+    """
+    multipliers = tuple(float(m) for m in multipliers)
+    if 1.0 not in multipliers:
+        raise ValueError(f"multipliers must include 1.0 (as found), got {multipliers}")
+    runs = [g.with_hparams(learning_rate=g.hparams.learning_rate * m)
+            for g in optimizers.values() for m in multipliers]
+    shape = shape or shape_for(runs)
+    metrics = evaluate.evaluate_graphs(runs, task, shape=shape, chunk_size=len(runs),
+                                       strategy=strategy)
+    k = len(multipliers)
+    val = fitness.task_values(metrics, "val", "loss").reshape(-1, k)
+    test = fitness.loss_runs(metrics, "test").reshape(len(optimizers), k, -1)
+    diverged = np.asarray(metrics.diverged).reshape(len(optimizers), k, -1)
+    accuracy = np.asarray(metrics.test_accuracy, np.float64).reshape(len(optimizers), k, -1)
+    found = multipliers.index(1.0)
+    out = []
+    for i, (name, graph) in enumerate(optimizers.items()):
+        tuned = fitness.best_index("loss", val[i])
+        lr = graph.hparams.learning_rate
+        out.append(Result(
+            optimizer=name, task=task.name, learning_rate=lr,
+            tuned_learning_rate=lr * multipliers[tuned],
+            found=tuple(float(x) for x in test[i, found]),
+            tuned=tuple(float(x) for x in test[i, tuned]),
+            found_diverged=int(diverged[i, found].sum()),
+            tuned_diverged=int(diverged[i, tuned].sum()),
+            found_accuracy=_mean_or_none(accuracy[i, found]),
+            tuned_accuracy=_mean_or_none(accuracy[i, tuned]),
+        ))
+    return out
+
+
+def evaluate_all(found: Mapping[str, Graph], baselines: Sequence[str], task_list: Sequence[Any],
+                 multipliers: Sequence[float], *, strategy: str = "auto",
+                 log: Callable[[str], None] = print) -> list[Result]:
+    """:func:`evaluate_task` on every test task for ``found`` and the named baselines."""
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baselines {unknown}; known: {', '.join(BASELINES)}")
+    clash = sorted(set(found) & set(baselines))
+    if clash:
+        raise ValueError(f"optimizer names {clash} clash with the baselines")
+    results = []
+    for task in task_list:
+        named = {**found, **{b: BASELINES[b](task.steps) for b in baselines}}
+        log(f"test: {len(named)} optimizers x {len(multipliers)} learning rates on {task.name} "
+            f"({task.steps} steps, {task.seeds} seeds)")
+        results += evaluate_task(named, task, multipliers, strategy=strategy)
+    return results
+
+
+def ratio(results: Sequence[Result], a: str, b: str, *, a_tuned: bool,
+          b_tuned: bool = True) -> float:
+    """How much lower ``a``'s test loss is than ``b``'s: the geometric mean over
+    the tasks both ran of ``loss_b / loss_a`` (mean losses over seeds). Above 1:
+    ``a`` is better."""
+    by_key = {(r.optimizer, r.task): r for r in results}
+    tasks_a = {r.task for r in results if r.optimizer == a}
+    tasks_b = {r.task for r in results if r.optimizer == b}
+    common = sorted(tasks_a & tasks_b)
+    if not common:
+        raise ValueError(f"{a!r} and {b!r} share no test task")
+    logs = []
+    for t in common:
+        ra, rb = by_key[a, t], by_key[b, t]
+        la = np.mean(ra.tuned if a_tuned else ra.found)
+        lb = np.mean(rb.tuned if b_tuned else rb.found)
+        logs.append(np.log(max(lb, 1e-300)) - np.log(max(la, 1e-300)))
+    return float(np.exp(np.mean(logs)))
+
+
+def table(results: Sequence[Result], optimizers: Sequence[str]) -> list[str]:
+    """Markdown: optimizer x task, test loss mean +- std over seeds, as found / lr-tuned."""
+    task_names = list(dict.fromkeys(r.task for r in results))
+    by_key = {(r.optimizer, r.task): r for r in results}
+    lines = ["| optimizer | " + " | ".join(task_names) + " |",
+             "|---|" + "---|" * len(task_names)]
+    for name in optimizers:
+        cells = []
+        for t in task_names:
+            r = by_key.get((name, t))
+            cells.append("-" if r is None else f"{_pm(r.found)}{_dagger(r.found_diverged)} / "
+                                               f"{_pm(r.tuned)}{_dagger(r.tuned_diverged)}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def ratio_lines(results: Sequence[Result], winner: str, baselines: Sequence[str]) -> list[str]:
+    """Markdown: the winner's ratio to each baseline (tuned), as found and lr-tuned."""
+    lines = ["| winner vs (lr-tuned) | as found | lr-tuned |", "|---|---|---|"]
+    for b in baselines:
+        lines.append(f"| {b} | {ratio(results, winner, b, a_tuned=False):.3f} | "
+                     f"{ratio(results, winner, b, a_tuned=True):.3f} |")
+    return lines
+
+
+def _pm(values: Sequence[float]) -> str:
+    mean, std = fitness.mean_std(np.asarray(values))
+    return f"{mean:.4g} ± {std:.2g}"
+
+
+def _dagger(diverged: int) -> str:
+    return f" ({diverged} diverged)" if diverged else ""
+
+
+def _mean_or_none(values: np.ndarray) -> float | None:
+    return None if np.all(np.isnan(values)) else float(np.nanmean(values))
