@@ -41,6 +41,9 @@ def tiny_config(**changes) -> ml_collections.ConfigDict:
     config.tasks.seeds = 1
     config.tasks.options = {"digits_mlp": {"hidden": 8}}
     config.evaluation.chunk_size = 2
+    config.evaluation.metric = "loss"
+    config.evaluation.lr_multipliers = (0.5, 1.0, 2.0)
+    config.evaluation.baseline_lr_multipliers = (0.3, 1.0, 3.0)
     for key, value in changes.items():
         section, name = key.split("__")
         config[section][name] = value
@@ -256,11 +259,11 @@ def test_elimination_budget_overrides_task_options_and_zero_means_the_task_defau
     config.tasks.options = {"digits_cnn": {"steps": 7, "batch_size": 16}}
     config.elimination.tasks = "digits_cnn"
     config.elimination.seeds = 3
-    task = run_lib.build_task(config, "digits_cnn", elimination=True)
+    task = run_lib.build_task(config, "digits_cnn", role="validation")
     default = symopt.tasks.options("digits_cnn")["steps"]
     assert (task.steps, task.seeds, task.batch_size) == (default, 3, 16)
     config.elimination.steps = 50
-    assert run_lib.build_task(config, "digits_cnn", elimination=True).steps == 50
+    assert run_lib.build_task(config, "digits_cnn", role="validation").steps == 50
     assert run_lib.build_task(config, "digits_cnn").steps == 20  # tasks.steps while searching
 
 

@@ -1,0 +1,172 @@
+"""The generalization protocol: task roles, tuned baselines, learning-rate multipliers,
+the validation funnel and the held-out test report."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from test_run import tiny_config
+
+import symopt
+from symopt import config as config_lib
+from symopt import evaluate, heldout, tasks, zoo
+from symopt import run as run_lib
+from symopt.archive import Archive
+
+
+def protocol_config(test: str = "quadratic"):
+    config = tiny_config()
+    config.elimination.tasks = "logistic"
+    config.elimination.top_k = 3
+    config.elimination.steps = 20
+    config.elimination.seeds = 1
+    config.tasks.test = test
+    config.test.steps = 20
+    config.test.seeds = 2
+    config.test.top_k = 2
+    config.test.lr_multipliers = (0.3, 1.0, 3.0)
+    return config
+
+
+@pytest.fixture(scope="module")
+def protocol(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("protocol")
+    lines: list[str] = []
+    result = run_lib.run(protocol_config(), workdir, log=lines.append)
+    return result, lines
+
+
+def test_the_summary_reports_validation_test_tables_ratios_and_hall_of_fame(protocol):
+    result, _ = protocol
+    summary = open(os.path.join(result.workdir, "summary.md")).read()
+    for heading in ("## Validation", "## Test tasks", "## Hall of fame"):
+        assert heading in summary
+    for name in ("best", *config_lib.TEST_BASELINES):
+        assert f"| {name} | " in summary
+    assert "| winner vs (lr-tuned) | as found | lr-tuned |" in summary
+    assert " ± " in summary
+    with Archive.open(result.workdir) as archive:
+        stored = archive.get_meta("test_results")
+        fame = archive.get_meta("hall_of_fame")
+    assert stored["winner"] == result.best.id
+    assert {r["optimizer"] for r in stored["results"]} >= {"best", *config_lib.TEST_BASELINES}
+    assert fame and [h["complexity"] for h in fame] == sorted(h["complexity"] for h in fame)
+
+
+def test_the_winner_is_chosen_before_and_without_the_test_tasks(protocol, tmp_path):
+    result, lines = protocol
+    winner_line = next(i for i, line in enumerate(lines) if line.startswith("elimination: winner"))
+    assert all(not line.startswith("test:") for line in lines[:winner_line])
+    for test in ("rosenbrock", ""):
+        other = run_lib.run(protocol_config(test=test), tmp_path / (test or "none"),
+                            log=lambda _: None)
+        assert other.best.id == result.best.id
+        assert other.best_graph == result.best_graph
+
+
+def test_the_tuned_baseline_and_test_results_are_stored_and_reused_on_resume(
+        protocol, monkeypatch):
+    result, _ = protocol
+    with Archive.open(result.workdir) as archive:
+        baseline = archive.get_meta("baseline")
+        rates = archive.get_meta("baseline_learning_rates")
+    assert set(baseline) == set(rates) == {"digits_mlp"}
+    assert rates["digits_mlp"] in [1e-3 * m for m in (0.3, 1.0, 3.0)]
+
+    def untrainable(*args, **kwargs):
+        raise AssertionError("trained again on resume")
+
+    monkeypatch.setattr(run_lib, "tuned_baseline", untrainable)
+    monkeypatch.setattr(heldout, "evaluate_all", untrainable)
+    resumed = run_lib.run(protocol_config(), result.workdir, log=lambda _: None)
+    assert resumed.evaluated_now == 0
+    assert resumed.best_graph == result.best_graph
+
+
+def test_the_best_multiplier_is_written_back_into_genome_and_graph(protocol):
+    result, _ = protocol
+    space = symopt.spaces.get("nos", max_nodes=4)
+    with Archive.open(result.workdir) as archive:
+        records = archive.records(status=("evaluated", "diverged"))
+        stage = {r.candidate_id: r for r in archive.stage_results()}
+    assert {run_lib.multiplier_of(r) for r in records} <= {0.5, 1.0, 2.0}
+    for r in records:
+        genome = space.from_json(r.genome)
+        assert space.to_graph(genome).hparams.learning_rate == pytest.approx(
+            r.graph["hparams"]["learning_rate"])
+    archived = symopt.graph.from_dict(result.best.graph)
+    multiplier = run_lib.multiplier_of(stage[result.best.id])
+    assert result.best_graph.hparams.learning_rate == pytest.approx(
+        archived.hparams.learning_rate * multiplier)
+    assert symopt.load(os.path.join(result.workdir, "best.json")) == result.best_graph
+
+
+def test_the_multipliers_are_rows_of_one_compiled_program():
+    config = tiny_config()
+    task = tasks.get("quadratic", steps=13, seeds=1)  # a task no other test compiles
+    graphs = [zoo.sgd(), zoo.adam()]
+    shape = symopt.spaces.get("nos", max_nodes=4).program_shape()
+    before = evaluate._compiled_population_trainer.cache_info().misses
+    measured = run_lib.measure(graphs, [task], {task.name: 1.0}, shape, 2, config)
+    assert evaluate._compiled_population_trainer.cache_info().misses == before + 1
+    trainer = evaluate._compiled_population_trainer(
+        task, shape, 1, symopt.population.resolve_strategy("auto"),
+        evaluate._device_mesh(None))
+    assert trainer._cache_size() == 1
+    per = measured.details[0]["learning_rate"]["fitness_per_multiplier"]
+    assert len(per) == len(config.evaluation.lr_multipliers)
+    assert len(set(per)) == len(per), "each multiplier trained its own rows"
+
+
+def test_a_diverging_candidate_costs_one_score_never_the_run():
+    config = tiny_config()
+    task = tasks.get("digits_mlp", steps=20, seeds=1, hidden=8)
+    shape = symopt.spaces.get("nos", max_nodes=4).program_shape()
+    exploding = zoo.sgd(learning_rate=1e6)
+    measured = run_lib.measure([zoo.adam(), exploding], [task], {task.name: 0.5}, shape, 2, config)
+    assert np.isfinite(measured.fitness).all()
+    assert measured.diverged.tolist() == [False, True]
+    worst = measured.details[1]["digits_mlp"]
+    assert worst["diverged"] == 1 and measured.fitness[1] < measured.fitness[0]
+    assert measured.fitness[1] == pytest.approx(0.5 / worst["value"])  # its clipped loss
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"tasks.search": "digits_mlp", "tasks.test": "digits_mlp"},
+     "config.tasks.test: task 'digits_mlp' is already a search task"),
+    ({"elimination.tasks": "logistic", "tasks.test": "logistic"},
+     "config.tasks.test: task 'logistic' is already a validation task"),
+    ({"elimination.tasks": "digits_mlp"},
+     "config.elimination.tasks: task 'digits_mlp' is already a search task"),
+])
+def test_a_task_in_two_roles_is_a_one_line_config_error(change, message):
+    config = tiny_config()
+    for key, value in change.items():
+        section, name = key.split(".")
+        config[section][name] = value
+    with pytest.raises(config_lib.ConfigError, match=message) as error:
+        config_lib.validate(config)
+    assert "\n" not in str(error.value)
+
+
+def test_the_published_protocol_may_remeasure_its_search_tasks_when_it_says_so():
+    config = tiny_config()
+    config.elimination.tasks = "digits_mlp"
+    config.elimination.on_search_tasks = True
+    config_lib.validate(config)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("lr_multipliers", (0.5, 2.0), "must include 1.0"),
+    ("lr_multipliers", (), "non-empty tuple"),
+    ("baseline_lr_multipliers", (0.0, 1.0), "numbers > 0"),
+    ("lr_aggregate", "median", "'best' or 'mean'"),
+    ("metric", "speed", "'loss' or 'accuracy'"),
+])
+def test_bad_evaluation_values_are_one_line_config_errors(key, value, message):
+    config = tiny_config()
+    config.evaluation[key] = value
+    with pytest.raises(config_lib.ConfigError, match=message):
+        config_lib.validate(config)
