@@ -1,13 +1,17 @@
-"""The offline default: a GA over nos graphs on scikit-learn digits.
+"""The offline default: a quick GA over nos graphs, with the generalization protocol.
 
-Needs no download and finishes a useful search in a few minutes on 2 CPU cores:
+Needs no download and finishes in about a minute on 2 CPU cores:
 
     python -m symopt.main --config=experiments/digits.py --workdir=runs/digits
 
-Candidates are trained on the digits MLP (fitness normalised by Adam); the best
-8 then go through a progressive elimination on the digits ConvNet with a
-longer budget and more seeds. Override any key, e.g.
-``--config.search.generations=30 --config.space.options.max_nodes=6``.
+The protocol of ``experiments/generalize.py`` (see docs/protocol.md) at a small
+budget: candidates train on the digits MLP at 0.5x, 1x and 2x their learning
+rate, scored by final validation loss against an Adam tuned over its learning
+rate; the best 4 go to the digits ConvNet (validation), which picks the
+winner; regression, an autoencoder and logistic regression (test) then report
+it next to tuned Adam, AdamW with warmup and cosine, Lion and the terms-GA
+optimizer. Override any key, e.g. ``--config.search.generations=30
+--config.space.options.max_nodes=6``.
 """
 
 from symopt.config import default_config
@@ -23,10 +27,16 @@ def get_config():
     config.space.name = "nos"
     config.space.options.max_nodes = 6
     config.tasks.search = "digits_mlp"
-    config.tasks.steps = 300
+    config.tasks.test = "regression,digits_autoencoder,logistic"
     config.tasks.seeds = 2
+    config.evaluation.metric = "loss"
+    config.evaluation.lr_multipliers = (0.5, 1.0, 2.0)
+    config.evaluation.baseline_lr_multipliers = (0.3, 1.0, 3.0, 10.0, 30.0)
     config.elimination.tasks = "digits_cnn"
-    config.elimination.top_k = 8
-    config.elimination.steps = 500
-    config.elimination.seeds = 3
+    config.elimination.top_k = 4
+    config.elimination.steps = 300
+    config.elimination.seeds = 2
+    config.test.top_k = 2
+    config.test.seeds = 2
+    config.test.lr_multipliers = (0.3, 1.0, 3.0)
     return config

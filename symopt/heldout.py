@@ -154,8 +154,8 @@ def evaluate_all(found: Mapping[str, Graph], baselines: Sequence[str], task_list
 def ratio(results: Sequence[Result], a: str, b: str, *, a_tuned: bool,
           b_tuned: bool = True) -> float:
     """How much lower ``a``'s test loss is than ``b``'s: the geometric mean over
-    the tasks both ran of ``loss_b / loss_a`` (mean losses over seeds). Above 1:
-    ``a`` is better."""
+    the tasks both ran of ``loss_b / loss_a`` (mean losses over seeds), each
+    clipped as :func:`symopt.fitness.task_scores` clips. Above 1: ``a`` is better."""
     by_key = {(r.optimizer, r.task): r for r in results}
     tasks_a = {r.task for r in results if r.optimizer == a}
     tasks_b = {r.task for r in results if r.optimizer == b}
@@ -167,7 +167,7 @@ def ratio(results: Sequence[Result], a: str, b: str, *, a_tuned: bool,
         ra, rb = by_key[a, t], by_key[b, t]
         la = np.mean(ra.tuned if a_tuned else ra.found)
         lb = np.mean(rb.tuned if b_tuned else rb.found)
-        logs.append(np.log(max(lb, 1e-300)) - np.log(max(la, 1e-300)))
+        logs.append(np.log(fitness.task_scores(la, float(lb), "loss")))
     return float(np.exp(np.mean(logs)))
 
 
