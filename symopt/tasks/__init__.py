@@ -10,7 +10,12 @@ as strings::
 
 Offline tasks need no download: ``digits_mlp``, ``digits_cnn`` (scikit-learn
 digits), ``mnist1d_mlp``, ``mnist1d_cnn`` (generated locally), and the
-synthetic ``quadratic``, ``rosenbrock`` and ``logistic``. The TFDS tasks
+synthetic ``quadratic``, ``rosenbrock`` and ``logistic``, and the task
+suite of :mod:`symopt.tasks.suite` for testing found optimizers on other
+families: ``seq_transformer`` and ``seq_rnn`` (algorithmic token
+sequences), ``digits_autoencoder``, ``regression`` and ``noisy_quadratic``.
+Their ``param_scale``, ``activation``, width and depth options vary a
+family (task augmentation). The TFDS tasks
 (``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``,
 ``oxford_flowers102``, ``cars196``, ``caltech101``) need ``pip install
 'symopt[tfds]'`` and prepared data (see :mod:`symopt.tasks.tfds_tasks`).
@@ -23,7 +28,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from symopt.tasks import offline, synthetic, tfds_tasks
+from symopt.tasks import offline, suite, synthetic, tfds_tasks
 from symopt.tasks.base import (
     Data,
     DataNotFoundError,
@@ -41,6 +46,11 @@ _FACTORIES: dict[str, Callable[..., Task]] = {
     "quadratic": synthetic.quadratic,
     "rosenbrock": synthetic.rosenbrock,
     "logistic": synthetic.logistic,
+    "seq_transformer": suite.seq_transformer,
+    "seq_rnn": suite.seq_rnn,
+    "digits_autoencoder": suite.digits_autoencoder,
+    "regression": suite.regression,
+    "noisy_quadratic": suite.noisy_quadratic,
     **{name: functools.partial(tfds_tasks.tfds_task, name) for name in tfds_tasks.SPECS},
 }
 
@@ -52,6 +62,11 @@ OFFLINE_TASKS: tuple[str, ...] = (
     "quadratic",
     "rosenbrock",
     "logistic",
+    "seq_transformer",
+    "seq_rnn",
+    "digits_autoencoder",
+    "regression",
+    "noisy_quadratic",
 )
 TFDS_TASKS: tuple[str, ...] = tuple(tfds_tasks.SPECS)
 

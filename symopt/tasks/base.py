@@ -81,13 +81,18 @@ class Task:
 # Data helpers.
 
 
-def to_device(splits: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, dict[str, jax.Array]]:
-    """Host arrays ``{split: {"x", "y"}}`` as float32 inputs and int32 labels on device."""
+def to_device(
+    splits: Mapping[str, Mapping[str, np.ndarray]], *, y_dtype: type = np.int32
+) -> dict[str, dict[str, jax.Array]]:
+    """Host arrays ``{split: {"x", "y"}}`` as float32 inputs and int32 labels on device.
+
+    ``y_dtype=np.float32`` keeps real-valued targets (regression) as floats.
+    """
     out = {}
     for split, arrays in splits.items():
         out[split] = {
             "x": jnp.asarray(np.asarray(arrays["x"], np.float32)),
-            "y": jnp.asarray(np.asarray(arrays["y"], np.int32)),
+            "y": jnp.asarray(np.asarray(arrays["y"], y_dtype)),
         }
     return out
 
@@ -175,7 +180,8 @@ def flip_and_crop(key: jax.Array, images: jax.Array, pad: int = 4) -> jax.Array:
 # Model initialisation.
 
 # Flax's default initializers, by parameter name (``nn.Dense``, ``nn.Conv``,
-# ``nn.BatchNorm`` and :class:`symopt.tasks.models.PatchConv`).
+# ``nn.BatchNorm``, ``nn.LayerNorm``, ``nn.Embed`` and
+# :class:`symopt.tasks.models.PatchConv`).
 _CONSTANT_INIT = {
     ("params", "bias"): 0.0,
     ("params", "scale"): 1.0,
@@ -191,8 +197,11 @@ def init_variables(module: nn.Module, key: jax.Array, input_shape: tuple[int, ..
     Same structure, shapes and distributions as Flax's default initializers:
     kernels LeCun-normal (a normal truncated to two standard deviations,
     scaled to variance ``1 / fan_in`` with ``fan_in`` the product of all but
-    the last kernel dimension), biases zeros, BatchNorm scales and running
-    variances ones, running means zeros. The values differ from
+    the last kernel dimension), biases zeros, BatchNorm and LayerNorm scales
+    and running variances ones, running means zeros. ``nn.Embed`` tables
+    (``embedding``, ``[num_embeddings, features]``) get Flax's variance
+    ``1 / features``, drawn truncated like the kernels (Flax draws them from
+    an untruncated normal). The values differ from
     ``module.init``'s: every kernel is a slice of one block of random
     numbers, so XLA compiles one random-number kernel rather than one per
     parameter, which makes a population's ``init`` compile about ten times
@@ -205,18 +214,19 @@ def init_variables(module: nn.Module, key: jax.Array, input_shape: tuple[int, ..
     shapes = jax.eval_shape(functools.partial(module.init, train=False), key, dummy)
     paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
     names = [tuple(getattr(k, "key", k) for k in path) for path, _ in paths_and_leaves]
-    kernels = [
-        leaf
+    fan_in = {  # the random variables, by the fan-in that scales them
+        name: math.prod(leaf.shape[:-1]) if name[-1] == "kernel" else leaf.shape[-1]
         for name, (_, leaf) in zip(names, paths_and_leaves, strict=True)
-        if name[-1] == "kernel"
-    ]
-    total = sum(math.prod(leaf.shape) for leaf in kernels)
+        if name[0] == "params" and name[-1] in ("kernel", "embedding")
+    }
+    leaves = dict(zip(names, (leaf for _, leaf in paths_and_leaves), strict=True))
+    total = sum(math.prod(leaves[name].shape) for name in fan_in)
     noise = jax.random.truncated_normal(key, -2.0, 2.0, (total,), jnp.float32)
     values, offset = [], 0
     for name, (_, leaf) in zip(names, paths_and_leaves, strict=True):
-        if name[0] == "params" and name[-1] == "kernel":
+        if name in fan_in:
             size = math.prod(leaf.shape)
-            std = 1.0 / math.sqrt(math.prod(leaf.shape[:-1])) / _TRUNCATED_NORMAL_STD
+            std = 1.0 / math.sqrt(fan_in[name]) / _TRUNCATED_NORMAL_STD
             values.append(std * noise[offset : offset + size].reshape(leaf.shape))
             offset += size
         elif (name[0], name[-1]) in _CONSTANT_INIT:

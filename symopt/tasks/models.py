@@ -171,3 +171,149 @@ class CNN1D(nn.Module):
             x = nn.relu(PatchConv(width, (5,), strides=(2,), name=f"Conv_{i}")(x))
         x = x.reshape((x.shape[0], -1))
         return nn.Dense(self.num_classes)(x)
+
+
+# --------------------------------------------------------------------------
+# Models of the task suite (symopt.tasks.suite): a choice of activation, and
+# sequence models over integer tokens (stored as floats, as every task's
+# inputs are; the models cast them back).
+
+ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu, "silu": nn.silu}
+
+
+def activation(name: str):
+    """The activation function called ``name`` (a key of :data:`ACTIVATIONS`).
+
+    Raises:
+      ValueError: an unknown name.
+    """
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+class ActivationMLP(nn.Module):
+    """:class:`MLP` with a choice of activation and ``outputs`` linear outputs."""
+
+    hidden: Sequence[int]
+    outputs: int
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        del train
+        act = activation(self.activation)
+        x = x.reshape((x.shape[0], -1))
+        for width in self.hidden:
+            x = act(nn.Dense(width)(x))
+        return nn.Dense(self.outputs)(x)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention from one fused ``qkv`` Dense and an output Dense.
+
+    Written with ``nn.Dense`` (rather than ``nn.MultiHeadDotProductAttention``,
+    whose ``DenseGeneral`` kernels have a fan-in that
+    :func:`symopt.tasks.base.init_variables` would miscount) so that its
+    parameters take the default initializers. ``causal`` masks attention to
+    later positions.
+    """
+
+    heads: int
+    causal: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        batch, length, width = x.shape
+        if width % self.heads:
+            raise ValueError(f"width {width} is not a multiple of heads {self.heads}")
+        head_dim = width // self.heads
+        qkv = nn.Dense(3 * width, name="qkv")(x).reshape(batch, length, 3, self.heads, head_dim)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * head_dim**-0.5
+        if self.causal:
+            mask = jnp.tril(jnp.ones((length, length), bool))
+            logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
+        weights = jax.nn.softmax(logits, axis=-1)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(batch, length, width)
+        return nn.Dense(width, name="out")(out)
+
+
+class Transformer(nn.Module):
+    """A pre-LayerNorm transformer: per-position logits over ``num_classes``.
+
+    Token and learned positional embeddings (``nn.Embed``), ``depth`` blocks
+    of ``x + attention(LN(x))`` and ``x + MLP(LN(x))`` (hidden width
+    ``mlp_ratio * width``), a final LayerNorm and a linear head. Takes
+    ``[batch, length]`` tokens (cast to int32).
+    """
+
+    vocab: int
+    length: int
+    width: int
+    depth: int
+    heads: int
+    num_classes: int
+    causal: bool = False
+    mlp_ratio: int = 2
+    activation: str = "gelu"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        del train
+        act = activation(self.activation)
+        tokens = x.astype(jnp.int32)
+        h = nn.Embed(self.vocab, self.width, name="token")(tokens)
+        h = h + nn.Embed(self.length, self.width, name="position")(jnp.arange(tokens.shape[1]))
+        for i in range(self.depth):
+            h = h + SelfAttention(self.heads, self.causal, name=f"attention_{i}")(
+                nn.LayerNorm(name=f"ln_attention_{i}")(h)
+            )
+            y = nn.LayerNorm(name=f"ln_mlp_{i}")(h)
+            y = nn.Dense(self.mlp_ratio * self.width, name=f"mlp_in_{i}")(y)
+            h = h + nn.Dense(self.width, name=f"mlp_out_{i}")(act(y))
+        return nn.Dense(self.num_classes, name="head")(nn.LayerNorm(name="ln_final")(h))
+
+
+class _Kernel(nn.Module):
+    """A bare ``kernel`` parameter (LeCun normal), for weights used inside ``lax.scan``."""
+
+    shape: Sequence[int]
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        return self.param("kernel", nn.initializers.lecun_normal(), tuple(self.shape))
+
+
+class GRU(nn.Module):
+    """A GRU over one-hot tokens, unrolled with ``lax.scan``: per-position logits.
+
+    The input projections of all positions are one ``Dense(3 * hidden)`` (with
+    the gate biases) outside the loop; the recurrence ``h @ W`` (``W`` of shape
+    ``[hidden, 3 * hidden]``, no bias) runs in ``lax.scan``. Gates as in
+    ``flax.linen.GRUCell``: ``r, z = sigmoid(.)``, ``n = tanh(x_n + r * h W_n)``,
+    ``h' = (1 - z) * n + z * h``, from ``h = 0``. Takes ``[batch, length]``
+    tokens (cast to int32) in ``[0, vocab)``.
+    """
+
+    vocab: int
+    hidden: int
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        del train
+        inputs = jax.nn.one_hot(x.astype(jnp.int32), self.vocab, dtype=jnp.float32)
+        gates_x = nn.Dense(3 * self.hidden, name="input")(inputs)  # [batch, length, 3h]
+        recurrent = _Kernel((self.hidden, 3 * self.hidden), name="recurrent")()
+
+        def cell(h, gx):
+            xr, xz, xn = jnp.split(gx, 3, axis=-1)
+            hr, hz, hn = jnp.split(h @ recurrent, 3, axis=-1)
+            r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+            h = (1.0 - z) * jnp.tanh(xn + r * hn) + z * h
+            return h, h
+
+        h0 = jnp.zeros((x.shape[0], self.hidden), gates_x.dtype)
+        _, hs = jax.lax.scan(cell, h0, jnp.swapaxes(gates_x, 0, 1))
+        return nn.Dense(self.num_classes, name="head")(jnp.swapaxes(hs, 0, 1))
