@@ -11,7 +11,7 @@ population is split over CPU devices as ``python -m symopt.main`` splits it
 (``--cpu_devices``, default one per core).
 
 ``quality``: ``--search_seeds`` searches of ``--config`` (default
-``experiments/generalize.py``), each with its own ``search.seed``. Each search
+``experiments/generalize.py``; ``--workdir`` keeps them, resumable), each with its own ``search.seed``. Each search
 chooses its winner on its validation tasks, then trains it on the test tasks
 next to the baselines (:mod:`symopt.heldout`). Reported per seed: the
 winner's test-loss ratio (geometric mean over the test tasks of the
@@ -28,6 +28,7 @@ takes at most 30 minutes on 2 CPU cores.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import sys
@@ -39,8 +40,8 @@ import time
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
+import ml_collections  # noqa: E402
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
 from symopt import archive as archive_lib  # noqa: E402
 from symopt import config as config_lib  # noqa: E402
@@ -54,11 +55,6 @@ _STEPS = flags.DEFINE_integer("steps", 500, "speed: training steps per candidate
 _SEED = flags.DEFINE_integer("seed", 0, "speed: the search's seed")
 _SEARCH_SEEDS = flags.DEFINE_integer("search_seeds", 5, "quality: independent searches")
 _FIRST_SEED = flags.DEFINE_integer("first_seed", 0, "quality: the first search seed")
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(_HERE, "generalize.py"), "quality: the search config")
-_WORKDIR = flags.DEFINE_string(
-    "workdir", "", "quality: keep each search in <workdir>/seed<N> (resumable); "
-                   "default: temporary folders")
 GOALS = {"vs_adam": 1.10, "vs_adamw_cosine": 1.05, "vs_terms_ga": 1.0, "minutes": 30}
 REFERENCES = ("terms_ga", "lion", "adam")
 
@@ -106,13 +102,25 @@ def _figures(results, name: str) -> dict:
     return out
 
 
+def quality_config():
+    """``--config`` (the CLI's flag), else ``experiments/generalize.py``."""
+    if flags.FLAGS.config is not None:
+        return flags.FLAGS.config
+    spec = importlib.util.spec_from_file_location("generalize", os.path.join(_HERE, "generalize.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
 def measure_quality() -> dict:
-    per_seed = []
+    """``--search_seeds`` searches of :func:`quality_config`; ``--workdir`` (the
+    CLI's flag) keeps each in ``<workdir>/seed<N>``, so a rerun resumes them."""
+    base, per_seed = quality_config(), []
     for seed in range(_FIRST_SEED.value, _FIRST_SEED.value + _SEARCH_SEEDS.value):
-        config = _CONFIG.value.copy_and_resolve_references()
+        config = ml_collections.ConfigDict(base.to_dict())
         config.search.seed = seed
         with contextlib.ExitStack() as stack:
-            workdir = (os.path.join(_WORKDIR.value, f"seed{seed}") if _WORKDIR.value
+            workdir = (os.path.join(flags.FLAGS.workdir, f"seed{seed}") if flags.FLAGS.workdir
                        else stack.enter_context(tempfile.TemporaryDirectory()))
             print(f"[benchmark] search seed {seed} in {workdir}", file=sys.stderr, flush=True)
             result = run.run(config, workdir, log=lambda line: print(
@@ -141,10 +149,11 @@ def measure_quality() -> dict:
         })
     met = sum(s["winner"]["goal_met"] for s in per_seed)
     return {
-        "config": _CONFIG.value.search.name + " over " + _CONFIG.value.space.name,
-        "search_tasks": config_lib.names(_CONFIG.value.tasks.search),
-        "validation_tasks": config_lib.task_roles(_CONFIG.value)["validation"],
-        "test_tasks": config_lib.names(_CONFIG.value.tasks.test),
+        "config": f"{base.search.name} {base.search.generations} x {base.search.population_size}"
+                  f" over {base.space.name}",
+        "search_tasks": config_lib.names(base.tasks.search),
+        "validation_tasks": config_lib.task_roles(base)["validation"],
+        "test_tasks": config_lib.names(base.tasks.test),
         "goals": GOALS,
         "per_search_seed": per_seed,
         "seeds_meeting_goal": f"{met} of {len(per_seed)} (goal: at least 3 of 5)",

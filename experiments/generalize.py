@@ -21,7 +21,8 @@ protocol that makes discoveries transfer (Chen et al. 2023; Metz et al.):
   next to tuned Adam, tuned AdamW with warmup and cosine decay, Lion and the
   terms-GA optimizer, each as found and lr-tuned, in summary.md.
 
-Offline, no download. See docs/benchmarks.md for its time and results.
+Offline, no download; the MNIST-1D tasks need `pip install -e '.[mnist1d]'`. See
+docs/benchmarks.md for its time and results.
 """
 
 from symopt.config import default_config
@@ -42,7 +43,7 @@ def get_config():
     config.evaluation.metric = "loss"
     config.evaluation.lr_multipliers = (0.3, 1.0, 3.0)
     config.evaluation.lr_aggregate = "mean"
-    config.evaluation.baseline_lr_multipliers = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+    config.evaluation.baseline_lr_multipliers = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
     config.evaluation.simplicity_tolerance = 0.01
     config.elimination.tasks = "mnist1d_mlp+noisy_quadratic"
     config.elimination.top_k = 8

@@ -99,7 +99,7 @@ def default_config() -> ml_collections.ConfigDict:
     ))
     config.test = ml_collections.ConfigDict(dict(
         baselines=",".join(TEST_BASELINES), top_k=3, steps=0, seeds=3,
-        lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0),
+        lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0),
     ))
     config.output = ml_collections.ConfigDict(dict(top=5))
     return config

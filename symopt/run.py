@@ -572,7 +572,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
 
 @dataclasses.dataclass(frozen=True)
 class Winner:
-    """The candidate the funnel chose, and its graph at the learning rate chosen with it."""
+    """The candidate the funnel chose, and its graph (what best.json holds)."""
 
     record: CandidateRecord
     graph: graph_lib.Graph
@@ -584,8 +584,10 @@ def _eliminate(run: _Search) -> Winner | None:
     elimination stages (Morgan & Hougen's progressive elimination, Lion's funnel
     selection). A stage's fitness is the normalised aggregate over its tasks,
     at each learning-rate multiplier; results are archived per stage (task
-    ``a+b`` for a stage of two tasks). Returns the winner at the learning rate
-    its last stage chose, or None when nothing was evaluated."""
+    ``a+b`` for a stage of two tasks). Returns the winner as archived, at the
+    learning rate the search tasks chose (measured: a rate re-chosen on the
+    validation tasks did worse as found on the test tasks), or None when
+    nothing was evaluated."""
     config, archive, stage_tasks = run.config, run.archive, run.setup.stages
     baseline = run._baseline("baseline_elimination", [t for st in stage_tasks for t in st])
     entrants = archive.top(config.elimination.top_k)  # duplicates are never "evaluated"
@@ -620,9 +622,7 @@ def _eliminate(run: _Search) -> Winner | None:
         i: float(f) for i, f in zip(result.ids, result.fitness[:, -1], strict=True)
         if np.isfinite(f)})
     record = archive.get(ranking[0])
-    last = max((r for r in done.values() if r.candidate_id == record.id), key=lambda r: r.stage)
     graph = graph_lib.from_dict(record.graph)
-    graph = graph.with_hparams(learning_rate=graph.hparams.learning_rate * multiplier_of(last))
     run.log(f"elimination: winner #{record.id}: {symbolic.to_text(graph)}")
     return Winner(record, graph, tuple(ranking))
 
