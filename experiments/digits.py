@@ -5,12 +5,12 @@ Needs no download and finishes in about a minute on 2 CPU cores:
     python -m symopt.main --config=experiments/digits.py --workdir=runs/digits
 
 The protocol of ``experiments/generalize.py`` (see docs/protocol.md) at a small
-budget: candidates train on the digits MLP at 0.5x, 1x and 2x their learning
-rate, scored by final validation loss against an Adam tuned over its learning
-rate; the best 4 go to the digits ConvNet (validation), which picks the
-winner; regression, an autoencoder and logistic regression (test) then report
-it next to tuned Adam, AdamW with warmup and cosine, Lion and the terms-GA
-optimizer. Override any key, e.g. ``--config.search.generations=30
+budget: candidates train on the digits MLP and a regression MLP at 0.5x, 1x
+and 2x their learning rate, scored by final validation loss against an Adam
+tuned over its learning rate (geometric mean over tasks and rates); the best 4
+go to the digits ConvNet (validation), which picks the winner; an autoencoder,
+logistic regression and a recurrent net (test) then report it next to tuned
+Adam, AdamW with warmup and cosine, Lion and the terms-GA optimizer. Override any key, e.g. ``--config.search.generations=30
 --config.space.options.max_nodes=6``.
 """
 
@@ -26,11 +26,12 @@ def get_config():
     config.search.options.elites = 3
     config.space.name = "nos"
     config.space.options.max_nodes = 6
-    config.tasks.search = "digits_mlp"
-    config.tasks.test = "regression,digits_autoencoder,logistic"
+    config.tasks.search = "digits_mlp,regression"
+    config.tasks.test = "digits_autoencoder,logistic,seq_rnn"
     config.tasks.seeds = 2
     config.evaluation.metric = "loss"
     config.evaluation.lr_multipliers = (0.5, 1.0, 2.0)
+    config.evaluation.lr_aggregate = "mean"
     config.evaluation.baseline_lr_multipliers = (0.3, 1.0, 3.0, 10.0, 30.0)
     config.elimination.tasks = "digits_cnn"
     config.elimination.top_k = 4
