@@ -12,7 +12,8 @@ configs do). Sections:
 * ``space``: ``name`` (``nos``, ``terms``, ``autolr``) and ``options`` (the
   space's fields, e.g. ``max_nodes``).
 * ``tasks``: ``search`` (comma-separated task names the fitness is measured
-  on), ``test`` (tasks that only report, after the winner is chosen), ``steps`` and ``batch_size`` (0: the task's default), ``seeds``,
+  on), ``test`` (tasks that only report, after the winner is chosen),
+  ``steps`` and ``batch_size`` (0: the task's default), ``seeds``,
   ``data_dir`` and ``download`` (TFDS), ``options`` (per-task overrides by
   task name).
 * ``evaluation``: ``metric`` (``loss``: clipped final loss normalised by a
@@ -200,10 +201,15 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return config
 
 
+def elimination_stages(config: ml_collections.ConfigDict) -> list[list[str]]:
+    """``elimination.tasks``: stages separated by commas, tasks of a stage by ``+``."""
+    return [[n for n in stage.split("+") if n] for stage in names(config.elimination.tasks)]
+
+
 def task_roles(config: ml_collections.ConfigDict) -> dict[str, list[str]]:
     """The task names of each role: ``search``, ``validation`` (the elimination
     stages' tasks) and ``test``."""
-    validation = [n for stage in names(config.elimination.tasks) for n in stage.split("+") if n]
+    validation = [n for stage in elimination_stages(config) for n in stage]
     return {"search": names(config.tasks.search), "validation": validation,
             "test": names(config.tasks.test)}
 

@@ -156,12 +156,6 @@ def build_task(config: ml_collections.ConfigDict, name: str, *,
         raise config_lib.ConfigError(f"config.tasks.options.{name}: {message}") from None
 
 
-def elimination_stages(config: ml_collections.ConfigDict) -> list[list[str]]:
-    """``elimination.tasks``: stages separated by commas, tasks of a stage by ``+``."""
-    stages = config_lib.names(config.elimination.tasks)
-    return [[n for n in stage.split("+") if n] for stage in stages]
-
-
 def _check_task_options(config: ml_collections.ConfigDict) -> None:
     named = {n for role in config_lib.task_roles(config).values() for n in role}
     for key, value in config.tasks.options.to_dict().items():
@@ -185,7 +179,7 @@ def _setup(config: ml_collections.ConfigDict, horizon: int | None = None) -> _Se
     searcher = build_searcher(config, space, horizon=horizon)
     search_tasks = tuple(build_task(config, n) for n in config_lib.names(config.tasks.search))
     stages = tuple(tuple(build_task(config, n, role="validation") for n in stage)
-                   for stage in elimination_stages(config))
+                   for stage in config_lib.elimination_stages(config))
     test_tasks = tuple(build_task(config, n, role="test")
                        for n in config_lib.names(config.tasks.test))
     for task in (*search_tasks, *(t for stage in stages for t in stage), *test_tasks):

@@ -174,7 +174,7 @@ def test_every_experiment_config_is_valid_and_builds(path):
     run_lib.build_searcher(config, space)
     for name in config_lib.names(config.tasks.search):
         run_lib.build_task(config, name)
-    for stage in run_lib.elimination_stages(config):
+    for stage in config_lib.elimination_stages(config):
         for name in stage:
             run_lib.build_task(config, name, role="validation")
     assert namespace["__doc__"] and "symopt.main" in namespace["__doc__"]
