@@ -1,15 +1,20 @@
 """The search loop as a library function: config -> a finished, archived search.
 
-``run(config, workdir)`` builds the space, the searcher and the tasks from a
-config (:mod:`symopt.config`), then, generation by generation::
+``run(config, workdir)`` builds the space, the searcher and the tasks of each
+role (search, validation, test; :mod:`symopt.config`), then, generation by
+generation::
 
-    ask -> to_graph -> integrity check -> fingerprint cache -> train (one
-    compiled program per task, fixed-size chunks) -> fitness normalised by
-    Adam -> archive (one transaction per chunk) -> tell -> progress line
+    ask -> to_graph -> integrity check -> fingerprint cache -> train (each
+    candidate at every learning-rate multiplier, as rows of one compiled
+    program per task, fixed-size chunks) -> fitness against the tuned
+    baseline (symopt.fitness) -> best multiplier written back -> archive (one
+    transaction per chunk) -> tell -> progress line
 
-and at the end runs the progressive elimination of the best candidates on
-larger tasks (successive halving), and writes ``best.json`` (a Graph,
-``symopt.load`` reads it) and ``summary.md`` to the workdir.
+and at the end runs the funnel: successive halving of the best candidates
+on the validation tasks chooses the winner (``best.json``, a Graph that
+``symopt.load`` reads), the test tasks report it next to the baselines
+(:mod:`symopt.heldout`), and ``summary.md`` gets every table and the hall of
+fame (:mod:`symopt.simplicity`).
 
 Resuming: everything lands in ``<workdir>/archive.sqlite``. The searchers are
 deterministic functions of their seed and the fitness they are told, so a run
@@ -19,7 +24,7 @@ training it again; with the same seed it ends where an uninterrupted run
 ends. A workdir holding a run of a different config is refused (except for
 the keys of :data:`symopt.config.RESUMABLE_CHANGES`, e.g. more generations).
 
-The fingerprint cache (REFERENCES.md F): a candidate whose integrity-probe
+The fingerprint cache (AutoML-Zero's functional-equivalence cache): a candidate whose integrity-probe
 fingerprint equals one already measured in this run is recorded as a
 ``duplicate`` with that candidate's fitness and is not trained.
 """
