@@ -1,5 +1,6 @@
-"""The engine benchmark scripts run and print their figures (``benchmark.py``
-is slow: it compiles several training programs; ``pytest -m slow``)."""
+"""The benchmark scripts run and print their figures (``benchmark.py`` and the
+search-quality benchmark are slow: they compile several training programs;
+``pytest -m slow``)."""
 
 import json
 import os
@@ -36,3 +37,27 @@ def test_step_benchmark_prints_each_size_and_the_fit(strategy):
         assert figures["us_per_candidate_step"] > 0 and figures["compile_s"] > 0
         assert figures["harness_us_per_candidate_step"] > 0
     assert "fixed_us" in result and "ns_per_weight" in result
+
+
+@pytest.mark.slow
+def test_search_quality_benchmark_prints_each_seeds_ratios_and_the_goal(tmp_path):
+    overrides = ["--config.search.generations=2", "--config.search.population_size=6",
+                 "--config.tasks.steps=20", "--config.tasks.seeds=1",
+                 "--config.elimination.steps=20", "--config.elimination.seeds=1",
+                 "--config.elimination.top_k=2", "--config.test.steps=20",
+                 "--config.test.seeds=1", "--config.test.top_k=1",
+                 "--config.tasks.test=logistic,digits_cnn"]
+    command = [sys.executable, "experiments/benchmark_search.py", "--part=quality",
+               "--search_seeds=2", "--config=experiments/generalize.py", *overrides,
+               f"--workdir={tmp_path}", "--cpu_devices=1"]
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)["quality"]
+    assert [s["seed"] for s in result["per_search_seed"]] == [0, 1]
+    for seed in result["per_search_seed"]:
+        for key in ("vs_adam_as_found", "vs_adam_lr_tuned", "vs_adamw_cosine_as_found",
+                    "vs_adamw_cosine_lr_tuned", "vs_terms_ga_lr_tuned"):
+            assert seed["winner"][key] > 0
+        assert set(seed["references"]) == {"terms_ga", "lion", "adam"}
+        assert seed["references"]["adam"]["vs_adam_lr_tuned"] == 1.0
+    assert result["test_tasks"] == ["logistic", "digits_cnn"]
+    assert os.path.exists(tmp_path / "seed1" / "summary.md")
