@@ -390,11 +390,23 @@ def seed_words(seed: int) -> jax.Array:
 
 
 class SymoptState(NamedTuple):
-    """State of a compiled graph: step count, per-leaf states, PRNG key."""
+    """State of a compiled graph, in optax's form: each field but ``count`` and
+    ``key`` is a params-shaped tree (or a tuple of them), and a field the graph
+    does not use is the empty tuple ``()``, as in ``ScaleByAdamState(count, mu,
+    nu)``. So ``optax.tree_utils.tree_get(state, "m")`` finds the first moment,
+    and Flax NNX, orbax and sharding see ordinary arrays with their parameter's
+    shape."""
 
     count: jax.Array  # int32 scalar, steps taken
-    leaves: Any  # pytree of LeafState, the structure of the params
-    key: jax.Array | None  # seed words of the noise/dropout draws (see noise_draws)
+    m: Any  # EMA of g, params-shaped (or ())
+    v: Any  # EMA of g**2
+    gamma: Any  # EMA of g**3
+    states: tuple[Any, ...]  # one params-shaped tree per recurrent state of the graph
+    trace: Any  # the momentum trace
+    key: Any  # uint32[2] seed words of the noise/dropout draws (see noise_draws), or ()
+
+
+_TREE_FIELDS = ("m", "v", "gamma", "trace")  # SymoptState's params-shaped fields, one each
 
 
 def to_optax(
@@ -437,10 +449,19 @@ def to_optax(
     wd = graph.hparams.weight_decay if weight_decay is None else weight_decay
     random = bool(p.needs & {"noise", "uniform"})
 
+    used = {"m": "m" in p.needs, "v": "v" in p.needs, "gamma": "gamma" in p.needs,
+            "trace": graph.momentum != "none"}
+
     def init_fn(params):
-        leaves = jax.tree.map(lambda w: init_leaf(p, w, jnp), params)
-        key = seed_words(seed) if random else None
-        return SymoptState(jnp.zeros([], jnp.int32), leaves, key)
+        def zeros():
+            return jax.tree.map(jnp.zeros_like, params)
+
+        return SymoptState(
+            count=jnp.zeros([], jnp.int32),
+            **{f: zeros() if used[f] else () for f in _TREE_FIELDS},
+            states=tuple(zeros() for _ in graph.states),
+            key=seed_words(seed) if random else (),
+        )
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
@@ -454,25 +475,36 @@ def to_optax(
         step_lr = lr(state.count) if callable(lr) else lr
         flat_g, treedef = jax.tree.flatten(updates)
         flat_w = treedef.flatten_up_to(params)
-        flat_s = treedef.flatten_up_to(state.leaves)
+        none = [None] * len(flat_g)
+        flat = {f: treedef.flatten_up_to(getattr(state, f)) if used[f] else none
+                for f in _TREE_FIELDS}
+        flat_states = [treedef.flatten_up_to(tree) for tree in state.states]
         out_u, out_s = [], []
         offset = 0  # of the leaf's draws in the flattened parameters
-        for g, w, s in zip(flat_g, flat_w, flat_s, strict=True):
+        for i, (g, w) in enumerate(zip(flat_g, flat_w, strict=True)):
             noise = uniform = None
             if "noise" in p.needs:
                 noise = noise_draws(jnp, state.key, state.count, offset, g.shape, g.dtype)
             if "uniform" in p.needs:
                 uniform = uniform_draws(jnp, state.key, state.count, offset, g.shape, g.dtype)
-            u, s = leaf_update(
-                p, jnp, g, w, s, scalars, step_lr, wd, noise=noise, uniform=uniform
+            leaf = LeafState(**{f: flat[f][i] for f in _TREE_FIELDS},
+                             states=tuple(s[i] for s in flat_states))
+            u, leaf = leaf_update(
+                p, jnp, g, w, leaf, scalars, step_lr, wd, noise=noise, uniform=uniform
             )
             offset += g.size
             out_u.append(u)
-            out_s.append(s)
+            out_s.append(leaf)
+
+        def tree(field):
+            return treedef.unflatten([getattr(s, field) for s in out_s]) if used[field] else ()
+
         new_state = SymoptState(
-            optax.safe_increment(state.count),
-            treedef.unflatten(out_s),
-            state.key,
+            count=optax.safe_increment(state.count),
+            **{f: tree(f) for f in _TREE_FIELDS},
+            states=tuple(treedef.unflatten([s.states[j] for s in out_s])
+                         for j in range(len(graph.states))),
+            key=state.key,
         )
         return treedef.unflatten(out_u), new_state
 

@@ -20,7 +20,7 @@ import pytest
 import symopt
 from symopt import compile as compile_lib
 from symopt import zoo
-from symopt.compile import LeafState, schedule_multiplier
+from symopt.compile import schedule_multiplier
 from symopt.graph import SCHEDULE_KINDS, Expr, Graph, Schedule, nodes, simple
 
 
@@ -29,19 +29,10 @@ def _step(grads, i):
     return jax.tree.map(lambda g: g[i], grads)
 
 
-def _is_leaf(x) -> bool:
-    return isinstance(x, LeafState)
-
-
-def _filled(value) -> bool:
-    """Whether a LeafState field holds state (not None, not an empty tuple)."""
-    return value is not None and not (isinstance(value, tuple) and not value)
-
-
 # --------------------------------------------------------------------------
-# State.
+# State (its optax form and its clients: tests/test_optax_state.py).
 
-# The LeafState fields each zoo optimizer must fill; all others stay empty.
+# The state fields each zoo optimizer must fill; all others stay empty.
 STATE_FIELDS = (
     ("sgd", ()),
     ("momentum", ("trace",)),
@@ -60,14 +51,10 @@ STATE_FIELDS = (
 )
 
 
-def _leaf_states(state: symopt.SymoptState) -> list[LeafState]:
-    return jax.tree.leaves(state.leaves, is_leaf=_is_leaf)
-
-
 def test_state_is_a_named_tuple_with_an_int32_step_count(params):
     state = symopt.to_optax(zoo.adam()).init(params)
     assert isinstance(state, symopt.SymoptState)
-    assert state._fields == ("count", "leaves", "key")
+    assert state._fields == ("count", "m", "v", "gamma", "states", "trace", "key")
     assert state.count.dtype == jnp.int32
     assert state.count.shape == ()
     assert int(state.count) == 0
@@ -76,11 +63,11 @@ def test_state_is_a_named_tuple_with_an_int32_step_count(params):
 @pytest.mark.parametrize("name, fields", STATE_FIELDS, ids=[n for n, _ in STATE_FIELDS])
 def test_state_holds_only_the_moments_the_graph_uses(name, fields, params):
     state = symopt.to_optax(zoo.get(name)).init(params)
-    leaf_states = _leaf_states(state)
-    assert len(leaf_states) == len(jax.tree.leaves(params))
-    for leaf_state in leaf_states:
-        present = {f for f in LeafState._fields if _filled(getattr(leaf_state, f))}
-        assert present == set(fields)
+    present = {f for f in ("m", "v", "gamma", "states", "trace")
+               if jax.tree.leaves(getattr(state, f))}
+    assert present == set(fields)
+    for field in present - {"states"}:
+        chex.assert_trees_all_equal_shapes(getattr(state, field), params)
 
 
 def test_plain_sgd_state_is_only_the_step_count(params):
@@ -91,8 +78,8 @@ def test_plain_sgd_state_is_only_the_step_count(params):
 def test_moments_are_zeros_shaped_like_the_params(params):
     state = symopt.to_optax(zoo.adam()).init(params)
     zeros = jax.tree.map(jnp.zeros_like, params)
-    chex.assert_trees_all_equal(jax.tree.map(lambda s: s.m, state.leaves, is_leaf=_is_leaf), zeros)
-    chex.assert_trees_all_equal(jax.tree.map(lambda s: s.v, state.leaves, is_leaf=_is_leaf), zeros)
+    chex.assert_trees_all_equal(state.m, zeros)
+    chex.assert_trees_all_equal(state.v, zeros)
 
 
 def test_count_increments_by_one_per_update(params, make_grads):
@@ -339,7 +326,7 @@ def test_draws_are_uniform_or_normal_and_differ_by_seed_step_and_leaf():
 
 
 def test_deterministic_graph_has_no_prng_key(params):
-    assert symopt.to_optax(zoo.adam()).init(params).key is None
+    assert symopt.to_optax(zoo.adam()).init(params).key == ()
 
 
 @pytest.mark.parametrize("graph", _RANDOM, ids=_RANDOM_IDS)

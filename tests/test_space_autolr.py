@@ -91,7 +91,7 @@ def test_ades_state_holds_the_papers_alpha():
         g = np.asarray(_gradient(k)["kernel"])
         alpha = alpha - one_minus_b1 * (alpha + (alpha + b2) * (alpha + g))
         np.testing.assert_allclose(updates[k]["kernel"], alpha, rtol=1e-5)  # w <- w + alpha
-    np.testing.assert_allclose(state.leaves["kernel"].states[0], alpha, rtol=1e-5)
+    np.testing.assert_allclose(state.states[0]["kernel"], alpha, rtol=1e-5)
 
 
 def test_seeds_are_produced_by_from_json():
