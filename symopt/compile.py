@@ -218,16 +218,27 @@ def init_leaf(p: Plan, w: Array, xp) -> LeafState:
     )
 
 
+def held_step(xp, step: Array, total_steps: int | Array) -> Array:
+    """The step the schedule and the decays are evaluated at: ``min(t, T - 1)``.
+
+    Past ``total_steps`` they hold their value at the last step, ``t = T - 1``;
+    everything else (the operands ``t`` and ``t/T``, the bias corrections)
+    follows the true step. ``to_optax``, the population engine (whose host
+    tables have ``T`` rows) and exported modules all read it here.
+    """
+    return xp.minimum(step, total_steps - 1)
+
+
 def step_scalars(p: Plan, xp, step: Array, total_steps: int) -> dict[str, Array]:
     """Per-step scalars shared by all leaves: schedule, decays, bias corrections."""
     g = p.graph
     h = g.hparams
     t = xp.asarray(step, dtype=float)
-    frac = t / total_steps
-    out = {"step": t, "frac": frac}
-    out["schedule"] = schedule_multiplier(g.schedule, xp, step, total_steps, g.constants)
+    held = held_step(xp, t, total_steps)
+    out = {"step": t, "frac": t / total_steps}
+    out["schedule"] = schedule_multiplier(g.schedule, xp, held, total_steps, g.constants)
     for name, expr in p.decays:
-        out[f"decay:{name}"] = evaluate_scalar(expr, xp, t, frac, g.constants)
+        out[f"decay:{name}"] = evaluate_scalar(expr, xp, held, held / total_steps, g.constants)
     if h.bias_correction:
         for moment, beta in (("m", h.beta1), ("v", h.beta2), ("gamma", h.beta3)):
             if moment in p.needs:

@@ -330,14 +330,16 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
 
     scalar_lines = [
         "step = jnp.asarray(count, dtype=float)",
+        "held = jnp.minimum(step, total_steps - 1)  # the schedule and decays hold past T",
         *(["frac = step / total_steps"] if needs_frac else []),
         "scalars = {",
         '    "step": step,',
         *(['    "frac": frac,'] if needs_frac else []),
-        '    "schedule": _schedule(step, total_steps),',
+        '    "schedule": _schedule(held, total_steps),',
     ]
     for ref in decays:
-        scalar_lines.append(f'    "decay_{ref}": _decay_{_identifier(ref)}(step, frac),')
+        scalar_lines.append(
+            f'    "decay_{ref}": _decay_{_identifier(ref)}(held, held / total_steps),')
     betas = {"m": "BETA1", "v": "BETA2", "gamma": "BETA3"}
     if h.bias_correction:
         for m in moments:

@@ -104,6 +104,9 @@ class Schedule:
     * ``piecewise``: ``values[min(floor(u * n), n - 1)]``, ``n = len(values)``:
       training split into ``n`` equal epochs, one multiplier each (AutoLR's
       dynamic schedules, Carvalho et al. 2022)
+
+    Past ``T`` (``t >= T``) the multiplier, and every decay sub-graph, holds its
+    value at the last step ``t = T - 1`` (:func:`symopt.compile.held_step`).
     """
 
     kind: str = "constant"

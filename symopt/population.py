@@ -469,7 +469,7 @@ def _run_scalars(table: StepScalars, step, runs_per_candidate: int, hparams,
     """The per-run scalars at each candidate's ``step`` [P]: the tabulated
     schedule [R] and decays [R, K], the step, its fraction of ``T`` and the
     bias corrections [R]."""
-    row = (jnp.minimum(step, total_steps - 1), jnp.arange(step.shape[0]))
+    row = (compile_lib.held_step(jnp, step, total_steps), jnp.arange(step.shape[0]))
     per_run = lambda x: jnp.repeat(x, runs_per_candidate, axis=0)  # noqa: E731
     t = per_run(step).astype(hparams["learning_rate"].dtype)
     out = {"t": t, "frac": t / total_steps, "schedule": per_run(table.schedule[row]),

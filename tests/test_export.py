@@ -320,6 +320,23 @@ def test_exported_updates_equal_to_optax(name, graph, params, make_grads, tmp_pa
         np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-12)
 
 
+PAST_T = [(n, g) for n, g in GRAPHS if n in (
+    "decays", "graph_schedule", "piecewise", "terms_ga", "nos_0", "nos_1")]
+
+
+@pytest.mark.parametrize("name, graph", PAST_T, ids=[n for n, _ in PAST_T])
+def test_exported_updates_equal_to_optax_past_total_steps(name, graph, params, make_grads,
+                                                          tmp_path):
+    module = _load(export.to_source(graph), tmp_path)
+    grads = make_grads(NUM_STEPS, seed=2)
+    total = 6  # 14 of the 20 steps are past T: the schedule and decays hold at t = T - 1
+    lr = graph.hparams.learning_rate
+    expected = _trajectory(symopt.to_optax(graph, lr, total), params, grads)
+    actual = _trajectory(module.optimizer(lr, total), params, grads)
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-12)
+
+
 # --------------------------------------------------------------------------
 # The generated module.
 

@@ -39,7 +39,7 @@ def _gradients(params):
     return [jax.tree.map(lambda x: jnp.sin(3.0 * x + k) + 0.1 * k, params) for k in range(STEPS)]
 
 
-def _population_updates(graphs, strategy, dtype):
+def _population_updates(graphs, strategy, dtype, total_steps=STEPS):
     program = population.encode(graphs, SHAPE, dtype=dtype)
     size = len(graphs)
     params = _params(dtype)
@@ -47,7 +47,7 @@ def _population_updates(graphs, strategy, dtype):
     grads = jax.tree.map(lambda *x: jnp.stack(x), *_gradients(params))
 
     def run(program):
-        tx = population.optimizer(program, SHAPE, STEPS, strategy=strategy)
+        tx = population.optimizer(program, SHAPE, total_steps, strategy=strategy)
 
         def body(state, g):
             g = jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), g)
@@ -59,9 +59,9 @@ def _population_updates(graphs, strategy, dtype):
     return jax.jit(run)(program)
 
 
-def _reference_updates(graph, dtype):
+def _reference_updates(graph, dtype, total_steps=STEPS):
     params = _params(dtype)
-    tx = symopt.to_optax(graph, total_steps=STEPS)
+    tx = symopt.to_optax(graph, total_steps=total_steps)
     grads = jax.tree.map(lambda *x: jnp.stack(x), *_gradients(params))
 
     def body(state, g):
@@ -71,12 +71,12 @@ def _reference_updates(graph, dtype):
     return jax.jit(lambda: jax.lax.scan(body, tx.init(params), grads)[1])()
 
 
-def _check_agreement(graphs, strategy):
+def _check_agreement(graphs, strategy, total_steps=STEPS):
     with jax.enable_x64(True):
-        ours = _population_updates(graphs, strategy, jnp.float64)
+        ours = _population_updates(graphs, strategy, jnp.float64, total_steps)
         mismatched = []
         for i, graph in enumerate(graphs):
-            reference = _reference_updates(graph, jnp.float64)
+            reference = _reference_updates(graph, jnp.float64, total_steps)
             mine = jax.tree.map(lambda x: x[:, i], ours)
             for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(mine)):
                 if not np.allclose(b, a, rtol=1e-5, atol=1e-8):
@@ -110,6 +110,38 @@ PIECEWISE = (
 @pytest.mark.parametrize("strategy", ["loop", "vmap"])
 def test_piecewise_schedules_agree_with_to_optax(strategy):
     _check_agreement([*PIECEWISE, zoo.terms_ga()], strategy)
+
+
+def _step_dependent_graphs() -> list[Graph]:
+    """Graphs whose schedule, decays or operands change with the step."""
+    decayed = zoo.sgd().replace(  # g decayed by t/T
+        decays=(("g", nodes(("mul", "identity", "one", "identity", "t"))),))
+    return [
+        decayed,
+        zoo.adam().replace(schedule=Schedule(kind="cosine", warmup_steps=3)),
+        zoo.signum().replace(schedule=Schedule(
+            kind="graph", expr=nodes(("mul", "identity", "decay_linear", "exp", "t")))),
+        Graph(update=nodes(("mul", "identity", "g", "identity", "t"))),
+        *PIECEWISE,
+        zoo.terms_ga(),
+    ]
+
+
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_population_agrees_with_to_optax_past_total_steps(strategy):
+    """T = 6 for 20 steps: the schedule and decays hold at t = T - 1, t/T goes on."""
+    _check_agreement(_step_dependent_graphs(), strategy, total_steps=6)
+
+
+def test_the_schedule_and_decays_hold_their_last_value_past_total_steps():
+    graph = _step_dependent_graphs()[0]  # SGD with g decayed by t/T
+    tx = symopt.to_optax(graph.with_hparams(learning_rate=1.0), total_steps=4)
+    params = {"w": jnp.zeros(())}
+    state, seen = tx.init(params), []
+    for _ in range(8):
+        updates, state = tx.update({"w": jnp.ones(())}, state, params)
+        seen.append(float(-updates["w"]))
+    np.testing.assert_allclose(seen, [0.0, 0.25, 0.5, 0.75, 0.75, 0.75, 0.75, 0.75])
 
 
 def test_encode_names_a_piecewise_schedule_that_does_not_fit():
