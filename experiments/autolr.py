@@ -1,4 +1,4 @@
-"""REFERENCES.md D (AutoLR, Carvalho et al.): adaptive per-weight rules on Fashion-MNIST.
+"""AutoLR (Carvalho et al. 2022): adaptive per-weight rules on Fashion-MNIST.
 
     pip install -e '.[tfds]'
     python -m symopt.main --config=experiments/autolr.py --workdir=runs/autolr

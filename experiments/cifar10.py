@@ -3,7 +3,7 @@
     pip install -e '.[tfds]'
     python -m symopt.main --config=experiments/cifar10.py --workdir=runs/cifar10
 
-Candidates train the 2-block BatchNorm CNN of REFERENCES.md A on a
+Candidates train the 2-block BatchNorm CNN of Marfinetz 2025 on a
 15k-example subset for 500 steps (batch 128, 2 seeds); the best 8 move on to
 CIFAR-100 with 1000 steps. ``--config.tasks.data_dir=...`` points at the TFDS
 data; ``--config.tasks.download=True`` lets TFDS fetch it. Without the data,

@@ -1,4 +1,4 @@
-"""REFERENCES.md B (Morgan & Hougen, dual-joint search), the published protocol.
+"""Morgan & Hougen 2024 (dual-joint search), the published protocol.
 
     pip install -e '.[tfds]'
     python -m symopt.main --config=experiments/nos_joint.py --workdir=runs/nos_joint

@@ -1,4 +1,4 @@
-"""REFERENCES.md A (Marfinetz, "Evolving Deep Learning Optimizers"), the published protocol.
+"""Marfinetz 2025 ("Evolving Deep Learning Optimizers"), the published protocol.
 
     pip install -e '.[tfds]'
     python -m symopt.main --config=experiments/terms_ga.py --workdir=runs/terms_ga

@@ -264,7 +264,7 @@ def _write(result: TransferResult, task_list: Sequence[tasks.Task], out_dir: str
              f"{r['test_fitness_std']:.4f} (lr x{r['lr_multiplier']:g})" for r in rows}
     lines = [
         "# symopt transfer evaluation", "",
-        "Test fitness (REFERENCES.md A's formula) at the learning rate chosen on the val split "
+        "Test fitness (Marfinetz 2025's formula) at the learning rate chosen on the val split "
         f"(multipliers {', '.join(f'{m:g}' for m in result.multipliers)} of each optimizer's "
         "own), mean ± std over seeds; `-`: eliminated before that task. Aggregate: mean test "
         "fitness over the tasks reached, divided by Adam's on the same tasks (Adam = 1).", "",

@@ -1,4 +1,4 @@
-"""The terms space (Marfinetz 2025, ``shared/REFERENCES.md`` A): its genome as a
+"""The terms space (Marfinetz 2025): its genome as a
 Graph, the zoo seeds, variation operators, JSON and the program shape.
 
 The step semantics are checked with NumPy against the paper's update written
@@ -140,7 +140,7 @@ def test_the_program_shape_needs_no_states_decays_or_schedule_graphs():
 
 
 def _paper_updates(genome: TermsGenome, grads: np.ndarray, w: np.ndarray, total: int):
-    """REFERENCES A's step, written out in float64 (use_m/use_v as documented)."""
+    """Marfinetz 2025's step, written out in float64 (use_m/use_v as documented)."""
     b1, b2, eps, lr = genome.beta1, genome.beta2, genome.eps, genome.learning_rate
     wd = genome.weight_decay
     m = v = np.zeros_like(w)
@@ -316,7 +316,7 @@ def test_the_default_seeds_are_the_papers_four():
 
 
 def test_the_published_terms_ga_optimizer_is_a_genome():
-    # REFERENCES A: 0.7345*sign(g) + 3.6352*m/(sqrt(v)+eps), no bias correction,
+    # Marfinetz 2025: 0.7345*sign(g) + 3.6352*m/(sqrt(v)+eps), no bias correction,
     # lr 1.2e-3, b1 0.8553, b2 0.9358, eps 5.4e-9, wd 9.7e-4, 100 warmup steps
     # then cosine decay.
     genome = TermsGenome(

@@ -2,7 +2,7 @@
 
 Every zoo optimizer that optax has must give optax's updates; the others must
 follow their published formulas, written out here in NumPy (float64) from
-``shared/REFERENCES.md`` and the zoo docstrings.
+docs/references.md and the zoo docstrings.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Regularized (aging) evolution (Real et al. 2019; as used by Chen et al. 2023, REFERENCES E).
+"""Regularized (aging) evolution (Real et al. 2019; as used by Chen et al. 2023).
 
 This module owns :class:`RegularizedEvolution`. The population is a FIFO
 queue of told candidates with their fitness, oldest first

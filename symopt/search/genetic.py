@@ -1,4 +1,4 @@
-"""The generational genetic algorithm (Marfinetz 2025, REFERENCES A).
+"""The generational genetic algorithm (Marfinetz 2025).
 
 This module owns :class:`GeneticAlgorithm`: tournament selection, elitism,
 crossover then mutation, over any :class:`~symopt.spaces.base.Space`, as

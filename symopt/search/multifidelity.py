@@ -5,8 +5,8 @@ This module owns :func:`successive_halving`, a pure function over an
 Candidates are measured on a sequence of ever more expensive stages (more
 steps, larger models or datasets) and only the best fraction moves on: the
 progressive elimination protocol of Morgan & Hougen 2024 (CIFAR-10 surrogate,
-then CIFAR-100, TinyImageNet, fine-tuning; REFERENCES B), the funnel
-selection of Chen et al. 2023 (REFERENCES E), and successive halving
+then CIFAR-100, TinyImageNet, fine-tuning), the funnel
+selection of Chen et al. 2023, and successive halving
 (Jamieson & Talwalkar 2016) when every stage keeps one half.
 
 Rules:

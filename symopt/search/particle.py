@@ -1,4 +1,4 @@
-"""The mutation-only, particle-based GA (Morgan & Hougen 2024, REFERENCES B).
+"""The mutation-only, particle-based GA (Morgan & Hougen 2024).
 
 This module owns :class:`ParticleGA`. ``population_size`` particles each hold
 a position (a told candidate and its fitness). The first round asks for the

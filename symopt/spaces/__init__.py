@@ -1,4 +1,4 @@
-"""Search spaces: each produces symopt Graphs (see DESIGN.md), by name.
+"""Search spaces: each produces symopt Graphs, by name.
 
     space = symopt.spaces.get("nos", max_nodes=6)
     genome = space.sample(np.random.default_rng(0)); graph = space.to_graph(genome)

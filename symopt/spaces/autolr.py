@@ -1,7 +1,7 @@
 """The ``autolr`` space: AutoLR's adaptive optimizers and dynamic schedules.
 
 AutoLR (Carvalho et al., GECCO'20; Carvalho, Lourenço, Machado, arXiv
-2103.12623 and GECCO'22; ``shared/REFERENCES.md`` section D) evolves
+2103.12623 and GECCO'22) evolves
 optimizers with structured grammatical evolution. This module owns
 :class:`AutoLRSpace`, its genomes (:class:`AdaptiveGenome`,
 :class:`DynamicGenome`) and their mapping to a :class:`~symopt.graph.Graph`.

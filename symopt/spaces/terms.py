@@ -1,7 +1,7 @@
 """The ``terms`` space: sums of primitive update terms (Marfinetz 2025).
 
 The genome of "Evolving Deep Learning Optimizers" (Marfinetz 2025, arXiv
-2512.11853; ``shared/REFERENCES.md`` section A): the update is
+2512.11853): the update is
 
     dw = -lr_t * (sum_k alpha_k * T_k + weight_decay * w)
 

@@ -160,7 +160,7 @@ def flip_and_crop(key: jax.Array, images: jax.Array, pad: int = 4) -> jax.Array:
     """Random horizontal flips and random ``pad``-pixel-shift crops of NHWC images.
 
     The standard CIFAR augmentation (zero padding, then a crop of the
-    original size), used in Marfinetz's setup for CIFAR-10 (REFERENCES.md A).
+    original size), used in Marfinetz 2025's setup for CIFAR-10.
     """
     n, h, w, _ = images.shape
     k_flip, k_y, k_x = jax.random.split(key, 3)

@@ -5,7 +5,7 @@ Every model is called as ``model(x, train=...)`` and returns logits, so that
 :class:`BatchNormCNN` keeps state (the ``batch_stats`` collection).
 
 The image models follow the tasks of Marfinetz, "Evolving Deep Learning
-Optimizers" (arXiv 2512.11853; REFERENCES.md A): a small CNN (conv 32,
+Optimizers" (arXiv 2512.11853): a small CNN (conv 32,
 conv 64, FC 256) for MNIST and Fashion-MNIST, and a 2-block BatchNorm CNN
 (FC 512) for CIFAR-10.
 """
@@ -94,7 +94,7 @@ class CNN(nn.Module):
     """``[conv 3x3 -> ReLU -> max-pool 2x2]`` per channel width, then an MLP head.
 
     With ``channels=(32, 64)`` and ``hidden=256`` this is the small CNN of
-    REFERENCES.md A. ``hidden=0`` drops the hidden dense layer.
+    Marfinetz 2025. ``hidden=0`` drops the hidden dense layer.
     ``patch_conv`` computes the convolutions with :class:`PatchConv`, and
     ``pool=False`` replaces each conv + max-pool by a stride-2 conv: both
     for populations trained on CPU, where vmapped convolutions and max-pool
@@ -127,7 +127,7 @@ class BatchNormCNN(nn.Module):
     """Blocks of ``2 x [conv 3x3 -> BatchNorm -> ReLU] -> max-pool 2x2``, then an MLP head.
 
     With ``channels=(32, 64)`` and ``hidden=512`` this is the 2-block
-    BatchNorm CNN of REFERENCES.md A. BatchNorm uses batch statistics when
+    BatchNorm CNN of Marfinetz 2025. BatchNorm uses batch statistics when
     ``train`` (updating the running averages in ``batch_stats``) and the
     running averages otherwise.
     """

@@ -2,7 +2,7 @@
 
 They cost almost nothing to train, so they serve as sanity checks (the
 integrity check of Morgan & Hougen, arXiv 2404.06679, trains candidates on a
-quadratic before real training; REFERENCES.md B) and as quick search tasks.
+quadratic before real training) and as quick search tasks.
 Every constant comes from ``numpy.random.default_rng(seed)``: the objectives
 are fixed across calls and processes.
 """

@@ -1,10 +1,10 @@
 """Image classification tasks on TensorFlow Datasets (TFDS).
 
 The tasks of Marfinetz, "Evolving Deep Learning Optimizers" (arXiv
-2512.11853; REFERENCES.md A): MNIST and Fashion-MNIST with a small CNN,
+2512.11853): MNIST and Fashion-MNIST with a small CNN,
 CIFAR-10 (and CIFAR-100) with a 2-block BatchNorm CNN, 15k-example training
 subsets, 500 steps of batch 128, 2 seeds. The fine-tuning sets of Morgan &
-Hougen (arXiv 2404.06679; REFERENCES.md B) -- Flowers102, Cars196,
+Hougen (arXiv 2404.06679) -- Flowers102, Cars196,
 Caltech101 -- are resized to 32x32 and trained from scratch with the
 BatchNorm CNN: a cheap stand-in for their EfficientNetV2-Small fine-tuning.
 
