@@ -23,6 +23,13 @@ import optax
 
 from symopt import graph as graph_lib
 from symopt import ops
+from symopt.schedules import (
+    SCHEDULE_FORMULAS,
+    held_step,
+    piecewise_multiplier,
+    schedule_fraction,
+    with_warmup,
+)
 from symopt.graph import Expr, Graph, Schedule
 
 Array = Any
@@ -125,49 +132,6 @@ def evaluate_scalar(expr: Expr, xp, step: Array, frac: Array, constants) -> Arra
     return values[expr.root] if expr.root in values else lookup(expr.root)
 
 
-def _cosine(xp, u, s):
-    return s.alpha + (1 - s.alpha) * 0.5 * (1 + xp.cos(xp.pi * u))
-
-
-SCHEDULE_FORMULAS: dict[str, Callable[..., Array]] = {
-    "constant": lambda xp, u, s: xp.ones_like(u),
-    "cosine": _cosine,
-    "linear": lambda xp, u, s: 1 - (1 - s.alpha) * u,
-    "exponential": lambda xp, u, s: s.decay_rate**u,
-    "step": lambda xp, u, s: s.decay_rate ** xp.floor(xp.minimum(u * s.steps, s.steps - 1)),
-    "restarts": lambda xp, u, s: _cosine(xp, xp.mod(u * s.cycles, 1.0), s),
-}
-"""The multiplier of each closed-form schedule kind after warmup, at ``u`` in
-[0, 1]; ``s`` has the :class:`Schedule` fields (floats, or arrays in the
-population interpreter). The ``graph`` and ``piecewise`` kinds are evaluated
-by :func:`evaluate_scalar` and :func:`piecewise_multiplier`."""
-
-
-def piecewise_index(xp, u: Array, count: Array) -> Array:
-    """``min(floor(u * count), count - 1)``, at least 0 (a float): the entry
-    of a ``piecewise`` schedule's ``count`` values in force at ``u``."""
-    return xp.maximum(xp.minimum(xp.floor(u * count), count - 1), 0)
-
-
-def piecewise_multiplier(xp, u: Array, values: Array, count: Array) -> Array:
-    """``values[piecewise_index(u, count)]``: the ``piecewise`` schedule.
-
-    ``values`` may be padded beyond its first ``count`` entries.
-    """
-    values = xp.asarray(values, dtype=xp.result_type(u))
-    return xp.take(values, piecewise_index(xp, u, count).astype("int32"))
-
-
-def schedule_fraction(xp, step: Array, warmup: Array, total_steps: Array) -> Array:
-    """``u = (t - W) / (T - W)``, clipped to [0, 1]: progress after warmup."""
-    return xp.clip((step - warmup) / xp.maximum(total_steps - warmup, 1), 0.0, 1.0)
-
-
-def with_warmup(xp, step: Array, warmup: Array, mult: Array) -> Array:
-    """Linear warmup ``(t+1)/W`` for ``t < W``, then ``mult``."""
-    return xp.where(step < warmup, (step + 1) / xp.maximum(warmup, 1), mult)
-
-
 def schedule_multiplier(schedule: Schedule, xp, step: Array, total_steps: int, constants=()):
     """The learning-rate multiplier at 0-based ``step`` (see :class:`Schedule`).
 
@@ -218,17 +182,6 @@ def init_leaf(p: Plan, w: Array, xp) -> LeafState:
     )
 
 
-def held_step(xp, step: Array, total_steps: int | Array) -> Array:
-    """The step the schedule and the decays are evaluated at: ``min(t, T - 1)``.
-
-    Past ``total_steps`` they hold their value at the last step, ``t = T - 1``;
-    everything else (the operands ``t`` and ``t/T``, the bias corrections)
-    follows the true step. ``to_optax``, the population engine (whose host
-    tables have ``T`` rows) and exported modules all read it here.
-    """
-    return xp.minimum(step, total_steps - 1)
-
-
 def step_scalars(p: Plan, xp, step: Array, total_steps: int) -> dict[str, Array]:
     """Per-step scalars shared by all leaves: schedule, decays, bias corrections."""
     g = p.graph
@@ -246,8 +199,10 @@ def step_scalars(p: Plan, xp, step: Array, total_steps: int) -> dict[str, Array]
     return out
 
 
-def _ema(xp, old: Array, new: Array, beta: float) -> Array:
-    return (1 - beta) * new + beta * old  # optax.tree.update_moment's order
+def ema(xp, old: Array, new: Array, beta: float) -> Array:
+    """The moment update ``(1 - beta) * new + beta * old``, in
+    ``optax.tree.update_moment``'s order (so the zoo matches optax bit for bit)."""
+    return (1 - beta) * new + beta * old
 
 
 def leaf_update(
@@ -276,9 +231,9 @@ def leaf_update(
     h = gr.hparams
     if h.clip_value:
         g = xp.clip(g, -h.clip_value, h.clip_value)
-    m = _ema(xp, state.m, g, h.beta1) if state.m is not None else None
-    v = _ema(xp, state.v, g * g, h.beta2) if state.v is not None else None
-    gamma = _ema(xp, state.gamma, g * g * g, h.beta3) if state.gamma is not None else None
+    m = ema(xp, state.m, g, h.beta1) if state.m is not None else None
+    v = ema(xp, state.v, g * g, h.beta2) if state.v is not None else None
+    gamma = ema(xp, state.gamma, g * g * g, h.beta3) if state.gamma is not None else None
 
     def corrected(x, name):
         return x / scalars[f"bc:{name}"] if x is not None and f"bc:{name}" in scalars else x

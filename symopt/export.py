@@ -111,7 +111,7 @@ SCHEDULE_SOURCE: dict[str, str] = {
     ),
 }
 """The multiplier after warmup of each schedule kind but ``graph``, at ``u``
-(:data:`symopt.compile.SCHEDULE_FORMULAS`, :func:`~symopt.compile.piecewise_multiplier`);
+(:data:`symopt.schedules.SCHEDULE_FORMULAS`, :func:`~symopt.schedules.piecewise_multiplier`);
 the :class:`~symopt.graph.Schedule` fields are the constants ``ALPHA``,
 ``DECAY_RATE``, ``STEPS``, ``CYCLES`` and ``SCHEDULE_VALUES``."""
 

@@ -106,7 +106,7 @@ class Schedule:
       dynamic schedules, Carvalho et al. 2022)
 
     Past ``T`` (``t >= T``) the multiplier, and every decay sub-graph, holds its
-    value at the last step ``t = T - 1`` (:func:`symopt.compile.held_step`).
+    value at the last step ``t = T - 1`` (:func:`symopt.schedules.held_step`).
     """
 
     kind: str = "constant"

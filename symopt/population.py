@@ -74,6 +74,7 @@ import numpy as np
 import optax
 
 from symopt import compile as compile_lib
+from symopt import schedules
 from symopt import graph as graph_lib
 from symopt import ops
 from symopt.graph import Expr, Graph
@@ -438,7 +439,7 @@ def _tabulate(xp, program: Program, total_steps: int) -> StepScalars:
     frac = t / total_steps
     slots = (total_steps, *program.operands.shape)
     s = program.schedule
-    u = compile_lib.schedule_fraction(xp, t, s["warmup_steps"], total_steps)
+    u = schedules.schedule_fraction(xp, t, s["warmup_steps"], total_steps)
     graph_kind = SCHEDULE_KINDS.index("graph")
     if xp is np:  # only the DAGs in use, each over its used nodes
         decays = _host_exprs(program, program.decays, np.nonzero(program.decays.length > 0), t,
@@ -451,16 +452,16 @@ def _tabulate(xp, program: Program, total_steps: int) -> StepScalars:
         graph_schedule = lambda: _scalar_exprs(  # noqa: E731
             xp, program.schedule_expr, _scalar_leaves(xp, program, t, u, t.shape))
     fields = types.SimpleNamespace(**{k: s[k] for k in _SCHEDULE_FIELDS})
-    piece = compile_lib.piecewise_index(xp, u, s["num_values"])
+    piece = schedules.piecewise_index(xp, u, s["num_values"])
     special = {
         "graph": graph_schedule,
         "piecewise": lambda: _select(xp, list(program.schedule_values.T), piece),
     }
-    formula = lambda k: compile_lib.SCHEDULE_FORMULAS[k](xp, u, fields)  # noqa: E731
+    formula = lambda k: schedules.SCHEDULE_FORMULAS[k](xp, u, fields)  # noqa: E731
     mult = _select(xp, [special[k]() if k in special else formula(k) for k in SCHEDULE_KINDS],
                    program.schedule_kind)
     mult = xp.where(s["warmup_steps"] > 0,
-                    compile_lib.with_warmup(xp, t, s["warmup_steps"], mult), mult)
+                    schedules.with_warmup(xp, t, s["warmup_steps"], mult), mult)
     return StepScalars(schedule=mult.astype(dtype), decays=decays.astype(dtype))
 
 
@@ -469,7 +470,7 @@ def _run_scalars(table: StepScalars, step, runs_per_candidate: int, hparams,
     """The per-run scalars at each candidate's ``step`` [P]: the tabulated
     schedule [R] and decays [R, K], the step, its fraction of ``T`` and the
     bias corrections [R]."""
-    row = (compile_lib.held_step(jnp, step, total_steps), jnp.arange(step.shape[0]))
+    row = (schedules.held_step(jnp, step, total_steps), jnp.arange(step.shape[0]))
     per_run = lambda x: jnp.repeat(x, runs_per_candidate, axis=0)  # noqa: E731
     t = per_run(step).astype(hparams["learning_rate"].dtype)
     out = {"t": t, "frac": t / total_steps, "schedule": per_run(table.schedule[row]),
@@ -798,7 +799,7 @@ def optimizer(
         # A moment nobody reads is not updated.
         m, v, gamma = (
             when(moments[name],
-                         lambda old, x, b: compile_lib._ema(jnp, old, x, b[:, None]),
+                         lambda old, x, b: compile_lib.ema(jnp, old, x, b[:, None]),
                          lambda old, x, b: old, old, x, h[beta])
             for name, old, x, beta in (("m", state.m, g, "beta1"), ("v", state.v, g * g, "beta2"),
                                        ("gamma", state.gamma, g * g * g, "beta3"))

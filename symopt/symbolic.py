@@ -34,9 +34,8 @@ from typing import NamedTuple
 
 import sympy
 
-from symopt import compile as compile_lib
 from symopt import graph as graph_lib
-from symopt import ops
+from symopt import ops, schedules
 from symopt.graph import Expr, Graph, Hyperparams
 
 SIGNIFICANT_DIGITS = 6
@@ -228,7 +227,7 @@ _SYMPY_NAMESPACE = types.SimpleNamespace(
     mod=sympy.Mod,
     ones_like=lambda x: sympy.Integer(1),
 )
-"""The ``xp`` functions that ``compile.SCHEDULE_FORMULAS`` call, over sympy."""
+"""The ``xp`` functions that ``schedules.SCHEDULE_FORMULAS`` call, over sympy."""
 
 
 def _schedule(graph: Graph, intermediates: list[tuple[sympy.Symbol, sympy.Expr]]) -> sympy.Expr:
@@ -237,7 +236,7 @@ def _schedule(graph: Graph, intermediates: list[tuple[sympy.Symbol, sympy.Expr]]
     Follows :class:`symopt.graph.Schedule`: after ``W`` warmup steps the
     progress is ``u = (t - W) / (T - W)``, which is ``t/T`` without warmup.
     The closed forms are the formulas of the compiled optimizer
-    (``compile.SCHEDULE_FORMULAS``) applied to sympy; the clipping of ``u``
+    (``schedules.SCHEDULE_FORMULAS``) applied to sympy; the clipping of ``u``
     to [0, 1] is not shown. A ``piecewise`` schedule is a ``Piecewise`` over
     ``u``, one piece per run of equal values.
     """
@@ -257,7 +256,7 @@ def _schedule(graph: Graph, intermediates: list[tuple[sympy.Symbol, sympy.Expr]]
         multiplier = _piecewise((_STEP - warmup) / (_TOTAL_STEPS - warmup), schedule.values)
     else:
         progress = (_STEP - warmup) / (_TOTAL_STEPS - warmup)
-        formula = compile_lib.SCHEDULE_FORMULAS[schedule.kind]
+        formula = schedules.SCHEDULE_FORMULAS[schedule.kind]
         multiplier = _round_numbers(formula(_SYMPY_NAMESPACE, progress, schedule))
     if warmup:
         multiplier = sympy.Piecewise(((_STEP + 1) / warmup, _STEP < warmup), (multiplier, True))

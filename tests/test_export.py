@@ -22,7 +22,7 @@ import pytest
 
 import symopt
 from symopt import compile as compile_lib
-from symopt import export, ops, zoo
+from symopt import export, ops, schedules, zoo
 from symopt.graph import SCHEDULE_KINDS, Expr, Schedule, nodes, simple
 from symopt.spaces.nos import NosSpace
 
@@ -154,7 +154,7 @@ def test_schedule_template_computes_the_schedule(kind):
         values=(1.0, 0.5, 2.0) if kind == "piecewise" else (),
     )
     space = _namespace(
-        u=compile_lib.schedule_fraction(jnp, step, 0, 33),
+        u=schedules.schedule_fraction(jnp, step, 0, 33),
         ALPHA=s.alpha,
         DECAY_RATE=s.decay_rate,
         STEPS=s.steps,
