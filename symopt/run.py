@@ -380,11 +380,11 @@ class _Search:
         self.config, self.workdir, self.setup, self.archive, self.log = (
             config, workdir, setup, archive, log)
         self.fingerprints: dict[str, CandidateRecord] = {}
-        self.baseline = self._baseline("baseline", setup.tasks)
+        self.baseline = self.baselines("baseline", setup.tasks)
         self.equations: dict[int, str] = {}
         self.entrants: set[int] = set()  # candidates of the progressive elimination
 
-    def _baseline(self, key: str, task_list: Sequence[tasks.Task]) -> dict[str, float]:
+    def baselines(self, key: str, task_list: Sequence[tasks.Task]) -> dict[str, float]:
         """Adam's value on each task, tuned over ``baseline_learning_rate x
         baseline_lr_multipliers``; trained once per run and kept in the archive
         (meta ``key``, and ``key + "_learning_rates"``), so a resume reuses it."""
@@ -588,7 +588,7 @@ def _eliminate(run: _Search) -> Winner | None:
     validation tasks did worse as found on the test tasks), or None when
     nothing was evaluated."""
     config, archive, stage_tasks = run.config, run.archive, run.setup.stages
-    baseline = run._baseline("baseline_elimination", [t for st in stage_tasks for t in st])
+    baseline = run.baselines("baseline_elimination", [t for st in stage_tasks for t in st])
     entrants = archive.top(config.elimination.top_k)  # duplicates are never "evaluated"
     if not entrants:
         run.log("elimination: no evaluated candidate to eliminate")
