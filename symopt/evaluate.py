@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -32,7 +32,7 @@ import optax
 
 from symopt import population, zoo
 from symopt.fitness import FITNESS_TAIL
-from symopt.population import Program, ProgramShape
+from symopt.program import Program, ProgramShape
 
 CURVE_POINTS = 100  # most points of a learning curve (the loss subsampled over steps)
 

@@ -29,7 +29,7 @@ import numpy as np
 from symopt import evaluate, fitness, zoo
 from symopt import graph as graph_lib
 from symopt.graph import Graph, Schedule
-from symopt.population import ProgramShape
+from symopt.program import ProgramShape
 
 WARMUP_FRACTION = 0.05  # adamw_cosine's linear warmup, as a fraction of the steps
 

@@ -1,68 +1,38 @@
-"""A population of graphs as one array program, and the optimizer that runs it.
+"""The population optimizer: one optax transformation that steps many graphs at once.
 
-:func:`encode` turns P graphs into a :class:`Program`: fixed-size integer and
-float arrays (operand slots, operator ids, input indices, constants,
-hyperparameters, schedule parameters) with a leading population axis, padded
-to a :class:`ProgramShape`. :func:`optimizer` turns a Program into one optax
-transformation over a *batch of runs* (pytrees with a leading axis R; run
-``r`` uses candidate ``r // runs_per_candidate``). A new generation is new
-*data* for the same compiled program, never a recompile. The result agrees
-with :func:`symopt.to_optax` of each graph (``tests/test_population.py``):
-both read the same operator table (:mod:`symopt.ops`), schedule formulas and
-step order (:mod:`symopt.compile`).
+:func:`optimizer` turns a :class:`~symopt.program.Program` (P graphs as arrays,
+:func:`encode`) into one optax transformation over a *batch of runs* (pytrees
+with a leading axis R; run ``r`` uses candidate ``r // runs_per_candidate``).
+Its updates agree with :func:`symopt.to_optax` of each graph
+(``tests/test_population.py``): both read the same operator table
+(:mod:`symopt.ops`), schedules (:mod:`symopt.schedules`) and step
+(:mod:`symopt.compile`). :func:`step_scalars` tabulates the schedules and
+decays, which depend on the step alone, once per training on the host.
 
-Design, and why. A run's step chooses its operand kinds and its unary and
-binary operators with ``lax.switch`` (the momentum type, a cheap choice, is a
-select that fuses with the update). Runs are stepped in one of two ways
-(``strategy``):
+A run's step picks its operand kinds and its unary and binary operators with
+``lax.switch``. Runs are stepped in one of two ways (``strategy``):
 
-* ``"loop"`` (default on CPU, :func:`_run_step`): a ``fori_loop`` over runs,
-  and within a run ``fori_loop`` s over its operand slots and active nodes.
-  Each switch is a real branch, so a run pays only for the operators its
-  graph uses. Measured on 2 CPU cores (128 runs of checked random graphs,
-  4,800 weights each): ~28 ms a step, against ~170 ms for an all-branch
-  version over a table of every operand, whose transcendental operators
-  (exp, log, pow, tanh) dominate and whose table costs a memory pass per
-  entry. A run's rows of the update direction and states are written in
-  place in the arrays of all runs, a state row only where the graph has that
-  state. On CPU the step's cost is mostly memory passes over the run's [L]
-  rows, not the ~200 small operations' fixed cost: each switch's result is a
-  new row, copied into the table.
-* ``"vmap"`` (default on GPU/TPU, :func:`_vmap_step`): ``jax.vmap`` over
-  runs, under which every switch computes all its branches and selects. Wasteful
-  in flops but a few wide kernels per node, which is what an accelerator wants.
-  The step has no loop whose trip count differs per run: under ``vmap`` such a
-  loop is a device while loop that waits on the host at every iteration. So
-  every operand is computed once and the slots gather from them, and the node
-  loop runs a static ``max_nodes`` iterations, unrolled by 2; population-wide
-  work the loop strategy skips with a ``lax.cond`` is done unconditionally.
-  Measured on an H100 (P=64, 1,898 weights): 12.5 -> 1.8 us a candidate-step
-  against the per-run loops and conds (README, Benchmarks).
+* ``"loop"`` (the default on CPU): a ``fori_loop`` over runs, and within a run
+  loops over its operand slots and active nodes. Each switch is a real branch,
+  so a run pays only for the operators its graph uses.
+* ``"vmap"`` (the default on GPU/TPU): ``jax.vmap`` over runs, under which a
+  switch computes all its branches and selects: more flops, but a few wide
+  kernels per node, with no loop whose trip count differs per run (under
+  ``vmap`` such a loop waits on the host at every iteration). Every operand is
+  computed once and the slots gather from them; the node loop runs a static
+  ``max_nodes`` iterations, unrolled by ``_NODE_UNROLL``.
 
-Either way, values a node may read live in a small per-run table: the
-graph's operand *slots* (only the operands it uses), its constants,
-recurrent states and nodes (in the loop strategy, rows written only for the
-constants and states the graph has); a node input is one dynamic index into
-it, read inside the unary operator's branch so that the read fuses with it.
-Moment EMAs, clipping and bias correction are vectorised over all runs outside
-the per-run step (in the loop strategy each skipped when no graph needs it), and
-so are momentum and the update itself: the per-run step yields the graph's
-direction only. (Moved out of the loop strategy's per-run step, where they cost a
-dozen passes over the run's row: ``benchmark_step.py``, P=64, on CPU, medians of
-six interleaved pairs, 20.6 -> 18.1 us a candidate-step at 1,898 weights.)
-The schedule and decay multipliers depend on the step alone: they are
-tabulated once for the whole training (:func:`step_scalars`, in NumPy on the
-host by :func:`symopt.evaluate.evaluate`) and looked up per step. Switched
-under ``vmap`` at every step they had been over half of the population
-program's compile time (measured: the optimizer alone 5.2 -> 2.0 s on 2 CPU
-cores). Noise and dropout are drawn over all of a run's weights at once (one
-kernel however many leaves the model has) with the numbers ``to_optax`` draws
-leaf by leaf (counter-based: :func:`symopt.compile.noise_draws`).
+Either way a node reads from a small per-run table of the graph's operand
+slots, constants, recurrent states and nodes. Moment EMAs, clipping, bias
+correction, momentum and the update itself are computed over all runs at once,
+outside the per-run step, which yields the graph's direction only. Noise and
+dropout are drawn over all of a run's weights at once with the numbers
+``to_optax`` draws leaf by leaf (counter-based: :func:`symopt.compile.noise_draws`).
+docs/benchmarks.md has the measurements behind these choices.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import types
 from collections.abc import Sequence
@@ -74,214 +44,25 @@ import numpy as np
 import optax
 
 from symopt import compile as compile_lib
-from symopt import schedules
-from symopt import graph as graph_lib
-from symopt import ops
-from symopt.graph import Expr, Graph
+from symopt import ops, schedules
+from symopt.program import (
+    BINARY_NAMES,
+    OPERAND_NAMES,
+    SCALAR_NAMES,
+    SCHEDULE_FIELDS,
+    SCHEDULE_KINDS,
+    UNARY_NAMES,
+    ExprArrays,
+    Program,
+    ProgramShape,
+    encode,  # re-exported: population.encode(graphs) is the engine's entry point
+)
 
-UNARY_NAMES = tuple(ops.UNARY)
-BINARY_NAMES = tuple(ops.BINARY)
-OPERAND_NAMES = ops.TENSOR_OPERANDS
-SCALAR_NAMES = ops.SCALAR_OPERANDS
-SCHEDULE_KINDS = graph_lib.SCHEDULE_KINDS
-MOMENTUM_TYPES = graph_lib.MOMENTUM_TYPES
 STRATEGIES = ("auto", "loop", "vmap")
-_KEEP_LEFT = BINARY_NAMES.index("keep_left")
-_IDENTITY = UNARY_NAMES.index("identity")
-_ONE = SCALAR_NAMES.index("one")
-_HPARAMS = tuple(f.name for f in dataclasses.fields(graph_lib.Hyperparams))
-_SCHEDULE_FIELDS = ("warmup_steps", "alpha", "decay_rate", "steps", "cycles")
 # Node-loop iterations per trip in the vmap strategy. Measured on an H100
 # (P=64, 1,898 weights; us per candidate-step / compile s): 1: 3.6-4.5 / 1.4,
 # 2: 1.8 / 2.3, 4: 1.7 / 3.0, 8: 1.6 / 4.5, fully unrolled: 2.0 / 15.5.
 _NODE_UNROLL = 2
-
-
-@dataclasses.dataclass(frozen=True)
-class ProgramShape:
-    """The padded sizes of a Program; one compile serves one shape."""
-
-    max_nodes: int = 16
-    max_operands: int = 8  # distinct operands one graph reads
-    max_constants: int = 4
-    max_states: int = 2
-    max_decay_nodes: int = 3
-    max_schedule_nodes: int = 3
-    max_schedule_values: int = graph_lib.MAX_SCHEDULE_VALUES  # of a piecewise schedule
-
-    @property
-    def table_size(self) -> int:
-        return self.max_operands + self.max_constants + self.max_states + self.max_nodes
-
-
-class ExprArrays(NamedTuple):
-    """A DAG as arrays; node ``j``'s value is ``op(left(v[a]), right(v[b]))``."""
-
-    left: jax.Array  # int32 [..., N] unary ids
-    right: jax.Array  # int32 [..., N]
-    op: jax.Array  # int32 [..., N] binary ids
-    a: jax.Array  # int32 [..., N] value-table indices
-    b: jax.Array  # int32 [..., N]
-    root: jax.Array  # int32 [...]
-    length: jax.Array  # int32 [...]: nodes in use (the rest is padding)
-
-
-class Program(NamedTuple):
-    """P graphs as arrays with a leading population axis (a pytree)."""
-
-    operands: jax.Array  # int32 [P, K]: operand ids of the operand slots
-    num_operands: jax.Array  # int32 [P]
-    num_constants: jax.Array  # int32 [P]
-    num_states: jax.Array  # int32 [P]
-    update: ExprArrays  # [P, N] over the run's value table
-    states: jax.Array  # int32 [P, S]: table index of each new state
-    constants: jax.Array  # float [P, C]
-    decays: ExprArrays  # [P, K, Nd] over the scalar table, one per operand slot
-    schedule_expr: ExprArrays  # [P, Ns] over the scalar table
-    schedule_kind: jax.Array  # int32 [P]
-    schedule: dict[str, jax.Array]  # [P] each: warmup_steps .. cycles, num_values
-    schedule_values: jax.Array  # float [P, V]: a piecewise schedule's values, padded
-    momentum: jax.Array  # int32 [P]
-    hparams: dict[str, jax.Array]  # float [P] each; bias_correction as 0/1
-
-    @property
-    def size(self) -> int:
-        return int(self.momentum.shape[0])
-
-
-# --------------------------------------------------------------------------
-# Encoding.
-
-
-def _operand_slots(graph: Graph) -> list[str]:
-    """The operands the active update graph reads, in a fixed order."""
-    used = graph_lib.expr_inputs(graph.update, graph.states)
-    return [name for name in OPERAND_NAMES if name in used]
-
-
-def _table_index(ref: str, slots: list[str], shape: ProgramShape) -> int:
-    if (i := graph_lib.node_index(ref)) is not None:
-        return shape.max_operands + shape.max_constants + shape.max_states + i
-    if (i := graph_lib.constant_index(ref)) is not None:
-        return shape.max_operands + i
-    if (i := graph_lib.state_index(ref)) is not None:
-        return shape.max_operands + shape.max_constants + i
-    return slots.index(ref)
-
-
-def _scalar_index(ref: str, shape: ProgramShape) -> int:
-    if (i := graph_lib.node_index(ref)) is not None:
-        return len(SCALAR_NAMES) + shape.max_constants + i
-    if (i := graph_lib.constant_index(ref)) is not None:
-        return len(SCALAR_NAMES) + i
-    return SCALAR_NAMES.index(ref)
-
-
-def _encode_expr(expr: Expr | None, size: int, index, default_root: int) -> list[np.ndarray]:
-    """[left, right, op, a, b, root, length]; padding is ``keep_left(v[0])``."""
-    cols = [np.full(size, _IDENTITY), np.full(size, _IDENTITY), np.full(size, _KEEP_LEFT),
-            np.zeros(size), np.zeros(size)]
-    if expr is None:
-        return [*cols, np.asarray(default_root), np.asarray(0)]
-    for j, n in enumerate(expr.nodes):
-        cols[0][j] = UNARY_NAMES.index(n.left)
-        cols[1][j] = UNARY_NAMES.index(n.right)
-        cols[2][j] = BINARY_NAMES.index(n.op)
-        cols[3][j] = index(n.a)
-        cols[4][j] = index(n.b)
-    return [*cols, np.asarray(index(expr.root)), np.asarray(len(expr.nodes))]
-
-
-def _stack_exprs(rows: list[list[np.ndarray]]) -> ExprArrays:
-    return ExprArrays(*(jnp.asarray(np.stack([r[i] for r in rows]), jnp.int32) for i in range(7)))
-
-
-def _fits(graph: Graph, slots: list[str], shape: ProgramShape, i: int) -> None:
-    sizes = {
-        "update.nodes": (len(graph.update.nodes), shape.max_nodes, "max_nodes"),
-        "operands": (len(slots), shape.max_operands, "max_operands"),
-        "constants": (len(graph.constants), shape.max_constants, "max_constants"),
-        "states": (len(graph.states), shape.max_states, "max_states"),
-        "schedule.expr.nodes": (
-            len(graph.schedule.expr.nodes) if graph.schedule.expr is not None else 0,
-            shape.max_schedule_nodes, "max_schedule_nodes"),
-        "schedule.values": (len(graph.schedule.values), shape.max_schedule_values,
-                            "max_schedule_values"),
-        "decays": (max([len(e.nodes) for _, e in graph.decays], default=0),
-                   shape.max_decay_nodes, "max_decay_nodes"),
-    }
-    for field, (size, limit, name) in sizes.items():
-        if size > limit:
-            raise graph_lib.GraphError(
-                f"graphs[{i}].{field}: {size} exceed the program shape's {name}={limit}"
-            )
-
-
-def encode(
-    graphs: Sequence[Graph], shape: ProgramShape = ProgramShape(), *, dtype=jnp.float32
-) -> Program:
-    """Encodes ``graphs`` as one Program padded to ``shape``.
-
-    Each graph is first put in canonical form (dead nodes dropped): the same
-    function in fewer nodes. Raises GraphError for an invalid graph or one that
-    does not fit ``shape`` (naming the graph and the field).
-    """
-    if not graphs:
-        raise ValueError("encode needs at least one graph")
-    columns: dict[str, list[Any]] = {k: [] for k in
-                                     ("operands", "update", "states", "constants", "decays",
-                                      "schedule_expr", "schedule_values")}
-    canon = []
-    for i, graph in enumerate(graphs):
-        try:
-            graph = graph_lib.canonical(graph)
-        except graph_lib.GraphError as e:
-            raise graph_lib.GraphError(f"graphs[{i}].{e}") from None
-        canon.append(graph)
-        slots = _operand_slots(graph)
-        _fits(graph, slots, shape, i)
-        index = lambda r, slots=slots: _table_index(r, slots, shape)  # noqa: E731
-        s_index = lambda r: _scalar_index(r, shape)  # noqa: E731
-        columns["operands"].append([OPERAND_NAMES.index(n) for n in slots]
-                                   + [0] * (shape.max_operands - len(slots)))
-        columns["update"].append(_encode_expr(graph.update, shape.max_nodes, index, 0))
-        decay_map = graph.decay_map
-        per_slot = [_encode_expr(decay_map.get(slots[k]) if k < len(slots) else None,
-                                 shape.max_decay_nodes, s_index, _ONE)
-                    for k in range(shape.max_operands)]
-        columns["decays"].append([np.stack([d[c] for d in per_slot]) for c in range(7)])
-        sched = graph.schedule.expr if graph.schedule.kind == "graph" else None
-        columns["schedule_expr"].append(
-            _encode_expr(sched, shape.max_schedule_nodes, s_index, _ONE))
-        own = [_table_index(f"s{j}", slots, shape) for j in range(shape.max_states)]
-        columns["states"].append([index(r) for r in graph.states] + own[len(graph.states):])
-        columns["constants"].append(
-            list(graph.constants) + [0.0] * (shape.max_constants - len(graph.constants)))
-        values = graph.schedule.values
-        columns["schedule_values"].append(
-            list(values) + [0.0] * (shape.max_schedule_values - len(values)))
-    p = len(graphs)
-    return Program(
-        operands=jnp.asarray(np.array(columns["operands"]).reshape(p, -1), jnp.int32),
-        num_operands=jnp.asarray([len(_operand_slots(g)) for g in canon], jnp.int32),
-        num_constants=jnp.asarray([len(g.constants) for g in canon], jnp.int32),
-        num_states=jnp.asarray([len(g.states) for g in canon], jnp.int32),
-        update=_stack_exprs(columns["update"]),
-        states=jnp.asarray(np.array(columns["states"]).reshape(p, -1), jnp.int32),
-        constants=jnp.asarray(np.array(columns["constants"], np.float64).reshape(p, -1), dtype),
-        decays=_stack_exprs(columns["decays"]),
-        schedule_expr=_stack_exprs(columns["schedule_expr"]),
-        schedule_kind=jnp.asarray([SCHEDULE_KINDS.index(g.schedule.kind) for g in canon],
-                                  jnp.int32),
-        schedule={f: jnp.asarray([float(getattr(g.schedule, f)) for g in canon], dtype)
-                  for f in _SCHEDULE_FIELDS}
-        | {"num_values": jnp.asarray([len(g.schedule.values) for g in canon], dtype)},
-        schedule_values=jnp.asarray(
-            np.array(columns["schedule_values"], np.float64).reshape(p, -1), dtype),
-        momentum=jnp.asarray([MOMENTUM_TYPES.index(g.momentum) for g in canon], jnp.int32),
-        hparams={f: jnp.asarray([float(getattr(g.hparams, f)) for g in canon], dtype)
-                 for f in _HPARAMS},
-    )
 
 
 def uses_random(program: Program) -> jax.Array:
@@ -451,7 +232,7 @@ def _tabulate(xp, program: Program, total_steps: int) -> StepScalars:
         decays = _scalar_exprs(xp, program.decays, _scalar_leaves(xp, program, t, frac, slots))
         graph_schedule = lambda: _scalar_exprs(  # noqa: E731
             xp, program.schedule_expr, _scalar_leaves(xp, program, t, u, t.shape))
-    fields = types.SimpleNamespace(**{k: s[k] for k in _SCHEDULE_FIELDS})
+    fields = types.SimpleNamespace(**{k: s[k] for k in SCHEDULE_FIELDS})
     piece = schedules.piecewise_index(xp, u, s["num_values"])
     special = {
         "graph": graph_schedule,

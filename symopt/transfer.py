@@ -30,7 +30,7 @@ import numpy as np
 from symopt import config as config_lib
 from symopt import evaluate, fitness, heldout, run, search, tasks, zoo
 from symopt import graph as graph_lib
-from symopt.population import ProgramShape
+from symopt.program import ProgramShape
 
 REFERENCE = "adam"
 PUBLISHED = ("signum", "addsign", "powersign", "ades", "autolr_sign", "terms_ga")

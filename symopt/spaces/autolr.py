@@ -84,7 +84,7 @@ import numpy as np
 from symopt import graph as graph_lib
 from symopt import ops, zoo
 from symopt.graph import Expr, Graph, Hyperparams, Node, Schedule
-from symopt.population import ProgramShape
+from symopt.program import ProgramShape
 
 MODES = ("adaptive", "dynamic")
 STATES = ("alpha", "beta", "sigma")

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from symopt.graph import Graph
-from symopt.population import ProgramShape
+from symopt.program import ProgramShape
 
 Genome = Any
 """A space's genotype: immutable, hashable, JSON round-trippable."""

@@ -34,7 +34,7 @@ import numpy as np
 from symopt import graph as graph_lib
 from symopt import integrity, ops, zoo
 from symopt.graph import Expr, Graph, GraphError, Hyperparams, Node, Schedule
-from symopt.population import ProgramShape
+from symopt.program import ProgramShape
 
 DEFAULT_SEEDS = ("sgd", "momentum", "rmsprop", "adam")
 _MAX_TRIES = 50

@@ -92,7 +92,7 @@ import numpy as np
 from symopt import graph as graph_lib
 from symopt import ops, zoo
 from symopt.graph import Expr, Graph, Hyperparams, Node, Schedule
-from symopt.population import ProgramShape
+from symopt.program import ProgramShape
 
 FORMAT = "symopt.terms/1"
 TERM_KINDS = ("grad", "momentum", "rms_norm", "adam_term", "sign_grad", "unit_grad", "nesterov")
