@@ -65,20 +65,6 @@ STRATEGIES = ("auto", "loop", "vmap")
 _NODE_UNROLL = 2
 
 
-def uses_random(program: Program) -> jax.Array:
-    """Population-wide flag: does any graph read noise or use dropout? (bool)."""
-    random_ops = [UNARY_NAMES.index(n) for n, o in ops.UNARY.items() if o.random]
-    random_operands = [OPERAND_NAMES.index(n) for n in OPERAND_NAMES
-                       if "noise" in ops.OPERANDS[n].needs]
-    u = program.update
-    in_use = jnp.arange(u.op.shape[-1]) < u.length[:, None]
-    random_ops = jnp.asarray(random_ops)
-    uses_op = jnp.isin(u.left, random_ops) | jnp.isin(u.right, random_ops)
-    slot_used = jnp.arange(program.operands.shape[-1]) < program.num_operands[:, None]
-    uses_operand = jnp.isin(program.operands, jnp.asarray(random_operands)) & slot_used
-    return jnp.any(uses_op & in_use) | jnp.any(uses_operand)
-
-
 def uses_moments(program: Program) -> dict[str, jax.Array]:
     """Population-wide flags: does any graph read m, v, gamma? (bools)."""
     slot_used = jnp.arange(program.operands.shape[-1]) < program.num_operands[:, None]

@@ -184,17 +184,6 @@ def test_encode_names_the_graph_and_field_that_do_not_fit():
         population.encode([zoo.adam(), big], SHAPE)
 
 
-def test_random_flag_is_false_without_noise_or_dropout():
-    plain = population.encode([zoo.adam(), zoo.lion()], SHAPE)
-    noisy = population.encode([zoo.adam(), Graph(update=nodes(
-        ("add", "identity", "g", "identity", "noise")))], SHAPE)
-    dropout = population.encode([Graph(update=nodes(("add", "drop_0.5", "g", "identity", "m")))],
-                                SHAPE)
-    assert not bool(population.uses_random(plain))
-    assert bool(population.uses_random(noisy))
-    assert bool(population.uses_random(dropout))
-
-
 def test_runs_per_candidate_share_the_candidate_and_differ_in_noise_seed():
     graph = Graph(update=nodes(("add", "identity", "g", "identity", "noise")))
     program = population.encode([graph, zoo.sgd()], SHAPE)
