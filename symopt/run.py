@@ -189,15 +189,8 @@ def _setup(config: ml_collections.ConfigDict, horizon: int | None = None) -> _Se
                        for n in config_lib.names(config.tasks.test))
     for task in (*search_tasks, *(t for stage in stages for t in stage), *test_tasks):
         task.data()  # fails now, with the command to prepare it, if the data is missing
-    chunk = config.evaluation.chunk_size or min(DEFAULT_CHUNK, _ask_size(searcher))
+    chunk = config.evaluation.chunk_size or min(DEFAULT_CHUNK, searcher.children_per_generation)
     return _Setup(space, searcher, search_tasks, stages, test_tasks, space.program_shape(), chunk)
-
-
-def _ask_size(searcher: Any) -> int:
-    """How many candidates a (second, unseeded) ask returns."""
-    state, first = searcher.ask(searcher.init(0))
-    state = searcher.tell(state, first, np.linspace(0.0, 1.0, len(first)))
-    return len(searcher.ask(state)[1])
 
 
 # --------------------------------------------------------------------------

@@ -137,6 +137,15 @@ def test_is_a_searcher(searcher):
     assert isinstance(searcher, search.Searcher)
 
 
+def test_children_per_generation_is_what_each_later_ask_returns(searcher):
+    state = searcher.init(0)
+    for generation in range(3):
+        state, candidates = searcher.ask(state)
+        if generation:
+            assert len(candidates) == searcher.children_per_generation
+        state = searcher.tell(state, candidates, np.linspace(0.0, 1.0, len(candidates)))
+
+
 def test_improves_fitness_over_generations(searcher):
     _, history = run(searcher, rounds=15)
     first = np.max(history[0][1])

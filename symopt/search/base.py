@@ -62,3 +62,8 @@ class Searcher(Protocol):
 
     def best(self, state: Any) -> tuple[Candidate, float] | None:
         """The best candidate told so far and its fitness (None before any)."""
+
+    @property
+    def children_per_generation(self) -> int:
+        """How many candidates each ask after the first returns (the first
+        returns ``population_size``)."""

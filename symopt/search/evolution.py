@@ -104,6 +104,11 @@ class RegularizedEvolution(AskTell):
             fill=self.init_fill,
         )
 
+    @property
+    def children_per_generation(self) -> int:
+        """Candidates each ask after the first returns."""
+        return self.batch_size
+
     def _breed(self, state: SearchState, rng: np.random.Generator) -> list[Proposal]:
         fitness, ids = population_arrays(state)
         progress = progress_at(state.generation - 1, self.generations)

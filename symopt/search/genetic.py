@@ -113,6 +113,11 @@ class GeneticAlgorithm(AskTell):
         config.update(overrides)
         return cls(space, **config)
 
+    @property
+    def children_per_generation(self) -> int:
+        """Candidates each ask after the first returns: all but the elites."""
+        return self.population_size - self.elites
+
     def _breed(self, state: SearchState, rng: np.random.Generator) -> list[Proposal]:
         fitness, ids = population_arrays(state)
         progress = progress_at(state.generation - 1, self.generations)

@@ -71,6 +71,11 @@ class ParticleGA(AskTell):
         )
         object.__setattr__(self, "seed_names", normalize_seed_names(self.seed_names))
 
+    @property
+    def children_per_generation(self) -> int:
+        """Candidates each ask after the first returns: every particle's children."""
+        return self.population_size * self.children_per_particle
+
     def _breed(self, state: SearchState, rng: np.random.Generator) -> list[Proposal]:
         progress = progress_at(state.generation - 1, self.generations)
         children = []

@@ -36,6 +36,11 @@ class RandomSearch(AskTell):
         require(self.population_size >= 1, type(self).__name__, "population_size", "must be >= 1")
         object.__setattr__(self, "seed_names", normalize_seed_names(self.seed_names))
 
+    @property
+    def children_per_generation(self) -> int:
+        """Candidates each ask after the first returns."""
+        return self.population_size
+
     def _breed(self, state: SearchState, rng: np.random.Generator) -> list[Proposal]:
         return [Proposal(self.space.sample(rng), (), "sample") for _ in range(self.population_size)]
 
