@@ -23,6 +23,7 @@ import optax
 
 from symopt import graph as graph_lib
 from symopt import ops
+from symopt import step as step_lib
 from symopt.schedules import (
     SCHEDULE_FORMULAS,
     held_step,
@@ -195,14 +196,8 @@ def step_scalars(p: Plan, xp, step: Array, total_steps: int) -> dict[str, Array]
     if h.bias_correction:
         for moment, beta in (("m", h.beta1), ("v", h.beta2), ("gamma", h.beta3)):
             if moment in p.needs:
-                out[f"bc:{moment}"] = 1 - xp.asarray(beta, dtype=float) ** (t + 1)
+                out[f"bc:{moment}"] = step_lib.bias_correction(xp, beta, t)
     return out
-
-
-def ema(xp, old: Array, new: Array, beta: float) -> Array:
-    """The moment update ``(1 - beta) * new + beta * old``, in
-    ``optax.tree.update_moment``'s order (so the zoo matches optax bit for bit)."""
-    return (1 - beta) * new + beta * old
 
 
 def leaf_update(
@@ -231,9 +226,9 @@ def leaf_update(
     h = gr.hparams
     if h.clip_value:
         g = xp.clip(g, -h.clip_value, h.clip_value)
-    m = ema(xp, state.m, g, h.beta1) if state.m is not None else None
-    v = ema(xp, state.v, g * g, h.beta2) if state.v is not None else None
-    gamma = ema(xp, state.gamma, g * g * g, h.beta3) if state.gamma is not None else None
+    m = step_lib.ema(xp, state.m, g, h.beta1) if state.m is not None else None
+    v = step_lib.ema(xp, state.v, g * g, h.beta2) if state.v is not None else None
+    gamma = step_lib.ema(xp, state.gamma, g * g * g, h.beta3) if state.gamma is not None else None
 
     def corrected(x, name):
         return x / scalars[f"bc:{name}"] if x is not None and f"bc:{name}" in scalars else x
@@ -278,11 +273,10 @@ def leaf_update(
     new_states = tuple(get(r) for r in gr.states)
     trace = state.trace
     if gr.momentum != "none":
-        trace = direction + h.momentum * trace
-        direction = direction + h.momentum * trace if gr.momentum == "nesterov" else trace
-    if not (isinstance(weight_decay, (int, float)) and weight_decay == 0):
-        direction = direction + weight_decay * w
-    update = -(learning_rate * scalars["schedule"]) * direction
+        kind = graph_lib.MOMENTUM_TYPES.index(gr.momentum)
+        direction, trace = step_lib.momentum(xp, kind, h.momentum, direction, trace)
+    update = step_lib.scaled_update(xp, direction, w, weight_decay,
+                                    learning_rate * scalars["schedule"])
     return update.astype(g.dtype), LeafState(m, v, gamma, new_states, trace)
 
 

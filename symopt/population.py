@@ -45,6 +45,7 @@ import optax
 
 from symopt import compile as compile_lib
 from symopt import ops, schedules
+from symopt import step as step_lib
 from symopt.program import (
     BINARY_NAMES,
     OPERAND_NAMES,
@@ -244,7 +245,8 @@ def _run_scalars(table: StepScalars, step, runs_per_candidate: int, hparams,
            "decays": per_run(table.decays[row])}
     for name, beta in (("m", hparams["beta1"]), ("v", hparams["beta2"]),
                        ("gamma", hparams["beta3"])):
-        out[f"bc:{name}"] = jnp.where(hparams["bias_correction"] > 0, 1 - beta ** (t + 1), 1.0)
+        out[f"bc:{name}"] = jnp.where(hparams["bias_correction"] > 0,
+                                      step_lib.bias_correction(jnp, beta, t), 1.0)
     return out
 
 
@@ -312,14 +314,6 @@ def _run_fields(packed: _Packed, layout, base: dict[str, jax.Array], r):
 def _operand_value(name: str, ctx: _RunContext) -> jax.Array:
     g = ctx.g
     return jnp.broadcast_to(ops.OPERANDS[name].fn(jnp, ctx), g.shape).astype(g.dtype)
-
-
-def _momentum_direction(kind, beta, direction, new_trace):
-    """The direction after momentum, as selects on the runs' types (none,
-    classical, nesterov): they fuse with the update into one pass over all
-    runs, where a switch's branches each wrote their outputs."""
-    return jnp.where(kind == 1, new_trace,
-                     jnp.where(kind == 2, direction + beta * new_trace, direction))
 
 
 def _run_step(packed: _Packed, layout, shape: ProgramShape, base: dict[str, jax.Array], r,
@@ -566,7 +560,7 @@ def optimizer(
         # A moment nobody reads is not updated.
         m, v, gamma = (
             when(moments[name],
-                         lambda old, x, b: compile_lib.ema(jnp, old, x, b[:, None]),
+                         lambda old, x, b: step_lib.ema(jnp, old, x, b[:, None]),
                          lambda old, x, b: old, old, x, h[beta])
             for name, old, x, beta in (("m", state.m, g, "beta1"), ("v", state.v, g * g, "beta2"),
                                        ("gamma", state.gamma, g * g * g, "beta3"))
@@ -599,11 +593,11 @@ def optimizer(
                 state.key, state.count, lambda *args: _draws(*args, *g.shape[1:], g.dtype))
         # Momentum and the update, over all runs at once: a few wide passes
         # rather than a candidate's dozen row passes each.
-        kind, beta = rows.momentum[:, None], h["momentum"][:, None]
-        trace = jnp.where(kind > 0, direction + beta * state.trace, state.trace)
-        direction = _momentum_direction(kind, beta, direction, trace)
+        direction, trace = step_lib.momentum(jnp, rows.momentum[:, None], h["momentum"][:, None],
+                                             direction, state.trace)
         lr = (h["learning_rate"] * scalars["schedule"])[:, None]
-        u = (-lr * (direction + h["weight_decay"][:, None] * w)).astype(g.dtype)
+        u = step_lib.scaled_update(jnp, direction, w, h["weight_decay"][:, None], lr)
+        u = u.astype(g.dtype)
         new_state = PopulationState(state.count + 1, m, v, gamma, new_states, trace, state.key)
         return _unflatten(u, updates), new_state
 
