@@ -25,12 +25,17 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import ast
+import inspect
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from symopt import graph as graph_lib
 from symopt import ops
+from symopt import step as step_lib
 from symopt.graph import Expr, Graph
 
 # --------------------------------------------------------------------------
@@ -344,7 +349,7 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
     if h.bias_correction:
         for m in moments:
             scalar_lines.append(
-                f'    "bc_{m}": 1 - jnp.asarray({betas[m]}, dtype=float) ** (step + 1),'
+                f'    "bc_{m}": _bias_correction(jnp, {betas[m]}, step),'
             )
     scalar_lines.append("}")
 
@@ -355,7 +360,7 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
     powers = {"m": "grad", "v": "(grad * grad)", "gamma": "(grad * grad * grad)"}
     context = {"g": "grad", "noise": "xi", "eps": "EPS"}
     for m in moments:
-        leaf.append(f"{m}_ema = (1 - {betas[m]}) * {powers[m]} + {betas[m]} * state.{m}")
+        leaf.append(f"{m}_ema = _ema(jnp, state.{m}, {powers[m]}, {betas[m]})")
         if h.bias_correction:
             leaf.append(f'{m}_hat = {m}_ema / scalars["bc_{m}"]')
         context[m] = f"{m}_hat" if h.bias_correction else f"{m}_ema"
@@ -386,17 +391,12 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
     for i, ref in enumerate(graph.states):
         new_fields[f"s{i}"] = f"_like({_identifier(ref)}, grad)"
     if graph.momentum != "none":
-        leaf.append("trace = direction + MOMENTUM * state.trace")
-        leaf.append(
-            "direction = direction + MOMENTUM * trace"
-            if graph.momentum == "nesterov"
-            else "direction = trace"
-        )
+        kind = graph_lib.MOMENTUM_TYPES.index(graph.momentum)
+        leaf.append(f"direction, trace = _momentum(jnp, {kind}, MOMENTUM, direction, state.trace)"
+                    f"  # {graph.momentum}")
         new_fields["trace"] = "trace"
     leaf += [
-        "if not (isinstance(weight_decay, (int, float)) and weight_decay == 0):",
-        "    direction = direction + weight_decay * w",
-        'update = -(learning_rate * scalars["schedule"]) * direction',
+        'update = _scaled_update(jnp, direction, w, weight_decay, learning_rate * scalars["schedule"])',
         "new_state = LeafState(" + ", ".join(f"{k}={v}" for k, v in new_fields.items()) + ")",
         "return update.astype(grad.dtype), new_state",
     ]
@@ -580,6 +580,21 @@ def _read_refs(expr: Expr, extra_roots: Sequence[str] = ()) -> set[str]:
             if graph_lib.node_index(r) is None:
                 refs.add(r)
     return refs
+
+
+def _step_helper(fn: Callable[..., Any]) -> str:
+    """The source of a :mod:`symopt.step` function as a private helper of the
+    exported module: the same code, renamed ``_name``, without annotations."""
+    function = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+    function.name = f"_{function.name}"
+    for arg in function.args.args + function.args.kwonlyargs:
+        arg.annotation = None
+    function.returns = None
+    return "\n" + ast.unparse(function) + "\n"
+
+
+HELPERS.update({f"_{fn.__name__}": _step_helper(fn) for fn in (
+    step_lib.ema, step_lib.bias_correction, step_lib.momentum, step_lib.scaled_update)})
 
 
 def _helper_used(helper: str, code: str) -> bool:
