@@ -121,7 +121,7 @@ def _instructions(expr: Expr, active: tuple[int, ...]) -> tuple[tuple[Any, ...],
 
 def evaluate_scalar(expr: Expr, xp, step: Array, frac: Array, constants) -> Array:
     """A scalar sub-graph (decay or schedule) at training fraction ``frac``."""
-    ctx = ops.StepContext(None, None, None, None, None, None, None, step, frac)
+    ctx = ops.StepContext(step=step, frac=frac)
 
     def lookup(ref: str) -> Array:
         j = graph_lib.constant_index(ref)

@@ -193,18 +193,19 @@ class StepContext(NamedTuple):
     """What an operand may read at one optimizer step (one leaf of the tree).
 
     Moments are bias-corrected here when the graph asks for it. Fields a graph
-    does not use may be ``None``.
+    does not use may be left ``None`` (a scalar sub-graph reads only ``step``
+    and ``frac``).
     """
 
-    g: Array  # gradient (after clipping)
-    w: Array  # weights
-    m: Array | None  # EMA of g with beta1
-    v: Array | None  # EMA of g^2 with beta2
-    gamma: Array | None  # EMA of g^3 with beta3
-    noise: Array | None  # standard normal, fresh each step
-    eps: Array  # epsilon hyperparameter
-    step: Array  # 0-based step index t (scalar)
-    frac: Array  # t / T, the training fraction (scalar)
+    g: Array | None = None  # gradient (after clipping)
+    w: Array | None = None  # weights
+    m: Array | None = None  # EMA of g with beta1
+    v: Array | None = None  # EMA of g^2 with beta2
+    gamma: Array | None = None  # EMA of g^3 with beta3
+    noise: Array | None = None  # standard normal, fresh each step
+    eps: Array | None = None  # epsilon hyperparameter
+    step: Array | None = None  # 0-based step index t (scalar)
+    frac: Array | None = None  # t / T, the training fraction (scalar)
 
 
 class Operand(NamedTuple):

@@ -162,7 +162,7 @@ def _scalar_exprs(xp, expr: ExprArrays, leaves: Sequence[Any]) -> Any:
 def _scalar_leaves(xp, program: Program, t, frac, shape) -> list[Any]:
     """The scalar operands at ``t``, ``frac`` ([T, P]), then the constants,
     each broadcast to ``shape`` ([T, P] or [T, P, K])."""
-    ctx = ops.StepContext(None, None, None, None, None, None, None, t, frac)
+    ctx = ops.StepContext(step=t, frac=frac)
     values = [ops.OPERANDS[n].fn(xp, ctx) * xp.ones_like(t) for n in SCALAR_NAMES]
     values += [xp.broadcast_to(program.constants[:, i], t.shape)
                for i in range(program.constants.shape[1])]
