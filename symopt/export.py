@@ -9,13 +9,12 @@ in its docstring, its hyperparameters as named constants, one line of
 ``jax.numpy`` code per active node, and a state holding only the moments and
 recurrent states the graph uses.
 
-This module owns the source templates: one per operator and operand of
-:mod:`symopt.ops` (:data:`UNARY_SOURCE`, :data:`BINARY_SOURCE`,
-:data:`OPERAND_SOURCE`) and one per closed-form schedule of
-:mod:`symopt.compile` (:data:`SCHEDULE_SOURCE`). The tests check that every
-row of those tables has a template and that each template computes what the
-row's function computes, protections included, so a new operator cannot be
-silently unsupported.
+Each operator and operand brings its JAX source as a column of the operator
+table (:mod:`symopt.ops`); the shared parts of the step are
+:mod:`symopt.step`'s own functions, embedded as they are; this module owns
+only the assembly and one template per closed-form schedule of
+:mod:`symopt.schedules` (:data:`SCHEDULE_SOURCE`). The tests check that every
+template computes what its function computes, protections included.
 
 Command line::
 
@@ -39,65 +38,8 @@ from symopt import step as step_lib
 from symopt.graph import Expr, Graph
 
 # --------------------------------------------------------------------------
-# Templates. Placeholders: ``{x}`` (unary), ``{a}``, ``{b}`` (binary),
-# ``{uniform}`` (dropout's uniform draws); operands read the step context
-# ``{g} {w} {m} {v} {gamma} {noise} {eps} {step} {frac}``.
-
-UNARY_SOURCE: dict[str, str] = {
-    "identity": "{x}",
-    "neg": "-{x}",
-    "exp": "jnp.exp(jnp.clip({x}, -80.0, 80.0))",
-    "log_abs": "jnp.log(jnp.maximum(jnp.abs({x}), TINY))",
-    "sqrt_abs": "jnp.sqrt(jnp.abs({x}))",
-    "clip_1e-05": "jnp.clip({x}, -1e-05, 1e-05)",
-    "clip_0.0001": "jnp.clip({x}, -0.0001, 0.0001)",
-    "clip_0.001": "jnp.clip({x}, -0.001, 0.001)",
-    "drop_0.1": "jnp.where({uniform} >= 0.1, {x} / (1.0 - 0.1), 0.0)",
-    "drop_0.3": "jnp.where({uniform} >= 0.3, {x} / (1.0 - 0.3), 0.0)",
-    "drop_0.5": "jnp.where({uniform} >= 0.5, {x} / (1.0 - 0.5), 0.0)",
-    "sign": "jnp.sign({x})",
-    "abs": "jnp.abs({x})",
-    "square": "{x} * {x}",
-    "tanh": "jnp.tanh({x})",
-}
-"""Source of each unary operator of :data:`symopt.ops.UNARY`."""
-
-BINARY_SOURCE: dict[str, str] = {
-    "add": "{a} + {b}",
-    "sub": "{a} - {b}",
-    "mul": "{a} * {b}",
-    "div": "{a} / _protect({b})",
-    "pow": "jnp.exp(jnp.clip({b}, -BIG, BIG) * jnp.log(jnp.maximum(jnp.abs({a}), TINY)))",
-    "keep_left": "{a}",
-    "max": "jnp.maximum({a}, {b})",
-    "min": "jnp.minimum({a}, {b})",
-}
-"""Source of each binary operator of :data:`symopt.ops.BINARY`."""
-
-OPERAND_SOURCE: dict[str, str] = {
-    "g": "{g}",
-    "g2": "{g} * {g}",
-    "g3": "{g} * {g} * {g}",
-    "m": "{m}",
-    "v": "{v}",
-    "gamma": "{gamma}",
-    "sign_g": "jnp.sign({g})",
-    "sign_m": "jnp.sign({m})",
-    "adam": "{m} / (jnp.sqrt({v}) + {eps})",
-    "rmsprop": "{g} / jnp.sqrt({v} + {eps})",
-    "noise": "{noise}",
-    "noise_annealed": "{noise} * (1.0 + {step}) ** (-NOISE_ANNEALING / 2)",
-    "w_0.0001": "0.0001 * {w}",
-    "w_0.001": "0.001 * {w}",
-    "w_0.01": "0.01 * {w}",
-    "w_0.1": "0.1 * {w}",
-    "one": "jnp.ones_like({frac})",
-    "t": "{frac}",
-    "decay_linear": "jnp.maximum(0.0, 1.0 - {frac})",
-    "decay_cosine": "0.5 * (1.0 + jnp.cos(jnp.pi * {frac}))",
-    "decay_restart": "0.5 * (1.0 + jnp.cos(jnp.pi * jnp.mod(RESTART_CYCLES * {frac}, 1.0)))",
-}
-"""Source of each operand of :data:`symopt.ops.OPERANDS`."""
+# Templates. The operators' and operands' sources are a column of the operator
+# table (``ops.UNARY[name].source``, ``ops.OPERANDS[name].source``).
 
 SCHEDULE_SOURCE: dict[str, str] = {
     "constant": "jnp.ones_like(u)",
@@ -204,20 +146,20 @@ def _paren(src: str) -> str:
 def unary_source(name: str, x: str, *, uniform: str = "uniform") -> str:
     """Source of ``ops.apply_bounded(name, xp, x)``: the operator, then
     ``_clip_big`` where it can overflow (``Op.bounded`` is False)."""
-    src = UNARY_SOURCE[name].format(x=_paren(x), uniform=uniform)
+    src = ops.UNARY[name].source.format(x=_paren(x), uniform=uniform)
     return src if ops.UNARY[name].bounded else f"_clip_big({src})"
 
 
 def binary_source(name: str, a: str, b: str) -> str:
     """Source of ``ops.apply_bounded(name, xp, a, b)`` (see :func:`unary_source`)."""
-    src = BINARY_SOURCE[name].format(a=_paren(a), b=_paren(b))
+    src = ops.BINARY[name].source.format(a=_paren(a), b=_paren(b))
     return src if ops.BINARY[name].bounded else f"_clip_big({src})"
 
 
 def operand_source(name: str, **context: str) -> str:
     """Source of operand ``name``; ``context`` names the step-context variables."""
     names = {field: context.get(field, field) for field in _CONTEXT}
-    return OPERAND_SOURCE[name].format(**names)
+    return ops.OPERANDS[name].source.format(**names)
 
 
 # --------------------------------------------------------------------------
@@ -294,7 +236,7 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
     decays = dict(p.decays)
 
     leaf_sources = " ".join(
-        OPERAND_SOURCE[r] for r in _read_refs(graph.update, graph.states) if r in OPERAND_SOURCE
+        ops.OPERANDS[r].source for r in _read_refs(graph.update, graph.states) if r in ops.OPERANDS
     )
     needs_frac = bool(decays) or "{frac}" in leaf_sources
 

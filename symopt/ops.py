@@ -73,12 +73,15 @@ _restart = sympy.Function("restart", real=True)
 
 
 class Op(NamedTuple):
-    """One operator: ``fn(xp, *args)`` and its sympy form ``to_sympy(*args)``."""
+    """One operator: ``fn(xp, *args)``, its sympy form ``to_sympy(*args)`` and its
+    ``source``, the same function as JAX source for exported modules
+    (placeholders ``{x}``, or ``{a}`` and ``{b}``, and ``{uniform}``)."""
 
     name: str
     arity: int
     fn: Callable[..., Array]
     to_sympy: Callable[..., sympy.Expr]
+    source: str
     commutative: bool = False
     random: bool = False  # fn takes a trailing uniform[0, 1) array
     identity_like: bool = False  # returns its (first) argument unchanged
@@ -88,37 +91,42 @@ class Op(NamedTuple):
 UNARY: dict[str, Op] = {
     op.name: op
     for op in [
-        Op("identity", 1, lambda xp, x: x, lambda x: x, identity_like=True, bounded=True),
-        Op("neg", 1, lambda xp, x: -x, lambda x: -x, bounded=True),
-        Op("exp", 1, lambda xp, x: xp.exp(xp.clip(x, -80.0, 80.0)), sympy.exp),
+        Op("identity", 1, lambda xp, x: x, lambda x: x, "{x}", identity_like=True, bounded=True),
+        Op("neg", 1, lambda xp, x: -x, lambda x: -x, "-{x}", bounded=True),
+        Op("exp", 1, lambda xp, x: xp.exp(xp.clip(x, -80.0, 80.0)), sympy.exp,
+           "jnp.exp(jnp.clip({x}, -80.0, 80.0))"),
         Op(
             "log_abs",
             1,
             lambda xp, x: xp.log(xp.maximum(xp.abs(x), TINY)),
             lambda x: sympy.log(sympy.Abs(x)),
+            "jnp.log(jnp.maximum(jnp.abs({x}), TINY))",
             bounded=True,
         ),
         Op("sqrt_abs", 1, lambda xp, x: xp.sqrt(xp.abs(x)), lambda x: sympy.sqrt(sympy.Abs(x)),
-           bounded=True),
-        *[Op(f"clip_{b:g}", 1, _clip(b), _clip_sym[b], bounded=True) for b in (1e-5, 1e-4, 1e-3)],
+           "jnp.sqrt(jnp.abs({x}))", bounded=True),
+        *[Op(f"clip_{b:g}", 1, _clip(b), _clip_sym[b], f"jnp.clip({{x}}, -{b!r}, {b!r})",
+             bounded=True) for b in (1e-5, 1e-4, 1e-3)],
         *[
-            Op(f"drop_{r:g}", 1, _dropout(r), _drop_sym[r], random=True)
+            Op(f"drop_{r:g}", 1, _dropout(r), _drop_sym[r],
+               f"jnp.where({{uniform}} >= {r!r}, {{x}} / (1.0 - {r!r}), 0.0)", random=True)
             for r in (0.1, 0.3, 0.5)
         ],
-        Op("sign", 1, lambda xp, x: xp.sign(x), sympy.sign, bounded=True),
-        Op("abs", 1, lambda xp, x: xp.abs(x), sympy.Abs, bounded=True),
-        Op("square", 1, lambda xp, x: x * x, lambda x: x**2),
-        Op("tanh", 1, lambda xp, x: xp.tanh(x), sympy.tanh, bounded=True),
+        Op("sign", 1, lambda xp, x: xp.sign(x), sympy.sign, "jnp.sign({x})", bounded=True),
+        Op("abs", 1, lambda xp, x: xp.abs(x), sympy.Abs, "jnp.abs({x})", bounded=True),
+        Op("square", 1, lambda xp, x: x * x, lambda x: x**2, "{x} * {x}"),
+        Op("tanh", 1, lambda xp, x: xp.tanh(x), sympy.tanh, "jnp.tanh({x})", bounded=True),
     ]
 }
 
 BINARY: dict[str, Op] = {
     op.name: op
     for op in [
-        Op("add", 2, lambda xp, a, b: a + b, lambda a, b: a + b, commutative=True),
-        Op("sub", 2, lambda xp, a, b: a - b, lambda a, b: a - b),
-        Op("mul", 2, lambda xp, a, b: a * b, lambda a, b: a * b, commutative=True),
-        Op("div", 2, lambda xp, a, b: a / _protect(xp, b), lambda a, b: a / b),
+        Op("add", 2, lambda xp, a, b: a + b, lambda a, b: a + b, "{a} + {b}", commutative=True),
+        Op("sub", 2, lambda xp, a, b: a - b, lambda a, b: a - b, "{a} - {b}"),
+        Op("mul", 2, lambda xp, a, b: a * b, lambda a, b: a * b, "{a} * {b}", commutative=True),
+        Op("div", 2, lambda xp, a, b: a / _protect(xp, b), lambda a, b: a / b,
+           "{a} / _protect({b})"),
         Op(
             "pow",
             2,
@@ -127,12 +135,14 @@ BINARY: dict[str, Op] = {
             # faster than its general power.
             lambda xp, a, b: xp.exp(xp.clip(b, -BIG, BIG) * xp.log(xp.maximum(xp.abs(a), TINY))),
             lambda a, b: sympy.Abs(a) ** b,
+            "jnp.exp(jnp.clip({b}, -BIG, BIG) * jnp.log(jnp.maximum(jnp.abs({a}), TINY)))",
         ),
-        Op("keep_left", 2, lambda xp, a, b: a, lambda a, b: a, identity_like=True, bounded=True),
-        Op("max", 2, lambda xp, a, b: xp.maximum(a, b), sympy.Max, commutative=True,
+        Op("keep_left", 2, lambda xp, a, b: a, lambda a, b: a, "{a}", identity_like=True,
            bounded=True),
-        Op("min", 2, lambda xp, a, b: xp.minimum(a, b), sympy.Min, commutative=True,
-           bounded=True),
+        Op("max", 2, lambda xp, a, b: xp.maximum(a, b), sympy.Max, "jnp.maximum({a}, {b})",
+           commutative=True, bounded=True),
+        Op("min", 2, lambda xp, a, b: xp.minimum(a, b), sympy.Min, "jnp.minimum({a}, {b})",
+           commutative=True, bounded=True),
     ]
 }
 
@@ -209,11 +219,14 @@ class StepContext(NamedTuple):
 
 
 class Operand(NamedTuple):
-    """One operand: ``fn(xp, ctx)`` and its sympy form."""
+    """One operand: ``fn(xp, ctx)``, its sympy form and its JAX ``source`` for
+    exported modules (placeholders: the :class:`StepContext` fields,
+    ``{g} {w} {m} {v} {gamma} {noise} {eps} {step} {frac}``)."""
 
     name: str
     fn: Callable[[Any, StepContext], Array]
     sympy: sympy.Expr
+    source: str
     needs: frozenset[str] = frozenset()  # moment EMAs / noise it reads
     gradient: bool = False  # depends on the gradient
     scalar: bool = False  # a function of the step only (usable in decays/schedules)
@@ -233,24 +246,29 @@ NOISE_ANNEALING = 0.55
 
 
 def _scaled_w(scale: float) -> Operand:
-    return Operand(f"w_{scale:g}", lambda xp, c: scale * c.w, sympy.Float(scale) * _w)
+    return Operand(f"w_{scale:g}", lambda xp, c: scale * c.w, sympy.Float(scale) * _w,
+                   f"{scale!r} * {{w}}")
 
 
 OPERANDS: dict[str, Operand] = {
     o.name: o
     for o in [
-        Operand("g", lambda xp, c: c.g, _g, gradient=True),
-        Operand("g2", lambda xp, c: c.g * c.g, _g**2, gradient=True),
-        Operand("g3", lambda xp, c: c.g * c.g * c.g, _g**3, gradient=True),
-        Operand("m", lambda xp, c: c.m, _m, frozenset({"m"}), gradient=True),
-        Operand("v", lambda xp, c: c.v, _v, frozenset({"v"}), gradient=True),
-        Operand("gamma", lambda xp, c: c.gamma, _gamma, frozenset({"gamma"}), gradient=True),
-        Operand("sign_g", lambda xp, c: xp.sign(c.g), sympy.sign(_g), gradient=True),
-        Operand("sign_m", lambda xp, c: xp.sign(c.m), sympy.sign(_m), frozenset({"m"}), True),
+        Operand("g", lambda xp, c: c.g, _g, "{g}", gradient=True),
+        Operand("g2", lambda xp, c: c.g * c.g, _g**2, "{g} * {g}", gradient=True),
+        Operand("g3", lambda xp, c: c.g * c.g * c.g, _g**3, "{g} * {g} * {g}", gradient=True),
+        Operand("m", lambda xp, c: c.m, _m, "{m}", frozenset({"m"}), gradient=True),
+        Operand("v", lambda xp, c: c.v, _v, "{v}", frozenset({"v"}), gradient=True),
+        Operand("gamma", lambda xp, c: c.gamma, _gamma, "{gamma}", frozenset({"gamma"}),
+                gradient=True),
+        Operand("sign_g", lambda xp, c: xp.sign(c.g), sympy.sign(_g), "jnp.sign({g})",
+                gradient=True),
+        Operand("sign_m", lambda xp, c: xp.sign(c.m), sympy.sign(_m), "jnp.sign({m})",
+                frozenset({"m"}), True),
         Operand(
             "adam",
             lambda xp, c: c.m / (xp.sqrt(c.v) + c.eps),
             _m / (sympy.sqrt(_v) + _eps),
+            "{m} / (jnp.sqrt({v}) + {eps})",
             frozenset({"m", "v"}),
             gradient=True,
         ),
@@ -258,35 +276,41 @@ OPERANDS: dict[str, Operand] = {
             "rmsprop",
             lambda xp, c: c.g / xp.sqrt(c.v + c.eps),
             _g / sympy.sqrt(_v + _eps),
+            "{g} / jnp.sqrt({v} + {eps})",
             frozenset({"v"}),
             gradient=True,
         ),
-        Operand("noise", lambda xp, c: c.noise, _xi, frozenset({"noise"})),
+        Operand("noise", lambda xp, c: c.noise, _xi, "{noise}", frozenset({"noise"})),
         Operand(
             "noise_annealed",
             lambda xp, c: c.noise * (1.0 + c.step) ** (-NOISE_ANNEALING / 2),
             _xi * (1 + _t) ** sympy.Float(-NOISE_ANNEALING / 2),
+            "{noise} * (1.0 + {step}) ** (-NOISE_ANNEALING / 2)",
             frozenset({"noise"}),
         ),
         *[_scaled_w(s) for s in (1e-4, 1e-3, 1e-2, 1e-1)],
-        Operand("one", lambda xp, c: xp.ones_like(c.frac), sympy.Integer(1), scalar=True),
-        Operand("t", lambda xp, c: c.frac, _frac, scalar=True),
+        Operand("one", lambda xp, c: xp.ones_like(c.frac), sympy.Integer(1),
+                "jnp.ones_like({frac})", scalar=True),
+        Operand("t", lambda xp, c: c.frac, _frac, "{frac}", scalar=True),
         Operand(
             "decay_linear",
             lambda xp, c: xp.maximum(0.0, 1.0 - c.frac),
             sympy.Max(0, 1 - _frac),
+            "jnp.maximum(0.0, 1.0 - {frac})",
             scalar=True,
         ),
         Operand(
             "decay_cosine",
             lambda xp, c: 0.5 * (1.0 + xp.cos(xp.pi * c.frac)),
             (1 + sympy.cos(sympy.pi * _frac)) / 2,
+            "0.5 * (1.0 + jnp.cos(jnp.pi * {frac}))",
             scalar=True,
         ),
         Operand(
             "decay_restart",
             lambda xp, c: 0.5 * (1.0 + xp.cos(xp.pi * xp.mod(RESTART_CYCLES * c.frac, 1.0))),
             _restart(_frac),
+            "0.5 * (1.0 + jnp.cos(jnp.pi * jnp.mod(RESTART_CYCLES * {frac}, 1.0)))",
             scalar=True,
         ),
     ]
