@@ -690,12 +690,15 @@ def _fitness_description(run: _Search) -> str:
     else:
         what = (f"the mean over search tasks of Marfinetz 2025's accuracy formula ({ev.split} "
                 "split), divided by Adam's")
-    multipliers = ", ".join(f"{m:g}" for m in ev.lr_multipliers)
-    return (f"Fitness is {what}; Adam is tuned per task over learning rates "
-            f"{', '.join(f'{ev.baseline_learning_rate * m:g}' for m in ev.baseline_lr_multipliers)}"
-            f": 1.0 = tuned Adam. Each candidate trains at learning-rate multipliers {multipliers}"
-            f" ({ev.lr_aggregate} counts); the best is written back into it.\n\n"
-            f"Adam baseline ({ev.metric}): {adam}")
+    grid = [ev.baseline_learning_rate * m for m in ev.baseline_lr_multipliers]
+    adam_text = (f"Adam is tuned per task over learning rates {', '.join(f'{lr:g}' for lr in grid)}"
+                 f": 1.0 = tuned Adam" if len(grid) > 1 else f"Adam at lr {grid[0]:g}: 1.0 = Adam")
+    rates = ""
+    if len(ev.lr_multipliers) > 1:
+        multipliers = ", ".join(f"{m:g}" for m in ev.lr_multipliers)
+        rates = (f" Each candidate trains at learning-rate multipliers {multipliers} "
+                 f"({ev.lr_aggregate} counts); the best is written back into it.")
+    return f"Fitness is {what}; {adam_text}.{rates}\n\nAdam baseline ({ev.metric}): {adam}"
 
 
 def _write_summary(run: _Search, winner: Winner, test_results: list[heldout.Result]) -> None:
@@ -730,7 +733,7 @@ def _write_summary(run: _Search, winner: Winner, test_results: list[heldout.Resu
     stage_rows = [r for r in archive.stage_results() if r.candidate_id in run.entrants]
     if stage_rows:
         lines += ["", "## Validation (progressive elimination; chooses the winner)", "",
-                  "| stage | tasks | id | fitness (tuned Adam = 1) | lr x |", "|---|---|---|---|---|"]
+                  "| stage | tasks | id | fitness (Adam = 1) | lr x |", "|---|---|---|---|---|"]
 
         def order(r):
             return (r.stage, -(r.fitness if r.fitness is not None else -math.inf))
