@@ -424,7 +424,11 @@ class _Search:
     def check_replay(self, c: Candidate, stored: CandidateRecord) -> Candidate:
         """A replayed candidate must be the one archived under its id; returns it
         as it was told (its written-back genome)."""
-        told, _ = self.write_back(c, self.setup.space.to_graph(c.genome), multiplier_of(stored))
+        # A duplicate was written back with the rate of the candidate it repeats.
+        source = (self.archive.get(stored.duplicate_of) if stored.status == "duplicate"
+                  else stored)
+        multiplier = multiplier_of(source) if source is not None else 1.0
+        told, _ = self.write_back(c, self.setup.space.to_graph(c.genome), multiplier)
         if (to_jsonable(self.setup.space.to_json(told.genome)) != stored.genome
                 or tuple(c.parents) != stored.parents or c.generation != stored.generation):
             raise ArchiveError(

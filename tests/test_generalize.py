@@ -166,3 +166,18 @@ def test_bad_evaluation_values_are_one_line_config_errors(key, value, message):
     config.evaluation[key] = value
     with pytest.raises(config_lib.ConfigError, match=message):
         config_lib.validate(config)
+
+
+def test_a_duplicate_is_written_back_with_its_originals_rate_and_replays_on_resume(tmp_path):
+    config = tiny_config()
+    config.search.generations, config.search.seed = 8, 1  # one duplicate, of a 2x original
+    first = run_lib.run(config, tmp_path, log=lambda _: None)
+    with Archive.open(tmp_path) as archive:
+        copy = archive.records(status="duplicate")[0]
+        original = archive.get(copy.duplicate_of)
+    multiplier = run_lib.multiplier_of(original)
+    assert multiplier != 1.0, "the rate written back must differ for this test to bite"
+    assert copy.graph["hparams"]["learning_rate"] == pytest.approx(
+        original.graph["hparams"]["learning_rate"])
+    resumed = run_lib.run(config, tmp_path, log=lambda _: None)  # replays every candidate
+    assert resumed.evaluated_now == 0 and resumed.best.id == first.best.id
