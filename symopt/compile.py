@@ -183,21 +183,32 @@ def init_leaf(p: Plan, w: Array, xp) -> LeafState:
     )
 
 
-def step_scalars(p: Plan, xp, step: Array, total_steps: int) -> dict[str, Array]:
+class StepScalars(NamedTuple):
+    """What every leaf of one step shares: scalars, or arrays of steps."""
+
+    step: Array  # t, 0-based, as a float
+    frac: Array  # t / T
+    schedule: Array  # the learning-rate multiplier (held past T)
+    decays: dict[str, Array]  # operand name -> its decay's multiplier (held past T)
+    bias: dict[str, Array]  # moment name -> 1 - beta**(t+1), where bias-corrected
+
+
+def step_scalars(p: Plan, xp, step: Array, total_steps: int) -> StepScalars:
     """Per-step scalars shared by all leaves: schedule, decays, bias corrections."""
     g = p.graph
     h = g.hparams
     t = xp.asarray(step, dtype=float)
     held = held_step(xp, t, total_steps)
-    out = {"step": t, "frac": t / total_steps}
-    out["schedule"] = schedule_multiplier(g.schedule, xp, held, total_steps, g.constants)
-    for name, expr in p.decays:
-        out[f"decay:{name}"] = evaluate_scalar(expr, xp, held, held / total_steps, g.constants)
-    if h.bias_correction:
-        for moment, beta in (("m", h.beta1), ("v", h.beta2), ("gamma", h.beta3)):
-            if moment in p.needs:
-                out[f"bc:{moment}"] = step_lib.bias_correction(xp, beta, t)
-    return out
+    betas = {"m": h.beta1, "v": h.beta2, "gamma": h.beta3}
+    return StepScalars(
+        step=t,
+        frac=t / total_steps,
+        schedule=schedule_multiplier(g.schedule, xp, held, total_steps, g.constants),
+        decays={name: evaluate_scalar(expr, xp, held, held / total_steps, g.constants)
+                for name, expr in p.decays},
+        bias={m: step_lib.bias_correction(xp, beta, t) for m, beta in betas.items()
+              if h.bias_correction and m in p.needs},
+    )
 
 
 def leaf_update(
@@ -206,7 +217,7 @@ def leaf_update(
     g: Array,
     w: Array,
     state: LeafState,
-    scalars: dict[str, Array],
+    scalars: StepScalars,
     learning_rate: Array,
     weight_decay: Array,
     *,
@@ -231,7 +242,7 @@ def leaf_update(
     gamma = step_lib.ema(xp, state.gamma, g * g * g, h.beta3) if state.gamma is not None else None
 
     def corrected(x, name):
-        return x / scalars[f"bc:{name}"] if x is not None and f"bc:{name}" in scalars else x
+        return x / scalars.bias[name] if x is not None and name in scalars.bias else x
 
     ctx = ops.StepContext(
         g=g,
@@ -241,8 +252,8 @@ def leaf_update(
         gamma=corrected(gamma, "gamma"),
         noise=noise,
         eps=h.eps,
-        step=scalars["step"],
-        frac=scalars["frac"],
+        step=scalars.step,
+        frac=scalars.frac,
     )
     cache: dict[str, Array] = {}
 
@@ -255,8 +266,8 @@ def leaf_update(
                 value = state.states[j]
             else:
                 value = ops.OPERANDS[ref].fn(xp, ctx)
-                if f"decay:{ref}" in scalars:
-                    value = value * scalars[f"decay:{ref}"]
+                if ref in scalars.decays:
+                    value = value * scalars.decays[ref]
             sanitize = sanitize_operands and j is None  # constants, states: in range
             cache[ref] = ops.sanitize(xp, value) if sanitize else value
         return cache[ref]
@@ -276,7 +287,7 @@ def leaf_update(
         kind = graph_lib.MOMENTUM_TYPES.index(gr.momentum)
         direction, trace = step_lib.momentum(xp, kind, h.momentum, direction, trace)
     update = step_lib.scaled_update(xp, direction, w, weight_decay,
-                                    learning_rate * scalars["schedule"])
+                                    learning_rate * scalars.schedule)
     return update.astype(g.dtype), LeafState(m, v, gamma, new_states, trace)
 
 

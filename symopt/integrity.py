@@ -78,6 +78,13 @@ _GRADS_A, _GRADS_B, _W_PROBE, _CURVATURE, _W_STAR, _W_QUAD = _probe_inputs()
 _CURVE_STEPS = np.linspace(0, CURVE_TOTAL_STEPS - 1, CURVE_POINTS).round()
 
 
+def _map_scalars(fn, scalars: compile_lib.StepScalars) -> compile_lib.StepScalars:
+    """``fn`` applied to every array of ``scalars`` (its dicts' values too)."""
+    return compile_lib.StepScalars(*(
+        {k: fn(v) for k, v in field.items()} if isinstance(field, dict) else fn(field)
+        for field in scalars))
+
+
 def _quadratic_loss(w: np.ndarray) -> np.ndarray:
     return 0.5 * np.sum(_CURVATURE * (w - _W_STAR) ** 2, axis=-1)
 
@@ -115,10 +122,11 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
         totals = np.concatenate([np.full(steps, total_steps), np.full(CURVE_POINTS,
                                                                       CURVE_TOTAL_STEPS)])
         table = compile_lib.step_scalars(p, np, at, totals)
-        table = {key: np.broadcast_to(v, at.shape) for key, v in table.items()}
-        curves = np.concatenate([v[steps:] for k, v in sorted(table.items())
-                                 if k == "schedule" or k.startswith("decay:")])
-        per_step = [dict(zip(table, values)) for values in zip(*table.values())]
+        table = _map_scalars(lambda v: np.broadcast_to(v, at.shape), table)
+        # The decays by operand name, then the schedule: the curves the fingerprint hashes.
+        curves = np.concatenate([table.decays[k][steps:] for k in sorted(table.decays)]
+                                + [table.schedule[steps:]])
+        per_step = [_map_scalars(lambda v, k=k: v[k], table) for k in range(steps)]
         for k in range(steps):
             g = np.array((_GRADS_A[k], _GRADS_B[k], _CURVATURE * (w[2] - _W_STAR)))
             if h.clip_norm:

@@ -174,7 +174,7 @@ def test_plot_schedule_is_what_the_optimizer_computes(graph):
     for name, _ in plan.decays:
         ys = np.asarray(line(fig, f"decay:{name}").get_ydata())
         for step in steps:
-            expected = compile_lib.step_scalars(plan, np, step, total)[f"decay:{name}"]
+            expected = compile_lib.step_scalars(plan, np, step, total).decays[name]
             np.testing.assert_allclose(ys[step], expected, rtol=1e-12)
 
 
