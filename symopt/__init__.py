@@ -9,7 +9,7 @@ The public surface, re-exported here one name at a time::
 """
 
 from symopt import ops, zoo
-from symopt.compile import SymoptState, to_optax
+from symopt.compile import SymoptState, scale_by_graph, to_optax
 from symopt.graph import (
     Expr,
     Graph,
@@ -47,6 +47,7 @@ __all__ = [
     "load",
     "ops",
     "save",
+    "scale_by_graph",
     "to_dict",
     "to_latex",
     "to_optax",

@@ -1,12 +1,15 @@
 """``to_optax``: a Graph as a specialised ``optax.GradientTransformation``.
 
-The graph is unrolled in Python when the update function is traced: only the
-operands, moment EMAs and nodes that the graph uses are computed and stored,
-so under ``jax.jit`` a compiled graph costs what the same optimizer written by
-hand costs. The step semantics (see :mod:`symopt.graph`) are written once
-here over an array namespace ``xp``: :func:`leaf_update` runs with
-``jax.numpy`` inside :func:`to_optax` and with ``numpy`` in the integrity
-check (:mod:`symopt.integrity`), so both always agree.
+:func:`to_optax` is an ``optax.chain`` in optax's own form: the graph's
+direction (:func:`scale_by_graph`), then ``optax.trace`` (momentum),
+``optax.add_decayed_weights`` and ``optax.scale_by_learning_rate`` with the
+graph's schedule. The direction is unrolled in Python when the update is
+traced: only the operands, moment EMAs and nodes that the graph uses are
+computed and stored, so under ``jax.jit`` a compiled graph costs what the
+same optimizer written by hand costs. :func:`leaf_direction` is written over
+an array namespace ``xp``; :func:`leaf_update` adds the rest of the step from
+:mod:`symopt.step` (the same arithmetic as the chain, which the zoo tests
+check against optax) and is what the integrity check runs in NumPy.
 """
 
 from __future__ import annotations
@@ -211,24 +214,24 @@ def step_scalars(p: Plan, xp, step: Array, total_steps: int) -> StepScalars:
     )
 
 
-def leaf_update(
+def leaf_direction(
     p: Plan,
     xp,
     g: Array,
     w: Array,
     state: LeafState,
     scalars: StepScalars,
-    learning_rate: Array,
-    weight_decay: Array,
     *,
     noise: Array | None = None,
     uniform: Array | None = None,
     sanitize_operands: bool = True,
 ) -> tuple[Array, LeafState]:
-    """One optimizer step for one leaf: returns ``(update, new_state)``.
+    """The graph's direction for one leaf: returns ``(direction, new_state)``.
 
-    ``g`` is the gradient after global-norm clipping; ``update`` is what is
-    added to ``w`` (``optax.apply_updates``). Operands are sanitized (see
+    ``g`` is the gradient after global-norm clipping; it is clipped by value,
+    the moment EMAs are updated (and bias-corrected for reading), and the
+    update graph is evaluated; ``new_state`` keeps the trace as it was
+    (momentum comes after, :func:`leaf_update`). Operands are sanitized (see
     :mod:`symopt.ops`) unless ``sanitize_operands`` is False, which callers
     may pass only when their inputs are known to be small and finite (the
     integrity check's probes), where it is the identity.
@@ -282,13 +285,37 @@ def leaf_update(
 
     direction = get(gr.update.root)
     new_states = tuple(get(r) for r in gr.states)
+    return direction, LeafState(m, v, gamma, new_states, state.trace)
+
+
+def leaf_update(
+    p: Plan,
+    xp,
+    g: Array,
+    w: Array,
+    state: LeafState,
+    scalars: StepScalars,
+    learning_rate: Array,
+    weight_decay: Array,
+    *,
+    noise: Array | None = None,
+    uniform: Array | None = None,
+    sanitize_operands: bool = True,
+) -> tuple[Array, LeafState]:
+    """One whole step for one leaf, as :func:`to_optax`'s chain computes it:
+    :func:`leaf_direction`, momentum, decoupled weight decay and the scaled
+    step (:mod:`symopt.step`). Returns ``(update, new_state)``; the integrity
+    check runs it with NumPy."""
+    gr = p.graph
+    direction, state = leaf_direction(p, xp, g, w, state, scalars, noise=noise, uniform=uniform,
+                                      sanitize_operands=sanitize_operands)
     trace = state.trace
     if gr.momentum != "none":
         kind = graph_lib.MOMENTUM_TYPES.index(gr.momentum)
-        direction, trace = step_lib.momentum(xp, kind, h.momentum, direction, trace)
+        direction, trace = step_lib.momentum(xp, kind, gr.hparams.momentum, direction, trace)
     update = step_lib.scaled_update(xp, direction, w, weight_decay,
                                     learning_rate * scalars.schedule)
-    return update.astype(g.dtype), LeafState(m, v, gamma, new_states, trace)
+    return update.astype(g.dtype), state._replace(trace=trace)
 
 
 # --------------------------------------------------------------------------
@@ -361,11 +388,11 @@ def seed_words(seed: int) -> jax.Array:
 
 
 class SymoptState(NamedTuple):
-    """State of a compiled graph, in optax's form: each field but ``count`` and
-    ``key`` is a params-shaped tree (or a tuple of them), and a field the graph
-    does not use is the empty tuple ``()``, as in ``ScaleByAdamState(count, mu,
-    nu)``. So ``optax.tree_utils.tree_get(state, "m")`` finds the first moment,
-    and Flax NNX, orbax and sharding see ordinary arrays with their parameter's
+    """State of :func:`scale_by_graph`, in optax's form: each field but ``count``
+    and ``key`` is a params-shaped tree (or a tuple of them), and a field the
+    graph does not use is the empty tuple ``()``, as in ``ScaleByAdamState(count,
+    mu, nu)``. So ``optax.tree_utils.tree_get(state, "m")`` finds the first
+    moment, and Flax NNX, orbax and sharding see arrays with their parameter's
     shape."""
 
     count: jax.Array  # int32 scalar, steps taken
@@ -373,11 +400,84 @@ class SymoptState(NamedTuple):
     v: Any  # EMA of g**2
     gamma: Any  # EMA of g**3
     states: tuple[Any, ...]  # one params-shaped tree per recurrent state of the graph
-    trace: Any  # the momentum trace
     key: Any  # uint32[2] seed words of the noise/dropout draws (see noise_draws), or ()
 
 
-_TREE_FIELDS = ("m", "v", "gamma", "trace")  # SymoptState's params-shaped fields, one each
+_MOMENTS = ("m", "v", "gamma")  # SymoptState's params-shaped fields, one each
+
+
+def scale_by_graph(graph: Graph, total_steps: int = 10_000, *,
+                   seed: int = 0) -> optax.GradientTransformationExtraArgs:
+    """The graph's direction as an optax transformation: clipping by value, the
+    moment EMAs and the update graph (:func:`leaf_direction`), leaf by leaf.
+
+    Args:
+      graph: a valid :class:`symopt.Graph`.
+      total_steps: ``T``, which the decay operands (functions of ``t/T``) use.
+      seed: seed of the noise and dropout operators, when the graph has them.
+
+    Returns:
+      A transformation whose ``update`` needs ``params`` (the weights are
+      operands) and returns the direction, before momentum, weight decay and
+      the learning rate (:func:`to_optax` chains those).
+    """
+    graph_lib.validate(graph)
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    p = plan(graph)
+    random = bool(p.needs & {"noise", "uniform"})
+    used = {m: m in p.needs for m in _MOMENTS}
+
+    def init_fn(params):
+        def zeros():
+            return jax.tree.map(jnp.zeros_like, params)
+
+        return SymoptState(
+            count=jnp.zeros([], jnp.int32),
+            **{f: zeros() if used[f] else () for f in _MOMENTS},
+            states=tuple(zeros() for _ in graph.states),
+            key=seed_words(seed) if random else (),
+        )
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        if params is None:
+            raise ValueError("symopt optimizers need params: call update(grads, state, params)")
+        scalars = step_scalars(p, jnp, state.count, total_steps)
+        flat_g, treedef = jax.tree.flatten(updates)
+        flat_w = treedef.flatten_up_to(params)
+        none = [None] * len(flat_g)
+        flat = {f: treedef.flatten_up_to(getattr(state, f)) if used[f] else none
+                for f in _MOMENTS}
+        flat_states = [treedef.flatten_up_to(tree) for tree in state.states]
+        out_d, out_s = [], []
+        offset = 0  # of the leaf's draws in the flattened parameters
+        for i, (g, w) in enumerate(zip(flat_g, flat_w, strict=True)):
+            noise = uniform = None
+            if "noise" in p.needs:
+                noise = noise_draws(jnp, state.key, state.count, offset, g.shape, g.dtype)
+            if "uniform" in p.needs:
+                uniform = uniform_draws(jnp, state.key, state.count, offset, g.shape, g.dtype)
+            leaf = LeafState(**{f: flat[f][i] for f in _MOMENTS},
+                             states=tuple(s[i] for s in flat_states), trace=None)
+            d, leaf = leaf_direction(p, jnp, g, w, leaf, scalars, noise=noise, uniform=uniform)
+            offset += g.size
+            out_d.append(d)
+            out_s.append(leaf)
+
+        def tree(field):
+            return treedef.unflatten([getattr(s, field) for s in out_s]) if used[field] else ()
+
+        new_state = SymoptState(
+            count=optax.safe_increment(state.count),
+            **{f: tree(f) for f in _MOMENTS},
+            states=tuple(treedef.unflatten([s.states[j] for s in out_s])
+                         for j in range(len(graph.states))),
+            key=state.key,
+        )
+        return treedef.unflatten(out_d), new_state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def to_optax(
@@ -388,7 +488,9 @@ def to_optax(
     weight_decay: float | jax.Array | None = None,
     seed: int = 0,
 ) -> optax.GradientTransformationExtraArgs:
-    """Compiles ``graph`` into an optax optimizer.
+    """Compiles ``graph`` into an optax optimizer: its direction
+    (:func:`scale_by_graph`), then optax's own momentum, decoupled weight decay
+    and learning rate times the graph's schedule.
 
     Args:
       graph: a valid :class:`symopt.Graph`.
@@ -403,8 +505,10 @@ def to_optax(
       seed: seed of the noise and dropout operators, when the graph has them.
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs``; its ``update`` needs
-      ``params`` (the weights are operands).
+      ``optax.chain(clip_by_global_norm, scale_by_graph, trace,
+      add_decayed_weights, scale_by_learning_rate)``, each part only where the
+      graph has it: an ``optax.GradientTransformationExtraArgs`` whose
+      ``update`` needs ``params`` (the weights are operands).
 
     Example:
       >>> import jax.numpy as jnp, symopt
@@ -413,70 +517,20 @@ def to_optax(
       >>> updates, state = tx.update(params, tx.init(params), params)
     """
     graph_lib.validate(graph)
-    if total_steps < 1:
-        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-    p = plan(graph)
-    lr = graph.hparams.learning_rate if learning_rate is None else learning_rate
-    wd = graph.hparams.weight_decay if weight_decay is None else weight_decay
-    random = bool(p.needs & {"noise", "uniform"})
+    h = graph.hparams
+    lr = h.learning_rate if learning_rate is None else learning_rate
+    wd = h.weight_decay if weight_decay is None else weight_decay
 
-    used = {"m": "m" in p.needs, "v": "v" in p.needs, "gamma": "gamma" in p.needs,
-            "trace": graph.momentum != "none"}
+    def step_size(count):
+        base = lr(count) if callable(lr) else lr
+        held = held_step(jnp, jnp.asarray(count, float), total_steps)
+        return base * schedule_multiplier(graph.schedule, jnp, held, total_steps, graph.constants)
 
-    def init_fn(params):
-        def zeros():
-            return jax.tree.map(jnp.zeros_like, params)
-
-        return SymoptState(
-            count=jnp.zeros([], jnp.int32),
-            **{f: zeros() if used[f] else () for f in _TREE_FIELDS},
-            states=tuple(zeros() for _ in graph.states),
-            key=seed_words(seed) if random else (),
-        )
-
-    def update_fn(updates, state, params=None, **extra_args):
-        del extra_args
-        if params is None:
-            raise ValueError("symopt optimizers need params: call update(grads, state, params)")
-        if graph.hparams.clip_norm:
-            updates, _ = optax.clip_by_global_norm(graph.hparams.clip_norm).update(
-                updates, optax.EmptyState()
-            )
-        scalars = step_scalars(p, jnp, state.count, total_steps)
-        step_lr = lr(state.count) if callable(lr) else lr
-        flat_g, treedef = jax.tree.flatten(updates)
-        flat_w = treedef.flatten_up_to(params)
-        none = [None] * len(flat_g)
-        flat = {f: treedef.flatten_up_to(getattr(state, f)) if used[f] else none
-                for f in _TREE_FIELDS}
-        flat_states = [treedef.flatten_up_to(tree) for tree in state.states]
-        out_u, out_s = [], []
-        offset = 0  # of the leaf's draws in the flattened parameters
-        for i, (g, w) in enumerate(zip(flat_g, flat_w, strict=True)):
-            noise = uniform = None
-            if "noise" in p.needs:
-                noise = noise_draws(jnp, state.key, state.count, offset, g.shape, g.dtype)
-            if "uniform" in p.needs:
-                uniform = uniform_draws(jnp, state.key, state.count, offset, g.shape, g.dtype)
-            leaf = LeafState(**{f: flat[f][i] for f in _TREE_FIELDS},
-                             states=tuple(s[i] for s in flat_states))
-            u, leaf = leaf_update(
-                p, jnp, g, w, leaf, scalars, step_lr, wd, noise=noise, uniform=uniform
-            )
-            offset += g.size
-            out_u.append(u)
-            out_s.append(leaf)
-
-        def tree(field):
-            return treedef.unflatten([getattr(s, field) for s in out_s]) if used[field] else ()
-
-        new_state = SymoptState(
-            count=optax.safe_increment(state.count),
-            **{f: tree(f) for f in _TREE_FIELDS},
-            states=tuple(treedef.unflatten([s.states[j] for s in out_s])
-                         for j in range(len(graph.states))),
-            key=state.key,
-        )
-        return treedef.unflatten(out_u), new_state
-
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    parts = [optax.clip_by_global_norm(h.clip_norm)] if h.clip_norm else []
+    parts.append(scale_by_graph(graph, total_steps, seed=seed))
+    if graph.momentum != "none":
+        parts.append(optax.trace(decay=h.momentum, nesterov=graph.momentum == "nesterov"))
+    if not (isinstance(wd, (int, float)) and wd == 0):
+        parts.append(optax.add_decayed_weights(wd))
+    parts.append(optax.scale_by_learning_rate(step_size))
+    return optax.chain(*parts)

@@ -13,6 +13,8 @@ import numpy as np
 import optax
 import pytest
 
+import symopt
+
 
 def _tiny_params() -> dict:
     """A nested dict/list pytree: leaves of different shapes, one a scalar."""
@@ -82,3 +84,10 @@ def trajectory(tx: optax.GradientTransformation, params, grads):
 def run_trajectory():
     """The :func:`trajectory` helper, as a fixture."""
     return trajectory
+
+
+def graph_state(state):
+    """The :class:`symopt.SymoptState` inside ``to_optax``'s chain state."""
+    found = [s for s in state if isinstance(s, symopt.SymoptState)]
+    assert len(found) == 1, state
+    return found[0]

@@ -23,6 +23,8 @@ from symopt import zoo
 from symopt.compile import schedule_multiplier
 from symopt.graph import SCHEDULE_KINDS, Expr, Graph, Schedule, nodes, simple
 
+from conftest import graph_state
+
 
 def _step(grads, i):
     """The gradient of step ``i`` from a stacked gradient stream."""
@@ -51,10 +53,10 @@ STATE_FIELDS = (
 )
 
 
-def test_state_is_a_named_tuple_with_an_int32_step_count(params):
-    state = symopt.to_optax(zoo.adam()).init(params)
+def test_state_is_optax_chain_state_around_a_named_tuple_with_an_int32_step_count(params):
+    state = graph_state(symopt.to_optax(zoo.adam()).init(params))
     assert isinstance(state, symopt.SymoptState)
-    assert state._fields == ("count", "m", "v", "gamma", "states", "trace", "key")
+    assert state._fields == ("count", "m", "v", "gamma", "states", "key")
     assert state.count.dtype == jnp.int32
     assert state.count.shape == ()
     assert int(state.count) == 0
@@ -63,23 +65,35 @@ def test_state_is_a_named_tuple_with_an_int32_step_count(params):
 @pytest.mark.parametrize("name, fields", STATE_FIELDS, ids=[n for n, _ in STATE_FIELDS])
 def test_state_holds_only_the_moments_the_graph_uses(name, fields, params):
     state = symopt.to_optax(zoo.get(name)).init(params)
-    present = {f for f in ("m", "v", "gamma", "states", "trace")
-               if jax.tree.leaves(getattr(state, f))}
+    ours = graph_state(state)
+    present = {f for f in ("m", "v", "gamma", "states") if jax.tree.leaves(getattr(ours, f))}
+    traces = [s for s in state if isinstance(s, optax.TraceState)]
+    if traces:
+        present.add("trace")
     assert present == set(fields)
-    for field in present - {"states"}:
-        chex.assert_trees_all_equal_shapes(getattr(state, field), params)
+    for field in present - {"states", "trace"}:
+        chex.assert_trees_all_equal_shapes(getattr(ours, field), params)
 
 
-def test_plain_sgd_state_is_only_the_step_count(params):
+def test_plain_sgd_state_is_only_step_counts(params):
     state = symopt.to_optax(zoo.sgd()).init(params)
-    assert jax.tree.leaves(state) == [state.count]
+    counts = jax.tree.leaves(state)
+    assert len(counts) == 2  # the graph's and the learning-rate schedule's, as optax.adam
+    assert all(c.shape == () and c.dtype == jnp.int32 for c in counts)
 
 
 def test_moments_are_zeros_shaped_like_the_params(params):
-    state = symopt.to_optax(zoo.adam()).init(params)
+    state = graph_state(symopt.to_optax(zoo.adam()).init(params))
     zeros = jax.tree.map(jnp.zeros_like, params)
     chex.assert_trees_all_equal(state.m, zeros)
     chex.assert_trees_all_equal(state.v, zeros)
+
+
+def test_to_optax_chains_the_direction_with_optax_momentum_decay_and_learning_rate(params):
+    state = symopt.to_optax(zoo.nesterov(), weight_decay=0.1).init(params)
+    kinds = [type(s).__name__ for s in state]
+    assert kinds == ["SymoptState", "TraceState", "EmptyState",  # add_decayed_weights
+                     "ScaleByScheduleState"]
 
 
 def test_count_increments_by_one_per_update(params, make_grads):
@@ -89,8 +103,8 @@ def test_count_increments_by_one_per_update(params, make_grads):
     grads = make_grads(3)
     for i in range(3):
         _, state = update(_step(grads, i), state, params)
-        assert int(state.count) == i + 1
-        assert state.count.dtype == jnp.int32
+        assert int(graph_state(state).count) == i + 1
+        assert graph_state(state).count.dtype == jnp.int32
 
 
 # --------------------------------------------------------------------------
@@ -296,7 +310,7 @@ def _two_updates(tx):
 def test_random_graph_keeps_its_seed_words_in_its_state(graph):
     _, states = _two_updates(symopt.to_optax(graph, seed=5))
     for state in states:  # counter-based draws: the step count advances the stream
-        np.testing.assert_array_equal(state.key, compile_lib.seed_words(5))
+        np.testing.assert_array_equal(graph_state(state).key, compile_lib.seed_words(5))
 
 
 @pytest.mark.parametrize("draw", [compile_lib.noise_draws, compile_lib.uniform_draws])
@@ -326,7 +340,7 @@ def test_draws_are_uniform_or_normal_and_differ_by_seed_step_and_leaf():
 
 
 def test_deterministic_graph_has_no_prng_key(params):
-    assert symopt.to_optax(zoo.adam()).init(params).key == ()
+    assert graph_state(symopt.to_optax(zoo.adam()).init(params)).key == ()
 
 
 @pytest.mark.parametrize("graph", _RANDOM, ids=_RANDOM_IDS)

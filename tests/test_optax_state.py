@@ -22,6 +22,8 @@ import symopt
 from symopt import zoo
 from symopt.spaces import nos
 
+from conftest import graph_state
+
 STEPS = 300
 RANDOM_GRAPHS = nos.sample_checked(np.random.default_rng(7), 50)
 OPTIMIZERS = [(n, zoo.get(n)) for n in zoo.names()] + [
@@ -150,26 +152,28 @@ def _continue(graph, params, state, apply, first):
 
 
 @pytest.mark.parametrize("name, moments", [("adam", ("m", "v")), ("signum", ("m",)),
-                                           ("momentum", ("trace",)), ("rmsprop", ("v",))])
+                                           ("momentum", ("trace",)), ("rmsprop", ("v",)),
+                                           ("lion", ("states",))])
 def test_tree_get_finds_each_moment_as_a_params_shaped_tree(name, moments, params):
     state = symopt.to_optax(zoo.get(name)).init(params)
     for moment in moments:
         found = optax.tree_utils.tree_get(state, moment)
-        chex.assert_trees_all_equal_shapes(found, params)
+        for tree in found if moment == "states" else (found,):
+            chex.assert_trees_all_equal_shapes(tree, params)
 
 
 @pytest.mark.parametrize("name", [n for n, _ in DEFAULT])
 def test_unused_state_fields_are_empty_and_no_field_holds_none(name, params):
-    state = symopt.to_optax(dict(OPTIMIZERS)[name]).init(params)
+    chained = symopt.to_optax(dict(OPTIMIZERS)[name]).init(params)
+    state = graph_state(chained)
     assert state.count.dtype == jnp.int32 and state.count.shape == ()
-    for field in ("m", "v", "gamma", "trace", *(f"states[{i}]" for i in range(len(state.states)))):
-        value = eval(f"state.{field}")  # noqa: S307
-        assert value == () or jax.tree.structure(value) == jax.tree.structure(params), field
-    assert None not in jax.tree.leaves(state, is_leaf=lambda x: x is None)
+    for tree in (state.m, state.v, state.gamma, *state.states):
+        assert tree == () or jax.tree.structure(tree) == jax.tree.structure(params)
+    assert None not in jax.tree.leaves(chained, is_leaf=lambda x: x is None)
 
 
 SHARDED_SCRIPT = """
-import json, jax, jax.numpy as jnp, numpy as np, symopt
+import json, jax, jax.numpy as jnp, numpy as np, optax, symopt
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 mesh = Mesh(np.asarray(jax.devices()), ("x",))
 params = {"w": jnp.ones((8, 3)), "b": jnp.ones(4)}
@@ -180,8 +184,9 @@ for name in ("adam", "lion", "nesterov"):
     tx = symopt.to_optax(symopt.zoo.get(name))
     state = jax.jit(tx.init)(params)
     updates, state = jax.jit(tx.update)(params, state, params)
-    trees = [getattr(state, f) for f in ("m", "v", "gamma", "trace") if getattr(state, f) != ()]
-    trees += list(state.states)
+    get = lambda name: optax.tree_utils.tree_get(state, name, ())
+    trees = [get(f) for f in ("m", "v", "gamma", "trace") if get(f) != ()]
+    trees += list(get("states"))
     same = lambda a, k: a.sharding.is_equivalent_to(params[k].sharding, a.ndim)
     out[name] = [[same(t[k], k) for k in ("w", "b")] for t in trees]
     out[name + "_updates"] = [same(updates[k], k) for k in ("w", "b")]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import symopt
+from conftest import graph_state
 from symopt import integrity, population, zoo
 from symopt.spaces import autolr
 from symopt.spaces.autolr import AdaptiveGenome, AutoLRSpace, DynamicGenome
@@ -91,7 +92,7 @@ def test_ades_state_holds_the_papers_alpha():
         g = np.asarray(_gradient(k)["kernel"])
         alpha = alpha - one_minus_b1 * (alpha + (alpha + b2) * (alpha + g))
         np.testing.assert_allclose(updates[k]["kernel"], alpha, rtol=1e-5)  # w <- w + alpha
-    np.testing.assert_allclose(state.states[0]["kernel"], alpha, rtol=1e-5)
+    np.testing.assert_allclose(graph_state(state).states[0]["kernel"], alpha, rtol=1e-5)
 
 
 def test_seeds_are_produced_by_from_json():
