@@ -186,6 +186,13 @@ def init_leaf(p: Plan, w: Array, xp) -> LeafState:
     )
 
 
+def held_schedule(graph: Graph, xp, step: Array, total_steps: int) -> Array:
+    """The graph's learning-rate multiplier at ``step``, held past ``T``
+    (:func:`symopt.schedules.held_step`)."""
+    held = held_step(xp, step, total_steps)
+    return schedule_multiplier(graph.schedule, xp, held, total_steps, graph.constants)
+
+
 class StepScalars(NamedTuple):
     """What every leaf of one step shares: scalars, or arrays of steps."""
 
@@ -206,7 +213,7 @@ def step_scalars(p: Plan, xp, step: Array, total_steps: int) -> StepScalars:
     return StepScalars(
         step=t,
         frac=t / total_steps,
-        schedule=schedule_multiplier(g.schedule, xp, held, total_steps, g.constants),
+        schedule=held_schedule(g, xp, t, total_steps),
         decays={name: evaluate_scalar(expr, xp, held, held / total_steps, g.constants)
                 for name, expr in p.decays},
         bias={m: step_lib.bias_correction(xp, beta, t) for m, beta in betas.items()
@@ -523,8 +530,7 @@ def to_optax(
 
     def step_size(count):
         base = lr(count) if callable(lr) else lr
-        held = held_step(jnp, jnp.asarray(count, float), total_steps)
-        return base * schedule_multiplier(graph.schedule, jnp, held, total_steps, graph.constants)
+        return base * held_schedule(graph, jnp, jnp.asarray(count, float), total_steps)
 
     parts = [optax.clip_by_global_norm(h.clip_norm)] if h.clip_norm else []
     parts.append(scale_by_graph(graph, total_steps, seed=seed))

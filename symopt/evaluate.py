@@ -286,6 +286,14 @@ def evaluate_baseline(
     return _result(_to_metrics(out, size, len(seeds)), curves)
 
 
+def at_multipliers(graphs: Sequence[Any], multipliers: Sequence[float]) -> list[Any]:
+    """Each graph at each multiple of its learning rate, graph-major: row
+    ``i * len(multipliers) + j`` is graph ``i`` at ``multipliers[j]``, so the
+    rates of a population are extra rows of one compiled program."""
+    return [g.with_hparams(learning_rate=g.hparams.learning_rate * m)
+            for g in graphs for m in multipliers]
+
+
 def _seed_list(seeds, task) -> list[int]:
     if seeds is None:
         seeds = task.seeds

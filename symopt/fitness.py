@@ -113,12 +113,6 @@ def task_values(metrics: Any, split: str, metric: str) -> np.ndarray:
     return runs(metrics, split, metric).mean(axis=1)
 
 
-def better(metric: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Where value ``a`` is better than ``b`` under ``metric``."""
-    _check_metric(metric)
-    return np.asarray(a) < np.asarray(b) if metric == "loss" else np.asarray(a) > np.asarray(b)
-
-
 def best_index(metric: str, values: Sequence[float]) -> int:
     """The index of the best value (ties: the first)."""
     values = np.asarray(values, np.float64)

@@ -104,8 +104,7 @@ def evaluate_task(optimizers: Mapping[str, Graph], task: Any, multipliers: Seque
     multipliers = tuple(float(m) for m in multipliers)
     if 1.0 not in multipliers:
         raise ValueError(f"multipliers must include 1.0 (as found), got {multipliers}")
-    runs = [g.with_hparams(learning_rate=g.hparams.learning_rate * m)
-            for g in optimizers.values() for m in multipliers]
+    runs = evaluate.at_multipliers(list(optimizers.values()), multipliers)
     shape = shape or shape_for(runs)
     metrics = evaluate.evaluate_graphs(runs, task, shape=shape, chunk_size=len(runs),
                                        strategy=strategy)

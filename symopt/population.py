@@ -5,8 +5,8 @@
 with a leading axis R; run ``r`` uses candidate ``r // runs_per_candidate``).
 Its updates agree with :func:`symopt.to_optax` of each graph
 (``tests/test_population.py``): both read the same operator table
-(:mod:`symopt.ops`), schedules (:mod:`symopt.schedules`) and step
-(:mod:`symopt.compile`). :func:`step_scalars` tabulates the schedules and
+(:mod:`symopt.ops`), schedules (:mod:`symopt.schedules`) and the shared parts
+of the step (:mod:`symopt.step`). :func:`step_scalars` tabulates the schedules and
 decays, which depend on the step alone, once per training on the host.
 
 A run's step picks its operand kinds and its unary and binary operators with

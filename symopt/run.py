@@ -208,6 +208,12 @@ def _task_metrics(metrics: evaluate.RunMetrics, i: int, values: np.ndarray, base
     return out
 
 
+def baseline_grid(evaluation: ml_collections.ConfigDict) -> list[float]:
+    """The learning rates the baseline is tuned over: ``baseline_learning_rate``
+    times each of ``baseline_lr_multipliers``."""
+    return [evaluation.baseline_learning_rate * m for m in evaluation.baseline_lr_multipliers]
+
+
 def tuned_baseline(task: tasks.Task, learning_rates: Sequence[float], split: str,
                    metric: str) -> fitness.Baseline:
     """Adam on ``task`` (native ``optax.adam``, same loop and seeds) at each
@@ -241,8 +247,7 @@ def measure(graphs: Sequence[graph_lib.Graph], task_list: Sequence[tasks.Task],
     ev = config.evaluation
     multipliers = tuple(float(m) for m in ev.lr_multipliers)
     n, k = len(graphs), len(multipliers)
-    rows = [g.with_hparams(learning_rate=g.hparams.learning_rate * m)
-            for g in graphs for m in multipliers]
+    rows = evaluate.at_multipliers(graphs, multipliers)
     per_task, by_task = {}, {}
     for task in task_list:
         m = evaluate.evaluate_graphs(rows, task, shape=shape, chunk_size=chunk_size * k,
@@ -385,7 +390,7 @@ class _Search:
         stored = self.archive.get_meta(key, {}) or {}
         rates = self.archive.get_meta(key + "_learning_rates", {}) or {}
         missing = [t for t in task_list if t.name not in stored]
-        grid = [ev.baseline_learning_rate * m for m in ev.baseline_lr_multipliers]
+        grid = baseline_grid(ev)
         for task in missing:
             self.log(f"baseline: training Adam (lr {', '.join(f'{lr:g}' for lr in grid)}) on "
                      f"{task.name} ...")
@@ -694,7 +699,7 @@ def _fitness_description(run: _Search) -> str:
     else:
         what = (f"the mean over search tasks of Marfinetz 2025's accuracy formula ({ev.split} "
                 "split), divided by Adam's")
-    grid = [ev.baseline_learning_rate * m for m in ev.baseline_lr_multipliers]
+    grid = baseline_grid(ev)
     adam_text = (f"Adam is tuned per task over learning rates {', '.join(f'{lr:g}' for lr in grid)}"
                  f": 1.0 = tuned Adam" if len(grid) > 1 else f"Adam at lr {grid[0]:g}: 1.0 = Adam")
     rates = ""

@@ -142,8 +142,7 @@ def _measure_task(task: tasks.Task, named: dict[str, graph_lib.Graph],
                   multipliers: tuple[float, ...], shape: ProgramShape,
                   chunk_size: int) -> dict[str, TaskResult]:
     """Trains every optimizer at every multiplier; picks each one's val-best multiplier."""
-    runs = [g.with_hparams(learning_rate=g.hparams.learning_rate * m)
-            for g in named.values() for m in multipliers]
+    runs = evaluate.at_multipliers(list(named.values()), multipliers)
     metrics, curves = evaluate.evaluate_graphs(runs, task, shape=shape, chunk_size=chunk_size,
                                                curves=True)
     val = fitness.accuracy_runs(metrics, split="val").mean(axis=1).reshape(len(named), -1)
