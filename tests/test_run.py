@@ -142,13 +142,14 @@ def test_a_run_killed_mid_search_resumes_without_losing_or_repeating_work(finish
     process.wait()
     with Archive.open(workdir) as killed:
         survived = killed.records()
-    assert 0 < len(survived) < sum(result.counts.values()), "kill the run mid-search"
+    assert 0 < len(survived) < sum(result.counts.values()), (
+        f"kill the run mid-search: {len(survived)} of {sum(result.counts.values())} archived")
     trained_before = sum(r.status in ("evaluated", "diverged") for r in survived)
 
     lines: list[str] = []
     resumed = run_lib.run(tiny_config(), workdir, log=lines.append)
     assert any(line.startswith("resuming") for line in lines)
-    assert resumed.best.id == result.best.id
+    assert resumed.best.id == result.best.id, (resumed.best, result.best, lines[-3:])
     assert resumed.best.fitness == pytest.approx(result.best.fitness, rel=1e-6)
     assert resumed.best_graph == result.best_graph
     assert resumed.counts == result.counts
