@@ -474,6 +474,16 @@ def test_tfds_data_dir_defaults_to_the_environment_variable(tfds, tmp_path, monk
         tasks.get("mnist").data()
 
 
+def test_tfds_data_dir_follows_the_environment_variable_when_the_task_was_built_before(
+        tfds, tmp_path, monkeypatch):
+    monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
+    task = tasks.get("mnist")  # the registry caches it: the same object comes back below
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    assert tasks.get("mnist") is task
+    with pytest.raises(tasks.DataNotFoundError, match=f"data_dir='{tmp_path}'"):
+        task.data()
+
+
 def test_tfds_tasks_without_tensorflow_datasets_raise_an_install_hint(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
     with pytest.raises(tasks.MissingDependencyError, match=r"pip install 'symopt\[tfds\]'") as info:

@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import os
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -107,11 +108,9 @@ def tfds_task(
         module = models.CNN(channels=(32, 64), hidden=256, num_classes=spec.num_classes)
     else:
         module = models.BatchNormCNN(channels=(32, 64), hidden=512, num_classes=spec.num_classes)
-    if data_dir is None:
-        data_dir = os.environ.get("TFDS_DATA_DIR")
     data_dir = None if data_dir is None else os.fspath(data_dir)
     data = functools.partial(
-        load_tfds, name, data_dir, train_size, val_size, test_size, split_seed, download=download
+        _load_now, name, data_dir, train_size, val_size, test_size, split_seed, download=download
     )
     return classification_task(
         name,
@@ -131,6 +130,15 @@ def tfds_task(
 # Loading.
 
 _CACHE: dict[tuple, Data] = {}
+
+
+def _load_now(name: str, data_dir: str | None, *args: Any, download: bool) -> Data:
+    """:func:`load_tfds`, with a ``data_dir`` of None read from ``$TFDS_DATA_DIR``
+    when the data is loaded: tasks are cached by their arguments, so reading it
+    when the task is built would keep a stale directory."""
+    if data_dir is None:
+        data_dir = os.environ.get("TFDS_DATA_DIR")
+    return load_tfds(name, data_dir, *args, download=download)
 
 
 def load_tfds(
