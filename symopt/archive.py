@@ -1,35 +1,22 @@
-"""The archive: the SQLite store of one search run, and what a resumed run reads.
+"""The archive: the SQLite file that holds everything one search run measured.
 
-It owns ``<workdir>/archive.sqlite`` and everything a search writes there:
+It owns ``<workdir>/archive.sqlite``: the schema (:data:`SCHEMA`), the writes
+of a run and the queries its readers (:mod:`symopt.run`, :mod:`symopt.viz`,
+the notebook) make. The run is an append-only log: searchers are
+deterministic, so a restarted run replays its searcher and takes each
+candidate already archived under its id instead of training it again. Hence
+inserts are idempotent (the same row again is a no-op, a different row under
+the same key an :class:`ArchiveError`) and each write is one transaction
+(:meth:`Archive.transaction` groups several).
 
-* ``meta``: key -> JSON value: ``schema_version``, the run ``config``
-  (:meth:`Archive.set_config`, :meth:`Archive.config_diff`) and whatever the
-  run loop records (:meth:`Archive.put_meta`: Adam baselines per task, the
-  searcher's last completed generation, ...).
-* ``candidates``: one :class:`CandidateRecord` per candidate a searcher asked
-  for, keyed by the searcher's integer id, with its provenance, status,
-  fitness and metrics. A killed run replays its deterministic searcher and
-  looks each id up here (:meth:`Archive.get`) instead of training it again.
-* ``stage_results``: one :class:`StageResult` per (candidate, stage, task) of
-  the multi-fidelity / progressive-elimination stages after the search.
+The file is in WAL mode with ``synchronous=NORMAL``: a commit is written to
+the WAL before it returns, so ``kill -9`` at any moment loses no committed
+transaction and leaves nothing of an uncommitted one; ``synchronous="FULL"``
+also survives power loss, at one fsync per commit.
 
-Durability: the file is in WAL mode with ``synchronous=NORMAL``. A commit
-appends the transaction's pages and a commit frame to ``archive.sqlite-wal``
-with ``write(2)`` before returning, so the data is in the OS page cache:
-``kill -9`` of the process at any moment loses no committed transaction, and
-readers ignore frames after the last commit frame, so an interrupted
-transaction leaves nothing. A power loss or OS crash may lose the latest
-commits (never corrupting the file); ``Archive.open(..., synchronous="FULL")``
-fsyncs each commit to survive that too, at one fsync per transaction.
-
-Each write method is one transaction (a batch is all or nothing); wrap several
-calls in :meth:`Archive.transaction` to commit them together.
-
-JSON columns hold standard JSON. JSON has no NaN or infinity, so a non-finite
-float is stored as ``{"$float": "nan" | "inf" | "-inf"}`` and decoded back to
-the float; numpy arrays and scalars become lists and Python numbers. The REAL
-``fitness`` column stores +-inf as such; SQLite has no NaN, so a NaN fitness
-is stored, and read back, as None (no fitness, sorted last).
+JSON columns hold standard JSON: a non-finite float is stored as
+``{"$float": "nan" | "inf" | "-inf"}``, numpy values as lists and numbers.
+SQLite has no NaN, so a NaN ``fitness`` is stored, and read back, as None.
 """
 
 from __future__ import annotations
@@ -49,10 +36,8 @@ import numpy as np
 FILENAME = "archive.sqlite"
 SCHEMA_VERSION = 1
 STATUSES = ("evaluated", "rejected", "duplicate", "diverged")
-_RESERVED_META = ("schema_version", "config")
-_MAX_PARAMS = 500  # ids per "IN (...)" query, under every SQLite's variable limit
 
-_SCHEMA = f"""
+SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE candidates (
     id INTEGER PRIMARY KEY,
@@ -83,6 +68,14 @@ CREATE TABLE stage_results (
     PRIMARY KEY (candidate_id, stage, task)
 );
 """
+"""The tables of schema version :data:`SCHEMA_VERSION`. ``meta`` maps keys to
+JSON values: ``schema_version``, ``config`` and what the run records; a
+``candidates`` row is a :class:`CandidateRecord`, a ``stage_results`` row a
+:class:`StageResult` (the columns are their fields, in order)."""
+
+_JSON_COLUMNS = frozenset({"parents", "genome", "graph", "metrics"})
+_RESERVED_META = ("schema_version", "config")
+_MAX_PARAMS = 500  # ids per "IN (...)" query, under every SQLite's variable limit
 
 
 class ArchiveError(Exception):
@@ -141,16 +134,16 @@ def _untag_floats(value: Any) -> Any:
     return value
 
 
-def dumps(value: Any) -> str:
-    """Standard JSON text of ``value``; non-finite floats are tagged (module docstring)."""
+def _dumps(value: Any) -> str:
+    """Standard JSON text of ``value``, non-finite floats tagged."""
     text = _json_text(value)
     if "NaN" in text or "Infinity" in text:  # the tokens, or (harmlessly) inside a string
         text = json.dumps(_tag_floats(json.loads(text)), allow_nan=False, separators=(",", ":"))
     return text
 
 
-def loads(text: str) -> Any:
-    """The value of :func:`dumps` text, non-finite floats restored."""
+def _loads(text: str) -> Any:
+    """The value of :func:`_dumps` text, non-finite floats restored."""
     value = json.loads(text)
     return _untag_floats(value) if _FLOAT_TAG in text else value
 
@@ -164,7 +157,7 @@ def _fitness(value: Any) -> float | None:
 
 
 # --------------------------------------------------------------------------
-# Records.
+# Rows.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,63 +245,46 @@ class GenerationSummary(NamedTuple):
     diverged: int
 
 
-class _Table(NamedTuple):
-    """How a record type maps onto its table."""
-
-    name: str
-    record: type
-    key: tuple[str, ...]
-    json_columns: frozenset[str]
-    unchecked: frozenset[str]  # columns a re-insert may differ in
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(self.record))
-
-    def to_row(self, record: Any) -> tuple[Any, ...]:
-        if not isinstance(record, self.record):
-            raise TypeError(f"{self.name}: expected {self.record.__name__}, got {record!r:.80}")
-        values = {c: getattr(record, c) for c in self.columns}
-        if values.get("created", 0.0) is None:
-            values["created"] = time.time()
-        return tuple(
-            dumps(values[c]) if c in self.json_columns and values[c] is not None else values[c]
-            for c in self.columns
-        )
-
-    def from_row(self, row: Sequence[Any]) -> Any:
-        values = {
-            c: loads(v) if c in self.json_columns and v is not None else v
-            for c, v in zip(self.columns, row, strict=True)
-        }
-        return self.record(**values)
-
-    def same(self, row_a: Sequence[Any], row_b: Sequence[Any]) -> bool:
-        """Whether two stored rows agree on every checked column (JSON by value)."""
-        for column, a, b in zip(self.columns, row_a, row_b, strict=True):
-            if column in self.unchecked:
-                continue
-            if column in self.json_columns and a is not None and b is not None:
-                a, b = json.loads(a), json.loads(b)
-            if a != b:
-                return False
-        return True
+_CANDIDATE_COLUMNS = tuple(f.name for f in dataclasses.fields(CandidateRecord))
+_STAGE_COLUMNS = tuple(f.name for f in dataclasses.fields(StageResult))
+_SELECT_CANDIDATES = f"SELECT {', '.join(_CANDIDATE_COLUMNS)} FROM candidates"
+_SELECT_STAGE_RESULTS = f"SELECT {', '.join(_STAGE_COLUMNS)} FROM stage_results"
 
 
-_CANDIDATES = _Table(
-    "candidates",
-    CandidateRecord,
-    ("id",),
-    frozenset({"parents", "genome", "graph", "metrics"}),
-    frozenset({"created"}),
-)
-_STAGE_RESULTS = _Table(
-    "stage_results",
-    StageResult,
-    ("candidate_id", "stage", "task"),
-    frozenset({"metrics"}),
-    frozenset(),
-)
+def _to_row(record: CandidateRecord | StageResult) -> tuple[Any, ...]:
+    """The column values of ``record``: JSON columns as text, ``created`` set."""
+    row = []
+    for field in dataclasses.fields(record):
+        value = getattr(record, field.name)
+        if field.name in _JSON_COLUMNS and value is not None:
+            value = _dumps(value)
+        elif field.name == "created" and value is None:
+            value = time.time()
+        row.append(value)
+    return tuple(row)
+
+
+def _candidate(row: Sequence[Any]) -> CandidateRecord:
+    return CandidateRecord(*_decoded(_CANDIDATE_COLUMNS, row))
+
+
+def _stage_result(row: Sequence[Any]) -> StageResult:
+    return StageResult(*_decoded(_STAGE_COLUMNS, row))
+
+
+def _decoded(columns: Sequence[str], row: Sequence[Any]) -> list[Any]:
+    return [_loads(v) if c in _JSON_COLUMNS and v is not None else v
+            for c, v in zip(columns, row, strict=True)]
+
+
+def _same_row(columns: Sequence[str], a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """Whether two stored rows agree on every column but ``created`` (JSON by value)."""
+    for column, x, y in zip(columns, a, b, strict=True):
+        if column in _JSON_COLUMNS and x is not None and y is not None:
+            x, y = json.loads(x), json.loads(y)
+        if column != "created" and x != y:
+            return False
+    return True
 
 
 # --------------------------------------------------------------------------
@@ -321,7 +297,7 @@ def _plain_config(config: Any) -> dict[str, Any]:
         config = config.to_dict()
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a mapping, got {type(config).__name__}")
-    return loads(dumps(config))
+    return _loads(_dumps(config))
 
 
 def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -334,34 +310,21 @@ def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def diff_configs(old: Any, new: Any) -> list[str]:
-    """The dotted keys (``"search.generations"``) whose values differ, sorted.
-
-    A key present in only one config differs; NaN equals NaN.
-    """
+def _diff_configs(old: Any, new: Any) -> list[str]:
+    """The dotted keys (``"search.generations"``) whose values differ, sorted;
+    a key of only one config differs, NaN equals NaN."""
     old_flat, new_flat = _flatten(_plain_config(old)), _flatten(_plain_config(new))
     return sorted(
         key
         for key in old_flat.keys() | new_flat.keys()
         if key not in old_flat
         or key not in new_flat
-        or dumps(old_flat[key]) != dumps(new_flat[key])
+        or _dumps(old_flat[key]) != _dumps(new_flat[key])
     )
 
 
 # --------------------------------------------------------------------------
 # The archive.
-
-
-def _status_clause(status: str | Sequence[str] | None) -> tuple[str, list[str]]:
-    """An SQL condition on ``status`` and its parameters (``1`` for None)."""
-    if status is None:
-        return "1", []
-    statuses = [status] if isinstance(status, str) else list(status)
-    for s in statuses:
-        if s not in STATUSES:
-            raise ValueError(f"status {s!r} is not one of {STATUSES}")
-    return f"status IN ({', '.join('?' * len(statuses))})", statuses
 
 
 class Archive:
@@ -400,39 +363,48 @@ class Archive:
             raise
 
     @classmethod
-    def open(cls, workdir: str | os.PathLike[str], *, synchronous: str = "NORMAL") -> Archive:
+    def open(cls, workdir: str | os.PathLike[str], *, create: bool = True,
+             synchronous: str = "NORMAL") -> Archive:
         """The archive of the run in ``workdir`` (``<workdir>/archive.sqlite``).
 
         Creates ``workdir`` and the schema if needed; ``synchronous`` as in
         :class:`Archive`.
+
+        Raises:
+          ArchiveError: ``create`` is False and ``workdir`` holds no archive
+            (nothing is created), or as :class:`Archive`.
         """
+        path = os.path.join(workdir, FILENAME)
+        if not create and not os.path.exists(path):
+            raise ArchiveError(f"{workdir}: no symopt archive ({FILENAME}) here; "
+                               "a search writes one to its --workdir")
         os.makedirs(workdir, exist_ok=True)
-        return cls(os.path.join(workdir, FILENAME), synchronous=synchronous)
+        return cls(path, synchronous=synchronous)
 
     def _init_schema(self, synchronous: str) -> None:
         # Check before writing anything, so that a foreign file is left untouched.
-        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
-        if tables:
-            self._check_version(tables)
+        if self._tables():
+            self._check_version()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA foreign_keys=ON")
         with self.transaction():
-            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
-            if tables:  # another process may have created it meanwhile
-                self._check_version(tables)
+            if self._tables():  # another process may have created it meanwhile
+                self._check_version()
                 return
-            for statement in _SCHEMA.split(";"):
+            # One statement at a time: executescript would COMMIT the transaction.
+            for statement in SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
-            self._db.execute(
-                "INSERT INTO meta VALUES ('schema_version', ?)", (dumps(SCHEMA_VERSION),)
-            )
+            self._write_meta("schema_version", SCHEMA_VERSION)
 
-    def _check_version(self, tables: set[str]) -> None:
+    def _tables(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
+
+    def _check_version(self) -> None:
         row = None
         with contextlib.suppress(sqlite3.OperationalError):  # a foreign "meta" table
-            if "meta" in tables:
+            if "meta" in self._tables():
                 query = "SELECT value FROM meta WHERE key='schema_version'"
                 row = self._db.execute(query).fetchone()
         text = None if row is None else str(row[0])
@@ -493,7 +465,7 @@ class Archive:
             self._depth = 0
 
     # ----------------------------------------------------------------------
-    # Config and metadata.
+    # Config and meta.
 
     def set_config(self, config: Any, *, replace: bool = False) -> None:
         """Stores the run config (a mapping or ``ConfigDict``) as JSON.
@@ -509,64 +481,38 @@ class Archive:
         with self.transaction():
             stored = self.config()
             if stored is not None and not replace:
-                changed = diff_configs(stored, config)
+                changed = _diff_configs(stored, config)
                 if changed:
                     raise ArchiveError(f"{self.path}: the stored config differs in {changed}")
-            self._put_meta("config", config)
+            self._write_meta("config", config)
 
     def config(self) -> dict[str, Any] | None:
         """The stored run config, or None before :meth:`set_config`."""
-        return self._get_meta("config", None)
+        return self.get_meta("config")
 
     def config_diff(self, config: Any) -> list[str]:
         """The dotted keys in which ``config`` differs from the stored config, sorted
         (every key of ``config`` when none is stored)."""
-        return diff_configs(self.config() or {}, config)
+        return _diff_configs(self.config() or {}, config)
 
     def put_meta(self, key: str, value: Any) -> None:
         """Stores a JSON-able ``value`` under ``key``, replacing any earlier value."""
         if key in _RESERVED_META:
             raise ValueError(f"meta key {key!r} is reserved for the archive itself")
-        self._put_meta(key, value)
+        self._write_meta(key, value)
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default``."""
-        return self._get_meta(key, default)
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else _loads(row[0])
 
-    def _put_meta(self, key: str, value: Any) -> None:
-        text = dumps(value)
+    def _write_meta(self, key: str, value: Any) -> None:
+        text = _dumps(value)
         with self.transaction():
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, text))
 
-    def _get_meta(self, key: str, default: Any) -> Any:
-        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return default if row is None else loads(row[0])
-
     # ----------------------------------------------------------------------
     # Writes.
-
-    def _insert(self, table: _Table, records: Iterable[Any]) -> None:
-        """Inserts ``records`` in one transaction; an identical re-insert is skipped."""
-        columns = table.columns
-        insert = (
-            f"INSERT INTO {table.name} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' * len(columns))})"
-        )
-        key_index = [columns.index(c) for c in table.key]
-        where = " AND ".join(f"{c}=?" for c in table.key)
-        select = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {where}"
-        with self.transaction():
-            for record in records:
-                row = table.to_row(record)
-                key = tuple(row[i] for i in key_index)
-                existing = self._db.execute(select, key).fetchone()
-                if existing is None:
-                    self._db.execute(insert, row)
-                elif not table.same(existing, row):
-                    named = ", ".join(f"{c}={k!r}" for c, k in zip(table.key, key, strict=True))
-                    raise ArchiveError(
-                        f"{self.path}: {table.name} holds a different record with {named}"
-                    )
 
     def add_candidates(self, records: Iterable[CandidateRecord]) -> None:
         """Stores a batch of candidates in one transaction (all or nothing).
@@ -576,66 +522,58 @@ class Archive:
         the batch is not stored; so does a ``duplicate_of`` naming no stored
         candidate.
         """
-        self._insert(_CANDIDATES, records)
+        self._insert("candidates", _CANDIDATE_COLUMNS, ("id",), records)
 
     def add_stage_results(self, rows: Iterable[StageResult]) -> None:
         """Stores a batch of stage results in one transaction, as :meth:`add_candidates`."""
-        self._insert(_STAGE_RESULTS, rows)
+        self._insert("stage_results", _STAGE_COLUMNS, ("candidate_id", "stage", "task"), rows)
+
+    def _insert(self, table: str, columns: Sequence[str], key: Sequence[str],
+                records: Iterable[CandidateRecord | StageResult]) -> None:
+        insert = (f"INSERT INTO {table} ({', '.join(columns)}) "
+                  f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT DO NOTHING")
+        select = (f"SELECT {', '.join(columns)} FROM {table} "
+                  f"WHERE {' AND '.join(f'{c}=?' for c in key)}")
+        with self.transaction():
+            for record in records:
+                row = _to_row(record)
+                if self._db.execute(insert, row).rowcount:
+                    continue
+                values = [row[columns.index(c)] for c in key]
+                if not _same_row(columns, self._db.execute(select, values).fetchone(), row):
+                    named = ", ".join(f"{c}={v!r}" for c, v in zip(key, values, strict=True))
+                    raise ArchiveError(f"{self.path}: {table} holds a different record "
+                                       f"with {named}")
 
     # ----------------------------------------------------------------------
     # Queries.
 
-    def _select(
-        self, table: _Table, where: str = "1", params: Sequence[Any] = (), tail: str = ""
-    ) -> list[Any]:
-        query = f"SELECT {', '.join(table.columns)} FROM {table.name} WHERE {where} {tail}"
-        return [table.from_row(row) for row in self._db.execute(query, params)]
-
     def get(self, id: int) -> CandidateRecord | None:
         """The candidate with ``id``, or None."""
-        found = self._select(_CANDIDATES, "id=?", (int(id),))
-        return found[0] if found else None
-
-    def has(self, id: int) -> bool:
-        """Whether a candidate with ``id`` is stored."""
-        row = self._db.execute("SELECT 1 FROM candidates WHERE id=?", (int(id),)).fetchone()
-        return row is not None
+        row = self._db.execute(f"{_SELECT_CANDIDATES} WHERE id=?", (int(id),)).fetchone()
+        return None if row is None else _candidate(row)
 
     def ids(self) -> set[int]:
         """The ids of all stored candidates."""
         return {row[0] for row in self._db.execute("SELECT id FROM candidates")}
 
-    def by_fingerprint(
-        self, fingerprint: str, *, status: str | Sequence[str] = ("evaluated",)
-    ) -> CandidateRecord | None:
-        """The first (lowest id) candidate with ``fingerprint`` and ``status``, or None."""
-        where, params = _status_clause(status)
-        found = self._select(
-            _CANDIDATES, f"fingerprint=? AND {where}", (fingerprint, *params), "ORDER BY id LIMIT 1"
-        )
-        return found[0] if found else None
+    def records(self, status: str | Sequence[str] | None = None) -> list[CandidateRecord]:
+        """The candidates with ``status`` (one or several; None: any), by id."""
+        if status is None:
+            return [_candidate(r) for r in self._db.execute(f"{_SELECT_CANDIDATES} ORDER BY id")]
+        statuses = [status] if isinstance(status, str) else list(status)
+        for s in statuses:
+            if s not in STATUSES:
+                raise ValueError(f"status {s!r} is not one of {STATUSES}")
+        query = (f"{_SELECT_CANDIDATES} WHERE status IN ({', '.join('?' * len(statuses))}) "
+                 "ORDER BY id")
+        return [_candidate(r) for r in self._db.execute(query, statuses)]
 
-    def records(
-        self, status: str | Sequence[str] | None = None, generation: int | None = None
-    ) -> list[CandidateRecord]:
-        """The candidates with ``status`` (one or several; None: any) in
-        ``generation`` (None: any), by id."""
-        where, params = _status_clause(status)
-        if generation is not None:
-            where, params = f"{where} AND generation=?", [*params, int(generation)]
-        return self._select(_CANDIDATES, where, params, "ORDER BY id")
-
-    def top(
-        self, k: int, status: str | Sequence[str] | None = ("evaluated",)
-    ) -> list[CandidateRecord]:
-        """The ``k`` candidates with ``status`` of highest fitness (None last; ties by id)."""
-        where, params = _status_clause(status)
-        return self._select(
-            _CANDIDATES,
-            where,
-            [*params, int(k)],
-            "ORDER BY fitness IS NULL, fitness DESC, id LIMIT ?",
-        )
+    def top(self, k: int) -> list[CandidateRecord]:
+        """The ``k`` evaluated candidates of highest fitness (None last; ties by id)."""
+        query = (f"{_SELECT_CANDIDATES} WHERE status='evaluated' "
+                 "ORDER BY fitness IS NULL, fitness DESC, id LIMIT ?")
+        return [_candidate(r) for r in self._db.execute(query, (int(k),))]
 
     def count_by_status(self) -> dict[str, int]:
         """The number of candidates of each status (every status, zeros included)."""
@@ -673,8 +611,6 @@ class Archive:
         Raises:
           KeyError: no candidate ``id`` is stored.
         """
-        if not self.has(id):
-            raise KeyError(f"{self.path}: no candidate {id}")
         graph: dict[int, tuple[int, ...]] = {}
         seen = frontier = {int(id)}
         while frontier:
@@ -684,12 +620,14 @@ class Archive:
                 marks = ", ".join("?" * len(chunk))
                 query = f"SELECT id, parents FROM candidates WHERE id IN ({marks})"
                 for cid, parents in self._db.execute(query, chunk):
-                    graph[cid] = tuple(loads(parents))
+                    graph[cid] = tuple(_loads(parents))
+            if not graph:
+                raise KeyError(f"{self.path}: no candidate {id}")
             frontier = {p for cid in frontier if cid in graph for p in graph[cid]} - seen
             seen = seen | frontier
         return graph
 
-    def stage_results(self, stage: int | None = None) -> list[StageResult]:
-        """The stage results (of ``stage``, or all), by stage, candidate and task."""
-        where, params = ("1", []) if stage is None else ("stage=?", [int(stage)])
-        return self._select(_STAGE_RESULTS, where, params, "ORDER BY stage, candidate_id, task")
+    def stage_results(self) -> list[StageResult]:
+        """Every stage result, by stage, candidate and task."""
+        query = f"{_SELECT_STAGE_RESULTS} ORDER BY stage, candidate_id, task"
+        return [_stage_result(row) for row in self._db.execute(query)]

@@ -413,15 +413,12 @@ def _archive(archive_or_workdir: Archive | str | os.PathLike[str]) -> Iterator[A
 
     Raises ArchiveError for a workdir without an archive: looking creates nothing.
     """
-    from symopt.archive import FILENAME, Archive, ArchiveError  # noqa: PLC0415
+    from symopt.archive import Archive  # noqa: PLC0415
 
     if isinstance(archive_or_workdir, Archive):
         yield archive_or_workdir
         return
-    if not os.path.exists(os.path.join(archive_or_workdir, FILENAME)):
-        raise ArchiveError(f"{archive_or_workdir}: no symopt archive ({FILENAME}) here; "
-                           "a search writes one to its --workdir")
-    with Archive.open(archive_or_workdir) as archive:
+    with Archive.open(archive_or_workdir, create=False) as archive:
         yield archive
 
 

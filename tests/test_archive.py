@@ -58,7 +58,7 @@ def same(a, b) -> bool:
             return [plain(item) for item in x]
         return dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x
 
-    return archive_lib.dumps(plain(a)) == archive_lib.dumps(plain(b))
+    return json.dumps(plain(a)) == json.dumps(plain(b))  # NaN is the token NaN
 
 
 @pytest.fixture
@@ -114,6 +114,15 @@ def test_newer_schema_version_is_refused(tmp_path):
     with pytest.raises(ArchiveError, match="schema version 99 is newer") as e:
         Archive.open(tmp_path)
     assert str(tmp_path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_opening_without_create_needs_an_archive_and_creates_nothing(tmp_path):
+    missing = tmp_path / "no_run"
+    with pytest.raises(ArchiveError, match="no symopt archive"):
+        Archive.open(missing, create=False)
+    assert not missing.exists()
+    Archive.open(missing).close()
+    Archive.open(missing, create=False).close()
 
 
 def test_synchronous_must_be_normal_or_full(tmp_path):
@@ -177,7 +186,8 @@ def test_nan_fitness_is_stored_as_none_and_inf_as_inf(archive):
 
 def test_json_columns_are_standard_json(archive):
     archive.add_candidates([record(1, metrics={"t": {"loss": [math.nan, -math.inf]}})])
-    text = archive._db.execute("SELECT metrics FROM candidates").fetchone()[0]
+    with contextlib.closing(sqlite3.connect(archive.path)) as db:
+        text = db.execute("SELECT metrics FROM candidates").fetchone()[0]
 
     def refuse(constant):
         raise AssertionError(f"non-standard JSON constant {constant}")
@@ -208,10 +218,10 @@ def test_records_hold_what_json_makes_of_their_values():
         record(1, genome=object())
 
 
-def test_get_and_has_for_a_missing_id(archive):
-    assert archive.get(3) is None and not archive.has(3)
+def test_get_of_a_missing_id_is_none(archive):
+    assert archive.get(3) is None and archive.ids() == set()
     archive.add_candidates([record(3)])
-    assert archive.has(3) and archive.ids() == {3}
+    assert archive.get(3) is not None and archive.ids() == {3}
 
 
 # --------------------------------------------------------------------------
@@ -281,29 +291,12 @@ def test_a_failed_batch_inside_a_transaction_leaves_nothing(archive):
 # Queries.
 
 
-def test_by_fingerprint_finds_the_first_evaluated(archive):
-    archive.add_candidates(
-        [
-            record(1, fingerprint="f", status="diverged", fitness=None),
-            record(2, fingerprint="f"),
-            record(3, fingerprint="f", status="duplicate", duplicate_of=2),
-            record(4, fingerprint="f"),
-            record(5, fingerprint="g", status="rejected", reason="constant", fitness=None),
-        ]
-    )
-    assert archive.by_fingerprint("f").id == 2
-    assert archive.by_fingerprint("f", status=("evaluated", "diverged")).id == 1
-    assert archive.by_fingerprint("g") is None
-    assert archive.by_fingerprint("unknown") is None
-
-
 def test_top_orders_by_fitness_with_none_last(archive):
     fitness = {1: 0.5, 2: None, 3: 2.0, 4: -math.inf, 5: 2.0, 6: math.nan}
     archive.add_candidates([record(i, fitness=f) for i, f in fitness.items()])
     archive.add_candidates([record(7, fitness=None, status="rejected", reason="constant")])
     assert [r.id for r in archive.top(10)] == [3, 5, 1, 4, 2, 6]
     assert [r.id for r in archive.top(2)] == [3, 5]
-    assert [r.id for r in archive.top(10, status=None)][-3:] == [2, 6, 7]
 
 
 def test_records_filters_and_counts(archive):
@@ -316,8 +309,7 @@ def test_records_filters_and_counts(archive):
         ]
     )
     assert [r.id for r in archive.records()] == [0, 1, 2, 3]
-    assert [r.id for r in archive.records(generation=1)] == [1, 2, 3]
-    assert [r.id for r in archive.records(status="evaluated", generation=1)] == [2]
+    assert [r.id for r in archive.records(status="evaluated")] == [0, 2]
     assert [r.id for r in archive.records(status=("rejected", "duplicate"))] == [1, 3]
     assert archive.count_by_status() == {
         "evaluated": 2,
@@ -369,7 +361,7 @@ def test_lineage_collects_every_ancestor(archive):
 # Stage results, config and meta.
 
 
-def test_stage_results_round_trip_and_filter(archive):
+def test_stage_results_round_trip_in_order(archive):
     rows = [
         StageResult(3, 1, "digits", {"loss": [0.5, math.nan]}, 0.25),
         StageResult(1, 0, "mnist1d", {"loss": np.array([1.0])}, math.nan),
@@ -380,7 +372,6 @@ def test_stage_results_round_trip_and_filter(archive):
     assert [(r.stage, r.candidate_id) for r in stored] == [(0, 1), (1, 1), (1, 3)]
     assert same(stored, [rows[1], rows[2], rows[0]])
     assert stored[0].fitness is None  # NaN
-    assert [r.candidate_id for r in archive.stage_results(stage=1)] == [1, 3]
 
 
 def test_stage_results_batch_is_all_or_nothing(archive):
