@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -27,6 +26,7 @@ import optax
 from symopt import graph as graph_lib
 from symopt import ops
 from symopt import step as step_lib
+from symopt.draws import noise_draws, seed_words, uniform_draws
 from symopt.schedules import (
     SCHEDULE_FORMULAS,
     held_step,
@@ -285,14 +285,18 @@ def leaf_direction(
     values = evaluate_expr(gr.update, lookup, xp, uniform=uniform, instructions=p.instructions)
 
     def get(ref: str) -> Array:
-        value = values[ref] if ref in values else lookup(ref)
-        if value.shape != g.shape:
-            value = xp.broadcast_to(value, g.shape)
-        return value.astype(g.dtype) if value.dtype != g.dtype else value
+        return broadcast_like(xp, values[ref] if ref in values else lookup(ref), g)
 
     direction = get(gr.update.root)
     new_states = tuple(get(r) for r in gr.states)
     return direction, LeafState(m, v, gamma, new_states, state.trace)
+
+
+def broadcast_like(xp, x: Array, like: Array) -> Array:
+    """``x`` with ``like``'s shape and dtype: a graph whose root is a scalar
+    (a constant, ``t``) still gives one value per weight."""
+    x = xp.broadcast_to(x, like.shape) if x.shape != like.shape else x
+    return x.astype(like.dtype) if x.dtype != like.dtype else x
 
 
 def leaf_update(
@@ -327,71 +331,6 @@ def leaf_update(
 
 # --------------------------------------------------------------------------
 # optax.
-
-
-# --------------------------------------------------------------------------
-# Random draws of the noise operands and dropout operators.
-#
-# Counter-based: a draw is a hash of (seed words, step, element), where the
-# element counts through the flattened parameter tree (a leaf's draws start at
-# its ``offset``, the sizes of the leaves before it). So it needs no key
-# splitting, and the same function gives the same numbers to ``to_optax`` (leaf
-# by leaf) and to the population engine (all weights in one draw, one fused
-# kernel however many leaves the model has). jax.random's
-# threefry was the single largest cost of the population step on CPU (about
-# 10 ns an element, ~0.35 ms a step for a 4,800-weight model with two seeds);
-# this hash (Wellons' lowbias32, three multiply-xorshift rounds) fuses into a
-# few integer operations per element.
-
-_STEP_MIX = 0x9E3779B9  # golden-ratio constant: decorrelates the steps' streams
-
-
-def _mix32(xp, x):
-    """lowbias32: a well-mixing bijection of 32-bit integers."""
-    x = x ^ (x >> 16)
-    x = x * xp.uint32(0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = x * xp.uint32(0x846CA68B)
-    return x ^ (x >> 16)
-
-
-def _unit_draws(xp, seed_words, step, offset: int, shape, lane: int, dtype):
-    """Uniform [0, 1) numbers of elements ``offset, offset + 1, ...`` at one
-    step, from stream ``lane``."""
-    # One-element arrays, not scalars: NumPy wraps uint32 arrays silently.
-    seed_words = xp.asarray(seed_words).astype(xp.uint32).reshape(2)
-    step = xp.asarray(step).astype(xp.uint32).reshape(1)
-    stream = _mix32(xp, seed_words[:1] ^ _mix32(xp, seed_words[1:] + step * xp.uint32(_STEP_MIX)))
-    size = math.prod(int(n) for n in shape)
-    element = xp.arange(size, dtype=xp.uint32) + xp.uint32(offset)
-    bits = _mix32(xp, (element * xp.uint32(3) + xp.uint32(lane)) ^ stream) >> 8  # 24 bits
-    return (bits.astype(dtype) * dtype(2.0**-24)).reshape(shape)
-
-
-def uniform_draws(xp, seed_words, step, offset: int, shape, dtype=None):
-    """[0, 1) uniforms of the dropout operators for the elements from ``offset``
-    of the flattened parameters, at ``step``."""
-    dtype = xp.dtype(dtype or xp.float32).type
-    return _unit_draws(xp, seed_words, step, offset, shape, 0, dtype)
-
-
-def noise_draws(xp, seed_words, step, offset: int, shape, dtype=None):
-    """Standard-normal noise for the elements from ``offset``, at ``step``.
-
-    By the inverse CDF, ``sqrt(2) erfinv(2u - 1)``, of one uniform per element
-    centred on its 2**24 cells (so exactly symmetric, never +-1). One hash
-    and one erfinv an element: on CPU 2.7x cheaper than Box-Muller's two
-    hashes, log, sqrt and cos (measured 12 vs 40 us for 4,810 elements).
-    """
-    dtype = xp.dtype(dtype or xp.float32).type
-    u = _unit_draws(xp, seed_words, step, offset, shape, 1, dtype)  # k 2**-24
-    centred = 2.0 * u - (1.0 - 2.0**-24)  # (2k + 1) 2**-24 - 1: exact in float32
-    return xp.asarray(2.0**0.5 * jax.lax.erf_inv(centred), dtype)
-
-
-def seed_words(seed: int) -> jax.Array:
-    """The two uint32 words the draws of ``seed`` are hashed from."""
-    return jax.random.key_data(jax.random.key(seed))
 
 
 class SymoptState(NamedTuple):
@@ -536,7 +475,7 @@ def to_optax(
     parts.append(scale_by_graph(graph, total_steps, seed=seed))
     if graph.momentum != "none":
         parts.append(optax.trace(decay=h.momentum, nesterov=graph.momentum == "nesterov"))
-    if not (isinstance(wd, (int, float)) and wd == 0):
+    if step_lib.adds_weight_decay(wd):
         parts.append(optax.add_decayed_weights(wd))
     parts.append(optax.scale_by_learning_rate(step_size))
     return optax.chain(*parts)

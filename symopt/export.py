@@ -1,20 +1,21 @@
 """``export``: a Graph as a standalone, readable Python module.
 
-:func:`to_source` writes the source of a module that imports only ``jax``,
-``jax.numpy`` and ``optax`` (no symopt) and defines
-``optimizer(learning_rate, total_steps)``, an ``optax.GradientTransformation``
-whose updates equal ``symopt.to_optax(graph, learning_rate, total_steps)``.
-The module says what it computes: the graph's equation (:func:`symopt.to_text`)
-in its docstring, its hyperparameters as named constants, one line of
-``jax.numpy`` code per active node, and a state holding only the moments and
-recurrent states the graph uses.
+:func:`to_source` writes the source of a module that imports only ``jax``
+and ``optax`` (no symopt). It defines ``scale_by_direction``, the graph's
+direction as an optax transformation (what :func:`symopt.compile.scale_by_graph`
+computes), and a factory ``optimizer(learning_rate, total_steps)`` returning
+the same ``optax.chain`` as :func:`symopt.to_optax`: clipping, the direction,
+``optax.trace``, ``optax.add_decayed_weights`` and
+``optax.scale_by_learning_rate`` with the graph's schedule. So its updates
+equal ``to_optax``'s, and its docstring, named constants and one line of
+``jax.numpy`` per active node say what it computes.
 
-Each operator and operand brings its JAX source as a column of the operator
-table (:mod:`symopt.ops`); the shared parts of the step are
-:mod:`symopt.step`'s own functions, embedded as they are; this module owns
-only the assembly and one template per closed-form schedule of
-:mod:`symopt.schedules` (:data:`SCHEDULE_SOURCE`). The tests check that every
-template computes what its function computes, protections included.
+Nothing of the step is written here a second time. Operators and operands
+bring their JAX source as a column of the operator table (:mod:`symopt.ops`);
+the shared functions (moments, bias correction, schedules, the step held past
+``T``, the noise hash, the protections) are symopt's own functions,
+embedded by their source (:func:`embedded_source`). This module owns only the
+assembly.
 
 Command line::
 
@@ -25,104 +26,82 @@ from __future__ import annotations
 
 import argparse
 import ast
+import builtins
 import inspect
+import keyword
 import re
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from symopt import compile as compile_lib
+from symopt import draws
 from symopt import graph as graph_lib
-from symopt import ops
+from symopt import ops, schedules, symbolic
 from symopt import step as step_lib
 from symopt.graph import Expr, Graph
 
-# --------------------------------------------------------------------------
-# Templates. The operators' and operands' sources are a column of the operator
-# table (``ops.UNARY[name].source``, ``ops.OPERANDS[name].source``).
-
-SCHEDULE_SOURCE: dict[str, str] = {
-    "constant": "jnp.ones_like(u)",
-    "cosine": "ALPHA + (1 - ALPHA) * 0.5 * (1 + jnp.cos(jnp.pi * u))",
-    "linear": "1 - (1 - ALPHA) * u",
-    "exponential": "DECAY_RATE**u",
-    "step": "DECAY_RATE ** jnp.floor(jnp.minimum(u * STEPS, STEPS - 1))",
-    "restarts": ("ALPHA + (1 - ALPHA) * 0.5 * (1 + jnp.cos(jnp.pi * jnp.mod(u * CYCLES, 1.0)))"),
-    "piecewise": (
-        "jnp.take(\n"
-        "        jnp.asarray(SCHEDULE_VALUES, u.dtype),\n"
-        "        jnp.maximum(jnp.minimum(jnp.floor(u * len(SCHEDULE_VALUES)),"
-        " len(SCHEDULE_VALUES) - 1), 0)\n"
-        "        .astype(jnp.int32),\n"
-        "    )"
-    ),
-}
-"""The multiplier after warmup of each schedule kind but ``graph``, at ``u``
-(:data:`symopt.schedules.SCHEDULE_FORMULAS`, :func:`~symopt.schedules.piecewise_multiplier`);
-the :class:`~symopt.graph.Schedule` fields are the constants ``ALPHA``,
-``DECAY_RATE``, ``STEPS``, ``CYCLES`` and ``SCHEDULE_VALUES``."""
-
-HELPERS: dict[str, str] = {
-    "_sanitize": '''
-def _sanitize(x):
-    """NaN -> 0, then clipped to [-BIG, BIG] (inf included)."""
-    return jnp.minimum(jnp.maximum(jnp.where(x == x, x, 0.0), -BIG), BIG)
-''',
-    "_clip_big": '''
-def _clip_big(x):
-    """Clipped to [-BIG, BIG]: the output of an operator that may overflow."""
-    return jnp.minimum(jnp.maximum(x, -BIG), BIG)
-''',
-    "_like": '''
-def _like(x, grad):
-    """x broadcast to grad's shape and dtype."""
-    x = jnp.broadcast_to(x, grad.shape) if x.shape != grad.shape else x
-    return x.astype(grad.dtype) if x.dtype != grad.dtype else x
-''',
-    "_protect": '''
-def _protect(x):
-    """x with magnitude at least TINY and its sign kept (0 -> +TINY)."""
-    return jnp.where(jnp.abs(x) < TINY, jnp.where(x < 0, -TINY, TINY), x)
-''',
-    "_unit_draws": '''
-def _mix32(x):
-    """lowbias32: a well-mixing bijection of 32-bit integers."""
-    x = x ^ (x >> 16)
-    x = x * jnp.uint32(0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = x * jnp.uint32(0x846CA68B)
-    return x ^ (x >> 16)
-
-
-def _unit_draws(key, step, offset, shape, lane, dtype):
-    """Uniform [0, 1) numbers of elements ``offset, offset + 1, ...`` of the
-    flattened parameters at one step, from stream ``lane``.
-
-    A hash of (key, step, element): no key splitting.
-    """
-    key = jnp.asarray(key).astype(jnp.uint32).reshape(2)
-    step = jnp.asarray(step).astype(jnp.uint32).reshape(1)
-    stream = _mix32(key[:1] ^ _mix32(key[1:] + step * jnp.uint32(0x9E3779B9)))
-    size = 1
-    for n in shape:
-        size *= int(n)
-    element = jnp.arange(size, dtype=jnp.uint32) + jnp.uint32(offset)
-    bits = _mix32((element * jnp.uint32(3) + jnp.uint32(lane)) ^ stream) >> 8  # 24 bits
-    dtype = jnp.dtype(dtype).type
-    return (bits.astype(dtype) * dtype(2.0**-24)).reshape(shape)
-''',
-    "_normal_draws": '''
-def _normal_draws(key, step, offset, shape, dtype):
-    """Standard-normal noise of elements ``offset, ...`` at one step
-    (inverse CDF of one uniform per element, centred on its 2**24 cells)."""
-    u = _unit_draws(key, step, offset, shape, 1, dtype)
-    centred = 2.0 * u - (1.0 - 2.0**-24)
-    return jnp.asarray(2.0**0.5 * jax.lax.erf_inv(centred), dtype)
-''',
-}
-"""Helper functions of the generated module, each emitted only where used."""
-
 _CONTEXT = ("g", "w", "m", "v", "gamma", "noise", "eps", "step", "frac")
+_IMPORTS = ("Any", "NamedTuple", "jax", "jnp", "optax")
+
+
+# --------------------------------------------------------------------------
+# symopt's functions, embedded by their source.
+
+
+def embedded_name(fn: Callable[..., Any]) -> str:
+    """The name of a symopt function in an exported module: ``_`` + its name."""
+    return "_" + fn.__name__.lstrip("_")
+
+
+def embedded_source(roots: Iterable[Callable[..., Any]]) -> tuple[str, dict[str, Any]]:
+    """The source of ``roots`` and of the symopt functions they call.
+
+    Each function keeps its code and the first paragraph of its docstring;
+    it is renamed by :func:`embedded_name` (calls included), and loses its
+    annotations. Returns the source and the module-level constants the
+    functions read (name -> value).
+    """
+    queue, found = list(roots), {}
+    constants: dict[str, Any] = {}
+    while queue:
+        fn = queue.pop(0)
+        if fn.__name__ in found:
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+        found[fn.__name__] = (fn, tree)
+        local = {a.arg for a in tree.args.args + tree.args.kwonlyargs}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Name) or node.id in local or node.id not in fn.__globals__:
+                continue
+            value = fn.__globals__[node.id]
+            if inspect.isfunction(value) and value.__module__.startswith("symopt."):
+                queue.append(value)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                constants[node.id] = value
+    names = {name: embedded_name(fn) for name, (fn, _) in found.items()}
+
+    sources = []
+    for name, (_, tree) in found.items():
+        local = {a.arg for a in tree.args.args + tree.args.kwonlyargs}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id not in local:
+                node.id = names.get(node.id, node.id)
+        tree.name = names[name]
+        for arg in tree.args.args + tree.args.kwonlyargs:
+            arg.annotation = None
+        tree.returns = None
+        doc = ast.get_docstring(tree)
+        if doc is not None:
+            first = doc.split("\n\n")[0].replace("\n", "\n    ")
+            tree.body[0] = ast.Expr(ast.Constant(first))
+        sources.append(ast.unparse(tree))
+    return "\n\n\n".join(sources), constants
+
+
+# --------------------------------------------------------------------------
+# Sources of the table's operators and operands.
 
 
 def _is_atom(src: str) -> bool:
@@ -143,17 +122,20 @@ def _paren(src: str) -> str:
     return src if _is_atom(src) else f"({src})"
 
 
+_CLIP_BIG = embedded_name(ops.clip_big)
+
+
 def unary_source(name: str, x: str, *, uniform: str = "uniform") -> str:
-    """Source of ``ops.apply_bounded(name, xp, x)``: the operator, then
-    ``_clip_big`` where it can overflow (``Op.bounded`` is False)."""
+    """Source of ``ops.bounded_fn(name, 1)(jnp, x, uniform)``: the operator,
+    then ``_clip_big`` where it can overflow (``Op.bounded`` is False)."""
     src = ops.UNARY[name].source.format(x=_paren(x), uniform=uniform)
-    return src if ops.UNARY[name].bounded else f"_clip_big({src})"
+    return src if ops.UNARY[name].bounded else f"{_CLIP_BIG}(jnp, {src})"
 
 
 def binary_source(name: str, a: str, b: str) -> str:
-    """Source of ``ops.apply_bounded(name, xp, a, b)`` (see :func:`unary_source`)."""
+    """Source of ``ops.bounded_fn(name, 2)(jnp, a, b, None)`` (see :func:`unary_source`)."""
     src = ops.BINARY[name].source.format(a=_paren(a), b=_paren(b))
-    return src if ops.BINARY[name].bounded else f"_clip_big({src})"
+    return src if ops.BINARY[name].bounded else f"{_CLIP_BIG}(jnp, {src})"
 
 
 def operand_source(name: str, **context: str) -> str:
@@ -171,7 +153,7 @@ def _identifier(ref: str) -> str:
     return ref.replace(".", "_").replace("-", "m")
 
 
-def _node_lines(expr: Expr, active: Sequence[int], var: Callable[[str], str]) -> list[str]:
+def _node_lines(expr: Expr, active: Iterable[int], var: Callable[[str], str]) -> list[str]:
     """One assignment per active node: ``n3 = jnp.sign(g) * m``."""
     lines = []
     for i in sorted(active):
@@ -184,23 +166,57 @@ def _node_lines(expr: Expr, active: Sequence[int], var: Callable[[str], str]) ->
     return lines
 
 
-def _scalar_function(name: str, expr: Expr, doc: str) -> list[str]:
+def _function(signature: str, doc: str, body: Sequence[str]) -> str:
+    return "\n".join([f"def {signature}:", f'    """{doc}"""', *(f"    {line}" for line in body)])
+
+
+def _scalar_function(name: str, expr: Expr, doc: str) -> str:
     """A scalar sub-graph (a decay or a graph schedule) as ``name(step, frac)``."""
-    active = graph_lib.active_nodes(expr)
-    lines = [f"def {name}(step, frac):", f'    """{doc}"""']
     body = []
     for ref in sorted(_read_refs(expr)):
         if (j := graph_lib.constant_index(ref)) is not None:
             body.append(f"{ref} = jnp.asarray(C{j}, dtype=jnp.result_type(frac))")
         else:
             body.append(f"{_identifier(ref)} = {operand_source(ref)}")
-    body += _node_lines(expr, active, _identifier)
+    body += _node_lines(expr, graph_lib.active_nodes(expr), _identifier)
     body.append(f"return {_identifier(expr.root)}")
-    return lines + [f"    {line}" for line in body]
+    return _function(f"{name}(step, frac)", doc, body)
+
+
+def _attributes_read(fn: Callable[..., Any], name: str) -> list[str]:
+    """The attributes of argument ``name`` that ``fn`` and the symopt functions
+    it calls read, in order of first use (``s.alpha`` -> ``alpha``)."""
+    found: list[str] = []
+    queue = [fn]
+    while queue:
+        f = queue.pop(0)
+        for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(f)))):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id == name and node.attr not in found):
+                found.append(node.attr)
+            elif isinstance(node, ast.Name) and inspect.isfunction(f.__globals__.get(node.id)):
+                callee = f.__globals__[node.id]
+                if callee.__module__.startswith("symopt.") and callee is not f:
+                    queue.append(callee)
+    return found
+
+
+def _call(fn: str, kwargs: dict[str, str], indent: str) -> str:
+    """``fn(k=v, ...)`` on one line, or one argument per line when long."""
+    one = f"{fn}(" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")"
+    if len(indent) + len(one) <= 96:
+        return one
+    inner = indent + "    "
+    return f"{fn}(\n" + "".join(f"{inner}{k}={v},\n" for k, v in kwargs.items()) + f"{indent})"
 
 
 def _float(value: float) -> str:
     return repr(float(value))
+
+
+_MOMENT_OF = {"m": ("BETA1", "grad"), "v": ("BETA2", "grad * grad"),
+              "gamma": ("BETA3", "grad * grad * grad")}
+_FIELD_DOCS = {"m": "EMA of g", "v": "EMA of g^2", "gamma": "EMA of g^3"}
 
 
 def to_source(graph: Graph, *, name: str = "optimizer") -> str:
@@ -208,12 +224,13 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
 
     Args:
       graph: a valid :class:`symopt.Graph`.
-      name: the name of the module's factory function.
+      name: the name of the module's factory function: a Python identifier
+        that is not a keyword and not a name the module defines or imports.
 
     Returns:
-      Python source importing only ``jax``, ``jax.numpy`` and ``optax``. Its
-      ``name(learning_rate, total_steps, *, weight_decay, seed)`` returns an
-      ``optax.GradientTransformation`` whose updates equal
+      Python source importing only ``jax``, ``jax.numpy``, ``optax`` and
+      ``typing``. Its ``name(learning_rate, total_steps, *, weight_decay,
+      seed)`` returns an ``optax.GradientTransformation`` whose updates equal
       ``symopt.to_optax(graph, learning_rate, total_steps, ...)``.
 
     Example:
@@ -222,166 +239,192 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
       >>> "def optimizer(" in export.to_source(symopt.zoo.adam())
       True
     """
-    from symopt import compile as compile_lib  # noqa: PLC0415
-    from symopt import symbolic  # noqa: PLC0415
-
     graph_lib.validate(graph)
-    if not name.isidentifier():
+    if not name.isidentifier() or keyword.iskeyword(name):
         raise ValueError(f"name: {name!r} is not a Python identifier")
     p = compile_lib.plan(graph)
-    h = graph.hparams
-    s = graph.schedule
+    h, s = graph.hparams, graph.schedule
     moments = [m for m in ("m", "v", "gamma") if m in p.needs]
     random = bool(p.needs & {"noise", "uniform"})
     decays = dict(p.decays)
+    uses = {step_lib.ema, step_lib.bias_correction, schedules.held_step,
+            schedules.schedule_fraction, step_lib.adds_weight_decay, compile_lib.broadcast_like,
+            ops.sanitize}
+    functions: list[str] = []
+    schedule_fields: list[str] = []
 
-    leaf_sources = " ".join(
-        ops.OPERANDS[r].source for r in _read_refs(graph.update, graph.states) if r in ops.OPERANDS
-    )
-    needs_frac = bool(decays) or "{frac}" in leaf_sources
-
-    # ---- The per-step scalars.
-    sched = [
-        "u = jnp.clip((step - WARMUP_STEPS) / jnp.maximum(total_steps - WARMUP_STEPS, 1), 0.0, 1.0)"
-    ]
-    functions: list[list[str]] = []
-    if s.kind == "constant" and not s.warmup_steps:
-        sched = ["multiplier = jnp.ones_like(step)"]
-    elif s.kind == "graph":
-        functions.append(
-            _scalar_function(
-                "_schedule_graph", s.expr, "The schedule's expression at training fraction u."
-            )
-        )
-        sched.append("multiplier = _schedule_graph(step, u)")
+    # ---- The learning-rate schedule.
+    body = ["u = _schedule_fraction(jnp, step, WARMUP_STEPS, total_steps)"]
+    if s.kind == "graph":
+        functions.append(_scalar_function(
+            "_schedule_graph", s.expr,
+            "The schedule's expression at training fraction ``frac``."))
+        body.append("multiplier = _schedule_graph(step, u)")
+    elif s.kind == "piecewise":
+        uses.add(schedules.piecewise_multiplier)
+        body.append("multiplier = _piecewise_multiplier(jnp, u, SCHEDULE_VALUES, "
+                    "len(SCHEDULE_VALUES))")
     else:
-        sched.append(f"multiplier = {SCHEDULE_SOURCE[s.kind]}")
+        formula = schedules.SCHEDULE_FORMULAS[s.kind]
+        uses.add(formula)
+        schedule_fields = _attributes_read(formula, "s")
+        constants_arg = "SCHEDULE" if schedule_fields else "None"
+        body.append(f"multiplier = {embedded_name(formula)}(jnp, u, {constants_arg})")
     if s.warmup_steps:
-        sched.append(
-            "multiplier = jnp.where(step < WARMUP_STEPS, (step + 1) / WARMUP_STEPS, multiplier)"
-        )
-    sched.append("return multiplier")
-    functions.append(
-        [
-            "def _schedule(step, total_steps):",
-            '    """The learning-rate multiplier at step ``step`` (a float)."""',
-            *[f"    {line}" for line in sched],
-        ]
-    )
+        uses.add(schedules.with_warmup)
+        body.append("multiplier = _with_warmup(jnp, step, WARMUP_STEPS, multiplier)")
+    body.append("return multiplier")
+    functions.append(_function("_schedule(step, total_steps)",
+                               "The learning-rate multiplier at step ``step`` (a float).", body))
     for ref, expr in decays.items():
-        functions.append(
-            _scalar_function(
-                f"_decay_{_identifier(ref)}", expr, f"The decay multiplying operand {ref}."
-            )
-        )
+        functions.append(_scalar_function(f"_decay_{_identifier(ref)}", expr,
+                                          f"The decay multiplying operand {ref}."))
 
-    scalar_lines = [
-        "step = jnp.asarray(count, dtype=float)",
-        "held = jnp.minimum(step, total_steps - 1)  # the schedule and decays hold past T",
-        *(["frac = step / total_steps"] if needs_frac else []),
-        "scalars = {",
-        '    "step": step,',
-        *(['    "frac": frac,'] if needs_frac else []),
-        '    "schedule": _schedule(held, total_steps),',
-    ]
-    for ref in decays:
-        scalar_lines.append(
-            f'    "decay_{ref}": _decay_{_identifier(ref)}(held, held / total_steps),')
-    betas = {"m": "BETA1", "v": "BETA2", "gamma": "BETA3"}
-    if h.bias_correction:
-        for m in moments:
-            scalar_lines.append(
-                f'    "bc_{m}": _bias_correction(jnp, {betas[m]}, step),'
-            )
-    scalar_lines.append("}")
-
-    # ---- One leaf.
-    leaf = []
+    # ---- The direction of one leaf.
+    body = []
     if h.clip_value:
-        leaf.append("grad = jnp.clip(grad, -CLIP_VALUE, CLIP_VALUE)")
-    powers = {"m": "grad", "v": "(grad * grad)", "gamma": "(grad * grad * grad)"}
-    context = {"g": "grad", "noise": "xi", "eps": "EPS"}
+        body.append("grad = jnp.clip(grad, -CLIP_VALUE, CLIP_VALUE)")
+    context = {"g": "grad", "noise": "xi", "eps": "EPS", "step": "step", "frac": "frac"}
     for m in moments:
-        leaf.append(f"{m}_ema = _ema(jnp, state.{m}, {powers[m]}, {betas[m]})")
-        if h.bias_correction:
-            leaf.append(f'{m}_hat = {m}_ema / scalars["bc_{m}"]')
-        context[m] = f"{m}_hat" if h.bias_correction else f"{m}_ema"
-    operand_lines, constant_lines, state_lines = [], [], []
-    for ref in sorted(_read_refs(graph.update, graph.states)):
+        beta, power = _MOMENT_OF[m]
+        body.append(f"{m}_ema = _ema(jnp, {m}_ema, {power}, {beta})")
+        context[m] = f"{m}_ema / bias_{m}" if h.bias_correction else f"{m}_ema"
+    refs = sorted(_read_refs(graph.update, graph.states))
+    operands = [r for r in refs if r in ops.OPERANDS]
+    if operands:
+        body.append("# Operands (NaN -> 0, clipped to +-BIG).")
+    for ref in operands:
+        src = operand_source(ref, **context)
+        if ref in decays:
+            src = f"({src}) * decay_{_identifier(ref)}"
+        body.append(f"{_identifier(ref)} = _sanitize(jnp, {src})")
+    for ref in refs:
         if (j := graph_lib.constant_index(ref)) is not None:
-            constant_lines.append(f"{ref} = jnp.asarray(C{j}, grad.dtype)")
-        elif graph_lib.state_index(ref) is not None:
-            state_lines.append(f"{ref} = state.{ref}")
-        else:
-            src = operand_source(ref, **context)
-            if ref in decays:
-                src = f'({src}) * scalars["decay_{ref}"]'
-            operand_lines.append(f"{_identifier(ref)} = _sanitize({src})")
-    uses = " ".join(operand_lines)
-    reads = [v for v in ("step", "frac") if re.search(rf"\b{v}\b", uses)]
-    for v in reads:
-        leaf.append(f'{v} = scalars["{v}"]')
-    if operand_lines:
-        leaf.append("# Operands (NaN -> 0, clipped to +-BIG).")
-    leaf += operand_lines + constant_lines + state_lines
-    node_lines = _node_lines(graph.update, p.active, _identifier)
-    if node_lines:
-        leaf.append("# The update graph.")
-        leaf += node_lines
-    leaf.append(f"direction = _like({_identifier(graph.update.root)}, grad)")
-    new_fields = {m: f"{m}_ema" for m in moments}
-    for i, ref in enumerate(graph.states):
-        new_fields[f"s{i}"] = f"_like({_identifier(ref)}, grad)"
-    if graph.momentum != "none":
-        kind = graph_lib.MOMENTUM_TYPES.index(graph.momentum)
-        leaf.append(f"direction, trace = _momentum(jnp, {kind}, MOMENTUM, direction, state.trace)"
-                    f"  # {graph.momentum}")
-        new_fields["trace"] = "trace"
-    leaf += [
-        'update = _scaled_update(jnp, direction, w, weight_decay, learning_rate * scalars["schedule"])',
-        "new_state = LeafState(" + ", ".join(f"{k}={v}" for k, v in new_fields.items()) + ")",
-        "return update.astype(grad.dtype), new_state",
-    ]
-    leaf_args = "grad, w, state, scalars, learning_rate, weight_decay"
-    if "noise" in p.needs:
-        leaf_args += ", xi"
-    if "uniform" in p.needs:
-        leaf_args += ", uniform"
-    functions.append(
-        [
-            f"def _leaf_update({leaf_args}):",
-            '    """One step for one leaf: returns ``(update, new_leaf_state)``."""',
-            *[f"    {line}" for line in leaf],
-        ]
-    )
+            body.append(f"{ref} = jnp.asarray(C{j}, grad.dtype)")
+    nodes = _node_lines(graph.update, p.active, _identifier)
+    if nodes:
+        body += ["# The update graph.", *nodes]
+    states = [f"_broadcast_like(jnp, {_identifier(r)}, grad)" for r in graph.states]
+    out = [f"_broadcast_like(jnp, {_identifier(graph.update.root)}, grad)",
+           *(f"{m}_ema" for m in moments),
+           *([f"({', '.join(states)},)"] if states else [])]
+    body.append("return " + ", ".join(out) + ("," if len(out) == 1 else ""))
+    read = " ".join(body)
+    scalars = [v for v in ("step", "frac") if re.search(rf"\b{v}\b", read)]
+    if h.bias_correction:
+        scalars += [f"bias_{m}" for m in moments]
+    scalars += [f"decay_{_identifier(r)}" for r in decays if r in operands]
+    args = ["grad", "w", *(f"{m}_ema" for m in moments), *(["states"] if graph.states else []),
+            *(["xi"] if "noise" in p.needs else []),
+            *(["uniform"] if "uniform" in p.needs else []), *scalars]
+    unpack = ([", ".join(f"s{i}" for i in range(len(graph.states))) + ", = states"]
+              if graph.states else [])
+    functions.append(_function(
+        f"_leaf_direction({', '.join(args)})",
+        "One leaf's direction, and its new moments and recurrent states.",
+        unpack + body))
 
-    # ---- The factory.
-    draws = []
+    # ---- scale_by_direction.
+    fields = [*moments, *(["states"] if graph.states else []), *(["key"] if random else [])]
+    state_doc = {**_FIELD_DOCS, "states": "one params-shaped tree per recurrent state (" + ", ".join(
+        f"s{i} <- {r}" for i, r in enumerate(graph.states)) + ")",
+                 "key": "uint32[2]: hashed with (step, element) for the draws"}
+    state_class = "\n".join([
+        "class DirectionState(NamedTuple):",
+        '    """The state of ``scale_by_direction``: the step count and a params-shaped tree',
+        '    per moment and recurrent state the graph reads."""',
+        "",
+        "    count: jax.Array  # int32, steps taken",
+        *(f"    {f}: Any  # {state_doc[f]}" for f in fields),
+    ])
+    init = {"count": "jnp.zeros([], jnp.int32)",
+            **{m: "jax.tree.map(jnp.zeros_like, params)" for m in moments}}
+    if graph.states:
+        init["states"] = "tuple(jax.tree.map(jnp.zeros_like, params) for _ in range(" \
+                         f"{len(graph.states)}))"
+    if random:
+        init["key"] = "jax.random.key_data(jax.random.key(seed))"
+    update = [
+        "if params is None:",
+        '    raise ValueError("this optimizer needs params: update(grads, state, params)")',
+        "step = jnp.asarray(state.count, float)",
+    ]
+    if any(ref in operands for ref in decays):
+        update.append("held = _held_step(jnp, step, total_steps)  # decays hold past T")
+    if "frac" in scalars:
+        update.append("frac = step / total_steps")
+    for m in moments if h.bias_correction else ():
+        update.append(f"bias_{m} = _bias_correction(jnp, {_MOMENT_OF[m][0]}, step)")
+    for ref in decays:
+        if ref in operands:
+            update.append(f"decay_{_identifier(ref)} = _decay_{_identifier(ref)}"
+                          "(held, held / total_steps)")
+    update += ["flat_g, treedef = jax.tree.flatten(updates)",
+               "flat_w = treedef.flatten_up_to(params)"]
+    update += [f"flat_{m} = treedef.flatten_up_to(state.{m})" for m in moments]
+    if graph.states:
+        update.append("flat_states = [treedef.flatten_up_to(tree) for tree in state.states]")
+    loop = []
     if "noise" in p.needs:
-        draws.append("xi = _normal_draws(state.key, state.count, offset, g.shape, g.dtype)")
+        uses.add(draws.noise_draws)
+        loop.append("xi = _noise_draws(jnp, state.key, state.count, offset, grad.shape, "
+                    "grad.dtype)")
     if "uniform" in p.needs:
-        draws.append(
-            "uniform = _unit_draws(state.key, state.count, offset, g.shape, 0, g.dtype)")
-    leaf_call_args = "g, w, s, scalars, lr, weight_decay" + "".join(
-        f", {v}" for v, need in (("xi", "noise"), ("uniform", "uniform")) if need in p.needs
-    )
-    clip = []
-    if h.clip_norm:
-        clip = [
-            "updates, _ = optax.clip_by_global_norm(CLIP_NORM).update(updates, optax.EmptyState())",
-        ]
-    key_arg = ", jax.random.key_data(jax.random.key(seed))" if random else ""
-    factory = [
-        f"def {name}(",
-        "    learning_rate=LEARNING_RATE, total_steps=10_000, *, weight_decay=WEIGHT_DECAY, seed=0",
-        "):",
+        uses.add(draws.uniform_draws)
+        loop.append("uniform = _uniform_draws(jnp, state.key, state.count, offset, grad.shape, "
+                    "grad.dtype)")
+    call = {"grad": "grad", "w": "flat_w[i]", **{f"{m}_ema": f"flat_{m}[i]" for m in moments},
+            "states": "tuple(tree[i] for tree in flat_states)"}
+    loop.append(f"outs.append(_leaf_direction({', '.join(call.get(a, a) for a in args)}))")
+    if random:
+        loop.append("offset += grad.size  # the draws count through the flattened params")
+    update += ["outs = []", *(["offset = 0"] if random else []),
+               "for i, grad in enumerate(flat_g):", *(f"    {line}" for line in loop)]
+    new = {"count": "optax.safe_increment(state.count)",
+           **{m: f"treedef.unflatten([out[{1 + k}] for out in outs])"
+              for k, m in enumerate(moments)}}
+    if graph.states:
+        new["states"] = (f"tuple(treedef.unflatten([out[{1 + len(moments)}][j] for out in outs])"
+                         f" for j in range({len(graph.states)}))")
+    if random:
+        new["key"] = "state.key"
+    update += [
+        "new_state = " + _call("DirectionState", new, "        "),
+        "return treedef.unflatten([out[0] for out in outs]), new_state",
+    ]
+    scale_by = "\n".join([
+        "def scale_by_direction(total_steps=10_000, *, seed=0):",
+        '    """The graph\'s direction as an optax transformation (``update`` needs params)."""',
+        "",
+        "    def init_fn(params):",
+        "        return " + _call("DirectionState", init, "        "),
+        "",
+        "    def update_fn(updates, state, params=None):",
+        *(f"        {line}" for line in update),
+        "",
+        "    return optax.GradientTransformation(init_fn, update_fn)",
+    ])
+
+    # ---- The factory: to_optax's chain.
+    chain = [
+        *(["optax.clip_by_global_norm(CLIP_NORM),"] if h.clip_norm else []),
+        "scale_by_direction(total_steps, seed=seed),",
+        *([f"optax.trace(decay=MOMENTUM, nesterov={graph.momentum == 'nesterov'}),"]
+          if graph.momentum != "none" else []),
+        "*([optax.add_decayed_weights(weight_decay)] if _adds_weight_decay(weight_decay) "
+        "else []),",
+        "optax.scale_by_learning_rate(step_size),",
+    ]
+    factory = "\n".join([
+        f"def {name}(learning_rate=LEARNING_RATE, total_steps=10_000, *, "
+        "weight_decay=WEIGHT_DECAY, seed=0):",
         '    """The exported optimizer as an ``optax.GradientTransformation``.',
         "",
         "    Args:",
         "      learning_rate: base learning rate, a number or an optax schedule of",
-        "        the step count; the schedule below multiplies it.",
+        "        the step count; the graph's schedule multiplies it.",
         "      total_steps: T, the length of training the schedule and the decays",
-        "        (functions of t/T) are laid over.",
+        "        (functions of t/T) are laid over; past T they hold their last value.",
         "      weight_decay: decoupled weight decay, scaled by the learning rate.",
         "      seed: seed of the random operands and operators (if the graph has any).",
         "",
@@ -389,68 +432,21 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
         "      An ``optax.GradientTransformation``; ``update`` needs ``params``.",
         '    """',
         "",
-        "    def init_fn(params):",
-        "        leaves = jax.tree.map(",
-        "            lambda w: LeafState("
-        + ", ".join(f"{k}=jnp.zeros_like(w)" for k in new_fields)
-        + "), params)",
-        f"        return OptimizerState(jnp.zeros([], jnp.int32), leaves{key_arg})",
+        "    def step_size(count):",
+        "        base = learning_rate(count) if callable(learning_rate) else learning_rate",
+        "        held = _held_step(jnp, jnp.asarray(count, float), total_steps)",
+        "        return base * _schedule(held, total_steps)",
         "",
-        "    def update_fn(updates, state, params=None):",
-        "        if params is None:",
-        '            raise ValueError("this optimizer needs params: update(grads, state, params)")',
-        *[f"        {line}" for line in clip],
-        "        count = state.count",
-        *[f"        {line}" for line in scalar_lines],
-        "        lr = learning_rate(count) if callable(learning_rate) else learning_rate",
-        "        flat_g, treedef = jax.tree.flatten(updates)",
-        "        flat_w = treedef.flatten_up_to(params)",
-        "        flat_s = treedef.flatten_up_to(state.leaves)",
-        "        out_u, out_s = [], []",
-        *(["        offset = 0  # of the leaf's draws in the flattened parameters"]
-          if draws else []),
-        "        for g, w, s in zip(flat_g, flat_w, flat_s):",
-        *[f"            {line}" for line in draws],
-        f"            u, s = _leaf_update({leaf_call_args})",
-        *(["            offset += g.size"] if draws else []),
-        "            out_u.append(u)",
-        "            out_s.append(s)",
-        "        new_state = OptimizerState(optax.safe_increment(count),"
-        " treedef.unflatten(out_s)" + (", state.key)" if random else ")"),
-        "        return treedef.unflatten(out_u), new_state",
-        "",
-        "    return optax.GradientTransformation(init_fn, update_fn)",
-    ]
+        "    return optax.chain(",
+        *(f"        {line}" for line in chain),
+        "    )",
+    ])
 
-    # ---- State classes.
-    fields_doc = {
-        "m": "EMA of g",
-        "v": "EMA of g^2",
-        "gamma": "EMA of g^3",
-        "trace": "momentum trace of the direction",
-    }
-    leaf_state = [
-        "class LeafState(NamedTuple):",
-        '    """Per-leaf state: only what the update rule reads."""',
-    ]
-    if new_fields:
-        leaf_state.append("")
-    for k in new_fields:
-        doc = fields_doc.get(k) or f"recurrent state {k} <- {graph.states[int(k[1:])]}"
-        leaf_state.append(f"    {k}: jax.Array  # {doc}")
-    opt_state = [
-        "class OptimizerState(NamedTuple):",
-        '    """Step count (int32), per-leaf states (the structure of the params)'
-        + (', seed words."""' if random else '."""'),
-        "",
-        "    count: jax.Array",
-        "    leaves: Any",
-    ]
-    if random:
-        opt_state.append("    key: jax.Array  # hashed with (step, element) for the draws")
+    written = "\n".join([*functions, scale_by, factory])
+    uses |= {fn for fn in (ops.clip_big, ops.protect) if f"{embedded_name(fn)}(" in written}
+    helpers, embedded_constants = embedded_source(sorted(uses, key=lambda f: f.__name__))
+    code = "\n\n\n".join([helpers, state_class, *functions, scale_by, factory])
 
-    code = "\n\n\n".join("\n".join(block) for block in [leaf_state, opt_state, *functions, factory])
-    code = "\n\n\n".join([*(HELPERS[k].strip() for k in HELPERS if _helper_used(k, code)), code])
     # ---- Constants: only those the code reads.
     candidates: list[tuple[str, str, str]] = [
         ("LEARNING_RATE", _float(h.learning_rate), "base learning rate"),
@@ -463,25 +459,38 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
         ("CLIP_VALUE", _float(h.clip_value), "element-wise gradient clipping"),
         ("CLIP_NORM", _float(h.clip_norm), "global-norm gradient clipping"),
         ("WARMUP_STEPS", str(s.warmup_steps), "linear warmup of the learning rate"),
-        ("ALPHA", _float(s.alpha), "floor of the schedule"),
-        ("DECAY_RATE", _float(s.decay_rate), "schedule decay rate"),
-        ("STEPS", str(s.steps), "steps of the step schedule"),
-        ("CYCLES", str(s.cycles), "cycles of the restarts schedule"),
-        (
-            "SCHEDULE_VALUES",
-            repr(tuple(float(x) for x in s.values)),
-            "one multiplier per equal share of training",
-        ),
-        *[
-            (f"C{j}", _float(c), f"the graph's constant c{j}")
-            for j, c in enumerate(graph.constants)
-        ],
+        ("SCHEDULE", "ScheduleConstants(" + ", ".join(
+            f"{f}={getattr(s, f)!r}" for f in schedule_fields) + ")",
+         f"the {s.kind} schedule's constants"),
+        ("SCHEDULE_VALUES", repr(tuple(float(x) for x in s.values)),
+         "one multiplier per equal share of training"),
+        *[(f"C{j}", _float(c), f"the graph's constant c{j}")
+          for j, c in enumerate(graph.constants)],
         ("RESTART_CYCLES", str(ops.RESTART_CYCLES), "cycles of the decay_restart operand"),
         ("NOISE_ANNEALING", _float(ops.NOISE_ANNEALING), "annealed noise variance 1/(1+t)^this"),
         ("BIG", _float(ops.BIG), "every operator output is clipped to +-BIG"),
         ("TINY", _float(ops.TINY), "smallest magnitude of a protected argument"),
     ]
-    constants = [f"{k} = {v}  # {doc}" for k, v, doc in candidates if re.search(rf"\b{k}\b", code)]
+    known = {k for k, _, _ in candidates}
+    candidates += [(k, repr(v), "") for k, v in embedded_constants.items() if k not in known]
+    constants = [f"{k} = {v}" + (f"  # {doc}" if doc else "") for k, v, doc in candidates
+                 if re.search(rf"\b{k}\b", code)]
+    if schedule_fields:
+        docs = {"alpha": "the floor, as a fraction of the base rate", "decay_rate": "",
+                "steps": "stairs of the step schedule", "cycles": "cycles of the restarts"}
+        types = {"alpha": "float", "decay_rate": "float", "steps": "int", "cycles": "int"}
+        constants.insert(0, "\n".join([
+            "class ScheduleConstants(NamedTuple):",
+            '    """The constants of the learning-rate schedule\'s formula."""',
+            "",
+            *(f"    {f}: {types[f]}" + (f"  # {docs[f]}" if docs[f] else "")
+              for f in schedule_fields),
+        ]) + "\n\n")
+    defined = set(_IMPORTS) | {k for k, _, _ in candidates} | set(
+        re.findall(r"^(?:def|class) (\w+)", code.replace(factory, ""), re.MULTILINE)) | {
+        "ScheduleConstants"}
+    if name in defined or name in vars(builtins):
+        raise ValueError(f"name: {name!r} would shadow a name the module uses")
 
     equation = symbolic.to_text(graph).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
     doc = [
@@ -492,24 +501,15 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
         *[f"    {line}" for line in _wrap(equation, 84)],
         "",
         "Each step: g = the clipped gradient, the moments m, v, gamma are EMAs of g,",
-        "g^2, g^3, d = the update graph's root, then momentum on d, and",
-        "w <- w - lr * schedule(t) * (d + weight_decay * w).",
+        "g^2, g^3, d = the update graph's root (``scale_by_direction``), then",
+        "momentum on d, and w <- w - lr * schedule(t) * (d + weight_decay * w).",
         "",
         f"Usage: ``tx = {name}(learning_rate, total_steps)``, an optax optimizer;",
         "``tx.update(grads, state, params)`` needs the params. Needs only jax and optax.",
         '"""',
     ]
-    header = [
-        *doc,
-        "",
-        "from typing import Any, NamedTuple",
-        "",
-        "import jax",
-        "import jax.numpy as jnp",
-        "import optax",
-        "",
-        *constants,
-    ]
+    header = [*doc, "", "from typing import Any, NamedTuple", "", "import jax",
+              "import jax.numpy as jnp", "import optax", "", *constants]
     return "\n".join(header) + "\n\n\n" + code + "\n"
 
 
@@ -522,27 +522,6 @@ def _read_refs(expr: Expr, extra_roots: Sequence[str] = ()) -> set[str]:
             if graph_lib.node_index(r) is None:
                 refs.add(r)
     return refs
-
-
-def _step_helper(fn: Callable[..., Any]) -> str:
-    """The source of a :mod:`symopt.step` function as a private helper of the
-    exported module: the same code, renamed ``_name``, without annotations."""
-    function = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
-    function.name = f"_{function.name}"
-    for arg in function.args.args + function.args.kwonlyargs:
-        arg.annotation = None
-    function.returns = None
-    return "\n" + ast.unparse(function) + "\n"
-
-
-HELPERS.update({f"_{fn.__name__}": _step_helper(fn) for fn in (
-    step_lib.ema, step_lib.bias_correction, step_lib.momentum, step_lib.scaled_update)})
-
-
-def _helper_used(helper: str, code: str) -> bool:
-    if helper == "_unit_draws":
-        return "_unit_draws(" in code or "_normal_draws(" in code
-    return f"{helper}(" in code
 
 
 def _wrap(text: str, width: int) -> list[str]:

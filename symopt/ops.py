@@ -50,7 +50,12 @@ def sanitize(xp, x: Array) -> Array:
     return xp.minimum(xp.maximum(xp.where(x == x, x, 0.0), -BIG), BIG)
 
 
-def _protect(xp, x: Array) -> Array:
+def clip_big(xp, x: Array) -> Array:
+    """Clipped to [-BIG, BIG]: the output of an operator that may overflow."""
+    return xp.minimum(xp.maximum(x, -BIG), BIG)
+
+
+def protect(xp, x: Array) -> Array:
     """x with magnitude at least TINY and its sign kept (0 -> +TINY)."""
     return xp.where(xp.abs(x) < TINY, xp.where(x < 0, -TINY, TINY), x)
 
@@ -125,8 +130,8 @@ BINARY: dict[str, Op] = {
         Op("add", 2, lambda xp, a, b: a + b, lambda a, b: a + b, "{a} + {b}", commutative=True),
         Op("sub", 2, lambda xp, a, b: a - b, lambda a, b: a - b, "{a} - {b}"),
         Op("mul", 2, lambda xp, a, b: a * b, lambda a, b: a * b, "{a} * {b}", commutative=True),
-        Op("div", 2, lambda xp, a, b: a / _protect(xp, b), lambda a, b: a / b,
-           "{a} / _protect({b})"),
+        Op("div", 2, lambda xp, a, b: a / protect(xp, b), lambda a, b: a / b,
+           "{a} / _protect(jnp, {b})"),
         Op(
             "pow",
             2,
@@ -192,7 +197,7 @@ def bounded_fn(name: str, arity: int) -> Callable[..., Array]:
         raw = lambda xp, a, b, uniform: fn(xp, a, b)  # noqa: E731
     if op.bounded:
         return raw
-    return lambda xp, *args: xp.minimum(xp.maximum(raw(xp, *args), -BIG), BIG)
+    return lambda xp, *args: clip_big(xp, raw(xp, *args))
 
 
 # --------------------------------------------------------------------------

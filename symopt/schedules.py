@@ -18,17 +18,43 @@ from typing import Any
 Array = Any
 
 
-def _cosine(xp, u, s):
+def constant(xp, u: Array, s: Any) -> Array:
+    """1 throughout."""
+    return xp.ones_like(u)
+
+
+def cosine(xp, u: Array, s: Any) -> Array:
+    """Half a cosine from 1 down to ``s.alpha``."""
     return s.alpha + (1 - s.alpha) * 0.5 * (1 + xp.cos(xp.pi * u))
 
 
+def linear(xp, u: Array, s: Any) -> Array:
+    """A straight line from 1 down to ``s.alpha``."""
+    return 1 - (1 - s.alpha) * u
+
+
+def exponential(xp, u: Array, s: Any) -> Array:
+    """``s.decay_rate ** u``: from 1 down to ``s.decay_rate``."""
+    return s.decay_rate**u
+
+
+def staircase(xp, u: Array, s: Any) -> Array:
+    """``s.steps`` equal stairs, each ``s.decay_rate`` times the one before."""
+    return s.decay_rate ** xp.floor(xp.minimum(u * s.steps, s.steps - 1))
+
+
+def restarts(xp, u: Array, s: Any) -> Array:
+    """``s.cycles`` cosine cycles, each from 1 down to ``s.alpha``."""
+    return cosine(xp, xp.mod(u * s.cycles, 1.0), s)
+
+
 SCHEDULE_FORMULAS: dict[str, Callable[..., Array]] = {
-    "constant": lambda xp, u, s: xp.ones_like(u),
-    "cosine": _cosine,
-    "linear": lambda xp, u, s: 1 - (1 - s.alpha) * u,
-    "exponential": lambda xp, u, s: s.decay_rate**u,
-    "step": lambda xp, u, s: s.decay_rate ** xp.floor(xp.minimum(u * s.steps, s.steps - 1)),
-    "restarts": lambda xp, u, s: _cosine(xp, xp.mod(u * s.cycles, 1.0), s),
+    "constant": constant,
+    "cosine": cosine,
+    "linear": linear,
+    "exponential": exponential,
+    "step": staircase,
+    "restarts": restarts,
 }
 """The multiplier of each closed-form schedule kind after warmup, at ``u`` in
 [0, 1]; ``s`` has the :class:`~symopt.graph.Schedule` fields (floats, or arrays

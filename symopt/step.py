@@ -51,6 +51,12 @@ def scaled_update(xp, direction: Array, w: Array, weight_decay: Array,
     (``optax.add_decayed_weights``), then the step (``optax.scale_by_learning_rate``).
     ``learning_rate`` already holds the schedule's multiplier; a weight decay of
     Python 0 adds nothing (not even ``0 * w``)."""
-    if not (isinstance(weight_decay, (int, float)) and weight_decay == 0):
+    if adds_weight_decay(weight_decay):
         direction = direction + weight_decay * w
     return -learning_rate * direction
+
+
+def adds_weight_decay(weight_decay: Array) -> bool:
+    """False only for a Python 0: then the step adds nothing, not even ``0 * w``
+    (``to_optax`` leaves ``optax.add_decayed_weights`` out of its chain)."""
+    return not (isinstance(weight_decay, (int, float)) and weight_decay == 0)

@@ -19,6 +19,7 @@ import pytest
 
 import symopt
 from symopt import compile as compile_lib
+from symopt import draws
 from symopt import zoo
 from symopt.compile import schedule_multiplier
 from symopt.graph import SCHEDULE_KINDS, Expr, Graph, Schedule, nodes, simple
@@ -310,30 +311,30 @@ def _two_updates(tx):
 def test_random_graph_keeps_its_seed_words_in_its_state(graph):
     _, states = _two_updates(symopt.to_optax(graph, seed=5))
     for state in states:  # counter-based draws: the step count advances the stream
-        np.testing.assert_array_equal(graph_state(state).key, compile_lib.seed_words(5))
+        np.testing.assert_array_equal(graph_state(state).key, draws.seed_words(5))
 
 
-@pytest.mark.parametrize("draw", [compile_lib.noise_draws, compile_lib.uniform_draws])
+@pytest.mark.parametrize("draw", [draws.noise_draws, draws.uniform_draws])
 def test_numpy_and_jax_draw_the_same_numbers(draw):
-    words = compile_lib.seed_words(11)
+    words = draws.seed_words(11)
     ours = draw(np, np.asarray(words), 7, 3, (5, 6), np.float32)
     theirs = jax.jit(lambda w, t: draw(jnp, w, t, 3, (5, 6), jnp.float32))(words, 7)
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
 def test_draws_are_uniform_or_normal_and_differ_by_seed_step_and_leaf():
-    words = compile_lib.seed_words(0)
-    u = np.asarray(compile_lib.uniform_draws(jnp, words, 0, 0, (200_000,)))
+    words = draws.seed_words(0)
+    u = np.asarray(draws.uniform_draws(jnp, words, 0, 0, (200_000,)))
     assert u.min() >= 0.0 and u.max() < 1.0
     np.testing.assert_allclose(np.histogram(u, bins=10, range=(0, 1))[0] / u.size, 0.1, atol=0.005)
-    z = np.asarray(compile_lib.noise_draws(jnp, words, 0, 0, (200_000,)))
+    z = np.asarray(draws.noise_draws(jnp, words, 0, 0, (200_000,)))
     np.testing.assert_allclose([z.mean(), z.std(), np.mean(np.abs(z) > 1.96)], [0, 1, 0.05],
                                atol=0.01)
     assert np.all(np.isfinite(z))  # the tails too: never erfinv(+-1)
     np.testing.assert_allclose(np.quantile(z, [0.001, 0.01, 0.99, 0.999]),
                                [-3.09, -2.326, 2.326, 3.09], atol=0.1)
-    variants = [compile_lib.uniform_draws(jnp, w, t, i, (64,)) for w, t, i in (
-        (words, 0, 0), (compile_lib.seed_words(1), 0, 0), (words, 1, 0), (words, 0, 1))]
+    variants = [draws.uniform_draws(jnp, w, t, i, (64,)) for w, t, i in (
+        (words, 0, 0), (draws.seed_words(1), 0, 0), (words, 1, 0), (words, 0, 1))]
     for a in range(4):
         for b in range(a):
             assert abs(np.corrcoef(variants[a], variants[b])[0, 1]) < 0.5
@@ -466,9 +467,9 @@ def test_an_optax_schedule_as_learning_rate_is_called_with_the_step_count(params
         chex.assert_trees_all_close(u_ours, u_theirs, rtol=1e-6)
 
 
-@pytest.mark.parametrize("draw", [compile_lib.noise_draws, compile_lib.uniform_draws])
+@pytest.mark.parametrize("draw", [draws.noise_draws, draws.uniform_draws])
 def test_one_draw_over_all_weights_equals_the_draws_leaf_by_leaf(draw):
-    words, shapes = compile_lib.seed_words(2), [(3, 4), (4,), (2, 2, 2)]
+    words, shapes = draws.seed_words(2), [(3, 4), (4,), (2, 2, 2)]
     offsets = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
     leaf_by_leaf = [draw(np, words, 5, o, s).ravel()
                     for o, s in zip(offsets[:-1], shapes, strict=True)]

@@ -18,11 +18,12 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import symopt
 from symopt import compile as compile_lib
-from symopt import export, ops, schedules, zoo
+from symopt import draws, export, ops, schedules, zoo
 from symopt.graph import SCHEDULE_KINDS, Expr, Schedule, nodes, simple
 from symopt.spaces.nos import NosSpace
 
@@ -54,9 +55,10 @@ def _namespace(**values) -> dict:
 
 
 def _helpers(xp) -> dict:
+    """The protections as an exported module embeds them."""
+    source, _ = export.embedded_source([ops.sanitize, ops.clip_big, ops.protect])
     space = {"jnp": xp, "BIG": ops.BIG, "TINY": ops.TINY}
-    for name in ("_sanitize", "_clip_big", "_protect"):
-        exec(export.HELPERS[name], space)  # noqa: S102
+    exec(source, space)  # noqa: S102
     return {k: space[k] for k in ("_sanitize", "_clip_big", "_protect")}
 
 
@@ -67,10 +69,6 @@ def _same(actual, expected) -> None:
 
 # --------------------------------------------------------------------------
 # Templates.
-
-
-def test_every_schedule_kind_but_graph_has_a_template():
-    assert set(export.SCHEDULE_SOURCE) == set(SCHEDULE_KINDS) - {"graph"}
 
 
 @pytest.mark.parametrize("name", list(ops.UNARY))
@@ -133,35 +131,25 @@ def test_operand_template_computes_the_operand(name):
     )
 
 
-@pytest.mark.parametrize("kind", sorted(export.SCHEDULE_SOURCE))
-def test_schedule_template_computes_the_schedule(kind):
-    step = jnp.arange(33.0)
-    s = Schedule(
-        kind=kind,
-        alpha=0.2,
-        decay_rate=0.3,
-        steps=4,
-        cycles=3,
-        values=(1.0, 0.5, 2.0) if kind == "piecewise" else (),
-    )
-    space = _namespace(
-        u=schedules.schedule_fraction(jnp, step, 0, 33),
-        ALPHA=s.alpha,
-        DECAY_RATE=s.decay_rate,
-        STEPS=s.steps,
-        CYCLES=s.cycles,
-        SCHEDULE_VALUES=s.values,
-    )
-    space["jnp"] = jnp  # the piecewise template indexes with jnp.take
-    expected = compile_lib.schedule_multiplier(s, jnp, step, 33)
-    _same(eval(export.SCHEDULE_SOURCE[kind], space), expected)  # noqa: S307
+@pytest.mark.parametrize("fn", [
+    ops.sanitize, ops.clip_big, ops.protect, schedules.held_step, draws.noise_draws])
+def test_embedded_function_computes_what_the_symopt_function_computes(fn):
+    source, constants = export.embedded_source([fn])
+    space = {"jax": jax, "jnp": jnp, **constants, "BIG": ops.BIG, "TINY": ops.TINY}
+    exec(source, space)  # noqa: S102
+    embedded = space[export.embedded_name(fn)]
+    x = jnp.asarray(np.concatenate([_inputs(8), np.array([np.nan, np.inf, -np.inf], np.float32)]))
+    args = {schedules.held_step: (jnp, x, 7),
+            draws.noise_draws: (jnp, draws.seed_words(3), 5, 17, (4, 3))}.get(fn, (jnp, x))
+    _same(embedded(*args), fn(*args))
 
 
-def test_sanitize_and_protect_helpers_match_ops():
-    x = np.concatenate([_inputs(8), np.array([np.nan, np.inf, -np.inf], np.float32)])
-    helpers = _helpers(np)
-    _same(helpers["_sanitize"](x), ops.sanitize(np, x))
-    _same(helpers["_protect"](x), ops._protect(np, x))  # noqa: SLF001
+def test_embedded_source_renames_the_calls_it_embeds():
+    source, constants = export.embedded_source([draws.noise_draws])
+    assert "def _noise_draws(" in source and "def _unit_draws(" in source
+    assert "def _mix32(" in source and " mix32(" not in source
+    assert constants == {"STEP_MIX": draws.STEP_MIX}
+    assert "->" not in source and ": Array" not in source  # no annotations
 
 
 # --------------------------------------------------------------------------
@@ -328,6 +316,26 @@ def test_exported_updates_equal_to_optax_past_total_steps(name, graph, params, m
         np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-12)
 
 
+def _schedule_graph(kind: str) -> symopt.Graph:
+    expr = nodes(("mul", "identity", "decay_linear", "sqrt_abs", "t"))
+    return simple("adam", schedule=Schedule(
+        kind=kind, alpha=0.2, decay_rate=0.3, steps=3, cycles=2, warmup_steps=2,
+        values=(1.0, 0.5, 2.0) if kind == "piecewise" else (),
+        expr=expr if kind == "graph" else None))
+
+
+@pytest.mark.parametrize("kind", SCHEDULE_KINDS)
+def test_exported_schedule_equals_to_optax_before_and_past_total_steps(kind, params, make_grads,
+                                                                      tmp_path):
+    graph = _schedule_graph(kind)
+    module = _load(export.to_source(graph), tmp_path, f"schedule_{kind}")
+    grads = make_grads(NUM_STEPS, seed=3)
+    expected = _trajectory(symopt.to_optax(graph, 0.01, 12), params, grads)
+    actual = _trajectory(module.optimizer(0.01, 12), params, grads)
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-12)
+
+
 # --------------------------------------------------------------------------
 # The generated module.
 
@@ -353,8 +361,8 @@ def test_module_docstring_holds_the_equation():
 def test_module_writes_one_line_per_active_node():
     graph = zoo.powersign()
     source = export.to_source(graph)
-    assert "n0 = _clip_big(sign_g * sign_m)" in source
-    assert "n1 = _clip_big(_clip_big(jnp.exp(jnp.clip(n0, -80.0, 80.0))) * g)" in source
+    assert "n0 = _clip_big(jnp, sign_g * sign_m)" in source
+    assert "n1 = _clip_big(jnp, _clip_big(jnp, jnp.exp(jnp.clip(n0, -80.0, 80.0))) * g)" in source
     assert "n2 =" not in source
 
 
@@ -366,12 +374,14 @@ def test_hyperparameters_are_named_constants():
 
 
 @pytest.mark.parametrize(
-    "name, fields", [("sgd", ()), ("adam", ("m", "v")), ("lion", ("s0",)), ("momentum", ("trace",))]
+    "name, fields", [("sgd", ()), ("adam", ("m", "v")), ("lion", ("states",)), ("momentum", ())]
 )
-def test_state_holds_only_what_the_graph_uses(name, fields, tmp_path):
+def test_state_holds_only_what_the_graph_uses(name, fields, tmp_path, params):
     module = _load(export.to_source(zoo.get(name)), tmp_path, f"state_{name}")
-    assert module.LeafState._fields == fields
-    assert module.OptimizerState._fields == ("count", "leaves")
+    assert module.DirectionState._fields == ("count", *fields)
+    state = module.optimizer().init(params)
+    traces = [s for s in state if isinstance(s, optax.TraceState)]
+    assert len(traces) == (name == "momentum")
 
 
 def test_factory_name_is_chosen(tmp_path):
@@ -379,6 +389,13 @@ def test_factory_name_is_chosen(tmp_path):
     assert callable(module.my_sgd)
     with pytest.raises(ValueError, match="identifier"):
         export.to_source(zoo.sgd(), name="not valid")
+
+
+@pytest.mark.parametrize("name", ["class", "jnp", "optax", "BIG", "scale_by_direction",
+                                  "_schedule", "len"])
+def test_factory_name_that_would_break_the_module_is_rejected(name):
+    with pytest.raises(ValueError, match="name"):
+        export.to_source(zoo.adam(), name=name)
 
 
 def test_invalid_graph_is_rejected():
