@@ -163,11 +163,6 @@ class Graph:
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(to_dict(self), **kwargs)
 
-    def __str__(self) -> str:
-        from symopt import symbolic  # noqa: PLC0415 (sympy printing is optional work)
-
-        return symbolic.to_text(self)
-
 
 @functools.lru_cache(maxsize=1024)
 def node_ref(i: int) -> str:

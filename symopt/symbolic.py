@@ -8,7 +8,7 @@ momentum buffer ``u_t`` in place of ``d`` where the graph has momentum), the
 learning-rate schedule as a function of ``t/T``, and each operand's decay.
 :func:`to_latex` writes the whole optimizer as an aligned LaTeX block (update,
 direction, states, moment EMAs, schedule) and :func:`to_text` as one short
-line for logs and ``str(graph)``.
+line for logs.
 
 Simplification is cheap on purpose: ``sympy.simplify`` takes from 0.1 s to
 tens of seconds on random 10-node graphs and sometimes raises, so the forms
@@ -469,7 +469,7 @@ def to_latex(graph: Graph) -> str:
 
 
 def to_text(graph: Graph) -> str:
-    """The optimizer on one short line, for ``str(graph)`` and search logs.
+    """The optimizer on one short line, for search logs and summaries.
 
     The equations (named nodes, ``d``, states) then the key hyperparameters,
     e.g. ``d = m/(epsilon + sqrt(v)); lr=0.001, schedule=constant,
