@@ -11,8 +11,10 @@ figures come out per optimizer and task:
   (mean over seeds), reported on its test split. The test split never
   chooses anything.
 
-Scores are :mod:`symopt.fitness`'s clipped final losses, so a diverged run
-counts with the task's worst loss. :func:`ratio` compares two optimizers by
+The per-task part, every optimizer at every multiplier and each one's
+val-best, is :func:`sweep`, which :mod:`symopt.transfer` shares under its
+configured metric. Scores here are :mod:`symopt.fitness`'s clipped final
+losses, so a diverged run counts with the task's worst loss. :func:`ratio` compares two optimizers by
 the geometric mean over tasks of their loss ratios (above 1: the first has
 the lower loss). The baselines are Adam, AdamW with a linear warmup over 5%
 of the steps and cosine decay, Lion and Marfinetz 2025's terms-GA optimizer.
@@ -87,15 +89,73 @@ def shape_for(graphs: Sequence[Graph], base: ProgramShape | None = None) -> Prog
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """Optimizers x learning-rate multipliers on one task, scored under ``metric``.
+
+    Arrays are indexed ``[optimizer, multiplier, ...]`` in the order given;
+    values are :func:`symopt.fitness.runs` (a clipped loss or a fitness).
+    """
+
+    metric: str
+    multipliers: tuple[float, ...]
+    learning_rates: np.ndarray  # [N, K] each optimizer's rate times each multiplier
+    val: np.ndarray  # [N, K] val split, mean over seeds
+    test: np.ndarray  # [N, K, S] test split, per seed
+    chosen: np.ndarray  # [N] index of the val-best multiplier (ties: the first)
+    diverged: np.ndarray  # [N, K, S] bool
+    test_accuracy: np.ndarray  # [N, K, S] NaN for tasks without classes
+    curves: np.ndarray  # [N, K, S, points] training loss at evaluate.curve_steps
+
+
+def sweep(optimizers: Sequence[Graph], task: Any, multipliers: Sequence[float], *,
+          metric: str, shape: ProgramShape | None = None, chunk_size: int = 0,
+          strategy: str = "auto") -> Sweep:
+    """Trains every optimizer at every multiple of its learning rate on ``task``
+    and picks each one's multiplier on the val split (the test split picks nothing).
+
+    The rates are rows of one compiled program (:func:`symopt.evaluate.at_multipliers`).
+
+    Args:
+      optimizers: graphs, each at its own learning rate.
+      task: the task.
+      multipliers: learning-rate multipliers.
+      metric: :data:`symopt.fitness.METRICS`; chooses the multiplier and scores the runs.
+      shape: the program shape (default: :func:`shape_for` the optimizers).
+      chunk_size: runs per compiled program (0: all of them). Callers sweeping
+        several populations on one task keep ``shape`` and ``chunk_size`` fixed
+        so that every sweep reuses one compile.
+      strategy: the population optimizer's strategy.
+    """
+    multipliers = tuple(float(m) for m in multipliers)
+    runs = evaluate.at_multipliers(optimizers, multipliers)
+    metrics, curves = evaluate.evaluate_graphs(
+        runs, task, shape=shape or shape_for(optimizers), chunk_size=chunk_size or len(runs),
+        strategy=strategy, curves=True)
+
+    def grid(x) -> np.ndarray:
+        x = np.asarray(x)
+        return x.reshape(len(optimizers), len(multipliers), *x.shape[1:])
+
+    val = grid(fitness.task_values(metrics, "val", metric))
+    return Sweep(
+        metric=metric, multipliers=multipliers,
+        learning_rates=grid([g.hparams.learning_rate for g in runs]),
+        val=val, test=grid(fitness.runs(metrics, "test", metric)),
+        chosen=np.array([fitness.best_index(metric, v) for v in val], int),
+        diverged=grid(metrics.diverged), test_accuracy=grid(metrics.test_accuracy),
+        curves=grid(curves))
+
+
 def evaluate_task(optimizers: Mapping[str, Graph], task: Any, multipliers: Sequence[float], *,
                   shape: ProgramShape | None = None, strategy: str = "auto") -> list[Result]:
-    """Trains every optimizer at every multiplier on ``task`` (one compiled program).
+    """Every optimizer as found and lr-tuned on ``task``: one :func:`sweep` under ``"loss"``.
 
     Args:
       optimizers: graphs by name, each at its own (as found) learning rate.
       task: a test task.
       multipliers: learning-rate multipliers; must include 1.0 (as found).
-      shape: the program shape (default: :func:`shape_for` the runs).
+      shape: the program shape (default: :func:`shape_for` the optimizers).
       strategy: the population optimizer's strategy.
 
     Returns:
@@ -104,29 +164,21 @@ def evaluate_task(optimizers: Mapping[str, Graph], task: Any, multipliers: Seque
     multipliers = tuple(float(m) for m in multipliers)
     if 1.0 not in multipliers:
         raise ValueError(f"multipliers must include 1.0 (as found), got {multipliers}")
-    runs = evaluate.at_multipliers(list(optimizers.values()), multipliers)
-    shape = shape or shape_for(runs)
-    metrics = evaluate.evaluate_graphs(runs, task, shape=shape, chunk_size=len(runs),
-                                       strategy=strategy)
-    k = len(multipliers)
-    val = fitness.task_values(metrics, "val", "loss").reshape(-1, k)
-    test = fitness.loss_runs(metrics, "test").reshape(len(optimizers), k, -1)
-    diverged = np.asarray(metrics.diverged).reshape(len(optimizers), k, -1)
-    accuracy = np.asarray(metrics.test_accuracy, np.float64).reshape(len(optimizers), k, -1)
+    s = sweep(list(optimizers.values()), task, multipliers, metric="loss", shape=shape,
+              strategy=strategy)
     found = multipliers.index(1.0)
     out = []
-    for i, (name, graph) in enumerate(optimizers.items()):
-        tuned = fitness.best_index("loss", val[i])
-        lr = graph.hparams.learning_rate
+    for i, name in enumerate(optimizers):
+        tuned = int(s.chosen[i])
         out.append(Result(
-            optimizer=name, task=task.name, learning_rate=lr,
-            tuned_learning_rate=lr * multipliers[tuned],
-            found=tuple(float(x) for x in test[i, found]),
-            tuned=tuple(float(x) for x in test[i, tuned]),
-            found_diverged=int(diverged[i, found].sum()),
-            tuned_diverged=int(diverged[i, tuned].sum()),
-            found_accuracy=_mean_or_none(accuracy[i, found]),
-            tuned_accuracy=_mean_or_none(accuracy[i, tuned]),
+            optimizer=name, task=task.name, learning_rate=float(s.learning_rates[i, found]),
+            tuned_learning_rate=float(s.learning_rates[i, tuned]),
+            found=tuple(float(x) for x in s.test[i, found]),
+            tuned=tuple(float(x) for x in s.test[i, tuned]),
+            found_diverged=int(s.diverged[i, found].sum()),
+            tuned_diverged=int(s.diverged[i, tuned].sum()),
+            found_accuracy=_mean_or_none(s.test_accuracy[i, found]),
+            tuned_accuracy=_mean_or_none(s.test_accuracy[i, tuned]),
         ))
     return out
 

@@ -5,15 +5,19 @@
 This module owns :func:`run_transfer` and its config (:func:`default_config`,
 :func:`validate`). Every optimizer (the given graphs and the zoo baselines)
 is trained on each task with several seeds at each learning-rate multiplier
-of its own learning rate; the multiplier with the best val fitness (mean over
-seeds) is chosen per task. The tasks run in the order given (cheapest first)
-as a progressive elimination (:func:`symopt.search.successive_halving`):
-after each task the top ``keep`` fraction by val fitness normalised by Adam's
-go on; Adam, the reference, is always measured. DIR receives ``results.md``
-(optimizer x task: test fitness at the chosen lr, mean +- std over seeds, and
-the aggregate over the tasks reached, divided by Adam's on the same tasks),
-``results.csv`` (one row per optimizer x task) and ``curves_<task>.png``
-(training loss over steps, mean over seeds, at the chosen lr).
+of its own learning rate, and the val-best multiplier is chosen per task
+(:func:`symopt.heldout.sweep`). Runs are scored under ``config.metric`` as
+the search scores them (:mod:`symopt.fitness`: ``"accuracy"``, Marfinetz
+2025's formula, or ``"loss"``, the clipped final loss), and normalised by
+Adam's with :func:`symopt.fitness.aggregate`. The tasks run in the order
+given (cheapest first) as a progressive elimination
+(:func:`symopt.search.successive_halving`): after each task the top ``keep``
+fraction by normalised val score go on; Adam, the reference, is always
+measured. DIR receives ``results.md`` (optimizer x task: the test value at the
+chosen lr, mean +- std over seeds, and the aggregate over the tasks reached,
+normalised by Adam's on the same tasks), ``results.csv`` (one row per
+optimizer x task) and ``curves_<task>.png`` (training loss over steps, mean
+over seeds, at the chosen lr).
 """
 
 from __future__ import annotations
@@ -36,16 +40,25 @@ REFERENCE = "adam"
 PUBLISHED = ("signum", "addsign", "powersign", "ades", "autolr_sign", "terms_ga")
 DEFAULT_BASELINES = ",".join(("sgd", "momentum", "adam", "adamw", "lion", *PUBLISHED))
 MAX_CHUNK = 32  # optimizer x multiplier runs per compiled program
-CSV_FIELDS = ("optimizer", "task", "lr_multiplier", "learning_rate", "val_fitness",
-              "test_fitness_mean", "test_fitness_std", "seeds", "aggregate_vs_adam")
+CSV_FIELDS = ("optimizer", "task", "metric", "lr_multiplier", "learning_rate", "val",
+              "test_mean", "test_std", "seeds", "aggregate_vs_adam")
 Log = Callable[[str], None]
+DESCRIPTIONS = {  # metric -> what results.md's cells and aggregate are
+    "accuracy": ("Test fitness (Marfinetz 2025's formula, higher is better)",
+                 "mean test fitness over the tasks reached, divided by Adam's on the same tasks"),
+    "loss": ("Test loss (final loss clipped as symopt.fitness clips, lower is better)",
+             "geometric mean over the tasks reached of Adam's test loss divided by the "
+             "optimizer's, each ratio clipped"),
+}
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """Every key with its default: three offline tasks, 3 seeds, five learning rates."""
+    """Every key with its default: three offline tasks, 3 seeds, five learning
+    rates, the search's default metric."""
     return ml_collections.ConfigDict(dict(
         tasks="digits_mlp,digits_cnn,mnist1d_mlp", steps=0, batch_size=0, seeds=3,
         lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0), baselines=DEFAULT_BASELINES, keep=0.5,
+        metric=config_lib.default_config().evaluation.metric,
         data_dir="", download=False, options=ml_collections.ConfigDict(),
     ))
 
@@ -78,6 +91,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
          f"unknown zoo optimizer in {c.baselines!r}; known: {', '.join(zoo.names())}"),
         ("keep", isinstance(c.keep, (int, float)) and 0 < c.keep <= 1,
          f"must be in (0, 1], got {c.keep!r}"),
+        ("metric", c.metric in fitness.METRICS,
+         f"must be one of {', '.join(fitness.METRICS)}, got {c.metric!r}"),
     )
     for key, ok, message in checks:
         if not ok:
@@ -92,13 +107,22 @@ def _positive_numbers(values) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class TaskResult:
-    """One optimizer on one task: every multiplier's val fitness and the chosen one's runs."""
+    """One optimizer on one task: every multiplier's val value and the chosen one's runs.
 
-    val_fitness: np.ndarray  # [M] mean over seeds, per lr multiplier
+    Values are :func:`symopt.fitness.runs` under the config's metric: a
+    clipped loss (``"loss"``, lower is better) or a fitness (``"accuracy"``).
+    """
+
+    val: np.ndarray  # [M] mean over seeds, per lr multiplier
     chosen: int  # index of the val-best multiplier
     learning_rate: float  # the chosen learning rate
-    test_fitness: np.ndarray  # [S] per seed, at the chosen lr
+    test: np.ndarray  # [S] per seed, at the chosen lr
     loss_curve: np.ndarray  # [points] training loss, mean over seeds, at the chosen lr
+
+    @property
+    def val_best(self) -> float:
+        """The val value at the chosen multiplier."""
+        return float(self.val[self.chosen])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +132,9 @@ class TransferResult:
     optimizers: tuple[str, ...]
     tasks: tuple[str, ...]
     multipliers: tuple[float, ...]
+    metric: str
     results: dict[tuple[str, str], TaskResult]  # (optimizer, task) -> result
-    aggregate: dict[str, float]  # test fitness over the tasks reached / Adam's on them
+    aggregate: dict[str, float]  # fitness.aggregate of the test values over the tasks reached
     halving: search.HalvingResult  # over the non-reference optimizers, by index
     files: tuple[str, ...]
 
@@ -129,33 +154,29 @@ def load_graphs(paths: Sequence[str]) -> dict[str, graph_lib.Graph]:
     return graphs
 
 
-def _search_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The task options as a search config, so that :func:`symopt.run.build_task` builds them."""
+def build_tasks(config: ml_collections.ConfigDict) -> list[tasks.Task]:
+    """The config's tasks, built as a search builds its own (:func:`symopt.run.build_task`)."""
     search_config = config_lib.default_config()
     search_config.tasks.update(dict(
         steps=config.steps, batch_size=config.batch_size, seeds=config.seeds,
         data_dir=config.data_dir, download=config.download, options=config.options.to_dict()))
-    return search_config
+    return [run.build_task(search_config, n) for n in config_lib.names(config.tasks)]
 
 
 def _measure_task(task: tasks.Task, named: dict[str, graph_lib.Graph],
-                  multipliers: tuple[float, ...], shape: ProgramShape,
+                  multipliers: tuple[float, ...], metric: str, shape: ProgramShape,
                   chunk_size: int) -> dict[str, TaskResult]:
-    """Trains every optimizer at every multiplier; picks each one's val-best multiplier."""
-    runs = evaluate.at_multipliers(list(named.values()), multipliers)
-    metrics, curves = evaluate.evaluate_graphs(runs, task, shape=shape, chunk_size=chunk_size,
-                                               curves=True)
-    val = fitness.accuracy_runs(metrics, split="val").mean(axis=1).reshape(len(named), -1)
-    test = fitness.accuracy_runs(metrics, split="test").reshape(len(named), len(multipliers), -1)
-    curves = curves.reshape(len(named), len(multipliers), *curves.shape[1:])
+    """Every optimizer's :func:`symopt.heldout.sweep` on ``task``, with its learning curve."""
+    s = heldout.sweep(list(named.values()), task, multipliers, metric=metric, shape=shape,
+                      chunk_size=chunk_size)
     out = {}
-    for i, (name, graph) in enumerate(named.items()):
-        chosen = int(np.argmax(val[i]))  # ties: the smaller multiplier (listed first)
-        with np.errstate(all="ignore"):
-            curve = np.nanmean(np.where(np.isfinite(curves[i, chosen]), curves[i, chosen],
-                                        np.nan), axis=0)
-        out[name] = TaskResult(val[i], chosen, graph.hparams.learning_rate * multipliers[chosen],
-                               test[i, chosen], curve)
+    for i, name in enumerate(named):
+        chosen = int(s.chosen[i])
+        runs = s.curves[i, chosen]
+        with np.errstate(all="ignore"):  # a diverged seed's curve has non-finite steps
+            curve = np.nanmean(np.where(np.isfinite(runs), runs, np.nan), axis=0)
+        out[name] = TaskResult(s.val[i], chosen, float(s.learning_rates[i, chosen]),
+                               s.test[i, chosen], curve)
     return out
 
 
@@ -181,11 +202,11 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
     if clash:
         raise ValueError(f"graph names {clash} clash with the baselines")
     named.update(graphs)
-    search_config = _search_config(config)
-    task_list = [run.build_task(search_config, n) for n in config_lib.names(config.tasks)]
+    task_list = build_tasks(config)
     for task in task_list:
         task.data()  # fails now, with the command to prepare it, if the data is missing
     multipliers = tuple(float(m) for m in config.lr_multipliers)
+    metric = config.metric
     shape = heldout.shape_for(list(named.values()))
     chunk_size = min(MAX_CHUNK, len(named) * len(multipliers))
     names = list(named)
@@ -199,11 +220,11 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
         start = time.perf_counter()
         log(f"task {index + 1}/{len(task_list)} {task.name}: {len(entrants)} optimizers x "
             f"{len(multipliers)} learning rates ({task.steps} steps, {config.seeds} seeds) ...")
-        measured = _measure_task(task, entrants, multipliers, shape, chunk_size)
+        measured = _measure_task(task, entrants, multipliers, metric, shape, chunk_size)
         results.update({(n, task.name): r for n, r in measured.items()})
         scores = fitness.aggregate(
-            {task.name: np.array([measured[names[i]].val_fitness.max() for i in ids])},
-            {task.name: float(measured[REFERENCE].val_fitness.max())})
+            {task.name: np.array([measured[names[i]].val_best for i in ids])},
+            {task.name: measured[REFERENCE].val_best}, metric)
         log(f"task {index + 1}/{len(task_list)} {task.name}: done in "
             f"{time.perf_counter() - start:.1f}s")
         return scores
@@ -213,10 +234,10 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
     for name in names:
         reached = [t.name for t in task_list if (name, t.name) in results]
         aggregate[name] = float(fitness.aggregate(
-            {t: np.array([results[(name, t)].test_fitness.mean()]) for t in reached},
-            {t: float(results[(REFERENCE, t)].test_fitness.mean()) for t in reached})[0])
+            {t: np.array([results[(name, t)].test.mean()]) for t in reached},
+            {t: float(results[(REFERENCE, t)].test.mean()) for t in reached}, metric)[0])
     result = TransferResult(tuple(names), tuple(t.name for t in task_list), multipliers,
-                            results, aggregate, halving, ())
+                            metric, results, aggregate, halving, ())
     files = _write(result, task_list, out_dir)
     log(f"done: {', '.join(files)}")
     return dataclasses.replace(result, files=tuple(files))
@@ -242,11 +263,11 @@ def csv_rows(result: TransferResult) -> list[dict[str, object]]:
             r = result.results.get((name, task))
             if r is None:
                 continue
+            mean, std = fitness.mean_std(r.test)
             rows.append(dict(
-                optimizer=name, task=task, lr_multiplier=result.multipliers[r.chosen],
-                learning_rate=r.learning_rate, val_fitness=float(r.val_fitness[r.chosen]),
-                test_fitness_mean=float(r.test_fitness.mean()),
-                test_fitness_std=float(r.test_fitness.std()), seeds=len(r.test_fitness),
+                optimizer=name, task=task, metric=result.metric,
+                lr_multiplier=result.multipliers[r.chosen], learning_rate=r.learning_rate,
+                val=r.val_best, test_mean=mean, test_std=std, seeds=len(r.test),
                 aggregate_vs_adam=result.aggregate[name]))
     return rows
 
@@ -259,14 +280,15 @@ def _write(result: TransferResult, task_list: Sequence[tasks.Task], out_dir: str
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    cells = {(r["optimizer"], r["task"]): f"{r['test_fitness_mean']:.4f} ± "
-             f"{r['test_fitness_std']:.4f} (lr x{r['lr_multiplier']:g})" for r in rows}
+    cells = {(r["optimizer"], r["task"]): f"{r['test_mean']:.4f} ± "
+             f"{r['test_std']:.4f} (lr x{r['lr_multiplier']:g})" for r in rows}
+    value, aggregate = DESCRIPTIONS[result.metric]
     lines = [
         "# symopt transfer evaluation", "",
-        "Test fitness (Marfinetz 2025's formula) at the learning rate chosen on the val split "
+        f"{value} at the learning rate chosen on the val split "
         f"(multipliers {', '.join(f'{m:g}' for m in result.multipliers)} of each optimizer's "
-        "own), mean ± std over seeds; `-`: eliminated before that task. Aggregate: mean test "
-        "fitness over the tasks reached, divided by Adam's on the same tasks (Adam = 1).", "",
+        f"own), mean ± std over seeds; `-`: eliminated before that task. Aggregate: "
+        f"{aggregate} (Adam = 1, higher is better).", "",
         "| optimizer | " + " | ".join(result.tasks) + " | aggregate vs Adam |",
         "|---|" + "---|" * len(result.tasks) + "---|",
     ]

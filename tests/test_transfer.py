@@ -1,7 +1,8 @@
 """Transfer evaluation: the report's files and numbers, the lr choice, elimination, the CLI.
 
-One tiny run (two offline tasks, 20 steps, 2 seeds, two lr multipliers, three
-baselines and one graph) is shared by the tests: two compiles in all.
+One tiny run per metric (two offline tasks, 20 steps, 2 seeds, two lr
+multipliers, three baselines and one graph) is shared by the tests: one
+compile per task, which both metrics share (the metric is read on the host).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from symopt import config as config_lib
-from symopt import evaluate, heldout, transfer, zoo
+from symopt import evaluate, fitness, heldout, transfer, zoo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,11 +32,27 @@ def tiny_config():
     return config
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    out = tmp_path_factory.mktemp("transfer")
-    result = transfer.run_transfer(tiny_config(), {"found": zoo.lion()}, out, log=lambda _: None)
-    return result, out
+@pytest.fixture(scope="module", params=fitness.METRICS)
+def finished(request, tmp_path_factory):
+    config = tiny_config()
+    config.metric = request.param
+    out = tmp_path_factory.mktemp(f"transfer_{request.param}")
+    calls = []
+    train = evaluate.evaluate_graphs
+
+    def recorded(graphs, task, *args, **kwargs):
+        calls.append((task.name, len(graphs), kwargs["shape"], kwargs["chunk_size"]))
+        return train(graphs, task, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(evaluate, "evaluate_graphs", recorded)
+        result = transfer.run_transfer(config, {"found": zoo.lion()}, out, log=lambda _: None)
+    return result, out, calls
+
+
+def _best(result, values) -> int:
+    """The index of the best value: the highest fitness or the lowest loss."""
+    return int(np.argmax(values) if result.metric == "accuracy" else np.argmin(values))
 
 
 def _table(out) -> dict[str, list[str]]:
@@ -45,7 +62,7 @@ def _table(out) -> dict[str, list[str]]:
 
 
 def test_the_report_files_are_written_with_one_row_per_optimizer_and_task(finished):
-    result, out = finished
+    result, out, _ = finished
     assert sorted(os.listdir(out)) == ["curves_digits_mlp.png", "curves_mnist1d_mlp.png",
                                        "results.csv", "results.md"]
     rows = list(csv.DictReader(open(os.path.join(out, "results.csv"))))
@@ -55,7 +72,7 @@ def test_the_report_files_are_written_with_one_row_per_optimizer_and_task(finish
 
 
 def test_the_table_numbers_are_the_returned_metrics(finished):
-    result, out = finished
+    result, out, _ = finished
     table = _table(out)
     for name in result.optimizers:
         for task, cell in zip(result.tasks, table[name], strict=False):
@@ -64,43 +81,74 @@ def test_the_table_numbers_are_the_returned_metrics(finished):
                 assert cell == "-"
                 continue
             multiplier = result.multipliers[r.chosen]
-            assert cell == (f"{r.test_fitness.mean():.4f} ± {r.test_fitness.std():.4f} "
-                            f"(lr x{multiplier:g})")
+            assert cell == f"{r.test.mean():.4f} ± {r.test.std():.4f} (lr x{multiplier:g})"
         reached = [t for t in result.tasks if (name, t) in result.results]
-        expected = (np.mean([result.results[(name, t)].test_fitness.mean() for t in reached])
-                    / np.mean([result.results[("adam", t)].test_fitness.mean() for t in reached]))
+        own = np.array([result.results[(name, t)].test.mean() for t in reached])
+        adam = np.array([result.results[("adam", t)].test.mean() for t in reached])
+        if result.metric == "accuracy":  # Marfinetz 2025: mean over tasks / Adam's mean
+            expected = own.mean() / adam.mean()
+        else:  # geometric mean of Adam's loss over the optimizer's, each ratio clipped
+            ratios = np.clip(adam / own, 1 / fitness.RATIO_CLIP, fitness.RATIO_CLIP)
+            expected = np.exp(np.mean(np.log(ratios)))
         assert table[name][-1] == f"{expected:.4f}"
         assert result.aggregate[name] == pytest.approx(expected, rel=1e-6)
     for row in csv.DictReader(open(os.path.join(out, "results.csv"))):
         r = result.results[(row["optimizer"], row["task"])]
-        assert float(row["test_fitness_mean"]) == pytest.approx(r.test_fitness.mean(), rel=1e-6)
+        assert row["metric"] == result.metric
+        assert float(row["test_mean"]) == pytest.approx(r.test.mean(), rel=1e-6)
+        assert float(row["val"]) == pytest.approx(r.val[r.chosen], rel=1e-6)
 
 
 def test_adams_aggregate_is_exactly_one(finished):
-    result, _ = finished
+    result, _, _ = finished
     assert result.aggregate["adam"] == 1.0
     assert all(("adam", t) in result.results for t in result.tasks)
 
 
 def test_elimination_drops_the_worst_after_the_first_task(finished):
-    result, _ = finished
+    result, _, _ = finished
     first, second = result.tasks
     challengers = [n for n in result.optimizers if n != "adam"]
-    worst = min(challengers, key=lambda n: result.results[(n, first)].val_fitness.max())
+    best_val = [result.results[(n, first)].val[result.results[(n, first)].chosen]
+                for n in challengers]
+    worst = challengers[_best(result, -np.asarray(best_val))]
     assert (worst, second) not in result.results
     assert {n for n in challengers if (n, second) in result.results} == set(challengers) - {worst}
 
 
 def test_the_chosen_learning_rate_is_the_val_best(finished):
-    result, _ = finished
+    result, _, _ = finished
     for (name, _), r in result.results.items():
-        assert r.chosen == int(np.argmax(r.val_fitness))
+        assert r.chosen == _best(result, r.val)
         own = zoo.get("lion" if name == "found" else name).hparams.learning_rate
         assert r.learning_rate == pytest.approx(own * result.multipliers[r.chosen])
 
 
+def test_the_report_says_which_metric_it_scored(finished):
+    result, out, _ = finished
+    values = np.concatenate([r.test for r in result.results.values()])
+    if result.metric == "loss":  # clipped losses, a classifier's start near log(10)
+        assert np.all(values >= 0) and np.isfinite(values).all()
+        assert np.any(values > 1 + fitness.LOSS_BONUS), "above any fitness: not a loss"
+    else:  # accuracy + LOSS_BONUS at most, -1 for a diverged run
+        assert np.all((values >= -1) & (values <= 1 + fitness.LOSS_BONUS))
+    text = open(os.path.join(out, "results.md")).read()
+    assert ("Test loss" in text) == (result.metric == "loss")
+    assert ("Test fitness" in text) == (result.metric == "accuracy")
+
+
+def test_each_task_is_one_program_whatever_the_stage(finished):
+    result, _, calls = finished
+    assert [c[0] for c in calls] == list(result.tasks)  # one sweep per task
+    shapes = {(shape, chunk) for _, _, shape, chunk in calls}
+    assert len(shapes) == 1, "every stage trains with the same program shape and chunk size"
+    first, second = calls
+    assert first[1] == len(result.optimizers) * len(result.multipliers)
+    assert second[1] < first[1]  # fewer entrants, the same compiled program
+
+
 def test_evaluate_graphs_returns_learning_curves_on_request():
-    task = transfer.run.build_task(transfer._search_config(tiny_config()), "digits_mlp")
+    task = transfer.build_tasks(tiny_config())[0]
     graphs = [zoo.adam(), zoo.sgd()]
     shape = heldout.shape_for(graphs)
     metrics, curves = evaluate.evaluate_graphs(graphs, task, 2, shape=shape, chunk_size=2,
