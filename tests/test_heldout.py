@@ -1,10 +1,12 @@
-"""The held-out report: ratios between optimizers and the tables of summary.md."""
+"""The held-out report: the learning-rate sweep, ratios between optimizers and
+the tables of summary.md."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from symopt import fitness, heldout
+from symopt import evaluate, fitness, heldout, tasks, zoo
 
 
 def _result(optimizer: str, task: str, found: float, tuned: float) -> heldout.Result:
@@ -52,3 +54,42 @@ def test_the_baselines_are_known_and_adamw_cosine_warms_up_over_five_percent():
     assert set(heldout.BASELINES) == {"adam", "adamw_cosine", "lion", "terms_ga"}
     graph = heldout.BASELINES["adamw_cosine"](400)
     assert (graph.schedule.kind, graph.schedule.warmup_steps) == ("cosine", 20)
+
+
+def test_a_sweep_is_graph_major_rows_of_one_program_each_picking_its_val_best(monkeypatch):
+    task = tasks.get("quadratic", steps=10, seeds=2)
+    graphs = [zoo.adam(), zoo.sgd()]
+    multipliers = (0.5, 1.0, 2.0)
+    shape = heldout.shape_for(graphs)
+    trained = []
+    train = evaluate.evaluate_graphs
+
+    def recorded(runs, *args, **kwargs):
+        trained.append((len(runs), kwargs["chunk_size"]))
+        return train(runs, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "evaluate_graphs", recorded)
+    forward = heldout.sweep(graphs, task, multipliers, metric="loss", shape=shape)
+    backward = heldout.sweep(graphs[::-1], task, multipliers[::-1], metric="loss", shape=shape)
+    assert trained == [(6, 6), (6, 6)]  # every rate of every graph in one program
+    np.testing.assert_allclose(backward.test[::-1, ::-1], forward.test, rtol=1e-5)
+    np.testing.assert_allclose(forward.learning_rates, [
+        [g.hparams.learning_rate * m for m in multipliers] for g in graphs])
+    assert forward.test.shape == (2, 3, 2) and forward.curves.shape[:3] == (2, 3, 2)
+    assert forward.chosen.tolist() == [int(np.argmin(v)) for v in forward.val]
+    fitter = heldout.sweep(graphs, task, multipliers, metric="accuracy", shape=shape)
+    assert fitter.chosen.tolist() == [int(np.argmax(v)) for v in fitter.val]
+
+    results = heldout.evaluate_task(dict(zip(["adam", "sgd"], graphs, strict=True)), task,
+                                    multipliers, shape=shape)
+    for i, r in enumerate(results):
+        tuned = int(forward.chosen[i])
+        assert r.found == pytest.approx(forward.test[i, 1].tolist(), rel=1e-5)
+        assert r.tuned == pytest.approx(forward.test[i, tuned].tolist(), rel=1e-5)
+        assert r.tuned_learning_rate == pytest.approx(forward.learning_rates[i, tuned])
+        assert r.learning_rate == graphs[i].hparams.learning_rate
+
+
+def test_the_as_found_rate_must_be_swept():
+    with pytest.raises(ValueError, match="must include 1.0"):
+        heldout.evaluate_task({"adam": zoo.adam()}, None, (0.5, 2.0))
