@@ -20,7 +20,7 @@ a negative number, 0 to a negative power, exp of a large number), so that no
 operator makes NaN from finite input. :func:`apply` also passes every output
 through :func:`sanitize` (NaN -> 0, +-inf and overflow -> +-:data:`BIG`), so an
 operator never returns NaN or inf, whatever its input. The graph evaluator
-sanitizes operands once and then uses :func:`apply_bounded`, which only clips
+sanitizes operands once and then uses :func:`bounded_fn`, which only clips
 the outputs of operators that can leave [-BIG, BIG] (``Op.bounded`` is False):
 every intermediate value stays finite at a fraction of the cost. A candidate
 cannot poison the arrays of the population it is trained with; a diverging
@@ -172,18 +172,13 @@ def _call(name: str, xp, args: tuple[Array, ...], uniform: Array | None) -> Arra
     return op.fn(xp, *args)
 
 
-def apply_bounded(name: str, xp, *args: Array, uniform: Array | None = None) -> Array:
-    """:func:`apply` for inputs already in [-BIG, BIG] (no NaN, no inf).
+@functools.cache
+def bounded_fn(name: str, arity: int) -> Callable[..., Array]:
+    """``f(xp, *args, uniform)``: operator ``name`` for inputs already in
+    [-BIG, BIG] (no NaN, no inf), resolved once.
 
     No operator makes NaN from such input, so only the operators that can
     overflow are clipped; the output is again in [-BIG, BIG].
-    """
-    return bounded_fn(name, len(args))(xp, *args, uniform)
-
-
-@functools.cache
-def bounded_fn(name: str, arity: int) -> Callable[..., Array]:
-    """``f(xp, *args, uniform)`` computing :func:`apply_bounded`, resolved once.
 
     The graph evaluator calls these directly: no table look-up per call.
     """

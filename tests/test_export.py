@@ -81,7 +81,7 @@ def test_unary_template_computes_the_operator(name):
         protected = eval(export.unary_source(name, "x"), space)  # noqa: S307
         args = (x, uniform) if ops.UNARY[name].random else (x,)
         _same(raw, ops.UNARY[name].fn(np, *args))
-        _same(protected, ops.apply_bounded(name, np, x, uniform=uniform))
+        _same(protected, ops.bounded_fn(name, 1)(np, x, uniform))
 
 
 @pytest.mark.parametrize("name", list(ops.BINARY))
@@ -92,7 +92,7 @@ def test_binary_template_computes_the_operator(name):
         raw = eval(ops.BINARY[name].source.format(a="a", b="b"), space)  # noqa: S307
         protected = eval(export.binary_source(name, "a", "b"), space)  # noqa: S307
         _same(raw, ops.BINARY[name].fn(np, a, b))
-        _same(protected, ops.apply_bounded(name, np, a, b))
+        _same(protected, ops.bounded_fn(name, 2)(np, a, b, None))
 
 
 def test_nested_unary_results_keep_their_evaluation_order():
@@ -102,9 +102,8 @@ def test_nested_unary_results_keep_their_evaluation_order():
         "mul", export.unary_source("square", "a"), export.unary_source("square", "b")
     )
     with np.errstate(all="ignore"):
-        expected = ops.apply_bounded(
-            "mul", np, ops.apply_bounded("square", np, a), ops.apply_bounded("square", np, b)
-        )
+        expected = ops.bounded_fn("mul", 2)(np, ops.bounded_fn("square", 1)(np, a, None),
+                                          ops.bounded_fn("square", 1)(np, b, None), None)
         _same(eval(src, space), expected)  # noqa: S307
 
 

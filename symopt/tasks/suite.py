@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable
 
 import jax
@@ -607,9 +606,3 @@ def noisy_quadratic(
 
     task = dataclasses.replace(quadratic, name="noisy_quadratic", train_loss=train_loss)
     return reparametrize(task, param_scale / scale)
-
-
-def parameter_count(task: Task) -> int:
-    """The number of parameters ``task.init`` makes (shapes only; nothing runs)."""
-    params, _ = jax.eval_shape(task.init, jax.random.key(0))
-    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
