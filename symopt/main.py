@@ -9,8 +9,8 @@ and exit code 1. Re-running the same command on the same workdir resumes.
 
 On CPU the population is split over one JAX device per core
 (``--cpu_devices``), each training its share of the candidates on its own
-thread: a 10 x 50 search on the digits MLP took 33.5 s on 2 cores with 2
-devices, 57.5 s with 1 (``experiments/benchmark_search.py --generations=10``).
+thread, because one XLA CPU computation of these small models does not fill
+the cores (``docs/benchmarks.md`` has the figures).
 Compiled training programs are kept in JAX's persistent compilation cache
 (``--compilation_cache_dir``), so a rerun or a resume does not compile them again.
 """

@@ -287,8 +287,8 @@ _TRANSFORMS: tuple[Callable[[sympy.Expr], sympy.Expr], ...] = (
     sympy.radsimp,
 )
 """Cheap sympy rewrites, cheapest first, each kept only where it shrinks the
-expression. ``sympy.simplify`` is not among them: on random 6-node graphs it
-took over 3 s on some, raised on others and often returned a larger form."""
+expression. ``sympy.simplify`` is not among them: on random graphs it can
+take seconds, raise, or return a larger form."""
 
 
 def _simplify(expr: sympy.Expr, deadline: float) -> sympy.Expr | None:
@@ -368,10 +368,9 @@ def simplified_equation(graph: Graph) -> str:
     ``together``, ``cancel``, ``expand``, ``radsimp``) reach, where one is
     smaller. New transforms stop after :data:`SIMPLIFY_BUDGET_S` seconds per
     graph and expressions over :data:`SIMPLIFY_MAX_SIZE` nodes are left as
-    they are, so a graph costs well under half a second (6-node nos graphs:
-    0.04 s on average, 0.4 s at most). The budget makes the result depend
-    on the machine's speed for the few graphs that reach it (about one
-    expression in 30 of 6-node graphs): those may come out less simplified.
+    they are, so a graph costs well under a second. The budget makes the
+    result depend on the machine's speed for the few graphs that reach it:
+    those may come out less simplified.
     Results are cached per graph.
 
     Args:

@@ -10,8 +10,8 @@ learning-rate schedule as a function of ``t/T``, and each operand's decay.
 direction, states, moment EMAs, schedule) and :func:`to_text` as one short
 line for logs.
 
-Simplification is cheap on purpose: ``sympy.simplify`` takes from 0.1 s to
-tens of seconds on random 10-node graphs and sometimes raises, so the forms
+Simplification is cheap on purpose: ``sympy.simplify`` can take seconds on
+random graphs and sometimes raises, so the forms
 here rely on sympy's automatic evaluation (which already merges ``x + y`` and
 ``y + x``, drops ``* 1`` and cancels ``x - x``), then keep
 ``sympy.factor_terms``'s result where it is smaller. Numbers are rounded to
