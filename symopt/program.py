@@ -1,12 +1,12 @@
 """A population of graphs as one array program: the encoding, in NumPy.
 
-:func:`encode` turns P graphs into a :class:`Program`: fixed-size integer and
-float arrays (operand slots, operator ids, input indices, constants,
-hyperparameters, schedule parameters) with a leading population axis, padded
-to a :class:`ProgramShape`. A new generation is new *data* for the same
-compiled program (:mod:`symopt.population` runs it), never a recompile. The
-encoding is NumPy, and the search spaces read :class:`ProgramShape` from here
-rather than from the engine.
+This module owns :func:`encode`, which turns P graphs into a :class:`Program`:
+fixed-size integer and float arrays (operand slots, operator ids, input
+indices, constants, schedule parameters, hyperparameters) with a leading
+population axis, padded to a :class:`ProgramShape`. A new generation is new
+*data* for the same compiled program (:mod:`symopt.population` runs it), never
+a recompile. It is NumPy and imports no JAX, so the search spaces can read
+:class:`ProgramShape` and check that their graphs fit without the engine.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ MOMENTUM_TYPES = graph_lib.MOMENTUM_TYPES
 _KEEP_LEFT = BINARY_NAMES.index("keep_left")
 _IDENTITY = UNARY_NAMES.index("identity")
 _ONE = SCALAR_NAMES.index("one")
-HPARAM_NAMES = tuple(f.name for f in dataclasses.fields(graph_lib.Hyperparams))
-SCHEDULE_FIELDS = ("warmup_steps", "alpha", "decay_rate", "steps", "cycles")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +61,35 @@ class ExprArrays(NamedTuple):
     length: np.ndarray  # int32 [...]: nodes in use (the rest is padding)
 
 
+class ScheduleArrays(NamedTuple):
+    """The :class:`~symopt.graph.Schedule` numbers of P graphs, [P] floats each:
+    the attributes :data:`symopt.schedules.SCHEDULE_FORMULAS` reads, and how
+    many values a ``piecewise`` schedule has."""
+
+    warmup_steps: np.ndarray
+    alpha: np.ndarray
+    decay_rate: np.ndarray
+    steps: np.ndarray
+    cycles: np.ndarray
+    num_values: np.ndarray
+
+
+class HparamArrays(NamedTuple):
+    """The :class:`~symopt.graph.Hyperparams` of P graphs, [P] floats each
+    (``bias_correction`` as 0 or 1)."""
+
+    learning_rate: np.ndarray
+    beta1: np.ndarray
+    beta2: np.ndarray
+    beta3: np.ndarray
+    eps: np.ndarray
+    weight_decay: np.ndarray
+    momentum: np.ndarray
+    clip_value: np.ndarray
+    clip_norm: np.ndarray
+    bias_correction: np.ndarray
+
+
 class Program(NamedTuple):
     """P graphs as arrays with a leading population axis (a pytree)."""
 
@@ -76,10 +103,10 @@ class Program(NamedTuple):
     decays: ExprArrays  # [P, K, Nd] over the scalar table, one per operand slot
     schedule_expr: ExprArrays  # [P, Ns] over the scalar table
     schedule_kind: np.ndarray  # int32 [P]
-    schedule: dict[str, np.ndarray]  # [P] each: warmup_steps .. cycles, num_values
+    schedule: ScheduleArrays  # [P] each
     schedule_values: np.ndarray  # float [P, V]: a piecewise schedule's values, padded
     momentum: np.ndarray  # int32 [P]
-    hparams: dict[str, np.ndarray]  # float [P] each; bias_correction as 0/1
+    hparams: HparamArrays  # [P] each
 
     @property
     def size(self) -> int:
@@ -114,23 +141,30 @@ def _scalar_index(ref: str, shape: ProgramShape) -> int:
     return SCALAR_NAMES.index(ref)
 
 
-def _encode_expr(expr: Expr | None, size: int, index, default_root: int) -> list[np.ndarray]:
-    """[left, right, op, a, b, root, length]; padding is ``keep_left(v[0])``."""
+def _encode_expr(expr: Expr | None, size: int, index, default_root: int) -> ExprArrays:
+    """One DAG padded to ``size`` nodes; padding is ``keep_left(v[0])``."""
     cols = [np.full(size, _IDENTITY), np.full(size, _IDENTITY), np.full(size, _KEEP_LEFT),
             np.zeros(size), np.zeros(size)]
-    if expr is None:
-        return [*cols, np.asarray(default_root), np.asarray(0)]
-    for j, n in enumerate(expr.nodes):
+    nodes = expr.nodes if expr is not None else ()
+    for j, n in enumerate(nodes):
         cols[0][j] = UNARY_NAMES.index(n.left)
         cols[1][j] = UNARY_NAMES.index(n.right)
         cols[2][j] = BINARY_NAMES.index(n.op)
         cols[3][j] = index(n.a)
         cols[4][j] = index(n.b)
-    return [*cols, np.asarray(index(expr.root)), np.asarray(len(expr.nodes))]
+    root = default_root if expr is None else index(expr.root)
+    return ExprArrays(*(np.asarray(c, np.int32) for c in (*cols, root, len(nodes))))
 
 
-def _stack_exprs(rows: list[list[np.ndarray]]) -> ExprArrays:
-    return ExprArrays(*(np.stack([r[i] for r in rows]).astype(np.int32) for i in range(7)))
+def _padded(values: Sequence[Any], size: int, dtype: Any) -> np.ndarray:
+    return np.asarray(np.asarray([*values, *[0] * (size - len(values))], np.float64), dtype)
+
+
+def _stack(rows: Sequence[Any]) -> Any:
+    """Rows of (nested) NamedTuples of arrays as one with a leading axis."""
+    if isinstance(rows[0], tuple):
+        return type(rows[0])(*(_stack(column) for column in zip(*rows)))
+    return np.stack(rows)
 
 
 def _fits(graph: Graph, slots: list[str], shape: ProgramShape, i: int) -> None:
@@ -154,6 +188,41 @@ def _fits(graph: Graph, slots: list[str], shape: ProgramShape, i: int) -> None:
             )
 
 
+def _encode_graph(graph: Graph, slots: list[str], shape: ProgramShape, dtype: Any) -> Program:
+    """One canonical graph that fits ``shape`` as a Program without the population axis."""
+    index = lambda ref: _table_index(ref, slots, shape)  # noqa: E731
+    scalar_index = lambda ref: _scalar_index(ref, shape)  # noqa: E731
+    decay_map = graph.decay_map
+    decays = [_encode_expr(decay_map.get(slots[k]) if k < len(slots) else None,
+                           shape.max_decay_nodes, scalar_index, _ONE)
+              for k in range(shape.max_operands)]
+    schedule = graph.schedule
+    own_states = [_table_index(f"s{j}", slots, shape) for j in range(shape.max_states)]
+    number = lambda x: np.asarray(float(x), dtype)  # noqa: E731
+    return Program(
+        operands=np.asarray([OPERAND_NAMES.index(n) for n in slots]
+                            + [0] * (shape.max_operands - len(slots)), np.int32),
+        num_operands=np.asarray(len(slots), np.int32),
+        num_constants=np.asarray(len(graph.constants), np.int32),
+        num_states=np.asarray(len(graph.states), np.int32),
+        update=_encode_expr(graph.update, shape.max_nodes, index, 0),
+        states=np.asarray([index(r) for r in graph.states] + own_states[len(graph.states):],
+                          np.int32),
+        constants=_padded(graph.constants, shape.max_constants, dtype),
+        decays=_stack(decays),
+        schedule_expr=_encode_expr(schedule.expr if schedule.kind == "graph" else None,
+                                   shape.max_schedule_nodes, scalar_index, _ONE),
+        schedule_kind=np.asarray(SCHEDULE_KINDS.index(schedule.kind), np.int32),
+        schedule=ScheduleArrays(
+            **{f: number(getattr(schedule, f)) for f in ScheduleArrays._fields[:-1]},
+            num_values=number(len(schedule.values))),
+        schedule_values=_padded(schedule.values, shape.max_schedule_values, dtype),
+        momentum=np.asarray(MOMENTUM_TYPES.index(graph.momentum), np.int32),
+        hparams=HparamArrays(**{f: number(getattr(graph.hparams, f))
+                                for f in HparamArrays._fields}),
+    )
+
+
 def encode(
     graphs: Sequence[Graph], shape: ProgramShape = ProgramShape(), *, dtype: Any = np.float32
 ) -> Program:
@@ -165,57 +234,13 @@ def encode(
     """
     if not graphs:
         raise ValueError("encode needs at least one graph")
-    columns: dict[str, list[Any]] = {k: [] for k in
-                                     ("operands", "update", "states", "constants", "decays",
-                                      "schedule_expr", "schedule_values")}
-    canon = []
+    rows = []
     for i, graph in enumerate(graphs):
         try:
             graph = graph_lib.canonical(graph)
         except graph_lib.GraphError as e:
             raise graph_lib.GraphError(f"graphs[{i}].{e}") from None
-        canon.append(graph)
         slots = _operand_slots(graph)
         _fits(graph, slots, shape, i)
-        index = lambda r, slots=slots: _table_index(r, slots, shape)  # noqa: E731
-        s_index = lambda r: _scalar_index(r, shape)  # noqa: E731
-        columns["operands"].append([OPERAND_NAMES.index(n) for n in slots]
-                                   + [0] * (shape.max_operands - len(slots)))
-        columns["update"].append(_encode_expr(graph.update, shape.max_nodes, index, 0))
-        decay_map = graph.decay_map
-        per_slot = [_encode_expr(decay_map.get(slots[k]) if k < len(slots) else None,
-                                 shape.max_decay_nodes, s_index, _ONE)
-                    for k in range(shape.max_operands)]
-        columns["decays"].append([np.stack([d[c] for d in per_slot]) for c in range(7)])
-        sched = graph.schedule.expr if graph.schedule.kind == "graph" else None
-        columns["schedule_expr"].append(
-            _encode_expr(sched, shape.max_schedule_nodes, s_index, _ONE))
-        own = [_table_index(f"s{j}", slots, shape) for j in range(shape.max_states)]
-        columns["states"].append([index(r) for r in graph.states] + own[len(graph.states):])
-        columns["constants"].append(
-            list(graph.constants) + [0.0] * (shape.max_constants - len(graph.constants)))
-        values = graph.schedule.values
-        columns["schedule_values"].append(
-            list(values) + [0.0] * (shape.max_schedule_values - len(values)))
-    p = len(graphs)
-    return Program(
-        operands=np.asarray(np.array(columns["operands"]).reshape(p, -1), np.int32),
-        num_operands=np.asarray([len(_operand_slots(g)) for g in canon], np.int32),
-        num_constants=np.asarray([len(g.constants) for g in canon], np.int32),
-        num_states=np.asarray([len(g.states) for g in canon], np.int32),
-        update=_stack_exprs(columns["update"]),
-        states=np.asarray(np.array(columns["states"]).reshape(p, -1), np.int32),
-        constants=np.asarray(np.array(columns["constants"], np.float64).reshape(p, -1), dtype),
-        decays=_stack_exprs(columns["decays"]),
-        schedule_expr=_stack_exprs(columns["schedule_expr"]),
-        schedule_kind=np.asarray([SCHEDULE_KINDS.index(g.schedule.kind) for g in canon],
-                                  np.int32),
-        schedule={f: np.asarray([float(getattr(g.schedule, f)) for g in canon], dtype)
-                  for f in SCHEDULE_FIELDS}
-        | {"num_values": np.asarray([len(g.schedule.values) for g in canon], dtype)},
-        schedule_values=np.asarray(
-            np.array(columns["schedule_values"], np.float64).reshape(p, -1), dtype),
-        momentum=np.asarray([MOMENTUM_TYPES.index(g.momentum) for g in canon], np.int32),
-        hparams={f: np.asarray([float(getattr(g.hparams, f)) for g in canon], dtype)
-                 for f in HPARAM_NAMES},
-    )
+        rows.append(_encode_graph(graph, slots, shape, dtype))
+    return _stack(rows)

@@ -6,7 +6,11 @@ differences between two differently fused XLA programs; in float64 the two
 agree to rtol 1e-5 over 20 steps, which is what is being specified.
 """
 
+import dataclasses
 import functools
+import os
+import subprocess
+import sys
 
 import chex
 import jax
@@ -15,7 +19,8 @@ import numpy as np
 import pytest
 
 import symopt
-from symopt import population, zoo
+from symopt import population, tables, zoo
+from symopt import program as program_lib
 from symopt.graph import Graph, GraphError, Schedule, nodes
 from symopt.spaces import nos
 
@@ -268,12 +273,12 @@ def test_a_new_generation_reuses_the_compiled_program():
 
 
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-5)])
-def test_step_scalars_tabulated_on_the_host_equal_those_tabulated_in_the_graph(dtype, rtol):
+def test_step_tables_made_on_the_host_equal_those_made_in_the_graph(dtype, rtol):
     # float32: NumPy's and XLA's cos differ in the last bits.
     with jax.enable_x64(dtype == "float64"):
         program = population.encode([*_graphs(), *PIECEWISE], SHAPE, dtype=jnp.dtype(dtype))
-        host = population.step_scalars(program, STEPS)
-        traced = jax.jit(lambda p: population.step_scalars(p, STEPS, xp=jnp))(program)
+        host = tables.step_tables(program, STEPS)
+        traced = jax.jit(lambda p: tables.step_tables(p, STEPS, xp=jnp))(program)
         chex.assert_trees_all_close(host, jax.tree.map(np.asarray, traced), rtol=rtol, atol=0)
         chex.assert_trees_all_equal_dtypes(host, traced)
     assert host.schedule.shape == (STEPS, program.size)
@@ -295,5 +300,30 @@ def test_past_total_steps_the_schedule_holds_its_last_value():
 
 def test_scalars_made_for_another_program_or_length_are_a_clear_error():
     program = population.encode([zoo.adam(), zoo.sgd()], SHAPE)
-    with pytest.raises(ValueError, match=r"step_scalars\(program, 10\)"):
-        population.optimizer(program, SHAPE, 10, scalars=population.step_scalars(program, 5))
+    with pytest.raises(ValueError, match=r"step_tables\(program, 10\)"):
+        population.optimizer(program, SHAPE, 10, scalars=tables.step_tables(program, 5))
+
+
+def test_the_encoding_imports_no_jax():
+    """The search spaces import symopt.program; it must not pull in JAX (the
+    package's __init__ does, so the module is loaded under a bare package)."""
+    code = """
+import importlib.util, sys, types
+package = types.ModuleType("symopt")
+package.__path__ = [sys.argv[1]]
+sys.modules["symopt"] = package
+import symopt.program
+assert "jax" not in sys.modules, sorted(m for m in sys.modules if m.startswith("jax"))
+"""
+    directory = os.path.dirname(program_lib.__file__)
+    subprocess.run([sys.executable, "-c", code, directory], check=True)
+
+
+def test_the_encoded_hyperparameters_and_schedule_are_those_of_a_graph():
+    assert program_lib.HparamArrays._fields == tuple(
+        f.name for f in dataclasses.fields(symopt.Hyperparams))
+    schedule_numbers = {f.name for f in dataclasses.fields(Schedule)} - {"kind", "expr", "values"}
+    assert set(program_lib.ScheduleArrays._fields) == schedule_numbers | {"num_values"}
+    program = population.encode([zoo.adam().with_hparams(eps=1e-6)], SHAPE)
+    assert program.hparams.eps[0] == np.float32(1e-6)
+    assert program.hparams.bias_correction[0] == 1.0
