@@ -24,9 +24,10 @@ training it again; with the same seed it ends where an uninterrupted run
 ends. A workdir holding a run of a different config is refused (except for
 the keys of :data:`symopt.config.RESUMABLE_CHANGES`, e.g. more generations).
 
-The fingerprint cache (AutoML-Zero's functional-equivalence cache): a candidate whose integrity-probe
-fingerprint equals one already measured in this run is recorded as a
-``duplicate`` with that candidate's fitness and is not trained.
+The fingerprint cache (AutoML-Zero's functional-equivalence cache): a
+candidate whose integrity-probe fingerprint equals one already measured in
+this run is recorded as a ``duplicate`` with that candidate's fitness and is
+not trained.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import fcntl
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -48,7 +49,17 @@ import optax
 
 from symopt import archive as archive_lib
 from symopt import config as config_lib
-from symopt import evaluate, fitness, heldout, integrity, search, simplicity, spaces, symbolic, tasks
+from symopt import (
+    evaluate,
+    fitness,
+    heldout,
+    integrity,
+    search,
+    simplicity,
+    spaces,
+    symbolic,
+    tasks,
+)
 from symopt import graph as graph_lib
 from symopt.archive import Archive, ArchiveError, CandidateRecord, StageResult, to_jsonable
 from symopt.search import Candidate
@@ -69,23 +80,16 @@ class RunResult:
     seconds: float
 
 
-@dataclasses.dataclass(frozen=True)
-class _Setup:
-    space: Any
-    searcher: Any
-    tasks: tuple[tasks.Task, ...]
-    stages: tuple[tuple[tasks.Task, ...], ...]  # elimination stages (the validation role)
-    test_tasks: tuple[tasks.Task, ...]
-    shape: Any
-    chunk_size: int
-
-
 # --------------------------------------------------------------------------
 # Building the pieces from the config.
 
 
-def _seed_names(value: str) -> tuple[str, ...] | None:
-    return None if value.strip() == "default" else tuple(config_lib.names(value))
+def build_space(config: ml_collections.ConfigDict) -> Any:
+    """The configured search space."""
+    try:
+        return spaces.get(config.space.name, **config.space.options.to_dict())
+    except (ValueError, TypeError) as e:
+        raise config_lib.ConfigError(f"config.space: {e}") from None
 
 
 def build_searcher(config: ml_collections.ConfigDict, space: Any, *,
@@ -101,8 +105,9 @@ def build_searcher(config: ml_collections.ConfigDict, space: Any, *,
         raise config_lib.ConfigError(
             f"config.search.name: unknown searcher {name!r}; known: {', '.join(search.names())}")
     fields = {f.name for f in dataclasses.fields(search.SEARCHERS[name])}
+    seeds = config.search.seeds
     kwargs = dict(population_size=config.search.population_size,
-                  seed_names=_seed_names(config.search.seeds))
+                  seed_names=None if seeds.strip() == "default" else tuple(config_lib.names(seeds)))
     if "generations" in fields:
         kwargs["generations"] = horizon or config.search.generations
     kwargs.update(config.search.options.to_dict())
@@ -112,14 +117,6 @@ def build_searcher(config: ml_collections.ConfigDict, space: Any, *,
     except ValueError as e:
         raise config_lib.ConfigError(f"config.search: {config_lib.one_line(e)}") from None
     return searcher
-
-
-
-def build_space(config: ml_collections.ConfigDict) -> Any:
-    try:
-        return spaces.get(config.space.name, **config.space.options.to_dict())
-    except (ValueError, TypeError) as e:
-        raise config_lib.ConfigError(f"config.space: {e}") from None
 
 
 def build_task(config: ml_collections.ConfigDict, name: str, *,
@@ -178,7 +175,22 @@ CPU the cost per candidate is flat from 8 to 48 (measured), and small chunks
 waste less on padding when the cache and the check leave few to train."""
 
 
-def _setup(config: ml_collections.ConfigDict, horizon: int | None = None) -> _Setup:
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """What the config builds, before the run touches its workdir."""
+
+    space: Any
+    searcher: Any
+    tasks: tuple[tasks.Task, ...]  # the search tasks
+    stages: tuple[tuple[tasks.Task, ...], ...]  # elimination stages (the validation role)
+    test_tasks: tuple[tasks.Task, ...]
+    shape: Any  # the space's program shape
+    chunk_size: int  # candidates per compiled program
+
+
+def _setup(config: ml_collections.ConfigDict, horizon: int | None) -> _Setup:
+    """Builds every piece of the run; fails, with the command that prepares it,
+    if a task's data is missing."""
     _check_task_options(config)
     space = build_space(config)
     searcher = build_searcher(config, space, horizon=horizon)
@@ -188,24 +200,137 @@ def _setup(config: ml_collections.ConfigDict, horizon: int | None = None) -> _Se
     test_tasks = tuple(build_task(config, n, role="test")
                        for n in config_lib.names(config.tasks.test))
     for task in (*search_tasks, *(t for stage in stages for t in stage), *test_tasks):
-        task.data()  # fails now, with the command to prepare it, if the data is missing
+        task.data()
     chunk = config.evaluation.chunk_size or min(DEFAULT_CHUNK, searcher.children_per_generation)
     return _Setup(space, searcher, search_tasks, stages, test_tasks, space.program_shape(), chunk)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Context:
+    """What every step of a run reads."""
+
+    config: ml_collections.ConfigDict
+    workdir: str
+    setup: _Setup
+    archive: Archive
+    log: Log
+
+
 # --------------------------------------------------------------------------
-# Measuring candidates.
+# The run.
 
 
-def _task_metrics(metrics: evaluate.RunMetrics, i: int, values: np.ndarray, baseline: float,
-                  metric: str) -> dict[str, Any]:
-    out = {f: float(np.nanmean(getattr(metrics, f)[i])) if not np.all(
-        np.isnan(getattr(metrics, f)[i])) else None for f in _METRIC_FIELDS}
-    out["value"] = float(values[i].mean())  # the metric's value: a clipped loss or a fitness
-    out["normalized"] = float(fitness.task_scores(values[i].mean(), baseline, metric))
-    out["value_per_seed"] = [float(x) for x in values[i]]
-    out["diverged"] = int(metrics.diverged[i].sum())
-    return out
+def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
+        log: Log = print) -> RunResult:
+    """Runs (or resumes) the search ``config`` in ``workdir``; see the module docstring."""
+    start = time.perf_counter()
+    config = config_lib.validate(config)
+    workdir = os.fspath(workdir)
+    horizon = _first_horizon(workdir)
+    setup = _setup(config, horizon)
+    with workdir_lock(workdir), _open_archive(config, workdir, log) as archive:
+        if horizon is None:
+            archive.put_meta("search_horizon", config.search.generations)
+        ctx = _Context(config, workdir, setup, archive, log)
+        baseline = _baselines(ctx, "baseline", setup.tasks)
+        log(_banner(config, setup))
+
+        searcher = setup.searcher
+        state = searcher.init(config.search.seed)
+        known: dict[str, CandidateRecord] = {}  # the fingerprint cache: the first measured
+        trained, times = 0, []
+        for gen in range(config.search.generations):
+            gen_start = time.perf_counter()
+            state, candidates = searcher.ask(state)
+            generation = _measure_generation(ctx, baseline, candidates, known)
+            state = searcher.tell(state, generation.told, generation.fitness)
+            _remember(known, generation.records)
+            seconds = time.perf_counter() - gen_start
+            trained += generation.trained
+            if generation.trained:
+                times.append(seconds)
+            best = archive.get(searcher.best(state)[0].id)
+            log(_progress(config, gen, generation, best, seconds, _eta(config, gen, times)))
+
+        winner = _eliminate(ctx) if setup.stages else None
+        if winner is None:
+            winner = _best_searched(ctx, searcher.best(state)[0].id)
+        _warn_if_unfit(winner.record, log)
+        graph_lib.save(winner.graph, os.path.join(workdir, "best.json"))
+        test_results = _test(ctx, winner) if setup.test_tasks else []
+        _write_summary(ctx, baseline, winner, test_results)
+        counts = archive.count_by_status()
+    seconds = time.perf_counter() - start
+    log(f"done in {_format_seconds(seconds)}: best #{winner.record.id} fitness "
+        f"{_fitness_text(winner.record)} (Adam = 1); {os.path.join(workdir, 'best.json')}, "
+        f"{os.path.join(workdir, 'summary.md')}")
+    return RunResult(workdir, winner.record, winner.graph, counts, trained, seconds)
+
+
+# --------------------------------------------------------------------------
+# Opening the workdir.
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str) -> Iterator[None]:
+    """One run per workdir at a time (an advisory lock, released at exit or kill).
+
+    Raises:
+      ArchiveError: another process holds the lock.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, ".lock"), "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ArchiveError(f"{workdir}: another symopt run is using this workdir") from None
+        yield
+
+
+def _first_horizon(workdir: str) -> int | None:
+    """``search.generations`` of the run already in ``workdir`` (None: no run yet)."""
+    if not os.path.exists(os.path.join(workdir, archive_lib.FILENAME)):
+        return None
+    with Archive.open(workdir, create=False) as archive:
+        return archive.get_meta("search_horizon")
+
+
+def _open_archive(config: ml_collections.ConfigDict, workdir: str, log: Log) -> Archive:
+    """The workdir's archive, holding ``config``: a new run stores it, a resumed
+    run may differ from the stored one only in the resumable keys."""
+    archive = Archive.open(workdir)
+    stored = archive.config()
+    if stored is None:
+        archive.set_config(config.to_dict())
+        return archive
+    changed = [k for k in archive.config_diff(config.to_dict())
+               if k not in config_lib.RESUMABLE_CHANGES]
+    if changed:
+        archive.close()
+        raise config_lib.ConfigError(
+            f"workdir {workdir} holds a run with a different config (keys: {', '.join(changed)});"
+            " use a new --workdir or the same config to resume")
+    if config.search.generations < stored["search"]["generations"]:
+        archive.close()
+        raise config_lib.ConfigError(
+            f"config.search.generations: the run in {workdir} has "
+            f"{stored['search']['generations']}; a resumed run may only add generations")
+    archive.set_config(config.to_dict(), replace=True)
+    log(f"resuming the run in {workdir}: {len(archive.ids())} candidates in the archive")
+    return archive
+
+
+def _banner(config: ml_collections.ConfigDict, setup: _Setup) -> str:
+    return (f"search: {config.search.name} over the {setup.space.name} space, "
+            f"{config.search.generations} generations x {config.search.population_size}, "
+            f"tasks {', '.join(t.name for t in setup.tasks)} "
+            f"({setup.tasks[0].steps} steps, {config.tasks.seeds} seeds), "
+            f"{setup.chunk_size} candidates per compiled program, "
+            f"{jax.local_device_count()} {jax.default_backend()} device(s)")
+
+
+# --------------------------------------------------------------------------
+# Baselines.
 
 
 def baseline_grid(evaluation: ml_collections.ConfigDict) -> list[float]:
@@ -221,6 +346,33 @@ def tuned_baseline(task: tasks.Task, learning_rates: Sequence[float], split: str
     metrics = evaluate.evaluate_baseline(optax.adam, (jnp.asarray(learning_rates),), task)
     return fitness.choose_baseline(fitness.task_values(metrics, split, metric), learning_rates,
                                    metric)
+
+
+def _baselines(ctx: _Context, key: str, task_list: Sequence[tasks.Task]) -> dict[str, float]:
+    """Adam's value on each task, tuned over :func:`baseline_grid`; trained once
+    per run and kept in the archive (meta ``key``, and ``key +
+    "_learning_rates"``), so a resume reuses it."""
+    ev, archive = ctx.config.evaluation, ctx.archive
+    stored = archive.get_meta(key, {}) or {}
+    rates = archive.get_meta(key + "_learning_rates", {}) or {}
+    missing = [t for t in task_list if t.name not in stored]
+    grid = baseline_grid(ev)
+    for task in missing:
+        ctx.log(f"baseline: training Adam (lr {', '.join(f'{lr:g}' for lr in grid)}) on "
+                f"{task.name} ...")
+        best = tuned_baseline(task, grid, ev.split, ev.metric)
+        stored[task.name], rates[task.name] = best.value, best.learning_rate
+        ctx.log(f"baseline: Adam {ev.metric} on {task.name} = {best.value:.4f} "
+                f"(lr {best.learning_rate:g})")
+    if missing:
+        with archive.transaction():
+            archive.put_meta(key, stored)
+            archive.put_meta(key + "_learning_rates", rates)
+    return {t.name: stored[t.name] for t in task_list}
+
+
+# --------------------------------------------------------------------------
+# Measuring candidates.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,86 +427,15 @@ def measure(graphs: Sequence[graph_lib.Graph], task_list: Sequence[tasks.Task],
                     diverged)
 
 
-class _Generation:
-    """Measures one generation's candidates, taking archived ones from the archive.
-
-    A trained candidate's best learning-rate multiplier is written back: the
-    archive holds its genome and graph at that rate, and the searcher is told
-    the written-back genome, so children inherit the rate that worked.
-    """
-
-    def __init__(self, run: _Search, candidates: list[Candidate]):
-        self.run, self.candidates = run, candidates
-        self.records: dict[int, CandidateRecord] = {}
-        self.told: dict[int, Candidate] = {}  # the candidates as told (written back)
-        self.stored: set[int] = set()  # ids already in the archive
-        self.trained = 0
-
-    def measure(self) -> tuple[list[Candidate], np.ndarray]:
-        """The candidates to tell (genomes written back) and their fitness."""
-        run, pending, waiting = self.run, [], {}
-        for c in self.candidates:
-            stored = run.archive.get(c.id)
-            if stored is not None:
-                self.told[c.id] = run.check_replay(c, stored)
-                self.records[c.id] = stored
-                self.stored.add(c.id)
-                run.remember(stored)
-                continue
-            graph = run.setup.space.to_graph(c.genome)
-            report = integrity.check(graph) if run.config.evaluation.check else None
-            fp = report.fingerprint if report is not None else integrity.fingerprint(graph)
-            if report is not None and not report.ok:
-                self.records[c.id] = run.record(c, graph, fp, status="rejected",
-                                                reason=report.reason)
-            elif run.config.evaluation.dedupe and fp in run.fingerprints:
-                self._duplicate(c, graph, fp, run.fingerprints[fp])
-            elif run.config.evaluation.dedupe and fp in waiting:
-                waiting[fp][1].append((c, graph))
-            else:
-                waiting[fp] = (c, [])
-                pending.append((c, graph, fp))
-        for start in range(0, len(pending), run.setup.chunk_size):
-            self._train(pending[start:start + run.setup.chunk_size])
-        for fp, (first, copies) in waiting.items():
-            for c, graph in copies:
-                self._duplicate(c, graph, fp, self.records[first.id])
-        run.archive.add_candidates(  # the rejected and the duplicates
-            [self.records[c.id] for c in self.candidates if c.id not in self.stored])
-        told = [self.told.get(c.id, c) for c in self.candidates]
-        return told, np.array([_search_fitness(self.records[c.id]) for c in self.candidates])
-
-    def _duplicate(self, c: Candidate, graph: graph_lib.Graph, fp: str,
-                   original: CandidateRecord) -> None:
-        """Records ``c`` as a duplicate of ``original``, at the original's learning rate."""
-        c, graph = self.run.write_back(c, graph, multiplier_of(original))
-        self.told[c.id] = c
-        self.records[c.id] = self.run.record(c, graph, fp, status="duplicate",
-                                             duplicate_of=original.id, fitness=original.fitness)
-
-    def _train(self, chunk: list[tuple[Candidate, graph_lib.Graph, str]]) -> None:
-        run = self.run
-        start = time.perf_counter()
-        multipliers = run.config.evaluation.lr_multipliers
-        allowed = np.array([[run.setup.space.scale_learning_rate(c.genome, float(m)) is not None
-                             for m in multipliers] for c, _, _ in chunk])
-        measured = measure([g for _, g, _ in chunk], run.setup.tasks, run.baseline,
-                           run.setup.shape, run.setup.chunk_size, run.config, allowed)
-        seconds = (time.perf_counter() - start) / len(chunk)
-        records = []
-        rows = zip(chunk, measured.fitness, measured.multiplier, measured.details,
-                   measured.diverged, strict=True)
-        for (c, graph, fp), fit, multiplier, detail, dead in rows:
-            c, graph = run.write_back(c, graph, float(multiplier))
-            self.told[c.id] = c
-            records.append(run.record(c, graph, fp, status="diverged" if dead else "evaluated",
-                                      fitness=float(fit), metrics=detail, seconds=seconds))
-        run.archive.add_candidates(records)  # one transaction: a kill loses at most this chunk
-        for r in records:
-            self.records[r.id] = r
-            self.stored.add(r.id)
-            run.remember(r)
-        self.trained += len(chunk)
+def _task_metrics(metrics: evaluate.RunMetrics, i: int, values: np.ndarray, baseline: float,
+                  metric: str) -> dict[str, Any]:
+    out = {f: float(np.nanmean(getattr(metrics, f)[i])) if not np.all(
+        np.isnan(getattr(metrics, f)[i])) else None for f in _METRIC_FIELDS}
+    out["value"] = float(values[i].mean())  # the metric's value: a clipped loss or a fitness
+    out["normalized"] = float(fitness.task_scores(values[i].mean(), baseline, metric))
+    out["value_per_seed"] = [float(x) for x in values[i]]
+    out["diverged"] = int(metrics.diverged[i].sum())
+    return out
 
 
 def multiplier_of(record: CandidateRecord | StageResult) -> float:
@@ -362,90 +443,183 @@ def multiplier_of(record: CandidateRecord | StageResult) -> float:
     return float((record.metrics or {}).get("learning_rate", {}).get("multiplier", 1.0))
 
 
-def _search_fitness(record: CandidateRecord) -> float:
+# --------------------------------------------------------------------------
+# One generation.
+
+
+@dataclasses.dataclass(frozen=True)
+class _Generation:
+    """One generation, measured and archived."""
+
+    told: list[Candidate]  # what to tell the searcher: genomes at their written-back rate
+    fitness: np.ndarray  # [n] search fitness (-inf: rejected)
+    records: list[CandidateRecord]  # as archived, in the order asked
+    trained: int  # candidates trained now (not taken from the archive)
+
+
+def _measure_generation(ctx: _Context, baseline: dict[str, float],
+                        candidates: Sequence[Candidate],
+                        known: Mapping[str, CandidateRecord]) -> _Generation:
+    """Measures and archives ``candidates``.
+
+    An archived candidate (a replay after a restart) is taken from the
+    archive; one the integrity check rejects is recorded as rejected; one
+    whose fingerprint is ``known`` or measured earlier in this generation is
+    recorded as a duplicate; the rest are trained in chunks, each chunk one
+    transaction (a kill loses at most a chunk). A trained candidate's best
+    learning-rate multiplier is written back: the archive holds its genome and
+    graph at that rate, and the searcher is told the written-back genome, so
+    children inherit the rate that worked.
+    """
+    ev, space, archive = ctx.config.evaluation, ctx.setup.space, ctx.archive
+    told: dict[int, Candidate] = {}
+    records: dict[int, CandidateRecord] = {}
+    archived: set[int] = set()
+    first_with: dict[str, int] = {}  # fingerprint -> the first of this generation measured
+    pending, copies = [], []
+    for c in candidates:
+        stored = archive.get(c.id)
+        if stored is not None:
+            told[c.id], records[c.id] = _replayed(ctx, c, stored), stored
+            archived.add(c.id)
+            if _is_measured(stored):
+                first_with.setdefault(stored.fingerprint, c.id)
+            continue
+        graph = space.to_graph(c.genome)
+        report = integrity.check(graph) if ev.check else None
+        fp = report.fingerprint if report is not None else integrity.fingerprint(graph)
+        if report is not None and not report.ok:
+            records[c.id] = _record(space, c, graph, fp, status="rejected", reason=report.reason)
+        elif ev.dedupe and (fp in known or fp in first_with):
+            copies.append((c, graph, fp))
+        else:
+            first_with.setdefault(fp, c.id)
+            pending.append((c, graph, fp))
+    for start in range(0, len(pending), ctx.setup.chunk_size):
+        for c, record in _train(ctx, baseline, pending[start:start + ctx.setup.chunk_size]):
+            told[c.id], records[c.id] = c, record
+            archived.add(c.id)
+    for c, graph, fp in copies:
+        original = known.get(fp) or records[first_with[fp]]
+        told[c.id], records[c.id] = _duplicate(space, c, graph, fp, original)
+    archive.add_candidates([records[c.id] for c in candidates if c.id not in archived])
+    ordered = [records[c.id] for c in candidates]
+    return _Generation(told=[told.get(c.id, c) for c in candidates],
+                       fitness=np.array([_search_fitness(r) for r in ordered]),
+                       records=ordered, trained=len(pending))
+
+
+def _train(ctx: _Context, baseline: dict[str, float],
+           chunk: Sequence[tuple[Candidate, graph_lib.Graph, str]],
+           ) -> list[tuple[Candidate, CandidateRecord]]:
+    """Trains ``chunk`` as one program and archives it in one transaction;
+    each candidate as told (written back) and its record."""
+    config, space = ctx.config, ctx.setup.space
+    start = time.perf_counter()
+    allowed = np.array([[space.scale_learning_rate(c.genome, float(m)) is not None
+                         for m in config.evaluation.lr_multipliers] for c, _, _ in chunk])
+    measured = measure([g for _, g, _ in chunk], ctx.setup.tasks, baseline, ctx.setup.shape,
+                       ctx.setup.chunk_size, config, allowed)
+    seconds = (time.perf_counter() - start) / len(chunk)
+    out = []
+    rows = zip(chunk, measured.fitness, measured.multiplier, measured.details,
+               measured.diverged, strict=True)
+    for (c, graph, fp), fit, multiplier, detail, dead in rows:
+        c, graph = _write_back(space, c, graph, float(multiplier))
+        out.append((c, _record(space, c, graph, fp, status="diverged" if dead else "evaluated",
+                               fitness=float(fit), metrics=detail, seconds=seconds)))
+    ctx.archive.add_candidates([record for _, record in out])
+    return out
+
+
+def _duplicate(space: Any, c: Candidate, graph: graph_lib.Graph, fp: str,
+               original: CandidateRecord) -> tuple[Candidate, CandidateRecord]:
+    """``c`` as a duplicate of ``original``, at the original's learning rate."""
+    c, graph = _write_back(space, c, graph, multiplier_of(original))
+    return c, _record(space, c, graph, fp, status="duplicate", duplicate_of=original.id,
+                      fitness=original.fitness)
+
+
+def _replayed(ctx: _Context, c: Candidate, stored: CandidateRecord) -> Candidate:
+    """``c`` as it was told when archived (its written-back genome).
+
+    Raises:
+      ArchiveError: the replayed candidate is not the one archived under its id.
+    """
+    # A duplicate was written back with the rate of the candidate it repeats.
+    source = ctx.archive.get(stored.duplicate_of) if stored.status == "duplicate" else stored
+    multiplier = multiplier_of(source) if source is not None else 1.0
+    space = ctx.setup.space
+    told, _ = _write_back(space, c, space.to_graph(c.genome), multiplier)
+    if (to_jsonable(space.to_json(told.genome)) != stored.genome
+            or tuple(c.parents) != stored.parents or c.generation != stored.generation):
+        raise ArchiveError(
+            f"{ctx.workdir}: the replayed search differs from the archive at candidate "
+            f"{c.id} (a changed symopt or space?); resume with the same version or use a "
+            "new --workdir")
+    return told
+
+
+def _write_back(space: Any, c: Candidate, graph: graph_lib.Graph,
+                multiplier: float) -> tuple[Candidate, graph_lib.Graph]:
+    """``c`` and its graph at ``multiplier`` times their learning rate; the
+    genome stays as it is where the space cannot express that rate."""
+    if multiplier == 1.0:
+        return c, graph
+    genome = space.scale_learning_rate(c.genome, multiplier)
+    if genome is not None:
+        c = dataclasses.replace(c, genome=genome)
+    return c, graph.with_hparams(learning_rate=graph.hparams.learning_rate * multiplier)
+
+
+def _record(space: Any, c: Candidate, graph: graph_lib.Graph, fingerprint: str | None, *,
+            status: str, **fields: Any) -> CandidateRecord:
+    return CandidateRecord(
+        id=c.id, generation=c.generation, space=space.name, origin=c.origin,
+        parents=c.parents, genome=space.to_json(c.genome), graph=graph_lib.to_dict(graph),
+        fingerprint=fingerprint, status=status, **fields)
+
+
+def _is_measured(record: CandidateRecord) -> bool:
+    """Whether ``record`` was trained, so that its fingerprint's repeats need not be."""
+    return record.status in ("evaluated", "diverged") and bool(record.fingerprint)
+
+
+def _remember(known: dict[str, CandidateRecord], records: Sequence[CandidateRecord]) -> None:
+    """Adds the measured ``records`` to the fingerprint cache (the first one stays)."""
+    for record in records:
+        if _is_measured(record):
+            known.setdefault(record.fingerprint, record)
+
+
+def _search_fitness(record: CandidateRecord | StageResult) -> float:
     return -math.inf if record.fitness is None else float(record.fitness)
 
 
 # --------------------------------------------------------------------------
-# The search.
+# The progress line.
 
 
-class _Search:
-    """One run's state that outlives a generation: archive, caches, baseline."""
+def _progress(config: ml_collections.ConfigDict, gen: int, generation: _Generation,
+              best: CandidateRecord, seconds: float, eta: float | None) -> str:
+    records, trained = generation.records, generation.trained
+    values = [r.fitness for r in records if r.status == "evaluated" and r.fitness is not None]
+    rejected = sum(r.status == "rejected" for r in records)
+    duplicates = sum(r.status == "duplicate" for r in records)
+    median = f"{np.median(values):.4f}" if values else "-"
+    rate = f"{trained / seconds:.1f}" if trained and seconds > 0 else "-"
+    return (f"gen {gen + 1}/{config.search.generations}  best {_fitness_text(best)}  "
+            f"median {median}  trained {trained} ({rate}/s)  rejected {rejected}  "
+            f"duplicates {duplicates}  eta {_format_seconds(eta) if eta is not None else '-'}"
+            f"\n  best #{best.id}: {_equation(best)}")
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str, setup: _Setup,
-                 archive: Archive, log: Log):
-        self.config, self.workdir, self.setup, self.archive, self.log = (
-            config, workdir, setup, archive, log)
-        self.fingerprints: dict[str, CandidateRecord] = {}
-        self.baseline = self.baselines("baseline", setup.tasks)
-        self.equations: dict[int, str] = {}
-        self.entrants: set[int] = set()  # candidates of the progressive elimination
 
-    def baselines(self, key: str, task_list: Sequence[tasks.Task]) -> dict[str, float]:
-        """Adam's value on each task, tuned over ``baseline_learning_rate x
-        baseline_lr_multipliers``; trained once per run and kept in the archive
-        (meta ``key``, and ``key + "_learning_rates"``), so a resume reuses it."""
-        ev = self.config.evaluation
-        stored = self.archive.get_meta(key, {}) or {}
-        rates = self.archive.get_meta(key + "_learning_rates", {}) or {}
-        missing = [t for t in task_list if t.name not in stored]
-        grid = baseline_grid(ev)
-        for task in missing:
-            self.log(f"baseline: training Adam (lr {', '.join(f'{lr:g}' for lr in grid)}) on "
-                     f"{task.name} ...")
-            best = tuned_baseline(task, grid, ev.split, ev.metric)
-            stored[task.name], rates[task.name] = best.value, best.learning_rate
-            self.log(f"baseline: Adam {ev.metric} on {task.name} = {best.value:.4f} "
-                     f"(lr {best.learning_rate:g})")
-        if missing:
-            with self.archive.transaction():
-                self.archive.put_meta(key, stored)
-                self.archive.put_meta(key + "_learning_rates", rates)
-        return {t.name: stored[t.name] for t in task_list}
-
-    def remember(self, record: CandidateRecord) -> None:
-        if record.status in ("evaluated", "diverged") and record.fingerprint:
-            self.fingerprints.setdefault(record.fingerprint, record)
-
-    def record(self, c: Candidate, graph: graph_lib.Graph, fingerprint: str | None, *,
-               status: str, **fields: Any) -> CandidateRecord:
-        return CandidateRecord(
-            id=c.id, generation=c.generation, space=self.setup.space.name, origin=c.origin,
-            parents=c.parents, genome=self.setup.space.to_json(c.genome),
-            graph=graph_lib.to_dict(graph), fingerprint=fingerprint, status=status, **fields)
-
-    def write_back(self, c: Candidate, graph: graph_lib.Graph,
-                   multiplier: float) -> tuple[Candidate, graph_lib.Graph]:
-        """``c`` and its graph at ``multiplier`` times their learning rate; the
-        genome stays as it is where the space cannot express that rate."""
-        if multiplier == 1.0:
-            return c, graph
-        genome = self.setup.space.scale_learning_rate(c.genome, multiplier)
-        if genome is not None:
-            c = dataclasses.replace(c, genome=genome)
-        return c, graph.with_hparams(learning_rate=graph.hparams.learning_rate * multiplier)
-
-    def check_replay(self, c: Candidate, stored: CandidateRecord) -> Candidate:
-        """A replayed candidate must be the one archived under its id; returns it
-        as it was told (its written-back genome)."""
-        # A duplicate was written back with the rate of the candidate it repeats.
-        source = (self.archive.get(stored.duplicate_of) if stored.status == "duplicate"
-                  else stored)
-        multiplier = multiplier_of(source) if source is not None else 1.0
-        told, _ = self.write_back(c, self.setup.space.to_graph(c.genome), multiplier)
-        if (to_jsonable(self.setup.space.to_json(told.genome)) != stored.genome
-                or tuple(c.parents) != stored.parents or c.generation != stored.generation):
-            raise ArchiveError(
-                f"{self.workdir}: the replayed search differs from the archive at candidate "
-                f"{c.id} (a changed symopt or space?); resume with the same version or use a "
-                "new --workdir")
-        return told
-
-    def equation(self, record: CandidateRecord) -> str:
-        if record.id not in self.equations:
-            self.equations[record.id] = symbolic.to_text(graph_lib.from_dict(record.graph))
-        return self.equations[record.id]
+def _eta(config: ml_collections.ConfigDict, gen: int, times: Sequence[float]) -> float | None:
+    """Seconds left: the generations to go at the mean time of those that
+    trained anything (the first, which compiles, left out once there are more)."""
+    if not times:
+        return None
+    return float(np.mean(times[1:] or times)) * (config.search.generations - gen - 1)
 
 
 def _fitness_text(record: CandidateRecord | StageResult | None) -> str:
@@ -457,118 +631,12 @@ def _format_seconds(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def _progress(run: _Search, gen: int, records: list[CandidateRecord], best: CandidateRecord,
-              seconds: float, trained: int, eta: float | None) -> str:
-    fitness = [r.fitness for r in records if r.status == "evaluated" and r.fitness is not None]
-    rejected = sum(r.status == "rejected" for r in records)
-    duplicates = sum(r.status == "duplicate" for r in records)
-    median = f"{np.median(fitness):.4f}" if fitness else "-"
-    rate = f"{trained / seconds:.1f}" if trained and seconds > 0 else "-"
-    return (f"gen {gen + 1}/{run.config.search.generations}  best {_fitness_text(best)}  "
-            f"median {median}  trained {trained} ({rate}/s)  rejected {rejected}  "
-            f"duplicates {duplicates}  eta {_format_seconds(eta) if eta is not None else '-'}"
-            f"\n  best #{best.id}: {run.equation(best)}")
-
-
-def _open_archive(config: ml_collections.ConfigDict, workdir: str, log: Log) -> Archive:
-    archive = Archive.open(workdir)
-    stored = archive.config()
-    if stored is None:
-        archive.set_config(config.to_dict())
-        return archive
-    changed = [k for k in archive.config_diff(config.to_dict())
-               if k not in config_lib.RESUMABLE_CHANGES]
-    if changed:
-        archive.close()
-        raise config_lib.ConfigError(
-            f"workdir {workdir} holds a run with a different config (keys: {', '.join(changed)});"
-            " use a new --workdir or the same config to resume")
-    if config.search.generations < stored["search"]["generations"]:
-        archive.close()
-        raise config_lib.ConfigError(
-            f"config.search.generations: the run in {workdir} has "
-            f"{stored['search']['generations']}; a resumed run may only add generations")
-    archive.set_config(config.to_dict(), replace=True)
-    log(f"resuming the run in {workdir}: {len(archive.ids())} candidates in the archive")
-    return archive
-
-
-def _first_horizon(workdir: str) -> int | None:
-    """``search.generations`` of the run already in ``workdir`` (None: no run yet)."""
-    if not os.path.exists(os.path.join(workdir, archive_lib.FILENAME)):
-        return None
-    with Archive.open(workdir) as archive:
-        return archive.get_meta("search_horizon")
-
-
-@contextlib.contextmanager
-def _workdir_lock(workdir: str):
-    """One run per workdir at a time (an advisory lock, released at exit or kill)."""
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, ".lock"), "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise ArchiveError(f"{workdir}: another symopt run is using this workdir") from None
-        yield
-
-
-def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
-        log: Log = print) -> RunResult:
-    """Runs (or resumes) the search ``config`` in ``workdir``; see the module docstring."""
-    start = time.perf_counter()
-    config = config_lib.validate(config)
-    workdir = os.fspath(workdir)
-    horizon = _first_horizon(workdir)
-    setup = _setup(config, horizon)
-    with _workdir_lock(workdir), _open_archive(config, workdir, log) as archive:
-        if horizon is None:
-            archive.put_meta("search_horizon", config.search.generations)
-        runner = _Search(config, workdir, setup, archive, log)
-        log(f"search: {config.search.name} over the {setup.space.name} space, "
-            f"{config.search.generations} generations x {config.search.population_size}, "
-            f"tasks {', '.join(t.name for t in setup.tasks)} "
-            f"({setup.tasks[0].steps} steps, {config.tasks.seeds} seeds), "
-            f"{setup.chunk_size} candidates per compiled program, "
-            f"{jax.local_device_count()} {jax.default_backend()} device(s)")
-        searcher, state = setup.searcher, setup.searcher.init(config.search.seed)
-        trained_total, times = 0, []
-        for gen in range(config.search.generations):
-            gen_start = time.perf_counter()
-            state, candidates = searcher.ask(state)
-            generation = _Generation(runner, candidates)
-            told, values = generation.measure()
-            state = searcher.tell(state, told, values)
-            seconds = time.perf_counter() - gen_start
-            trained_total += generation.trained
-            if generation.trained:
-                times.append(seconds)
-            best_candidate, _ = searcher.best(state)
-            eta = (np.mean(times[1:] or times) * (config.search.generations - gen - 1)
-                   if times else None)
-            log(_progress(runner, gen, list(generation.records.values()),
-                          archive.get(best_candidate.id), seconds, generation.trained, eta))
-        winner = _choose(runner, searcher, state)
-        best = winner.record
-        if best.fitness is None:
-            log("warning: no candidate passed the integrity check; best.json holds a rejected one")
-        elif best.status == "diverged" or (best.fitness is not None and not math.isfinite(
-                best.fitness)):
-            log("warning: every candidate diverged; best.json holds a diverged one")
-        best_graph = winner.graph
-        graph_lib.save(best_graph, os.path.join(workdir, "best.json"))
-        test_results = _test(runner, winner) if setup.test_tasks else []
-        _write_summary(runner, winner, test_results)
-        counts = archive.count_by_status()
-    seconds = time.perf_counter() - start
-    log(f"done in {_format_seconds(seconds)}: best #{best.id} fitness {_fitness_text(best)} "
-        f"(Adam = 1); {os.path.join(workdir, 'best.json')}, "
-        f"{os.path.join(workdir, 'summary.md')}")
-    return RunResult(workdir, best, best_graph, counts, trained_total, seconds)
+def _equation(record: CandidateRecord) -> str:
+    return symbolic.to_text(graph_lib.from_dict(record.graph))
 
 
 # --------------------------------------------------------------------------
-# Progressive elimination and the report.
+# Choosing the winner.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -580,7 +648,7 @@ class Winner:
     ranking: tuple[int, ...]  # candidate ids, best first (validation, else search fitness)
 
 
-def _eliminate(run: _Search) -> Winner | None:
+def _eliminate(ctx: _Context) -> Winner | None:
     """The validation funnel: successive halving of the top candidates over the
     elimination stages (Morgan & Hougen's progressive elimination, Lion's funnel
     selection). A stage's fitness is the normalised aggregate over its tasks,
@@ -588,12 +656,12 @@ def _eliminate(run: _Search) -> Winner | None:
     ``a+b`` for a stage of two tasks). Returns the winner as archived, at the
     learning rate the search tasks chose (measured: a rate re-chosen on the
     validation tasks did worse as found on the test tasks), or None when
-    nothing was evaluated."""
-    config, archive, stage_tasks = run.config, run.archive, run.setup.stages
-    baseline = run.baselines("baseline_elimination", [t for st in stage_tasks for t in st])
+    nothing was evaluated. Its ranking holds every entrant."""
+    config, archive, stage_tasks = ctx.config, ctx.archive, ctx.setup.stages
+    baseline = _baselines(ctx, "baseline_elimination", [t for st in stage_tasks for t in st])
     entrants = archive.top(config.elimination.top_k)  # duplicates are never "evaluated"
     if not entrants:
-        run.log("elimination: no evaluated candidate to eliminate")
+        ctx.log("elimination: no evaluated candidate to eliminate")
         return None
     done = {(r.candidate_id, r.stage): r for r in archive.stage_results()}
     names = ["+".join(t.name for t in stage) for stage in stage_tasks]
@@ -605,12 +673,12 @@ def _eliminate(run: _Search) -> Winner | None:
         todo = [i for i in ids if (i, stage) not in done]
         if todo:
             first = stage_tasks[stage][0]
-            run.log(f"elimination stage {stage + 1}/{len(stages)}: {len(todo)} candidates on "
+            ctx.log(f"elimination stage {stage + 1}/{len(stages)}: {len(todo)} candidates on "
                     f"{names[stage]} ({first.steps} steps, {first.seeds} seeds)")
             graphs = [graph_lib.from_dict(archive.get(i).graph) for i in todo]
             measured = measure(
                 graphs, stage_tasks[stage], {t.name: baseline[t.name] for t in stage_tasks[stage]},
-                run.setup.shape, min(len(entrants), DEFAULT_CHUNK), config)
+                ctx.setup.shape, min(len(entrants), DEFAULT_CHUNK), config)
             rows = [StageResult(i, stage, names[stage], d, float(f))
                     for i, f, d in zip(todo, measured.fitness, measured.details, strict=True)]
             archive.add_stage_results(rows)
@@ -618,51 +686,58 @@ def _eliminate(run: _Search) -> Winner | None:
         return np.array([_search_fitness(done[(i, stage)]) for i in ids])
 
     result = search.successive_halving([r.id for r in entrants], stages, measure_stage)
-    run.entrants = {r.id for r in entrants}
-    ranking = _prefer_simpler(run, list(result.ranking), {
+    ranking = _prefer_simpler(ctx, list(result.ranking), {
         i: float(f) for i, f in zip(result.ids, result.fitness[:, -1], strict=True)
         if np.isfinite(f)})
     record = archive.get(ranking[0])
     graph = graph_lib.from_dict(record.graph)
-    run.log(f"elimination: winner #{record.id}: {symbolic.to_text(graph)}")
+    ctx.log(f"elimination: winner #{record.id}: {symbolic.to_text(graph)}")
     return Winner(record, graph, tuple(ranking))
 
 
-def _prefer_simpler(run: _Search, ranking: list[int], final: dict[int, float]) -> list[int]:
-    """``ranking`` with the simplest candidate within ``evaluation.simplicity_tolerance``
-    of the best final fitness moved to the front (unchanged at tolerance 0)."""
-    tolerance = run.config.evaluation.simplicity_tolerance
-    ids = [i for i in ranking if i in final]
-    if tolerance <= 0 or len(ids) < 2:
-        return ranking
-    complexity = [simplicity.complexity(graph_lib.from_dict(run.archive.get(i).graph)).total
-                  for i in ids]
-    chosen = ids[simplicity.prefer_simpler([final[i] for i in ids], complexity, tolerance)]
-    if chosen != ranking[0]:
-        run.log(f"simplicity: #{chosen} is within {tolerance:g} of #{ranking[0]} and simpler")
-    return [chosen] + [i for i in ranking if i != chosen]
-
-
-def _choose(run: _Search, searcher: Any, state: Any) -> Winner:
-    """The winner: the validation funnel's, else the best search fitness."""
-    if run.setup.stages:
-        winner = _eliminate(run)
-        if winner is not None:
-            return winner
-    top = run.archive.top(run.config.elimination.top_k)
+def _best_searched(ctx: _Context, searcher_best: int) -> Winner:
+    """The winner without a validation funnel: the best search fitness (the
+    simplest within tolerance), else the searcher's best (all rejected)."""
+    top = ctx.archive.top(ctx.config.elimination.top_k)
     if top:
-        ranking = _prefer_simpler(run, [r.id for r in top], {r.id: r.fitness for r in top})
-        record = run.archive.get(ranking[0])
+        ranking = _prefer_simpler(ctx, [r.id for r in top], {r.id: r.fitness for r in top})
+        record = ctx.archive.get(ranking[0])
     else:
-        record, ranking = run.archive.get(searcher.best(state)[0].id), []
+        record, ranking = ctx.archive.get(searcher_best), []
     return Winner(record, graph_lib.from_dict(record.graph), tuple(ranking))
 
 
-def _test(run: _Search, winner: Winner) -> list[heldout.Result]:
+def _prefer_simpler(ctx: _Context, ranking: list[int], final: dict[int, float]) -> list[int]:
+    """``ranking`` with the simplest candidate within ``evaluation.simplicity_tolerance``
+    of the best final fitness moved to the front (unchanged at tolerance 0)."""
+    tolerance = ctx.config.evaluation.simplicity_tolerance
+    ids = [i for i in ranking if i in final]
+    if tolerance <= 0 or len(ids) < 2:
+        return ranking
+    complexity = [simplicity.complexity(graph_lib.from_dict(ctx.archive.get(i).graph)).total
+                  for i in ids]
+    chosen = ids[simplicity.prefer_simpler([final[i] for i in ids], complexity, tolerance)]
+    if chosen != ranking[0]:
+        ctx.log(f"simplicity: #{chosen} is within {tolerance:g} of #{ranking[0]} and simpler")
+    return [chosen] + [i for i in ranking if i != chosen]
+
+
+def _warn_if_unfit(best: CandidateRecord, log: Log) -> None:
+    if best.fitness is None:
+        log("warning: no candidate passed the integrity check; best.json holds a rejected one")
+    elif best.status == "diverged" or not math.isfinite(best.fitness):
+        log("warning: every candidate diverged; best.json holds a diverged one")
+
+
+# --------------------------------------------------------------------------
+# The test tasks and the report.
+
+
+def _test(ctx: _Context, winner: Winner) -> list[heldout.Result]:
     """The test tasks, after the winner is chosen: the top ``test.top_k`` of the
     ranking (the winner as ``best``) and the baselines. Kept in the archive
     (meta ``test_results``); a resume reuses them."""
-    config, archive = run.config, run.archive
+    config, archive = ctx.config, ctx.archive
     stored = archive.get_meta("test_results")
     if stored is not None and stored.get("winner") == winner.record.id:
         return [heldout.Result.from_dict(r) for r in stored["results"]]
@@ -670,8 +745,8 @@ def _test(run: _Search, winner: Winner) -> list[heldout.Result]:
     for i in winner.ranking[1:config.test.top_k]:
         found[f"#{i}"] = graph_lib.from_dict(archive.get(i).graph)
     results = heldout.evaluate_all(
-        found, config_lib.names(config.test.baselines), run.setup.test_tasks,
-        config.test.lr_multipliers, strategy=config.evaluation.strategy, log=run.log)
+        found, config_lib.names(config.test.baselines), ctx.setup.test_tasks,
+        config.test.lr_multipliers, strategy=config.evaluation.strategy, log=ctx.log)
     archive.put_meta("test_results", {"winner": winner.record.id,
                                       "results": [r.to_dict() for r in results]})
     return results
@@ -688,11 +763,11 @@ def hall_of_fame(archive: Archive) -> list[dict[str, Any]]:
              "equation": simplicity.simplified_equation(graphs[i])} for i in front]
 
 
-def _fitness_description(run: _Search) -> str:
-    ev = run.config.evaluation
-    lrs = run.archive.get_meta("baseline_learning_rates", {}) or {}
+def _fitness_description(ctx: _Context, baseline: dict[str, float]) -> str:
+    ev = ctx.config.evaluation
+    lrs = ctx.archive.get_meta("baseline_learning_rates", {}) or {}
     adam = ", ".join(f"{k} {v:.4g} (lr {lrs.get(k, ev.baseline_learning_rate):g})"
-                     for k, v in run.baseline.items())
+                     for k, v in baseline.items())
     if ev.metric == "loss":
         what = (f"the geometric mean over search tasks of Adam's final {ev.split} loss divided by "
                 "the candidate's (losses clipped; a diverged run scores the worst)")
@@ -710,17 +785,21 @@ def _fitness_description(run: _Search) -> str:
     return f"Fitness is {what}; {adam_text}.{rates}\n\nAdam baseline ({ev.metric}): {adam}"
 
 
-def _write_summary(run: _Search, winner: Winner, test_results: list[heldout.Result]) -> None:
-    archive, config, best = run.archive, run.config, winner.record
+def _write_summary(ctx: _Context, baseline: dict[str, float], winner: Winner,
+                   test_results: list[heldout.Result]) -> None:
+    """``summary.md``: the fitness, the winner, the top candidates, the
+    validation stages, the test tables and the hall of fame (also kept in the
+    archive, meta ``hall_of_fame``)."""
+    archive, config, best = ctx.archive, ctx.config, winner.record
     roles = config_lib.task_roles(config)
-    task_names = [t.name for t in run.setup.tasks]
+    task_names = [t.name for t in ctx.setup.tasks]
     lines = [
         f"# symopt search: {config.search.name} over {config.space.name}",
         "",
         f"Search tasks: {', '.join(roles['search'])}; validation tasks: "
         f"{', '.join(roles['validation']) or '-'}; test tasks: {', '.join(roles['test']) or '-'}.",
         "",
-        _fitness_description(run),
+        _fitness_description(ctx, baseline),
         "",
         "Candidates: " + ", ".join(
             f"{k} {v}" for k, v in sorted(archive.count_by_status().items())),
@@ -738,16 +817,15 @@ def _write_summary(run: _Search, winner: Winner, test_results: list[heldout.Resu
     for rank, r in enumerate(archive.top(config.output.top), 1):
         cells = [_normalized(r.metrics.get(t)) for t in task_names]
         lines.append(f"| {rank} | {r.id} | {r.generation} | {_fitness_text(r)} | "
-                     f"{multiplier_of(r):g} | " + " | ".join(cells) + f" | `{run.equation(r)}` |")
-    stage_rows = [r for r in archive.stage_results() if r.candidate_id in run.entrants]
+                     f"{multiplier_of(r):g} | " + " | ".join(cells) + f" | `{_equation(r)}` |")
+    # This elimination's entrants: a resumed run with more generations may have
+    # archived stage results of candidates that no longer enter.
+    entrants = set(winner.ranking) if ctx.setup.stages else set()
+    stage_rows = [r for r in archive.stage_results() if r.candidate_id in entrants]
     if stage_rows:
         lines += ["", "## Validation (progressive elimination; chooses the winner)", "",
                   "| stage | tasks | id | fitness (Adam = 1) | lr x |", "|---|---|---|---|---|"]
-
-        def order(r):
-            return (r.stage, -(r.fitness if r.fitness is not None else -math.inf))
-
-        for r in sorted(stage_rows, key=order):
+        for r in sorted(stage_rows, key=lambda r: (r.stage, -_search_fitness(r))):
             lines.append(f"| {r.stage + 1} | {r.task} | {r.candidate_id} | {_fitness_text(r)} | "
                          f"{multiplier_of(r):g} |")
     if test_results:
@@ -771,7 +849,7 @@ def _write_summary(run: _Search, winner: Winner, test_results: list[heldout.Resu
                   "| id | fitness | complexity | simplified equation |", "|---|---|---|---|"]
         lines += [f"| {h['id']} | {h['fitness']:.4f} | {h['complexity']} | `{h['equation']}` |"
                   for h in fame]
-    with open(os.path.join(run.workdir, "summary.md"), "w") as f:
+    with open(os.path.join(ctx.workdir, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
 

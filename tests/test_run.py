@@ -269,7 +269,7 @@ def test_elimination_budget_overrides_task_options_and_zero_means_the_task_defau
 
 
 def test_a_second_run_on_a_busy_workdir_is_refused(tmp_path):
-    with run_lib._workdir_lock(str(tmp_path)):
+    with run_lib.workdir_lock(str(tmp_path)):
         with pytest.raises(ArchiveError, match="another symopt run"):
             run_lib.run(tiny_config(), tmp_path, log=lambda _: None)
 
