@@ -204,22 +204,23 @@ def evaluate_all(found: Mapping[str, Graph], baselines: Sequence[str], task_list
 
 def ratio(results: Sequence[Result], a: str, b: str, *, a_tuned: bool,
           b_tuned: bool = True) -> float:
-    """How much lower ``a``'s test loss is than ``b``'s: the geometric mean over
-    the tasks both ran of ``loss_b / loss_a`` (mean losses over seeds), each
-    clipped as :func:`symopt.fitness.task_scores` clips. Above 1: ``a`` is better."""
+    """How much lower ``a``'s test loss is than ``b``'s: :func:`symopt.fitness.aggregate`
+    under ``"loss"`` of ``a``'s mean loss over seeds with ``b``'s as the
+    baseline, over the tasks both ran (the geometric mean of clipped
+    ``loss_b / loss_a``). Above 1: ``a`` is better."""
     by_key = {(r.optimizer, r.task): r for r in results}
     tasks_a = {r.task for r in results if r.optimizer == a}
     tasks_b = {r.task for r in results if r.optimizer == b}
     common = sorted(tasks_a & tasks_b)
     if not common:
         raise ValueError(f"{a!r} and {b!r} share no test task")
-    logs = []
-    for t in common:
-        ra, rb = by_key[a, t], by_key[b, t]
-        la = np.mean(ra.tuned if a_tuned else ra.found)
-        lb = np.mean(rb.tuned if b_tuned else rb.found)
-        logs.append(np.log(fitness.task_scores(la, float(lb), "loss")))
-    return float(np.exp(np.mean(logs)))
+
+    def mean(name: str, t: str, tuned: bool) -> float:
+        r = by_key[name, t]
+        return float(np.mean(r.tuned if tuned else r.found))
+
+    return float(fitness.aggregate({t: np.array([mean(a, t, a_tuned)]) for t in common},
+                                   {t: mean(b, t, b_tuned) for t in common}, "loss")[0])
 
 
 def table(results: Sequence[Result], optimizers: Sequence[str]) -> list[str]:
