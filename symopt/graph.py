@@ -62,6 +62,10 @@ MAX_STATES = 3
 MAX_CONSTANTS = 8
 MAX_SCHEDULE_VALUES = 16
 MAX_SCHEDULE_VALUE = 1e6
+MAX_INT = 2**31 - 1
+"""Largest step count or integer a graph may hold (JAX reads them as int32)."""
+MAX_FILE_BYTES = 1 << 20
+"""Largest graph file :func:`load` reads (a graph's JSON is a few kilobytes)."""
 
 
 class GraphError(ValueError):
@@ -169,9 +173,10 @@ def node_ref(i: int) -> str:
     return f"n{i}"
 
 
-_NODE_REF = re.compile(r"n(\d+)\Z")
-_CONST_REF = re.compile(r"c(\d+)\Z")
-_STATE_REF = re.compile(r"s(\d+)\Z")
+# ASCII digits without leading zeros: each index has one spelling.
+_NODE_REF = re.compile(r"n(0|[1-9][0-9]*)\Z")
+_CONST_REF = re.compile(r"c(0|[1-9][0-9]*)\Z")
+_STATE_REF = re.compile(r"s(0|[1-9][0-9]*)\Z")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -261,6 +266,8 @@ def _validate_expr(expr: Any, where: str, *, scalar: bool, graph: Graph, max_nod
 def _check_number(value: Any, where: str, lo: float, hi: float, *, lo_open=False, hi_open=False):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise GraphError(f"{where}: expected a number, got {value!r}")
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        raise GraphError(f"{where}: the integer {value} is too large; write it as a float")
     ok = math.isfinite(value) and (value > lo if lo_open else value >= lo)
     ok = ok and (value < hi if hi_open else value <= hi)
     if not ok:
@@ -269,8 +276,8 @@ def _check_number(value: Any, where: str, lo: float, hi: float, *, lo_open=False
 
 
 def _check_int(value: Any, where: str, lo: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise GraphError(f"{where}: expected an integer >= {lo}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= MAX_INT:
+        raise GraphError(f"{where}: expected an integer in [{lo}, {MAX_INT}], got {value!r}")
 
 
 def validate(
@@ -575,8 +582,15 @@ def from_dict(d: Any) -> Graph:
     sched = _fields(_require(d.get("schedule", {}), "schedule"), Schedule, "schedule")
     if sched.get("expr") is not None:
         sched["expr"] = _expr_from_dict(sched["expr"], "schedule.expr")
-    sched["values"] = tuple(_require(sched.get("values", []), "schedule.values", list))
+    sched["values"] = tuple(_float(v, f"schedule.values[{i}]") for i, v in enumerate(
+        _require(sched.get("values", []), "schedule.values", list)))
+    for key in ("alpha", "decay_rate"):
+        if key in sched:
+            sched[key] = _float(sched[key], f"schedule.{key}")
     hparams = _fields(_require(d.get("hparams", {}), "hparams"), Hyperparams, "hparams")
+    for key, value in hparams.items():
+        if key != "bias_correction":
+            hparams[key] = _float(value, f"hparams.{key}")
     decays = _require(d.get("decays", {}), "decays")
     graph = Graph(
         update=_expr_from_dict(d["update"], "update"),
@@ -585,15 +599,32 @@ def from_dict(d: Any) -> Graph:
         schedule=Schedule(**sched),
         momentum=d.get("momentum", "none"),
         hparams=Hyperparams(**hparams),
-        constants=tuple(_require(d.get("constants", []), "constants", list)),
+        constants=tuple(_float(c, f"constants[{i}]") for i, c in enumerate(
+            _require(d.get("constants", []), "constants", list))),
     )
     return validate(graph)
+
+
+def _float(value: Any, where: str) -> Any:
+    """A JSON integer as the float it stands for; anything else unchanged
+    (validation names what is wrong with it)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            raise GraphError(f"{where}: an integer of {len(str(abs(value)))} digits is outside "
+                             "the range of a float") from None
+    return value
 
 
 def from_json(text: str) -> Graph:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
+        raise GraphError(f"json: {e}") from None
+    except RecursionError:
+        raise GraphError("json: nested too deeply to be a graph") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
         raise GraphError(f"json: {e}") from None
     return from_dict(data)
 
@@ -608,9 +639,15 @@ def save(graph: Graph, path: str | os.PathLike[str]) -> None:
 
 def load(path: str | os.PathLike[str]) -> Graph:
     """Reads a graph written by :func:`save` (or any ``best.json``)."""
-    with open(path) as f:
-        text = f.read()
+    with open(path, "rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
     try:
+        if len(data) > MAX_FILE_BYTES:
+            raise GraphError(f"larger than {MAX_FILE_BYTES} bytes: not a graph file")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise GraphError("not UTF-8 text: not a graph file") from None
         return from_json(text)
     except GraphError as e:
         raise GraphError(f"{os.fspath(path)}: {e}") from None

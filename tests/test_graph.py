@@ -4,12 +4,14 @@ import copy
 import dataclasses
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import symopt
 from symopt import graph as graph_lib
-from symopt import integrity, zoo
+from symopt import export, integrity, zoo
 from symopt.graph import Expr, Graph, GraphError, Hyperparams, Node, Schedule, nodes, simple
 from symopt.spaces import nos
 
@@ -139,18 +141,34 @@ def test_from_dict_errors_name_the_field(mutate, field):
     assert str(info.value).startswith(field + ":"), str(info.value)
 
 
-def test_from_dict_raises_only_graph_errors_on_random_corruption():
-    rng = np.random.default_rng(3)
-    junk = [None, 1, -1.5, "x", [], {}, [1, 2], {"a": 1}, True, "n0", "g", float("inf")]
+JUNK = [None, 1, -1.5, "x", [], {}, [1, 2], {"a": 1}, True, "n0", "g", float("inf"),
+        2**31, -(2**40), 10**400, 1e308, "n00", "n\u0660", "s00", "c01", "n1", "s0", "c1", 0]
+"""Replacement values: wrong types, edge numbers and references that look valid."""
+
+
+@pytest.mark.parametrize("start", range(0, 600, 150))
+def test_a_graph_that_loads_works_everywhere_and_one_that_does_not_is_a_graph_error(start):
+    rng = np.random.default_rng(start)
     originals = [symopt.to_dict(zoo.get(n)) for n in zoo.names()]
-    for trial in range(500):
+    params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
+    for trial in range(start, start + 150):
         data = copy.deepcopy(originals[trial % len(originals)])
         for _ in range(int(rng.integers(1, 4))):
-            _corrupt(data, rng, junk)
+            _corrupt(data, rng, JUNK)
         try:
-            symopt.from_dict(data)
+            graph = symopt.from_json(json.dumps(data))
         except GraphError as e:
             assert "\n" not in str(e)
+            continue
+        # Everything a user does with a loaded graph works.
+        symopt.check(graph)
+        symopt.fingerprint(graph)
+        symopt.to_text(graph)
+        symopt.to_latex(graph)
+        compile(export.to_source(graph), "exported", "exec")
+        tx = symopt.to_optax(graph, total_steps=5)
+        updates, _ = tx.update(params, tx.init(params), params)
+        assert jax.tree.structure(updates) == jax.tree.structure(params)
 
 
 def _corrupt(data, rng, junk):
@@ -175,6 +193,49 @@ def _corrupt(data, rng, junk):
 def test_from_json_reports_bad_json():
     with pytest.raises(GraphError, match="^json:"):
         symopt.from_json("{not json")
+
+
+def test_from_json_reports_nesting_too_deep_for_a_graph():
+    with pytest.raises(GraphError, match="nested too deeply"):
+        symopt.from_json("[" * 100_000 + "]" * 100_000)
+
+
+@pytest.mark.parametrize("ref", ["n00", "n01", "n\u0660", "s00", "c00", "n\uff11"])
+def test_references_have_one_spelling(ref):
+    assert graph_lib.node_index(ref) is None
+    assert graph_lib.state_index(ref) is None and graph_lib.constant_index(ref) is None
+    with pytest.raises(GraphError, match="unknown operand"):
+        graph_lib.validate(simple(ref))
+
+
+@pytest.mark.parametrize("field, value", [
+    ("hparams.learning_rate", 2**31), ("hparams.clip_norm", 2**40), ("schedule.steps", 2**31),
+    ("schedule.warmup_steps", 10**12), ("hparams.weight_decay", 10**400),
+    ("schedule.cycles", 2**31)], ids=lambda x: x if isinstance(x, str) else f"{len(str(x))}digits")
+def test_numbers_too_large_for_jax_are_refused_or_read_as_floats(field, value):
+    data = symopt.to_dict(zoo.adam())
+    section, key = field.split(".")
+    data[section][key] = value
+    try:
+        graph = symopt.from_json(json.dumps(data))
+    except GraphError as e:
+        assert field in str(e)
+        return
+    assert isinstance(getattr(getattr(graph, section), key), float)
+    tx = symopt.to_optax(graph)
+    params = {"w": jnp.ones(3)}
+    tx.update(params, tx.init(params), params)
+
+
+def test_load_refuses_what_is_not_a_graph_file(tmp_path):
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (graph_lib.MAX_FILE_BYTES + 1))
+    with pytest.raises(GraphError, match="not a graph file"):
+        symopt.load(big)
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(GraphError, match="not UTF-8"):
+        symopt.load(binary)
 
 
 # ---------------------------------------------------------------------------
