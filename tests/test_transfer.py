@@ -174,6 +174,14 @@ def test_the_experiment_config_is_valid_and_bad_keys_are_one_line_errors():
     config.keep = 0.0
     with pytest.raises(config_lib.ConfigError, match=r"^config.keep: must be in"):
         transfer.validate(config)
+    config = tiny_config()
+    config.metric = "speed"
+    with pytest.raises(config_lib.ConfigError, match=r"^config.metric: must be one of loss"):
+        transfer.validate(config)
+
+
+def test_the_default_metric_is_the_searchs():
+    assert transfer.default_config().metric == config_lib.default_config().evaluation.metric
 
 
 def test_the_cli_refuses_a_missing_graph_file_in_one_line(tmp_path):
