@@ -14,9 +14,9 @@ figures come out per optimizer and task:
 The per-task part, every optimizer at every multiplier and each one's
 val-best, is :func:`sweep`, which :mod:`symopt.transfer` shares under its
 configured metric. Scores here are :mod:`symopt.fitness`'s clipped final
-losses, so a diverged run counts with the task's worst loss. :func:`ratio` compares two optimizers by
-the geometric mean over tasks of their loss ratios (above 1: the first has
-the lower loss). The baselines are Adam, AdamW with a linear warmup over 5%
+losses, so a diverged run counts with the task's worst loss. :func:`ratio`
+compares two optimizers by the geometric mean over tasks of their loss
+ratios (above 1: the first has the lower loss). The baselines are Adam, AdamW with a linear warmup over 5%
 of the steps and cosine decay, Lion and Marfinetz 2025's terms-GA optimizer.
 """
 
