@@ -146,29 +146,50 @@ JUNK = [None, 1, -1.5, "x", [], {}, [1, 2], {"a": 1}, True, "n0", "g", float("in
 """Replacement values: wrong types, edge numbers and references that look valid."""
 
 
-@pytest.mark.parametrize("start", range(0, 600, 150))
-def test_a_graph_that_loads_works_everywhere_and_one_that_does_not_is_a_graph_error(start):
+def _fuzz(start: int, count: int, tmp_path, *, jit_steps: int) -> int:
+    """Corrupts ``count`` zoo documents (seeded by ``start``); each that loads must
+    work through check, fingerprint, the equations, export and ``jit_steps``
+    steps of ``to_optax`` (eager when 0: one step), and each that does not must be
+    a one-line GraphError. Returns how many loaded."""
     rng = np.random.default_rng(start)
     originals = [symopt.to_dict(zoo.get(n)) for n in zoo.names()]
     params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
-    for trial in range(start, start + 150):
+    path, loaded = tmp_path / "graph.json", 0
+    for trial in range(start, start + count):
         data = copy.deepcopy(originals[trial % len(originals)])
         for _ in range(int(rng.integers(1, 4))):
             _corrupt(data, rng, JUNK)
+        path.write_text(json.dumps(data))
         try:
-            graph = symopt.from_json(json.dumps(data))
+            graph = symopt.load(path)
         except GraphError as e:
             assert "\n" not in str(e)
             continue
-        # Everything a user does with a loaded graph works.
+        loaded += 1
         symopt.check(graph)
         symopt.fingerprint(graph)
         symopt.to_text(graph)
         symopt.to_latex(graph)
         compile(export.to_source(graph), "exported", "exec")
         tx = symopt.to_optax(graph, total_steps=5)
-        updates, _ = tx.update(params, tx.init(params), params)
+        state = tx.init(params)
+        update = jax.jit(tx.update) if jit_steps else tx.update
+        for _ in range(max(jit_steps, 1)):
+            updates, state = update(params, state, params)
         assert jax.tree.structure(updates) == jax.tree.structure(params)
+    return loaded
+
+
+@pytest.mark.parametrize("start", range(0, 600, 150))
+def test_a_graph_that_loads_works_everywhere_and_one_that_does_not_is_a_graph_error(
+        start, tmp_path):
+    assert _fuzz(start, 150, tmp_path, jit_steps=0) > 0
+
+
+@pytest.mark.slow
+def test_two_thousand_corrupted_documents_load_or_fail_cleanly_through_three_jit_steps(
+        tmp_path):
+    assert _fuzz(10_000, 2_000, tmp_path, jit_steps=3) > 100
 
 
 def _corrupt(data, rng, junk):
