@@ -38,6 +38,7 @@ import numpy as np
 import optax
 
 from symopt import compile as compile_lib
+from symopt import draws as draws_lib
 from symopt import ops
 from symopt import step as step_lib
 from symopt import tables as tables_lib
@@ -112,7 +113,7 @@ class RunFloats(NamedTuple):
 
     constants: jax.Array  # [R, C]
     eps: jax.Array  # [R]
-    scalars: RunScalars
+    scalars: RunScalars  # its schedule None: it scales the update, outside the step
 
 
 def uses_moments(program: Program) -> Moments:
@@ -392,7 +393,7 @@ def _draws(kind: str, words: jax.Array, counts: jax.Array, length: int, dtype) -
 
     Jitted so that its trace is made once and reused: the loop strategy
     calls it in every operand and operator branch that reads a draw."""
-    draw = compile_lib.noise_draws if kind == "noise" else compile_lib.uniform_draws
+    draw = draws_lib.noise_draws if kind == "noise" else draws_lib.uniform_draws
     return jax.vmap(lambda w, c: draw(jnp, w, c, 0, (length,), dtype))(words, counts)
 
 
@@ -475,7 +476,7 @@ def optimizer(
     def init_fn(params):
         flat = _flatten(params)
         zeros = jnp.zeros_like(flat)
-        keys = jax.vmap(compile_lib.seed_words)(seeds)
+        keys = jax.vmap(draws_lib.seed_words)(seeds)
         return PopulationState(jnp.zeros(runs, jnp.int32), zeros, zeros, zeros,
                                jnp.zeros((runs, shape.max_states, flat.shape[1]), flat.dtype),
                                zeros, keys)
@@ -504,7 +505,8 @@ def optimizer(
             operands=rows.operands, num_operands=rows.num_operands,
             num_constants=rows.num_constants, num_states=rows.num_states, update=rows.update,
             states=rows.states))
-        floats, f_layout = _pack(RunFloats(constants=rows.constants, eps=h.eps, scalars=scalars))
+        floats, f_layout = _pack(RunFloats(constants=rows.constants, eps=h.eps,
+                                           scalars=scalars._replace(schedule=None)))
         packed, layout = _Packed(ints, floats.astype(g.dtype)), _Packed(i_layout, f_layout)
         if strategy == "vmap":
             arrays = arrays._replace(**{
