@@ -301,7 +301,7 @@ def _write(result: TransferResult, task_list: Sequence[tasks.Task], out_dir: str
     try:
         import matplotlib  # noqa: F401, PLC0415 (the plots need the viz extra)
     except ImportError:
-        return [md_path, csv_path]  # tables only: pip install 'symopt[viz]' for the curves
+        return [md_path, csv_path]  # tables only: pip install 'symopt-jax[viz]' for the curves
     return [md_path, csv_path, *(_plot_curves(result, t, out_dir) for t in task_list)]
 
 

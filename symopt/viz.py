@@ -1,7 +1,7 @@
 """Pictures of optimizers and searches: graph drawings, equations, schedules, fitness, lineage.
 
 It owns the matplotlib views of symopt's objects; nothing else imports it, so
-``import symopt`` stays free of matplotlib (``pip install symopt[viz]``):
+``import symopt`` stays free of matplotlib (``pip install symopt-jax[viz]``):
 
 * :func:`draw_graph`: a :class:`~symopt.graph.Graph` as a layered DAG, with
   its operands, constants, recurrent states, decays and schedule.

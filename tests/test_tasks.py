@@ -11,6 +11,8 @@ where tensorflow-datasets is not installed.
 
 from __future__ import annotations
 
+import ast
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -455,6 +457,20 @@ def test_tfds_variable_size_images_are_resized_and_use_the_validation_split(tfds
     assert task.num_classes == 102
 
 
+@pytest.mark.parametrize("data_dir", ['/data/"; touch injected; "', "/data/$(touch injected)",
+                                      "/data/`touch injected`", "/data/it's here", "/a b/c"])
+def test_the_printed_prepare_command_passes_the_data_dir_through_the_shell_unchanged(data_dir):
+    command = tfds_tasks.prepare_command("cifar10", data_dir)
+    program, flag, code = shlex.split(command)
+    assert (program, flag) == ("python", "-c")
+    call = ast.parse(code).body[1].value  # tfds.builder(...).download_and_prepare(...)
+    builder = call.func.value
+    assert ast.literal_eval(builder.keywords[0].value) == data_dir
+    echoed = subprocess.run(["bash", "-c", command.replace("python", "printf %s", 1)],
+                            capture_output=True, text=True, check=True, cwd="/tmp")
+    assert echoed.stdout == "-c" + code
+
+
 def test_missing_tfds_dataset_raises_data_not_found_with_the_build_command(tfds, tmp_path):
     task = tasks.get("cifar10", data_dir=str(tmp_path))
     with pytest.raises(tasks.DataNotFoundError) as info:
@@ -463,14 +479,14 @@ def test_missing_tfds_dataset_raises_data_not_found_with_the_build_command(tfds,
     assert isinstance(info.value, FileNotFoundError)
     assert "\n" not in message
     assert tfds_tasks.prepare_command("cifar10", tmp_path) in message
-    assert f"data_dir='{tmp_path}'" in message and "download_and_prepare(" in message
-    assert "download=True" in message and "pip install 'symopt[tfds]'" in message
+    assert f'data_dir="{tmp_path}"' in message and "download_and_prepare(" in message
+    assert "download=True" in message and "pip install 'symopt-jax[tfds]'" in message
     assert not list(tmp_path.iterdir())  # nothing was downloaded or created
 
 
 def test_tfds_data_dir_defaults_to_the_environment_variable(tfds, tmp_path, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
-    with pytest.raises(tasks.DataNotFoundError, match=f"data_dir='{tmp_path}'"):
+    with pytest.raises(tasks.DataNotFoundError, match=f'data_dir="{tmp_path}"'):
         tasks.get("mnist").data()
 
 
@@ -480,13 +496,13 @@ def test_tfds_data_dir_follows_the_environment_variable_when_the_task_was_built_
     task = tasks.get("mnist")  # the registry caches it: the same object comes back below
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     assert tasks.get("mnist") is task
-    with pytest.raises(tasks.DataNotFoundError, match=f"data_dir='{tmp_path}'"):
+    with pytest.raises(tasks.DataNotFoundError, match=f'data_dir="{tmp_path}"'):
         task.data()
 
 
 def test_tfds_tasks_without_tensorflow_datasets_raise_an_install_hint(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
-    with pytest.raises(tasks.MissingDependencyError, match=r"pip install 'symopt\[tfds\]'") as info:
+    with pytest.raises(tasks.MissingDependencyError, match=r"pip install 'symopt-jax\[tfds\]'") as info:
         tasks.get("mnist", data_dir=str(tmp_path)).data()
     assert isinstance(info.value, ImportError)
 

@@ -18,7 +18,7 @@ Their ``param_scale``, ``activation``, width and depth options vary a
 family (task augmentation). The TFDS tasks
 (``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``,
 ``oxford_flowers102``, ``cars196``, ``caltech101``) need ``pip install
-'symopt[tfds]'`` and prepared data (see :mod:`symopt.tasks.tfds_tasks`).
+'symopt-jax[tfds]'`` and prepared data (see :mod:`symopt.tasks.tfds_tasks`).
 """
 
 from __future__ import annotations

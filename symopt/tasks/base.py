@@ -40,6 +40,16 @@ class MissingDependencyError(ImportError):
     """An optional dependency of a task is not installed; the message names the pip extra."""
 
 
+DISTRIBUTION = "symopt-jax"
+"""symopt's name on the package index (the import name is ``symopt``)."""
+
+
+def install_hint(extra: str) -> str:
+    """The pip command that installs ``extra``, from the index or a source checkout."""
+    return (f"pip install '{DISTRIBUTION}[{extra}]' "
+            f"(in a source checkout: pip install -e '.[{extra}]')")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Task:
     """Data + model + loss + metric + budget.

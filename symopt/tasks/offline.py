@@ -14,7 +14,14 @@ import functools
 import numpy as np
 
 from symopt.tasks import models
-from symopt.tasks.base import Data, MissingDependencyError, Task, classification_task, to_device
+from symopt.tasks.base import (
+    Data,
+    MissingDependencyError,
+    Task,
+    classification_task,
+    install_hint,
+    to_device,
+)
 
 # --------------------------------------------------------------------------
 # scikit-learn digits (8x8 images, 10 classes, 1797 examples).
@@ -98,7 +105,7 @@ def load_mnist1d(num_samples: int = 5000, val_fraction: float = 0.2, seed: int =
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError as e:
         raise MissingDependencyError(
-            "the mnist1d tasks need the mnist1d package: pip install 'symopt[mnist1d]'"
+            f"the mnist1d tasks need the mnist1d package: {install_hint('mnist1d')}"
         ) from e
     args = get_dataset_args()
     args.num_samples = num_samples

@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
+import shlex
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from symopt.tasks import models
+from symopt.tasks import base, models
 from symopt.tasks.base import (
     Data,
     DataNotFoundError,
@@ -41,7 +43,7 @@ from symopt.tasks.base import (
     to_device,
 )
 
-INSTALL_HINT = "pip install 'symopt[tfds]'"
+INSTALL_HINT = base.install_hint("tfds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,10 +226,12 @@ def prepare_command(tfds_name: str, data_dir) -> str:
     A Python one-liner rather than ``tfds build``: the TFDS 4.9.10 command
     line imports Apache Beam at start-up.
     """
-    return (
-        f'python -c "import tensorflow_datasets as tfds; tfds.builder({tfds_name!r}, '
-        f"data_dir={os.fspath(data_dir)!r}).download_and_prepare(file_format='array_record')\""
-    )
+    # Double-quoted Python literals (JSON's escapes are Python's), so shlex's
+    # single quotes wrap the code without escapes for ordinary paths.
+    code = (f"import tensorflow_datasets as tfds; tfds.builder({json.dumps(tfds_name)}, "
+            f"data_dir={json.dumps(os.fspath(data_dir))})"
+            '.download_and_prepare(file_format="array_record")')
+    return shlex.join(["python", "-c", code])
 
 
 def _subset(n: int, size: int, seed: int) -> np.ndarray:
