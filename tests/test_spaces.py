@@ -99,3 +99,29 @@ def test_an_unknown_space_or_option_is_a_clear_error():
         spaces.get("xyz")
     with pytest.raises(ValueError, match="space 'nos'.*max_nodez"):
         spaces.get("nos", max_nodez=3)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("name, option, value", [
+    ("nos", "p_decay", 5.0), ("nos", "p_identity", -0.1), ("nos", "p_state", NAN),
+    ("nos", "log10_lr", (NAN, NAN)), ("nos", "log10_lr", (-1.0, -4.0)),
+    ("nos", "log10_lr", (-4.0, INF)), ("nos", "max_nodes", 2.5), ("nos", "p_schedule_graph", "x"),
+    ("terms", "p_numeric", 1.5), ("terms", "sigma", INF), ("terms", "sample_terms", (3, 1)),
+    ("terms", "decay", NAN), ("autolr", "p_leaf", -0.1), ("autolr", "max_lr", NAN),
+    ("autolr", "epochs", 2.0),
+])
+def test_a_space_option_that_cannot_work_is_a_one_line_error_naming_it(name, option, value):
+    with pytest.raises(ValueError, match=rf"Space\.{option}: ") as info:
+        spaces.get(name, **{option: value})
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", spaces.names())
+def test_every_space_accepts_its_defaults_and_edge_probabilities(name):
+    space = spaces.get(name)
+    for field in type(space).__dataclass_fields__:
+        if field.startswith("p_"):
+            for value in (0.0, 1.0) if name != "autolr" else (0.0,):
+                spaces.get(name, **{field: value})

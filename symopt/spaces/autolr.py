@@ -85,6 +85,7 @@ from symopt import graph as graph_lib
 from symopt import ops, zoo
 from symopt.graph import Expr, Graph, Hyperparams, Node, Schedule
 from symopt.program import ProgramShape
+from symopt.spaces import base
 
 MODES = ("adaptive", "dynamic")
 STATES = ("alpha", "beta", "sigma")
@@ -344,6 +345,7 @@ class AutoLRSpace:
     max_lr: float = 1.0
 
     def __post_init__(self) -> None:
+        base.check_fields(self)
         _require(self.mode in MODES, "mode", f"{self.mode!r} is not one of {', '.join(MODES)}")
         _require(
             self.max_depth >= 1 and self.max_tree_ops >= 1, "max_depth/max_tree_ops", "must be >= 1"

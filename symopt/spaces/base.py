@@ -13,6 +13,8 @@ search with a fixed seed is reproducible (the resume test relies on it).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -66,3 +68,33 @@ class Space(Protocol):
     def program_shape(self) -> ProgramShape:
         """A ProgramShape large enough for every graph :meth:`to_graph` returns,
         so that one compile serves the whole search."""
+
+
+def check_fields(space: Any) -> None:
+    """Raises ValueError naming the first of a space's option fields whose
+    value cannot work: a number that is not finite (or not a number), an
+    integer field given a float, a probability (a field named ``p_*``)
+    outside [0, 1], or a range (a ``tuple[float, float]`` field) that is not
+    two finite numbers in order. Each space calls it first in its
+    ``__post_init__`` and then checks what is particular to it."""
+    for field in dataclasses.fields(space):
+        value, where = getattr(space, field.name), f"{type(space).__name__}.{field.name}"
+        kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+        if kind in ("float", "int") or field.name.startswith("p_"):
+            _check_number(value, where, integer=kind == "int")
+            if field.name.startswith("p_") and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{where}: a probability must be in [0, 1], got {value!r}")
+        elif kind in ("tuple[float, float]", "tuple[int, int]"):
+            if not isinstance(value, (tuple, list)) or len(value) != 2:
+                raise ValueError(f"{where}: expected a (low, high) pair, got {value!r}")
+            for x in value:
+                _check_number(x, where, integer=kind == "tuple[int, int]")
+            if value[0] > value[1]:
+                raise ValueError(f"{where}: low {value[0]!r} is above high {value[1]!r}")
+
+
+def _check_number(value: Any, where: str, *, integer: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or (integer and not isinstance(value, int)):
+        expected = "an integer" if integer else "a finite number"
+        raise ValueError(f"{where}: expected {expected}, got {value!r}")

@@ -35,6 +35,7 @@ from symopt import graph as graph_lib
 from symopt import integrity, ops, zoo
 from symopt.graph import Expr, Graph, GraphError, Hyperparams, Node, Schedule
 from symopt.program import ProgramShape
+from symopt.spaces import base
 
 DEFAULT_SEEDS = ("sgd", "momentum", "rmsprop", "adam")
 _MAX_TRIES = 50
@@ -64,6 +65,7 @@ class NosSpace:
     log10_lr: tuple[float, float] = (-4.0, -1.0)
 
     def __post_init__(self):
+        base.check_fields(self)
         _require(1 <= self.min_nodes <= self.max_nodes <= graph_lib.MAX_NODES,
                  "min_nodes/max_nodes", f"need 1 <= min_nodes <= max_nodes <= "
                  f"{graph_lib.MAX_NODES}, got {self.min_nodes}, {self.max_nodes}")

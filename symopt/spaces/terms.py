@@ -93,6 +93,7 @@ from symopt import graph as graph_lib
 from symopt import ops, zoo
 from symopt.graph import Expr, Graph, Hyperparams, Node, Schedule
 from symopt.program import ProgramShape
+from symopt.spaces import base
 
 FORMAT = "symopt.terms/1"
 TERM_KINDS = ("grad", "momentum", "rms_norm", "adam_term", "sign_grad", "unit_grad", "nesterov")
@@ -198,6 +199,7 @@ class TermsSpace:
     decay: float = 0.5  # rates and sigma times 1 - decay * progress
 
     def __post_init__(self) -> None:
+        base.check_fields(self)
         # alphas, eps and beta1 are constants of the graph.
         limit = graph_lib.MAX_CONSTANTS - 2
         _require(
