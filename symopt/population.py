@@ -42,14 +42,14 @@ from symopt import draws as draws_lib
 from symopt import ops
 from symopt import step as step_lib
 from symopt import tables as tables_lib
-from symopt.program import (  # Program, ProgramShape, encode: also re-exported
+from symopt.program import (  # Program, ProgramShape and encode are also re-exported
     BINARY_NAMES,
     OPERAND_NAMES,
     UNARY_NAMES,
     ExprArrays,
     Program,
     ProgramShape,
-    encode,
+    encode,  # noqa: F401 (re-exported)
 )
 
 # Former names of the step tables, which symopt.evaluate and the benchmarks use.
@@ -116,6 +116,10 @@ class RunFloats(NamedTuple):
     scalars: RunScalars  # its schedule None: it scales the update, outside the step
 
 
+def _betas(hparams) -> Moments:
+    return Moments(hparams.beta1, hparams.beta2, hparams.beta3)
+
+
 def uses_moments(program: Program) -> Moments:
     """Population-wide flags: does any graph read m, v, gamma? (bools)."""
     slot_used = jnp.arange(program.operands.shape[-1]) < program.num_operands[:, None]
@@ -135,7 +139,7 @@ def _run_scalars(tables: tables_lib.StepTables, step: jax.Array, runs_per_candid
     t = per_run(step).astype(hparams.learning_rate.dtype)
     bias = Moments(*(jnp.where(hparams.bias_correction > 0,
                                step_lib.bias_correction(jnp, beta, t), 1.0)
-                     for beta in (hparams.beta1, hparams.beta2, hparams.beta3)))
+                     for beta in _betas(hparams)))
     return RunScalars(step=t, frac=t / total_steps, schedule=per_run(now.schedule),
                       decays=per_run(now.decays), bias=bias)
 
@@ -493,7 +497,7 @@ def optimizer(
             when(used, lambda old, x, b: step_lib.ema(jnp, old, x, b[:, None]),
                  lambda old, x, b: old, old, x, beta)
             for used, old, x, beta in zip(moments, (state.m, state.v, state.gamma),
-                                          (g, g * g, g * g * g), (h.beta1, h.beta2, h.beta3))
+                                          (g, g * g, g * g * g), _betas(h))
         )
         # Runs of one candidate step together; a run whose state its caller
         # froze (a training loop may keep a diverged run's) must not hold back
