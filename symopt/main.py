@@ -22,7 +22,7 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from symopt import archive, tasks
+from symopt import cli
 from symopt import config as config_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -48,7 +48,7 @@ _CACHE_DIR = flags.DEFINE_string(
     "shapes loads its compiled training programs instead of compiling them again. "
     "Empty: no cache. Left alone where JAX_COMPILATION_CACHE_DIR is set.")
 
-USAGE_ERROR, RUN_ERROR = config_lib.USAGE_ERROR, config_lib.RUN_ERROR
+USAGE_ERROR, RUN_ERROR = cli.USAGE_ERROR, cli.RUN_ERROR
 
 
 def configure_compilation_cache(path: str) -> str | None:
@@ -80,53 +80,32 @@ def configure_cpu_devices(count: int | None = None) -> int | None:
     return count
 
 
-def _fail(message: str, code: int) -> None:
-    config_lib.exit_with_error("symopt.main", message, code)
+PROGRAM = "symopt.main"
 
 
 def parse_flags(argv: list[str]) -> list[str]:
     """Parses flags; a bad flag, config file, key or value exits with code 2."""
-    try:
-        remaining = flags.FLAGS(argv)
-        config = _CONFIG.value
-    except (KeyError, AttributeError) as e:  # an override of a key the config lacks
-        key = str(e.args[0] if e.args else "?").strip("'\"")
-        given = [a.split("=")[0] for a in argv if a.startswith("--config.") and key in a]
-        if given:
-            _fail(f"unknown config key {key!r} in {', '.join(given)}", USAGE_ERROR)
-        _fail(f"cannot load the config file: {config_lib.one_line(e)}", USAGE_ERROR)
-    except flags.Error as e:
-        _fail(config_lib.one_line(e), USAGE_ERROR)
-    except Exception as e:  # noqa: BLE001 (the config file is user code)
-        message = f"{type(e).__name__}: {config_lib.one_line(e)}"
-        _fail(f"cannot load the config file: {message}", USAGE_ERROR)
-    if config is not None:
-        try:
-            config_lib.validate(config)
-        except config_lib.ConfigError as e:
-            _fail(config_lib.one_line(e), USAGE_ERROR)
-    return remaining
+    return cli.parse_flags(PROGRAM, argv, _CONFIG, config_lib.validate)
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        _fail(f"unexpected arguments {argv[1:]}", USAGE_ERROR)
+        cli.fail(PROGRAM, f"unexpected arguments {argv[1:]}", USAGE_ERROR)
     if _CONFIG.value is None:
-        _fail("--config is required, e.g. --config=experiments/digits.py", USAGE_ERROR)
+        cli.fail(PROGRAM, "--config is required, e.g. --config=experiments/digits.py",
+                 USAGE_ERROR)
     if not _WORKDIR.value:
-        _fail("--workdir is required, e.g. --workdir=runs/digits", USAGE_ERROR)
+        cli.fail(PROGRAM, "--workdir is required, e.g. --workdir=runs/digits", USAGE_ERROR)
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.ERROR)  # keep JAX's and TFDS's log lines quiet
-    configure_cpu_devices(_CPU_DEVICES.value)
-    configure_compilation_cache(_CACHE_DIR.value)
-    from symopt import run  # noqa: PLC0415 (imports JAX; flag errors stay fast)
+    resume = (f"every candidate trained so far is in {_WORKDIR.value}; run the same command "
+              "again to resume")
+    with cli.guarded(PROGRAM, on_interrupt=resume):
+        configure_cpu_devices(_CPU_DEVICES.value)
+        configure_compilation_cache(_CACHE_DIR.value)
+        from symopt import run  # noqa: PLC0415 (imports JAX; flag errors stay fast)
 
-    try:
         run.run(_CONFIG.value, _WORKDIR.value, log=lambda line: print(line, flush=True))
-    except config_lib.ConfigError as e:
-        _fail(config_lib.one_line(e), USAGE_ERROR)
-    except (tasks.DataNotFoundError, tasks.MissingDependencyError, archive.ArchiveError) as e:
-        _fail(config_lib.one_line(e), RUN_ERROR)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 import ml_collections
 import numpy as np
 
+from symopt import cli
 from symopt import config as config_lib
 from symopt import evaluate, fitness, heldout, run, search, tasks, zoo
 from symopt import graph as graph_lib
@@ -330,11 +331,7 @@ def _plot_curves(result: TransferResult, task: tasks.Task, out_dir: str) -> str:
 # --------------------------------------------------------------------------
 # The command line.
 
-USAGE_ERROR, RUN_ERROR = config_lib.USAGE_ERROR, config_lib.RUN_ERROR
-
-
-def _fail(message: str, code: int) -> None:
-    config_lib.exit_with_error("symopt.transfer", message, code)
+USAGE_ERROR, RUN_ERROR = cli.USAGE_ERROR, cli.RUN_ERROR
 
 
 def _cli() -> None:
@@ -348,37 +345,28 @@ def _cli() -> None:
     out_flag = flags.DEFINE_string("out", None, "Directory for results.md, results.csv and "
                                    "curves_<task>.png.")
 
+    program = "symopt.transfer"
+
     def parse(argv: list[str]) -> list[str]:
-        try:
-            return flags.FLAGS(argv)
-        except flags.Error as e:
-            _fail(config_lib.one_line(e), USAGE_ERROR)
-        return []
+        return cli.parse_flags(program, argv, config_flag, validate)
 
     def main(argv: list[str]) -> None:
-        try:
-            config = config_flag.value
-        except Exception as e:  # noqa: BLE001 (the config file is user code)
-            _fail(f"cannot load the config file: {config_lib.one_line(e)}", USAGE_ERROR)
+        config = config_flag.value
         if len(argv) > 1:
-            _fail(f"unexpected arguments {argv[1:]}", USAGE_ERROR)
+            cli.fail(program, f"unexpected arguments {argv[1:]}", USAGE_ERROR)
         if config is None:
-            _fail("--config is required, e.g. --config=experiments/transfer.py", USAGE_ERROR)
+            cli.fail(program, "--config is required, e.g. --config=experiments/transfer.py",
+                     USAGE_ERROR)
         if not out_flag.value:
-            _fail("--out is required, e.g. --out=runs/transfer", USAGE_ERROR)
+            cli.fail(program, "--out is required, e.g. --out=runs/transfer", USAGE_ERROR)
         if not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.ERROR)
         try:
-            validate(config)
             graphs = load_graphs(config_lib.names(graphs_flag.value))
-        except ValueError as e:
-            _fail(config_lib.one_line(e), USAGE_ERROR)
-        try:
+        except (ValueError, OSError) as e:
+            cli.fail(program, str(e), USAGE_ERROR)
+        with cli.guarded(program, on_interrupt=f"nothing was written to {out_flag.value}"):
             run_transfer(config, graphs, out_flag.value, log=lambda line: print(line, flush=True))
-        except config_lib.ConfigError as e:
-            _fail(config_lib.one_line(e), USAGE_ERROR)
-        except (tasks.DataNotFoundError, tasks.MissingDependencyError) as e:
-            _fail(config_lib.one_line(e), RUN_ERROR)
 
     app.run(main, flags_parser=parse)
 

@@ -1,0 +1,106 @@
+"""The command lines (``symopt.main``, ``symopt.transfer``): whatever a user does
+wrong ends in one line on stderr and a documented exit code, and Ctrl-C or
+SIGTERM says what was kept and how to resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from symopt import cli
+from symopt.archive import Archive
+
+from test_run import ROOT, TINY_CONFIG_FILE
+
+PROGRAMS = {"symopt.main": ("experiments/digits.py", "--workdir"),
+            "symopt.transfer": ("experiments/transfer.py", "--out")}
+
+
+def _run(program: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", program, *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def _one_line_error(out: subprocess.CompletedProcess, program: str, code: int) -> str:
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == code, out.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith(f"{program}: error: "), out.stderr[-2000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+@pytest.mark.parametrize("config, message", [
+    ("missing.py", "config file not found: missing.py"),
+    ("experiments", "the config path is a directory"),
+])
+def test_a_config_path_that_is_not_a_file_is_one_line_and_exit_code_2(program, config, message,
+                                                                      tmp_path):
+    _, out_flag = PROGRAMS[program]
+    line = _one_line_error(_run(program, f"--config={config}", f"{out_flag}={tmp_path}"),
+                           program, cli.USAGE_ERROR)
+    assert message in line
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_an_unknown_config_key_is_one_line_and_exit_code_2(program, tmp_path):
+    config, out_flag = PROGRAMS[program]
+    line = _one_line_error(_run(program, f"--config={config}", "--config.bogus_key=3",
+                                f"{out_flag}={tmp_path}"), program, cli.USAGE_ERROR)
+    assert "unknown config key 'bogus_key'" in line
+
+
+def test_a_config_file_that_raises_is_one_line_naming_the_error(tmp_path):
+    config = tmp_path / "broken.py"
+    config.write_text("def get_config():\n    raise RuntimeError('my mistake')\n")
+    line = _one_line_error(_run("symopt.main", f"--config={config}", f"--workdir={tmp_path}"),
+                           "symopt.main", cli.USAGE_ERROR)
+    assert "RuntimeError" in line and "my mistake" in line
+
+
+def test_a_workdir_that_is_a_file_is_one_line_and_exit_code_1(tmp_path):
+    workdir = tmp_path / "not_a_directory"
+    workdir.write_text("")
+    _one_line_error(_run("symopt.main", "--config=experiments/digits.py",
+                         f"--workdir={workdir}", "--compilation_cache_dir="),
+                    "symopt.main", cli.RUN_ERROR)
+
+
+def _archived(workdir) -> int:
+    if not os.path.exists(os.path.join(workdir, "archive.sqlite")):
+        return 0
+    try:
+        with Archive.open(workdir) as archive:
+            return len(archive.ids())
+    except Exception:  # noqa: BLE001 (being written)
+        return 0
+
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, cli.INTERRUPTED, "interrupted"),
+                                             (signal.SIGTERM, cli.TERMINATED, "terminated")])
+def test_an_interrupted_search_says_it_can_resume_in_one_line_and_then_resumes(sig, code, word,
+                                                                              tmp_path):
+    config_file = tmp_path / "tiny.py"
+    config_file.write_text(TINY_CONFIG_FILE)
+    workdir = tmp_path / "run"
+    command = [sys.executable, "-m", "symopt.main", f"--config={config_file}",
+               f"--workdir={workdir}", "--cpu_devices=1", "--compilation_cache_dir="]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while _archived(workdir) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the search ended before it could be interrupted"
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=120)
+    lines = stderr.strip().splitlines()
+    assert process.returncode == code, stderr[-2000:]
+    assert lines == [f"symopt.main: error: {word}; every candidate trained so far is in "
+                     f"{workdir}; run the same command again to resume"], stderr[-2000:]
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming the run" in resumed.stdout
