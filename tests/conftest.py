@@ -91,3 +91,19 @@ def graph_state(state):
     found = [s for s in state if isinstance(s, symopt.SymoptState)]
     assert len(found) == 1, state
     return found[0]
+
+
+_COMPILES = [0]
+
+
+def _count_backend_compiles(name: str, duration: float, **kwargs) -> None:
+    if name == "/jax/core/compile/backend_compile_duration":
+        _COMPILES[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_backend_compiles)
+
+
+def backend_compiles() -> int:
+    """XLA compiles so far in this process (JAX's public monitoring events)."""
+    return _COMPILES[0]
