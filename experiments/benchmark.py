@@ -41,6 +41,7 @@ import symopt
 from symopt import evaluate, population, tasks
 from symopt import main as cli  # defines --cpu_devices, as the CLI has it
 from symopt.spaces import nos
+from symopt.program import ProgramShape, encode
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("population", 64, "P for the overhead and speedup figures.")
@@ -53,15 +54,14 @@ flags.DEFINE_bool("quick", False, "skip the P sweep.")
 flags.DEFINE_enum("strategy", "auto", population.STRATEGIES,
                   "the population optimizer's strategy (auto: loop on CPU, vmap on GPU/TPU).")
 
-SHAPE = population.ProgramShape()
+SHAPE = ProgramShape()
 
 
 def _cold(fn) -> float:
     """Seconds of one call whose training program is not compiled: trace,
     compile and run. JAX's caches of its own small helpers stay warm, as they
     are for every candidate of the per-candidate loop but its first."""
-    evaluate._compiled_population_trainer.cache_clear()  # noqa: SLF001
-    evaluate._compiled_baseline_trainer.cache_clear()  # noqa: SLF001
+    evaluate.clear_compiled()
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -85,7 +85,7 @@ def _warm_pair(fn_a, fn_b) -> tuple[float, float]:
 def _overhead(task_name: str, graphs) -> dict[str, float]:
     task = tasks.get(task_name, seeds=FLAGS.seeds)
     task.data()  # loaded (and cached) before anything is timed
-    program = population.encode(graphs, SHAPE)
+    program = encode(graphs, SHAPE)
     lrs = (jnp.full(len(graphs), 1e-3),)
     run_population = functools.partial(evaluate.evaluate, program, task, shape=SHAPE,
                                        strategy=FLAGS.strategy)
@@ -115,7 +115,7 @@ def _per_candidate_seconds(graphs, task) -> float:
 
 
 def _steps_per_s(task, size: int) -> dict[str, float]:
-    program = population.encode(nos.sample_checked(np.random.default_rng(size), size), SHAPE)
+    program = encode(nos.sample_checked(np.random.default_rng(size), size), SHAPE)
     run = functools.partial(evaluate.evaluate, program, task, shape=SHAPE,
                             strategy=FLAGS.strategy)
     cold = _cold(run)

@@ -25,6 +25,8 @@ from absl import app, flags
 
 from symopt import population
 from symopt.spaces import nos
+from symopt.program import Program, ProgramShape, encode
+from symopt.tables import step_tables
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("population", 64, "P, the candidates stepped together.")
@@ -34,10 +36,10 @@ flags.DEFINE_multi_integer("sizes", [1898, 4810], "weights per candidate (L).")
 flags.DEFINE_enum("strategy", "auto", population.STRATEGIES, "the optimizer's strategy.")
 
 
-def _time_steps(program: population.Program, size: int) -> dict[str, float]:
-    shape = population.ProgramShape()
+def _time_steps(program: Program, size: int) -> dict[str, float]:
+    shape = ProgramShape()
     steps = FLAGS.steps
-    scalars = population.step_scalars(program, steps)
+    scalars = step_tables(program, steps)
     params = {"w": jnp.ones((program.size, size))}
 
     def make_run(make_tx):
@@ -81,7 +83,7 @@ def _time_steps(program: population.Program, size: int) -> dict[str, float]:
 def main(argv):
     del argv
     graphs = nos.sample_checked(np.random.default_rng(0), FLAGS.population)
-    program = population.encode(graphs, population.ProgramShape())
+    program = encode(graphs, ProgramShape())
     result = {"device": str(jax.devices()[0].device_kind), "population": FLAGS.population,
               "strategy": FLAGS.strategy, "steps": FLAGS.steps}
     result["sizes"] = {str(size): _time_steps(program, size) for size in FLAGS.sizes}

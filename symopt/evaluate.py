@@ -4,7 +4,7 @@
 jit-compiled program: ``lax.scan`` over training steps inside ``vmap`` over
 seeds inside ``vmap`` over the population, the population axis sharded over
 the local devices (``jax.sharding``). The program is compiled once per
-(task, population size, :class:`~symopt.population.ProgramShape`) and reused
+(task, population size, :class:`~symopt.program.ProgramShape`) and reused
 for every generation. A run that diverges (non-finite or too large a loss,
 non-finite weights) stops changing and is flagged with its step; it never
 spoils the other runs.
@@ -32,7 +32,8 @@ import optax
 
 from symopt import population, zoo
 from symopt.fitness import FITNESS_TAIL
-from symopt.program import Program, ProgramShape
+from symopt.program import Program, ProgramShape, encode
+from symopt.tables import StepTables, step_tables
 
 CURVE_POINTS = 100  # most points of a learning curve (the loss subsampled over steps)
 
@@ -137,7 +138,7 @@ def _compiled_population_trainer(task, shape: ProgramShape, num_seeds: int, stra
                                  mesh: jax.sharding.Mesh):
     """jit(shard_map over devices(train all runs of the local candidates))."""
 
-    def train(program: Program, scalars: population.StepScalars, seeds: jax.Array,
+    def train(program: Program, scalars: StepTables, seeds: jax.Array,
               data) -> dict[str, jax.Array]:
         candidates = program.momentum.shape[0]
         tx = population.optimizer(program, shape, task.steps, runs_per_candidate=num_seeds,
@@ -148,7 +149,7 @@ def _compiled_population_trainer(task, shape: ProgramShape, num_seeds: int, stra
     spec, replicated = jax.sharding.PartitionSpec("population"), jax.sharding.PartitionSpec()
     per_step = jax.sharding.PartitionSpec(None, "population")  # [T, P, ...] tables
     sharded = jax.shard_map(
-        train, mesh=mesh, in_specs=(spec, population.StepScalars(per_step, per_step),
+        train, mesh=mesh, in_specs=(spec, StepTables(per_step, per_step),
                                     replicated, replicated),
         out_specs=spec, check_vma=False)
     return jax.jit(sharded)
@@ -173,6 +174,13 @@ def _compiled_baseline_trainer(task, make_tx: Callable[..., optax.GradientTransf
     sharded = jax.shard_map(train, mesh=mesh, in_specs=(spec, replicated, replicated),
                             out_specs=spec, check_vma=False)
     return jax.jit(sharded)
+
+
+def clear_compiled() -> None:
+    """Forgets the compiled training programs, so that the next call traces and
+    compiles again (the benchmarks time compiles with it)."""
+    _compiled_population_trainer.cache_clear()
+    _compiled_baseline_trainer.cache_clear()
 
 
 def _device_mesh(devices: Sequence[jax.Device] | None) -> jax.sharding.Mesh:
@@ -231,7 +239,7 @@ def evaluate(
     """Trains every candidate of ``program`` on ``task`` with each seed.
 
     Args:
-      program: the population (:func:`symopt.population.encode`).
+      program: the population (:func:`symopt.encode`).
       task: a :class:`symopt.tasks.Task`.
       seeds: a number of seeds (``0..n-1``) or the seeds themselves; default
         ``task.seeds``.
@@ -256,7 +264,7 @@ def evaluate(
     trainer = _compiled_population_trainer(task, shape, len(seeds), strategy, mesh)
     local = _pad(jax.tree.map(lambda x: x[share], program), local_size, mesh.devices.size)
     # The schedules and decays, tabulated on the host: no compile for them.
-    scalars = population.step_scalars(local, task.steps)
+    scalars = step_tables(local, task.steps)
     out = trainer(local, scalars, jnp.asarray(seeds, jnp.int32), task.data())
     metrics = _gather_hosts(_to_metrics(out, local_size, len(seeds)), size)
     return _result(metrics, curves)
@@ -377,7 +385,7 @@ def evaluate_graphs(
     for start in range(0, len(graphs), chunk_size):
         chunk = list(graphs[start:start + chunk_size])
         padded = chunk + [pad_graph] * (chunk_size - len(chunk))
-        metrics, curve = evaluate(population.encode(padded, shape), task, seeds, shape=shape,
+        metrics, curve = evaluate(encode(padded, shape), task, seeds, shape=shape,
                                   strategy=strategy, curves=True)
         size = len(chunk)
         parts.append(jax.tree.map(lambda x, size=size: x[:size], (metrics, curve)))

@@ -62,7 +62,20 @@ class CheckReport(NamedTuple):
     fingerprint: str | None = None  # set when the probe run happened
 
 
-def _probe_inputs():
+class ProbeInputs(NamedTuple):
+    """The fixed inputs of :func:`probe`: two gradient streams [steps, size]
+    at the scales of network gradients, start weights, and a quadratic
+    (curvature, optimum, start) that a useful optimizer descends."""
+
+    grads_a: np.ndarray
+    grads_b: np.ndarray
+    w: np.ndarray
+    curvature: np.ndarray
+    w_star: np.ndarray
+    w_quad: np.ndarray
+
+
+def _probe_inputs() -> ProbeInputs:
     rng = np.random.default_rng(20240406)
     scales = np.geomspace(1e-4, 0.3, PROBE_SIZE)  # typical of network gradients
     grads_a = rng.standard_normal((PROBE_STEPS, PROBE_SIZE)) * scales
@@ -71,10 +84,10 @@ def _probe_inputs():
     curvature = np.geomspace(0.5, 2.0, PROBE_SIZE)
     w_star = rng.standard_normal(PROBE_SIZE)
     w_quad = w_star + rng.choice([-1.0, 1.0], PROBE_SIZE) * rng.uniform(0.05, 0.3, PROBE_SIZE)
-    return grads_a, grads_b, w_probe, curvature, w_star, w_quad
+    return ProbeInputs(grads_a, grads_b, w_probe, curvature, w_star, w_quad)
 
 
-_GRADS_A, _GRADS_B, _W_PROBE, _CURVATURE, _W_STAR, _W_QUAD = _probe_inputs()
+PROBE_INPUTS = _probe_inputs()
 _CURVE_STEPS = np.linspace(0, CURVE_TOTAL_STEPS - 1, CURVE_POINTS).round()
 
 
@@ -86,7 +99,7 @@ def _map_scalars(fn, scalars: compile_lib.StepScalars) -> compile_lib.StepScalar
 
 
 def _quadratic_loss(w: np.ndarray) -> np.ndarray:
-    return 0.5 * np.sum(_CURVATURE * (w - _W_STAR) ** 2, axis=-1)
+    return 0.5 * np.sum(PROBE_INPUTS.curvature * (w - PROBE_INPUTS.w_star) ** 2, axis=-1)
 
 
 class Probe(NamedTuple):
@@ -109,7 +122,7 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
     """
     p = compile_lib.plan(graph)
     h = graph.hparams
-    w = np.array((_W_PROBE, _W_PROBE, _W_QUAD))
+    w = np.array((PROBE_INPUTS.w, PROBE_INPUTS.w, PROBE_INPUTS.w_quad))
     state = compile_lib.init_leaf(p, w, np)
     updates = np.empty((steps, 3, PROBE_SIZE))
     random = None
@@ -128,7 +141,7 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
                                 + [table.schedule[steps:]])
         per_step = [_map_scalars(lambda v, k=k: v[k], table) for k in range(steps)]
         for k in range(steps):
-            g = np.array((_GRADS_A[k], _GRADS_B[k], _CURVATURE * (w[2] - _W_STAR)))
+            g = np.array((PROBE_INPUTS.grads_a[k], PROBE_INPUTS.grads_b[k], PROBE_INPUTS.curvature * (w[2] - PROBE_INPUTS.w_star)))
             if h.clip_norm:
                 g = compile_lib.clip_rows_by_norm(np, g, h.clip_norm)
             noise = uniform = None
@@ -142,8 +155,8 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
             # Clamped so that a diverging run keeps its operands finite (the
             # operands are not sanitized here, see leaf_update).
             w_quad = np.minimum(np.maximum(w[2] + u[2], -QUAD_BOUND), QUAD_BOUND)
-            w = np.array((_W_PROBE, _W_PROBE, w_quad))
-        losses = np.array((_quadratic_loss(_W_QUAD), _quadratic_loss(w[2])))
+            w = np.array((PROBE_INPUTS.w, PROBE_INPUTS.w, w_quad))
+        losses = np.array((_quadratic_loss(PROBE_INPUTS.w_quad), _quadratic_loss(w[2])))
     return Probe(updates, losses, curves)
 
 

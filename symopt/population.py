@@ -42,19 +42,14 @@ from symopt import draws as draws_lib
 from symopt import ops
 from symopt import step as step_lib
 from symopt import tables as tables_lib
-from symopt.program import (  # Program, ProgramShape and encode are also re-exported
+from symopt.program import (
     BINARY_NAMES,
     OPERAND_NAMES,
     UNARY_NAMES,
     ExprArrays,
     Program,
     ProgramShape,
-    encode,  # noqa: F401 (re-exported)
 )
-
-# Former names of the step tables, which symopt.evaluate and the benchmarks use.
-StepScalars = tables_lib.StepTables
-step_scalars = tables_lib.step_tables
 
 STRATEGIES = ("auto", "loop", "vmap")
 # Node-loop iterations per trip in the vmap strategy. Measured on an H100

@@ -13,10 +13,11 @@ import optax
 import pytest
 
 import symopt
-from symopt import evaluate, fitness, population, tasks, zoo
+from symopt import evaluate, fitness, tasks, zoo
 from symopt.graph import Graph, Hyperparams, Schedule, nodes
+from symopt.program import ProgramShape, encode
 
-SHAPE = population.ProgramShape(max_nodes=8, max_operands=4, max_constants=4, max_states=1,
+SHAPE = ProgramShape(max_nodes=8, max_operands=4, max_constants=4, max_states=1,
                                 max_decay_nodes=2, max_schedule_nodes=2)
 # Steps of 1e30 * 1e10: the weights overflow to inf at the first step.
 DIVERGING = Graph(update=nodes(("mul", "identity", "c0", "identity", "sign_g")),
@@ -27,7 +28,7 @@ DIVERGING = Graph(update=nodes(("mul", "identity", "c0", "identity", "sign_g")),
 def _digits_results():
     task = tasks.get("digits_mlp")
     graphs = [zoo.adam(learning_rate=1e-2), DIVERGING, zoo.sgd(), zoo.signum()]
-    return evaluate.evaluate(population.encode(graphs, SHAPE), task, seeds=2)
+    return evaluate.evaluate(encode(graphs, SHAPE), task, seeds=2)
 
 
 def test_metrics_have_one_row_per_candidate_and_one_column_per_seed():
@@ -96,14 +97,15 @@ def test_candidates_share_initialisations_and_batches_per_seed():
 SHARDED_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
-    from symopt import evaluate, population, tasks, zoo
+    from symopt import evaluate, tasks, zoo
     from symopt.graph import Graph, Hyperparams, nodes
-    shape = population.ProgramShape(max_nodes=8, max_operands=4, max_constants=4,
-                                    max_states=1, max_decay_nodes=2, max_schedule_nodes=2)
+    from symopt.program import ProgramShape, encode
+    shape = ProgramShape(max_nodes=8, max_operands=4, max_constants=4,
+                         max_states=1, max_decay_nodes=2, max_schedule_nodes=2)
     task = tasks.get("quadratic", steps=50)
     graphs = [zoo.adam(learning_rate=0.1), zoo.sgd(), zoo.lion(learning_rate=0.01),
               zoo.signum(), zoo.terms_ga()]
-    m = evaluate.evaluate(population.encode(graphs, shape), task, seeds=2)
+    m = evaluate.evaluate(encode(graphs, shape), task, seeds=2)
     print(json.dumps({"devices": jax.local_device_count(),
                       "train_loss": m.train_loss.tolist(), "val_loss": m.val_loss.tolist()}))
 """)
@@ -126,7 +128,7 @@ def test_sharding_over_four_devices_gives_the_metrics_of_one():
 
 
 def test_the_program_shape_is_read_back_from_its_arrays():
-    assert evaluate.shape_of(population.encode([zoo.adam()], SHAPE)) == SHAPE
+    assert evaluate.shape_of(encode([zoo.adam()], SHAPE)) == SHAPE
 
 
 def _scheduled_graphs() -> list[Graph]:
@@ -149,7 +151,7 @@ def test_evaluate_with_host_tabulated_schedules_matches_each_graphs_to_optax():
     to_optax computes them in the step: the same training either way."""
     task = tasks.get("quadratic", steps=30, seeds=1)
     graphs = _scheduled_graphs()
-    ours = evaluate.evaluate(population.encode(graphs, SHAPE), task)
+    ours = evaluate.evaluate(encode(graphs, SHAPE), task)
     for i, graph in enumerate(graphs):
         def make_tx(learning_rate, graph=graph):
             return symopt.to_optax(graph, learning_rate, total_steps=task.steps)

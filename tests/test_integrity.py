@@ -141,10 +141,10 @@ def test_probe_runs_the_same_optimizer_as_to_optax():
         updates = integrity.probe(graph, steps=4).updates
         tx = symopt.to_optax(graph, total_steps=integrity.PROBE_TOTAL_STEPS)
         update = jax.jit(tx.update)
-        w = jnp.asarray(integrity._W_PROBE, jnp.float32)
+        w = jnp.asarray(integrity.PROBE_INPUTS.w, jnp.float32)
         state = tx.init(w)
         for k in range(4):
-            g = jnp.asarray(integrity._GRADS_A[k], jnp.float32)
+            g = jnp.asarray(integrity.PROBE_INPUTS.grads_a[k], jnp.float32)
             u, state = update(g, state, w)
             np.testing.assert_allclose(u, updates[k, 0], rtol=2e-4, atol=1e-9)
 

@@ -21,12 +21,13 @@ import pytest
 import symopt
 from symopt import population, tables, zoo
 from symopt import program as program_lib
+from symopt.program import ProgramShape, encode
 from symopt.graph import Graph, GraphError, Schedule, nodes
 from symopt.spaces import nos
 
 STEPS = 20
 NUM_RANDOM = 200
-SHAPE = population.ProgramShape()
+SHAPE = ProgramShape()
 
 
 @functools.cache
@@ -45,7 +46,7 @@ def _gradients(params):
 
 
 def _population_updates(graphs, strategy, dtype, total_steps=STEPS):
-    program = population.encode(graphs, SHAPE, dtype=dtype)
+    program = encode(graphs, SHAPE, dtype=dtype)
     size = len(graphs)
     params = _params(dtype)
     batched = jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), params)
@@ -150,9 +151,9 @@ def test_the_schedule_and_decays_hold_their_last_value_past_total_steps():
 
 
 def test_encode_names_a_piecewise_schedule_that_does_not_fit():
-    small = population.ProgramShape(max_schedule_values=2)
+    small = ProgramShape(max_schedule_values=2)
     with pytest.raises(GraphError, match=r"graphs\[0\]\.schedule\.values"):
-        population.encode([PIECEWISE[0]], small)
+        encode([PIECEWISE[0]], small)
 
 
 def test_zoo_agrees_with_to_optax_in_float32():
@@ -166,7 +167,7 @@ def test_zoo_agrees_with_to_optax_in_float32():
 
 def test_encode_pads_to_the_shape_and_keeps_the_population_axis():
     graphs = _graphs()[:10]
-    program = population.encode(graphs, SHAPE)
+    program = encode(graphs, SHAPE)
     assert program.size == 10
     assert program.update.op.shape == (10, SHAPE.max_nodes)
     assert program.decays.op.shape == (10, SHAPE.max_operands, SHAPE.max_decay_nodes)
@@ -177,7 +178,7 @@ def test_encode_pads_to_the_shape_and_keeps_the_population_axis():
 def test_encode_drops_dead_nodes():
     graph = Graph(update=nodes(("add", "exp", "g", "identity", "m"),
                                ("mul", "identity", "g", "identity", "v"), root="n1"))
-    program = population.encode([graph], SHAPE)
+    program = encode([graph], SHAPE)
     assert int(program.update.length[0]) == 1
 
 
@@ -186,12 +187,12 @@ def test_encode_names_the_graph_and_field_that_do_not_fit():
              for i in range(SHAPE.max_nodes + 1)]
     big = Graph(update=nodes(*chain))
     with pytest.raises(GraphError, match=r"graphs\[1\]\.update\.nodes"):
-        population.encode([zoo.adam(), big], SHAPE)
+        encode([zoo.adam(), big], SHAPE)
 
 
 def test_runs_per_candidate_share_the_candidate_and_differ_in_noise_seed():
     graph = Graph(update=nodes(("add", "identity", "g", "identity", "noise")))
-    program = population.encode([graph, zoo.sgd()], SHAPE)
+    program = encode([graph, zoo.sgd()], SHAPE)
     params = {"w": jnp.zeros((4, 3))}
     tx = population.optimizer(program, SHAPE, 10, runs_per_candidate=2, seeds=[0, 1, 0, 1])
     updates, _ = tx.update({"w": jnp.ones((4, 3))}, tx.init(params), params)
@@ -204,7 +205,7 @@ def test_runs_per_candidate_share_the_candidate_and_differ_in_noise_seed():
 def _seeded_updates(graphs, runs_per_candidate):
     """Updates of R = len(graphs) * runs_per_candidate runs, each run with its
     own gradients (scaled by its index) and noise seed, in float64."""
-    program = population.encode(graphs, SHAPE, dtype=jnp.float64)
+    program = encode(graphs, SHAPE, dtype=jnp.float64)
     runs = len(graphs) * runs_per_candidate
     params = _params(jnp.float64)
     scale = jnp.arange(1, runs + 1, dtype=jnp.float64)
@@ -234,9 +235,9 @@ def test_loop_strategy_steps_the_runs_of_a_candidate_together_as_if_apart():
 
 @pytest.mark.parametrize("strategy", ["loop", "vmap"])
 def test_a_shape_without_states_or_constants_steps_several_runs_per_candidate(strategy):
-    shape = population.ProgramShape(max_nodes=2, max_operands=2, max_constants=0,
+    shape = ProgramShape(max_nodes=2, max_operands=2, max_constants=0,
                                     max_states=0, max_decay_nodes=1, max_schedule_nodes=1)
-    program = population.encode([zoo.adam(), zoo.sgd()], shape)
+    program = encode([zoo.adam(), zoo.sgd()], shape)
     params = {"w": jnp.zeros((4, 3))}
     tx = population.optimizer(program, shape, 10, runs_per_candidate=2, strategy=strategy)
     updates, _ = tx.update({"w": jnp.ones((4, 3))}, tx.init(params), params)
@@ -244,13 +245,13 @@ def test_a_shape_without_states_or_constants_steps_several_runs_per_candidate(st
 
 
 def test_unknown_strategy_is_a_clear_error():
-    program = population.encode([zoo.adam()], SHAPE)
+    program = encode([zoo.adam()], SHAPE)
     with pytest.raises(ValueError, match="strategy"):
         population.optimizer(program, SHAPE, 10, strategy="threads")
 
 
 def test_update_needs_params():
-    program = population.encode([zoo.adam()], SHAPE)
+    program = encode([zoo.adam()], SHAPE)
     tx = population.optimizer(program, SHAPE, 10)
     params = {"w": jnp.zeros((1, 2))}
     with pytest.raises(ValueError, match="params"):
@@ -266,9 +267,9 @@ def test_a_new_generation_reuses_the_compiled_program():
         tx = population.optimizer(program, SHAPE, 10)
         return tx.update({"w": jnp.ones((8, 3))}, tx.init(params), params)[0]
 
-    step(population.encode(graphs[:8], SHAPE))
+    step(encode(graphs[:8], SHAPE))
     before = step._cache_size()
-    step(population.encode(graphs[20:28], SHAPE))
+    step(encode(graphs[20:28], SHAPE))
     assert step._cache_size() == before
 
 
@@ -276,7 +277,7 @@ def test_a_new_generation_reuses_the_compiled_program():
 def test_step_tables_made_on_the_host_equal_those_made_in_the_graph(dtype, rtol):
     # float32: NumPy's and XLA's cos differ in the last bits.
     with jax.enable_x64(dtype == "float64"):
-        program = population.encode([*_graphs(), *PIECEWISE], SHAPE, dtype=jnp.dtype(dtype))
+        program = encode([*_graphs(), *PIECEWISE], SHAPE, dtype=jnp.dtype(dtype))
         host = tables.step_tables(program, STEPS)
         traced = jax.jit(lambda p: tables.step_tables(p, STEPS, xp=jnp))(program)
         chex.assert_trees_all_close(host, jax.tree.map(np.asarray, traced), rtol=rtol, atol=0)
@@ -287,7 +288,7 @@ def test_step_tables_made_on_the_host_equal_those_made_in_the_graph(dtype, rtol)
 
 def test_past_total_steps_the_schedule_holds_its_last_value():
     graph = zoo.sgd().replace(schedule=Schedule(kind="piecewise", values=(1.0, 0.5)))
-    program = population.encode([graph], SHAPE)
+    program = encode([graph], SHAPE)
     params = {"w": jnp.ones((1, 2))}
     tx = population.optimizer(program, SHAPE, 4)
     state, update = tx.init(params), jax.jit(tx.update)
@@ -299,7 +300,7 @@ def test_past_total_steps_the_schedule_holds_its_last_value():
 
 
 def test_scalars_made_for_another_program_or_length_are_a_clear_error():
-    program = population.encode([zoo.adam(), zoo.sgd()], SHAPE)
+    program = encode([zoo.adam(), zoo.sgd()], SHAPE)
     with pytest.raises(ValueError, match=r"step_tables\(program, 10\)"):
         population.optimizer(program, SHAPE, 10, scalars=tables.step_tables(program, 5))
 
@@ -324,6 +325,6 @@ def test_the_encoded_hyperparameters_and_schedule_are_those_of_a_graph():
         f.name for f in dataclasses.fields(symopt.Hyperparams))
     schedule_numbers = {f.name for f in dataclasses.fields(Schedule)} - {"kind", "expr", "values"}
     assert set(program_lib.ScheduleArrays._fields) == schedule_numbers | {"num_values"}
-    program = population.encode([zoo.adam().with_hparams(eps=1e-6)], SHAPE)
+    program = encode([zoo.adam().with_hparams(eps=1e-6)], SHAPE)
     assert program.hparams.eps[0] == np.float32(1e-6)
     assert program.hparams.bias_correction[0] == 1.0

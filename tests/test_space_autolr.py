@@ -13,10 +13,11 @@ import pytest
 
 import symopt
 from conftest import graph_state
-from symopt import integrity, population, zoo
+from symopt import integrity, zoo
 from symopt.spaces import autolr
 from symopt.spaces.autolr import AdaptiveGenome, AutoLRSpace, DynamicGenome
 from symopt.spaces.base import Space
+from symopt.program import encode
 
 STEPS = 20
 ADAPTIVE = AutoLRSpace()
@@ -255,7 +256,7 @@ def test_every_genome_fits_the_program_shape(space):
         )
         assert len(largest.update.nodes) == 4 * space.max_tree_ops + 3
         graphs.append(largest)
-    program = population.encode(graphs, space.program_shape())
+    program = encode(graphs, space.program_shape())
     assert program.size == len(graphs)
 
 

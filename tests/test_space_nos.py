@@ -9,8 +9,9 @@ import pytest
 
 import symopt
 from symopt import graph as graph_lib
-from symopt import population, zoo
+from symopt import zoo
 from symopt.spaces import nos
+from symopt.program import encode
 
 SPACE = nos.NosSpace()
 
@@ -34,7 +35,7 @@ def test_every_mutated_graph_is_valid_canonical_and_fits_the_program_shape():
     for g in LINEAGE:
         assert graph_lib.validate(g) is g
         assert graph_lib.canonical(g) == g
-    population.encode(LINEAGE, SPACE.program_shape())  # raises if a graph does not fit
+    encode(LINEAGE, SPACE.program_shape())  # raises if a graph does not fit
 
 
 def test_mutation_stays_within_the_space_limits():
@@ -44,7 +45,7 @@ def test_mutation_stays_within_the_space_limits():
         assert len(g.states) <= SPACE.max_states
 
 
-@pytest.mark.parametrize("mutation", dict.fromkeys(nos._MUTATIONS), ids=lambda m: m.__name__)
+@pytest.mark.parametrize("mutation", dict.fromkeys(nos.MUTATIONS), ids=lambda m: m.__name__)
 def test_each_mutation_operator_changes_graphs_and_keeps_them_valid(mutation):
     rng = np.random.default_rng(1)
     changed = 0

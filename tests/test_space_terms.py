@@ -21,7 +21,8 @@ import pytest
 import symopt
 from symopt import compile as compile_lib
 from symopt import graph as graph_lib
-from symopt import population, zoo
+from symopt import zoo
+from symopt.program import encode
 from symopt.spaces.base import Space
 from symopt.spaces.terms import (
     DEFAULT_SEEDS,
@@ -95,7 +96,7 @@ def test_sampled_graphs_are_valid_and_pass_the_integrity_check():
 
 def test_every_graph_fits_the_program_shape():
     genomes = [*SAMPLES, *LINEAGE]
-    population.encode([SPACE.to_graph(g) for g in genomes], SPACE.program_shape())
+    encode([SPACE.to_graph(g) for g in genomes], SPACE.program_shape())
 
 
 # The largest graphs. WIDEST: 3 (nesterov) + 2 (rms_norm) + 2 (unit_grad) nodes,
@@ -120,10 +121,10 @@ def test_the_program_shape_is_as_small_as_the_largest_graph(field, genome, size)
     shape = SPACE.program_shape()
     assert getattr(shape, field) == size
     graph = SPACE.to_graph(genome)
-    population.encode([graph], shape)
+    encode([graph], shape)
     smaller = dataclasses.replace(shape, **{field: size - 1})
     with pytest.raises(graph_lib.GraphError, match=field):
-        population.encode([graph], smaller)
+        encode([graph], smaller)
 
 
 def test_the_program_shape_needs_no_states_decays_or_schedule_graphs():

@@ -13,8 +13,9 @@ import pytest
 
 import symopt
 from symopt import graph as graph_lib
-from symopt import population, spaces
+from symopt import spaces
 from symopt.spaces.base import Space
+from symopt.program import encode
 
 SPACES = {
     "nos": {},
@@ -57,7 +58,7 @@ def test_genomes_map_to_valid_graphs_that_fit_the_program_shape(evolved):
     graphs = [space.to_graph(x) for x in genomes]
     for g in graphs:
         graph_lib.validate(g)
-    population.encode(graphs, space.program_shape())  # raises naming a graph that does not fit
+    encode(graphs, space.program_shape())  # raises naming a graph that does not fit
 
 
 def test_evolution_explores_many_distinct_optimizers(evolved):

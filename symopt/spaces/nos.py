@@ -100,7 +100,7 @@ class NosSpace:
         del progress  # the nos space mutates at a constant rate
         parent = graph_lib.canonical(genome)
         for _ in range(_MAX_TRIES):
-            mutation = _MUTATIONS[int(rng.integers(len(_MUTATIONS)))]
+            mutation = MUTATIONS[int(rng.integers(len(MUTATIONS)))]
             try:
                 child = mutation(rng, self, parent)
                 if child is None:
@@ -482,7 +482,7 @@ def _change_state(rng, space: NosSpace, graph: Graph) -> Graph | None:
     return graph.replace(update=Expr(tuple(nodes), graph.update.root), states=tuple(states))
 
 
-_MUTATIONS = (
+MUTATIONS = (
     _insert_node,
     _insert_node,
     _delete_node,
