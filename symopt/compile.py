@@ -157,14 +157,6 @@ def schedule_multiplier(schedule: Schedule, xp, step: Array, total_steps: int, c
     return mult
 
 
-def clip_rows_by_norm(xp, g: Array, clip_norm: Array) -> Array:
-    """Each row of ``g`` ([runs, L]) scaled to global norm at most ``clip_norm``
-    (0: no clipping); the flattened twin of ``optax.clip_by_global_norm``."""
-    norm = xp.sqrt(xp.sum(g * g, axis=-1, keepdims=True))
-    factor = xp.minimum(1.0, clip_norm / xp.maximum(norm, ops.TINY))
-    return xp.where(clip_norm > 0, g * factor, g)
-
-
 class LeafState(NamedTuple):
     """Per-leaf optimizer state; ``None`` where the graph does not need it."""
 
@@ -245,8 +237,7 @@ def leaf_direction(
     """
     gr = p.graph
     h = gr.hparams
-    if h.clip_value:
-        g = xp.clip(g, -h.clip_value, h.clip_value)
+    g = step_lib.clip_by_value(xp, g, h.clip_value)
     m = step_lib.ema(xp, state.m, g, h.beta1) if state.m is not None else None
     v = step_lib.ema(xp, state.v, g * g, h.beta2) if state.v is not None else None
     gamma = step_lib.ema(xp, state.gamma, g * g * g, h.beta3) if state.gamma is not None else None

@@ -33,6 +33,7 @@ import numpy as np
 from symopt import compile as compile_lib
 from symopt import graph as graph_lib
 from symopt import ops
+from symopt import step as step_lib
 from symopt.graph import Graph
 
 REASONS = (
@@ -143,7 +144,7 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
         for k in range(steps):
             g = np.array((PROBE_INPUTS.grads_a[k], PROBE_INPUTS.grads_b[k], PROBE_INPUTS.curvature * (w[2] - PROBE_INPUTS.w_star)))
             if h.clip_norm:
-                g = compile_lib.clip_rows_by_norm(np, g, h.clip_norm)
+                g = step_lib.clip_rows_by_norm(np, g, h.clip_norm)
             noise = uniform = None
             if random is not None:  # the same draws in every row
                 noise, uniform = random[0][k] + 0 * g, random[1][k] + 0 * g

@@ -37,7 +37,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from symopt import compile as compile_lib
 from symopt import draws as draws_lib
 from symopt import ops
 from symopt import step as step_lib
@@ -52,9 +51,9 @@ from symopt.program import (
 )
 
 STRATEGIES = ("auto", "loop", "vmap")
-# Node-loop iterations per trip in the vmap strategy. Measured on an H100
-# (P=64, 1,898 weights; us per candidate-step / compile s): 1: 3.6-4.5 / 1.4,
-# 2: 1.8 / 2.3, 4: 1.7 / 3.0, 8: 1.6 / 4.5, fully unrolled: 2.0 / 15.5.
+# Node-loop iterations per trip in the vmap strategy: on accelerators each trip
+# costs a host round-trip, and each unrolled iteration costs compile time; 2
+# is where the step stops getting faster (docs/benchmarks.md, "vmap unroll").
 _NODE_UNROLL = 2
 
 
@@ -468,9 +467,8 @@ def optimizer(
     clips = jnp.any(h.clip_norm > 0) | jnp.any(h.clip_value > 0)
 
     def clip(g):
-        g = compile_lib.clip_rows_by_norm(jnp, g, h.clip_norm[:, None])
-        c = h.clip_value[:, None]
-        return jnp.where(c > 0, jnp.clip(g, -c, c), g)
+        g = step_lib.clip_rows_by_norm(jnp, g, h.clip_norm[:, None])
+        return step_lib.clip_by_value(jnp, g, h.clip_value[:, None])
 
     def init_fn(params):
         flat = _flatten(params)

@@ -1,6 +1,6 @@
 """The parts of an optimizer step that every graph shares, written once over ``xp``.
 
-A step is: clip the gradient; update the moment EMAs and bias-correct them;
+A step is: clip the gradient (by global norm, then by value); update the moment EMAs and bias-correct them;
 evaluate the graph's direction (:mod:`symopt.compile`, per graph); apply
 momentum; add decoupled weight decay; scale by ``-learning_rate x schedule``.
 Everything but the direction is the same for every graph, and lives here as
@@ -16,7 +16,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from symopt.ops import TINY
+
 Array = Any
+
+
+def clip_by_value(xp, g: Array, clip_value: Array) -> Array:
+    """``g`` clipped to [-clip_value, clip_value] element-wise; 0 means no clipping
+    (a Python 0 skips the work, an array of per-run values selects)."""
+    if isinstance(clip_value, (int, float)):
+        return xp.clip(g, -clip_value, clip_value) if clip_value else g
+    return xp.where(clip_value > 0, xp.clip(g, -clip_value, clip_value), g)
+
+
+def clip_rows_by_norm(xp, g: Array, clip_norm: Array) -> Array:
+    """Each row of ``g`` ([runs, L]) scaled to global norm at most ``clip_norm``
+    (0: no clipping): ``optax.clip_by_global_norm`` over flattened runs, as
+    the population and the NumPy check apply it."""
+    norm = xp.sqrt(xp.sum(g * g, axis=-1, keepdims=True))
+    factor = xp.minimum(1.0, clip_norm / xp.maximum(norm, TINY))
+    return xp.where(clip_norm > 0, g * factor, g)
 
 
 def ema(xp, old: Array, new: Array, beta: Array) -> Array:

@@ -113,5 +113,6 @@ def test_the_module_map_sees_the_known_imports():
     # The checks above are only as good as this parser.
     assert "symopt.graph" in GRAPH["symopt.compile"]
     assert "symopt.ops" in GRAPH["symopt.graph"]
-    assert "symopt.compile" in _closure("symopt.population")
+    assert "symopt.step" in _closure("symopt.population")
+    assert "symopt.program" in _closure("symopt.population")
     assert "jax" in _imports("symopt.compile")[1]
