@@ -1,4 +1,5 @@
-"""experiments/visualize.ipynb end to end: a tiny search, then every cell run in a kernel.
+"""experiments/visualize.ipynb end to end: the README's command, then the notebook
+file exactly as shipped, every cell run in a kernel started in ``experiments/``.
 
 Needs the ``test`` extra (nbclient, nbformat, ipykernel, matplotlib). ipykernel
 installs the ``python3`` kernelspec into ``sys.prefix``, so no
@@ -9,14 +10,16 @@ saying so (it is never skipped).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-from test_run import tiny_config
 
-from symopt import run as run_lib
+from symopt import graph as graph_lib
+from symopt.archive import Archive
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "experiments", "visualize.ipynb")
@@ -41,6 +44,14 @@ def _texts(nb: nbformat.NotebookNode) -> str:
     return "\n".join(parts)
 
 
+README_COMMAND = [sys.executable, "-m", "symopt.main", "--config=experiments/digits.py"]
+TINY = ["--config.search.generations=2", "--config.search.population_size=6",
+        "--config.tasks.steps=20", "--config.tasks.seeds=1", "--config.elimination.tasks=",
+        "--config.tasks.test=", "--config.evaluation.baseline_lr_multipliers=(1.0,)",
+        "--compilation_cache_dir="]
+"""The README's command at a test's budget."""
+
+
 def test_the_notebook_is_stored_clean():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
@@ -49,25 +60,34 @@ def test_the_notebook_is_stored_clean():
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None
     source = _parameters_cell(nb).source
-    assert 'WORKDIR = "runs/digits"' in source and "TOP = 3" in source
+    assert 'os.environ.get("SYMOPT_WORKDIR", "runs/digits")' in source and "TOP = 3" in source
+    assert "python -m symopt.main --config=experiments/digits.py --workdir=runs/digits" in (
+        nb.cells[0].source)
 
 
-def test_the_notebook_runs_on_a_tiny_search(tmp_path):
-    config = tiny_config(search__generations=2, search__population_size=6)
-    workdir = tmp_path / "run"
-    result = run_lib.run(config, workdir, log=lambda _: None)
+def _execute_as_shipped(monkeypatch, workdir) -> nbformat.NotebookNode:
+    """The notebook file as it is on disk, run in a kernel started in
+    ``experiments/`` (as ``jupyter nbconvert --execute`` starts it), reading
+    ``workdir`` through its documented environment variable (None: unset)."""
+    if workdir is None:
+        monkeypatch.delenv("SYMOPT_WORKDIR", raising=False)
+    else:
+        monkeypatch.setenv("SYMOPT_WORKDIR", os.fspath(workdir))
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    _parameters_cell(nb).source = f"WORKDIR = {os.fspath(workdir)!r}\nTOP = 2"
     client = NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": ROOT}})
+                            resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}})
     try:
         client.execute()
-    except CellExecutionError as e:
-        pytest.fail(f"a notebook cell failed:\n{e}")
+    except CellExecutionError:
+        raise
     except Exception as e:  # no kernel: a broken install, not a reason to skip
         pytest.fail(f"could not run the notebook in a 'python3' Jupyter kernel "
                     f"(pip install -e '.[test]' installs ipykernel, which provides it): "
                     f"{type(e).__name__}: {e}")
+    return nb
+
+
+def _check_outputs(nb: nbformat.NotebookNode, workdir) -> None:
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             assert out.get("output_type") != "error", f"cell failed: {out.get('evalue')}"
@@ -75,6 +95,36 @@ def test_the_notebook_runs_on_a_tiny_search(tmp_path):
               if "image/png" in out.get("data", {})]
     # fitness, then a graph and a schedule per candidate, then the lineage
     assert len(images) >= 4
-    texts = _texts(nb)
-    assert f"#{result.best.id}" in texts
-    assert f"best: candidate #{result.best.id}," in texts
+    best = graph_lib.load(os.path.join(workdir, "best.json"))
+    with Archive.open(workdir, create=False) as archive:
+        ids = [r.id for r in archive.top(len(archive.ids()))
+               if r.graph is not None and graph_lib.from_dict(r.graph) == best]
+    assert ids and f"best: candidate #{ids[0]}," in _texts(nb)
+
+
+def test_the_notebook_as_shipped_shows_what_the_readme_command_wrote(monkeypatch, tmp_path):
+    workdir = tmp_path / "digits"
+    out = subprocess.run([*README_COMMAND, f"--workdir={workdir}", *TINY], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before = sorted(os.listdir(workdir))
+    nb = _execute_as_shipped(monkeypatch, workdir)
+    _check_outputs(nb, workdir)
+    assert sorted(os.listdir(workdir)) == before  # a viewer writes nothing
+
+
+def test_the_notebook_on_a_missing_workdir_says_which_command_makes_it(monkeypatch, tmp_path):
+    workdir = tmp_path / "never_ran"
+    with pytest.raises(CellExecutionError, match="python -m symopt.main"):
+        _execute_as_shipped(monkeypatch, workdir)
+    assert not workdir.exists()  # nothing created
+
+
+@pytest.mark.slow
+def test_the_notebook_runs_as_shipped_after_the_readme_command(monkeypatch):
+    # The README's command exactly, into the repository's runs/digits.
+    out = subprocess.run([*README_COMMAND, "--workdir=runs/digits"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, out.stderr[-2000:]
+    nb = _execute_as_shipped(monkeypatch, None)
+    _check_outputs(nb, os.path.join(ROOT, "runs", "digits"))
