@@ -5,7 +5,8 @@
 
 Three offline tasks, cheapest first, 3 seeds, learning rates 0.1x-10x each
 optimizer's own (the val-best chosen per task); after each task the better
-half (by val fitness normalised by Adam's) goes on. TFDS tasks (e.g.
+half, scored by final validation loss against Adam's (``metric="loss"``, as
+``experiments/generalize.py`` searches), goes on. TFDS tasks (e.g.
 ``--config.tasks=digits_mlp,cifar10``) read ``--config.data_dir``.
 """
 
@@ -18,4 +19,5 @@ def get_config():
     config.seeds = 3
     config.lr_multipliers = (0.1, 0.3, 1.0, 3.0, 10.0)
     config.keep = 0.5
+    config.metric = "loss"
     return config

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import pathlib
 import time
 from collections.abc import Callable, Sequence
 
@@ -140,18 +141,41 @@ class TransferResult:
     files: tuple[str, ...]
 
 
+def graph_names(paths: Sequence[str]) -> list[str]:
+    """A unique name per graph file, from its path: the file's stem, with as
+    many parent directories as it takes to tell the files apart and from the
+    zoo baselines (``runs/a/best.json``, ``runs/b/best.json`` -> ``a/best``,
+    ``b/best``). Raises ValueError for a file listed twice."""
+    parts = [pathlib.Path(os.path.abspath(p)).with_suffix("").parts for p in paths]
+    seen: dict[tuple[str, ...], str] = {}
+    for path, split in zip(paths, parts, strict=True):
+        if split in seen:
+            raise ValueError(f"--graphs: {path} is listed twice (as {seen[split]})")
+        seen[split] = path
+    depth = [1] * len(paths)
+
+    def name(i: int) -> str:
+        return "/".join(parts[i][-depth[i]:])
+
+    while True:
+        names = [name(i) for i in range(len(paths))]
+        clashing = [i for i, n in enumerate(names)
+                    if names.count(n) > 1 or n in zoo.names()]
+        growable = [i for i in clashing if depth[i] < len(parts[i]) - 1]
+        if not growable:
+            return names
+        for i in growable:
+            depth[i] += 1
+
+
 def load_graphs(paths: Sequence[str]) -> dict[str, graph_lib.Graph]:
-    """Graphs by name (the file's stem); raises ValueError naming a bad file."""
+    """Graphs by :func:`graph_names`; raises ValueError naming a bad file."""
     graphs: dict[str, graph_lib.Graph] = {}
-    for path in paths:
-        name = os.path.splitext(os.path.basename(path))[0]
+    for name, path in zip(graph_names(paths), paths, strict=True):
         try:
-            graph = graph_lib.load(path)
+            graphs[name] = graph_lib.load(path)
         except (OSError, ValueError) as e:
             raise ValueError(f"--graphs: cannot load {path}: {config_lib.one_line(e)}") from None
-        while name in graphs or name in zoo.names():
-            name += "'"
-        graphs[name] = graph
     return graphs
 
 
@@ -306,6 +330,27 @@ def _write(result: TransferResult, task_list: Sequence[tasks.Task], out_dir: str
     return [md_path, csv_path, *(_plot_curves(result, t, out_dir) for t in task_list)]
 
 
+BASELINE_LINE = "--"
+FOUND_LINE = "-"
+
+
+def line_styles(result: TransferResult) -> dict[str, tuple[str, str]]:
+    """Each optimizer's (colour, line style) in the curve plots, the same in every
+    task's plot: the given graphs solid, the zoo baselines dashed, and no two
+    optimizers alike (colours from tab10, then tab20's lighter shades, then
+    dotted lines)."""
+    colors = [f"C{i}" for i in range(10)] + [
+        "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
+        "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"]
+    out = {}
+    for i, name in enumerate(result.optimizers):
+        style = BASELINE_LINE if name in zoo.names() else FOUND_LINE
+        if i >= len(colors):
+            style = ":" if style == FOUND_LINE else "-."
+        out[name] = (colors[i % len(colors)], style)
+    return out
+
+
 def _plot_curves(result: TransferResult, task: tasks.Task, out_dir: str) -> str:
     from matplotlib.figure import Figure  # noqa: PLC0415 (matplotlib only for the plots)
 
@@ -313,10 +358,13 @@ def _plot_curves(result: TransferResult, task: tasks.Task, out_dir: str) -> str:
     ax = fig.add_subplot()
     steps = evaluate.curve_steps(task.steps)
     positive = True
+    styles = line_styles(result)
     for name in ranked(result):
         r = result.results.get((name, task.name))
         if r is not None:
-            ax.plot(steps, r.loss_curve, label=f"{name} (lr {r.learning_rate:.3g})", lw=1.2)
+            color, linestyle = styles[name]
+            ax.plot(steps, r.loss_curve, label=f"{name} (lr {r.learning_rate:.3g})", lw=1.2,
+                    color=color, linestyle=linestyle)
             positive &= bool(np.all(r.loss_curve[np.isfinite(r.loss_curve)] > 0))
     if positive:
         ax.set_yscale("log")

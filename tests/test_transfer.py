@@ -192,3 +192,34 @@ def test_the_cli_refuses_a_missing_graph_file_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1
     assert proc.stderr.startswith("symopt.transfer: error: --graphs: cannot load")
+
+
+def test_each_optimizer_has_its_own_colour_and_style_in_every_plot(finished):
+    result, _, _ = finished
+    styles = transfer.line_styles(result)
+    assert set(styles) == set(result.optimizers)
+    assert len(set(styles.values())) == len(styles)
+    assert styles["found"][1] == transfer.FOUND_LINE
+    assert all(styles[n][1] == transfer.BASELINE_LINE for n in ("sgd", "adam", "signum"))
+    many = transfer.TransferResult(tuple(f"g{i}" for i in range(30)), (), (), "loss", {}, {},
+                                   None, ())
+    assert len(set(transfer.line_styles(many).values())) == 30
+
+
+@pytest.mark.parametrize("paths, names", [
+    (["runs/a/best.json", "runs/b/best.json"], ["a/best", "b/best"]),
+    (["x/best.json", "y/x/best.json"], ["runs/x/best", "y/x/best"]),
+    (["one.json", "two.json"], ["one", "two"]),
+    (["saved/adam.json"], ["saved/adam"]),  # not the zoo's adam
+])
+def test_graph_names_are_unique_and_derived_from_their_paths(paths, names, monkeypatch,
+                                                             tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path / "runs")
+    assert transfer.graph_names(paths) == names
+
+
+def test_a_graph_file_listed_twice_is_refused():
+    with pytest.raises(ValueError, match="listed twice"):
+        transfer.graph_names(["a/best.json", "./a/best.json"])
