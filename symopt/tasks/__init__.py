@@ -19,12 +19,23 @@ family (task augmentation). The TFDS tasks
 (``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``,
 ``oxford_flowers102``, ``cars196``, ``caltech101``) need ``pip install
 'symopt-jax[tfds]'`` and prepared data (see :mod:`symopt.tasks.tfds_tasks`).
+
+Users' own tasks: a name ``module:function`` (e.g. ``mypkg.tasks:make_task``)
+imports ``module`` (from the current directory or installed) and calls
+``function(**overrides)``, which returns a :class:`Task`, typically built by
+:func:`from_arrays` from a Flax model and NumPy arrays. In Python,
+:func:`register` gives a factory a short name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib
 import inspect
+import os
+import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +48,7 @@ from symopt.tasks.base import (
     Params,
     Task,
 )
+from symopt.tasks.custom import from_arrays
 
 _FACTORIES: dict[str, Callable[..., Task]] = {
     "digits_mlp": offline.digits_mlp,
@@ -53,6 +65,9 @@ _FACTORIES: dict[str, Callable[..., Task]] = {
     "noisy_quadratic": suite.noisy_quadratic,
     **{name: functools.partial(tfds_tasks.tfds_task, name) for name in tfds_tasks.SPECS},
 }
+
+_BUILT_IN = dict(_FACTORIES)
+_KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 OFFLINE_TASKS: tuple[str, ...] = (
     "digits_mlp",
@@ -72,14 +87,65 @@ TFDS_TASKS: tuple[str, ...] = tuple(tfds_tasks.SPECS)
 
 
 def names() -> list[str]:
-    """The registered task names, sorted."""
+    """The registered task names, sorted (``module:function`` names are not listed)."""
     return sorted(_FACTORIES)
 
 
+def exists(name: str) -> bool:
+    """Whether :func:`get` knows ``name``: registered, or a ``module:function`` that resolves."""
+    try:
+        _factory(name)
+    except ValueError:
+        return False
+    return True
+
+
+def register(name: str, factory: Callable[..., Task], *, replace: bool = False) -> None:
+    """Makes ``factory`` the task called ``name``, for :func:`get` and configs.
+
+    ``factory(**options)`` returns a :class:`Task`; its keyword parameters
+    are the task's options (:func:`options`). The task :func:`get` returns
+    is named ``name``.
+
+    Raises:
+      ValueError: an empty name, one with ``:``, ``,``, ``+`` or whitespace
+        (the config's separators), a name already registered (unless
+        ``replace``), or a factory that is not callable.
+    """
+    if not isinstance(name, str) or not name or re.search(r"[:,+\s]", name):
+        raise ValueError(f"task name {name!r} must be non-empty, without ':', ',', '+' or "
+                         "whitespace (the config's separators)")
+    if name in _FACTORIES and not replace:
+        raise ValueError(f"task {name!r} is already registered; pass replace=True to replace it")
+    if not callable(factory):
+        raise ValueError(f"task {name!r}: the factory must be callable, got {factory!r}")
+    _FACTORIES[name] = factory
+    _build.cache_clear()
+
+
+def unregister(name: str) -> None:
+    """Undoes :func:`register`: ``name`` is gone, or again the built-in task it replaced.
+
+    Raises:
+      ValueError: ``name`` is not registered, or is a built-in task never replaced.
+    """
+    if name not in _FACTORIES or _FACTORIES[name] is _BUILT_IN.get(name):
+        raise ValueError(f"task {name!r} was not registered with symopt.tasks.register")
+    if name in _BUILT_IN:
+        _FACTORIES[name] = _BUILT_IN[name]
+    else:
+        del _FACTORIES[name]
+    _build.cache_clear()
+
+
 def options(name: str) -> dict[str, Any]:
-    """The options of task ``name`` (what :func:`get` accepts) with their defaults."""
-    params = inspect.signature(_factory(name)).parameters
-    return {k: p.default for k, p in params.items()}
+    """The options of task ``name`` (what :func:`get` accepts) with their defaults.
+
+    A required option's value is ``inspect.Parameter.empty``; a factory with
+    ``**kwargs`` accepts other options too.
+    """
+    params = inspect.signature(_factory(name)).parameters.values()
+    return {p.name: p.default for p in params if p.kind in _KEYWORD}
 
 
 def get(name: str, **overrides: Any) -> Task:
@@ -92,32 +158,83 @@ def get(name: str, **overrides: Any) -> Task:
     arguments give the same (immutable) Task object, so that the programs
     compiled for it are shared, e.g. by the searches of one process.
 
+    ``name`` may be ``module:function``: ``function`` in ``module``
+    (imported from the current directory or the installed packages) builds
+    the task.
+
     Raises:
-      ValueError: unknown task name or option.
+      ValueError: unknown task name or option, a ``module:function`` that
+        does not import or resolve, or a factory that does not return a Task.
     """
+    factory = _factory(name)
     known = options(name)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD
+                    for p in inspect.signature(factory).parameters.values())
     unknown = sorted(set(overrides) - set(known))
-    if unknown:
+    if unknown and not takes_any:
         raise ValueError(
             f"task {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"options: {', '.join(known)}"
         )
-    arguments = {**known, **overrides}
+    arguments = {k: v for k, v in known.items() if v is not inspect.Parameter.empty}
+    arguments.update(overrides)
+    required = sorted(set(known) - set(arguments))
+    if required:
+        raise ValueError(f"task {name!r} needs option {', '.join(map(repr, required))}")
+    key = tuple(sorted(arguments.items()))
     try:
-        return _build(name, tuple(sorted(arguments.items())))
+        hash(key)
     except TypeError:  # an unhashable option value: build it uncached
-        return _factory(name)(**overrides)
+        return _make(name, arguments)
+    return _build(name, key)
 
 
 @functools.lru_cache(maxsize=64)
 def _build(name: str, arguments: tuple[tuple[str, Any], ...]) -> Task:
-    return _factory(name)(**dict(arguments))
+    return _make(name, dict(arguments))
+
+
+def _make(name: str, arguments: dict[str, Any]) -> Task:
+    """``name``'s factory called with ``arguments``: a Task named ``name``."""
+    task = _factory(name)(**arguments)
+    if not isinstance(task, Task):
+        raise ValueError(f"task {name!r}: the factory returned {type(task).__name__}, "
+                         "not a symopt.tasks.Task")
+    return task if task.name == name else dataclasses.replace(task, name=name)
 
 
 def _factory(name: str) -> Callable[..., Task]:
-    if name not in _FACTORIES:
-        raise ValueError(f"unknown task {name!r}; known: {', '.join(names())}")
-    return _FACTORIES[name]
+    if name in _FACTORIES:
+        return _FACTORIES[name]
+    if ":" not in name:
+        raise ValueError(f"unknown task {name!r}; known: {', '.join(names())} "
+                         "(or module:function for your own)")
+    return _resolve(name)
+
+
+def _resolve(name: str) -> Callable[..., Task]:
+    """The function a ``module:function`` name points to."""
+    module_name, _, path = name.partition(":")
+    if not module_name or not path:
+        raise ValueError(f"task {name!r}: want module:function, e.g. mypkg.tasks:make_task")
+    cwd = os.getcwd()
+    if cwd not in (os.path.abspath(p or os.curdir) for p in sys.path):
+        sys.path.append(cwd)
+    if module_name not in sys.modules:
+        importlib.invalidate_caches()  # the file may be newer than the finders' listings
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"task {name!r}: cannot import {module_name!r} "
+                         f"(from {cwd} or the installed packages): {e}") from e
+    for part in path.split("."):
+        if not hasattr(target, part):
+            raise ValueError(f"task {name!r}: {module_name!r} has no {path!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise ValueError(f"task {name!r}: {path!r} is a {type(target).__name__}, "
+                         "not a function returning a Task")
+    return target
 
 
 __all__ = [
@@ -129,7 +246,11 @@ __all__ = [
     "Params",
     "TFDS_TASKS",
     "Task",
+    "exists",
+    "from_arrays",
     "get",
     "names",
     "options",
+    "register",
+    "unregister",
 ]
