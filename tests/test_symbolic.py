@@ -410,9 +410,5 @@ def test_text_shows_states_weight_decay_warmup_and_momentum():
     assert "momentum=nesterov(0.9)" in symbolic.to_text(zoo.nesterov())
 
 
-def test_str_of_a_graph_is_its_text():
-    assert str(zoo.lion()) == symbolic.to_text(zoo.lion())
-
-
 def test_text_of_a_malformed_graph_says_so_instead_of_raising():
     assert symbolic.to_text(simple("bogus")).startswith("<invalid Graph: update.root")
