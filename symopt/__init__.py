@@ -6,7 +6,11 @@ The public surface, re-exported here one name at a time::
     tx = symopt.to_optax(g, learning_rate=1e-3, total_steps=1000)
     symopt.save(g, "adam.json"); g = symopt.load("adam.json")
     symopt.to_latex(g); symopt.check(g).ok; symopt.fingerprint(g)
+    result = symopt.search("experiments/digits.py", "runs/digits")  # a whole search
 """
+
+import os
+from typing import Any
 
 from symopt import ops, zoo
 from symopt.compile import SymoptState, scale_by_graph, to_optax
@@ -30,6 +34,32 @@ from symopt.symbolic import to_latex, to_sympy, to_text
 
 __version__ = "0.1.0"
 
+
+def search(config: Any, workdir: str | os.PathLike[str], *, log: Any = print) -> Any:
+    """Runs a search, or resumes the one in ``workdir``: what
+    ``python -m symopt.main --config=... --workdir=...`` does, from Python.
+
+    Args:
+      config: an ``ml_collections.ConfigDict`` (``symopt.config.default_config()``
+        and changes), or the path of a config file defining ``get_config()``.
+      workdir: where the archive, ``best.json`` and ``summary.md`` go.
+      log: called with each progress line (``print`` by default).
+
+    Returns:
+      A :class:`symopt.run.RunResult`: the winner's record and graph, the
+      candidates by status, and the time taken.
+
+    Raises:
+      symopt.config.ConfigError: a bad config (one line).
+    """
+    from symopt import config as config_lib  # noqa: PLC0415 (JAX and the tasks load on use)
+    from symopt import run  # noqa: PLC0415
+
+    if isinstance(config, (str, os.PathLike)):
+        config = config_lib.from_file(config)
+    return run.run(config, workdir, log=log)
+
+
 __all__ = [
     "Expr",
     "Graph",
@@ -48,6 +78,7 @@ __all__ = [
     "ops",
     "save",
     "scale_by_graph",
+    "search",
     "to_dict",
     "to_latex",
     "to_optax",

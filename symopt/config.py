@@ -50,6 +50,8 @@ the command lines (``symopt.main``, ``symopt.transfer``) report them.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any, NoReturn
@@ -104,6 +106,27 @@ def default_config() -> ml_collections.ConfigDict:
     ))
     config.output = ml_collections.ConfigDict(dict(top=5))
     return config
+
+
+def from_file(path: str | os.PathLike[str]) -> ml_collections.ConfigDict:
+    """The config a config file's ``get_config()`` returns (``experiments/*.py``),
+    validated; raises ConfigError in one line when the file cannot give one."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}" if not os.path.exists(path)
+                          else f"the config path is not a file: {path}")
+    spec = importlib.util.spec_from_file_location("symopt_user_config", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        config = module.get_config()
+    except Exception as e:  # noqa: BLE001 (the config file is user code)
+        raise ConfigError(f"cannot load the config file {path}: {type(e).__name__}: "
+                          f"{one_line(e)}") from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"{path}: get_config() returned a {type(config).__name__}, "
+                          "not an ml_collections.ConfigDict")
+    return validate(config)
 
 
 def names(value: str) -> list[str]:

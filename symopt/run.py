@@ -54,7 +54,7 @@ from symopt import (
     fitness,
     heldout,
     integrity,
-    search,
+    searchers,
     simplicity,
     spaces,
     symbolic,
@@ -62,7 +62,7 @@ from symopt import (
 )
 from symopt import graph as graph_lib
 from symopt.archive import Archive, ArchiveError, CandidateRecord, StageResult, to_jsonable
-from symopt.search import Candidate
+from symopt.searchers import Candidate
 
 Log = Callable[[str], None]
 _METRIC_FIELDS = ("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
@@ -101,10 +101,10 @@ def build_searcher(config: ml_collections.ConfigDict, space: Any, *,
     that its replay breeds the same genomes.
     """
     name = config.search.name
-    if name not in search.SEARCHERS:
+    if name not in searchers.SEARCHERS:
         raise config_lib.ConfigError(
-            f"config.search.name: unknown searcher {name!r}; known: {', '.join(search.names())}")
-    fields = {f.name for f in dataclasses.fields(search.SEARCHERS[name])}
+            f"config.search.name: unknown searcher {name!r}; known: {', '.join(searchers.names())}")
+    fields = {f.name for f in dataclasses.fields(searchers.SEARCHERS[name])}
     seeds = config.search.seeds
     kwargs = dict(population_size=config.search.population_size,
                   seed_names=None if seeds.strip() == "default" else tuple(config_lib.names(seeds)))
@@ -112,7 +112,7 @@ def build_searcher(config: ml_collections.ConfigDict, space: Any, *,
         kwargs["generations"] = horizon or config.search.generations
     kwargs.update(config.search.options.to_dict())
     try:
-        searcher = search.get(name, space, **kwargs)
+        searcher = searchers.get(name, space, **kwargs)
         searcher.ask(searcher.init(0))  # seeds and sizes are checked on the first ask
     except ValueError as e:
         raise config_lib.ConfigError(f"config.search: {config_lib.one_line(e)}") from None
@@ -665,10 +665,10 @@ def _eliminate(ctx: _Context) -> Winner | None:
         return None
     done = {(r.candidate_id, r.stage): r for r in archive.stage_results()}
     names = ["+".join(t.name for t in stage) for stage in stage_tasks]
-    stages = [search.Stage(f"{i + 1}:{n}", keep=config.elimination.keep)
+    stages = [searchers.Stage(f"{i + 1}:{n}", keep=config.elimination.keep)
               for i, n in enumerate(names)]
 
-    def measure_stage(ids: Sequence[int], stage_of: search.Stage) -> np.ndarray:
+    def measure_stage(ids: Sequence[int], stage_of: searchers.Stage) -> np.ndarray:
         stage = stages.index(stage_of)
         todo = [i for i in ids if (i, stage) not in done]
         if todo:
@@ -685,7 +685,7 @@ def _eliminate(ctx: _Context) -> Winner | None:
             done.update({(r.candidate_id, r.stage): r for r in rows})
         return np.array([_search_fitness(done[(i, stage)]) for i in ids])
 
-    result = search.successive_halving([r.id for r in entrants], stages, measure_stage)
+    result = searchers.successive_halving([r.id for r in entrants], stages, measure_stage)
     ranking = _prefer_simpler(ctx, list(result.ranking), {
         i: float(f) for i, f in zip(result.ids, result.fitness[:, -1], strict=True)
         if np.isfinite(f)})

@@ -11,7 +11,7 @@ the search scores them (:mod:`symopt.fitness`: ``"accuracy"``, Marfinetz
 2025's formula, or ``"loss"``, the clipped final loss), and normalised by
 Adam's with :func:`symopt.fitness.aggregate`. The tasks run in the order
 given (cheapest first) as a progressive elimination
-(:func:`symopt.search.successive_halving`): after each task the top ``keep``
+(:func:`symopt.searchers.successive_halving`): after each task the top ``keep``
 fraction by normalised val score go on; Adam, the reference, is always
 measured. DIR receives ``results.md`` (optimizer x task: the test value at the
 chosen lr, mean +- std over seeds, and the aggregate over the tasks reached,
@@ -34,7 +34,7 @@ import numpy as np
 
 from symopt import cli
 from symopt import config as config_lib
-from symopt import evaluate, fitness, heldout, run, search, tasks, zoo
+from symopt import evaluate, fitness, heldout, run, searchers, tasks, zoo
 from symopt import graph as graph_lib
 from symopt.program import ProgramShape
 
@@ -137,7 +137,7 @@ class TransferResult:
     metric: str
     results: dict[tuple[str, str], TaskResult]  # (optimizer, task) -> result
     aggregate: dict[str, float]  # fitness.aggregate of the test values over the tasks reached
-    halving: search.HalvingResult  # over the non-reference optimizers, by index
+    halving: searchers.HalvingResult  # over the non-reference optimizers, by index
     files: tuple[str, ...]
 
 
@@ -236,9 +236,9 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
     chunk_size = min(MAX_CHUNK, len(named) * len(multipliers))
     names = list(named)
     results: dict[tuple[str, str], TaskResult] = {}
-    stages = [search.Stage(t.name, keep=float(config.keep)) for t in task_list]
+    stages = [searchers.Stage(t.name, keep=float(config.keep)) for t in task_list]
 
-    def measure(ids: tuple[int, ...], stage: search.Stage) -> np.ndarray:
+    def measure(ids: tuple[int, ...], stage: searchers.Stage) -> np.ndarray:
         index = stages.index(stage)
         task = task_list[index]
         entrants = {n: named[n] for n in [REFERENCE, *(names[i] for i in ids)]}
@@ -254,7 +254,7 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
             f"{time.perf_counter() - start:.1f}s")
         return scores
 
-    halving = search.successive_halving(range(1, len(names)), stages, measure)
+    halving = searchers.successive_halving(range(1, len(names)), stages, measure)
     aggregate = {}
     for name in names:
         reached = [t.name for t in task_list if (name, t.name) in results]

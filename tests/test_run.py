@@ -318,3 +318,17 @@ def test_the_cli_keeps_compiled_programs_in_a_persistent_cache(env_dir, flag, ex
                                 JAX_COMPILATION_CACHE_DIR=env_dir or None)
     assert printed == expected
     assert os.path.isdir(flag) == (expected == flag)
+
+
+def test_symopt_search_runs_a_config_file_from_python_and_resumes_like_the_cli(finished,
+                                                                              tmp_path):
+    result, _ = finished
+    config_file = tmp_path / "tiny.py"
+    config_file.write_text(TINY_CONFIG_FILE)
+    lines: list[str] = []
+    resumed = symopt.search(str(config_file), result.workdir, log=lines.append)
+    assert isinstance(resumed, run_lib.RunResult)
+    assert resumed.best.id == result.best.id and resumed.best_graph == result.best_graph
+    assert resumed.evaluated_now == 0 and any(line.startswith("resuming") for line in lines)
+    with pytest.raises(config_lib.ConfigError, match="config file not found"):
+        symopt.search(str(tmp_path / "missing.py"), tmp_path / "run")

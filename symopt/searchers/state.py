@@ -1,6 +1,6 @@
 """The search state and the ask/tell bookkeeping every searcher shares.
 
-This module owns what is the same for all searchers of ``symopt.search``:
+This module owns what is the same for all searchers of ``symopt.searchers``:
 
 * :class:`SearchState`, the immutable state (seed, generation, id counter,
   population with its fitness, the candidates asked but not yet told, the
@@ -26,8 +26,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from symopt.search import selection
-from symopt.search.base import Candidate
+from symopt.searchers import selection
+from symopt.searchers.base import Candidate
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from symopt.search.state import AskTell, Proposal, SearchState, normalize_seed_names, require
+from symopt.searchers.state import AskTell, Proposal, SearchState, normalize_seed_names, require
 
 
 @dataclasses.dataclass(frozen=True)

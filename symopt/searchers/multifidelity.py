@@ -11,11 +11,11 @@ selection of Chen et al. 2023, and successive halving
 
 Rules:
 
-* fitness is cleaned with :func:`symopt.search.selection.clean_fitness`
+* fitness is cleaned with :func:`symopt.searchers.selection.clean_fitness`
   (NaN and inf become ``-inf``); a ``-inf`` candidate is never promoted, so a
   stage may keep fewer than its ``keep`` says;
 * survivors are the best by fitness, ties to the lower id
-  (:func:`symopt.search.selection.rank`), and are measured on the next stage
+  (:func:`symopt.searchers.selection.rank`), and are measured on the next stage
   in that order;
 * the final ranking orders every id by: finite fitness at the last stage it
   was measured on first, then the number of stages it reached, then that
@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from symopt.search import selection
+from symopt.searchers import selection
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ queue of told candidates with their fitness, oldest first
   AdamW);
 * every later ``ask`` returns ``batch_size`` children, each a mutant of the
   winner of a tournament of ``sample_size`` members drawn without
-  replacement (:func:`symopt.search.selection.tournament`);
+  replacement (:func:`symopt.searchers.selection.tournament`);
 * ``tell`` appends the children and removes the oldest members to keep
   ``population_size``: a member dies of age, not of low fitness, which is
   what regularizes the search (Real et al. 2019). ``batch_size > 1`` is the
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from symopt.search import selection
-from symopt.search.state import (
+from symopt.searchers import selection
+from symopt.searchers.state import (
     AskTell,
     Proposal,
     SearchState,

@@ -2,7 +2,7 @@
 
 The public surface, re-exported one name at a time::
 
-    searcher = symopt.search.get("ga", space, population_size=50)
+    searcher = symopt.searchers.get("ga", space, population_size=50)
     state = searcher.init(seed=0)
     state, candidates = searcher.ask(state)
     state = searcher.tell(state, candidates, fitness)
@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from symopt.search.base import ORIGINS, Candidate, Searcher
-from symopt.search.evolution import RegularizedEvolution
-from symopt.search.genetic import MARFINETZ_SEEDS, GeneticAlgorithm
-from symopt.search.multifidelity import HalvingResult, Stage, successive_halving
-from symopt.search.particle import ParticleGA
-from symopt.search.random_search import RandomSearch
-from symopt.search.selection import clean_fitness, rank, tournament
-from symopt.search.state import SearchState
+from symopt.searchers.base import ORIGINS, Candidate, Searcher
+from symopt.searchers.evolution import RegularizedEvolution
+from symopt.searchers.genetic import MARFINETZ_SEEDS, GeneticAlgorithm
+from symopt.searchers.multifidelity import HalvingResult, Stage, successive_halving
+from symopt.searchers.particle import ParticleGA
+from symopt.searchers.random_search import RandomSearch
+from symopt.searchers.selection import clean_fitness, rank, tournament
+from symopt.searchers.state import SearchState
 
 SEARCHERS: dict[str, type] = {
     "ga": GeneticAlgorithm,

@@ -1,4 +1,4 @@
-"""Specifications of the searchers (symopt.search), on a toy space.
+"""Specifications of the searchers (symopt.searchers), on a toy space.
 
 The toy space's genomes are tuples of three floats; the fitness is the
 negative squared distance to a known optimum, so every test is pure
@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from symopt import search
-from symopt.search import (
+from symopt import searchers
+from symopt.searchers import (
     ORIGINS,
     GeneticAlgorithm,
     ParticleGA,
@@ -134,7 +134,7 @@ def all_told(history):
 
 
 def test_is_a_searcher(searcher):
-    assert isinstance(searcher, search.Searcher)
+    assert isinstance(searcher, searchers.Searcher)
 
 
 def test_children_per_generation_is_what_each_later_ask_returns(searcher):
@@ -469,22 +469,22 @@ def test_invalid_configuration_names_the_field(cls, config, field):
 
 
 def test_registry_builds_each_searcher():
-    assert search.names() == ["ga", "particle_ga", "regularized_evolution", "random"]
+    assert searchers.names() == ["ga", "particle_ga", "regularized_evolution", "random"]
     space = ToySpace()
-    assert search.get("ga", space, elites=1) == GeneticAlgorithm(space, elites=1)
-    assert isinstance(search.get("particle_ga", space), ParticleGA)
-    assert isinstance(search.get("regularized_evolution", space), RegularizedEvolution)
-    assert isinstance(search.get("random", space, population_size=3), RandomSearch)
+    assert searchers.get("ga", space, elites=1) == GeneticAlgorithm(space, elites=1)
+    assert isinstance(searchers.get("particle_ga", space), ParticleGA)
+    assert isinstance(searchers.get("regularized_evolution", space), RegularizedEvolution)
+    assert isinstance(searchers.get("random", space, population_size=3), RandomSearch)
 
 
 def test_registry_unknown_name_lists_known_names():
     with pytest.raises(ValueError, match="known: ga, particle_ga, regularized_evolution, random"):
-        search.get("cma_es", ToySpace())
+        searchers.get("cma_es", ToySpace())
 
 
 def test_registry_unknown_field_raises_value_error():
     with pytest.raises(ValueError, match="'ga'.*no_such_field"):
-        search.get("ga", ToySpace(), no_such_field=1)
+        searchers.get("ga", ToySpace(), no_such_field=1)
 
 
 # -- successive halving -----------------------------------------------------------------------

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from symopt.search import selection
-from symopt.search.state import (
+from symopt.searchers import selection
+from symopt.searchers.state import (
     AskTell,
     Proposal,
     SearchState,

@@ -2,7 +2,7 @@
 
 This module owns :class:`GeneticAlgorithm`: tournament selection, elitism,
 crossover then mutation, over any :class:`~symopt.spaces.base.Space`, as
-ask/tell over a :class:`~symopt.search.state.SearchState`.
+ask/tell over a :class:`~symopt.searchers.state.SearchState`.
 
 One generation, after the first (zoo seeds, then samples):
 
@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from symopt.search import selection
-from symopt.search.base import Candidate
-from symopt.search.state import (
+from symopt.searchers import selection
+from symopt.searchers.base import Candidate
+from symopt.searchers.state import (
     AskTell,
     Proposal,
     SearchState,
