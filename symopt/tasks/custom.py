@@ -281,12 +281,19 @@ def _adapter(model: Any, example: jax.ShapeDtypeStruct, fail: Callable[[str], An
     if isinstance(model, nnx.Module):
         return _nnx(model, None)
     if callable(model):
+        built: list[str] = []  # the type model(rngs) returns
+
+        def build():
+            out = model(nnx.Rngs(0))
+            built.append(type(out).__name__)
+            return out
+
         try:
-            abstract = nnx.eval_shape(lambda: model(nnx.Rngs(0)))
+            abstract = nnx.eval_shape(build)
         except Exception as e:  # noqa: BLE001 (the user's code: any error is reported)
             fail(f"model(nnx.Rngs(0)) failed: {_one_line(e)}")
         if not isinstance(abstract, nnx.Module):
-            fail(f"model(rngs) must return an nnx.Module, got {type(abstract).__name__}")
+            fail(f"model(rngs) must return an nnx.Module, got {built[0]}")
         return _nnx(abstract, model)
     fail("model must be a linen Module, an nnx Module or a function rngs -> nnx.Module, "
          f"got {type(model).__name__}")
@@ -322,10 +329,10 @@ def _nnx(model: nnx.Module, factory: Callable[[nnx.Rngs], nnx.Module] | None) ->
     """``model`` is the instance, or ``factory``'s abstract output (``nnx.eval_shape``)."""
     filters = (nnx.Param, nnx.RngState, ...)
     graphdef, params, rng_state, rest = nnx.split(model, *filters)
-    rng_template = rng_state.to_pure_dict()
+    rng_template = nnx.to_pure_dict(rng_state)
 
     if factory is None:
-        params, rest = params.to_pure_dict(), rest.to_pure_dict()
+        params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
 
         def init(key):
             del key  # every seed starts from the instance's weights
@@ -334,7 +341,7 @@ def _nnx(model: nnx.Module, factory: Callable[[nnx.Rngs], nnx.Module] | None) ->
 
         def init(key):
             _, p, _, r = nnx.split(factory(nnx.Rngs(key)), *filters)
-            return p.to_pure_dict(), r.to_pure_dict()
+            return nnx.to_pure_dict(p), nnx.to_pure_dict(r)
 
     def apply(params, model_state, x, key):
         streams = _fresh_streams(rng_template, jax.random.key(0) if key is None else key)
@@ -344,7 +351,7 @@ def _nnx(model: nnx.Module, factory: Callable[[nnx.Rngs], nnx.Module] | None) ->
             return net(x), model_state
         net.train()
         out = net(x)
-        return out, nnx.split(net, *filters)[3].to_pure_dict()
+        return out, nnx.to_pure_dict(nnx.split(net, *filters)[3])
 
     return _Net(init, apply)
 
