@@ -219,3 +219,9 @@ def mean_std(values: np.ndarray) -> tuple[float, float]:
 def _check_metric(metric: str) -> None:
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+
+
+def baseline_grid(evaluation: Any) -> list[float]:
+    """The learning rates the baseline is tuned over: ``baseline_learning_rate``
+    times each of ``baseline_lr_multipliers`` (an ``evaluation`` config section)."""
+    return [evaluation.baseline_learning_rate * m for m in evaluation.baseline_lr_multipliers]

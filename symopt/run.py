@@ -14,7 +14,7 @@ and at the end runs the funnel: successive halving of the best candidates
 on the validation tasks chooses the winner (``best.json``, a Graph that
 ``symopt.load`` reads), the test tasks report it next to the baselines
 (:mod:`symopt.heldout`), and ``summary.md`` gets every table and the hall of
-fame (:mod:`symopt.simplicity`).
+fame (:mod:`symopt.report`).
 
 Resuming: everything lands in ``<workdir>/archive.sqlite``. The searchers are
 deterministic functions of their seed and the fitness they are told, so a run
@@ -54,6 +54,7 @@ from symopt import (
     fitness,
     heldout,
     integrity,
+    report,
     searchers,
     simplicity,
     spaces,
@@ -258,11 +259,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
         _warn_if_unfit(winner.record, log)
         graph_lib.save(winner.graph, os.path.join(workdir, "best.json"))
         test_results = _test(ctx, winner) if setup.test_tasks else []
-        _write_summary(ctx, baseline, winner, test_results)
+        report.write_summary(workdir, config, archive, baseline, winner.record, winner.graph,
+                             winner.ranking if setup.stages else (), test_results)
         counts = archive.count_by_status()
     seconds = time.perf_counter() - start
     log(f"done in {_format_seconds(seconds)}: best #{winner.record.id} fitness "
-        f"{_fitness_text(winner.record)} (Adam = 1); {os.path.join(workdir, 'best.json')}, "
+        f"{report.fitness_text(winner.record)} (Adam = 1); {os.path.join(workdir, 'best.json')}, "
         f"{os.path.join(workdir, 'summary.md')}")
     return RunResult(workdir, winner.record, winner.graph, counts, trained, seconds)
 
@@ -333,12 +335,6 @@ def _banner(config: ml_collections.ConfigDict, setup: _Setup) -> str:
 # Baselines.
 
 
-def baseline_grid(evaluation: ml_collections.ConfigDict) -> list[float]:
-    """The learning rates the baseline is tuned over: ``baseline_learning_rate``
-    times each of ``baseline_lr_multipliers``."""
-    return [evaluation.baseline_learning_rate * m for m in evaluation.baseline_lr_multipliers]
-
-
 def tuned_baseline(task: tasks.Task, learning_rates: Sequence[float], split: str,
                    metric: str) -> fitness.Baseline:
     """Adam on ``task`` (native ``optax.adam``, same loop and seeds) at each
@@ -356,7 +352,7 @@ def _baselines(ctx: _Context, key: str, task_list: Sequence[tasks.Task]) -> dict
     stored = archive.get_meta(key, {}) or {}
     rates = archive.get_meta(key + "_learning_rates", {}) or {}
     missing = [t for t in task_list if t.name not in stored]
-    grid = baseline_grid(ev)
+    grid = fitness.baseline_grid(ev)
     for task in missing:
         ctx.log(f"baseline: training Adam (lr {', '.join(f'{lr:g}' for lr in grid)}) on "
                 f"{task.name} ...")
@@ -438,11 +434,6 @@ def _task_metrics(metrics: evaluate.RunMetrics, i: int, values: np.ndarray, base
     return out
 
 
-def multiplier_of(record: CandidateRecord | StageResult) -> float:
-    """The learning-rate multiplier chosen for (and written back into) a record."""
-    return float((record.metrics or {}).get("learning_rate", {}).get("multiplier", 1.0))
-
-
 # --------------------------------------------------------------------------
 # One generation.
 
@@ -486,10 +477,10 @@ def _measure_generation(ctx: _Context, baseline: dict[str, float],
                 first_with.setdefault(stored.fingerprint, c.id)
             continue
         graph = space.to_graph(c.genome)
-        report = integrity.check(graph) if ev.check else None
-        fp = report.fingerprint if report is not None else integrity.fingerprint(graph)
-        if report is not None and not report.ok:
-            records[c.id] = _record(space, c, graph, fp, status="rejected", reason=report.reason)
+        checked = integrity.check(graph) if ev.check else None
+        fp = checked.fingerprint if checked is not None else integrity.fingerprint(graph)
+        if checked is not None and not checked.ok:
+            records[c.id] = _record(space, c, graph, fp, status="rejected", reason=checked.reason)
         elif ev.dedupe and (fp in known or fp in first_with):
             copies.append((c, graph, fp))
         else:
@@ -505,7 +496,7 @@ def _measure_generation(ctx: _Context, baseline: dict[str, float],
     archive.add_candidates([records[c.id] for c in candidates if c.id not in archived])
     ordered = [records[c.id] for c in candidates]
     return _Generation(told=[told.get(c.id, c) for c in candidates],
-                       fitness=np.array([_search_fitness(r) for r in ordered]),
+                       fitness=np.array([report.search_fitness(r) for r in ordered]),
                        records=ordered, trained=len(pending))
 
 
@@ -535,7 +526,7 @@ def _train(ctx: _Context, baseline: dict[str, float],
 def _duplicate(space: Any, c: Candidate, graph: graph_lib.Graph, fp: str,
                original: CandidateRecord) -> tuple[Candidate, CandidateRecord]:
     """``c`` as a duplicate of ``original``, at the original's learning rate."""
-    c, graph = _write_back(space, c, graph, multiplier_of(original))
+    c, graph = _write_back(space, c, graph, report.multiplier_of(original))
     return c, _record(space, c, graph, fp, status="duplicate", duplicate_of=original.id,
                       fitness=original.fitness)
 
@@ -548,7 +539,7 @@ def _replayed(ctx: _Context, c: Candidate, stored: CandidateRecord) -> Candidate
     """
     # A duplicate was written back with the rate of the candidate it repeats.
     source = ctx.archive.get(stored.duplicate_of) if stored.status == "duplicate" else stored
-    multiplier = multiplier_of(source) if source is not None else 1.0
+    multiplier = report.multiplier_of(source) if source is not None else 1.0
     space = ctx.setup.space
     told, _ = _write_back(space, c, space.to_graph(c.genome), multiplier)
     if (to_jsonable(space.to_json(told.genome)) != stored.genome
@@ -592,10 +583,6 @@ def _remember(known: dict[str, CandidateRecord], records: Sequence[CandidateReco
             known.setdefault(record.fingerprint, record)
 
 
-def _search_fitness(record: CandidateRecord | StageResult) -> float:
-    return -math.inf if record.fitness is None else float(record.fitness)
-
-
 # --------------------------------------------------------------------------
 # The progress line.
 
@@ -608,10 +595,10 @@ def _progress(config: ml_collections.ConfigDict, gen: int, generation: _Generati
     duplicates = sum(r.status == "duplicate" for r in records)
     median = f"{np.median(values):.4f}" if values else "-"
     rate = f"{trained / seconds:.1f}" if trained and seconds > 0 else "-"
-    return (f"gen {gen + 1}/{config.search.generations}  best {_fitness_text(best)}  "
+    return (f"gen {gen + 1}/{config.search.generations}  best {report.fitness_text(best)}  "
             f"median {median}  trained {trained} ({rate}/s)  rejected {rejected}  "
             f"duplicates {duplicates}  eta {_format_seconds(eta) if eta is not None else '-'}"
-            f"\n  best #{best.id}: {_equation(best)}")
+            f"\n  best #{best.id}: {report.equation(best)}")
 
 
 def _eta(config: ml_collections.ConfigDict, gen: int, times: Sequence[float]) -> float | None:
@@ -622,17 +609,9 @@ def _eta(config: ml_collections.ConfigDict, gen: int, times: Sequence[float]) ->
     return float(np.mean(times[1:] or times)) * (config.search.generations - gen - 1)
 
 
-def _fitness_text(record: CandidateRecord | StageResult | None) -> str:
-    return "-" if record is None or record.fitness is None else f"{record.fitness:.4f}"
-
-
 def _format_seconds(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
-def _equation(record: CandidateRecord) -> str:
-    return symbolic.to_text(graph_lib.from_dict(record.graph))
 
 
 # --------------------------------------------------------------------------
@@ -683,7 +662,7 @@ def _eliminate(ctx: _Context) -> Winner | None:
                     for i, f, d in zip(todo, measured.fitness, measured.details, strict=True)]
             archive.add_stage_results(rows)
             done.update({(r.candidate_id, r.stage): r for r in rows})
-        return np.array([_search_fitness(done[(i, stage)]) for i in ids])
+        return np.array([report.search_fitness(done[(i, stage)]) for i in ids])
 
     result = searchers.successive_halving([r.id for r in entrants], stages, measure_stage)
     ranking = _prefer_simpler(ctx, list(result.ranking), {
@@ -752,107 +731,3 @@ def _test(ctx: _Context, winner: Winner) -> list[heldout.Result]:
     return results
 
 
-def hall_of_fame(archive: Archive) -> list[dict[str, Any]]:
-    """The Pareto front of search fitness against complexity over the evaluated
-    candidates, simplest first, with simplified equations."""
-    records = archive.records("evaluated")
-    graphs = [graph_lib.from_dict(r.graph) for r in records]
-    complexity = [simplicity.complexity(g).total for g in graphs]
-    front = simplicity.pareto_front([r.fitness for r in records], complexity)
-    return [{"id": records[i].id, "fitness": records[i].fitness, "complexity": complexity[i],
-             "equation": simplicity.simplified_equation(graphs[i])} for i in front]
-
-
-def _fitness_description(ctx: _Context, baseline: dict[str, float]) -> str:
-    ev = ctx.config.evaluation
-    lrs = ctx.archive.get_meta("baseline_learning_rates", {}) or {}
-    adam = ", ".join(f"{k} {v:.4g} (lr {lrs.get(k, ev.baseline_learning_rate):g})"
-                     for k, v in baseline.items())
-    if ev.metric == "loss":
-        what = (f"the geometric mean over search tasks of Adam's final {ev.split} loss divided by "
-                "the candidate's (losses clipped; a diverged run scores the worst)")
-    else:
-        what = (f"the mean over search tasks of Marfinetz 2025's accuracy formula ({ev.split} "
-                "split), divided by Adam's")
-    grid = baseline_grid(ev)
-    adam_text = (f"Adam is tuned per task over learning rates {', '.join(f'{lr:g}' for lr in grid)}"
-                 f": 1.0 = tuned Adam" if len(grid) > 1 else f"Adam at lr {grid[0]:g}: 1.0 = Adam")
-    rates = ""
-    if len(ev.lr_multipliers) > 1:
-        multipliers = ", ".join(f"{m:g}" for m in ev.lr_multipliers)
-        rates = (f" Each candidate trains at learning-rate multipliers {multipliers} "
-                 f"({ev.lr_aggregate} counts); the best is written back into it.")
-    return f"Fitness is {what}; {adam_text}.{rates}\n\nAdam baseline ({ev.metric}): {adam}"
-
-
-def _write_summary(ctx: _Context, baseline: dict[str, float], winner: Winner,
-                   test_results: list[heldout.Result]) -> None:
-    """``summary.md``: the fitness, the winner, the top candidates, the
-    validation stages, the test tables and the hall of fame (also kept in the
-    archive, meta ``hall_of_fame``)."""
-    archive, config, best = ctx.archive, ctx.config, winner.record
-    roles = config_lib.task_roles(config)
-    task_names = [t.name for t in ctx.setup.tasks]
-    lines = [
-        f"# symopt search: {config.search.name} over {config.space.name}",
-        "",
-        f"Search tasks: {', '.join(roles['search'])}; validation tasks: "
-        f"{', '.join(roles['validation']) or '-'}; test tasks: {', '.join(roles['test']) or '-'}.",
-        "",
-        _fitness_description(ctx, baseline),
-        "",
-        "Candidates: " + ", ".join(
-            f"{k} {v}" for k, v in sorted(archive.count_by_status().items())),
-        "",
-        f"Best (best.json): #{best.id}, search fitness {_fitness_text(best)}, learning rate "
-        f"{winner.graph.hparams.learning_rate:.4g}",
-        "",
-        f"    {symbolic.to_text(winner.graph)}",
-        "",
-        "## Top candidates (search tasks, normalised per task)",
-        "",
-        "| rank | id | gen | fitness | lr x | " + " | ".join(task_names) + " | equation |",
-        "|---|---|---|---|---|" + "---|" * len(task_names) + "---|",
-    ]
-    for rank, r in enumerate(archive.top(config.output.top), 1):
-        cells = [_normalized(r.metrics.get(t)) for t in task_names]
-        lines.append(f"| {rank} | {r.id} | {r.generation} | {_fitness_text(r)} | "
-                     f"{multiplier_of(r):g} | " + " | ".join(cells) + f" | `{_equation(r)}` |")
-    # This elimination's entrants: a resumed run with more generations may have
-    # archived stage results of candidates that no longer enter.
-    entrants = set(winner.ranking) if ctx.setup.stages else set()
-    stage_rows = [r for r in archive.stage_results() if r.candidate_id in entrants]
-    if stage_rows:
-        lines += ["", "## Validation (progressive elimination; chooses the winner)", "",
-                  "| stage | tasks | id | fitness (Adam = 1) | lr x |", "|---|---|---|---|---|"]
-        for r in sorted(stage_rows, key=lambda r: (r.stage, -_search_fitness(r))):
-            lines.append(f"| {r.stage + 1} | {r.task} | {r.candidate_id} | {_fitness_text(r)} | "
-                         f"{multiplier_of(r):g} |")
-    if test_results:
-        found = list(dict.fromkeys(r.optimizer for r in test_results))
-        baselines = [b for b in config_lib.names(config.test.baselines) if b in found]
-        multipliers = ", ".join(f"{m:g}" for m in config.test.lr_multipliers)
-        lines += [
-            "", "## Test tasks (held out: they ran after the winner was chosen)", "",
-            f"Final test loss (clipped), mean ± std over {config.test.seeds} seeds, as found / "
-            f"lr-tuned (multipliers {multipliers} of the optimizer's own rate, chosen on each "
-            "task's validation split). Lower is better. `best` is best.json.", "",
-            *heldout.table(test_results, found), "",
-            "The winner's ratio to each lr-tuned baseline: the geometric mean over test tasks "
-            "of the baseline's loss over the winner's (above 1: the winner's loss is lower).", "",
-            *heldout.ratio_lines(test_results, "best", baselines),
-        ]
-    fame = hall_of_fame(archive)
-    archive.put_meta("hall_of_fame", fame)
-    if fame:
-        lines += ["", "## Hall of fame (search fitness against complexity; the Pareto front)", "",
-                  "| id | fitness | complexity | simplified equation |", "|---|---|---|---|"]
-        lines += [f"| {h['id']} | {h['fitness']:.4f} | {h['complexity']} | `{h['equation']}` |"
-                  for h in fame]
-    with open(os.path.join(ctx.workdir, "summary.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-
-
-def _normalized(metrics: dict[str, Any] | None) -> str:
-    value = (metrics or {}).get("normalized")
-    return "-" if value is None else f"{value:.4f}"

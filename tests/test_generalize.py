@@ -12,7 +12,7 @@ from test_run import tiny_config
 import symopt
 from conftest import backend_compiles
 from symopt import config as config_lib
-from symopt import evaluate, heldout, tasks, zoo
+from symopt import evaluate, heldout, report, tasks, zoo
 from symopt import run as run_lib
 from symopt.archive import Archive
 
@@ -91,7 +91,7 @@ def test_the_best_multiplier_is_written_back_into_genome_and_graph(protocol):
     space = symopt.spaces.get("nos", max_nodes=4)
     with Archive.open(result.workdir) as archive:
         records = archive.records(status=("evaluated", "diverged"))
-    assert {run_lib.multiplier_of(r) for r in records} <= {0.5, 1.0, 2.0}
+    assert {report.multiplier_of(r) for r in records} <= {0.5, 1.0, 2.0}
     for r in records:
         genome = space.from_json(r.genome)
         assert space.to_graph(genome).hparams.learning_rate == pytest.approx(
@@ -175,7 +175,7 @@ def test_a_duplicate_is_written_back_with_its_originals_rate_and_replays_on_resu
     with Archive.open(tmp_path) as archive:
         copy = archive.records(status="duplicate")[0]
         original = archive.get(copy.duplicate_of)
-    multiplier = run_lib.multiplier_of(original)
+    multiplier = report.multiplier_of(original)
     assert multiplier != 1.0, "the rate written back must differ for this test to bite"
     assert copy.graph["hparams"]["learning_rate"] == pytest.approx(
         original.graph["hparams"]["learning_rate"])

@@ -1,0 +1,157 @@
+"""``summary.md``: what a finished search reports, and the small formatters of records.
+
+This module owns the report of a run: the fitness it used, the winner, the
+top candidates, the validation stages, the test tables and the hall of fame
+(the Pareto front of fitness against complexity). It reads only the archive
+and what the run passes in, so a report can be rewritten from any workdir's
+archive; the progress lines of :mod:`symopt.run` share its formatters.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import ml_collections
+
+from symopt import config as config_lib
+from symopt import fitness, heldout, simplicity, symbolic
+from symopt import graph as graph_lib
+from symopt.archive import Archive, CandidateRecord, StageResult
+
+FILENAME = "summary.md"
+
+
+def multiplier_of(record: CandidateRecord | StageResult) -> float:
+    """The learning-rate multiplier chosen for (and written back into) a record."""
+    return float((record.metrics or {}).get("learning_rate", {}).get("multiplier", 1.0))
+
+
+def fitness_text(record: CandidateRecord | StageResult | None) -> str:
+    """A record's fitness to four decimals, or ``-`` when it has none."""
+    return "-" if record is None or record.fitness is None else f"{record.fitness:.4f}"
+
+
+def search_fitness(record: CandidateRecord | StageResult) -> float:
+    """A record's fitness for ranking: -inf when it has none."""
+    return -math.inf if record.fitness is None else float(record.fitness)
+
+
+def equation(record: CandidateRecord) -> str:
+    """A record's graph as one line of text."""
+    return symbolic.to_text(graph_lib.from_dict(record.graph))
+
+
+def hall_of_fame(archive: Archive) -> list[dict[str, Any]]:
+    """The Pareto front of search fitness against complexity over the evaluated
+    candidates, simplest first, with simplified equations."""
+    records = archive.records("evaluated")
+    graphs = [graph_lib.from_dict(r.graph) for r in records]
+    complexity = [simplicity.complexity(g).total for g in graphs]
+    front = simplicity.pareto_front([r.fitness for r in records], complexity)
+    return [{"id": records[i].id, "fitness": records[i].fitness, "complexity": complexity[i],
+             "equation": simplicity.simplified_equation(graphs[i])} for i in front]
+
+
+def fitness_description(config: ml_collections.ConfigDict, baseline: Mapping[str, float],
+                        learning_rates: Mapping[str, float]) -> str:
+    """How the run scored candidates, and Adam's value (and tuned rate) per task."""
+    ev = config.evaluation
+    lrs = learning_rates
+    adam = ", ".join(f"{k} {v:.4g} (lr {lrs.get(k, ev.baseline_learning_rate):g})"
+                     for k, v in baseline.items())
+    if ev.metric == "loss":
+        what = (f"the geometric mean over search tasks of Adam's final {ev.split} loss divided by "
+                "the candidate's (losses clipped; a diverged run scores the worst)")
+    else:
+        what = (f"the mean over search tasks of Marfinetz 2025's accuracy formula ({ev.split} "
+                "split), divided by Adam's")
+    grid = fitness.baseline_grid(ev)
+    adam_text = (f"Adam is tuned per task over learning rates {', '.join(f'{lr:g}' for lr in grid)}"
+                 f": 1.0 = tuned Adam" if len(grid) > 1 else f"Adam at lr {grid[0]:g}: 1.0 = Adam")
+    rates = ""
+    if len(ev.lr_multipliers) > 1:
+        multipliers = ", ".join(f"{m:g}" for m in ev.lr_multipliers)
+        rates = (f" Each candidate trains at learning-rate multipliers {multipliers} "
+                 f"({ev.lr_aggregate} counts); the best is written back into it.")
+    return f"Fitness is {what}; {adam_text}.{rates}\n\nAdam baseline ({ev.metric}): {adam}"
+
+
+def write_summary(workdir: str, config: ml_collections.ConfigDict, archive: Archive,
+                  baseline: Mapping[str, float], best: CandidateRecord,
+                  best_graph: graph_lib.Graph, entrants: Collection[int],
+                  test_results: Sequence[heldout.Result]) -> str:
+    """Writes ``<workdir>/summary.md``: the fitness, the winner, the top
+    candidates, the validation stages of ``entrants`` (the candidates this
+    run's elimination ranked), the test tables and the hall of fame (also
+    kept in the archive, meta ``hall_of_fame``). Returns its path."""
+    roles = config_lib.task_roles(config)
+    task_names = roles["search"]
+    lines = [
+        f"# symopt search: {config.search.name} over {config.space.name}",
+        "",
+        f"Search tasks: {', '.join(roles['search'])}; validation tasks: "
+        f"{', '.join(roles['validation']) or '-'}; test tasks: {', '.join(roles['test']) or '-'}.",
+        "",
+        fitness_description(config, baseline,
+                            archive.get_meta("baseline_learning_rates", {}) or {}),
+        "",
+        "Candidates: " + ", ".join(
+            f"{k} {v}" for k, v in sorted(archive.count_by_status().items())),
+        "",
+        f"Best (best.json): #{best.id}, search fitness {fitness_text(best)}, learning rate "
+        f"{best_graph.hparams.learning_rate:.4g}",
+        "",
+        f"    {symbolic.to_text(best_graph)}",
+        "",
+        "## Top candidates (search tasks, normalised per task)",
+        "",
+        "| rank | id | gen | fitness | lr x | " + " | ".join(task_names) + " | equation |",
+        "|---|---|---|---|---|" + "---|" * len(task_names) + "---|",
+    ]
+    for rank, r in enumerate(archive.top(config.output.top), 1):
+        cells = [normalized(r.metrics.get(t)) for t in task_names]
+        lines.append(f"| {rank} | {r.id} | {r.generation} | {fitness_text(r)} | "
+                     f"{multiplier_of(r):g} | " + " | ".join(cells) + f" | `{equation(r)}` |")
+    # This elimination's entrants: a resumed run with more generations may have
+    # archived stage results of candidates that no longer enter.
+    stage_rows = [r for r in archive.stage_results() if r.candidate_id in entrants]
+    if stage_rows:
+        lines += ["", "## Validation (progressive elimination; chooses the winner)", "",
+                  "| stage | tasks | id | fitness (Adam = 1) | lr x |", "|---|---|---|---|---|"]
+        for r in sorted(stage_rows, key=lambda r: (r.stage, -search_fitness(r))):
+            lines.append(f"| {r.stage + 1} | {r.task} | {r.candidate_id} | {fitness_text(r)} | "
+                         f"{multiplier_of(r):g} |")
+    if test_results:
+        found = list(dict.fromkeys(r.optimizer for r in test_results))
+        baselines = [b for b in config_lib.names(config.test.baselines) if b in found]
+        multipliers = ", ".join(f"{m:g}" for m in config.test.lr_multipliers)
+        lines += [
+            "", "## Test tasks (held out: they ran after the winner was chosen)", "",
+            f"Final test loss (clipped), mean ± std over {config.test.seeds} seeds, as found / "
+            f"lr-tuned (multipliers {multipliers} of the optimizer's own rate, chosen on each "
+            "task's validation split). Lower is better. `best` is best.json.", "",
+            *heldout.table(test_results, found), "",
+            "The winner's ratio to each lr-tuned baseline: the geometric mean over test tasks "
+            "of the baseline's loss over the winner's (above 1: the winner's loss is lower).", "",
+            *heldout.ratio_lines(test_results, "best", baselines),
+        ]
+    fame = hall_of_fame(archive)
+    archive.put_meta("hall_of_fame", fame)
+    if fame:
+        lines += ["", "## Hall of fame (search fitness against complexity; the Pareto front)", "",
+                  "| id | fitness | complexity | simplified equation |", "|---|---|---|---|"]
+        lines += [f"| {h['id']} | {h['fitness']:.4f} | {h['complexity']} | `{h['equation']}` |"
+                  for h in fame]
+    path = os.path.join(workdir, FILENAME)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def normalized(metrics: dict[str, Any] | None) -> str:
+    """A task's normalised value in a record's metrics, or ``-``."""
+    value = (metrics or {}).get("normalized")
+    return "-" if value is None else f"{value:.4f}"
