@@ -7,6 +7,7 @@ tasks trained in the population engine).
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -234,7 +235,8 @@ BAD_INPUT = [
      r"splits\['train'\] y has label 7 but the model outputs 3 logits"),
     (dict(splits=TARGETS | {"val": (TARGETS["val"][0], TARGETS["val"][1] * np.inf)}, loss="mse"),
      r"splits\['val'\] y has 32 NaN or inf entries"),
-    (dict(splits=TARGETS, loss="mse"), r"the model outputs \(3,\) per example but splits\['train'\] y"),
+    (dict(splits=TARGETS, loss="mse"),
+     r"the model outputs \(3,\) per example but splits\['train'\] y"),
     (dict(splits={split: (x, np.stack([y, y], axis=1)) for split, (x, y) in SPLITS.items()}),
      r"the model outputs \(3,\) per example; cross_entropy wants logits \(2, 'classes'\)"),
     (dict(model=LinenMLP(outputs=1)), r"splits\['train'\] y has label 2 but the model outputs 1"),
@@ -314,6 +316,14 @@ def test_a_module_function_name_imports_from_the_working_directory_and_names_the
     task = tasks.get(name, steps=7, width=2)
     assert task.name == name and task.steps == 7 and task.num_classes == 2
     assert tasks.get(name, steps=7, width=2) is task  # cached like the registry's tasks
+
+
+def test_a_reloaded_module_builds_its_task_afresh(user_module, tmp_path):
+    before = tasks.get(f"{user_module}:make_task")
+    # Another file size, so that a .pyc of the same second is not taken for it.
+    (tmp_path / f"{user_module}.py").write_text(MODULE.replace("steps=30", "steps=400"))
+    importlib.reload(sys.modules[user_module])
+    assert before.steps == 30 and tasks.get(f"{user_module}:make_task").steps == 400
 
 
 def test_a_function_with_kwargs_accepts_any_option(user_module):

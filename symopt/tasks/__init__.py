@@ -120,7 +120,6 @@ def register(name: str, factory: Callable[..., Task], *, replace: bool = False) 
     if not callable(factory):
         raise ValueError(f"task {name!r}: the factory must be callable, got {factory!r}")
     _FACTORIES[name] = factory
-    _build.cache_clear()
 
 
 def unregister(name: str) -> None:
@@ -135,7 +134,6 @@ def unregister(name: str) -> None:
         _FACTORIES[name] = _BUILT_IN[name]
     else:
         del _FACTORIES[name]
-    _build.cache_clear()
 
 
 def options(name: str) -> dict[str, Any]:
@@ -185,18 +183,20 @@ def get(name: str, **overrides: Any) -> Task:
     try:
         hash(key)
     except TypeError:  # an unhashable option value: build it uncached
-        return _make(name, arguments)
-    return _build(name, key)
+        return _make(name, factory, arguments)
+    return _build(name, factory, key)
 
 
 @functools.lru_cache(maxsize=64)
-def _build(name: str, arguments: tuple[tuple[str, Any], ...]) -> Task:
-    return _make(name, dict(arguments))
+def _build(name: str, factory: Callable[..., Task],
+           arguments: tuple[tuple[str, Any], ...]) -> Task:
+    # Keyed by the factory too: a re-registered name or a reloaded module builds afresh.
+    return _make(name, factory, dict(arguments))
 
 
-def _make(name: str, arguments: dict[str, Any]) -> Task:
-    """``name``'s factory called with ``arguments``: a Task named ``name``."""
-    task = _factory(name)(**arguments)
+def _make(name: str, factory: Callable[..., Task], arguments: dict[str, Any]) -> Task:
+    """``factory(**arguments)``, checked to be a Task, named ``name``."""
+    task = factory(**arguments)
     if not isinstance(task, Task):
         raise ValueError(f"task {name!r}: the factory returned {type(task).__name__}, "
                          "not a symopt.tasks.Task")

@@ -21,7 +21,7 @@ import functools
 import inspect
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import jax
 import jax.numpy as jnp
@@ -110,7 +110,7 @@ def from_arrays(
         (one line, naming the split and the array).
     """
 
-    def fail(message: str):
+    def fail(message: str) -> NoReturn:
         raise ValueError(f"from_arrays({name!r}): {message}")
 
     if loss not in LOSSES:
@@ -178,7 +178,7 @@ def _squared_error(out: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
 # The arrays.
 
 
-def _checked_arrays(splits: Any, loss: str, fail: Callable[[str], Any]) -> dict[str, dict]:
+def _checked_arrays(splits: Any, loss: str, fail: Callable[[str], NoReturn]) -> dict[str, dict]:
     """``{split: {"x", "y"}}`` as NumPy arrays, after the checks ``from_arrays`` documents."""
     wanted = "a dict {'train': (x, y), 'val': (x, y), 'test': (x, y)}"
     if not isinstance(splits, Mapping):
@@ -213,7 +213,7 @@ def _checked_arrays(splits: Any, loss: str, fail: Callable[[str], Any]) -> dict[
     return arrays
 
 
-def _check_x(x: np.ndarray, where: str, fail: Callable[[str], Any]) -> None:
+def _check_x(x: np.ndarray, where: str, fail: Callable[[str], NoReturn]) -> None:
     if x.ndim == 0:
         fail(f"{where} is a scalar; want one row per example")
     if len(x) == 0:
@@ -225,7 +225,7 @@ def _check_x(x: np.ndarray, where: str, fail: Callable[[str], Any]) -> None:
 
 
 def _check_y(y: np.ndarray, x: np.ndarray, where: str, loss: str,
-             fail: Callable[[str], Any]) -> None:
+             fail: Callable[[str], NoReturn]) -> None:
     if y.ndim == 0 or len(y) != len(x):
         fail(f"{where} has {len(y) if y.ndim else 0} rows but x has {len(x)}")
     if loss == "cross_entropy":
@@ -274,7 +274,7 @@ class _Net:
     apply: Callable[[Params, ModelState, jax.Array, jax.Array | None], tuple[jax.Array, ModelState]]
 
 
-def _adapter(model: Any, example: jax.ShapeDtypeStruct, fail: Callable[[str], Any]) -> _Net:
+def _adapter(model: Any, example: jax.ShapeDtypeStruct, fail: Callable[[str], NoReturn]) -> _Net:
     """``model`` as a :class:`_Net`; ``example`` is the shape of one input row."""
     if isinstance(model, nn.Module):
         return _linen(model, example)
@@ -297,7 +297,6 @@ def _adapter(model: Any, example: jax.ShapeDtypeStruct, fail: Callable[[str], An
         return _nnx(abstract, model)
     fail("model must be a linen Module, an nnx Module or a function rngs -> nnx.Module, "
          f"got {type(model).__name__}")
-    raise AssertionError  # fail raised
 
 
 def _linen(module: nn.Module, example: jax.ShapeDtypeStruct) -> _Net:
@@ -376,7 +375,7 @@ def _fresh_streams(template: Any, key: jax.Array) -> Any:
 
 
 def _check_model(net: _Net, example: jax.ShapeDtypeStruct, arrays: dict[str, dict], loss: str,
-                 fail: Callable[[str], Any]) -> int:
+                 fail: Callable[[str], NoReturn]) -> int:
     """Traces ``net`` on two training rows (nothing runs): the output must fit
     the targets. Returns the logits' width (0 for ``mse``)."""
     y = arrays["train"]["y"]
