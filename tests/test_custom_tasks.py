@@ -207,6 +207,24 @@ def test_cross_entropy_takes_a_label_per_position_and_integer_token_inputs():
 # from_arrays: bad input, one line naming the split and the array.
 
 
+class Pair(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(CLASSES)(x), x
+
+
+class Lazy(nnx.Module):
+    """Makes a statistic on its first call: a state that appears mid-run."""
+
+    def __init__(self, rngs: nnx.Rngs):
+        self.out = nnx.Linear(FEATURES, CLASSES, rngs=rngs)
+
+    def __call__(self, x):
+        if not hasattr(self, "seen"):
+            self.seen = nnx.BatchStat(jnp.zeros(()))
+        return self.out(x)
+
+
 def _with(split: str, part: int, value) -> dict:
     pair = list(SPLITS[split])
     pair[part] = value
@@ -247,6 +265,8 @@ BAD_INPUT = [
     (dict(eval_batch_size=0), r"eval_batch_size must be a positive integer"),
     (dict(model=nn.Embed(5, 3)), r"the model fails on splits\['train'\] x rows of shape \(6,\)"),
     (dict(model=object()), r"model must be a linen Module, an nnx Module or a function"),
+    (dict(model=Pair()), r"the model must return one array, got tuple"),
+    (dict(model=Lazy(nnx.Rngs(0))), r"the model's state .* changes structure in training"),
     (dict(model=lambda rngs: 3), r"model\(rngs\) must return an nnx.Module, got int"),
     (dict(model=lambda rngs: nnx.Linear(4, 3, rngs=rngs)),
      r"the model fails on splits\['train'\] x rows of shape \(6,\)"),

@@ -384,15 +384,21 @@ def _check_model(net: _Net, example: jax.ShapeDtypeStruct, arrays: dict[str, dic
 
     def forward(key, x):
         params, model_state = net.init(key)
-        return net.apply(params, model_state, x, key)[0], net.apply(params, model_state, x, None)[0]
+        train_out, new_state = net.apply(params, model_state, x, key)
+        return train_out, net.apply(params, model_state, x, None)[0], model_state, new_state
 
     try:
-        train_out, eval_out = jax.eval_shape(forward, jax.random.key(0), batch)
+        train_out, eval_out, state, new_state = jax.eval_shape(forward, jax.random.key(0), batch)
     except Exception as e:  # noqa: BLE001 (the user's model: any error is reported)
         fail(f"the model fails on {where}: {_one_line(e)}")
+    if not isinstance(train_out, jax.ShapeDtypeStruct):
+        fail(f"the model must return one array, got {type(train_out).__name__}")
     out = train_out.shape
     if eval_out.shape != out:
         fail(f"the model outputs shape {out} in training but {eval_out.shape} in evaluation")
+    if jax.tree.map(_shape, state) != jax.tree.map(_shape, new_state):
+        fail("the model's state (its variables other than parameters) changes structure in "
+             "training; the steps of a run must carry the same state")
     if loss == "mse":
         if math.prod(out[1:]) != math.prod(y.shape[1:]):
             fail(f"the model outputs {out[1:]} per example but splits['train'] y has rows of "
@@ -407,6 +413,10 @@ def _check_model(net: _Net, example: jax.ShapeDtypeStruct, arrays: dict[str, dic
         if top >= width:
             fail(f"splits[{split!r}] y has label {top} but the model outputs {width} logits")
     return width
+
+
+def _shape(leaf: Any) -> tuple:
+    return leaf.shape, leaf.dtype
 
 
 def _one_line(e: BaseException) -> str:
