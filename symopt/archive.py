@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -76,6 +77,44 @@ JSON values: ``schema_version``, ``config`` and what the run records; a
 _JSON_COLUMNS = frozenset({"parents", "genome", "graph", "metrics"})
 _RESERVED_META = ("schema_version", "config")
 _MAX_PARAMS = 500  # ids per "IN (...)" query, under every SQLite's variable limit
+
+
+def check_workdir(workdir: str | os.PathLike[str]) -> None:
+    """Raises ArchiveError (one line) where ``workdir`` cannot hold a run: it
+    is a file, or its archive path is a directory or a broken link."""
+    workdir = os.fspath(workdir)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ArchiveError(f"the workdir {workdir} is a file, not a directory")
+    path = os.path.join(workdir, FILENAME)
+    if os.path.islink(path) and not os.path.exists(path):
+        raise ArchiveError(f"{path} is a broken symbolic link (to {os.readlink(path)})")
+    if os.path.isdir(path):
+        raise ArchiveError(f"{path} is a directory, not an archive file")
+
+
+def _layout(db: sqlite3.Connection) -> dict[str, tuple[tuple[Any, ...], ...]]:
+    """Each table's columns (name, type, not null, primary key) and each index's
+    table: what a file must match, in full, before symopt writes to it."""
+    out: dict[str, tuple[tuple[Any, ...], ...]] = {}
+    for kind, name, table in db.execute(
+            "SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"):
+        if kind == "table":
+            info = db.execute(f"PRAGMA table_info({name!r})").fetchall()
+            out[name] = tuple((c[1], c[2].upper(), c[3], c[5]) for c in info)
+        else:
+            out[name] = ((kind, table),)
+    return out
+
+
+@functools.cache
+def _expected_layout() -> dict[str, tuple[tuple[Any, ...], ...]]:
+    db = sqlite3.connect(":memory:")
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    layout = _layout(db)
+    db.close()
+    return layout
 
 
 class ArchiveError(Exception):
@@ -375,6 +414,7 @@ class Archive:
             (nothing is created), or as :class:`Archive`.
         """
         path = os.path.join(workdir, FILENAME)
+        check_workdir(workdir)
         if not create and not os.path.exists(path):
             raise ArchiveError(f"{workdir}: no symopt archive ({FILENAME}) here; "
                                "a search writes one to its --workdir")
@@ -416,6 +456,12 @@ class Archive:
                 f"{self.path}: archive schema version {version!r} is newer than this "
                 f"symopt's ({SCHEMA_VERSION}); upgrade symopt to read it"
             )
+        found = _layout(self._db)
+        if found != _expected_layout():
+            wrong = sorted(t for t in set(found) | set(_expected_layout())
+                           if found.get(t) != _expected_layout().get(t))
+            raise ArchiveError(f"{self.path}: not a symopt archive (its tables "
+                               f"{', '.join(wrong)} differ from symopt's schema)")
 
     def close(self) -> None:
         """Closes the connection (committed data is already durable)."""

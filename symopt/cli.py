@@ -30,8 +30,9 @@ TERMINATED = 143
 """Exit code after SIGTERM (128 + SIGTERM)."""
 
 
-class Terminated(BaseException):
-    """Raised in the main thread when the process receives SIGTERM."""
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM: a kind of
+    KeyboardInterrupt, so that code which stops cleanly on Ctrl-C does on it too."""
 
 
 def fail(program: str, message: str, code: int) -> None:
@@ -105,10 +106,11 @@ def guarded(program: str, *, on_interrupt: str) -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         yield
-    except KeyboardInterrupt:
-        fail(program, f"interrupted; {on_interrupt}", INTERRUPTED)
-    except Terminated:
-        fail(program, f"terminated; {on_interrupt}", TERMINATED)
+    except KeyboardInterrupt as e:  # symopt.run.Interrupted says how far the run got
+        where = f" {e.where}" if hasattr(e, "where") else ""
+        if isinstance(e, Terminated) or isinstance(e.__cause__, Terminated):
+            fail(program, f"terminated{where}; {on_interrupt}", TERMINATED)
+        fail(program, f"interrupted{where}; {on_interrupt}", INTERRUPTED)
     except config_lib.ConfigError as e:
         fail(program, str(e), USAGE_ERROR)
     except (DataNotFoundError, MissingDependencyError, ArchiveError) as e:

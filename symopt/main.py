@@ -98,14 +98,17 @@ def main(argv: list[str]) -> None:
         cli.fail(PROGRAM, "--workdir is required, e.g. --workdir=runs/digits", USAGE_ERROR)
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.ERROR)  # keep JAX's and TFDS's log lines quiet
-    resume = (f"every candidate trained so far is in {_WORKDIR.value}; run the same command "
-              "again to resume")
+    resume = (f"every candidate trained so far is kept in {_WORKDIR.value}; rerun the same "
+              "command to resume")
     with cli.guarded(PROGRAM, on_interrupt=resume):
         configure_cpu_devices(_CPU_DEVICES.value)
         configure_compilation_cache(_CACHE_DIR.value)
         from symopt import run  # noqa: PLC0415 (imports JAX; flag errors stay fast)
 
-        run.run(_CONFIG.value, _WORKDIR.value, log=lambda line: print(line, flush=True))
+        result = run.run(_CONFIG.value, _WORKDIR.value, log=lambda line: print(line, flush=True))
+    if not result.found_anything:
+        cli.fail(PROGRAM, "the search found no optimizer that trained without diverging "
+                 "(see the warning above); best.json holds its best failure", RUN_ERROR)
 
 
 if __name__ == "__main__":

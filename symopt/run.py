@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import math
 import os
 import time
@@ -66,6 +67,9 @@ from symopt.archive import Archive, ArchiveError, CandidateRecord, StageResult, 
 from symopt.searchers import Candidate
 
 Log = Callable[[str], None]
+_CONFIG_META = ("search_horizon", "baseline", "baseline_learning_rates", "baseline_elimination",
+                "baseline_elimination_learning_rates", "test_results", "outputs")
+"""Meta keys whose values follow from the config (what a new config drops)."""
 _METRIC_FIELDS = ("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 
 
@@ -79,6 +83,12 @@ class RunResult:
     counts: dict[str, int]  # candidates by status
     evaluated_now: int  # candidates trained by this call (not taken from the archive)
     seconds: float
+
+    @property
+    def found_anything(self) -> bool:
+        """Whether the winner passed the check and trained without diverging."""
+        return (self.best.fitness is not None and self.best.status != "diverged"
+                and math.isfinite(self.best.fitness))
 
 
 # --------------------------------------------------------------------------
@@ -129,10 +139,10 @@ def build_task(config: ml_collections.ConfigDict, name: str, *,
     elimination stage) and ``test.steps``/``test.seeds`` for a ``test`` task
     (steps 0: the task's own default); it overrides ``tasks.options``.
     """
-    if name not in tasks.names():
-        raise config_lib.ConfigError(
-            f"config.tasks: unknown task {name!r}; known: {', '.join(tasks.names())}")
-    accepted = tasks.options(name)
+    try:
+        accepted = tasks.options(name)
+    except ValueError as e:  # unknown, or a module:function that does not resolve
+        raise config_lib.ConfigError(f"config.tasks: {config_lib.one_line(e)}") from None
     overrides: dict[str, Any] = {}
     if "data_dir" in accepted and config.tasks.data_dir:
         overrides["data_dir"] = config.tasks.data_dir
@@ -148,11 +158,7 @@ def build_task(config: ml_collections.ConfigDict, name: str, *,
         overrides["steps"] = budget.steps
     elif role != "search":
         overrides.pop("steps", None)
-    unknown = sorted(set(overrides) - set(accepted))
-    if unknown:
-        raise config_lib.ConfigError(
-            f"config.tasks.options.{name}: unknown options {unknown}; known: {sorted(accepted)}")
-    try:
+    try:  # an option the task lacks is a ValueError naming it and the known ones
         return tasks.get(name, **overrides)
     except (ValueError, TypeError) as e:
         message = config_lib.one_line(e)
@@ -229,6 +235,24 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
     workdir = os.fspath(workdir)
     horizon = _first_horizon(workdir)
     setup = _setup(config, horizon)
+    where = ["before the first generation"]  # how far the run got, for an interrupt
+    try:
+        return _run(config, workdir, horizon, setup, log, where, start)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM through symopt.cli
+        raise Interrupted(where[0]) from e
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a run; ``where`` says how far it had got.
+    Everything trained before is in the archive, and the same call resumes."""
+
+    def __init__(self, where: str):
+        super().__init__(where)
+        self.where = where
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str, horizon: int | None, setup: _Setup,
+         log: Log, where: list[str], start: float) -> RunResult:
     with workdir_lock(workdir), _open_archive(config, workdir, log) as archive:
         if horizon is None:
             archive.put_meta("search_horizon", config.search.generations)
@@ -241,26 +265,31 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
         known: dict[str, CandidateRecord] = {}  # the fingerprint cache: the first measured
         trained, times = 0, []
         for gen in range(config.search.generations):
-            gen_start = time.perf_counter()
+            where[0] = f"after generation {gen}" if gen else "in the first generation"
+            gen_start, compiled = time.perf_counter(), compile_seconds()
             state, candidates = searcher.ask(state)
             generation = _measure_generation(ctx, baseline, candidates, known)
             state = searcher.tell(state, generation.told, generation.fitness)
             _remember(known, generation.records)
             seconds = time.perf_counter() - gen_start
             trained += generation.trained
-            if generation.trained:
-                times.append(seconds)
+            if generation.trained:  # what a generation costs once compiled
+                times.append(max(seconds - (compile_seconds() - compiled), 0.0))
             best = archive.get(searcher.best(state)[0].id)
-            log(_progress(config, gen, generation, best, seconds, _eta(config, gen, times)))
+            remaining = config.search.generations - gen - 1
+            log(_progress(config, gen, generation, best, seconds, eta(times, remaining)))
 
+        where[0] = f"after generation {config.search.generations}, during elimination"
         winner = _eliminate(ctx) if setup.stages else None
         if winner is None:
             winner = _best_searched(ctx, searcher.best(state)[0].id)
         _warn_if_unfit(winner.record, log)
-        graph_lib.save(winner.graph, os.path.join(workdir, "best.json"))
+        _write_output(archive, workdir, BEST, lambda path: graph_lib.save(winner.graph, path))
+        where[0] = f"after generation {config.search.generations}, during the test tasks"
         test_results = _test(ctx, winner) if setup.test_tasks else []
-        report.write_summary(workdir, config, archive, baseline, winner.record, winner.graph,
-                             winner.ranking if setup.stages else (), test_results)
+        _write_output(archive, workdir, report.FILENAME, lambda path: report.write_summary(
+            workdir, config, archive, baseline, winner.record, winner.graph,
+            winner.ranking if setup.stages else (), test_results))
         counts = archive.count_by_status()
     seconds = time.perf_counter() - start
     log(f"done in {_format_seconds(seconds)}: best #{winner.record.id} fitness "
@@ -272,6 +301,27 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
 # --------------------------------------------------------------------------
 # Opening the workdir.
 
+BEST = "best.json"
+
+
+def _write_output(archive: Archive, workdir: str, name: str,
+                  write: Callable[[str], Any]) -> None:
+    """Writes ``<workdir>/<name>`` with ``write(path)``, refusing to replace a
+    file this run did not write: the archive keeps the hash of each file it
+    writes (meta ``outputs``)."""
+    path = os.path.join(workdir, name)
+    outputs = archive.get_meta("outputs", {}) or {}
+    if os.path.exists(path) and _file_hash(path) != outputs.get(name):
+        raise ArchiveError(f"{path} was not written by this run, or was changed since; move it "
+                           "away (or use another --workdir) and rerun to resume")
+    write(path)
+    archive.put_meta("outputs", {**outputs, name: _file_hash(path)})
+
+
+def _file_hash(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
 
 @contextlib.contextmanager
 def workdir_lock(workdir: str) -> Iterator[None]:
@@ -280,6 +330,7 @@ def workdir_lock(workdir: str) -> Iterator[None]:
     Raises:
       ArchiveError: another process holds the lock.
     """
+    archive_lib.check_workdir(workdir)
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, ".lock"), "w") as handle:
         try:
@@ -307,6 +358,13 @@ def _open_archive(config: ml_collections.ConfigDict, workdir: str, log: Log) -> 
         return archive
     changed = [k for k in archive.config_diff(config.to_dict())
                if k not in config_lib.RESUMABLE_CHANGES]
+    if changed and not archive.ids():  # nothing trained depends on the old config
+        with archive.transaction():
+            archive.set_config(config.to_dict(), replace=True)
+            for key in _CONFIG_META:
+                archive.put_meta(key, None)
+        log(f"the run in {workdir} had trained nothing; starting it again with this config")
+        return archive
     if changed:
         archive.close()
         raise config_lib.ConfigError(
@@ -340,8 +398,16 @@ def tuned_baseline(task: tasks.Task, learning_rates: Sequence[float], split: str
     """Adam on ``task`` (native ``optax.adam``, same loop and seeds) at each
     learning rate, all in one program; the best value under ``metric``."""
     metrics = evaluate.evaluate_baseline(optax.adam, (jnp.asarray(learning_rates),), task)
-    return fitness.choose_baseline(fitness.task_values(metrics, split, metric), learning_rates,
+    best = fitness.choose_baseline(fitness.task_values(metrics, split, metric), learning_rates,
                                    metric)
+    chosen = list(learning_rates).index(best.learning_rate)
+    if np.asarray(metrics.diverged)[chosen].all() or not math.isfinite(best.value):
+        rates = ", ".join(f"{lr:g}" for lr in learning_rates)
+        raise config_lib.ConfigError(
+            f"config.evaluation.baseline_learning_rate: Adam diverged on {task.name} at every "
+            f"learning rate tried ({rates}), so it cannot normalise the fitness; choose a "
+            "smaller rate")
+    return best
 
 
 def _baselines(ctx: _Context, key: str, task_list: Sequence[tasks.Task]) -> dict[str, float]:
@@ -601,12 +667,29 @@ def _progress(config: ml_collections.ConfigDict, gen: int, generation: _Generati
             f"\n  best #{best.id}: {report.equation(best)}")
 
 
-def _eta(config: ml_collections.ConfigDict, gen: int, times: Sequence[float]) -> float | None:
-    """Seconds left: the generations to go at the mean time of those that
-    trained anything (the first, which compiles, left out once there are more)."""
-    if not times:
-        return None
-    return float(np.mean(times[1:] or times)) * (config.search.generations - gen - 1)
+def eta(times: Sequence[float], remaining: int) -> float | None:
+    """Seconds left: ``remaining`` generations at the mean of ``times``, the
+    measured seconds of the generations that trained anything, each less the
+    time JAX spent compiling in it (:func:`compile_seconds`), which a later
+    generation does not pay again."""
+    return float(np.mean(times)) * remaining if times else None
+
+
+_COMPILING = [0.0]
+
+
+def _count_compile(event: str, seconds: float, **kwargs: Any) -> None:
+    if event.startswith("/jax/core/compile/"):
+        _COMPILING[0] += seconds
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compile)
+
+
+def compile_seconds() -> float:
+    """Seconds this process has spent tracing, lowering and compiling with JAX
+    (its monitoring events), so far."""
+    return _COMPILING[0]
 
 
 def _format_seconds(seconds: float) -> str:

@@ -79,8 +79,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c = config
     checks = (
         ("tasks", bool(config_lib.names(c.tasks)), "name at least one task"),
-        ("tasks", all(n in tasks.names() for n in config_lib.names(c.tasks)),
-         f"unknown task in {c.tasks!r}; known: {', '.join(tasks.names())}"),
+        ("tasks", all(tasks.exists(n) for n in config_lib.names(c.tasks)),
+         f"unknown task in {c.tasks!r}; known: {', '.join(tasks.names())}, or "
+         "module:function for your own"),
         ("steps", isinstance(c.steps, int) and c.steps >= 0,
          f"must be an int >= 0, got {c.steps!r}"),
         ("batch_size", isinstance(c.batch_size, int) and c.batch_size >= 0,

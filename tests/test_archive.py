@@ -107,6 +107,35 @@ def test_foreign_sqlite_file_is_not_an_archive_and_is_left_untouched(tmp_path, t
     assert path.read_bytes() == before
 
 
+@pytest.mark.parametrize("extra", [
+    "", "CREATE TABLE candidates (id INTEGER PRIMARY KEY)",
+    "CREATE TABLE stage_results (x TEXT)"])
+def test_a_foreign_file_claiming_our_schema_version_is_left_untouched(tmp_path, extra):
+    path = tmp_path / archive_lib.FILENAME
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        if extra:
+            db.execute(extra)
+    before = path.read_bytes()
+    with pytest.raises(ArchiveError, match="not a symopt archive.*differ from symopt's schema"):
+        Archive.open(tmp_path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == [archive_lib.FILENAME]
+
+
+def test_workdirs_that_cannot_hold_an_archive_are_one_line_errors(tmp_path):
+    (tmp_path / "file").write_text("")
+    (tmp_path / "dir" / archive_lib.FILENAME).mkdir(parents=True)
+    (tmp_path / "link").mkdir()
+    (tmp_path / "link" / archive_lib.FILENAME).symlink_to(tmp_path / "nowhere")
+    for workdir, message in [("file", "is a file, not a directory"),
+                             ("dir", "is a directory, not an archive file"),
+                             ("link", "is a broken symbolic link")]:
+        with pytest.raises(ArchiveError, match=message):
+            Archive.open(tmp_path / workdir)
+
+
 def test_newer_schema_version_is_refused(tmp_path):
     Archive.open(tmp_path).close()
     with contextlib.closing(sqlite3.connect(tmp_path / archive_lib.FILENAME)) as db, db:

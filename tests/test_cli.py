@@ -5,6 +5,7 @@ SIGTERM says what was kept and how to resume."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,10 +13,11 @@ import time
 
 import pytest
 
+import symopt
 from symopt import cli
 from symopt.archive import Archive
 
-from test_run import ROOT, TINY_CONFIG_FILE
+from test_run import ROOT, TINY_CONFIG_FILE, finished  # noqa: F401 (a fixture)
 
 PROGRAMS = {"symopt.main": ("experiments/digits.py", "--workdir"),
             "symopt.transfer": ("experiments/transfer.py", "--out")}
@@ -82,8 +84,8 @@ def _archived(workdir) -> int:
 
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, cli.INTERRUPTED, "interrupted"),
                                              (signal.SIGTERM, cli.TERMINATED, "terminated")])
-def test_an_interrupted_search_says_it_can_resume_in_one_line_and_then_resumes(sig, code, word,
-                                                                              tmp_path):
+def test_an_interrupted_search_says_it_can_resume_in_one_line_and_resumes_exactly(
+        sig, code, word, finished, tmp_path):
     config_file = tmp_path / "tiny.py"
     config_file.write_text(TINY_CONFIG_FILE)
     workdir = tmp_path / "run"
@@ -99,8 +101,30 @@ def test_an_interrupted_search_says_it_can_resume_in_one_line_and_then_resumes(s
     _, stderr = process.communicate(timeout=120)
     lines = stderr.strip().splitlines()
     assert process.returncode == code, stderr[-2000:]
-    assert lines == [f"symopt.main: error: {word}; every candidate trained so far is in "
-                     f"{workdir}; run the same command again to resume"], stderr[-2000:]
+    assert len(lines) == 1 and re.fullmatch(
+        f"symopt.main: error: {word} (after generation [0-9]+|in the first generation); "
+        f"every candidate trained so far is kept in {re.escape(str(workdir))}; rerun the same "
+        "command to resume", lines[0]), stderr[-2000:]
     resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming the run" in resumed.stdout
+    result, _ = finished  # the same search, uninterrupted
+    assert symopt.load(workdir / "best.json") == result.best_graph
+    with Archive.open(workdir, create=False) as a, Archive.open(result.workdir, create=False) as b:
+        assert a.ids() == b.ids()
+        assert a.count_by_status() == b.count_by_status()
+
+
+def test_a_search_that_found_nothing_ends_with_a_warning_and_exit_code_1(tmp_path):
+    config_file = tmp_path / "hopeless.py"
+    config_file.write_text(TINY_CONFIG_FILE.replace(
+        "return tiny_config()",
+        "config = tiny_config(search__seeds='', search__generations=1)\n"
+        "    config.space.options = {'operands': ('noise', 'one'), 'max_nodes': 2}\n"
+        "    return config"))
+    out = _run("symopt.main", f"--config={config_file}", f"--workdir={tmp_path / 'run'}",
+               "--compilation_cache_dir=")
+    assert "warning: no candidate passed the integrity check" in out.stdout
+    line = _one_line_error(out, "symopt.main", cli.RUN_ERROR)
+    assert "found no optimizer" in line
+    assert (tmp_path / "run" / "best.json").exists()

@@ -442,9 +442,6 @@ def test_a_registered_task_runs_a_search(registered, tmp_path):
         assert any(registered in r.metrics for r in archive.records(status="evaluated"))
 
 
-@pytest.mark.xfail(raises=config_lib.ConfigError, strict=False,
-                   reason="run.build_task checks `name in tasks.names()`; it should use "
-                          "tasks.exists (or tasks.options' ValueError)")
 def test_a_module_function_task_runs_a_search(user_module, tmp_path):
     name = f"{user_module}:make_task"
     result = run_lib.run(_search_config(name), tmp_path / "run", log=lambda line: None)

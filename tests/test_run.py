@@ -17,6 +17,7 @@ import textwrap
 import time
 
 import ml_collections
+import jax
 import numpy as np
 import pytest
 
@@ -203,7 +204,7 @@ def test_bad_config_keys_and_values_are_one_line_errors(change, message):
      "unknown searcher 'xyz'"),
     (lambda c: run_lib.build_task(c, "xyz"), "unknown task 'xyz'"),
     (lambda c: run_lib.build_task(_with(c, "tasks.options", {"digits_mlp": {"bad": 1}}),
-                                  "digits_mlp"), r"unknown options \['bad'\]"),
+                                  "digits_mlp"), "task 'digits_mlp' has no option 'bad'"),
 ])
 def test_unknown_names_in_a_config_are_config_errors(build, message):
     with pytest.raises(config_lib.ConfigError, match=message):
@@ -253,6 +254,53 @@ def test_a_search_where_every_candidate_is_rejected_still_finishes(tmp_path):
     assert result.evaluated_now == 0
     assert any("warning: no candidate passed" in line for line in lines)
     assert os.path.exists(tmp_path / "best.json") and os.path.exists(tmp_path / "summary.md")
+    assert not result.found_anything  # symopt.main exits 1 on it (tests/test_cli.py)
+
+
+def test_a_diverging_baseline_is_a_one_line_error_and_leaves_the_workdir_usable(tmp_path):
+    config = tiny_config(evaluation__baseline_learning_rate=1e4,
+                         evaluation__baseline_lr_multipliers=(1.0, 10.0))
+    with pytest.raises(config_lib.ConfigError, match="Adam diverged on digits_mlp at every "
+                       "learning rate tried .10000, 100000.") as info:
+        run_lib.run(config, tmp_path, log=lambda _: None)
+    assert "\n" not in str(info.value)
+    with Archive.open(tmp_path, create=False) as archive:
+        assert archive.get_meta("baseline") is None and not archive.ids()
+    lines: list[str] = []
+    fixed = tiny_config(search__generations=1)  # a corrected config takes over the workdir
+    result = run_lib.run(fixed, tmp_path, log=lines.append)
+    assert any("had trained nothing" in line for line in lines)
+    assert result.found_anything
+
+
+def test_a_run_never_overwrites_a_file_it_did_not_write(finished, tmp_path):
+    result, _ = finished
+    for name in ("best.json", "summary.md"):
+        workdir = tmp_path / name.replace(".", "_")
+        workdir.mkdir()
+        (workdir / name).write_text("the user's own file\n")
+        with pytest.raises(ArchiveError, match=f"{name} was not written by this run"):
+            run_lib.run(tiny_config(search__generations=1), workdir, log=lambda _: None)
+        assert (workdir / name).read_text() == "the user's own file\n"
+    # Its own files it rewrites on a resume; an edited one it refuses.
+    run_lib.run(tiny_config(), result.workdir, log=lambda _: None)
+    path = os.path.join(result.workdir, "best.json")
+    with open(path, "a") as f:
+        f.write(" ")
+    with pytest.raises(ArchiveError, match="or was changed since"):
+        run_lib.run(tiny_config(), result.workdir, log=lambda _: None)
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text[:-1])  # restored: the other tests share this workdir
+
+
+def test_the_eta_leaves_out_compiling_and_counts_the_generations_left():
+    assert run_lib.eta([], 5) is None
+    assert run_lib.eta([2.0, 4.0], 5) == pytest.approx(15.0)
+    before = run_lib.compile_seconds()
+    jax.jit(lambda x: x * 3.0 + 1.0)(np.arange(7.0))
+    assert run_lib.compile_seconds() > before
 
 
 def test_elimination_budget_overrides_task_options_and_zero_means_the_task_default():
