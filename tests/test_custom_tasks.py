@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import subprocess
 import sys
 import textwrap
 
@@ -22,6 +23,7 @@ from flax import linen as nn
 from flax import nnx
 from test_run import tiny_config
 
+import symopt
 from symopt import config as config_lib
 from symopt import evaluate, program, tasks, zoo
 from symopt import run as run_lib
@@ -447,3 +449,16 @@ def test_a_module_function_task_runs_a_search(user_module, tmp_path):
     result = run_lib.run(_search_config(name), tmp_path / "run", log=lambda line: None)
     with Archive.open(result.workdir) as archive:
         assert archive.get_meta("baseline")[name] > 0
+
+
+def test_the_readme_example_config_searches_on_its_own_task_from_the_command_line(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, "-m", "symopt.main", "--config=experiments/own_task.py",
+         f"--workdir={tmp_path}", "--config.search.generations=1",
+         "--config.search.population_size=4", "--config.tasks.steps=20",
+         "--config.evaluation.baseline_lr_multipliers=(1.0,)", "--compilation_cache_dir="],
+        cwd=root, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "experiments.own_task:make_task" in out.stdout
+    assert symopt.load(tmp_path / "best.json")
