@@ -292,7 +292,7 @@ def draw_graph(graph: Graph, ax: Axes | None = None, *, show_inactive: bool = Tr
             _decay_box(ax, xy, expr_text(decays[ref], graph.constants), gid=f"decay:{ref}",
                        active=is_active)
     rx, ry = pos[expr.root]
-    out = (rx + _DX, ry)
+    out = (max(x for x, _ in pos.values()) + _DX, ry)  # right of every column: on no box
     _box(ax, out, ROOT_LABEL, gid="root", face="white", active=True, edge=ROOT_EDGE,
          linewidth=1.5)
     _arrow(ax, (rx + _BOX_W / 2, ry), (out[0] - _BOX_W / 2, ry), gid="edge:root",

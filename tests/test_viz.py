@@ -84,6 +84,31 @@ def test_draw_graph_labels_every_active_node_and_the_root(graph):
     assert to_hex(box.get_edgecolor()) == viz.ROOT_EDGE
 
 
+def _boxes(fig: Figure) -> dict[str, tuple[float, float, float, float]]:
+    """The node, leaf and root boxes as (x0, y0, x1, y1) in data units."""
+    from matplotlib.patches import FancyBboxPatch
+
+    return {p.get_gid(): (p.get_x(), p.get_y(), p.get_x() + p.get_width(),
+                          p.get_y() + p.get_height())
+            for ax in fig.axes for p in ax.patches
+            if isinstance(p, FancyBboxPatch) and p.get_gid() and ":box" not in p.get_gid()}
+
+
+OVERLAP_CASES = [pytest.param(g, id=f"nos_many{i}") for i, g in enumerate(
+    NosSpace(max_nodes=8, max_states=1).sample(np.random.default_rng(100 + i))
+    for i in range(20))] + [pytest.param(WITH_DEAD_NODE, id="dead_node"), pytest.param(
+        Graph(update=nodes(("add", "identity", "g", "identity", "m")), states=()), id="tiny")]
+
+
+@pytest.mark.parametrize("graph", graphs() + OVERLAP_CASES)
+def test_draw_graph_never_draws_a_box_over_another(graph):
+    boxes = _boxes(viz.draw_graph(graph))
+    items = sorted(boxes.items())
+    for i, (a, (ax0, ay0, ax1, ay1)) in enumerate(items):
+        for b, (bx0, by0, bx1, by1) in items[i + 1:]:
+            assert ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0, (a, b)
+
+
 @pytest.mark.parametrize("graph", graphs())
 def test_draw_graph_shows_states_decays_and_the_schedule(graph):
     fig = viz.draw_graph(graph)
