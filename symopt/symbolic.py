@@ -36,6 +36,7 @@ import sympy
 
 from symopt import graph as graph_lib
 from symopt import ops, schedules
+from symopt import step as step_lib
 from symopt.graph import Expr, Graph, Hyperparams
 
 SIGNIFICANT_DIGITS = 6
@@ -226,8 +227,13 @@ _SYMPY_NAMESPACE = types.SimpleNamespace(
     maximum=sympy.Max,
     mod=sympy.Mod,
     ones_like=lambda x: sympy.Integer(1),
+    where=lambda c, a, b: (a if c else b) if isinstance(c, bool) else sympy.Piecewise(
+        (a, c), (b, True)),
+    asarray=lambda x, dtype=None: x,
+    result_type=lambda *args: None,
 )
-"""The ``xp`` functions that ``schedules.SCHEDULE_FORMULAS`` call, over sympy."""
+"""The ``xp`` functions that :mod:`symopt.schedules` and :mod:`symopt.step` call,
+over sympy: the printed equations are those functions' own formulas."""
 
 
 def _schedule(graph: Graph, intermediates: list[tuple[sympy.Symbol, sympy.Expr]]) -> sympy.Expr:
@@ -259,7 +265,7 @@ def _schedule(graph: Graph, intermediates: list[tuple[sympy.Symbol, sympy.Expr]]
         formula = schedules.SCHEDULE_FORMULAS[schedule.kind]
         multiplier = _round_numbers(formula(_SYMPY_NAMESPACE, progress, schedule))
     if warmup:
-        multiplier = sympy.Piecewise(((_STEP + 1) / warmup, _STEP < warmup), (multiplier, True))
+        multiplier = schedules.with_warmup(_SYMPY_NAMESPACE, _STEP, warmup, multiplier)
     return multiplier
 
 
@@ -283,17 +289,22 @@ def _momentum_recurrence(direction: sympy.Expr, graph: Graph) -> sympy.Expr | No
 
 
 def _descent_step(direction: sympy.Expr, graph: Graph) -> sympy.Expr:
-    """``d' + lambda * w``, the step scaled by ``-eta_t``; ``d'`` is ``d`` after
-    momentum (optax.trace semantics, as in :mod:`symopt.compile`)."""
+    """``d'``, the direction after momentum (optax.trace semantics): the
+    buffer ``u_t`` by name for classical momentum, ``d + mu u_t`` for Nesterov."""
     if graph.momentum == "classical":
         step = MOMENTUM_BUFFER
     elif graph.momentum == "nesterov":
         step = direction + _number(graph.hparams.momentum) * MOMENTUM_BUFFER
     else:
         step = direction
-    if graph.hparams.weight_decay:
-        step = step + _number(graph.hparams.weight_decay) * _WEIGHT
     return step
+
+
+def _update(direction: sympy.Expr, graph: Graph) -> sympy.Expr:
+    """``Delta w = -eta_t (d' + lambda w)``: :func:`symopt.step.scaled_update` over sympy."""
+    wd = graph.hparams.weight_decay
+    return step_lib.scaled_update(_SYMPY_NAMESPACE, _descent_step(direction, graph), _WEIGHT,
+                                  _number(wd) if wd else 0, LEARNING_RATE)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -312,7 +323,7 @@ def _symbolic(graph: Graph) -> SymbolicGraph:
     return SymbolicGraph(
         direction=direction,
         states=tuple(states),
-        update=-LEARNING_RATE * _descent_step(direction, graph),
+        update=_update(direction, graph),
         schedule=schedule,
         decays=decays,
         momentum=_momentum_recurrence(direction, graph),
@@ -406,15 +417,11 @@ def _hat(symbol: sympy.Symbol) -> str:
 def _moment_lines(moment: _Moment, hparams: Hyperparams) -> list[tuple[str, str, str]]:
     """``m <- b m + (1-b) g`` and, with bias correction, ``\\hat m = m / (1 - b^{t+1})``."""
     symbol = ops.OPERANDS[moment.operand].sympy
-    rate = getattr(hparams, moment.beta)
-    source = sympy.latex(ops.OPERANDS[moment.source].sympy)
-    ema = (
-        f"{sympy.latex(_number(rate))} {sympy.latex(symbol)}"
-        f" + {sympy.latex(_number(1 - rate))} {source}"
-    )
-    lines = [(sympy.latex(symbol), r"\leftarrow", ema)]
+    rate = _number(getattr(hparams, moment.beta))
+    ema = step_lib.ema(_SYMPY_NAMESPACE, symbol, ops.OPERANDS[moment.source].sympy, rate)
+    lines = [(sympy.latex(symbol), r"\leftarrow", sympy.latex(_round_numbers(ema)))]
     if hparams.bias_correction:
-        corrected = symbol / (1 - _number(rate) ** (_STEP + 1))
+        corrected = symbol / step_lib.bias_correction(_SYMPY_NAMESPACE, rate, _STEP)
         lines.append((_hat(symbol), "=", sympy.latex(corrected)))
     return lines
 
@@ -448,7 +455,7 @@ def to_latex(graph: Graph) -> str:
     def tex(expr: sympy.Expr) -> str:
         return _latex(expr, hats)
 
-    step = _descent_step(_DIRECTION, graph)
+    step = sympy.expand(-_update(_DIRECTION, graph) / LEARNING_RATE)  # d' + lambda w
     step_tex = rf"\left({tex(step)}\right)" if step.is_Add else tex(step)
     lines = [(r"\Delta w", "=", rf"-{tex(LEARNING_RATE)} {step_tex}")]
     if (recurrence := _momentum_recurrence(_DIRECTION, graph)) is not None:

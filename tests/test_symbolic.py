@@ -367,14 +367,14 @@ def test_every_zoo_optimizer_has_an_aligned_latex_block(name):
 def test_latex_writes_bias_corrected_moments_with_hats():
     latex = symbolic.to_latex(zoo.adam())
     assert r"\hat{m}" in latex and r"\hat{v}" in latex
-    assert r"m &\leftarrow 0.9 m + 0.1 g" in latex
-    assert r"v &\leftarrow 0.999 v + 0.001 g^{2}" in latex
+    assert r"m &\leftarrow 0.1 g + 0.9 m" in latex
+    assert r"v &\leftarrow 0.001 g^{2} + 0.999 v" in latex
 
 
 def test_latex_without_bias_correction_has_no_hats():
     latex = symbolic.to_latex(zoo.rmsprop())
     assert r"\hat" not in latex
-    assert r"v &\leftarrow 0.9 v + 0.1 g^{2}" in latex
+    assert r"v &\leftarrow 0.1 g^{2} + 0.9 v" in latex
 
 
 def test_latex_lists_no_moment_the_equations_do_not_read():
