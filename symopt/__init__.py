@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from symopt import ops, zoo
-from symopt.compile import SymoptState, scale_by_graph, to_optax
+from symopt.transform import SymoptState, scale_by_graph, to_optax
 from symopt.graph import (
     Expr,
     Graph,

@@ -2,7 +2,7 @@
 
 :func:`to_source` writes the source of a module that imports only ``jax``
 and ``optax`` (no symopt). It defines ``scale_by_direction``, the graph's
-direction as an optax transformation (what :func:`symopt.compile.scale_by_graph`
+direction as an optax transformation (what :func:`symopt.transform.scale_by_graph`
 computes), and a factory ``optimizer(learning_rate, total_steps)`` returning
 the same ``optax.chain`` as :func:`symopt.to_optax`: clipping, the direction,
 ``optax.trace``, ``optax.add_decayed_weights`` and
@@ -35,10 +35,9 @@ import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from symopt import compile as compile_lib
 from symopt import draws
 from symopt import graph as graph_lib
-from symopt import ops, schedules, symbolic
+from symopt import ops, schedules, symbolic, transform
 from symopt import step as step_lib
 from symopt.graph import Expr, Graph
 
@@ -242,13 +241,13 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
     graph_lib.validate(graph)
     if not name.isidentifier() or keyword.iskeyword(name):
         raise ValueError(f"name: {name!r} is not a Python identifier")
-    p = compile_lib.plan(graph)
+    p = transform.plan(graph)
     h, s = graph.hparams, graph.schedule
     moments = [m for m in ("m", "v", "gamma") if m in p.needs]
     random = bool(p.needs & {"noise", "uniform"})
     decays = dict(p.decays)
     uses = {step_lib.ema, step_lib.bias_correction, schedules.held_step,
-            schedules.schedule_fraction, step_lib.adds_weight_decay, compile_lib.broadcast_like,
+            schedules.schedule_fraction, step_lib.adds_weight_decay, transform.broadcast_like,
             ops.sanitize}
     functions: list[str] = []
     schedule_fields: list[str] = []

@@ -17,7 +17,7 @@ A graph is the whole optimizer (Morgan & Hougen 2024, "dual-joint" search):
 * ``momentum``: none, classical or Nesterov momentum on the direction.
 * ``hparams`` (:class:`Hyperparams`) and ``constants``.
 
-One step of the optimizer (see :mod:`symopt.compile`)::
+One step of the optimizer (see :mod:`symopt.transform`)::
 
     g  = clip(gradient);  m, v, gamma = EMAs of g, g^2, g^3 (bias-corrected
                                          if hparams.bias_correction)

@@ -18,7 +18,7 @@ code (:data:`REASONS`):
 functional-equivalence cache): functionally equal graphs (``x+y`` vs
 ``y+x``, dead nodes, ``x*1``, node order) hash equal.
 
-Both run the optimizer's own step function (:func:`symopt.compile.leaf_update`)
+Both run the optimizer's own step function (:func:`symopt.transform.leaf_update`)
 with NumPy on a few tiny arrays at once: probing a graph must cost far less
 than compiling it.
 """
@@ -30,9 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from symopt import compile as compile_lib
 from symopt import graph as graph_lib
-from symopt import ops
+from symopt import ops, transform
 from symopt import step as step_lib
 from symopt.graph import Graph
 
@@ -92,9 +91,9 @@ PROBE_INPUTS = _probe_inputs()
 _CURVE_STEPS = np.linspace(0, CURVE_TOTAL_STEPS - 1, CURVE_POINTS).round()
 
 
-def _map_scalars(fn, scalars: compile_lib.StepScalars) -> compile_lib.StepScalars:
+def _map_scalars(fn, scalars: transform.StepScalars) -> transform.StepScalars:
     """``fn`` applied to every array of ``scalars`` (its dicts' values too)."""
-    return compile_lib.StepScalars(*(
+    return transform.StepScalars(*(
         {k: fn(v) for k, v in field.items()} if isinstance(field, dict) else fn(field)
         for field in scalars))
 
@@ -121,10 +120,10 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
     run (``curves``): graphs that differ only late in training (a step
     schedule's rate, a long warmup) differ there.
     """
-    p = compile_lib.plan(graph)
+    p = transform.plan(graph)
     h = graph.hparams
     w = np.array((PROBE_INPUTS.w, PROBE_INPUTS.w, PROBE_INPUTS.w_quad))
-    state = compile_lib.init_leaf(p, w, np)
+    state = transform.init_leaf(p, w, np)
     updates = np.empty((steps, 3, PROBE_SIZE))
     random = None
     if p.needs & {"noise", "uniform"}:
@@ -135,7 +134,7 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
         at = np.concatenate([np.arange(steps), _CURVE_STEPS])
         totals = np.concatenate([np.full(steps, total_steps), np.full(CURVE_POINTS,
                                                                       CURVE_TOTAL_STEPS)])
-        table = compile_lib.step_scalars(p, np, at, totals)
+        table = transform.step_scalars(p, np, at, totals)
         table = _map_scalars(lambda v: np.broadcast_to(v, at.shape), table)
         # The decays by operand name, then the schedule: the curves the fingerprint hashes.
         curves = np.concatenate([table.decays[k][steps:] for k in sorted(table.decays)]
@@ -148,7 +147,7 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
             noise = uniform = None
             if random is not None:  # the same draws in every row
                 noise, uniform = random[0][k] + 0 * g, random[1][k] + 0 * g
-            u, state = compile_lib.leaf_update(
+            u, state = transform.leaf_update(
                 p, np, g, w, state, per_step[k], h.learning_rate, h.weight_decay,
                 noise=noise, uniform=uniform, sanitize_operands=False,
             )

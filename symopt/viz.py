@@ -7,7 +7,7 @@ It owns the matplotlib views of symopt's objects; nothing else imports it, so
   its operands, constants, recurrent states, decays and schedule.
 * :func:`equation_latex`, :func:`show_equation`: the optimizer's equations.
 * :func:`plot_schedule`: the learning-rate multiplier and the decays over
-  training, computed by :mod:`symopt.compile` itself.
+  training, computed by :mod:`symopt.transform` itself.
 * :func:`plot_fitness`, :func:`plot_lineage`: a search's progress and a
   candidate's ancestry, read from its :class:`~symopt.archive.Archive`.
 
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from symopt import compile as compile_lib
+from symopt import transform
 from symopt import graph as graph_lib
 from symopt import symbolic
 from symopt.graph import Expr, Graph
@@ -352,7 +352,7 @@ def show_equation(graph: Graph) -> Any:
 
 
 def _schedule_values(graph: Graph, steps: np.ndarray, total_steps: int) -> np.ndarray:
-    values = compile_lib.schedule_multiplier(
+    values = transform.schedule_multiplier(
         graph.schedule, np, steps, total_steps, graph.constants
     )
     return np.broadcast_to(np.asarray(values, dtype=float), steps.shape)
@@ -361,10 +361,10 @@ def _schedule_values(graph: Graph, steps: np.ndarray, total_steps: int) -> np.nd
 def decay_values(graph: Graph, steps: np.ndarray, total_steps: int) -> dict[str, np.ndarray]:
     """Each applied decay (on an operand in use) at ``steps``, as the optimizer computes it."""
     t = np.asarray(steps, dtype=float)
-    p = compile_lib.plan(graph)
+    p = transform.plan(graph)
     return {
         name: np.broadcast_to(
-            np.asarray(compile_lib.evaluate_scalar(e, np, t, t / total_steps, graph.constants),
+            np.asarray(transform.evaluate_scalar(e, np, t, t / total_steps, graph.constants),
                        dtype=float),
             t.shape,
         )
@@ -375,8 +375,8 @@ def decay_values(graph: Graph, steps: np.ndarray, total_steps: int) -> dict[str,
 def plot_schedule(graph: Graph, total_steps: int = 1000, ax: Axes | None = None) -> Figure:
     """The learning-rate multiplier and every applied decay over training.
 
-    The values come from :func:`symopt.compile.schedule_multiplier` and
-    :func:`symopt.compile.evaluate_scalar`, the functions the optimizer runs,
+    The values come from :func:`symopt.transform.schedule_multiplier` and
+    :func:`symopt.transform.evaluate_scalar`, the functions the optimizer runs,
     at every step ``0 .. total_steps - 1``. The multiplier's line has gid
     ``"schedule"``, each decay's ``"decay:<operand>"``.
 

@@ -111,8 +111,8 @@ def test_no_module_reads_another_modules_private_names():
 
 def test_the_module_map_sees_the_known_imports():
     # The checks above are only as good as this parser.
-    assert "symopt.graph" in GRAPH["symopt.compile"]
+    assert "symopt.graph" in GRAPH["symopt.transform"]
     assert "symopt.ops" in GRAPH["symopt.graph"]
     assert "symopt.step" in _closure("symopt.population")
     assert "symopt.program" in _closure("symopt.population")
-    assert "jax" in _imports("symopt.compile")[1]
+    assert "jax" in _imports("symopt.transform")[1]

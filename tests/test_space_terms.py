@@ -19,7 +19,7 @@ import optax
 import pytest
 
 import symopt
-from symopt import compile as compile_lib
+from symopt import transform
 from symopt import graph as graph_lib
 from symopt import zoo
 from symopt.program import encode
@@ -178,13 +178,13 @@ def _paper_updates(genome: TermsGenome, grads: np.ndarray, w: np.ndarray, total:
 
 
 def _graph_updates(graph: symopt.Graph, grads: np.ndarray, w: np.ndarray, total: int):
-    """The compiled step (:func:`symopt.compile.leaf_update`) run with NumPy."""
-    p = compile_lib.plan(graph)
-    state = compile_lib.init_leaf(p, w, np)
+    """The compiled step (:func:`symopt.transform.leaf_update`) run with NumPy."""
+    p = transform.plan(graph)
+    state = transform.init_leaf(p, w, np)
     out = []
     for t, g in enumerate(grads):
-        scalars = compile_lib.step_scalars(p, np, t, total)
-        u, state = compile_lib.leaf_update(
+        scalars = transform.step_scalars(p, np, t, total)
+        u, state = transform.leaf_update(
             p, np, g, w, state, scalars, graph.hparams.learning_rate, graph.hparams.weight_decay
         )
         w = w + u
@@ -227,7 +227,7 @@ def test_use_m_and_use_v_off_make_the_moment_memoryless(kind, flags, same_as):
 
 def test_moments_are_stored_only_when_used():
     for genome in SAMPLES:
-        needs = compile_lib.plan(SPACE.to_graph(genome)).needs
+        needs = transform.plan(SPACE.to_graph(genome)).needs
         assert genome.use_m or "m" not in needs
         assert genome.use_v or "v" not in needs
 

@@ -2,7 +2,7 @@
 
 Expected forms are compared with ``sympy.simplify(a - b) == 0``, so a test
 states the mathematics, not the printed layout. The numeric checks evaluate
-the same graph with ``symopt.compile`` in NumPy (no JAX compilation).
+the same graph with ``symopt.transform`` in NumPy (no JAX compilation).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import sympy
 
-from symopt import compile as compile_lib
+from symopt import transform
 from symopt import graph as graph_lib
 from symopt import ops, symbolic, zoo
 from symopt.graph import Expr, Graph, Node, Schedule, nodes, simple
@@ -186,7 +186,7 @@ def test_schedule_agrees_with_the_compiled_schedule(schedule):
     graph = zoo.adam().replace(schedule=schedule, constants=(0.7,))
     form = symbolic.to_sympy(graph).schedule.subs(TOTAL_STEPS, total_steps)
     for step in (0, 4, 9, 10, 77, 150, 199):
-        expected = compile_lib.schedule_multiplier(schedule, np, step, total_steps, (0.7,))
+        expected = transform.schedule_multiplier(schedule, np, step, total_steps, (0.7,))
         assert float(form.subs(STEP, step)) == pytest.approx(float(expected), rel=1e-5)
 
 
@@ -228,7 +228,7 @@ def numeric_values(graph: Graph) -> tuple[float, ...]:
         frac=frac,
     )
     decays = {
-        name: compile_lib.evaluate_scalar(expr, np, VALUES["step"], frac, graph.constants)
+        name: transform.evaluate_scalar(expr, np, VALUES["step"], frac, graph.constants)
         for name, expr in graph.decays
     }
 
@@ -239,8 +239,8 @@ def numeric_values(graph: Graph) -> tuple[float, ...]:
             return VALUES["state"]
         return ops.OPERANDS[ref].fn(np, ctx) * decays.get(ref, 1.0)
 
-    values = compile_lib.evaluate_expr(graph.update, lookup, np,
-                                       instructions=compile_lib.plan(graph).instructions)
+    values = transform.evaluate_expr(graph.update, lookup, np,
+                                       instructions=transform.plan(graph).instructions)
     refs = (graph.update.root, *graph.states)
     return tuple(float(values[r] if r in values else lookup(r)) for r in refs)
 

@@ -18,11 +18,9 @@ import optax
 import pytest
 
 import symopt
-from symopt import compile as compile_lib
-from symopt import draws
-from symopt import zoo
-from symopt.compile import schedule_multiplier
+from symopt import draws, transform, zoo
 from symopt.graph import SCHEDULE_KINDS, Expr, Graph, Schedule, nodes, simple
+from symopt.transform import schedule_multiplier
 
 from conftest import graph_state
 
