@@ -65,6 +65,33 @@ def _closure(name: str) -> set[str]:
     return seen
 
 
+LAYERS = {
+    1: ("ops", "draws"),
+    2: ("graph", "schedules", "step"),
+    3: ("symbolic", "program", "tables"),
+    4: ("transform", "population", "fused", "integrity", "spaces", "zoo", "archive", "export"),
+    5: ("tasks",),
+    6: ("evaluate", "fitness", "viz", "simplicity", "heldout", "report", "config", "cli"),
+    7: ("searchers",),
+    8: ("run", "transfer"),
+    9: ("main", "__init__"),
+}
+"""The module map's layers, lowest first: a module imports only from its own
+layer or those below (a package's modules share its layer)."""
+
+
+def _layer(name: str) -> int:
+    top = name.removeprefix("symopt.").split(".")[0]
+    (layer,) = [k for k, names in LAYERS.items() if top in names]
+    return layer
+
+
+def test_every_module_has_a_layer_and_imports_only_from_its_own_or_below():
+    upward = [f"{m} ({_layer(m)}) -> {d} ({_layer(d)})" for m, deps in sorted(GRAPH.items())
+              for d in sorted(deps) if _layer(d) > _layer(m)]
+    assert not upward, upward
+
+
 def test_modules_import_each_other_without_a_cycle():
     cycles = sorted(name for name in GRAPH if name in _closure(name))
     assert not cycles, f"modules on an import cycle: {cycles}"
