@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -17,7 +16,13 @@ import symopt
 from symopt import cli
 from symopt.archive import Archive
 
-from test_run import ROOT, TINY_CONFIG_FILE, finished  # noqa: F401 (a fixture)
+from test_run import (  # noqa: F401 (finished is a fixture)
+    ROOT,
+    TINY_CONFIG_FILE,
+    finished,
+    tiny_search_process,
+    wait_until_archived,
+)
 
 PROGRAMS = {"symopt.main": ("experiments/digits.py", "--workdir"),
             "symopt.transfer": ("experiments/transfer.py", "--out")}
@@ -72,30 +77,14 @@ def test_a_workdir_that_is_a_file_is_one_line_and_exit_code_1(tmp_path):
                     "symopt.main", cli.RUN_ERROR)
 
 
-def _archived(workdir) -> int:
-    if not os.path.exists(os.path.join(workdir, "archive.sqlite")):
-        return 0
-    try:
-        with Archive.open(workdir) as archive:
-            return len(archive.ids())
-    except Exception:  # noqa: BLE001 (being written)
-        return 0
-
-
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, cli.INTERRUPTED, "interrupted"),
                                              (signal.SIGTERM, cli.TERMINATED, "terminated")])
 def test_an_interrupted_search_says_it_can_resume_in_one_line_and_resumes_exactly(
         sig, code, word, finished, tmp_path):
-    config_file = tmp_path / "tiny.py"
-    config_file.write_text(TINY_CONFIG_FILE)
     workdir = tmp_path / "run"
-    command = [sys.executable, "-m", "symopt.main", f"--config={config_file}",
-               f"--workdir={workdir}", "--cpu_devices=1", "--compilation_cache_dir="]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while _archived(workdir) < 2 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    process = tiny_search_process(tmp_path, workdir, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+    wait_until_archived(process, workdir, 2)
     assert process.poll() is None, "the search ended before it could be interrupted"
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=120)
@@ -105,7 +94,7 @@ def test_an_interrupted_search_says_it_can_resume_in_one_line_and_resumes_exactl
         f"symopt.main: error: {word} (after generation [0-9]+|in the first generation); "
         f"every candidate trained so far is kept in {re.escape(str(workdir))}; rerun the same "
         "command to resume", lines[0]), stderr[-2000:]
-    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(process.args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming the run" in resumed.stdout
     result, _ = finished  # the same search, uninterrupted

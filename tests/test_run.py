@@ -114,7 +114,26 @@ def test_progress_lines_report_fitness_counts_equation_and_eta(finished):
             assert word in line
 
 
-def _archived(workdir) -> int:
+def tiny_search_process(tmp_path, workdir, **popen) -> subprocess.Popen:
+    """The tiny search started through the command line, on one CPU device as
+    the in-process reference ran: the metrics of several agree to float
+    rounding only (tests/test_evaluate.py), not bit for bit."""
+    config_file = tmp_path / "tiny.py"
+    config_file.write_text(TINY_CONFIG_FILE)
+    command = [sys.executable, "-m", "symopt.main", f"--config={config_file}",
+               f"--workdir={workdir}", "--cpu_devices=1", "--compilation_cache_dir="]
+    return subprocess.Popen(command, cwd=ROOT, **popen)
+
+
+def wait_until_archived(process: subprocess.Popen, workdir, count: int) -> None:
+    """Returns once ``workdir``'s archive holds ``count`` candidates (or the run ended)."""
+    deadline = time.monotonic() + 240
+    while archived(workdir) < count and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def archived(workdir) -> int:
+    """Candidates in ``workdir``'s archive, read without writing (0 while it is created)."""
     path = os.path.join(workdir, "archive.sqlite")
     if not os.path.exists(path):
         return 0
@@ -127,18 +146,10 @@ def _archived(workdir) -> int:
 
 def test_a_run_killed_mid_search_resumes_without_losing_or_repeating_work(finished, tmp_path):
     result, _ = finished
-    config_file = tmp_path / "tiny.py"
-    config_file.write_text(TINY_CONFIG_FILE)
     workdir = tmp_path / "killed"
-    # One CPU device, as the in-process reference ran: the metrics of several
-    # agree to float rounding only (tests/test_evaluate.py), not bit for bit.
-    command = [sys.executable, "-m", "symopt.main", f"--config={config_file}",
-               f"--workdir={workdir}", "--cpu_devices=1", "--compilation_cache_dir="]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while _archived(workdir) < 4 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    process = tiny_search_process(tmp_path, workdir, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+    wait_until_archived(process, workdir, 4)
     process.send_signal(signal.SIGKILL)
     process.wait()
     with Archive.open(workdir) as killed:
