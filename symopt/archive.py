@@ -421,6 +421,24 @@ class Archive:
         os.makedirs(workdir, exist_ok=True)
         return cls(path, synchronous=synchronous)
 
+    @classmethod
+    def in_memory_copy(cls, workdir: str | os.PathLike[str]) -> Archive:
+        """An in-memory archive holding what ``workdir``'s archive holds now (or
+        nothing): what the other processes of a multi-host run write to, so
+        that only process 0 writes the workdir while every process reads the
+        same records."""
+        path = os.path.join(workdir, FILENAME)
+        archive = cls(":memory:")
+        if os.path.exists(path):
+            check_workdir(workdir)
+            disk = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                disk.backup(archive._db)
+            finally:
+                disk.close()
+            archive._check_version()
+        return archive
+
     def _init_schema(self, synchronous: str) -> None:
         # Check before writing anything, so that a foreign file is left untouched.
         if self._tables():

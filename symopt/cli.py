@@ -21,6 +21,7 @@ from typing import Any
 
 from symopt import config as config_lib
 from symopt.archive import ArchiveError
+from symopt.evaluate import PeerLost
 from symopt.tasks.base import DataNotFoundError, MissingDependencyError
 
 USAGE_ERROR, RUN_ERROR = config_lib.USAGE_ERROR, config_lib.RUN_ERROR
@@ -113,6 +114,11 @@ def guarded(program: str, *, on_interrupt: str) -> Iterator[None]:
         fail(program, f"interrupted{where}; {on_interrupt}", INTERRUPTED)
     except config_lib.ConfigError as e:
         fail(program, str(e), USAGE_ERROR)
+    except PeerLost as e:
+        # JAX's distributed shutdown at exit would wait for the lost process and
+        # then abort with a stack trace: leave at once, with the one line.
+        config_lib.exit_with_error(program, f"{config_lib.one_line(e)}; {on_interrupt}",
+                                   RUN_ERROR, hard=True)
     except (DataNotFoundError, MissingDependencyError, ArchiveError) as e:
         fail(program, str(e), RUN_ERROR)
     except sqlite3.Error as e:

@@ -261,7 +261,11 @@ def one_line(error: BaseException) -> str:
     return " ".join(text.split()) or type(error).__name__
 
 
-def exit_with_error(program: str, message: str, code: int) -> NoReturn:
-    """Prints ``<program>: error: <message>`` to stderr and exits with ``code``."""
-    print(f"{program}: error: {message}", file=sys.stderr)
+def exit_with_error(program: str, message: str, code: int, *, hard: bool = False) -> NoReturn:
+    """Prints ``<program>: error: <message>`` to stderr and exits with ``code``;
+    ``hard`` skips the interpreter's exit handlers (``os._exit``)."""
+    print(f"{program}: error: {message}", file=sys.stderr, flush=True)
+    if hard:
+        sys.stdout.flush()
+        os._exit(code)
     sys.exit(code)

@@ -13,14 +13,15 @@ What the metrics are worth is :mod:`symopt.fitness`'s business.
 
 Devices: the candidates are split over the local devices with
 ``jax.shard_map`` (each device trains its share; no communication until the
-metrics come back). Multi-host: with ``jax.distributed.initialize()`` done
-(see :func:`initialize_distributed`), each process trains its contiguous
-share of the population on its own devices and the metrics are all-gathered.
+metrics come back). Multi-host: after ``jax.distributed.initialize()``
+(``symopt.main`` calls it), each process trains its contiguous share of the
+population on its own devices, padded to the largest share so that every
+device compiles the same program, and the metrics are all-gathered; a failed
+gather is a :class:`PeerLost`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -188,9 +189,10 @@ def _device_mesh(devices: Sequence[jax.Device] | None) -> jax.sharding.Mesh:
     return jax.sharding.Mesh(np.asarray(devices), ("population",))
 
 
-def _pad(tree, size: int, multiple: int):
-    """Pads the leading axis to a multiple of ``multiple`` with copies of row 0."""
-    padded = -(-size // multiple) * multiple
+def _pad(tree, size: int, multiple: int, at_least: int = 0):
+    """Pads the leading axis to a multiple of ``multiple``, and at least
+    ``at_least`` rows, with copies of row 0."""
+    padded = -(-max(size, at_least) // multiple) * multiple
     if padded == size:
         return tree
     return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[:1], padded - size, 0)]), tree)
@@ -203,6 +205,11 @@ def _local_share(size: int) -> slice:
     return slice(min(i * per, size), min((i + 1) * per, size))
 
 
+class PeerLost(RuntimeError):
+    """Another process of a multi-host run stopped: the collective that
+    gathers the metrics failed. The message is one line."""
+
+
 def _gather_hosts(metrics: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
     if jax.process_count() == 1:
         return metrics
@@ -211,7 +218,12 @@ def _gather_hosts(metrics: dict[str, np.ndarray], size: int) -> dict[str, np.nda
     per = -(-size // jax.process_count())
     padded = {k: np.concatenate([v, np.repeat(v[:1], per - len(v), 0)]) if len(v) < per else v
               for k, v in metrics.items()}
-    gathered = multihost_utils.process_allgather(padded, tiled=True)
+    try:
+        gathered = multihost_utils.process_allgather(padded, tiled=True)
+    except Exception as e:  # noqa: BLE001 (Gloo, NCCL and gRPC failures have no common type)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PeerLost(f"process {jax.process_index()} of {jax.process_count()}: another "
+                       f"process of this multi-host run stopped ({first})") from e
     return {k: np.asarray(v)[:size] for k, v in gathered.items()}
 
 
@@ -262,7 +274,11 @@ def evaluate(
     local_size = share.stop - share.start
     mesh = _device_mesh(devices)
     trainer = _compiled_population_trainer(task, shape, len(seeds), strategy, mesh)
-    local = _pad(jax.tree.map(lambda x: x[share], program), local_size, mesh.devices.size)
+    # Every process's share padded to the largest one: the same shapes on every
+    # device, so N processes compute what one process with N times the devices does.
+    per = -(-size // jax.process_count())
+    local = _pad(jax.tree.map(lambda x: x[share], program), local_size, mesh.devices.size,
+                 at_least=per)
     # The schedules and decays, tabulated on the host: no compile for them.
     scalars = step_tables(local, task.steps)
     out = trainer(local, scalars, jnp.asarray(seeds, jnp.int32), task.data())
@@ -288,10 +304,15 @@ def evaluate_baseline(
     """
     seeds = _seed_list(seeds, task)
     size = int(jax.tree.leaves(args)[0].shape[0])
+    share = _local_share(size)
+    local_size = share.stop - share.start
     mesh = _device_mesh(devices)
     trainer = _compiled_baseline_trainer(task, make_tx, len(seeds), mesh)
-    out = trainer(_pad(args, size, mesh.devices.size), jnp.asarray(seeds, jnp.int32), task.data())
-    return _result(_to_metrics(out, size, len(seeds)), curves)
+    local = _pad(jax.tree.map(lambda x: x[share], args), local_size, mesh.devices.size,
+                 at_least=-(-size // jax.process_count()))
+    out = trainer(local, jnp.asarray(seeds, jnp.int32), task.data())
+    metrics = _gather_hosts(_to_metrics(out, local_size, len(seeds)), size)
+    return _result(metrics, curves)
 
 
 def at_multipliers(graphs: Sequence[Any], multipliers: Sequence[float]) -> list[Any]:
@@ -327,29 +348,6 @@ def shape_of(program: Program) -> ProgramShape:
 
 # --------------------------------------------------------------------------
 # Multi-host.
-
-
-@dataclasses.dataclass(frozen=True)
-class DistributedConfig:
-    """Arguments of ``jax.distributed.initialize`` (None: auto-detect)."""
-
-    coordinator_address: str | None = None
-    num_processes: int | None = None
-    process_id: int | None = None
-
-
-def initialize_distributed(config: DistributedConfig = DistributedConfig()) -> None:
-    """Joins a multi-host run (JAX's own ``jax.distributed.initialize``).
-
-    Call once per process before any other JAX call; then every process runs
-    the same search, and :func:`evaluate` gives each its share of the
-    population.
-    """
-    jax.distributed.initialize(
-        coordinator_address=config.coordinator_address,
-        num_processes=config.num_processes,
-        process_id=config.process_id,
-    )
 
 
 # --------------------------------------------------------------------------

@@ -48,7 +48,51 @@ _CACHE_DIR = flags.DEFINE_string(
     "shapes loads its compiled training programs instead of compiling them again. "
     "Empty: no cache. Left alone where JAX_COMPILATION_CACHE_DIR is set.")
 
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-host: host:port of process 0's coordinator, the same "
+    "on every process (jax.distributed.initialize). Not needed on clusters JAX detects "
+    "(Slurm, Open MPI).")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Multi-host: the number of processes.", lower_bound=1)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "Multi-host: this process's index, 0 to num_processes - 1; process 0 "
+    "writes the workdir.", lower_bound=0)
+
+HEARTBEAT_SECONDS = 30
+"""How long the processes of a multi-host run wait for a silent peer before they stop."""
+
 USAGE_ERROR, RUN_ERROR = cli.USAGE_ERROR, cli.RUN_ERROR
+
+
+def cluster_detected(environ: dict[str, str] | None = None) -> bool:
+    """Whether this process is one of several that a scheduler JAX knows
+    started (Slurm, Open MPI): then ``jax.distributed.initialize()`` needs no
+    arguments."""
+    env = os.environ if environ is None else environ
+    return any(int(env.get(key, "1") or 1) > 1
+               for key in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"))
+
+
+def configure_distributed(coordinator_address: str | None, num_processes: int | None,
+                          process_id: int | None) -> bool:
+    """Joins a multi-host run where the flags (or the cluster) say there is one;
+    returns whether it did. On CPU the processes' collectives use Gloo."""
+    given = [v is not None for v in (coordinator_address, num_processes, process_id)]
+    if any(given) and not all(given):
+        raise config_lib.ConfigError("--coordinator_address, --num_processes and --process_id "
+                                     "go together (or none, on a cluster JAX detects)")
+    if not any(given) and not cluster_detected():
+        return False
+    if all(given) and not process_id < num_processes:
+        raise config_lib.ConfigError(f"--process_id={process_id} must be below "
+                                     f"--num_processes={num_processes}")
+    import jax  # noqa: PLC0415
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id,
+                               heartbeat_timeout_seconds=HEARTBEAT_SECONDS)
+    return True
 
 
 def configure_compilation_cache(path: str) -> str | None:
@@ -103,9 +147,15 @@ def main(argv: list[str]) -> None:
     with cli.guarded(PROGRAM, on_interrupt=resume):
         configure_cpu_devices(_CPU_DEVICES.value)
         configure_compilation_cache(_CACHE_DIR.value)
+        distributed = configure_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                            _PROCESS_ID.value)
+        import jax  # noqa: PLC0415
+
         from symopt import run  # noqa: PLC0415 (imports JAX; flag errors stay fast)
 
-        result = run.run(_CONFIG.value, _WORKDIR.value, log=lambda line: print(line, flush=True))
+        quiet = distributed and jax.process_index() != 0  # process 0 speaks for the run
+        result = run.run(_CONFIG.value, _WORKDIR.value,
+                         log=(lambda line: None) if quiet else lambda line: print(line, flush=True))
     if not result.found_anything:
         cli.fail(PROGRAM, "the search found no optimizer that trained without diverging "
                  "(see the warning above); best.json holds its best failure", RUN_ERROR)

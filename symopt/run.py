@@ -253,7 +253,9 @@ class Interrupted(KeyboardInterrupt):
 
 def _run(config: ml_collections.ConfigDict, workdir: str, horizon: int | None, setup: _Setup,
          log: Log, where: list[str], start: float) -> RunResult:
-    with workdir_lock(workdir), _open_archive(config, workdir, log) as archive:
+    writer = jax.process_index() == 0  # in a multi-host run, process 0 alone writes
+    lock = workdir_lock(workdir) if writer else contextlib.nullcontext()
+    with lock, _open_archive(config, workdir, log, writer=writer) as archive:
         if horizon is None:
             archive.put_meta("search_horizon", config.search.generations)
         ctx = _Context(config, workdir, setup, archive, log)
@@ -310,6 +312,8 @@ def _write_output(archive: Archive, workdir: str, name: str,
     file this run did not write: the archive keeps the hash of each file it
     writes (meta ``outputs``)."""
     path = os.path.join(workdir, name)
+    if jax.process_index() != 0:  # in a multi-host run, process 0 alone writes
+        return
     outputs = archive.get_meta("outputs", {}) or {}
     if os.path.exists(path) and _file_hash(path) != outputs.get(name):
         raise ArchiveError(f"{path} was not written by this run, or was changed since; move it "
@@ -348,10 +352,13 @@ def _first_horizon(workdir: str) -> int | None:
         return archive.get_meta("search_horizon")
 
 
-def _open_archive(config: ml_collections.ConfigDict, workdir: str, log: Log) -> Archive:
+def _open_archive(config: ml_collections.ConfigDict, workdir: str, log: Log, *,
+                  writer: bool = True) -> Archive:
     """The workdir's archive, holding ``config``: a new run stores it, a resumed
-    run may differ from the stored one only in the resumable keys."""
-    archive = Archive.open(workdir)
+    run may differ from the stored one only in the resumable keys. The other
+    processes of a multi-host run (not ``writer``) work on an in-memory copy:
+    they compute and record what process 0 does, and only it writes."""
+    archive = Archive.open(workdir) if writer else Archive.in_memory_copy(workdir)
     stored = archive.config()
     if stored is None:
         archive.set_config(config.to_dict())
