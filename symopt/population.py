@@ -15,7 +15,7 @@ run: the run's step picks its operands and operators with ``lax.switch`` and
 reads them from a small table of its operand slots, constants, recurrent
 states and nodes. Clipping, the moment EMAs, bias correction, momentum and the
 update are computed over all runs at once, in a few wide passes. The runs are
-stepped in one of two ways (``strategy``):
+stepped in one of three ways (``strategy``):
 
 * ``"loop"`` (the default on CPU): a ``fori_loop`` over candidates, then over
   the operand slots and active nodes of the candidate's graph. Each switch is
@@ -24,11 +24,23 @@ stepped in one of two ways (``strategy``):
   computes all its branches and selects: more flops, in a few wide kernels,
   and no ``lax.cond`` and no loop whose trip count differs per run, which on
   an accelerator waits on the host at every iteration.
+* ``"fused"`` (the default on GPU/TPU where its kernel compiles): one Pallas
+  kernel (:mod:`symopt.fused`) over (run, parameter block). A block belongs
+  to one run, so its switches are real branches on that run's scalars, and it
+  reads the run's gradient, weights, moments, trace and states once and writes
+  the update, moments, trace and states once, in place: the moment EMAs, the
+  graph, momentum and the update in one pass instead of some forty. Only
+  clipping by global norm (a reduction over the run) and the noise and dropout
+  draws are computed before it, by XLA. Where the kernel does not compile for
+  a backend and program shape, the step falls back to ``"vmap"`` with a
+  warning (once per shape and dtype). On CPU it runs in Pallas's interpret
+  mode, for the tests.
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -38,7 +50,7 @@ import numpy as np
 import optax
 
 from symopt import draws as draws_lib
-from symopt import ops
+from symopt import fused, ops
 from symopt import step as step_lib
 from symopt import tables as tables_lib
 from symopt.program import (
@@ -50,7 +62,7 @@ from symopt.program import (
     ProgramShape,
 )
 
-STRATEGIES = ("auto", "loop", "vmap")
+STRATEGIES = ("auto", "loop", "vmap", "fused")
 # Node-loop iterations per trip in the vmap strategy: on accelerators each trip
 # costs a host round-trip, and each unrolled iteration costs compile time; 2
 # is where the step stops getting faster (docs/benchmarks.md, "vmap unroll").
@@ -114,15 +126,18 @@ def _betas(hparams) -> Moments:
     return Moments(hparams.beta1, hparams.beta2, hparams.beta3)
 
 
+def _reads(operands: jax.Array, num_operands: jax.Array, field: str) -> jax.Array:
+    """Per graph (or run): does an operand slot in use read the step context's
+    ``field`` (its source has the placeholder)? ``[P]`` bools."""
+    slot_used = jnp.arange(operands.shape[-1]) < num_operands[:, None]
+    ids = [i for i, n in enumerate(OPERAND_NAMES) if f"{{{field}}}" in ops.OPERANDS[n].source]
+    return jnp.any(jnp.isin(operands, jnp.asarray(ids)) & slot_used, axis=-1)
+
+
 def uses_moments(program: Program) -> Moments:
     """Population-wide flags: does any graph read m, v, gamma? (bools)."""
-    slot_used = jnp.arange(program.operands.shape[-1]) < program.num_operands[:, None]
-
-    def reads(moment: str) -> jax.Array:
-        ids = [OPERAND_NAMES.index(n) for n in OPERAND_NAMES if moment in ops.OPERANDS[n].needs]
-        return jnp.any(jnp.isin(program.operands, jnp.asarray(ids)) & slot_used)
-
-    return Moments(*(reads(moment) for moment in Moments._fields))
+    return Moments(*(jnp.any(_reads(program.operands, program.num_operands, moment))
+                     for moment in Moments._fields))
 
 
 def _run_scalars(tables: tables_lib.StepTables, step: jax.Array, runs_per_candidate: int,
@@ -149,20 +164,20 @@ def _row(x: jax.Array, i) -> jax.Array:
     return jax.lax.dynamic_index_in_dim(x, i, keepdims=False)
 
 
-def _node_value(table, left, right, op, a, b, uniform):
-    """``op(left(table[a]), right(table[b]))`` with switched operators.
+def _node_value(read, left, right, op, a, b, uniform):
+    """``op(left(read(a)), right(read(b)))`` with switched operators, where
+    ``read(i)`` is entry ``i`` of the run's value table.
 
     ``uniform`` is the dropout draw, or a function returning it: then only a
     dropout branch draws it, so a run without dropout never pays for it.
     """
     draw = uniform if callable(uniform) else lambda: uniform
-    read = functools.partial(_row, table)
-    unary = [lambda i, name=name: ops.bounded_fn(name, 1)(
-        jnp, read(i), draw() if ops.UNARY[name].random else None) for name in UNARY_NAMES]
+    unary = [lambda x, name=name: ops.bounded_fn(name, 1)(
+        jnp, x, draw() if ops.UNARY[name].random else None) for name in UNARY_NAMES]
     binary = [lambda x, y, name=name: ops.bounded_fn(name, 2)(jnp, x, y, None)
               for name in BINARY_NAMES]
-    x = jax.lax.switch(left, unary, a)
-    y = jax.lax.switch(right, unary, b)
+    x = jax.lax.switch(left, unary, read(a))
+    y = jax.lax.switch(right, unary, read(b))
     return jax.lax.switch(op, binary, x, y)
 
 
@@ -172,8 +187,8 @@ def _eval_nodes(table, expr: ExprArrays, first: int, uniform, length=None,
     (or the first ``length``)."""
 
     def body(j, table):
-        value = _node_value(table, expr.left[j], expr.right[j], expr.op[j], expr.a[j],
-                            expr.b[j], uniform)
+        value = _node_value(functools.partial(_row, table), expr.left[j], expr.right[j],
+                            expr.op[j], expr.a[j], expr.b[j], uniform)
         return jax.lax.dynamic_update_index_in_dim(table, value, first + j, 0)
 
     length = expr.length if length is None else length
@@ -252,6 +267,11 @@ def _operand_value(name: str, ctx: _RunContext) -> jax.Array:
     return jnp.broadcast_to(ops.OPERANDS[name].fn(jnp, ctx), g.shape).astype(g.dtype)
 
 
+def _slot_value(operand: jax.Array, decay: jax.Array) -> jax.Array:
+    """An operand slot's table entry: the operand times its decay, sanitized."""
+    return ops.sanitize(jnp, operand * decay)
+
+
 def _run_step(packed: _Packed, layout: _Packed, shape: ProgramShape, arrays: RunArrays, r,
               states, table, directions):
     """One run's update direction in the loop strategy, with real branches.
@@ -272,8 +292,8 @@ def _run_step(packed: _Packed, layout: _Packed, shape: ProgramShape, arrays: Run
     put = jax.lax.dynamic_update_index_in_dim
 
     def fill_slot(k, table):
-        value = jax.lax.switch(ints.operands[k], operand_fns) * decays[k]
-        return put(table, ops.sanitize(jnp, value), k, 0)
+        return put(table, _slot_value(jax.lax.switch(ints.operands[k], operand_fns), decays[k]),
+                   k, 0)
 
     table = jax.lax.fori_loop(0, ints.num_operands, fill_slot, table)
     # Only the constant and state rows the graph has, each written in place:
@@ -308,13 +328,180 @@ def _vmap_step(packed: _Packed, layout: _Packed, shape: ProgramShape, arrays: Ru
     ints, floats, ctx = _run_fields(packed, layout, arrays, None)
     g = ctx.g
     every = jnp.stack([_operand_value(name, ctx) for name in OPERAND_NAMES])
-    slots = ops.sanitize(jnp, every[ints.operands] * floats.scalars.decays[:, None])
+    slots = _slot_value(every[ints.operands], floats.scalars.decays[:, None])
     constants = jnp.broadcast_to(floats.constants[:, None], (shape.max_constants, *g.shape))
     nodes = jnp.zeros((shape.max_nodes, *g.shape), g.dtype)
     table = jnp.concatenate([slots, constants.astype(g.dtype), states, nodes])
     table = _eval_nodes(table, ints.update, shape.table_size - shape.max_nodes, ctx.uniform,
                         shape.max_nodes, _NODE_UNROLL)
     return table[ints.update.root], table[ints.states]
+
+
+# --------------------------------------------------------------------------
+# The fused strategy: one run's step over one parameter block, as the body of
+# the Pallas kernel that symopt.fused launches over (run, block).
+
+
+class _Reads(NamedTuple):
+    """Per run, 0 or 1: does its step read the weights (an operand or weight
+    decay), m, v, gamma? A lazy kernel loads only what its run reads."""
+
+    w: Any
+    m: Any
+    v: Any
+    gamma: Any
+
+
+class _FusedInts(NamedTuple):
+    """The fused kernel's integer scalars of a run."""
+
+    run: RunInts
+    momentum: jax.Array  # [R] MOMENTUM_TYPES index
+    reads: _Reads
+
+
+class _FusedFloats(NamedTuple):
+    """The fused kernel's float scalars of a run: the rest of the step's."""
+
+    run: RunFloats
+    betas: Moments
+    momentum: jax.Array  # [R] the trace's decay
+    weight_decay: jax.Array
+    learning_rate: jax.Array  # [R] times the schedule
+
+
+class _TableRow:
+    """Columns ``start .. start + size`` of one run's row of a scalar table
+    (a kernel ref), each loaded when indexed with a Python int."""
+
+    def __init__(self, block: fused.Block, ref, start: int, size: int):
+        self._block, self._ref, self._start, self._size = block, ref, start, size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, i: int) -> jax.Array:
+        if not 0 <= i < self._size:
+            raise IndexError(i)
+        return self._block.scalar(self._ref, self._start + i)
+
+
+def _load_row(block: fused.Block, ref, layout: _Layout):
+    """One run's record (:func:`_pack`'s layout) from a kernel's scalar table:
+    scalar fields loaded, vector fields as :class:`_TableRow`."""
+    return layout.treedef.unflatten([
+        block.scalar(ref, start) if scalar else _TableRow(block, ref, start, size)
+        for start, size, scalar in layout.leaves])
+
+
+def _switch_read(entries: Sequence[jax.Array], i) -> jax.Array:
+    """``entries[i]`` for a scalar ``i``: a branch per entry (a kernel has no
+    dynamic indexing into values)."""
+    return jax.lax.switch(i, [lambda e=e: e for e in entries])
+
+
+def _fused_block(layout: _Packed, shape: ProgramShape, block: fused.Block, tables, inputs,
+                 outputs) -> None:
+    """The fused kernel's body: one run's whole step over one block.
+
+    Reads the block of ``inputs`` (g clipped, w, m, v, gamma, trace, the
+    noise and dropout draws, then the states [S, ...] where the shape has
+    states) and writes ``outputs`` (the update, m, v, gamma, trace, states),
+    the moments and states in place. The value table is a list of block
+    values, filled slot by slot and node by node (statically unrolled, each
+    a real branch on the run's scalars); a lazy block loads and stores only
+    what its run's graph uses.
+    """
+    ints, floats = _load_row(block, tables[0], layout.ints), _load_row(
+        block, tables[1], layout.floats)
+    g_ref, w_ref, m_ref, v_ref, gamma_ref, trace_ref, noise_ref, uniform_ref = inputs[:8]
+    u_ref, m_out, v_out, gamma_out, trace_out = outputs[:5]
+    g = g_ref[...]
+    reads = jax.tree.map(lambda flag: flag != 0, ints.reads)
+
+    def moment(flag, ref, out, x, beta):
+        def update():
+            new = step_lib.ema(jnp, ref[...], x(), beta)
+            out[...] = new
+            return new
+
+        return block.where(flag, update)
+
+    m, v, gamma = (moment(*args) for args in zip(
+        (reads.m, reads.v, reads.gamma), (m_ref, v_ref, gamma_ref), (m_out, v_out, gamma_out),
+        (lambda: g, lambda: g * g, lambda: g * g * g), floats.betas))
+    w = block.where(reads.w, lambda: w_ref[...])
+    arrays = RunArrays(g=g, w=w, m=m, v=v, gamma=gamma, noise=lambda: noise_ref[...],
+                       uniform=lambda: uniform_ref[...])
+    ctx = _RunContext(arrays, None, floats.run.scalars, floats.run.eps)
+    run = ints.run
+    zeros = jnp.zeros(block.shape, block.dtype)
+    operand_fns = [lambda name=name: _operand_value(name, ctx) for name in OPERAND_NAMES]
+    table = [jax.lax.cond(k < run.num_operands, lambda k=k: _slot_value(
+        jax.lax.switch(run.operands[k], operand_fns), floats.run.scalars.decays[k]),
+        lambda: zeros) for k in range(shape.max_operands)]
+    table += [jnp.broadcast_to(floats.run.constants[j], block.shape).astype(block.dtype)
+              for j in range(shape.max_constants)]
+    states_ref = inputs[8] if shape.max_states else None
+    table += [block.where(j < run.num_states, lambda j=j: states_ref[j])
+              for j in range(shape.max_states)]
+    expr = run.update
+    for j in range(shape.max_nodes):
+        read = functools.partial(_switch_read, tuple(table))
+        table.append(jax.lax.cond(j < expr.length, lambda j=j, read=read: _node_value(
+            read, expr.left[j], expr.right[j], expr.op[j], expr.a[j], expr.b[j],
+            arrays.uniform), lambda: zeros))
+    for j in range(shape.max_states):
+        new = _switch_read(table, run.states[j])
+        block.when(j < run.num_states, lambda j=j, new=new: outputs[5].__setitem__(j, new))
+    kind = ints.momentum
+    trace = block.where(kind > 0, lambda: trace_ref[...])
+    direction, trace = step_lib.momentum(jnp, kind, floats.momentum,
+                                         _switch_read(table, expr.root), trace)
+    block.when(kind > 0, lambda: trace_out.__setitem__(Ellipsis, trace))
+    u = step_lib.scaled_update(jnp, direction, w, floats.weight_decay, floats.learning_rate)
+    u_ref[...] = u.astype(u_ref.dtype)
+
+
+def _fused_step(layout: _Packed, shape: ProgramShape, platform: str, packed: _Packed,
+                arrays: RunArrays, state: PopulationState):
+    """The fused strategy's step of all runs: ``(update, m, v, gamma, trace,
+    states)``, [R, Lp] each ([R, S, Lp] the states)."""
+    like = jax.ShapeDtypeStruct(arrays.g.shape, arrays.g.dtype)
+    inputs = [arrays.g, arrays.w, state.m, state.v, state.gamma, state.trace, arrays.noise,
+              arrays.uniform]
+    outputs = [like] * 5
+    aliases = {2: 1, 3: 2, 4: 3, 5: 4}
+    if shape.max_states:
+        inputs.append(state.states)
+        outputs.append(jax.ShapeDtypeStruct(state.states.shape, state.states.dtype))
+        aliases[8] = 5
+    out = fused.run_blocks(functools.partial(_fused_block, layout, shape), packed, inputs,
+                           outputs, aliases, platform)
+    return (*out[:5], out[5] if shape.max_states else state.states)
+
+
+@functools.cache
+def _fused_error(layout: _Packed, shape: ProgramShape, dtype, platform: str,
+                 rows: int, lazy: bool) -> str | None:
+    """Why the fused kernel does not compile for ``platform`` (None if it
+    does), checked once on one run of one block; warns when it does not."""
+    del rows, lazy  # the kernel's, in the cache key
+    length = fused.block_size(platform)
+    struct = lambda *s, dtype=dtype: jax.ShapeDtypeStruct(s, dtype)  # noqa: E731
+    ints, floats = (struct(1, leaves[-1][0] + leaves[-1][1], dtype=d) for leaves, d in (
+        (layout.ints.leaves, jnp.int32), (layout.floats.leaves, dtype)))
+    state = PopulationState(struct(1, dtype=jnp.int32), *[struct(1, length)] * 3,
+                            struct(1, shape.max_states, length), struct(1, length),
+                            struct(1, 2, dtype=jnp.uint32))
+    arrays = RunArrays(*[struct(1, length)] * 7)
+    error = fused.compiles(lambda *args: _fused_step(layout, shape, platform, *args),
+                           (_Packed(ints, floats), arrays, state), platform)
+    if error is not None:
+        warnings.warn(f"symopt: the fused population step does not compile on {platform} "
+                      f"for {shape} in {jnp.dtype(dtype).name} ({error}); stepping with the "
+                      f"vmap strategy instead", RuntimeWarning, stacklevel=2)
+    return error
 
 
 # --------------------------------------------------------------------------
@@ -333,17 +520,26 @@ class PopulationState(NamedTuple):
     key: jax.Array  # uint32 [R, 2] key data
 
 
-def _flatten(tree) -> jax.Array:
-    """A pytree of [R, ...] leaves as one [R, L] array."""
-    leaves = jax.tree.leaves(tree)
-    return jnp.concatenate([x.reshape(x.shape[0], -1) for x in leaves], axis=1)
+def _flatten(tree, length: int | None = None) -> jax.Array:
+    """A pytree of [R, ...] leaves as one [R, L] array, zero-padded to
+    ``length`` columns when given."""
+    leaves = [x.reshape(x.shape[0], -1) for x in jax.tree.leaves(tree)]
+    size = sum(x.shape[1] for x in leaves)
+    if length is not None and length > size:
+        leaves.append(jnp.zeros((leaves[0].shape[0], length - size), leaves[0].dtype))
+    return jnp.concatenate(leaves, axis=1)
 
 
 def _unflatten(flat: jax.Array, like):
+    """``flat`` [R, L or more] as a pytree like ``like`` (padding dropped)."""
     leaves, treedef = jax.tree.flatten(like)
-    sizes = np.cumsum([int(np.prod(x.shape[1:])) for x in leaves])[:-1]
+    sizes = np.cumsum([int(np.prod(x.shape[1:])) for x in leaves])
     parts = jnp.split(flat, sizes, axis=1)
     return treedef.unflatten([p.reshape(x.shape).astype(x.dtype) for p, x in zip(parts, leaves)])
+
+
+def _flat_length(tree) -> int:
+    return sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(tree))
 
 
 def _loop_over_candidates(packed: _Packed, layout: _Packed, shape: ProgramShape,
@@ -410,13 +606,25 @@ def _always(flag, fn, otherwise, *args):
     return fn(*args)
 
 
+ACCELERATOR_STRATEGY = "fused"
+"""What ``"auto"`` picks on GPU and TPU (``"vmap"`` is the portable choice;
+``"fused"`` falls back to it where its kernel does not compile)."""
+
+
 def default_strategy() -> str:
-    return "loop" if jax.default_backend() == "cpu" else "vmap"
+    """``"loop"`` on CPU; on an accelerator :data:`ACCELERATOR_STRATEGY`, or
+    ``"vmap"`` where the fused kernel has no native backend."""
+    backend = jax.default_backend()
+    if backend == "cpu":
+        return "loop"
+    if ACCELERATOR_STRATEGY == "fused" and backend not in fused.NATIVE:
+        return "vmap"
+    return ACCELERATOR_STRATEGY
 
 
 def resolve_strategy(strategy: str) -> str:
-    """``"loop"`` or ``"vmap"``: ``strategy``, with ``"auto"`` resolved for the
-    default backend. Raises ValueError for an unknown one."""
+    """``"loop"``, ``"vmap"`` or ``"fused"``: ``strategy``, with ``"auto"``
+    resolved for the default backend. Raises ValueError for an unknown one."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     return default_strategy() if strategy == "auto" else strategy
@@ -442,7 +650,9 @@ def optimizer(
         ``r // runs_per_candidate``.
       seeds: per-run seeds of the noise operands ([R]; default 0 for all, as
         :func:`symopt.to_optax`'s default).
-      strategy: ``"loop"``, ``"vmap"`` or ``"auto"`` (see the module doc).
+      strategy: ``"loop"``, ``"vmap"``, ``"fused"`` or ``"auto"`` (see the
+        module doc). ``"fused"`` on CPU runs its kernel in Pallas's interpret
+        mode (for tests; slow).
       scalars: the step tables, ``tables.step_tables(program, total_steps)``,
         made outside the traced function to spare its compile; by default
         tabulated in the graph. Past ``total_steps``, the schedules and decays
@@ -471,7 +681,10 @@ def optimizer(
         return step_lib.clip_by_value(jnp, g, h.clip_value[:, None])
 
     def init_fn(params):
-        flat = _flatten(params)
+        length = _flat_length(params)
+        if strategy == "fused":
+            length = fused.padded_length(length, fused.platform())
+        flat = _flatten(params, length)
         zeros = jnp.zeros_like(flat)
         keys = jax.vmap(draws_lib.seed_words)(seeds)
         return PopulationState(jnp.zeros(runs, jnp.int32), zeros, zeros, zeros,
@@ -482,9 +695,44 @@ def optimizer(
         del extra_args
         if params is None:
             raise ValueError("symopt optimizers need params: call update(grads, state, params)")
-        g = _flatten(updates)
-        w = _flatten(params)
+        length = state.m.shape[1]  # padded to whole blocks in the fused strategy
+        g = _flatten(updates, length)
+        w = _flatten(params, length)
         g = when(clips, clip, lambda g: g, g)  # a pass over all runs, when any clips
+        # Runs of one candidate step together; a run whose state its caller
+        # froze (a training loop may keep a diverged run's) must not hold back
+        # its candidate's live runs (its update is dropped).
+        step = state.count.reshape(-1, runs_per_candidate).max(axis=1)
+        scalars = _run_scalars(tables, step, runs_per_candidate, h, total_steps)
+        run_ints = RunInts(operands=rows.operands, num_operands=rows.num_operands,
+                           num_constants=rows.num_constants, num_states=rows.num_states,
+                           update=rows.update, states=rows.states)
+        run_floats = RunFloats(constants=rows.constants, eps=h.eps,
+                               scalars=scalars._replace(schedule=None))
+        lr = h.learning_rate * scalars.schedule
+        draws = lambda: RunArrays(g, w, None, None, None, **{  # noqa: E731
+            kind: _draws(kind, state.key, state.count, length, g.dtype)
+            for kind in ("noise", "uniform")})
+        if strategy == "fused":
+            platform = fused.platform()
+            reads = _Reads(_reads(rows.operands, rows.num_operands, "w") | (h.weight_decay != 0),
+                           *(_reads(rows.operands, rows.num_operands, f) for f in Moments._fields))
+            ints, i_layout = _pack(_FusedInts(run=run_ints, momentum=rows.momentum,
+                                              reads=jax.tree.map(lambda x: x.astype(jnp.int32),
+                                                                 reads)))
+            floats, f_layout = _pack(_FusedFloats(run=run_floats, betas=_betas(h),
+                                                  momentum=h.momentum,
+                                                  weight_decay=h.weight_decay, learning_rate=lr))
+            layout = _Packed(i_layout, f_layout)
+            if platform not in fused.NATIVE or _fused_error(
+                    layout, shape, g.dtype, platform, fused.block_size(platform),
+                    fused.LAZY.get(platform, True)) is None:
+                u, m, v, gamma, trace, new_states = _fused_step(
+                    layout, shape, platform, _Packed(ints, floats.astype(g.dtype)), draws(),
+                    state)
+                new_state = PopulationState(state.count + 1, m, v, gamma, new_states, trace,
+                                            state.key)
+                return _unflatten(u, updates), new_state
         # A moment nobody reads is not updated.
         m, v, gamma = (
             when(used, lambda old, x, b: step_lib.ema(jnp, old, x, b[:, None]),
@@ -492,23 +740,12 @@ def optimizer(
             for used, old, x, beta in zip(moments, (state.m, state.v, state.gamma),
                                           (g, g * g, g * g * g), _betas(h))
         )
-        # Runs of one candidate step together; a run whose state its caller
-        # froze (a training loop may keep a diverged run's) must not hold back
-        # its candidate's live runs (its update is dropped).
-        step = state.count.reshape(-1, runs_per_candidate).max(axis=1)
-        scalars = _run_scalars(tables, step, runs_per_candidate, h, total_steps)
         arrays = RunArrays(g=g, w=w, m=m, v=v, gamma=gamma)
-        ints, i_layout = _pack(RunInts(
-            operands=rows.operands, num_operands=rows.num_operands,
-            num_constants=rows.num_constants, num_states=rows.num_states, update=rows.update,
-            states=rows.states))
-        floats, f_layout = _pack(RunFloats(constants=rows.constants, eps=h.eps,
-                                           scalars=scalars._replace(schedule=None)))
+        ints, i_layout = _pack(run_ints)
+        floats, f_layout = _pack(run_floats)
         packed, layout = _Packed(ints, floats.astype(g.dtype)), _Packed(i_layout, f_layout)
-        if strategy == "vmap":
-            arrays = arrays._replace(**{
-                kind: _draws(kind, state.key, state.count, *g.shape[1:], g.dtype)
-                for kind in ("noise", "uniform")})
+        if strategy != "loop":  # vmap, or fused falling back to it
+            arrays = draws()._replace(m=m, v=v, gamma=gamma)
             direction, new_states = jax.vmap(
                 lambda pk, arrays, st: _vmap_step(pk, layout, shape, arrays, st)
             )(packed, arrays, state.states)
@@ -520,8 +757,7 @@ def optimizer(
         # rather than a candidate's dozen row passes each.
         direction, trace = step_lib.momentum(jnp, rows.momentum[:, None], h.momentum[:, None],
                                              direction, state.trace)
-        lr = (h.learning_rate * scalars.schedule)[:, None]
-        u = step_lib.scaled_update(jnp, direction, w, h.weight_decay[:, None], lr)
+        u = step_lib.scaled_update(jnp, direction, w, h.weight_decay[:, None], lr[:, None])
         u = u.astype(g.dtype)
         new_state = PopulationState(state.count + 1, m, v, gamma, new_states, trace, state.key)
         return _unflatten(u, updates), new_state
