@@ -20,18 +20,19 @@ stepped in one of three ways (``strategy``):
 * ``"loop"`` (the default on CPU): a ``fori_loop`` over candidates, then over
   the operand slots and active nodes of the candidate's graph. Each switch is
   a real branch, so a run pays only for the operators its graph uses.
-* ``"vmap"`` (the default on GPU/TPU): ``jax.vmap`` over runs, where a switch
+* ``"vmap"`` (portable, for GPU/TPU): ``jax.vmap`` over runs, where a switch
   computes all its branches and selects: more flops, in a few wide kernels,
   and no ``lax.cond`` and no loop whose trip count differs per run, which on
   an accelerator waits on the host at every iteration.
-* ``"fused"`` (the default on GPU/TPU where its kernel compiles): one Pallas
+* ``"fused"`` (the default on GPU/TPU where its kernel lowers): one Pallas
   kernel (:mod:`symopt.fused`) over (run, parameter block). A block belongs
   to one run, so its switches are real branches on that run's scalars, and it
   reads the run's gradient, weights, moments, trace and states once and writes
-  the update, moments, trace and states once, in place: the moment EMAs, the
-  graph, momentum and the update in one pass instead of some forty. Only
+  the update, moments, trace and states once, in place (on GPU only those its
+  graph uses): the moment EMAs, the graph, momentum and the update in one
+  pass over the run's arrays, where vmap makes a pass per operation. Only
   clipping by global norm (a reduction over the run) and the noise and dropout
-  draws are computed before it, by XLA. Where the kernel does not compile for
+  draws are computed before it, by XLA. Where the kernel does not lower for
   a backend and program shape, the step falls back to ``"vmap"`` with a
   warning (once per shape and dtype). On CPU it runs in Pallas's interpret
   mode, for the tests.
@@ -481,10 +482,33 @@ def _fused_step(layout: _Packed, shape: ProgramShape, platform: str, packed: _Pa
     return (*out[:5], out[5] if shape.max_states else state.states)
 
 
+def _fused_update(shape: ProgramShape, rows: Program, run_ints: RunInts,
+                  run_floats: RunFloats, lr: jax.Array, arrays: RunArrays,
+                  state: PopulationState):
+    """The fused strategy's update: ``(update [R, Lp], new state)``, or None
+    where its kernel does not lower (the caller then steps with vmap).
+    ``arrays`` holds the g, w and draws of every run."""
+    h, platform = rows.hparams, fused.platform()
+    reads = _Reads(_reads(rows.operands, rows.num_operands, "w") | (h.weight_decay != 0),
+                   *(_reads(rows.operands, rows.num_operands, f) for f in Moments._fields))
+    ints, i_layout = _pack(_FusedInts(run=run_ints, momentum=rows.momentum,
+                                      reads=jax.tree.map(lambda x: x.astype(jnp.int32), reads)))
+    floats, f_layout = _pack(_FusedFloats(run=run_floats, betas=_betas(h), momentum=h.momentum,
+                                          weight_decay=h.weight_decay, learning_rate=lr))
+    layout, dtype = _Packed(i_layout, f_layout), arrays.g.dtype
+    if platform in fused.NATIVE and _fused_error(layout, shape, dtype, platform,
+                                                 fused.block_size(platform),
+                                                 fused.LAZY.get(platform, True)):
+        return None
+    u, m, v, gamma, trace, states = _fused_step(layout, shape, platform,
+                                                _Packed(ints, floats.astype(dtype)), arrays, state)
+    return u, PopulationState(state.count + 1, m, v, gamma, states, trace, state.key)
+
+
 @functools.cache
 def _fused_error(layout: _Packed, shape: ProgramShape, dtype, platform: str,
                  rows: int, lazy: bool) -> str | None:
-    """Why the fused kernel does not compile for ``platform`` (None if it
+    """Why the fused kernel does not lower for ``platform`` (None if it
     does), checked once on one run of one block; warns when it does not."""
     del rows, lazy  # the kernel's, in the cache key
     length = fused.block_size(platform)
@@ -495,10 +519,10 @@ def _fused_error(layout: _Packed, shape: ProgramShape, dtype, platform: str,
                             struct(1, shape.max_states, length), struct(1, length),
                             struct(1, 2, dtype=jnp.uint32))
     arrays = RunArrays(*[struct(1, length)] * 7)
-    error = fused.compiles(lambda *args: _fused_step(layout, shape, platform, *args),
+    error = fused.lowers(lambda *args: _fused_step(layout, shape, platform, *args),
                            (_Packed(ints, floats), arrays, state), platform)
     if error is not None:
-        warnings.warn(f"symopt: the fused population step does not compile on {platform} "
+        warnings.warn(f"symopt: the fused population step does not lower on {platform} "
                       f"for {shape} in {jnp.dtype(dtype).name} ({error}); stepping with the "
                       f"vmap strategy instead", RuntimeWarning, stacklevel=2)
     return error
@@ -608,7 +632,7 @@ def _always(flag, fn, otherwise, *args):
 
 ACCELERATOR_STRATEGY = "fused"
 """What ``"auto"`` picks on GPU and TPU (``"vmap"`` is the portable choice;
-``"fused"`` falls back to it where its kernel does not compile)."""
+``"fused"`` falls back to it where its kernel does not lower)."""
 
 
 def default_strategy() -> str:
@@ -714,25 +738,9 @@ def optimizer(
             kind: _draws(kind, state.key, state.count, length, g.dtype)
             for kind in ("noise", "uniform")})
         if strategy == "fused":
-            platform = fused.platform()
-            reads = _Reads(_reads(rows.operands, rows.num_operands, "w") | (h.weight_decay != 0),
-                           *(_reads(rows.operands, rows.num_operands, f) for f in Moments._fields))
-            ints, i_layout = _pack(_FusedInts(run=run_ints, momentum=rows.momentum,
-                                              reads=jax.tree.map(lambda x: x.astype(jnp.int32),
-                                                                 reads)))
-            floats, f_layout = _pack(_FusedFloats(run=run_floats, betas=_betas(h),
-                                                  momentum=h.momentum,
-                                                  weight_decay=h.weight_decay, learning_rate=lr))
-            layout = _Packed(i_layout, f_layout)
-            if platform not in fused.NATIVE or _fused_error(
-                    layout, shape, g.dtype, platform, fused.block_size(platform),
-                    fused.LAZY.get(platform, True)) is None:
-                u, m, v, gamma, trace, new_states = _fused_step(
-                    layout, shape, platform, _Packed(ints, floats.astype(g.dtype)), draws(),
-                    state)
-                new_state = PopulationState(state.count + 1, m, v, gamma, new_states, trace,
-                                            state.key)
-                return _unflatten(u, updates), new_state
+            stepped = _fused_update(shape, rows, run_ints, run_floats, lr, draws(), state)
+            if stepped is not None:
+                return _unflatten(stepped[0], updates), stepped[1]
         # A moment nobody reads is not updated.
         m, v, gamma = (
             when(used, lambda old, x, b: step_lib.ema(jnp, old, x, b[:, None]),
