@@ -22,12 +22,36 @@ Prints one JSON object:
   the loop is timed on ``--per_candidate`` candidates and scaled to the
   population. The data is loaded before either is timed.
 * ``candidate_steps_per_s`` for P in 1, 16, 64, 256 and their compile seconds.
+
+``--scale=paper`` times instead the models of the published NASNet-style
+optimizer-graph protocol (Marfinetz 2025, whose tasks ``symopt.tasks`` keeps):
+its small CNN (conv 32, conv 64, FC 256) and its 2-block BatchNorm CNN (FC 512,
+the model of symopt's ``cifar10`` task), both on random data of CIFAR-10's
+shapes (32x32x3 images, 10 classes, made with NumPy: nothing is downloaded), batch
+128, at P in ``--paper_populations`` (default 16 and 64) for ``--paper_steps``
+steps (default 50; the paper trains 500). It prints one JSON object with, for
+each model and P, measured side by side in one run:
+
+* ``overhead``: the population's warm time / vmapped ``optax.adam``'s (as
+  ``overhead_cnn`` above), against the goal <= 1.1;
+* ``memory_ratio``: the population's peak memory / vmapped Adam's, against the
+  goal <= 1.5. The peak is the compiled training program's
+  ``memory_analysis()``: argument + output + temp bytes, per device (XLA's
+  buffer assignment, the same on every backend; a process's
+  ``peak_bytes_in_use`` cannot be reset between measurements). Each goal comes
+  with ``met`` and ``margin`` (goal - value: below 0 it is missed by that much);
+  the goals are set for one NVIDIA H100;
+* ``candidate_steps_per_s`` and ``compile_s`` of each side, and the bytes.
+
+At paper scale ``--cold_repeats`` defaults to 1 and ``--repeats`` to 2.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import math
 import sys
 import time
 
@@ -36,23 +60,38 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import app, flags
+from flax import linen as nn
 
 import symopt
 from symopt import evaluate, population, tasks
 from symopt import main as cli  # defines --cpu_devices, as the CLI has it
 from symopt.spaces import nos
-from symopt.program import ProgramShape, encode
+from symopt.program import Program, ProgramShape, encode
+from symopt.tasks import base, models
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("population", 64, "P for the overhead and speedup figures.")
 flags.DEFINE_integer("seeds", 1, "runs per candidate (the search configs train 2).")
-flags.DEFINE_integer("repeats", 3, "warm timed repeats, interleaved (the best is kept).")
-flags.DEFINE_integer("cold_repeats", 3, "cold (compile included) runs of the engine (median).")
+flags.DEFINE_integer("repeats", 3, "warm timed repeats, interleaved (the best is kept; "
+                     "paper scale: 2 unless given).")
+flags.DEFINE_integer("cold_repeats", 3, "cold (compile included) runs of the engine (median; "
+                     "paper scale: 1 unless given).")
 flags.DEFINE_integer("per_candidate", 6, "candidates timed in the per-candidate-jit loop.")
 flags.DEFINE_multi_integer("sizes", [1, 16, 64, 256], "P values for candidate_steps_per_s.")
-flags.DEFINE_bool("quick", False, "skip the P sweep.")
+flags.DEFINE_bool("quick", False, "skip the P sweep (paper scale: a few hundred examples "
+                  "of data, for the tests).")
 flags.DEFINE_enum("strategy", "auto", population.STRATEGIES,
                   "the population optimizer's strategy (auto: loop on CPU, vmap on GPU/TPU).")
+flags.DEFINE_enum("scale", "default", ["default", "paper"],
+                  "default: the digits figures; paper: the published protocol's CNNs on "
+                  "CIFAR-10-shaped random data.")
+flags.DEFINE_multi_integer("paper_populations", [16, 64], "paper scale: the P values.")
+flags.DEFINE_integer("paper_steps", 50, "paper scale: training steps of one run.")
+flags.DEFINE_enum("paper_conv", "auto", ["auto", "xla", "patch"],
+                  "paper scale: the models' convolutions: flax nn.Conv (xla) or "
+                  "models.PatchConv (patch); auto: patch on CPU, xla elsewhere.")
+flags.DEFINE_multi_enum("paper_models", ["small_cnn", "bn_cnn"], ["small_cnn", "bn_cnn"],
+                        "paper scale: the models.")
 
 SHAPE = ProgramShape()
 
@@ -82,8 +121,7 @@ def _warm_pair(fn_a, fn_b) -> tuple[float, float]:
     return best[0], best[1]
 
 
-def _overhead(task_name: str, graphs) -> dict[str, float]:
-    task = tasks.get(task_name, seeds=FLAGS.seeds)
+def _overhead(task, graphs) -> dict[str, float]:
     task.data()  # loaded (and cached) before anything is timed
     program = encode(graphs, SHAPE)
     lrs = (jnp.full(len(graphs), 1e-3),)
@@ -128,16 +166,194 @@ def _progress(message: str) -> None:
     print(f"[benchmark] {message}", file=sys.stderr, flush=True)
 
 
+# --------------------------------------------------------------------------
+# --scale=paper: the published protocol's CNNs on CIFAR-10's shapes.
+
+PAPER_GOALS = {"overhead": 1.1, "memory_ratio": 1.5}
+"""The engine's goals at paper scale, on one NVIDIA H100: population / vmapped Adam."""
+
+IMAGE_SHAPE, CLASSES, BATCH = (32, 32, 3), 10, 128
+TRAIN_EXAMPLES = 15_000  # the paper's training subset of CIFAR-10
+EVAL_PER_STEP = 15
+"""Validation and test examples, each, per training step: the paper evaluates
+5k + 10k examples after 500 steps, so evaluation keeps its share of a run at
+any ``--paper_steps``."""
+
+
+class PatchBatchNormCNN(nn.Module):
+    """``models.BatchNormCNN`` (2 blocks, FC 512) with its convolutions computed
+    as ``models.PatchConv``: the same parameters and function, for CPU, where
+    XLA's convolutions run 20-50x slower inside the training loop's scan than
+    outside it (jax-ml/jax#12868). ``models.CNN`` has this as ``patch_conv``;
+    ``models.BatchNormCNN`` does not."""
+
+    channels: tuple[int, ...] = (32, 64)
+    hidden: int = 512
+    num_classes: int = 10
+    momentum: float = 0.9
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        for width in self.channels:
+            for _ in range(2):
+                x = models.PatchConv(width, (3, 3), use_bias=False)(x)
+                x = nn.BatchNorm(use_running_average=not train, momentum=self.momentum)(x)
+                x = nn.relu(x)
+            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = x.reshape((x.shape[0], -1))
+        x = nn.relu(nn.Dense(self.hidden)(x))
+        return nn.Dense(self.num_classes)(x)
+
+
+def _paper_module(model: str, patch: bool) -> nn.Module:
+    """Marfinetz 2025's small CNN (conv 32, conv 64, FC 256) or 2-block BatchNorm
+    CNN (FC 512), at the widths ``symopt.tasks.tfds_tasks`` builds them with."""
+    if model == "small_cnn":
+        return models.CNN(channels=(32, 64), hidden=256, num_classes=CLASSES, patch_conv=patch)
+    if patch:
+        return PatchBatchNormCNN(channels=(32, 64), hidden=512, num_classes=CLASSES)
+    return models.BatchNormCNN(channels=(32, 64), hidden=512, num_classes=CLASSES)
+
+
+def _patch_conv() -> bool:
+    return FLAGS.paper_conv == "patch" or (FLAGS.paper_conv == "auto"
+                                           and jax.default_backend() == "cpu")
+
+
+def _split_sizes() -> dict[str, int]:
+    evaluated = EVAL_PER_STEP * FLAGS.paper_steps
+    return {"train": 256 if FLAGS.quick else TRAIN_EXAMPLES, "val": evaluated, "test": evaluated}
+
+
+@functools.cache
+def _random_images(sizes: tuple[tuple[str, int], ...]) -> base.Data:
+    """Standard-normal images of CIFAR-10's shape and uniform labels, on device."""
+    rng = np.random.default_rng(0)
+    return base.to_device({
+        split: {"x": rng.standard_normal((n, *IMAGE_SHAPE), dtype=np.float32),
+                "y": rng.integers(0, CLASSES, n)}
+        for split, n in sizes})
+
+
+def _paper_task(model: str) -> base.Task:
+    return base.classification_task(
+        f"paper_{model}", module=_paper_module(model, _patch_conv()), input_shape=IMAGE_SHAPE,
+        num_classes=CLASSES,
+        data=functools.partial(_random_images, tuple(_split_sizes().items())),
+        steps=FLAGS.paper_steps, batch_size=BATCH, seeds=FLAGS.seeds, eval_batch_size=BATCH)
+
+
+@contextlib.contextmanager
+def _recording_jit():
+    """While active, each function made by ``jax.jit`` records its last call's
+    arguments: the yielded dict maps the jitted function to them.
+
+    So the benchmark can lower the very programs ``evaluate`` compiles and read
+    their ``memory_analysis()`` (``evaluate`` keeps its compiled trainers to
+    itself). Lowering a function with the arguments of a call it has made is
+    a cache hit: nothing compiles again. On exit the trainers made while
+    recording are forgotten (``evaluate.clear_compiled``)."""
+    calls: dict = {}
+    real_jit = jax.jit
+
+    def jit(fun, *args, **kwargs):
+        jitted = real_jit(fun, *args, **kwargs)
+
+        def call(*call_args):
+            calls[jitted] = call_args
+            return jitted(*call_args)
+
+        return call
+
+    jax.jit = jit
+    try:
+        yield calls
+    finally:
+        jax.jit = real_jit
+        evaluate.clear_compiled()
+
+
+def _compiled_bytes(jitted, args) -> dict[str, float]:
+    """Per-device bytes of a compiled program: arguments, outputs, temporaries and their sum."""
+    stats = jitted.lower(*args).compile().memory_analysis()
+    if stats is None:  # the backend does not report it
+        return {"argument": math.nan, "output": math.nan, "temp": math.nan, "total": math.nan}
+    parts = {"argument": stats.argument_size_in_bytes, "output": stats.output_size_in_bytes,
+             "temp": stats.temp_size_in_bytes}
+    return {**parts, "total": sum(parts.values())}
+
+
+def _against(value: float, goal: float) -> dict[str, float | bool]:
+    return {"value": round(value, 3), "goal": goal, "met": bool(value <= goal),
+            "margin": round(goal - value, 3)}
+
+
+def _paper_point(task, size: int) -> dict:
+    """One model at one P: the overhead, memory and speed figures, side by side."""
+    graphs = nos.sample_checked(np.random.default_rng(0), size)
+    with _recording_jit() as calls:
+        timed = _overhead(task, graphs)
+        # The last trainer of each side, told apart by its first argument.
+        population_call = [(f, a) for f, a in calls.items() if isinstance(a[0], Program)][-1]
+        adam_call = [(f, a) for f, a in calls.items() if not isinstance(a[0], Program)][-1]
+        memory = {"population": _compiled_bytes(*population_call),
+                  "adam": _compiled_bytes(*adam_call)}
+    steps = size * task.steps
+    return {
+        "overhead": _against(timed["ratio"], PAPER_GOALS["overhead"]),
+        "memory_ratio": _against(memory["population"]["total"] / memory["adam"]["total"],
+                                 PAPER_GOALS["memory_ratio"]),
+        "candidate_steps_per_s": {"population": steps / timed["population_s"],
+                                  "adam": steps / timed["adam_s"]},
+        "compile_s": {"population": timed["population_compile_s"],
+                      "adam": timed["adam_compile_s"]},
+        "memory_bytes": memory,
+        "seconds": {k: v for k, v in timed.items() if k != "ratio"},
+    }
+
+
+def _paper_scale() -> dict:
+    for name, default in (("cold_repeats", 1), ("repeats", 2)):
+        if not FLAGS[name].present:  # a short default budget at this scale
+            FLAGS[name].value = default
+    results = {}
+    for model in FLAGS.paper_models:
+        task = _paper_task(model)
+        results[model] = {}
+        for size in FLAGS.paper_populations:
+            _progress(f"paper scale: {model}, P={size}, {FLAGS.paper_steps} steps, "
+                      f"{FLAGS.cold_repeats} cold + {FLAGS.repeats} warm runs each side")
+            results[model][str(size)] = _paper_point(task, size)
+    return {
+        "scale": "paper",
+        "device": str(jax.devices()[0].device_kind),
+        "devices": len(jax.devices()),
+        "strategy": population.resolve_strategy(FLAGS.strategy),
+        "seeds": FLAGS.seeds,
+        "steps": FLAGS.paper_steps,
+        "batch_size": BATCH,
+        "data": {"kind": "random, CIFAR-10's shapes", "image_shape": list(IMAGE_SHAPE),
+                 "classes": CLASSES, **_split_sizes()},
+        "convolutions": "models.PatchConv (im2col)" if _patch_conv() else "flax nn.Conv",
+        "memory_measure": "compiled memory_analysis(): argument + output + temp bytes, per device",
+        "goals": {**PAPER_GOALS, "on": "one NVIDIA H100"},
+        "results": results,
+    }
+
+
 def main(argv):
     del argv
     cli.configure_cpu_devices(FLAGS.cpu_devices)  # before JAX starts its backends
+    if FLAGS.scale == "paper":
+        print(json.dumps(_paper_scale(), indent=1, default=float))
+        return
     p = FLAGS.population
     graphs = nos.sample_checked(np.random.default_rng(0), p)
     _progress(f"overhead on digits_mlp: P={p}, {FLAGS.cold_repeats} cold + "
               f"{FLAGS.repeats} warm runs each side")
-    mlp = _overhead("digits_mlp", graphs)
+    mlp = _overhead(tasks.get("digits_mlp", seeds=FLAGS.seeds), graphs)
     _progress("overhead on digits_cnn")
-    cnn = _overhead("digits_cnn", graphs)
+    cnn = _overhead(tasks.get("digits_cnn", seeds=FLAGS.seeds), graphs)
     task = tasks.get("digits_mlp", seeds=FLAGS.seeds)
     _progress(f"per-candidate jit loop over {FLAGS.per_candidate} candidates")
     per_candidate = _per_candidate_seconds(graphs[: FLAGS.per_candidate], task)
