@@ -520,7 +520,7 @@ def _fused_error(layout: _Packed, shape: ProgramShape, dtype, platform: str,
                             struct(1, 2, dtype=jnp.uint32))
     arrays = RunArrays(*[struct(1, length)] * 7)
     error = fused.lowers(lambda *args: _fused_step(layout, shape, platform, *args),
-                           (_Packed(ints, floats), arrays, state), platform)
+                         (_Packed(ints, floats), arrays, state), platform)
     if error is not None:
         warnings.warn(f"symopt: the fused population step does not lower on {platform} "
                       f"for {shape} in {jnp.dtype(dtype).name} ({error}); stepping with the "
