@@ -27,10 +27,15 @@ Prints one JSON object:
 optimizer-graph protocol (Marfinetz 2025, whose tasks ``symopt.tasks`` keeps):
 its small CNN (conv 32, conv 64, FC 256) and its 2-block BatchNorm CNN (FC 512,
 the model of symopt's ``cifar10`` task), both on random data of CIFAR-10's
-shapes (32x32x3 images, 10 classes, made with NumPy: nothing is downloaded), batch
-128, at P in ``--paper_populations`` (default 16 and 64) for ``--paper_steps``
-steps (default 50; the paper trains 500). It prints one JSON object with, for
-each model and P, measured side by side in one run:
+shapes (32x32x3 images, 10 classes, made with NumPy: nothing is downloaded):
+the paper's 15,000 training examples, batch 128, and 15 validation and 15 test
+examples per training step (the paper's 5k + 10k for 500 steps, so that
+evaluation keeps its share of a run). It runs at P in ``--paper_populations``
+(default 16 and 64) for ``--paper_steps`` steps (default 50; the paper trains
+500). On CPU the convolutions are ``models.PatchConv`` (``--paper_conv``): XLA's
+CPU convolutions run 20-50x slower inside the training loop's scan than outside
+it (jax-ml/jax#12868), which would hide the optimizer's cost. It prints one JSON
+object with, for each model and P, measured side by side in one run:
 
 * ``overhead``: the population's warm time / vmapped ``optax.adam``'s (as
   ``overhead_cnn`` above), against the goal <= 1.1;
@@ -78,7 +83,7 @@ flags.DEFINE_integer("cold_repeats", 3, "cold (compile included) runs of the eng
                      "paper scale: 1 unless given).")
 flags.DEFINE_integer("per_candidate", 6, "candidates timed in the per-candidate-jit loop.")
 flags.DEFINE_multi_integer("sizes", [1, 16, 64, 256], "P values for candidate_steps_per_s.")
-flags.DEFINE_bool("quick", False, "skip the P sweep (paper scale: a few hundred examples "
+flags.DEFINE_bool("quick", False, "skip the P sweep (paper scale: 256 training examples, "
                   "of data, for the tests).")
 flags.DEFINE_enum("strategy", "auto", population.STRATEGIES,
                   "the population optimizer's strategy (auto: loop on CPU, vmap on GPU/TPU).")

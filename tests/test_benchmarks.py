@@ -1,13 +1,21 @@
 """The benchmark scripts run and print their figures (``benchmark.py`` and the
 search-quality benchmark are slow: they compile several training programs;
-``pytest -m slow``)."""
+``pytest -m slow``; ``benchmark.py --scale=paper`` on one model at a tiny budget
+is not)."""
 
+import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
+
+from symopt.tasks import base, models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,6 +31,89 @@ def test_engine_benchmark_prints_every_figure():
         assert result[key] > 0
     assert set(result["candidate_steps_per_s"]) == {"1", "2"}
     assert "[benchmark] per-candidate jit loop" in out.stderr
+
+
+def _paper_scale(*flags: str) -> tuple[dict, str]:
+    command = [sys.executable, "experiments/benchmark.py", "--scale=paper", "--quick",
+               "--paper_steps=2", "--repeats=1", *flags]
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout), out.stderr
+
+
+def _check_paper_point(point: dict) -> None:
+    """Every figure of one model at one P is there, finite and positive, and
+    each goal's verdict and margin agree with its value."""
+    for figure, goal in (("overhead", 1.1), ("memory_ratio", 1.5)):
+        value = point[figure]["value"]
+        assert point[figure]["goal"] == goal and 0 < value < math.inf
+        assert point[figure]["met"] == (value <= goal)
+        assert point[figure]["margin"] == pytest.approx(goal - value, abs=2e-3)
+    for side in ("population", "adam"):
+        assert 0 < point["candidate_steps_per_s"][side] < math.inf
+        assert 0 < point["compile_s"][side] < math.inf
+        memory = point["memory_bytes"][side]
+        assert set(memory) == {"argument", "output", "temp", "total"}
+        assert memory["total"] == memory["argument"] + memory["output"] + memory["temp"] > 0
+    assert point["memory_ratio"]["value"] == pytest.approx(
+        point["memory_bytes"]["population"]["total"] / point["memory_bytes"]["adam"]["total"],
+        abs=1e-3)
+
+
+def test_paper_scale_prints_the_figures_and_the_goals():
+    result, stderr = _paper_scale("--paper_populations=2", "--paper_models=small_cnn",
+                                  "--strategy=vmap")
+    assert result["scale"] == "paper" and result["strategy"] == "vmap"
+    assert result["goals"] == {"overhead": 1.1, "memory_ratio": 1.5, "on": "one NVIDIA H100"}
+    assert result["batch_size"] == 128 and result["steps"] == 2
+    assert result["data"]["image_shape"] == [32, 32, 3] and result["data"]["classes"] == 10
+    assert result["data"]["val"] == result["data"]["test"] == 30  # 15 per step
+    assert "memory_analysis" in result["memory_measure"]
+    assert set(result["results"]) == {"small_cnn"} and set(result["results"]["small_cnn"]) == {"2"}
+    _check_paper_point(result["results"]["small_cnn"]["2"])
+    assert "[benchmark] paper scale: small_cnn, P=2" in stderr
+
+
+@pytest.mark.slow
+def test_paper_scale_prints_both_models_at_each_population():
+    result, _ = _paper_scale("--paper_populations=2", "--paper_populations=4")
+    assert set(result["results"]) == {"small_cnn", "bn_cnn"}
+    for points in result["results"].values():
+        assert set(points) == {"2", "4"}
+        for point in points.values():
+            _check_paper_point(point)
+
+
+@pytest.fixture(scope="module")
+def benchmark_module():
+    path = os.path.join(ROOT, "experiments", "benchmark.py")
+    spec = importlib.util.spec_from_file_location("engine_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # flax's dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_the_cpu_batchnorm_cnn_is_the_protocols_model_with_patch_convolutions(benchmark_module):
+    """The paper scale's CPU stand-in computes what ``models.BatchNormCNN``
+    does with the same variables (its convolutions are named PatchConv_i)."""
+    reference = models.BatchNormCNN(channels=(8, 16), hidden=32, num_classes=10)
+    patched = benchmark_module.PatchBatchNormCNN(channels=(8, 16), hidden=32, num_classes=10)
+    variables = base.init_variables(reference, jax.random.key(0), (32, 32, 3))
+    renamed = {collection: {name.replace("Conv_", "PatchConv_"): value
+                            for name, value in tree.items()}
+               for collection, tree in variables.items()}
+    x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+    np.testing.assert_allclose(patched.apply(renamed, x), reference.apply(variables, x),
+                               rtol=1e-4, atol=1e-4)
+    out, state = patched.apply(renamed, x, train=True, mutable=["batch_stats"])
+    want, want_state = reference.apply(variables, x, train=True, mutable=["batch_stats"])
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+    for name, stats in want_state["batch_stats"].items():
+        for key in ("mean", "var"):
+            np.testing.assert_allclose(state["batch_stats"][name][key], stats[key],
+                                       rtol=1e-4, atol=1e-5)
+    assert jnp.all(jnp.isfinite(out))
 
 
 @pytest.mark.parametrize("strategy", ["loop", "vmap"])
