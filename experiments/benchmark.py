@@ -84,7 +84,7 @@ flags.DEFINE_integer("cold_repeats", 3, "cold (compile included) runs of the eng
 flags.DEFINE_integer("per_candidate", 6, "candidates timed in the per-candidate-jit loop.")
 flags.DEFINE_multi_integer("sizes", [1, 16, 64, 256], "P values for candidate_steps_per_s.")
 flags.DEFINE_bool("quick", False, "skip the P sweep (paper scale: 256 training examples, "
-                  "of data, for the tests).")
+                  "for the tests).")
 flags.DEFINE_enum("strategy", "auto", population.STRATEGIES,
                   "the population optimizer's strategy (auto: loop on CPU, vmap on GPU/TPU).")
 flags.DEFINE_enum("scale", "default", ["default", "paper"],
