@@ -7,12 +7,12 @@ whether an output block the kernel leaves unwritten keeps its old value.
 
 Every array the step reads or writes over the weights is ``[R, ..., Lp]``
 (runs first, the flattened weights last, padded to whole blocks) and is seen
-by the kernel as ``[..., rows, LANES]`` blocks. The grid is ``(R, Lp /
-block)``: program ``(r, j)`` reads block ``j`` of run ``r`` of each input
-once, runs the body and writes each output block once. A block belongs to one
-run, so the body branches on that run's scalars (``lax.cond`` / ``switch`` on
-scalars: a real branch on every backend) instead of computing every operator
-and selecting, as the vmap strategy must.
+by the kernel as ``[..., rows, LANES]`` blocks. The grid is
+``(Lp / block, R)``: program ``(j, r)`` reads block ``j`` of run ``r`` of
+each input once, runs the body and writes each output block once. A block
+belongs to one run, so the body branches on that run's scalars (``lax.cond``
+and ``switch`` on scalars: a real branch on every backend) instead of
+computing every operator and selecting, as the vmap strategy must.
 
 Backends:
 
@@ -165,19 +165,19 @@ def run_blocks(
     def spec(shape):
         lead = len(shape) - 2
         return pl.BlockSpec((None, *shape[1:-1], rows, LANES),
-                            lambda r, j, lead=lead: (r, *(0,) * lead, j, 0))
+                            lambda j, r, lead=lead: (r, *(0,) * lead, j, 0))
 
     def kernel(*refs):
         table_refs = refs[:len(tables)]
         input_refs = refs[len(tables):len(tables) + len(inputs)]
         output_refs = refs[len(tables) + len(inputs):]
-        block = Block(run=pl.program_id(0), shape=(rows, LANES), dtype=inputs[0].dtype,
+        block = Block(run=pl.program_id(1), shape=(rows, LANES), dtype=inputs[0].dtype,
                       lazy=LAZY.get(platform, True))
         body(block, table_refs, input_refs, output_refs)
 
     out = pl.pallas_call(
         kernel,
-        grid=(runs, length // (rows * LANES)),
+        grid=(length // (rows * LANES), runs),  # blocks first: a GPU's grid_y is small
         in_specs=[_table_spec(platform)] * len(tables) + [spec(x.shape) for x in inputs],
         out_specs=[spec(o.shape) for o in outputs],
         out_shape=[jax.ShapeDtypeStruct(tiled(o.shape), o.dtype) for o in outputs],

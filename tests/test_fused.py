@@ -112,21 +112,31 @@ def test_fused_steps_several_blocks_and_seeds_as_the_loop_does(monkeypatch, lazy
 
 
 def test_a_shape_without_states_or_constants_steps_writing_every_block(monkeypatch):
-    """The TPU way (every output block written) on a small shape."""
+    """The TPU way (every output block written) on a small shape; a new
+    generation reuses the compiled step."""
     monkeypatch.setitem(fused.LAZY, "cpu", False)
     shape = ProgramShape(max_nodes=2, max_operands=2, max_constants=0, max_states=0,
                          max_decay_nodes=1, max_schedule_nodes=1)
-    program = encode([zoo.adam(), zoo.momentum()], shape)
     params = {"w": jnp.zeros((4, 3))}
-    tx = population.optimizer(program, shape, 10, runs_per_candidate=2, strategy="fused")
-    update = jax.jit(tx.update)
-    state = tx.init(params)
-    for _ in range(2):
-        updates, state = update({"w": jnp.ones((4, 3))}, state, params)
-    lr = zoo.momentum().hparams.learning_rate
-    np.testing.assert_allclose(updates["w"][2:], -lr * (1 + zoo.momentum().hparams.momentum))
-    np.testing.assert_allclose(updates["w"][:2], -zoo.adam().hparams.learning_rate, rtol=1e-5)
+
+    @jax.jit
+    def two_steps(program):
+        tx = population.optimizer(program, shape, 10, runs_per_candidate=2, strategy="fused")
+        state = tx.init(params)
+        for _ in range(2):
+            updates, state = tx.update({"w": jnp.ones((4, 3))}, state, params)
+        return updates["w"], state
+
+    adam, momentum = zoo.adam(), zoo.momentum()
+    updates, state = two_steps(encode([adam, momentum], shape))
+    lr = momentum.hparams.learning_rate
+    np.testing.assert_allclose(updates[2:], -lr * (1 + momentum.hparams.momentum))
+    np.testing.assert_allclose(updates[:2], -adam.hparams.learning_rate, rtol=1e-5)
     assert state.m.shape == (4, fused.padded_length(3, "cpu"))
+    compiled = two_steps._cache_size()
+    swapped, _ = two_steps(encode([momentum, adam], shape))
+    assert two_steps._cache_size() == compiled
+    np.testing.assert_array_equal(swapped[:2], updates[2:])
 
 
 def test_the_fused_kernel_lowers_for_gpu_through_triton(monkeypatch):
