@@ -189,18 +189,21 @@ def run_blocks(
     return [x.reshape(o.shape) for x, o in zip(out, outputs)]
 
 
-def lowers(fn: Callable[..., Any], args: Sequence[jax.ShapeDtypeStruct],
-           platform: str) -> str | None:
-    """None if ``fn(*args)`` (which launches the kernel) lowers for
+def compiles(fn: Callable[..., Any], args: Sequence[jax.ShapeDtypeStruct],
+             platform: str) -> str | None:
+    """None if ``fn(*args)`` (which launches the kernel) compiles for
     ``platform``, else the error's first line.
 
-    Lowering is where an operation or a block shape the backend lacks shows
-    (the Triton and Mosaic lowerings run in Python, with no device). Not
-    compiled: on a GPU that would compile the kernel a second time.
+    A platform other than the default backend is only lowered (the Triton
+    and Mosaic lowerings run in Python, with no device: where an operation
+    or a block shape the backend lacks shows).
     """
     try:
-        jax.jit(fn).trace(*args).lower(
-            lowering_platforms=(_LOWERING_PLATFORM.get(platform, platform),))
+        traced = jax.jit(fn).trace(*args)
+        if platform == jax.default_backend():
+            traced.lower().compile()
+        else:
+            traced.lower(lowering_platforms=(_LOWERING_PLATFORM.get(platform, platform),))
     except Exception as e:  # noqa: BLE001 (Triton, Mosaic and XLA raise unrelated types)
         lines = str(e).strip().splitlines()
         return f"{type(e).__name__}: {lines[0] if lines else ''}"

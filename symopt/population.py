@@ -24,16 +24,16 @@ stepped in one of three ways (``strategy``):
   computes all its branches and selects: more flops, in a few wide kernels,
   and no ``lax.cond`` and no loop whose trip count differs per run, which on
   an accelerator waits on the host at every iteration.
-* ``"fused"`` (the default on GPU/TPU where its kernel lowers): one Pallas
+* ``"fused"`` (the default on GPU/TPU where its kernel compiles): one Pallas
   kernel (:mod:`symopt.fused`) over (run, parameter block). A block belongs
   to one run, so its switches are real branches on that run's scalars, and it
   reads the run's gradient, weights, moments, trace and states once and writes
   the update, moments, trace and states once, in place (on GPU only those its
   graph uses): the moment EMAs, the graph, momentum and the update in one
   pass over the run's arrays, where vmap makes a pass per operation. Only
-  clipping by global norm (a reduction over the run) and the noise and dropout
-  draws are computed before it, by XLA. Where the kernel does not lower for
-  a backend and program shape, the step falls back to ``"vmap"`` with a
+  clipping (by global norm: a reduction over the run) and the noise and
+  dropout draws are computed before it, by XLA. Where the kernel does not compile
+  for a backend and program shape, the step falls back to ``"vmap"`` with a
   warning (once per shape and dtype). On CPU it runs in Pallas's interpret
   mode, for the tests.
 """
@@ -486,7 +486,7 @@ def _fused_update(shape: ProgramShape, rows: Program, run_ints: RunInts,
                   run_floats: RunFloats, lr: jax.Array, arrays: RunArrays,
                   state: PopulationState):
     """The fused strategy's update: ``(update [R, Lp], new state)``, or None
-    where its kernel does not lower (the caller then steps with vmap).
+    where its kernel does not compile (the caller then steps with vmap).
     ``arrays`` holds the g, w and draws of every run."""
     h, platform = rows.hparams, fused.platform()
     reads = _Reads(_reads(rows.operands, rows.num_operands, "w") | (h.weight_decay != 0),
@@ -508,8 +508,9 @@ def _fused_update(shape: ProgramShape, rows: Program, run_ints: RunInts,
 @functools.cache
 def _fused_error(layout: _Packed, shape: ProgramShape, dtype, platform: str,
                  rows: int, lazy: bool) -> str | None:
-    """Why the fused kernel does not lower for ``platform`` (None if it
-    does), checked once on one run of one block; warns when it does not."""
+    """Why the fused kernel does not compile for ``platform`` (None if it
+    does), checked once on one run of one block (a second compile of the
+    kernel, once per process); warns when it does not."""
     del rows, lazy  # the kernel's, in the cache key
     length = fused.block_size(platform)
     struct = lambda *s, dtype=dtype: jax.ShapeDtypeStruct(s, dtype)  # noqa: E731
@@ -519,10 +520,10 @@ def _fused_error(layout: _Packed, shape: ProgramShape, dtype, platform: str,
                             struct(1, shape.max_states, length), struct(1, length),
                             struct(1, 2, dtype=jnp.uint32))
     arrays = RunArrays(*[struct(1, length)] * 7)
-    error = fused.lowers(lambda *args: _fused_step(layout, shape, platform, *args),
+    error = fused.compiles(lambda *args: _fused_step(layout, shape, platform, *args),
                          (_Packed(ints, floats), arrays, state), platform)
     if error is not None:
-        warnings.warn(f"symopt: the fused population step does not lower on {platform} "
+        warnings.warn(f"symopt: the fused population step does not compile on {platform} "
                       f"for {shape} in {jnp.dtype(dtype).name} ({error}); stepping with the "
                       f"vmap strategy instead", RuntimeWarning, stacklevel=2)
     return error
@@ -632,7 +633,7 @@ def _always(flag, fn, otherwise, *args):
 
 ACCELERATOR_STRATEGY = "fused"
 """What ``"auto"`` picks on GPU and TPU (``"vmap"`` is the portable choice;
-``"fused"`` falls back to it where its kernel does not lower)."""
+``"fused"`` falls back to it where its kernel does not compile)."""
 
 
 def default_strategy() -> str:

@@ -156,9 +156,9 @@ def test_the_fused_kernel_lowers_for_gpu_through_triton(monkeypatch):
     assert text.count("__gpu$xla.gpu.triton") == 1
 
 
-def test_where_the_kernel_does_not_lower_the_step_falls_back_to_vmap_once(monkeypatch):
+def test_where_the_kernel_does_not_compile_the_step_falls_back_to_vmap_once(monkeypatch):
     monkeypatch.setattr(fused, "platform", lambda: "gpu")
-    monkeypatch.setattr(fused, "lowers", lambda *args: "NotImplementedError: no such op")
+    monkeypatch.setattr(fused, "compiles", lambda *args: "NotImplementedError: no such op")
     shape = ProgramShape(max_nodes=3, max_operands=3, max_constants=1, max_states=1,
                          max_decay_nodes=1, max_schedule_nodes=1)
     program = encode([zoo.adam(), zoo.signum()], shape)
