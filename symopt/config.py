@@ -58,6 +58,8 @@ from typing import Any, NoReturn
 
 import ml_collections
 
+from symopt import program
+
 SECTIONS = ("search", "space", "tasks", "evaluation", "elimination", "test", "output")
 FREE_FORM = ("search.options", "space.options", "tasks.options")
 """Sections whose keys depend on the chosen searcher, space or task; their
@@ -192,8 +194,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         _fail("tasks.search", "name at least one task")
     if c.evaluation.split not in ("val", "test"):
         _fail("evaluation.split", f"must be 'val' or 'test', got {c.evaluation.split!r}")
-    if c.evaluation.strategy not in ("auto", "loop", "vmap"):
-        _fail("evaluation.strategy", f"must be auto, loop or vmap, got {c.evaluation.strategy!r}")
+    if c.evaluation.strategy not in program.STRATEGIES:
+        _fail("evaluation.strategy",
+              f"must be one of {', '.join(program.STRATEGIES)}, got {c.evaluation.strategy!r}")
     if not 0 < c.elimination.keep <= 1:
         _fail("elimination.keep", f"must be in (0, 1], got {c.elimination.keep}")
     if not c.evaluation.baseline_learning_rate > 0:

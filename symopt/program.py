@@ -27,6 +27,9 @@ OPERAND_NAMES = ops.TENSOR_OPERANDS
 SCALAR_NAMES = ops.SCALAR_OPERANDS
 SCHEDULE_KINDS = graph_lib.SCHEDULE_KINDS
 MOMENTUM_TYPES = graph_lib.MOMENTUM_TYPES
+STRATEGIES = ("auto", "loop", "vmap", "fused")
+"""How the engine steps a program's runs (:func:`symopt.population.optimizer`);
+named here, without JAX, so that a config can be checked before JAX loads."""
 _KEEP_LEFT = BINARY_NAMES.index("keep_left")
 _IDENTITY = UNARY_NAMES.index("identity")
 _ONE = SCALAR_NAMES.index("one")
