@@ -35,6 +35,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import tpu as pl_tpu
+from jax.experimental.pallas import triton as pl_triton
 
 LANES = 128
 """The minor dimension of a block (a TPU vector register's lanes)."""
@@ -108,12 +110,8 @@ class Block(NamedTuple):
 
 def _compiler_params(platform: str):
     if platform == "gpu":
-        from jax.experimental.pallas import triton as pl_triton  # noqa: PLC0415
-
         return pl_triton.CompilerParams(num_warps=NUM_WARPS, num_stages=1)
     if platform == "tpu":
-        from jax.experimental.pallas import tpu as pl_tpu  # noqa: PLC0415
-
         return pl_tpu.CompilerParams(dimension_semantics=("parallel", "parallel"))
     return None
 
@@ -121,8 +119,6 @@ def _compiler_params(platform: str):
 def _table_spec(platform: str) -> pl.BlockSpec:
     """A per-run scalar table: the whole array, indexed by run."""
     if platform == "tpu":
-        from jax.experimental.pallas import tpu as pl_tpu  # noqa: PLC0415
-
         return pl.BlockSpec(memory_space=pl_tpu.SMEM)
     return pl.BlockSpec()
 
