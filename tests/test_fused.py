@@ -1,14 +1,14 @@
 """The fused strategy: one Pallas kernel over (run, parameter block).
 
-On CPU the kernel runs in Pallas's interpret mode; it is checked against
-``to_optax`` graph by graph as the other strategies are
-(``tests/test_population.py``, whose helpers this reuses: float64, 20 steps,
-rtol 1e-5), against the loop strategy over several blocks and runs per
-candidate, and in both of its ways with outputs (lazy, as on GPU, and writing
-every block, as on TPU). It is lowered for GPU through Triton without a GPU.
-Each fused population compiles one kernel (a few seconds on 2 cores): the
-default run checks a handful of graphs, ``pytest -m slow`` the zoo and 50
-random checked graphs.
+On CPU the kernel runs in Pallas's interpret mode (on a GPU or TPU, the
+kernel itself). It is checked against ``to_optax`` graph by graph as the
+other strategies are (``tests/test_population.py``, whose helpers this
+reuses: float64, 20 steps, rtol 1e-5), against the loop strategy over
+several blocks and runs per candidate, and in both of its ways with outputs
+(lazy, as on GPU, and writing every block, as on TPU). It is lowered for GPU
+through Triton without a GPU. Each fused population compiles one kernel (a
+few seconds on 2 cores): the default run checks a handful of graphs,
+``pytest -m slow`` the zoo and 50 random checked graphs.
 """
 
 import warnings
@@ -103,8 +103,8 @@ def test_fused_steps_several_blocks_and_seeds_as_the_loop_does(monkeypatch, lazy
     """128-element blocks (3 a run, the last one padded), 2 runs a candidate
     with their own seeds, past T; lazy as on GPU, or writing every output
     block as on TPU (by default only on a small shape, below)."""
-    monkeypatch.setitem(fused.BLOCK_ROWS, "cpu", 1)
-    monkeypatch.setitem(fused.LAZY, "cpu", lazy)
+    monkeypatch.setitem(fused.BLOCK_ROWS, fused.platform(), 1)
+    monkeypatch.setitem(fused.LAZY, fused.platform(), lazy)
     graphs = _blocks_graphs()
     ours, loop = _updates(graphs, "fused"), _updates(graphs, "loop")
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(loop)):
@@ -114,7 +114,7 @@ def test_fused_steps_several_blocks_and_seeds_as_the_loop_does(monkeypatch, lazy
 def test_a_shape_without_states_or_constants_steps_writing_every_block(monkeypatch):
     """The TPU way (every output block written) on a small shape; a new
     generation reuses the compiled step."""
-    monkeypatch.setitem(fused.LAZY, "cpu", False)
+    monkeypatch.setitem(fused.LAZY, fused.platform(), False)
     shape = ProgramShape(max_nodes=2, max_operands=2, max_constants=0, max_states=0,
                          max_decay_nodes=1, max_schedule_nodes=1)
     params = {"w": jnp.zeros((4, 3))}
@@ -132,7 +132,7 @@ def test_a_shape_without_states_or_constants_steps_writing_every_block(monkeypat
     lr = momentum.hparams.learning_rate
     np.testing.assert_allclose(updates[2:], -lr * (1 + momentum.hparams.momentum))
     np.testing.assert_allclose(updates[:2], -adam.hparams.learning_rate, rtol=1e-5)
-    assert state.m.shape == (4, fused.padded_length(3, "cpu"))
+    assert state.m.shape == (4, fused.padded_length(3, fused.platform()))
     compiled = two_steps._cache_size()
     swapped, _ = two_steps(encode([momentum, adam], shape))
     assert two_steps._cache_size() == compiled
@@ -178,6 +178,7 @@ def test_where_the_kernel_does_not_compile_the_step_falls_back_to_vmap_once(monk
 def test_auto_is_loop_on_cpu_and_fused_on_accelerators(monkeypatch):
     assert "fused" in population.STRATEGIES
     assert population.resolve_strategy("fused") == "fused"
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     assert population.resolve_strategy("auto") == "loop"
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert population.resolve_strategy("auto") == "fused"
