@@ -57,13 +57,13 @@ from symopt import tables as tables_lib
 from symopt.program import (
     BINARY_NAMES,
     OPERAND_NAMES,
+    STRATEGIES,
     UNARY_NAMES,
     ExprArrays,
     Program,
     ProgramShape,
 )
 
-STRATEGIES = ("auto", "loop", "vmap", "fused")
 # Node-loop iterations per trip in the vmap strategy: on accelerators each trip
 # costs a host round-trip, and each unrolled iteration costs compile time; 2
 # is where the step stops getting faster (docs/benchmarks.md, "vmap unroll").
