@@ -185,39 +185,13 @@ EVAL_PER_STEP = 15
 any ``--paper_steps``."""
 
 
-class PatchBatchNormCNN(nn.Module):
-    """``models.BatchNormCNN`` (2 blocks, FC 512) with its convolutions computed
-    as ``models.PatchConv``: the same parameters and function, for CPU, where
-    XLA's convolutions run 20-50x slower inside the training loop's scan than
-    outside it (jax-ml/jax#12868). ``models.CNN`` has this as ``patch_conv``;
-    ``models.BatchNormCNN`` does not."""
-
-    channels: tuple[int, ...] = (32, 64)
-    hidden: int = 512
-    num_classes: int = 10
-    momentum: float = 0.9
-
-    @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        for width in self.channels:
-            for _ in range(2):
-                x = models.PatchConv(width, (3, 3), use_bias=False)(x)
-                x = nn.BatchNorm(use_running_average=not train, momentum=self.momentum)(x)
-                x = nn.relu(x)
-            x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        x = x.reshape((x.shape[0], -1))
-        x = nn.relu(nn.Dense(self.hidden)(x))
-        return nn.Dense(self.num_classes)(x)
-
-
 def _paper_module(model: str, patch: bool) -> nn.Module:
     """Marfinetz 2025's small CNN (conv 32, conv 64, FC 256) or 2-block BatchNorm
     CNN (FC 512), at the widths ``symopt.tasks.tfds_tasks`` builds them with."""
     if model == "small_cnn":
         return models.CNN(channels=(32, 64), hidden=256, num_classes=CLASSES, patch_conv=patch)
-    if patch:
-        return PatchBatchNormCNN(channels=(32, 64), hidden=512, num_classes=CLASSES)
-    return models.BatchNormCNN(channels=(32, 64), hidden=512, num_classes=CLASSES)
+    return models.BatchNormCNN(channels=(32, 64), hidden=512, num_classes=CLASSES,
+                               patch_conv=patch)
 
 
 def _patch_conv() -> bool:
@@ -328,7 +302,10 @@ def _paper_scale() -> dict:
         for size in FLAGS.paper_populations:
             _progress(f"paper scale: {model}, P={size}, {FLAGS.paper_steps} steps, "
                       f"{FLAGS.cold_repeats} cold + {FLAGS.repeats} warm runs each side")
-            results[model][str(size)] = _paper_point(task, size)
+            point = results[model][str(size)] = _paper_point(task, size)
+            _progress(f"{model}, P={size}: " + json.dumps(
+                {k: point[k] for k in ("overhead", "memory_ratio", "candidate_steps_per_s",
+                                       "compile_s")}, default=float))
     return {
         "scale": "paper",
         "device": str(jax.devices()[0].device_kind),

@@ -3,7 +3,6 @@ search-quality benchmark are slow: they compile several training programs;
 ``pytest -m slow``; ``benchmark.py --scale=paper`` on one model at a tiny budget
 is not)."""
 
-import importlib.util
 import json
 import math
 import os
@@ -83,30 +82,16 @@ def test_paper_scale_prints_both_models_at_each_population():
             _check_paper_point(point)
 
 
-@pytest.fixture(scope="module")
-def benchmark_module():
-    path = os.path.join(ROOT, "experiments", "benchmark.py")
-    spec = importlib.util.spec_from_file_location("engine_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # flax's dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
-
-
-def test_the_cpu_batchnorm_cnn_is_the_protocols_model_with_patch_convolutions(benchmark_module):
-    """The paper scale's CPU stand-in computes what ``models.BatchNormCNN``
-    does with the same variables (its convolutions are named PatchConv_i)."""
+def test_the_batchnorm_cnn_with_patch_convolutions_computes_what_it_does_with_conv():
+    """The paper scale's CPU stand-in (``patch_conv``) computes what
+    ``models.BatchNormCNN`` does, with the same variables."""
     reference = models.BatchNormCNN(channels=(8, 16), hidden=32, num_classes=10)
-    patched = benchmark_module.PatchBatchNormCNN(channels=(8, 16), hidden=32, num_classes=10)
+    patched = models.BatchNormCNN(channels=(8, 16), hidden=32, num_classes=10, patch_conv=True)
     variables = base.init_variables(reference, jax.random.key(0), (32, 32, 3))
-    renamed = {collection: {name.replace("Conv_", "PatchConv_"): value
-                            for name, value in tree.items()}
-               for collection, tree in variables.items()}
     x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
-    np.testing.assert_allclose(patched.apply(renamed, x), reference.apply(variables, x),
+    np.testing.assert_allclose(patched.apply(variables, x), reference.apply(variables, x),
                                rtol=1e-4, atol=1e-4)
-    out, state = patched.apply(renamed, x, train=True, mutable=["batch_stats"])
+    out, state = patched.apply(variables, x, train=True, mutable=["batch_stats"])
     want, want_state = reference.apply(variables, x, train=True, mutable=["batch_stats"])
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
     for name, stats in want_state["batch_stats"].items():

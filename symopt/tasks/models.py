@@ -129,19 +129,23 @@ class BatchNormCNN(nn.Module):
     With ``channels=(32, 64)`` and ``hidden=512`` this is the 2-block
     BatchNorm CNN of Marfinetz 2025. BatchNorm uses batch statistics when
     ``train`` (updating the running averages in ``batch_stats``) and the
-    running averages otherwise.
+    running averages otherwise. ``patch_conv`` computes the convolutions with
+    :class:`PatchConv` (same variables and function), for populations trained
+    on CPU.
     """
 
     channels: Sequence[int] = (32, 64)
     hidden: int = 512
     num_classes: int = 10
     momentum: float = 0.9
+    patch_conv: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        for width in self.channels:
-            for _ in range(2):
-                x = nn.Conv(width, (3, 3), use_bias=False)(x)
+        conv = PatchConv if self.patch_conv else nn.Conv
+        for i, width in enumerate(self.channels):
+            for j in range(2):
+                x = conv(width, (3, 3), use_bias=False, name=f"Conv_{2 * i + j}")(x)
                 x = nn.BatchNorm(use_running_average=not train, momentum=self.momentum)(x)
                 x = nn.relu(x)
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
