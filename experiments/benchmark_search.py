@@ -40,12 +40,13 @@ import time
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
+import jax  # noqa: E402
 import ml_collections  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from symopt import archive as archive_lib  # noqa: E402
 from symopt import config as config_lib  # noqa: E402
-from symopt import heldout, run  # noqa: E402
+from symopt import heldout, population, run  # noqa: E402
 from symopt import main as cli  # noqa: E402  (defines --cpu_devices, as the CLI has it)
 
 _PART = flags.DEFINE_enum("part", "speed", ["speed", "quality", "both"], "what to measure")
@@ -53,6 +54,8 @@ _GENERATIONS = flags.DEFINE_integer("generations", 50, "speed: generations")
 _POPULATION = flags.DEFINE_integer("population", 50, "speed: population size")
 _STEPS = flags.DEFINE_integer("steps", 500, "speed: training steps per candidate")
 _SEED = flags.DEFINE_integer("seed", 0, "speed: the search's seed")
+_STRATEGY = flags.DEFINE_enum("strategy", "auto", population.STRATEGIES,
+                              "speed: the population's strategy (evaluation.strategy)")
 _SEARCH_SEEDS = flags.DEFINE_integer("search_seeds", 5, "quality: independent searches")
 _FIRST_SEED = flags.DEFINE_integer("first_seed", 0, "quality: the first search seed")
 GOALS = {"vs_adam": 1.10, "vs_adamw_cosine": 1.05, "vs_terms_ga": 1.0, "minutes": 30}
@@ -68,19 +71,23 @@ def search_config(generations: int, seed: int):
     config.tasks.search = "digits_mlp"
     config.tasks.steps = _STEPS.value
     config.tasks.seeds = 2
+    config.evaluation.strategy = _STRATEGY.value
     return config
 
 
 def measure_speed() -> dict:
     with tempfile.TemporaryDirectory() as workdir:
         result = run.run(search_config(_GENERATIONS.value, _SEED.value), workdir,
-                         log=lambda _: None)
+                         log=lambda line: print(f"[benchmark] {line}", file=sys.stderr,
+                                                flush=True))
     return {
         "seed": _SEED.value,
         "generations": _GENERATIONS.value,
         "population": _POPULATION.value,
         "steps": _STEPS.value,
         "seeds_per_candidate": 2,
+        "strategy": population.resolve_strategy(_STRATEGY.value),
+        "device": str(jax.devices()[0].device_kind),
         "candidates": sum(result.counts.values()),
         "by_status": result.counts,
         "seconds": round(result.seconds, 1),

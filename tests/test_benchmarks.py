@@ -137,3 +137,43 @@ def test_search_quality_benchmark_prints_each_seeds_ratios_and_the_goal(tmp_path
         assert seed["references"]["adam"]["vs_adam_lr_tuned"] == 1.0
     assert result["test_tasks"] == ["logistic", "digits_cnn"]
     assert os.path.exists(tmp_path / "seed1" / "summary.md")
+
+
+_STUB_PYTHON = """#!/usr/bin/env bash
+# Stands in for python: prints the backend for -c, else its arguments as JSON.
+if [[ $1 == -c ]]; then echo "$FAKE_BACKEND"; exit 0; fi
+printf '%s\\n' "$@" >>"$CALLS"
+[[ " $* " == *" --strategy=fused "* && " $* " == *"--part=speed"* ]] && exit 3
+echo '{"argv": "'"$*"'"}'
+"""
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_benchmark_all_runs_each_step_into_its_own_files(tmp_path, backend):
+    """``experiments/benchmark_all.sh``: one JSON and one log per step, the
+    fused kernel's tests first on an accelerator, vmap and fused side by side
+    there, loop alone on CPU; a failing step is recorded and the rest still run."""
+    stub = tmp_path / "python"
+    stub.write_text(_STUB_PYTHON)
+    stub.chmod(0o755)
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHON=str(stub), FAKE_BACKEND=backend, CALLS=str(tmp_path / "calls"),
+               PAPER_FLAGS="--paper_steps=3 --paper_populations=4")
+    subprocess.run(["bash", "experiments/benchmark_all.sh", str(out)], cwd=ROOT, env=env,
+                   check=True, capture_output=True, text=True)
+    strategies = ["loop"] if backend == "cpu" else ["vmap", "fused"]
+    steps = [*(["fused_tests"] if backend != "cpu" else []),
+             *(f"{part}_{s}" for part in ("engine", "paper", "search", "step") for s in strategies)]
+    summary = (out / "summary.txt").read_text().splitlines()
+    assert summary[0] == f"[benchmark_all] backend: {backend}"
+    assert [line.split()[0] for line in summary[1:]] == steps
+    for line in summary[1:]:
+        failed = line.startswith("search_fused")
+        assert (" exit=3 " in line) == failed, line
+        if not failed:
+            assert json.loads((out / f"{line.split()[0]}.json").read_text())["argv"]
+    paper = json.loads((out / f"paper_{strategies[0]}.json").read_text())["argv"]
+    assert paper.endswith(f"--scale=paper --strategy={strategies[0]} --paper_steps=3 "
+                          "--paper_populations=4")
+    if backend != "cpu":
+        assert "tests/test_fused.py" in (out / "fused_tests.json").read_text()
