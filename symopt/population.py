@@ -634,7 +634,7 @@ def _always(flag, fn, otherwise, *args):
 ACCELERATOR_STRATEGY = "vmap"
 """What ``"auto"`` picks on GPU and TPU. ``"vmap"`` until the fused kernel's
 updates and speed have been checked on a real GPU (so far it is tested in
-Pallas interpret mode and lowered for Triton); ``evaluation.strategy=fused``
+Pallas interpret mode and lowered for Triton and Mosaic); ``evaluation.strategy=fused``
 selects it, falling back to ``"vmap"`` where its kernel does not compile."""
 
 

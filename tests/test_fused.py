@@ -6,11 +6,13 @@ other strategies are (``tests/test_population.py``, whose helpers this
 reuses: float64, 20 steps, rtol 1e-5), against the loop strategy over
 several blocks and runs per candidate, and in both of its ways with outputs
 (lazy, as on GPU, and writing every block, as on TPU). It is lowered for GPU
-through Triton without a GPU. Each fused population compiles one kernel (a
-few seconds on 2 cores): the default run checks a handful of graphs,
-``pytest -m slow`` the zoo and 50 random checked graphs.
+through Triton and for TPU through Mosaic, without either device. Each fused
+population compiles one kernel (a few seconds on 2 cores): the default run
+checks a handful of graphs, ``pytest -m slow`` the zoo and 50 random checked
+graphs.
 """
 
+import contextlib
 import warnings
 
 import jax
@@ -18,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import test_population as reference
+from jax.sharding import AbstractDevice, AbstractMesh, AxisType, use_abstract_mesh
 
 from symopt import fused, population, zoo
 from symopt.graph import Graph, nodes
@@ -139,10 +142,22 @@ def test_a_shape_without_states_or_constants_steps_writing_every_block(monkeypat
     np.testing.assert_array_equal(swapped[:2], updates[2:])
 
 
-def test_the_fused_kernel_lowers_for_gpu_through_triton(monkeypatch):
-    """The whole step, as a GPU would compile it (Pallas's Triton lowering
-    runs without a GPU): one Triton kernel, and no fallback."""
-    monkeypatch.setattr(fused, "platform", lambda: "gpu")
+def _tpu_v5e() -> contextlib.AbstractContextManager:
+    """Traces and lowers as for one TPU v5e chip (JAX's abstract mesh: no TPU needed)."""
+    device = AbstractDevice(device_kind="TPU v5 lite", num_cores=1, platform="tpu")
+    return use_abstract_mesh(AbstractMesh((1,), ("x",), (AxisType.Explicit,),
+                                          abstract_device=device))
+
+
+@pytest.mark.parametrize("platform, lowering, kernel, target", [
+    ("gpu", "cuda", "__gpu$xla.gpu.triton", contextlib.nullcontext),
+    ("tpu", "tpu", "tpu_custom_call", _tpu_v5e),
+], ids=["gpu_triton", "tpu_mosaic"])
+def test_the_fused_kernel_lowers_for_accelerators(monkeypatch, platform, lowering, kernel,
+                                                  target):
+    """The whole step, as a GPU (Triton) or TPU (Mosaic) would compile it:
+    Pallas's lowerings run without the device. One kernel, and no fallback."""
+    monkeypatch.setattr(fused, "platform", lambda: platform)
     program = encode([zoo.lion(), zoo.adam()], reference.SHAPE)
     params = {"w": jnp.zeros((2, 300))}
 
@@ -150,10 +165,10 @@ def test_the_fused_kernel_lowers_for_gpu_through_triton(monkeypatch):
         tx = population.optimizer(program, reference.SHAPE, 10, strategy="fused")
         return tx.update(params, tx.init(params), params)
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), target():
         warnings.simplefilter("error")
-        text = jax.jit(step).trace(program, params).lower(lowering_platforms=("cuda",)).as_text()
-    assert text.count("__gpu$xla.gpu.triton") == 1
+        text = jax.jit(step).trace(program, params).lower(lowering_platforms=(lowering,)).as_text()
+    assert text.count(kernel) == 1
 
 
 def test_where_the_kernel_does_not_compile_the_step_falls_back_to_vmap_once(monkeypatch):
