@@ -12,7 +12,9 @@ by the kernel as ``[..., rows, LANES]`` blocks. The grid is
 each input once, runs the body and writes each output block once. A block
 belongs to one run, so the body branches on that run's scalars (``lax.cond``
 and ``switch`` on scalars: a real branch on every backend) instead of
-computing every operator and selecting, as the vmap strategy must.
+computing every operator and selecting, as the vmap strategy must. A block
+knows where it starts (:meth:`Block.elements`), so counter-based random
+draws are hashed in the kernel where they are read, never stored.
 
 Backends:
 
@@ -79,14 +81,21 @@ def padded_length(length: int, platform: str) -> int:
 
 class Block(NamedTuple):
     """What the body knows of the block it steps: its run's index (for the
-    scalar tables), the shape and dtype of its values, and ``lazy``: whether an
-    output block left unwritten keeps its input's value (then
-    :meth:`where` and :meth:`when` are real branches)."""
+    scalar tables), where it starts in the run's weights, the shape and dtype
+    of its values, and ``lazy``: whether an output block left unwritten keeps
+    its input's value (then :meth:`where` and :meth:`when` are real
+    branches)."""
 
     run: Any
+    start: Any
     shape: tuple[int, ...]
     dtype: Any
     lazy: bool
+
+    def elements(self) -> jax.Array:
+        """The uint32 indices of the block's values in its run's weights."""
+        rows, lanes = (jax.lax.broadcasted_iota(jnp.uint32, self.shape, axis) for axis in (0, 1))
+        return jnp.asarray(self.start).astype(jnp.uint32) + rows * jnp.uint32(LANES) + lanes
 
     def scalar(self, ref, k: int) -> jax.Array:
         """Column ``k`` of this run's row of a scalar table."""
@@ -138,7 +147,7 @@ def run_blocks(
         one block (:class:`Block`); refs of arrays over the weights are
         ``[..., rows, LANES]`` blocks, those of the tables whole ``[R, N]``
         arrays (read with :meth:`Block.scalar`).
-      tables: per-run scalar tables, ``[R, N]`` each.
+      tables: per-run scalar tables, ``[R, N]`` each (any 32-bit dtype).
       inputs: ``[R, ..., Lp]`` arrays, ``Lp`` a multiple of
         :func:`block_size`.
       outputs: the shapes and dtypes of the ``[R, ..., Lp]`` outputs.
@@ -167,8 +176,8 @@ def run_blocks(
         table_refs = refs[:len(tables)]
         input_refs = refs[len(tables):len(tables) + len(inputs)]
         output_refs = refs[len(tables) + len(inputs):]
-        block = Block(run=pl.program_id(1), shape=(rows, LANES), dtype=inputs[0].dtype,
-                      lazy=LAZY.get(platform, True))
+        block = Block(run=pl.program_id(1), start=pl.program_id(0) * (rows * LANES),
+                      shape=(rows, LANES), dtype=inputs[0].dtype, lazy=LAZY.get(platform, True))
         body(block, table_refs, input_refs, output_refs)
 
     out = pl.pallas_call(

@@ -405,17 +405,20 @@ def _fused_block(layout: _Packed, shape: ProgramShape, block: fused.Block, table
                  outputs) -> None:
     """The fused kernel's body: one run's whole step over one block.
 
-    Reads the block of ``inputs`` (g clipped, w, m, v, gamma, trace, the
-    noise and dropout draws, then the states [S, ...] where the shape has
-    states) and writes ``outputs`` (the update, m, v, gamma, trace, states),
-    the moments and states in place. The value table is a list of block
-    values, filled slot by slot and node by node (statically unrolled, each
-    a real branch on the run's scalars); a lazy block loads and stores only
-    what its run's graph uses.
+    Reads the block of ``inputs`` (g clipped, w, m, v, gamma, trace, then
+    the states [S, ...] where the shape has states) and writes ``outputs``
+    (the update, m, v, gamma, trace, states), the moments and states in
+    place. ``tables`` are the runs' packed ints and floats and their draws'
+    streams (:func:`symopt.draws.step_stream`, [R, 1]): a block that reads
+    noise or dropout draws hashes its own elements, so no draw is stored.
+    The value table is a list of block values, filled slot by slot and node
+    by node (statically unrolled, each a real branch on the run's scalars);
+    a lazy block loads and stores only what its run's graph uses.
     """
     ints, floats = _load_row(block, tables[0], layout.ints), _load_row(
         block, tables[1], layout.floats)
-    g_ref, w_ref, m_ref, v_ref, gamma_ref, trace_ref, noise_ref, uniform_ref = inputs[:8]
+    stream = block.scalar(tables[2], 0)
+    g_ref, w_ref, m_ref, v_ref, gamma_ref, trace_ref = inputs[:6]
     u_ref, m_out, v_out, gamma_out, trace_out = outputs[:5]
     g = g_ref[...]
     reads = jax.tree.map(lambda flag: flag != 0, ints.reads)
@@ -432,8 +435,12 @@ def _fused_block(layout: _Packed, shape: ProgramShape, block: fused.Block, table
         (reads.m, reads.v, reads.gamma), (m_ref, v_ref, gamma_ref), (m_out, v_out, gamma_out),
         (lambda: g, lambda: g * g, lambda: g * g * g), floats.betas))
     w = block.where(reads.w, lambda: w_ref[...])
-    arrays = RunArrays(g=g, w=w, m=m, v=v, gamma=gamma, noise=lambda: noise_ref[...],
-                       uniform=lambda: uniform_ref[...])
+    def units(lane):
+        return draws_lib.element_units(jnp, block.elements(), stream, lane, block.dtype)
+
+    arrays = RunArrays(g=g, w=w, m=m, v=v, gamma=gamma, uniform=lambda: units(
+        draws_lib.UNIFORM_LANE), noise=lambda: draws_lib.normal_units(
+            jnp, units(draws_lib.NOISE_LANE), block.dtype))
     ctx = _RunContext(arrays, None, floats.run.scalars, floats.run.eps)
     run = ints.run
     zeros = jnp.zeros(block.shape, block.dtype)
@@ -443,7 +450,7 @@ def _fused_block(layout: _Packed, shape: ProgramShape, block: fused.Block, table
         lambda: zeros) for k in range(shape.max_operands)]
     table += [jnp.broadcast_to(floats.run.constants[j], block.shape).astype(block.dtype)
               for j in range(shape.max_constants)]
-    states_ref = inputs[8] if shape.max_states else None
+    states_ref = inputs[6] if shape.max_states else None
     table += [block.where(j < run.num_states, lambda j=j: states_ref[j])
               for j in range(shape.max_states)]
     expr = run.update
@@ -465,29 +472,30 @@ def _fused_block(layout: _Packed, shape: ProgramShape, block: fused.Block, table
 
 
 def _fused_step(layout: _Packed, shape: ProgramShape, platform: str, packed: _Packed,
-                arrays: RunArrays, state: PopulationState):
+                g: jax.Array, w: jax.Array, state: PopulationState):
     """The fused strategy's step of all runs: ``(update, m, v, gamma, trace,
     states)``, [R, Lp] each ([R, S, Lp] the states)."""
-    like = jax.ShapeDtypeStruct(arrays.g.shape, arrays.g.dtype)
-    inputs = [arrays.g, arrays.w, state.m, state.v, state.gamma, state.trace, arrays.noise,
-              arrays.uniform]
+    like = jax.ShapeDtypeStruct(g.shape, g.dtype)
+    streams = jax.vmap(lambda key, count: draws_lib.step_stream(jnp, key, count))(
+        state.key, state.count)
+    inputs = [g, w, state.m, state.v, state.gamma, state.trace]
     outputs = [like] * 5
     aliases = {2: 1, 3: 2, 4: 3, 5: 4}
     if shape.max_states:
         inputs.append(state.states)
         outputs.append(jax.ShapeDtypeStruct(state.states.shape, state.states.dtype))
-        aliases[8] = 5
-    out = fused.run_blocks(functools.partial(_fused_block, layout, shape), packed, inputs,
-                           outputs, aliases, platform)
+        aliases[6] = 5
+    out = fused.run_blocks(functools.partial(_fused_block, layout, shape), (*packed, streams),
+                           inputs, outputs, aliases, platform)
     return (*out[:5], out[5] if shape.max_states else state.states)
 
 
 def _fused_update(shape: ProgramShape, rows: Program, run_ints: RunInts,
-                  run_floats: RunFloats, lr: jax.Array, arrays: RunArrays,
+                  run_floats: RunFloats, lr: jax.Array, g: jax.Array, w: jax.Array,
                   state: PopulationState):
     """The fused strategy's update: ``(update [R, Lp], new state)``, or None
     where its kernel does not compile (the caller then steps with vmap).
-    ``arrays`` holds the g, w and draws of every run."""
+    ``g`` and ``w`` are every run's (clipped) gradient and weights."""
     h, platform = rows.hparams, fused.platform()
     reads = _Reads(_reads(rows.operands, rows.num_operands, "w") | (h.weight_decay != 0),
                    *(_reads(rows.operands, rows.num_operands, f) for f in Moments._fields))
@@ -495,13 +503,13 @@ def _fused_update(shape: ProgramShape, rows: Program, run_ints: RunInts,
                                       reads=jax.tree.map(lambda x: x.astype(jnp.int32), reads)))
     floats, f_layout = _pack(_FusedFloats(run=run_floats, betas=_betas(h), momentum=h.momentum,
                                           weight_decay=h.weight_decay, learning_rate=lr))
-    layout, dtype = _Packed(i_layout, f_layout), arrays.g.dtype
+    layout, dtype = _Packed(i_layout, f_layout), g.dtype
     if platform in fused.NATIVE and _fused_error(layout, shape, dtype, platform,
                                                  fused.block_size(platform),
                                                  fused.LAZY.get(platform, True)):
         return None
     u, m, v, gamma, trace, states = _fused_step(layout, shape, platform,
-                                                _Packed(ints, floats.astype(dtype)), arrays, state)
+                                                _Packed(ints, floats.astype(dtype)), g, w, state)
     return u, PopulationState(state.count + 1, m, v, gamma, states, trace, state.key)
 
 
@@ -519,9 +527,9 @@ def _fused_error(layout: _Packed, shape: ProgramShape, dtype, platform: str,
     state = PopulationState(struct(1, dtype=jnp.int32), *[struct(1, length)] * 3,
                             struct(1, shape.max_states, length), struct(1, length),
                             struct(1, 2, dtype=jnp.uint32))
-    arrays = RunArrays(*[struct(1, length)] * 7)
     error = fused.compiles(lambda *args: _fused_step(layout, shape, platform, *args),
-                         (_Packed(ints, floats), arrays, state), platform)
+                           (_Packed(ints, floats), struct(1, length), struct(1, length), state),
+                           platform)
     if error is not None:
         warnings.warn(f"symopt: the fused population step does not compile on {platform} "
                       f"for {shape} in {jnp.dtype(dtype).name} ({error}); stepping with the "
@@ -741,7 +749,7 @@ def optimizer(
             kind: _draws(kind, state.key, state.count, length, g.dtype)
             for kind in ("noise", "uniform")})
         if strategy == "fused":
-            stepped = _fused_update(shape, rows, run_ints, run_floats, lr, draws(), state)
+            stepped = _fused_update(shape, rows, run_ints, run_floats, lr, g, w, state)
             if stepped is not None:
                 return _unflatten(stepped[0], updates), stepped[1]
         # A moment nobody reads is not updated.

@@ -146,7 +146,7 @@ def test_embedded_source_renames_the_calls_it_embeds():
     source, constants = export.embedded_source([draws.noise_draws])
     assert "def _noise_draws(" in source and "def _unit_draws(" in source
     assert "def _mix32(" in source and " mix32(" not in source
-    assert constants == {"STEP_MIX": draws.STEP_MIX}
+    assert constants == {"STEP_MIX": draws.STEP_MIX, "NOISE_LANE": draws.NOISE_LANE}
     assert "->" not in source and ": Array" not in source  # no annotations
 
 

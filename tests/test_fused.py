@@ -171,6 +171,26 @@ def test_the_fused_kernel_lowers_for_accelerators(monkeypatch, platform, lowerin
     assert text.count(kernel) == 1
 
 
+def test_the_fused_step_stores_no_draws_its_kernel_hashes_them(monkeypatch):
+    """Noise and dropout draws are made inside the kernel, where a block that
+    reads them hashes its own elements: the step's program outside the
+    kernel computes none (the vmap strategy's, lowered alike, does)."""
+    monkeypatch.setattr(fused, "platform", lambda: "gpu")
+    noisy = [g for g in _checked(50) if FEATURES["noise"](g) and FEATURES["dropout"](g)][:1]
+    program = encode([*noisy, zoo.adam()], reference.SHAPE)
+    params = {"w": jnp.zeros((2, 300))}
+
+    def lowered(strategy):
+        def step(program, params):
+            tx = population.optimizer(program, reference.SHAPE, 10, strategy=strategy)
+            return tx.update(params, tx.init(params), params)
+
+        return jax.jit(step).trace(program, params).lower(lowering_platforms=("cuda",)).as_text()
+
+    assert noisy and "erf_inv" in lowered("vmap")
+    assert "erf_inv" not in lowered("fused")
+
+
 def test_where_the_kernel_does_not_compile_the_step_falls_back_to_vmap_once(monkeypatch):
     monkeypatch.setattr(fused, "platform", lambda: "gpu")
     monkeypatch.setattr(fused, "compiles", lambda *args: "NotImplementedError: no such op")
