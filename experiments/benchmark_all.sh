@@ -15,8 +15,10 @@
 # optimizer step alone. docs/benchmarks.md says what each figure means.
 #
 # Environment: PYTHON (default python3), STEP_LIMIT (seconds per step, default
-# 600), PAPER_FLAGS (extra flags of the paper-scale step, e.g.
-# "--paper_steps=20 --paper_populations=16" for a CPU budget).
+# 600), PAPER_FLAGS (extra flags of the paper-scale step; on CPU the default is
+# "--paper_steps=5 --paper_populations=16", the figures docs/benchmarks.md gives
+# for 2 cores: 50 steps there take over an hour, and P = 64 of the BatchNorm CNN
+# more memory than 24 GiB).
 set -uo pipefail
 
 out=${1:?usage: experiments/benchmark_all.sh OUTDIR}
@@ -40,7 +42,9 @@ echo "[benchmark_all] backend: $backend" | tee -a "$out/summary.txt" >&2
 
 if [[ $backend == cpu ]]; then
   strategies=(loop)
+  paper_flags=${PAPER_FLAGS---paper_steps=5 --paper_populations=16}
 else
+  paper_flags=${PAPER_FLAGS-}
   strategies=(vmap fused)
   step fused_tests -m pytest -q -x -n 0 -p no:cacheprovider "$here/../tests/test_fused.py"
 fi
@@ -48,8 +52,8 @@ for s in "${strategies[@]}"; do
   step "engine_$s" "$here/benchmark.py" --quick --strategy="$s"
 done
 for s in "${strategies[@]}"; do
-  # shellcheck disable=SC2086  # PAPER_FLAGS is a list of flags
-  step "paper_$s" "$here/benchmark.py" --scale=paper --strategy="$s" ${PAPER_FLAGS:-}
+  # shellcheck disable=SC2086  # a list of flags
+  step "paper_$s" "$here/benchmark.py" --scale=paper --strategy="$s" $paper_flags
 done
 for s in "${strategies[@]}"; do
   step "search_$s" "$here/benchmark_search.py" --part=speed --strategy="$s"

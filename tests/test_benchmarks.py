@@ -152,13 +152,16 @@ echo '{"argv": "'"$*"'"}'
 def test_benchmark_all_runs_each_step_into_its_own_files(tmp_path, backend):
     """``experiments/benchmark_all.sh``: one JSON and one log per step, the
     fused kernel's tests first on an accelerator, vmap and fused side by side
-    there, loop alone on CPU; a failing step is recorded and the rest still run."""
+    there, loop alone on CPU (paper scale at a short budget unless
+    ``PAPER_FLAGS`` says); a failing step is recorded and the rest still run."""
     stub = tmp_path / "python"
     stub.write_text(_STUB_PYTHON)
     stub.chmod(0o755)
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHON=str(stub), FAKE_BACKEND=backend, CALLS=str(tmp_path / "calls"),
-               PAPER_FLAGS="--paper_steps=3 --paper_populations=4")
+    env = dict(os.environ, PYTHON=str(stub), FAKE_BACKEND=backend, CALLS=str(tmp_path / "calls"))
+    env.pop("PAPER_FLAGS", None)
+    if backend == "gpu":
+        env["PAPER_FLAGS"] = "--paper_steps=3 --paper_populations=4"
     subprocess.run(["bash", "experiments/benchmark_all.sh", str(out)], cwd=ROOT, env=env,
                    check=True, capture_output=True, text=True)
     strategies = ["loop"] if backend == "cpu" else ["vmap", "fused"]
@@ -173,7 +176,8 @@ def test_benchmark_all_runs_each_step_into_its_own_files(tmp_path, backend):
         if not failed:
             assert json.loads((out / f"{line.split()[0]}.json").read_text())["argv"]
     paper = json.loads((out / f"paper_{strategies[0]}.json").read_text())["argv"]
-    assert paper.endswith(f"--scale=paper --strategy={strategies[0]} --paper_steps=3 "
-                          "--paper_populations=4")
+    flags = "--paper_steps=5 --paper_populations=16" if backend == "cpu" else (
+        "--paper_steps=3 --paper_populations=4")  # CPU's default budget, or PAPER_FLAGS
+    assert paper.endswith(f"--scale=paper --strategy={strategies[0]} {flags}")
     if backend != "cpu":
         assert "tests/test_fused.py" in (out / "fused_tests.json").read_text()
