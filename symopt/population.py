@@ -435,6 +435,7 @@ def _fused_block(layout: _Packed, shape: ProgramShape, block: fused.Block, table
         (reads.m, reads.v, reads.gamma), (m_ref, v_ref, gamma_ref), (m_out, v_out, gamma_out),
         (lambda: g, lambda: g * g, lambda: g * g * g), floats.betas))
     w = block.where(reads.w, lambda: w_ref[...])
+
     def units(lane):
         return draws_lib.element_units(jnp, block.elements(), stream, lane, block.dtype)
 
