@@ -753,12 +753,15 @@ def optimizer(
             stepped = _fused_update(shape, rows, run_ints, run_floats, lr, g, w, state)
             if stepped is not None:
                 return _unflatten(stepped[0], updates), stepped[1]
-        # A moment nobody reads is not updated.
+        # A moment nobody reads is not updated, and its power of g is not
+        # formed (inside the branch: as an operand of the loop strategy's
+        # cond it would be computed every step).
         m, v, gamma = (
-            when(used, lambda old, x, b: step_lib.ema(jnp, old, x, b[:, None]),
-                 lambda old, x, b: old, old, x, beta)
-            for used, old, x, beta in zip(moments, (state.m, state.v, state.gamma),
-                                          (g, g * g, g * g * g), _betas(h))
+            when(used, lambda old, g, b, power=power: step_lib.ema(jnp, old, power(g), b[:, None]),
+                 lambda old, g, b: old, old, g, beta)
+            for used, old, power, beta in zip(
+                moments, (state.m, state.v, state.gamma),
+                (lambda g: g, lambda g: g * g, lambda g: g * g * g), _betas(h))
         )
         arrays = RunArrays(g=g, w=w, m=m, v=v, gamma=gamma)
         ints, i_layout = _pack(run_ints)

@@ -328,3 +328,23 @@ def test_the_encoded_hyperparameters_and_schedule_are_those_of_a_graph():
     program = encode([zoo.adam().with_hparams(eps=1e-6)], SHAPE)
     assert program.hparams.eps[0] == np.float32(1e-6)
     assert program.hparams.bias_correction[0] == 1.0
+
+
+def test_the_loop_strategy_forms_no_power_of_g_outside_the_branches_that_read_it():
+    """``g * g`` and ``g * g * g`` are made inside the moments' branches: as
+    operands of the loop strategy's ``cond`` they would cost two passes over
+    every run's weights each step, read or not."""
+    program = encode([zoo.sgd(), zoo.adam()], SHAPE)
+    params = {"w": jnp.zeros((2, 50)), "b": jnp.zeros((2, 5))}
+
+    def step(program, params):
+        tx = population.optimizer(program, SHAPE, 10, strategy="loop")
+        return tx.update(params, tx.init(params), params)
+
+    jaxpr = jax.make_jaxpr(step)(program, params).jaxpr
+    powers = [e for e in jaxpr.eqns  # over the runs' flattened weights, [2, 55]
+              if e.outvars[0].aval.shape == (2, 55)
+              and e.primitive.name in ("mul", "integer_pow", "square")
+              and (e.primitive.name != "mul" or e.invars[0] is e.invars[1])]
+    assert any(e.primitive.name == "cond" for e in jaxpr.eqns)
+    assert powers == []
