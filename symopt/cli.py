@@ -12,10 +12,13 @@ how to go on. Both programs go through :func:`parse_flags` and
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import signal
 import sqlite3
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,6 +32,10 @@ INTERRUPTED = 130
 """Exit code after Ctrl-C (128 + SIGINT), as shells report it."""
 TERMINATED = 143
 """Exit code after SIGTERM (128 + SIGTERM)."""
+
+
+REDELIVERY_SECONDS = 0.01
+"""How soon an interrupt that Python ignored is delivered again (:func:`guarded`)."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -100,11 +107,29 @@ def guarded(program: str, *, on_interrupt: str) -> Iterator[None]:
     """Runs the body with one-line errors: a config error exits 2; missing
     data or dependencies, workdir and archive errors, and OS errors (a full
     disk, a read-only file) exit 1; Ctrl-C exits 130 and SIGTERM 143, each
-    printing ``on_interrupt`` (what was kept, how to go on)."""
+    printing ``on_interrupt`` (what was kept, how to go on).
+
+    A signal whose exception is raised where Python ignores exceptions (a
+    garbage-collection callback, such as JAX's, or a ``__del__``) is
+    delivered again to the main thread, so Ctrl-C is never lost."""
     def terminate(signum: int, frame: Any) -> None:
         raise Terminated
 
+    def redeliver(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            # Shortly, from another thread: delivered while this hook runs, it
+            # would be ignored again (and if it lands in a callback again, it
+            # comes back here).
+            signum = signal.SIGTERM if isinstance(unraisable.exc_value, Terminated) else (
+                signal.SIGINT)
+            timer = threading.Timer(REDELIVERY_SECONDS, _thread.interrupt_main, args=(signum,))
+            timer.daemon = True
+            timer.start()
+        else:
+            previous_hook(unraisable)
+
     previous = signal.signal(signal.SIGTERM, terminate)
+    previous_hook, sys.unraisablehook = sys.unraisablehook, redeliver
     try:
         yield
     except KeyboardInterrupt as e:  # symopt.run.Interrupted says how far the run got
@@ -128,3 +153,4 @@ def guarded(program: str, *, on_interrupt: str) -> Iterator[None]:
         fail(program, f"{e.strerror or e}{where}", RUN_ERROR)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook

@@ -4,6 +4,7 @@ SIGTERM says what was kept and how to resume."""
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import signal
@@ -102,6 +103,30 @@ def test_an_interrupted_search_says_it_can_resume_in_one_line_and_resumes_exactl
     with Archive.open(workdir, create=False) as a, Archive.open(result.workdir, create=False) as b:
         assert a.ids() == b.ids()
         assert a.count_by_status() == b.count_by_status()
+
+
+@pytest.mark.parametrize("raised, code, word", [(KeyboardInterrupt, cli.INTERRUPTED, "interrupted"),
+                                               (cli.Terminated, cli.TERMINATED, "terminated")])
+def test_an_interrupt_raised_inside_a_gc_callback_is_not_lost(raised, code, word, capsys):
+    """Python ignores an exception raised in a garbage-collection callback
+    (JAX registers one): a Ctrl-C or SIGTERM that lands there still stops the
+    program, with its one line and exit code."""
+    def callback(phase, info):
+        if phase == "start":
+            gc.callbacks.remove(callback)
+            raise raised
+
+    hook = sys.unraisablehook
+    with pytest.raises(SystemExit) as exit_:
+        with cli.guarded("prog", on_interrupt="kept"):
+            gc.callbacks.append(callback)
+            gc.collect()
+            for _ in range(10**7):  # the interrupt is delivered again in here
+                pass
+            pytest.fail("the interrupt was lost")
+    assert exit_.value.code == code
+    assert capsys.readouterr().err == f"prog: error: {word}; kept\n"
+    assert sys.unraisablehook is hook
 
 
 def test_a_search_that_found_nothing_ends_with_a_warning_and_exit_code_1(tmp_path):
