@@ -149,6 +149,24 @@ def _tpu_v5e() -> contextlib.AbstractContextManager:
                                           abstract_device=device))
 
 
+def _lowered_step(graphs: list[Graph], strategy: str, lowering: str,
+                  target=contextlib.nullcontext) -> str:
+    """The text of one population step of ``graphs`` (over [2, 300] weights),
+    lowered for the ``lowering`` platform without its device, inside
+    ``target()`` (and with warnings as errors: no fallback)."""
+    program = encode(graphs, reference.SHAPE)
+    params = {"w": jnp.zeros((2, 300))}
+
+    def step(program, params):
+        tx = population.optimizer(program, reference.SHAPE, 10, strategy=strategy)
+        return tx.update(params, tx.init(params), params)
+
+    with warnings.catch_warnings(), target():
+        warnings.simplefilter("error")
+        return jax.jit(step).trace(program, params).lower(
+            lowering_platforms=(lowering,)).as_text()
+
+
 @pytest.mark.parametrize("platform, lowering, kernel, target", [
     ("gpu", "cuda", "__gpu$xla.gpu.triton", contextlib.nullcontext),
     ("tpu", "tpu", "tpu_custom_call", _tpu_v5e),
@@ -158,17 +176,7 @@ def test_the_fused_kernel_lowers_for_accelerators(monkeypatch, platform, lowerin
     """The whole step, as a GPU (Triton) or TPU (Mosaic) would compile it:
     Pallas's lowerings run without the device. One kernel, and no fallback."""
     monkeypatch.setattr(fused, "platform", lambda: platform)
-    program = encode([zoo.lion(), zoo.adam()], reference.SHAPE)
-    params = {"w": jnp.zeros((2, 300))}
-
-    def step(program, params):
-        tx = population.optimizer(program, reference.SHAPE, 10, strategy="fused")
-        return tx.update(params, tx.init(params), params)
-
-    with warnings.catch_warnings(), target():
-        warnings.simplefilter("error")
-        text = jax.jit(step).trace(program, params).lower(lowering_platforms=(lowering,)).as_text()
-    assert text.count(kernel) == 1
+    assert _lowered_step([zoo.lion(), zoo.adam()], "fused", lowering, target).count(kernel) == 1
 
 
 def test_the_fused_step_stores_no_draws_its_kernel_hashes_them(monkeypatch):
@@ -177,18 +185,8 @@ def test_the_fused_step_stores_no_draws_its_kernel_hashes_them(monkeypatch):
     kernel computes none (the vmap strategy's, lowered alike, does)."""
     monkeypatch.setattr(fused, "platform", lambda: "gpu")
     noisy = [g for g in _checked(50) if FEATURES["noise"](g) and FEATURES["dropout"](g)][:1]
-    program = encode([*noisy, zoo.adam()], reference.SHAPE)
-    params = {"w": jnp.zeros((2, 300))}
-
-    def lowered(strategy):
-        def step(program, params):
-            tx = population.optimizer(program, reference.SHAPE, 10, strategy=strategy)
-            return tx.update(params, tx.init(params), params)
-
-        return jax.jit(step).trace(program, params).lower(lowering_platforms=("cuda",)).as_text()
-
-    assert noisy and "erf_inv" in lowered("vmap")
-    assert "erf_inv" not in lowered("fused")
+    assert noisy and "erf_inv" in _lowered_step([*noisy, zoo.adam()], "vmap", "cuda")
+    assert "erf_inv" not in _lowered_step([*noisy, zoo.adam()], "fused", "cuda")
 
 
 def test_where_the_kernel_does_not_compile_the_step_falls_back_to_vmap_once(monkeypatch):
