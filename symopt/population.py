@@ -20,22 +20,24 @@ stepped in one of three ways (``strategy``):
 * ``"loop"`` (the default on CPU): a ``fori_loop`` over candidates, then over
   the operand slots and active nodes of the candidate's graph. Each switch is
   a real branch, so a run pays only for the operators its graph uses.
-* ``"vmap"`` (portable, for GPU/TPU): ``jax.vmap`` over runs, where a switch
-  computes all its branches and selects: more flops, in a few wide kernels,
-  and no ``lax.cond`` and no loop whose trip count differs per run, which on
-  an accelerator waits on the host at every iteration.
-* ``"fused"`` (the default on GPU/TPU where its kernel compiles): one Pallas
-  kernel (:mod:`symopt.fused`) over (run, parameter block). A block belongs
-  to one run, so its switches are real branches on that run's scalars, and it
-  reads the run's gradient, weights, moments, trace and states once and writes
-  the update, moments, trace and states once, in place (on GPU only those its
-  graph uses): the moment EMAs, the graph, momentum and the update in one
-  pass over the run's arrays, where vmap makes a pass per operation. Only
-  clipping (by global norm: a reduction over the run) and the noise and
-  dropout draws are computed before it, by XLA. Where the kernel does not compile
-  for a backend and program shape, the step falls back to ``"vmap"`` with a
-  warning (once per shape and dtype). On CPU it runs in Pallas's interpret
-  mode, for the tests.
+* ``"vmap"`` (the default on GPU/TPU: :data:`ACCELERATOR_STRATEGY`):
+  ``jax.vmap`` over runs, where a switch computes all its branches and
+  selects: more flops, in a few wide kernels, and no ``lax.cond`` and no loop
+  whose trip count differs per run, which on an accelerator waits on the host
+  at every iteration.
+* ``"fused"`` (chosen with ``strategy="fused"``; ``auto`` will pick it on
+  GPU/TPU once it is measured there): one Pallas kernel (:mod:`symopt.fused`)
+  over (run, parameter block). A block belongs to one run, so its switches
+  are real branches on that run's scalars, and it reads the run's gradient,
+  weights, moments, trace and states once and writes the update, moments,
+  trace and states once, in place (on GPU only those its graph uses): the
+  moment EMAs, the graph, momentum and the update in one pass over the run's
+  arrays, where vmap makes a pass per operation. Noise and dropout draws are
+  hashed inside the kernel, where a block reads them; only clipping by global
+  norm (a reduction over the run) is computed before it, by XLA. Where the
+  kernel does not compile for a backend and program shape, the step falls
+  back to ``"vmap"`` with a warning (once per shape and dtype). On CPU it runs
+  in Pallas's interpret mode, for the tests.
 """
 
 from __future__ import annotations
