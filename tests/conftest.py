@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import tiny_config
 
-import symopt
+from symopt import run as run_lib
 
 
 def _tiny_params() -> dict:
@@ -86,24 +87,10 @@ def run_trajectory():
     return trajectory
 
 
-def graph_state(state):
-    """The :class:`symopt.SymoptState` inside ``to_optax``'s chain state."""
-    found = [s for s in state if isinstance(s, symopt.SymoptState)]
-    assert len(found) == 1, state
-    return found[0]
-
-
-_COMPILES = [0]
-
-
-def _count_backend_compiles(name: str, duration: float, **kwargs) -> None:
-    if name == "/jax/core/compile/backend_compile_duration":
-        _COMPILES[0] += 1
-
-
-jax.monitoring.register_event_duration_secs_listener(_count_backend_compiles)
-
-
-def backend_compiles() -> int:
-    """XLA compiles so far in this process (JAX's public monitoring events)."""
-    return _COMPILES[0]
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """An uninterrupted tiny search, and what it logged."""
+    workdir = tmp_path_factory.mktemp("finished")
+    lines: list[str] = []
+    result = run_lib.run(tiny_config(), workdir, log=lines.append)
+    return result, lines

@@ -5,25 +5,17 @@ SIGTERM says what was kept and how to resume."""
 from __future__ import annotations
 
 import gc
-import os
 import re
 import signal
 import subprocess
 import sys
 
 import pytest
+from helpers import ROOT, TINY_CONFIG_FILE, tiny_search_process, wait_until_archived
 
 import symopt
 from symopt import cli
 from symopt.archive import Archive
-
-from test_run import (  # noqa: F401 (finished is a fixture)
-    ROOT,
-    TINY_CONFIG_FILE,
-    finished,
-    tiny_search_process,
-    wait_until_archived,
-)
 
 PROGRAMS = {"symopt.main": ("experiments/digits.py", "--workdir"),
             "symopt.transfer": ("experiments/transfer.py", "--out")}

@@ -21,10 +21,9 @@ import optax
 import pytest
 from flax import linen as nn
 from flax import nnx
-from test_run import tiny_config
+from helpers import tiny_config
 
 import symopt
-from symopt import config as config_lib
 from symopt import evaluate, program, tasks, zoo
 from symopt import run as run_lib
 from symopt.archive import Archive

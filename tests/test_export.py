@@ -22,7 +22,7 @@ import optax
 import pytest
 
 import symopt
-from symopt import draws, export, ops, schedules, transform, zoo
+from symopt import draws, export, ops, schedules, zoo
 from symopt.graph import SCHEDULE_KINDS, Expr, Schedule, nodes, simple
 from symopt.spaces.nos import NosSpace
 

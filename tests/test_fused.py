@@ -2,7 +2,7 @@
 
 On CPU the kernel runs in Pallas's interpret mode (on a GPU or TPU, the
 kernel itself). It is checked against ``to_optax`` graph by graph as the
-other strategies are (``tests/test_population.py``, whose helpers this
+other strategies are (``tests/helpers.py``, whose helpers this
 reuses: float64, 20 steps, rtol 1e-5), against the loop strategy over
 several blocks and runs per candidate, and in both of its ways with outputs
 (lazy, as on GPU, and writing every block, as on TPU). It is lowered for GPU
@@ -15,11 +15,11 @@ graphs.
 import contextlib
 import warnings
 
+import helpers as reference
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import test_population as reference
 from jax.sharding import AbstractDevice, AbstractMesh, AxisType, use_abstract_mesh
 
 from symopt import fused, population, zoo
@@ -59,19 +59,19 @@ def test_fused_agrees_with_to_optax_before_and_past_total_steps():
     """A handful of graphs (the zoo's stateful and momentum ones, schedules,
     decays and random checked graphs that clip, draw noise and dropout and
     keep states) over 20 steps of T = 8."""
-    graphs = [zoo.lion(), zoo.ades(), zoo.nesterov(), *reference._step_dependent_graphs()[:3],
+    graphs = [zoo.lion(), zoo.ades(), zoo.nesterov(), *reference.step_dependent_graphs()[:3],
               reference.PIECEWISE[1], *_covering(_checked(50))]
-    reference._check_agreement(graphs, "fused", total_steps=8)
+    reference.check_agreement(graphs, "fused", total_steps=8)
 
 
 @pytest.mark.slow
 def test_fused_agrees_with_to_optax_on_the_zoo_and_50_random_checked_graphs():
-    reference._check_agreement([zoo.get(n) for n in zoo.names()] + _checked(50), "fused")
+    reference.check_agreement([zoo.get(n) for n in zoo.names()] + _checked(50), "fused")
 
 
 @pytest.mark.slow
 def test_fused_agrees_with_to_optax_past_total_steps():
-    reference._check_agreement(reference._step_dependent_graphs(), "fused", total_steps=6)
+    reference.check_agreement(reference.step_dependent_graphs(), "fused", total_steps=6)
 
 
 def _updates(graphs, strategy, runs_per_candidate=2, steps=4):

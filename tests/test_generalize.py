@@ -7,12 +7,11 @@ import os
 
 import numpy as np
 import pytest
-from test_run import tiny_config
+from helpers import backend_compiles, tiny_config
 
 import symopt
-from conftest import backend_compiles
 from symopt import config as config_lib
-from symopt import evaluate, heldout, report, tasks, zoo
+from symopt import heldout, report, tasks, zoo
 from symopt import run as run_lib
 from symopt.archive import Archive
 

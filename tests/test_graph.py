@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import symopt
-from symopt import graph as graph_lib
 from symopt import export, integrity, zoo
+from symopt import graph as graph_lib
 from symopt.graph import Expr, Graph, GraphError, Hyperparams, Node, Schedule, nodes, simple
 from symopt.spaces import nos
 

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 import symopt
-from symopt import transform
-from symopt import integrity, zoo
+from symopt import integrity, transform, zoo
 from symopt.graph import Expr, Graph, Hyperparams, nodes, simple
 from symopt.spaces import nos
 

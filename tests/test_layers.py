@@ -104,7 +104,7 @@ def test_encoding_modules_need_no_jax(name):
     assert not needing, f"{name} imports JAX through {needing}"
 
 
-REPO = ROOT.parent
+REPO = ROOT.parent.parent
 READERS = {**MODULES, **{str(p.relative_to(REPO)): p for p in sorted(
     [*(REPO / "tests").glob("*.py"), *(REPO / "experiments").glob("*.py")])}}
 """Every file that imports symopt: its modules, the tests and the experiments."""

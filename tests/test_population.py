@@ -17,17 +17,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import (
+    PIECEWISE,
+    SHAPE,
+    STEPS,
+    check_agreement,
+    gradients,
+    params_like,
+    population_updates,
+    reference_updates,
+    step_dependent_graphs,
+)
 
 import symopt
 from symopt import population, tables, zoo
 from symopt import program as program_lib
-from symopt.program import ProgramShape, encode
 from symopt.graph import Graph, GraphError, Schedule, nodes
+from symopt.program import ProgramShape, encode
 from symopt.spaces import nos
 
-STEPS = 20
 NUM_RANDOM = 200
-SHAPE = ProgramShape()
 
 
 @functools.cache
@@ -36,111 +45,33 @@ def _graphs():
     return [zoo.get(n) for n in zoo.names()] + [nos.sample(rng) for _ in range(NUM_RANDOM)]
 
 
-def _params(dtype):
-    return {"kernel": jnp.linspace(-1.0, 1.0, 6, dtype=dtype).reshape(3, 2),
-            "bias": jnp.zeros(2, dtype), "scale": jnp.ones((), dtype)}
-
-
-def _gradients(params):
-    return [jax.tree.map(lambda x: jnp.sin(3.0 * x + k) + 0.1 * k, params) for k in range(STEPS)]
-
-
-def _population_updates(graphs, strategy, dtype, total_steps=STEPS):
-    program = encode(graphs, SHAPE, dtype=dtype)
-    size = len(graphs)
-    params = _params(dtype)
-    batched = jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), params)
-    grads = jax.tree.map(lambda *x: jnp.stack(x), *_gradients(params))
-
-    def run(program):
-        tx = population.optimizer(program, SHAPE, total_steps, strategy=strategy)
-
-        def body(state, g):
-            g = jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), g)
-            updates, state = tx.update(g, state, batched)
-            return state, updates
-
-        return jax.lax.scan(body, tx.init(batched), grads)[1]
-
-    return jax.jit(run)(program)
-
-
-def _reference_updates(graph, dtype, total_steps=STEPS):
-    params = _params(dtype)
-    tx = symopt.to_optax(graph, total_steps=total_steps)
-    grads = jax.tree.map(lambda *x: jnp.stack(x), *_gradients(params))
-
-    def body(state, g):
-        updates, state = tx.update(g, state, params)
-        return state, updates
-
-    return jax.jit(lambda: jax.lax.scan(body, tx.init(params), grads)[1])()
-
-
-def _check_agreement(graphs, strategy, total_steps=STEPS):
-    with jax.enable_x64(True):
-        ours = _population_updates(graphs, strategy, jnp.float64, total_steps)
-        mismatched = []
-        for i, graph in enumerate(graphs):
-            reference = _reference_updates(graph, jnp.float64, total_steps)
-            mine = jax.tree.map(lambda x: x[:, i], ours)
-            for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(mine)):
-                if not np.allclose(b, a, rtol=1e-5, atol=1e-8):
-                    mismatched.append(i)
-                    break
-    assert not mismatched, f"graphs {mismatched} differ from to_optax"
-
-
 # Each reference compiles its own program (~1 s on 2 cores): the default run
 # checks the zoo and a sample, `pytest -m slow` all 200 random graphs.
 @pytest.mark.parametrize("strategy", ["loop", "vmap"])
 def test_population_agrees_with_to_optax_on_the_zoo_and_random_graphs(strategy):
     sample = _graphs()[len(zoo.names()) + (strategy == "vmap") :: 20]
-    _check_agreement([zoo.get(n) for n in zoo.names()] + sample, strategy)
+    check_agreement([zoo.get(n) for n in zoo.names()] + sample, strategy)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["loop", "vmap"])
 def test_population_agrees_with_to_optax_on_the_zoo_and_200_random_graphs(strategy):
-    _check_agreement(_graphs(), strategy)
-
-
-PIECEWISE = (
-    zoo.sgd().replace(schedule=Schedule(kind="piecewise", values=(1.0, 0.5, 0.0, 2.0))),
-    zoo.adam().replace(schedule=Schedule(kind="piecewise", warmup_steps=3,
-                                         values=tuple(np.geomspace(1.0, 1e-3, 16)))),
-    zoo.lion().replace(schedule=Schedule(kind="piecewise", values=(0.3,))),
-)
+    check_agreement(_graphs(), strategy)
 
 
 @pytest.mark.parametrize("strategy", ["loop", "vmap"])
 def test_piecewise_schedules_agree_with_to_optax(strategy):
-    _check_agreement([*PIECEWISE, zoo.terms_ga()], strategy)
-
-
-def _step_dependent_graphs() -> list[Graph]:
-    """Graphs whose schedule, decays or operands change with the step."""
-    decayed = zoo.sgd().replace(  # g decayed by t/T
-        decays=(("g", nodes(("mul", "identity", "one", "identity", "t"))),))
-    return [
-        decayed,
-        zoo.adam().replace(schedule=Schedule(kind="cosine", warmup_steps=3)),
-        zoo.signum().replace(schedule=Schedule(
-            kind="graph", expr=nodes(("mul", "identity", "decay_linear", "exp", "t")))),
-        Graph(update=nodes(("mul", "identity", "g", "identity", "t"))),
-        *PIECEWISE,
-        zoo.terms_ga(),
-    ]
+    check_agreement([*PIECEWISE, zoo.terms_ga()], strategy)
 
 
 @pytest.mark.parametrize("strategy", ["loop", "vmap"])
 def test_population_agrees_with_to_optax_past_total_steps(strategy):
     """T = 6 for 20 steps: the schedule and decays hold at t = T - 1, t/T goes on."""
-    _check_agreement(_step_dependent_graphs(), strategy, total_steps=6)
+    check_agreement(step_dependent_graphs(), strategy, total_steps=6)
 
 
 def test_the_schedule_and_decays_hold_their_last_value_past_total_steps():
-    graph = _step_dependent_graphs()[0]  # SGD with g decayed by t/T
+    graph = step_dependent_graphs()[0]  # SGD with g decayed by t/T
     tx = symopt.to_optax(graph.with_hparams(learning_rate=1.0), total_steps=4)
     params = {"w": jnp.zeros(())}
     state, seen = tx.init(params), []
@@ -158,9 +89,9 @@ def test_encode_names_a_piecewise_schedule_that_does_not_fit():
 
 def test_zoo_agrees_with_to_optax_in_float32():
     graphs = [zoo.get(n) for n in zoo.names()]
-    ours = _population_updates(graphs, "loop", jnp.float32)
+    ours = population_updates(graphs, "loop", jnp.float32)
     for i, graph in enumerate(graphs):
-        reference = _reference_updates(graph, jnp.float32)
+        reference = reference_updates(graph, jnp.float32)
         for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(ours)):
             np.testing.assert_allclose(b[:, i], a, rtol=1e-5, atol=1e-7, err_msg=zoo.names()[i])
 
@@ -207,10 +138,10 @@ def _seeded_updates(graphs, runs_per_candidate):
     own gradients (scaled by its index) and noise seed, in float64."""
     program = encode(graphs, SHAPE, dtype=jnp.float64)
     runs = len(graphs) * runs_per_candidate
-    params = _params(jnp.float64)
+    params = params_like(jnp.float64)
     scale = jnp.arange(1, runs + 1, dtype=jnp.float64)
     batched = jax.tree.map(lambda x: jnp.broadcast_to(x, (runs, *x.shape)), params)
-    grads = jax.tree.map(lambda *x: jnp.stack(x), *_gradients(params))
+    grads = jax.tree.map(lambda *x: jnp.stack(x), *gradients(params))
     tx = population.optimizer(program, SHAPE, STEPS, runs_per_candidate=runs_per_candidate,
                               seeds=jnp.arange(runs) % 3, strategy="loop")
 
@@ -250,7 +181,7 @@ def test_unknown_strategy_is_a_clear_error():
         population.optimizer(program, SHAPE, 10, strategy="threads")
 
 
-def test_update_needs_params():
+def test_update_needsparams_like():
     program = encode([zoo.adam()], SHAPE)
     tx = population.optimizer(program, SHAPE, 10)
     params = {"w": jnp.zeros((1, 2))}

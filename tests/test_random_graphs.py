@@ -12,12 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import graph_state
 
 import symopt
 from symopt import integrity
 from symopt.spaces import nos
-
-from conftest import graph_state
 
 NUM_GRAPHS = 1000
 STEPS = 3

@@ -10,64 +10,29 @@ from __future__ import annotations
 import glob
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import textwrap
-import time
 
-import ml_collections
 import jax
+import ml_collections
 import numpy as np
 import pytest
+from helpers import (
+    ROOT,
+    TINY_CONFIG_FILE,
+    tiny_config,
+    tiny_search_process,
+    wait_until_archived,
+)
 
 import symopt
 from symopt import config as config_lib
 from symopt import run as run_lib
 from symopt.archive import Archive, ArchiveError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py")))
 CONFIGS = [p for p in EXPERIMENTS  # search configs (experiments/transfer.py is not one)
            if "def get_config" in open(p).read() and "symopt.main" in open(p).read()]
-
-
-def tiny_config(**changes) -> ml_collections.ConfigDict:
-    config = config_lib.default_config()
-    config.search.generations = 4
-    config.search.population_size = 8
-    config.search.seeds = "sgd,adam"
-    config.space.options.max_nodes = 4
-    config.tasks.steps = 20
-    config.tasks.seeds = 1
-    config.tasks.options = {"digits_mlp": {"hidden": 8}}
-    config.evaluation.chunk_size = 2
-    config.evaluation.metric = "loss"
-    config.evaluation.lr_multipliers = (0.5, 1.0, 2.0)
-    config.evaluation.baseline_lr_multipliers = (0.3, 1.0, 3.0)
-    for key, value in changes.items():
-        section, name = key.split("__")
-        config[section][name] = value
-    return config
-
-
-TINY_CONFIG_FILE = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, {tests!r})
-    from test_run import tiny_config
-
-    def get_config():
-        return tiny_config()
-""").format(tests=os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """An uninterrupted tiny search, and what it logged."""
-    workdir = tmp_path_factory.mktemp("finished")
-    lines: list[str] = []
-    result = run_lib.run(tiny_config(), workdir, log=lines.append)
-    return result, lines
 
 
 def test_a_search_archives_every_candidate_and_writes_best_and_summary(finished):
@@ -112,36 +77,6 @@ def test_progress_lines_report_fitness_counts_equation_and_eta(finished):
     for line in progress:
         for word in ("best", "median", "trained", "rejected", "duplicates", "eta", "d = "):
             assert word in line
-
-
-def tiny_search_process(tmp_path, workdir, **popen) -> subprocess.Popen:
-    """The tiny search started through the command line, on one CPU device as
-    the in-process reference ran: the metrics of several agree to float
-    rounding only (tests/test_evaluate.py), not bit for bit."""
-    config_file = tmp_path / "tiny.py"
-    config_file.write_text(TINY_CONFIG_FILE)
-    command = [sys.executable, "-m", "symopt.main", f"--config={config_file}",
-               f"--workdir={workdir}", "--cpu_devices=1", "--compilation_cache_dir="]
-    return subprocess.Popen(command, cwd=ROOT, **popen)
-
-
-def wait_until_archived(process: subprocess.Popen, workdir, count: int) -> None:
-    """Returns once ``workdir``'s archive holds ``count`` candidates (or the run ended)."""
-    deadline = time.monotonic() + 240
-    while archived(workdir) < count and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def archived(workdir) -> int:
-    """Candidates in ``workdir``'s archive, read without writing (0 while it is created)."""
-    path = os.path.join(workdir, "archive.sqlite")
-    if not os.path.exists(path):
-        return 0
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
-            return db.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 def test_a_run_killed_mid_search_resumes_without_losing_or_repeating_work(finished, tmp_path):

@@ -10,14 +10,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import graph_state
 
 import symopt
-from conftest import graph_state
 from symopt import integrity, zoo
+from symopt.program import encode
 from symopt.spaces import autolr
 from symopt.spaces.autolr import AdaptiveGenome, AutoLRSpace, DynamicGenome
 from symopt.spaces.base import Space
-from symopt.program import encode
 
 STEPS = 20
 ADAPTIVE = AutoLRSpace()

@@ -10,8 +10,8 @@ import pytest
 import symopt
 from symopt import graph as graph_lib
 from symopt import zoo
-from symopt.spaces import nos
 from symopt.program import encode
+from symopt.spaces import nos
 
 SPACE = nos.NosSpace()
 

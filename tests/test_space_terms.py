@@ -19,9 +19,8 @@ import optax
 import pytest
 
 import symopt
-from symopt import transform
 from symopt import graph as graph_lib
-from symopt import zoo
+from symopt import transform, zoo
 from symopt.program import encode
 from symopt.spaces.base import Space
 from symopt.spaces.terms import (

@@ -14,8 +14,8 @@ import pytest
 import symopt
 from symopt import graph as graph_lib
 from symopt import spaces
-from symopt.spaces.base import Space
 from symopt.program import encode
+from symopt.spaces.base import Space
 
 SPACES = {
     "nos": {},

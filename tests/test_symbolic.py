@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import sympy
 
-from symopt import transform
 from symopt import graph as graph_lib
-from symopt import ops, symbolic, zoo
+from symopt import ops, symbolic, transform, zoo
 from symopt.graph import Expr, Graph, Node, Schedule, nodes, simple
 
 G = ops.OPERANDS["g"].sympy

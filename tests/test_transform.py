@@ -16,13 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import graph_state
 
 import symopt
-from symopt import draws, transform, zoo
+from symopt import draws, zoo
 from symopt.graph import SCHEDULE_KINDS, Expr, Graph, Schedule, nodes, simple
 from symopt.transform import schedule_multiplier
-
-from conftest import graph_state
 
 
 def _step(grads, i):

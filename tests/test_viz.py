@@ -13,9 +13,13 @@ import pytest  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from symopt import transform  # noqa: E402
 from symopt import graph as graph_lib  # noqa: E402
-from symopt import symbolic, viz, zoo  # noqa: E402
+from symopt import (  # noqa: E402
+    symbolic,
+    transform,  # noqa: E402
+    viz,
+    zoo,
+)
 from symopt.archive import Archive, ArchiveError, CandidateRecord  # noqa: E402
 from symopt.graph import Graph, Schedule, nodes  # noqa: E402
 from symopt.spaces.nos import NosSpace  # noqa: E402
