@@ -71,7 +71,7 @@ from flax import linen as nn
 
 import symopt
 from symopt import evaluate, population, tasks
-from symopt import run as run_lib
+from symopt import progress
 from symopt import main as cli  # defines --cpu_devices, as the CLI has it
 from symopt.spaces import nos
 from symopt.program import Program, ProgramShape, encode
@@ -112,10 +112,10 @@ def _cold(fn) -> tuple[float, float]:
     small helpers stay warm, as they are for every candidate of the
     per-candidate loop but its first."""
     evaluate.clear_compiled()
-    compiling = run_lib.compile_seconds()
+    compiling = progress.compile_seconds()
     start = time.perf_counter()
     fn()
-    return time.perf_counter() - start, run_lib.compile_seconds() - compiling
+    return time.perf_counter() - start, progress.compile_seconds() - compiling
 
 
 def _warm_pair(fn_a, fn_b) -> tuple[float, float]:

@@ -62,8 +62,8 @@ def test_accuracy_aggregate_is_normalised_by_the_baseline_mean():
     np.testing.assert_allclose(fitness.aggregate(per_task, {"a": 0.9, "b": 0.5}), [1.0, 0.5])
 
 
-def test_a_task_without_a_baseline_is_an_error():
-    with pytest.raises(ValueError, match="baseline"):
+def test_a_task_without_a_reference_is_an_error():
+    with pytest.raises(ValueError, match="reference"):
         fitness.aggregate({"a": np.ones(1), "b": np.ones(1)}, {"a": 1.0}, "loss")
 
 
@@ -96,8 +96,8 @@ def test_an_unavailable_multiplier_is_never_chosen_nor_averaged(how):
     np.testing.assert_allclose(fit, [2.0 if how == "best" else np.sqrt(2.0)])
 
 
-def test_the_baseline_is_the_best_value_over_its_learning_rates():
-    best = fitness.choose_baseline([0.5, 0.3, 0.4], [1e-4, 1e-3, 1e-2], "loss")
-    assert best == fitness.Baseline(0.3, 1e-3)
-    best = fitness.choose_baseline([0.5, 0.3, 0.9], [1e-4, 1e-3, 1e-2], "accuracy")
-    assert best == fitness.Baseline(0.9, 1e-2)
+def test_the_reference_is_the_best_value_over_its_learning_rates():
+    best = fitness.LOSS.choose([0.5, 0.3, 0.4], [1e-4, 1e-3, 1e-2])
+    assert best == fitness.Reference(0.3, 1e-3)
+    best = fitness.get("accuracy").choose([0.5, 0.3, 0.9], [1e-4, 1e-3, 1e-2])
+    assert best == fitness.Reference(0.9, 1e-2)

@@ -10,8 +10,8 @@ import pytest
 from helpers import backend_compiles, tiny_config
 
 import symopt
+from symopt import build, heldout, measure, records, tasks, zoo
 from symopt import config as config_lib
-from symopt import heldout, report, tasks, zoo
 from symopt import run as run_lib
 from symopt.archive import Archive
 
@@ -43,7 +43,7 @@ def test_the_summary_reports_validation_test_tables_ratios_and_hall_of_fame(prot
     summary = open(os.path.join(result.workdir, "summary.md")).read()
     for heading in ("## Validation", "## Test tasks", "## Hall of fame"):
         assert heading in summary
-    for name in ("best", *config_lib.TEST_BASELINES):
+    for name in ("best", *heldout.COMPARISONS):
         assert f"| {name} | " in summary
     assert "| winner vs (lr-tuned) | as found | lr-tuned |" in summary
     assert " ± " in summary
@@ -51,7 +51,7 @@ def test_the_summary_reports_validation_test_tables_ratios_and_hall_of_fame(prot
         stored = archive.get_meta("test_results")
         fame = archive.get_meta("hall_of_fame")
     assert stored["winner"] == result.best.id
-    assert {r["optimizer"] for r in stored["results"]} >= {"best", *config_lib.TEST_BASELINES}
+    assert {r["optimizer"] for r in stored["results"]} >= {"best", *heldout.COMPARISONS}
     assert fame and [h["complexity"] for h in fame] == sorted(h["complexity"] for h in fame)
 
 
@@ -90,7 +90,7 @@ def test_the_best_multiplier_is_written_back_into_genome_and_graph(protocol):
     space = symopt.spaces.get("nos", max_nodes=4)
     with Archive.open(result.workdir) as archive:
         records = archive.records(status=("evaluated", "diverged"))
-    assert {report.multiplier_of(r) for r in records} <= {0.5, 1.0, 2.0}
+    assert {records.multiplier(r) for r in records} <= {0.5, 1.0, 2.0}
     for r in records:
         genome = space.from_json(r.genome)
         assert space.to_graph(genome).hparams.learning_rate == pytest.approx(
@@ -99,16 +99,24 @@ def test_the_best_multiplier_is_written_back_into_genome_and_graph(protocol):
     assert symopt.load(os.path.join(result.workdir, "best.json")) == result.best_graph
 
 
+def _measure(graphs, task_list, reference, shape, config):
+    """The search's measurement of ``graphs``, two candidates per compiled program."""
+    ev = config.evaluation
+    trainer = build.trainer(config).with_chunk(2 * len(ev.lr_multipliers))
+    return measure.measure_candidates(
+        graphs, task_list, reference, multipliers=ev.lr_multipliers, metric=ev.metric,
+        split=ev.split, lr_aggregate=ev.lr_aggregate, trainer=trainer, shape=shape)
+
+
 def test_the_multipliers_are_rows_of_one_compiled_program():
     config = tiny_config()
     task = tasks.get("quadratic", steps=13, seeds=1)  # a task no other test compiles
     shape = symopt.spaces.get("nos", max_nodes=4).program_shape()
-    run_lib.measure([zoo.sgd(), zoo.adam()], [task], {task.name: 1.0}, shape, 2, config)
+    _measure([zoo.sgd(), zoo.adam()], [task], {task.name: 1.0}, shape, config)
     before = backend_compiles()
     # Other graphs at other rates: rows of the program already compiled.
     config.evaluation.lr_multipliers = (0.25, 1.0, 4.0)
-    measured = run_lib.measure([zoo.lion(), zoo.rmsprop()], [task], {task.name: 1.0}, shape, 2,
-                               config)
+    measured = _measure([zoo.lion(), zoo.rmsprop()], [task], {task.name: 1.0}, shape, config)
     assert backend_compiles() == before
     per = measured.details[0]["learning_rate"]["fitness_per_multiplier"]
     assert len(per) == len(config.evaluation.lr_multipliers)
@@ -120,7 +128,7 @@ def test_a_diverging_candidate_costs_one_score_never_the_run():
     task = tasks.get("digits_mlp", steps=20, seeds=1, hidden=8)
     shape = symopt.spaces.get("nos", max_nodes=4).program_shape()
     exploding = zoo.sgd(learning_rate=1e6)
-    measured = run_lib.measure([zoo.adam(), exploding], [task], {task.name: 0.5}, shape, 2, config)
+    measured = _measure([zoo.adam(), exploding], [task], {task.name: 0.5}, shape, config)
     assert np.isfinite(measured.fitness).all()
     assert measured.diverged.tolist() == [False, True]
     worst = measured.details[1]["digits_mlp"]
@@ -174,7 +182,7 @@ def test_a_duplicate_is_written_back_with_its_originals_rate_and_replays_on_resu
     with Archive.open(tmp_path) as archive:
         copy = archive.records(status="duplicate")[0]
         original = archive.get(copy.duplicate_of)
-    multiplier = report.multiplier_of(original)
+    multiplier = records.multiplier(original)
     assert multiplier != 1.0, "the rate written back must differ for this test to bite"
     assert copy.graph["hparams"]["learning_rate"] == pytest.approx(
         original.graph["hparams"]["learning_rate"])

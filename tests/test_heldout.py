@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from symopt import evaluate, fitness, heldout, tasks, zoo
+from symopt import evaluate, fitness, heldout, measure, tasks, zoo
 
 
 def _result(optimizer: str, task: str, found: float, tuned: float) -> heldout.Result:
@@ -50,9 +50,9 @@ def test_results_round_trip_through_the_archives_json():
     assert [heldout.Result.from_dict(r.to_dict()) for r in RESULTS] == RESULTS
 
 
-def test_the_baselines_are_known_and_adamw_cosine_warms_up_over_five_percent():
-    assert set(heldout.BASELINES) == {"adam", "adamw_cosine", "lion", "terms_ga"}
-    graph = heldout.BASELINES["adamw_cosine"](400)
+def test_the_comparisons_are_known_and_adamw_cosine_warms_up_over_five_percent():
+    assert set(heldout.COMPARISONS) == {"adam", "adamw_cosine", "lion", "terms_ga"}
+    graph = heldout.COMPARISONS["adamw_cosine"](400)
     assert (graph.schedule.kind, graph.schedule.warmup_steps) == ("cosine", 20)
 
 
@@ -60,7 +60,7 @@ def test_a_sweep_is_graph_major_rows_of_one_program_each_picking_its_val_best(mo
     task = tasks.get("quadratic", steps=10, seeds=2)
     graphs = [zoo.adam(), zoo.sgd()]
     multipliers = (0.5, 1.0, 2.0)
-    shape = heldout.shape_for(graphs)
+    shape = measure.shape_for(graphs)
     trained = []
     train = evaluate.evaluate_graphs
 
@@ -69,15 +69,16 @@ def test_a_sweep_is_graph_major_rows_of_one_program_each_picking_its_val_best(mo
         return train(runs, *args, **kwargs)
 
     monkeypatch.setattr(evaluate, "evaluate_graphs", recorded)
-    forward = heldout.sweep(graphs, task, multipliers, metric="loss", shape=shape)
-    backward = heldout.sweep(graphs[::-1], task, multipliers[::-1], metric="loss", shape=shape)
+    forward = measure.sweep(graphs, task, multipliers, metric="loss", shape=shape)
+    backward = measure.sweep(graphs[::-1], task, multipliers[::-1], metric="loss",
+                             shape=shape)
     assert trained == [(6, 6), (6, 6)]  # every rate of every graph in one program
     np.testing.assert_allclose(backward.test[::-1, ::-1], forward.test, rtol=1e-5)
     np.testing.assert_allclose(forward.learning_rates, [
         [g.hparams.learning_rate * m for m in multipliers] for g in graphs])
     assert forward.test.shape == (2, 3, 2) and forward.curves.shape[:3] == (2, 3, 2)
     assert forward.chosen.tolist() == [int(np.argmin(v)) for v in forward.val]
-    fitter = heldout.sweep(graphs, task, multipliers, metric="accuracy", shape=shape)
+    fitter = measure.sweep(graphs, task, multipliers, metric="accuracy", shape=shape)
     assert fitter.chosen.tolist() == [int(np.argmax(v)) for v in fitter.val]
 
     results = heldout.evaluate_task(dict(zip(["adam", "sgd"], graphs, strict=True)), task,

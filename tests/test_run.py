@@ -26,6 +26,7 @@ from helpers import (
 )
 
 import symopt
+from symopt import build, progress, workdir
 from symopt import config as config_lib
 from symopt import run as run_lib
 from symopt.archive import Archive, ArchiveError
@@ -118,14 +119,13 @@ def test_every_experiment_config_is_valid_and_builds(path):
     namespace: dict = {}
     exec(compile(open(path).read(), path, "exec"), namespace)
     config = config_lib.validate(namespace["get_config"]())
-    space = run_lib.build_space(config)
-    run_lib.build_searcher(config, space)
+    space = build.build_space(config)
+    build.build_searcher(config, space)
     for name in config_lib.names(config.tasks.search):
-        run_lib.build_task(config, name)
+        build.search_task(config, name)
     for stage in config_lib.elimination_stages(config):
         for name in stage:
-            run_lib.build_task(config, name, role="validation")
-    assert namespace["__doc__"] and "symopt.main" in namespace["__doc__"]
+            build.search_task(config, name, role="validation")
 
 
 @pytest.mark.parametrize("change, message", [
@@ -144,13 +144,13 @@ def test_bad_config_keys_and_values_are_one_line_errors(change, message):
 
 
 @pytest.mark.parametrize("build, message", [
-    (lambda c: run_lib.build_space(_with(c, "space.name", "xyz")),
+    (lambda c: build.build_space(_with(c, "space.name", "xyz")),
      "unknown space 'xyz'"),
-    (lambda c: run_lib.build_searcher(_with(c, "search.name", "xyz"), None),
+    (lambda c: build.build_searcher(_with(c, "search.name", "xyz"), None),
      "unknown searcher 'xyz'"),
-    (lambda c: run_lib.build_task(c, "xyz"), "unknown task 'xyz'"),
-    (lambda c: run_lib.build_task(_with(c, "tasks.options", {"digits_mlp": {"bad": 1}}),
-                                  "digits_mlp"), "task 'digits_mlp' has no option 'bad'"),
+    (lambda c: build.search_task(c, "xyz"), "unknown task 'xyz'"),
+    (lambda c: build.search_task(_with(c, "tasks.options", {"digits_mlp": {"bad": 1}}),
+                                 "digits_mlp"), "task 'digits_mlp' has no option 'bad'"),
 ])
 def test_unknown_names_in_a_config_are_config_errors(build, message):
     with pytest.raises(config_lib.ConfigError, match=message):
@@ -242,11 +242,11 @@ def test_a_run_never_overwrites_a_file_it_did_not_write(finished, tmp_path):
 
 
 def test_the_eta_leaves_out_compiling_and_counts_the_generations_left():
-    assert run_lib.eta([], 5) is None
-    assert run_lib.eta([2.0, 4.0], 5) == pytest.approx(15.0)
-    before = run_lib.compile_seconds()
+    assert progress.eta([], 5) is None
+    assert progress.eta([2.0, 4.0], 5) == pytest.approx(15.0)
+    before = progress.compile_seconds()
     jax.jit(lambda x: x * 3.0 + 1.0)(np.arange(7.0))
-    assert run_lib.compile_seconds() > before
+    assert progress.compile_seconds() > before
 
 
 def test_elimination_budget_overrides_task_options_and_zero_means_the_task_default():
@@ -254,16 +254,16 @@ def test_elimination_budget_overrides_task_options_and_zero_means_the_task_defau
     config.tasks.options = {"digits_cnn": {"steps": 7, "batch_size": 16}}
     config.elimination.tasks = "digits_cnn"
     config.elimination.seeds = 3
-    task = run_lib.build_task(config, "digits_cnn", role="validation")
+    task = build.search_task(config, "digits_cnn", role="validation")
     default = symopt.tasks.options("digits_cnn")["steps"]
     assert (task.steps, task.seeds, task.batch_size) == (default, 3, 16)
     config.elimination.steps = 50
-    assert run_lib.build_task(config, "digits_cnn", role="validation").steps == 50
-    assert run_lib.build_task(config, "digits_cnn").steps == 20  # tasks.steps while searching
+    assert build.search_task(config, "digits_cnn", role="validation").steps == 50
+    assert build.search_task(config, "digits_cnn").steps == 20  # tasks.steps while searching
 
 
 def test_a_second_run_on_a_busy_workdir_is_refused(tmp_path):
-    with run_lib.workdir_lock(str(tmp_path)):
+    with workdir.lock(str(tmp_path)):
         with pytest.raises(ArchiveError, match="another symopt run"):
             run_lib.run(tiny_config(), tmp_path, log=lambda _: None)
 

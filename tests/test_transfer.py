@@ -16,32 +16,33 @@ import numpy as np
 import pytest
 
 from symopt import config as config_lib
-from symopt import evaluate, fitness, heldout, transfer, zoo
+from symopt import evaluate, fitness, measure, transfer, zoo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config():
-    config = transfer.default_config()
-    config.tasks = "digits_mlp,mnist1d_mlp"
-    config.steps = 20
-    config.seeds = 2
-    config.lr_multipliers = (0.3, 3.0)
-    config.baselines = "sgd,adam,signum"
-    config.options = {"digits_mlp": {"hidden": 8}}
+    config = config_lib.default_config()
+    config.transfer.tasks = "digits_mlp,mnist1d_mlp"
+    config.transfer.steps = 20
+    config.transfer.seeds = 2
+    config.transfer.lr_multipliers = (0.3, 3.0)
+    config.transfer.baselines = "sgd,adam,signum"
+    config.tasks.options = {"digits_mlp": {"hidden": 8}}
     return config
 
 
 @pytest.fixture(scope="module", params=fitness.METRICS)
 def finished(request, tmp_path_factory):
     config = tiny_config()
-    config.metric = request.param
+    config.evaluation.metric = request.param
     out = tmp_path_factory.mktemp(f"transfer_{request.param}")
     calls = []
     train = evaluate.evaluate_graphs
 
     def recorded(graphs, task, *args, **kwargs):
-        calls.append((task.name, len(graphs), kwargs["shape"], kwargs["chunk_size"]))
+        calls.append((task.name, len(graphs), kwargs["shape"], kwargs["chunk_size"],
+                      kwargs["strategy"]))
         return train(graphs, task, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
@@ -52,7 +53,7 @@ def finished(request, tmp_path_factory):
 
 def _best(result, values) -> int:
     """The index of the best value: the highest fitness or the lowest loss."""
-    return int(np.argmax(values) if result.metric == "accuracy" else np.argmin(values))
+    return int(np.argmax(values) if result.metric.name == "accuracy" else np.argmin(values))
 
 
 def _table(out) -> dict[str, list[str]]:
@@ -85,7 +86,7 @@ def test_the_table_numbers_are_the_returned_metrics(finished):
         reached = [t for t in result.tasks if (name, t) in result.results]
         own = np.array([result.results[(name, t)].test.mean() for t in reached])
         adam = np.array([result.results[("adam", t)].test.mean() for t in reached])
-        if result.metric == "accuracy":  # Marfinetz 2025: mean over tasks / Adam's mean
+        if result.metric.name == "accuracy":  # Marfinetz 2025: mean over tasks / Adam's mean
             expected = own.mean() / adam.mean()
         else:  # geometric mean of Adam's loss over the optimizer's, each ratio clipped
             ratios = np.clip(adam / own, 1 / fitness.RATIO_CLIP, fitness.RATIO_CLIP)
@@ -94,7 +95,7 @@ def test_the_table_numbers_are_the_returned_metrics(finished):
         assert result.aggregate[name] == pytest.approx(expected, rel=1e-6)
     for row in csv.DictReader(open(os.path.join(out, "results.csv"))):
         r = result.results[(row["optimizer"], row["task"])]
-        assert row["metric"] == result.metric
+        assert row["metric"] == result.metric.name
         assert float(row["test_mean"]) == pytest.approx(r.test.mean(), rel=1e-6)
         assert float(row["val"]) == pytest.approx(r.val[r.chosen], rel=1e-6)
 
@@ -140,48 +141,60 @@ def test_the_report_says_which_metric_it_scored(finished):
 def test_each_task_is_one_program_whatever_the_stage(finished):
     result, _, calls = finished
     assert [c[0] for c in calls] == list(result.tasks)  # one sweep per task
-    shapes = {(shape, chunk) for _, _, shape, chunk in calls}
+    shapes = {(shape, chunk) for _, _, shape, chunk, _ in calls}
     assert len(shapes) == 1, "every stage trains with the same program shape and chunk size"
     first, second = calls
     assert first[1] == len(result.optimizers) * len(result.multipliers)
     assert second[1] < first[1]  # fewer entrants, the same compiled program
 
 
-def test_evaluate_graphs_returns_learning_curves_on_request():
+def test_evaluate_graphs_returns_learning_curves():
     task = transfer.build_tasks(tiny_config())[0]
     graphs = [zoo.adam(), zoo.sgd()]
-    shape = heldout.shape_for(graphs)
-    metrics, curves = evaluate.evaluate_graphs(graphs, task, 2, shape=shape, chunk_size=2,
-                                               curves=True)
-    plain = evaluate.evaluate_graphs(graphs, task, 2, shape=shape, chunk_size=2)
-    assert isinstance(plain, evaluate.RunMetrics)
-    np.testing.assert_array_equal(plain.test_loss, metrics.test_loss)
-    assert curves.shape == (2, 2, len(evaluate.curve_steps(task.steps)))
-    np.testing.assert_allclose(curves[..., 0], metrics.initial_loss)
+    shape = measure.shape_for(graphs)
+    metrics = evaluate.evaluate_graphs(graphs, task, 2, shape=shape, chunk_size=2)
+    assert isinstance(metrics, evaluate.RunMetrics)
+    assert metrics.loss_curve.shape == (2, 2, len(evaluate.curve_steps(task.steps)))
+    np.testing.assert_allclose(metrics.loss_curve[..., 0], metrics.initial_loss)
     assert len(evaluate.curve_steps(1000)) == evaluate.CURVE_POINTS
 
 
-def test_the_experiment_config_is_valid_and_bad_keys_are_one_line_errors():
+def test_the_experiment_config_is_valid_and_bad_transfer_values_are_one_line_errors():
     namespace: dict = {}
     path = os.path.join(ROOT, "experiments", "transfer.py")
     exec(compile(open(path).read(), path, "exec"), namespace)
-    transfer.validate(namespace["get_config"]())
+    config_lib.validate(namespace["get_config"]())
     config = tiny_config()
-    config.bogus = 1
-    with pytest.raises(config_lib.ConfigError, match=r"^config.bogus: unknown key"):
-        transfer.validate(config)
+    config.transfer.bogus = 1
+    with pytest.raises(config_lib.ConfigError, match=r"^config.transfer.bogus: unknown key"):
+        config_lib.validate(config)
     config = tiny_config()
-    config.keep = 0.0
-    with pytest.raises(config_lib.ConfigError, match=r"^config.keep: must be in"):
-        transfer.validate(config)
+    config.transfer.keep = 0.0
+    with pytest.raises(config_lib.ConfigError, match=r"^config.transfer.keep: must be in"):
+        config_lib.validate(config)
     config = tiny_config()
-    config.metric = "speed"
-    with pytest.raises(config_lib.ConfigError, match=r"^config.metric: must be one of loss"):
-        transfer.validate(config)
+    config.transfer.baselines = "adam,speed"
+    with pytest.raises(config_lib.ConfigError, match=r"^config.transfer.baselines: unknown zoo"):
+        config_lib.validate(config)
 
 
-def test_the_default_metric_is_the_searchs():
-    assert transfer.default_config().metric == config_lib.default_config().evaluation.metric
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_transfer_trains_with_the_configured_strategy(strategy, tmp_path, monkeypatch):
+    config = tiny_config()
+    config.transfer.tasks = "digits_mlp"
+    config.transfer.steps = 3
+    config.transfer.baselines = "adam"
+    config.evaluation.strategy = strategy
+    strategies = []
+    train = evaluate.evaluate
+
+    def recorded(*args, **kwargs):
+        strategies.append(kwargs["strategy"])
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "evaluate", recorded)
+    transfer.run_transfer(config, {"found": zoo.sgd()}, tmp_path, log=lambda _: None)
+    assert strategies and set(strategies) == {strategy}
 
 
 def test_the_cli_refuses_a_missing_graph_file_in_one_line(tmp_path):

@@ -20,14 +20,18 @@ import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from symopt import config as config_lib
 from symopt.archive import ArchiveError
 from symopt.evaluate import PeerLost
 from symopt.tasks.base import DataNotFoundError, MissingDependencyError
 
-USAGE_ERROR, RUN_ERROR = config_lib.USAGE_ERROR, config_lib.RUN_ERROR
+USAGE_ERROR = 2
+"""Exit code of a command line given a bad flag, config file, key or value."""
+RUN_ERROR = 1
+"""Exit code of a run stopped by missing data or dependencies, its workdir, or
+a lost peer of a multi-host run."""
 INTERRUPTED = 130
 """Exit code after Ctrl-C (128 + SIGINT), as shells report it."""
 TERMINATED = 143
@@ -45,7 +49,7 @@ class Terminated(KeyboardInterrupt):
 
 def fail(program: str, message: str, code: int) -> None:
     """``<program>: error: <message>`` on stderr, then exit with ``code``."""
-    config_lib.exit_with_error(program, config_lib.one_line(message), code)
+    exit_with_error(program, config_lib.one_line(message), code)
 
 
 def config_path(argv: list[str]) -> str | None:
@@ -142,8 +146,8 @@ def guarded(program: str, *, on_interrupt: str) -> Iterator[None]:
     except PeerLost as e:
         # JAX's distributed shutdown at exit would wait for the lost process and
         # then abort with a stack trace: leave at once, with the one line.
-        config_lib.exit_with_error(program, f"{config_lib.one_line(e)}; {on_interrupt}",
-                                   RUN_ERROR, hard=True)
+        exit_with_error(program, f"{config_lib.one_line(e)}; {on_interrupt}", RUN_ERROR,
+                        hard=True)
     except (DataNotFoundError, MissingDependencyError, ArchiveError) as e:
         fail(program, str(e), RUN_ERROR)
     except sqlite3.Error as e:
@@ -154,3 +158,13 @@ def guarded(program: str, *, on_interrupt: str) -> Iterator[None]:
     finally:
         signal.signal(signal.SIGTERM, previous)
         sys.unraisablehook = previous_hook
+
+
+def exit_with_error(program: str, message: str, code: int, *, hard: bool = False) -> NoReturn:
+    """Prints ``<program>: error: <message>`` to stderr and exits with ``code``;
+    ``hard`` skips the interpreter's exit handlers (``os._exit``)."""
+    print(f"{program}: error: {message}", file=sys.stderr, flush=True)
+    if hard:
+        sys.stdout.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -42,38 +42,52 @@ configs do). Sections:
   (as found) and tuned over ``lr_multipliers`` on the test tasks' val split;
   they only report.
 * ``output``: ``top`` candidates in the summary.
+* ``transfer``: what ``python -m symopt.transfer`` measures found graphs on
+  (:mod:`symopt.transfer`): ``tasks`` (cheapest first), ``steps``,
+  ``batch_size``, ``seeds``, ``lr_multipliers``, ``baselines`` (zoo
+  optimizers) and ``keep`` (fraction kept after each task). It reads
+  ``evaluation.metric`` and ``evaluation.strategy``, and ``tasks.data_dir``,
+  ``tasks.download`` and ``tasks.options``, as a search does; a search
+  ignores it, and a workdir resumes whatever it says.
 
 :func:`validate` rejects unknown keys and bad values with one-line
-:class:`ConfigError` messages naming the key; :func:`exit_with_error` is how
-the command lines (``symopt.main``, ``symopt.transfer``) report them.
+:class:`ConfigError` messages naming the key; :mod:`symopt.cli` is how the
+command lines (``symopt.main``, ``symopt.transfer``) report them. The
+vocabularies are the owners': metrics and multiplier aggregates from
+:mod:`symopt.fitness`, strategies from :mod:`symopt.program`, the test
+comparisons from :mod:`symopt.heldout`, tasks from :mod:`symopt.tasks` and
+optimizers from :mod:`symopt.zoo`.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 import ml_collections
 
-from symopt import program
+from symopt import fitness, heldout, program, tasks, zoo
 
-SECTIONS = ("search", "space", "tasks", "evaluation", "elimination", "test", "output")
+SECTIONS = ("search", "space", "tasks", "evaluation", "elimination", "test", "output",
+            "transfer")
 FREE_FORM = ("search.options", "space.options", "tasks.options")
 """Sections whose keys depend on the chosen searcher, space or task; their
 owners reject unknown keys when the run builds them."""
 RESUMABLE_CHANGES = ("search.generations", "output.top")
-"""Keys that may differ when a run resumes from its workdir."""
-USAGE_ERROR = 2
-"""Exit code of a command line given a bad flag, config file, key or value."""
-RUN_ERROR = 1
-"""Exit code of a run stopped by missing data or dependencies, or its workdir."""
+"""Keys that may differ when a run resumes from its workdir (and every key of
+the ``transfer`` section, which a search does not read: :func:`resumable`)."""
+
+PUBLISHED = ("signum", "addsign", "powersign", "ades", "autolr_sign", "terms_ga")
+"""The published discoveries among the zoo's optimizers."""
+TRANSFER_BASELINES = ("sgd", "momentum", "adam", "adamw", "lion", *PUBLISHED)
+"""The zoo optimizers ``symopt.transfer`` measures next to found graphs by default."""
 
 
-TEST_BASELINES = ("adam", "adamw_cosine", "lion", "terms_ga")
-"""The baselines the test tasks report next to the winner (``test.baselines``)."""
+def resumable(key: str) -> bool:
+    """Whether the dotted config ``key`` may change when a run resumes."""
+    return key in RESUMABLE_CHANGES or key.split(".")[0] == "transfer"
 
 
 class ConfigError(ValueError):
@@ -103,10 +117,15 @@ def default_config() -> ml_collections.ConfigDict:
         tasks="", top_k=8, keep=0.5, steps=0, seeds=3, on_search_tasks=False,
     ))
     config.test = ml_collections.ConfigDict(dict(
-        baselines=",".join(TEST_BASELINES), top_k=3, steps=0, seeds=3,
+        baselines=",".join(heldout.COMPARISONS), top_k=3, steps=0, seeds=3,
         lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0),
     ))
     config.output = ml_collections.ConfigDict(dict(top=5))
+    config.transfer = ml_collections.ConfigDict(dict(
+        tasks="digits_mlp,digits_cnn,mnist1d_mlp", steps=0, batch_size=0, seeds=3,
+        lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0), baselines=",".join(TRANSFER_BASELINES),
+        keep=0.5,
+    ))
     return config
 
 
@@ -187,6 +206,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         ("test.steps", c.test.steps, 0),
         ("test.seeds", c.test.seeds, 1),
         ("output.top", c.output.top, 1),
+        ("transfer.steps", c.transfer.steps, 0),
+        ("transfer.batch_size", c.transfer.batch_size, 0),
+        ("transfer.seeds", c.transfer.seeds, 1),
     ):
         if value < lo:
             _fail(key, f"must be >= {lo}, got {value}")
@@ -201,15 +223,15 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         _fail("elimination.keep", f"must be in (0, 1], got {c.elimination.keep}")
     if not c.evaluation.baseline_learning_rate > 0:
         _fail("evaluation.baseline_learning_rate", "must be > 0")
-    if c.evaluation.metric not in ("loss", "accuracy"):
-        _fail("evaluation.metric", f"must be 'loss' or 'accuracy', got {c.evaluation.metric!r}")
-    if c.evaluation.lr_aggregate not in ("best", "mean"):
-        _fail("evaluation.lr_aggregate",
-              f"must be 'best' or 'mean', got {c.evaluation.lr_aggregate!r}")
+    for key, value, known in (("evaluation.metric", c.evaluation.metric, fitness.METRICS),
+                              ("evaluation.lr_aggregate", c.evaluation.lr_aggregate,
+                               fitness.LR_AGGREGATES)):
+        if value not in known:
+            _fail(key, f"must be one of {', '.join(map(repr, known))}, got {value!r}")
     if not c.evaluation.simplicity_tolerance >= 0:
         _fail("evaluation.simplicity_tolerance", "must be >= 0")
     for key in ("evaluation.lr_multipliers", "evaluation.baseline_lr_multipliers",
-                "test.lr_multipliers"):
+                "test.lr_multipliers", "transfer.lr_multipliers"):
         section, name = key.split(".")
         values = c[section][name]
         if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -219,12 +241,28 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         section, name = key.split(".")
         if 1.0 not in c[section][name]:
             _fail(key, "must include 1.0 (the learning rate as found)")
-    unknown = [n for n in names(c.test.baselines) if n not in TEST_BASELINES]
+    unknown = [n for n in names(c.test.baselines) if n not in heldout.COMPARISONS]
     if unknown:
         _fail("test.baselines", f"unknown baseline {unknown[0]!r}; known: "
-                                f"{', '.join(TEST_BASELINES)}")
+                                f"{', '.join(heldout.COMPARISONS)}")
     _check_roles(c)
+    _check_transfer(c.transfer)
     return config
+
+
+def _check_transfer(t: ml_collections.ConfigDict) -> None:
+    if not names(t.tasks):
+        _fail("transfer.tasks", "name at least one task")
+    unknown = [n for n in names(t.tasks) if not tasks.exists(n)]
+    if unknown:
+        _fail("transfer.tasks", f"unknown task {unknown[0]!r}; known: {', '.join(tasks.names())}"
+                                ", or module:function for your own")
+    unknown = [n for n in names(t.baselines) if n not in zoo.names()]
+    if unknown:
+        _fail("transfer.baselines", f"unknown zoo optimizer {unknown[0]!r}; known: "
+                                    f"{', '.join(zoo.names())}")
+    if not 0 < t.keep <= 1:
+        _fail("transfer.keep", f"must be in (0, 1], got {t.keep!r}")
 
 
 def elimination_stages(config: ml_collections.ConfigDict) -> list[list[str]]:
@@ -262,13 +300,3 @@ def one_line(error: BaseException) -> str:
     """An exception's message on one line (escaped KeyError reprs unescaped)."""
     text = str(error).replace("\\n", "\n").replace("\\'", "'")
     return " ".join(text.split()) or type(error).__name__
-
-
-def exit_with_error(program: str, message: str, code: int, *, hard: bool = False) -> NoReturn:
-    """Prints ``<program>: error: <message>`` to stderr and exits with ``code``;
-    ``hard`` skips the interpreter's exit handlers (``os._exit``)."""
-    print(f"{program}: error: {message}", file=sys.stderr, flush=True)
-    if hard:
-        sys.stdout.flush()
-        os._exit(code)
-    sys.exit(code)

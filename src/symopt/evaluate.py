@@ -22,6 +22,7 @@ gather is a :class:`PeerLost`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -50,6 +51,7 @@ class RunMetrics(NamedTuple):
     test_accuracy: np.ndarray
     diverged: np.ndarray  # bool
     diverged_step: np.ndarray  # int, -1 where the run did not diverge
+    loss_curve: np.ndarray | None = None  # [P, S, points] training loss at curve_steps
 
 
 # --------------------------------------------------------------------------
@@ -57,7 +59,7 @@ class RunMetrics(NamedTuple):
 
 
 def curve_steps(steps: int) -> np.ndarray:
-    """The training steps a learning curve (``curves=True``) samples, evenly spaced."""
+    """The training steps a learning curve (``RunMetrics.loss_curve``) samples, evenly spaced."""
     return np.unique(np.linspace(0, steps - 1, min(CURVE_POINTS, steps)).round().astype(int))
 
 
@@ -233,9 +235,8 @@ def _to_metrics(out: dict[str, jax.Array], size: int, num_seeds: int) -> dict[st
             for k, v in out.items()}
 
 
-def _result(metrics: dict[str, np.ndarray], curves: bool):
-    run_metrics = RunMetrics(**{f: metrics[f] for f in RunMetrics._fields})
-    return (run_metrics, metrics["loss_curve"]) if curves else run_metrics
+def _result(metrics: dict[str, np.ndarray]) -> RunMetrics:
+    return RunMetrics(**{f: metrics[f] for f in RunMetrics._fields})
 
 
 def evaluate(
@@ -246,8 +247,7 @@ def evaluate(
     shape: ProgramShape | None = None,
     devices: Sequence[jax.Device] | None = None,
     strategy: str = "auto",
-    curves: bool = False,
-) -> RunMetrics | tuple[RunMetrics, np.ndarray]:
+) -> RunMetrics:
     """Trains every candidate of ``program`` on ``task`` with each seed.
 
     Args:
@@ -259,12 +259,10 @@ def evaluate(
       devices: local devices to shard the population over (default: all).
       strategy: the population optimizer's strategy (see
         :func:`symopt.population.optimizer`).
-      curves: also return the learning curves.
 
     Returns:
-      :class:`RunMetrics` with arrays of shape [P, S]; with ``curves``, the pair
-      ``(metrics, loss_curve)``, the training loss [P, S, points] at the steps
-      :func:`curve_steps` names.
+      :class:`RunMetrics` with arrays of shape [P, S] (the learning curves
+      [P, S, points], at the steps :func:`curve_steps` names).
     """
     seeds = _seed_list(seeds, task)
     shape = shape or shape_of(program)
@@ -283,7 +281,7 @@ def evaluate(
     scalars = step_tables(local, task.steps)
     out = trainer(local, scalars, jnp.asarray(seeds, jnp.int32), task.data())
     metrics = _gather_hosts(_to_metrics(out, local_size, len(seeds)), size)
-    return _result(metrics, curves)
+    return _result(metrics)
 
 
 def evaluate_baseline(
@@ -293,14 +291,12 @@ def evaluate_baseline(
     seeds: int | Sequence[int] | None = None,
     *,
     devices: Sequence[jax.Device] | None = None,
-    curves: bool = False,
-) -> RunMetrics | tuple[RunMetrics, np.ndarray]:
+) -> RunMetrics:
     """Trains native optax optimizers ``make_tx(*args[i])`` the same way.
 
     ``args`` is a tuple of arrays with a leading axis (one row per candidate),
-    e.g. ``(learning_rates,)`` with ``make_tx = optax.adam``: the baseline that
-    fitness is normalised by, and the reference of the overhead benchmark.
-    ``curves`` as in :func:`evaluate`.
+    e.g. ``(learning_rates,)`` with ``make_tx = optax.adam``: the reference
+    that fitness is normalised by, and the reference of the overhead benchmark.
     """
     seeds = _seed_list(seeds, task)
     size = int(jax.tree.leaves(args)[0].shape[0])
@@ -312,7 +308,7 @@ def evaluate_baseline(
                  at_least=-(-size // jax.process_count()))
     out = trainer(local, jnp.asarray(seeds, jnp.int32), task.data())
     metrics = _gather_hosts(_to_metrics(out, local_size, len(seeds)), size)
-    return _result(metrics, curves)
+    return _result(metrics)
 
 
 def at_multipliers(graphs: Sequence[Any], multipliers: Sequence[float]) -> list[Any]:
@@ -347,10 +343,6 @@ def shape_of(program: Program) -> ProgramShape:
 
 
 # --------------------------------------------------------------------------
-# Multi-host.
-
-
-# --------------------------------------------------------------------------
 # Graphs in fixed-size chunks.
 
 
@@ -363,8 +355,8 @@ def evaluate_graphs(
     chunk_size: int,
     strategy: str = "auto",
     pad_graph: Any = None,
-    curves: bool = False,
-) -> RunMetrics | tuple[RunMetrics, np.ndarray]:
+    devices: Sequence[jax.Device] | None = None,
+) -> RunMetrics:
     """Trains ``graphs`` in chunks of exactly ``chunk_size`` candidates.
 
     Every chunk is padded to ``chunk_size`` (with ``pad_graph``, default the
@@ -373,8 +365,7 @@ def evaluate_graphs(
     its whole run with one compile per task.
 
     Returns:
-      :class:`RunMetrics` with arrays of shape [len(graphs), S] (with
-      ``curves``, and the curves, as :func:`evaluate`).
+      :class:`RunMetrics` with arrays of shape [len(graphs), S].
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -383,15 +374,49 @@ def evaluate_graphs(
     for start in range(0, len(graphs), chunk_size):
         chunk = list(graphs[start:start + chunk_size])
         padded = chunk + [pad_graph] * (chunk_size - len(chunk))
-        metrics, curve = evaluate(encode(padded, shape), task, seeds, shape=shape,
-                                  strategy=strategy, curves=True)
+        metrics = evaluate(encode(padded, shape), task, seeds, shape=shape, devices=devices,
+                           strategy=strategy)
         size = len(chunk)
-        parts.append(jax.tree.map(lambda x, size=size: x[:size], (metrics, curve)))
+        parts.append(jax.tree.map(lambda x, size=size: x[:size], metrics))
     if not parts:
         num_seeds = len(_seed_list(seeds, task))
-        empty = RunMetrics(*(np.zeros((0, num_seeds)) for _ in RunMetrics._fields))
         points = len(curve_steps(task.steps))
-        return (empty, np.zeros((0, num_seeds, points))) if curves else empty
-    metrics = RunMetrics(*(np.concatenate(xs) for xs in zip(*(m for m, _ in parts), strict=True)))
-    curve = np.concatenate([c for _, c in parts])
-    return (metrics, curve) if curves else metrics
+        return RunMetrics(*(np.zeros((0, num_seeds)) for _ in RunMetrics._fields[:-1]),
+                          loss_curve=np.zeros((0, num_seeds, points)))
+    return RunMetrics(*(np.concatenate(xs) for xs in zip(*parts, strict=True)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    """How populations are trained: one object that carries the choices every
+    caller shares, so that none is threaded through signatures (and none is
+    forgotten on the way).
+
+    Attributes:
+      strategy: the population optimizer's strategy (``evaluation.strategy``;
+        :func:`symopt.population.resolve_strategy`).
+      chunk_size: rows per compiled program for :meth:`graphs` (0: all rows
+        in one program).
+      devices: the local devices the population is sharded over (None: all).
+    """
+
+    strategy: str = "auto"
+    chunk_size: int = 0
+    devices: tuple[jax.Device, ...] | None = None
+
+    def graphs(self, graphs: Sequence[Any], task, seeds: int | Sequence[int] | None = None, *,
+               shape: ProgramShape, pad_graph: Any = None) -> RunMetrics:
+        """:func:`evaluate_graphs` with this trainer's strategy, chunks and devices."""
+        return evaluate_graphs(graphs, task, seeds, shape=shape,
+                               chunk_size=self.chunk_size or max(len(graphs), 1),
+                               strategy=self.strategy, pad_graph=pad_graph,
+                               devices=self.devices)
+
+    def optax(self, make_tx: Callable[..., optax.GradientTransformation], args: Any, task,
+              seeds: int | Sequence[int] | None = None) -> RunMetrics:
+        """:func:`evaluate_baseline` on this trainer's devices."""
+        return evaluate_baseline(make_tx, args, task, seeds, devices=self.devices)
+
+    def with_chunk(self, chunk_size: int) -> Trainer:
+        """This trainer with ``chunk_size`` rows per compiled program."""
+        return dataclasses.replace(self, chunk_size=chunk_size)

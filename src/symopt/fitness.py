@@ -1,12 +1,13 @@
 """Fitness: from the metrics of trained runs to one number per candidate.
 
 This module owns how a run is scored, how a task's scores are normalised by a
-baseline, how tasks and learning-rate multipliers are aggregated, and how a
-tuned baseline is chosen. It is pure NumPy over :class:`~symopt.evaluate.RunMetrics`
+reference, how tasks and learning-rate multipliers are aggregated, and how a
+tuned reference is chosen. It is pure NumPy over :class:`~symopt.evaluate.RunMetrics`
 arrays ``[P, S]`` (candidates x seeds), so every reader of an archive can
 recompute a score.
 
-Two metrics (``evaluation.metric``):
+Two metrics (``evaluation.metric``), each a :class:`Metric` object that holds
+every fork on which is better:
 
 * ``"loss"`` (the default of ``experiments/generalize.py``): a run's score on
   a task is its final loss on the split (``val`` while searching, ``test``
@@ -17,14 +18,14 @@ Two metrics (``evaluation.metric``):
   rather than the area under the training curve because the loss on held-out
   data is what a user of the optimizer keeps, and because it does not
   saturate as accuracy does near 97%. A task's normalised score is the
-  baseline's loss divided by the candidate's, clipped to ``[1/RATIO_CLIP,
+  reference's loss divided by the candidate's, clipped to ``[1/RATIO_CLIP,
   RATIO_CLIP]``, and tasks are aggregated by the geometric mean: 1.0 is as
-  good as the baseline (Adam with its learning rate tuned per task), 1.1 is a
+  good as the reference (Adam with its learning rate tuned per task), 1.1 is a
   loss 10% lower on the geometric average, and no single task can dominate.
 * ``"accuracy"``: Marfinetz 2025's formula, ``accuracy + 0.05 * max(0, 1 -
   mean training loss over the last 50 steps)``, -1 for a diverged run; tasks
   without classes score the orders of magnitude by which the loss fell, over
-  10. Tasks are averaged and divided by the baseline's average, as the paper
+  10. Tasks are averaged and divided by the reference's average, as the paper
   does. The published protocols' configs use it.
 
 Learning-rate multipliers: a candidate trained at several multipliers of its
@@ -36,12 +37,12 @@ into the genome.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
-METRICS = ("loss", "accuracy")
 LR_AGGREGATES = ("best", "mean")
 
 FITNESS_TAIL = 50  # steps of training loss averaged into the accuracy formula
@@ -55,8 +56,9 @@ RATIO_CLIP = 10.0
 """A task's normalised loss score is clipped to [1/RATIO_CLIP, RATIO_CLIP]."""
 
 
-class Baseline(NamedTuple):
-    """The tuned baseline of one task: its value and the learning rate that gave it."""
+class Reference(NamedTuple):
+    """The tuned reference of one task (Adam, which normalises fitness): its
+    value and the learning rate that gave it."""
 
     value: float
     learning_rate: float
@@ -102,74 +104,153 @@ def loss_runs(metrics: Any, split: str = "val") -> np.ndarray:
     return np.where(bad, ceiling, np.clip(np.nan_to_num(loss), 0.0, ceiling))
 
 
-def runs(metrics: Any, split: str, metric: str) -> np.ndarray:
-    """Each run's value under ``metric``, [P, S]: a loss (``"loss"``) or a fitness."""
-    _check_metric(metric)
-    return loss_runs(metrics, split) if metric == "loss" else accuracy_runs(metrics, split)
-
-
-def task_values(metrics: Any, split: str, metric: str) -> np.ndarray:
-    """Each candidate's value on the task: the mean over seeds, [P]."""
-    return runs(metrics, split, metric).mean(axis=1)
-
-
-def best_index(metric: str, values: Sequence[float]) -> int:
-    """The index of the best value (ties: the first)."""
-    values = np.asarray(values, np.float64)
-    _check_metric(metric)
-    return int(np.argmin(values) if metric == "loss" else np.argmax(values))
-
-
 # --------------------------------------------------------------------------
-# Normalisation and aggregation.
+# The metric: the one place that knows whether lower or higher is better.
 
 
-def task_scores(values: np.ndarray, baseline: float, metric: str) -> np.ndarray:
-    """One task's normalised scores (1.0 = the baseline; higher is better).
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """How runs are scored and compared: ``"loss"`` or ``"accuracy"``.
 
-    ``"loss"``: ``baseline / value`` clipped to ``[1/RATIO_CLIP, RATIO_CLIP]``;
-    ``"accuracy"``: ``value / baseline``.
+    Every fork on the metric lives here, so the layers above hold a
+    ``Metric`` and ask it rather than compare its name. :func:`get` returns
+    one by name; :data:`METRICS` lists the names.
     """
-    values = np.asarray(values, np.float64)
-    if metric == "accuracy":
-        return values / baseline
-    _check_metric(metric)
-    with np.errstate(all="ignore"):
-        ratio = np.where(values > 0, baseline / np.maximum(values, 1e-300), RATIO_CLIP)
-    return np.clip(np.nan_to_num(ratio, nan=1.0 / RATIO_CLIP), 1.0 / RATIO_CLIP, RATIO_CLIP)
+
+    name: str
+    lower_is_better: bool
+    run_values: Callable[[Any, str], np.ndarray]  # (metrics, split) -> [P, S]
+    search_text: str  # what a search's fitness is, for reports ({split} is the split)
+    value_text: str  # what one task's value is, for tables
+    aggregate_text: str  # what the aggregate over tasks is, for tables
+
+    def runs(self, metrics: Any, split: str) -> np.ndarray:
+        """Each run's value, [P, S]: a clipped loss or a fitness."""
+        return self.run_values(metrics, split)
+
+    def task_values(self, metrics: Any, split: str) -> np.ndarray:
+        """Each candidate's value on a task: the mean over seeds, [P]."""
+        return self.runs(metrics, split).mean(axis=1)
+
+    def best_index(self, values: Sequence[float]) -> int:
+        """The index of the best value (ties: the first)."""
+        values = np.asarray(values, np.float64)
+        return int(np.argmin(values) if self.lower_is_better else np.argmax(values))
+
+    def task_scores(self, values: np.ndarray, reference: float) -> np.ndarray:
+        """One task's normalised scores (1.0 = the reference; higher is better).
+
+        Loss: ``reference / value`` clipped to ``[1/RATIO_CLIP, RATIO_CLIP]``;
+        accuracy: ``value / reference``.
+        """
+        values = np.asarray(values, np.float64)
+        if not self.lower_is_better:
+            return values / reference
+        with np.errstate(all="ignore"):
+            ratio = np.where(values > 0, reference / np.maximum(values, 1e-300), RATIO_CLIP)
+        return np.clip(np.nan_to_num(ratio, nan=1.0 / RATIO_CLIP), 1.0 / RATIO_CLIP, RATIO_CLIP)
+
+    def aggregate(self, per_task: Mapping[str, np.ndarray],
+                  reference: Mapping[str, float]) -> np.ndarray:
+        """Fitness over tasks, normalised by the reference (1.0: as good).
+
+        Loss: the geometric mean over tasks of :meth:`task_scores`; accuracy:
+        the mean over tasks divided by the reference's mean (Marfinetz 2025's
+        best found optimizer scores 1.026).
+
+        Raises:
+          ValueError: a task without a reference value, or (accuracy) a
+            reference mean that is not positive.
+        """
+        names = sorted(per_task)
+        missing = [n for n in names if n not in reference]
+        if missing:
+            raise ValueError(f"no reference value for tasks {missing}")
+        if self.lower_is_better:
+            logs = [np.log(self.task_scores(per_task[n], reference[n])) for n in names]
+            return np.exp(np.mean(logs, axis=0))
+        mean = np.mean([per_task[n] for n in names], axis=0)
+        base = float(np.mean([reference[n] for n in names]))
+        if not np.isfinite(base) or base <= 0:
+            raise ValueError(f"reference fitness {base} must be positive to normalise by")
+        return mean / base
+
+    def mean_over_multipliers(self, values: np.ndarray, finite: np.ndarray) -> np.ndarray:
+        """The mean of [P, K] aggregates over the finite columns: geometric for
+        the loss (scores are ratios), arithmetic for accuracy (whose diverged
+        runs score -1)."""
+        count = np.maximum(finite.sum(axis=1), 1)
+        if self.lower_is_better:
+            logs = np.where(finite, np.log(np.maximum(np.where(finite, values, 1.0),
+                                                      1.0 / RATIO_CLIP)), 0.0)
+            return np.exp(logs.sum(axis=1) / count)
+        return np.where(finite, np.maximum(values, DIVERGED_FITNESS), 0.0).sum(axis=1) / count
+
+    def choose(self, values: Sequence[float], learning_rates: Sequence[float]) -> Reference:
+        """The best of an optimizer's values over a learning-rate grid (ties: the first)."""
+        i = self.best_index(values)
+        return Reference(float(np.asarray(values)[i]), float(learning_rates[i]))
 
 
-def aggregate(per_task: Mapping[str, np.ndarray], baseline: Mapping[str, float],
-              metric: str = "accuracy") -> np.ndarray:
-    """Fitness over tasks, normalised by the baseline: 1.0 is as good as the baseline.
+LOSS = Metric(
+    "loss", lower_is_better=True, run_values=lambda m, split: loss_runs(m, split),
+    search_text=("the geometric mean over search tasks of Adam's final {split} loss divided by "
+                 "the candidate's (losses clipped; a diverged run scores the worst)"),
+    value_text="Test loss (final loss clipped as symopt.fitness clips, lower is better)",
+    aggregate_text=("geometric mean over the tasks reached of Adam's test loss divided by the "
+                    "optimizer's, each ratio clipped"))
+ACCURACY = Metric(
+    "accuracy", lower_is_better=False, run_values=lambda m, split: accuracy_runs(m, split),
+    search_text=("the mean over search tasks of Marfinetz 2025's accuracy formula ({split} "
+                 "split), divided by Adam's"),
+    value_text="Test fitness (Marfinetz 2025's formula, higher is better)",
+    aggregate_text=("mean test fitness over the tasks reached, divided by Adam's on the same "
+                    "tasks"))
+_BY_NAME = {m.name: m for m in (LOSS, ACCURACY)}
+METRICS = tuple(_BY_NAME)
+"""The metrics' names (``evaluation.metric``)."""
 
-    ``per_task`` maps task names to :func:`task_values` arrays [P]; ``baseline``
-    maps the same names to the baseline's value on them. ``"loss"``: the
-    geometric mean over tasks of :func:`task_scores`; ``"accuracy"``: the mean
-    over tasks divided by the baseline's mean (Marfinetz 2025's best found
-    optimizer scores 1.026).
 
-    Raises:
-      ValueError: a task without a baseline value, or (``"accuracy"``) a
-        baseline mean that is not positive.
-    """
-    _check_metric(metric)
-    names = sorted(per_task)
-    missing = [n for n in names if n not in baseline]
-    if missing:
-        raise ValueError(f"no baseline value for tasks {missing}")
-    if metric == "loss":
-        logs = [np.log(task_scores(per_task[n], baseline[n], metric)) for n in names]
-        return np.exp(np.mean(logs, axis=0))
-    mean = np.mean([per_task[n] for n in names], axis=0)
-    base = float(np.mean([baseline[n] for n in names]))
-    if not np.isfinite(base) or base <= 0:
-        raise ValueError(f"baseline fitness {base} must be positive to normalise by")
-    return mean / base
+def get(metric: str | Metric) -> Metric:
+    """The :class:`Metric` named ``metric`` (a Metric is returned as it is)."""
+    if isinstance(metric, Metric):
+        return metric
+    if metric not in _BY_NAME:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    return _BY_NAME[metric]
+
+
+# The module-level forms take a Metric or its name.
+
+
+def runs(metrics: Any, split: str, metric: str | Metric) -> np.ndarray:
+    """Each run's value under ``metric``, [P, S]: a loss or a fitness."""
+    return get(metric).runs(metrics, split)
+
+
+def task_values(metrics: Any, split: str, metric: str | Metric) -> np.ndarray:
+    """Each candidate's value on the task: the mean over seeds, [P]."""
+    return get(metric).task_values(metrics, split)
+
+
+def best_index(metric: str | Metric, values: Sequence[float]) -> int:
+    """The index of the best value (ties: the first)."""
+    return get(metric).best_index(values)
+
+
+def task_scores(values: np.ndarray, reference: float, metric: str | Metric) -> np.ndarray:
+    """:meth:`Metric.task_scores`."""
+    return get(metric).task_scores(values, reference)
+
+
+def aggregate(per_task: Mapping[str, np.ndarray], reference: Mapping[str, float],
+              metric: str | Metric = "accuracy") -> np.ndarray:
+    """:meth:`Metric.aggregate`: fitness over tasks, normalised by the reference."""
+    return get(metric).aggregate(per_task, reference)
 
 
 def over_multipliers(per_multiplier: np.ndarray, how: str,
-                     metric: str) -> tuple[np.ndarray, np.ndarray]:
+                     metric: str | Metric) -> tuple[np.ndarray, np.ndarray]:
     """Combines a candidate's aggregates at each learning-rate multiplier.
 
     Args:
@@ -193,21 +274,8 @@ def over_multipliers(per_multiplier: np.ndarray, how: str,
     chosen = np.argmax(clean, axis=1)
     if how == "best":
         return clean[np.arange(len(clean)), chosen], chosen
-    if metric == "loss":
-        logs = np.where(finite, np.log(np.maximum(np.where(finite, values, 1.0),
-                                                  1.0 / RATIO_CLIP)), 0.0)
-        mean = np.exp(logs.sum(axis=1) / np.maximum(finite.sum(axis=1), 1))
-    else:
-        kept = np.where(finite, np.maximum(values, DIVERGED_FITNESS), 0.0)
-        mean = kept.sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
+    mean = get(metric).mean_over_multipliers(values, finite)
     return np.where(finite.any(axis=1), mean, -np.inf), chosen
-
-
-def choose_baseline(values: Sequence[float], learning_rates: Sequence[float],
-                    metric: str) -> Baseline:
-    """The best of a baseline's values over a learning-rate grid (ties: the first)."""
-    i = best_index(metric, values)
-    return Baseline(float(np.asarray(values)[i]), float(learning_rates[i]))
 
 
 def mean_std(values: np.ndarray) -> tuple[float, float]:
@@ -216,12 +284,8 @@ def mean_std(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(values.std())
 
 
-def _check_metric(metric: str) -> None:
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-
-
-def baseline_grid(evaluation: Any) -> list[float]:
-    """The learning rates the baseline is tuned over: ``baseline_learning_rate``
-    times each of ``baseline_lr_multipliers`` (an ``evaluation`` config section)."""
+def reference_grid(evaluation: Any) -> list[float]:
+    """The learning rates the reference (Adam) is tuned over:
+    ``baseline_learning_rate`` times each of ``baseline_lr_multipliers`` (an
+    ``evaluation`` config section)."""
     return [evaluation.baseline_learning_rate * m for m in evaluation.baseline_lr_multipliers]

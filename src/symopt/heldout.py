@@ -12,12 +12,13 @@ figures come out per optimizer and task:
   chooses anything.
 
 The per-task part, every optimizer at every multiplier and each one's
-val-best, is :func:`sweep`, which :mod:`symopt.transfer` shares under its
-configured metric. Scores here are :mod:`symopt.fitness`'s clipped final
+val-best, is :func:`symopt.measure.sweep`, which :mod:`symopt.transfer`
+shares under its configured metric. Scores here are :mod:`symopt.fitness`'s clipped final
 losses, so a diverged run counts with the task's worst loss. :func:`ratio`
 compares two optimizers by the geometric mean over tasks of their loss
-ratios (above 1: the first has the lower loss). The baselines are Adam, AdamW with a linear warmup over 5%
-of the steps and cosine decay, Lion and Marfinetz 2025's terms-GA optimizer.
+ratios (above 1: the first has the lower loss). The comparisons
+(:data:`COMPARISONS`) are Adam, AdamW with a linear warmup over 5% of the
+steps and cosine decay, Lion and Marfinetz 2025's terms-GA optimizer.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from symopt import evaluate, fitness, zoo
+from symopt import fitness, measure, zoo
 from symopt import graph as graph_lib
+from symopt.evaluate import Trainer
 from symopt.graph import Graph, Schedule
 from symopt.program import ProgramShape
 
@@ -42,13 +44,14 @@ def _adamw_cosine(steps: int) -> Graph:
         schedule=Schedule(kind="cosine", warmup_steps=warmup)))
 
 
-BASELINES: dict[str, Callable[[int], Graph]] = {
+COMPARISONS: dict[str, Callable[[int], Graph]] = {
     "adam": lambda steps: zoo.adam(),
     "adamw_cosine": _adamw_cosine,
     "lion": lambda steps: zoo.lion(),
     "terms_ga": lambda steps: zoo.terms_ga(),
 }
-"""Baseline name -> the graph for a task of ``steps`` steps."""
+"""The optimizers the test tasks compare the winner with (``test.baselines``):
+name -> the graph for a task of ``steps`` steps."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,89 +77,19 @@ class Result:
         return cls(**{**data, "found": tuple(data["found"]), "tuned": tuple(data["tuned"])})
 
 
-def shape_for(graphs: Sequence[Graph], base: ProgramShape | None = None) -> ProgramShape:
-    """``base`` (default: the default shape) grown to hold every (canonical) graph."""
-    canon = [graph_lib.canonical(g) for g in graphs]
-    base = base or ProgramShape()
-    return dataclasses.replace(
-        base,
-        max_nodes=max([base.max_nodes] + [len(g.update.nodes) for g in canon]),
-        max_operands=max([base.max_operands] + [len(graph_lib.used_operands(g)) for g in canon]),
-        max_constants=max([base.max_constants] + [len(g.constants) for g in canon]),
-        max_states=max([base.max_states] + [len(g.states) for g in canon]),
-        max_decay_nodes=max([base.max_decay_nodes] + [
-            len(e.nodes) for g in canon for e in g.decay_map.values()]),
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class Sweep:
-    """Optimizers x learning-rate multipliers on one task, scored under ``metric``.
-
-    Arrays are indexed ``[optimizer, multiplier, ...]`` in the order given;
-    values are :func:`symopt.fitness.runs` (a clipped loss or a fitness).
-    """
-
-    metric: str
-    multipliers: tuple[float, ...]
-    learning_rates: np.ndarray  # [N, K] each optimizer's rate times each multiplier
-    val: np.ndarray  # [N, K] val split, mean over seeds
-    test: np.ndarray  # [N, K, S] test split, per seed
-    chosen: np.ndarray  # [N] index of the val-best multiplier (ties: the first)
-    diverged: np.ndarray  # [N, K, S] bool
-    test_accuracy: np.ndarray  # [N, K, S] NaN for tasks without classes
-    curves: np.ndarray  # [N, K, S, points] training loss at evaluate.curve_steps
-
-
-def sweep(optimizers: Sequence[Graph], task: Any, multipliers: Sequence[float], *,
-          metric: str, shape: ProgramShape | None = None, chunk_size: int = 0,
-          strategy: str = "auto") -> Sweep:
-    """Trains every optimizer at every multiple of its learning rate on ``task``
-    and picks each one's multiplier on the val split (the test split picks nothing).
-
-    The rates are rows of one compiled program (:func:`symopt.evaluate.at_multipliers`).
-
-    Args:
-      optimizers: graphs, each at its own learning rate.
-      task: the task.
-      multipliers: learning-rate multipliers.
-      metric: :data:`symopt.fitness.METRICS`; chooses the multiplier and scores the runs.
-      shape: the program shape (default: :func:`shape_for` the optimizers).
-      chunk_size: runs per compiled program (0: all of them). Callers sweeping
-        several populations on one task keep ``shape`` and ``chunk_size`` fixed
-        so that every sweep reuses one compile.
-      strategy: the population optimizer's strategy.
-    """
-    multipliers = tuple(float(m) for m in multipliers)
-    runs = evaluate.at_multipliers(optimizers, multipliers)
-    metrics, curves = evaluate.evaluate_graphs(
-        runs, task, shape=shape or shape_for(optimizers), chunk_size=chunk_size or len(runs),
-        strategy=strategy, curves=True)
-
-    def grid(x) -> np.ndarray:
-        x = np.asarray(x)
-        return x.reshape(len(optimizers), len(multipliers), *x.shape[1:])
-
-    val = grid(fitness.task_values(metrics, "val", metric))
-    return Sweep(
-        metric=metric, multipliers=multipliers,
-        learning_rates=grid([g.hparams.learning_rate for g in runs]),
-        val=val, test=grid(fitness.runs(metrics, "test", metric)),
-        chosen=np.array([fitness.best_index(metric, v) for v in val], int),
-        diverged=grid(metrics.diverged), test_accuracy=grid(metrics.test_accuracy),
-        curves=grid(curves))
-
-
 def evaluate_task(optimizers: Mapping[str, Graph], task: Any, multipliers: Sequence[float], *,
-                  shape: ProgramShape | None = None, strategy: str = "auto") -> list[Result]:
-    """Every optimizer as found and lr-tuned on ``task``: one :func:`sweep` under ``"loss"``.
+                  shape: ProgramShape | None = None,
+                  trainer: Trainer | None = None) -> list[Result]:
+    """Every optimizer as found and lr-tuned on ``task``: one
+    :func:`symopt.measure.sweep` under the loss.
 
     Args:
       optimizers: graphs by name, each at its own (as found) learning rate.
       task: a test task.
       multipliers: learning-rate multipliers; must include 1.0 (as found).
-      shape: the program shape (default: :func:`shape_for` the optimizers).
-      strategy: the population optimizer's strategy.
+      shape: the program shape (default: :func:`symopt.measure.shape_for` the
+        optimizers).
+      trainer: the strategy and devices (default: every row in one program).
 
     Returns:
       One :class:`Result` per optimizer, in order.
@@ -164,8 +97,8 @@ def evaluate_task(optimizers: Mapping[str, Graph], task: Any, multipliers: Seque
     multipliers = tuple(float(m) for m in multipliers)
     if 1.0 not in multipliers:
         raise ValueError(f"multipliers must include 1.0 (as found), got {multipliers}")
-    s = sweep(list(optimizers.values()), task, multipliers, metric="loss", shape=shape,
-              strategy=strategy)
+    s = measure.sweep(list(optimizers.values()), task, multipliers, metric=fitness.LOSS,
+                      shape=shape, trainer=(trainer or Trainer()).with_chunk(0))
     found = multipliers.index(1.0)
     out = []
     for i, name in enumerate(optimizers):
@@ -183,22 +116,23 @@ def evaluate_task(optimizers: Mapping[str, Graph], task: Any, multipliers: Seque
     return out
 
 
-def evaluate_all(found: Mapping[str, Graph], baselines: Sequence[str], task_list: Sequence[Any],
-                 multipliers: Sequence[float], *, strategy: str = "auto",
+def evaluate_all(found: Mapping[str, Graph], comparisons: Sequence[str],
+                 task_list: Sequence[Any], multipliers: Sequence[float], *,
+                 trainer: Trainer | None = None,
                  log: Callable[[str], None] = print) -> list[Result]:
-    """:func:`evaluate_task` on every test task for ``found`` and the named baselines."""
-    unknown = [b for b in baselines if b not in BASELINES]
+    """:func:`evaluate_task` on every test task for ``found`` and the named comparisons."""
+    unknown = [b for b in comparisons if b not in COMPARISONS]
     if unknown:
-        raise ValueError(f"unknown baselines {unknown}; known: {', '.join(BASELINES)}")
-    clash = sorted(set(found) & set(baselines))
+        raise ValueError(f"unknown comparisons {unknown}; known: {', '.join(COMPARISONS)}")
+    clash = sorted(set(found) & set(comparisons))
     if clash:
-        raise ValueError(f"optimizer names {clash} clash with the baselines")
+        raise ValueError(f"optimizer names {clash} clash with the comparisons")
     results = []
     for task in task_list:
-        named = {**found, **{b: BASELINES[b](task.steps) for b in baselines}}
+        named = {**found, **{b: COMPARISONS[b](task.steps) for b in comparisons}}
         log(f"test: {len(named)} optimizers x {len(multipliers)} learning rates on {task.name} "
             f"({task.steps} steps, {task.seeds} seeds)")
-        results += evaluate_task(named, task, multipliers, strategy=strategy)
+        results += evaluate_task(named, task, multipliers, trainer=trainer)
     return results
 
 

@@ -1,15 +1,15 @@
-"""``summary.md``: what a finished search reports, and the small formatters of records.
+"""``summary.md``: what a finished search reports.
 
-This module owns the report of a run: the fitness it used, the winner, the
-top candidates, the validation stages, the test tables and the hall of fame
-(the Pareto front of fitness against complexity). It reads only the archive
-and what the run passes in, so a report can be rewritten from any workdir's
-archive; the progress lines of :mod:`symopt.run` share its formatters.
+This module is presentation only: the fitness a run used, the winner, the top
+candidates, the validation stages, the test tables and the hall of fame (the
+Pareto front of fitness against complexity). It reads only the archive and
+what the run passes in, so a report can be rewritten from any workdir's
+archive; what a record means (its multiplier, search fitness, equation) is
+:mod:`symopt.records`'.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -17,31 +17,11 @@ from typing import Any
 import ml_collections
 
 from symopt import config as config_lib
-from symopt import fitness, heldout, simplicity, symbolic
+from symopt import fitness, heldout, records, simplicity, symbolic
 from symopt import graph as graph_lib
-from symopt.archive import Archive, CandidateRecord, StageResult
+from symopt.archive import Archive, CandidateRecord
 
 FILENAME = "summary.md"
-
-
-def multiplier_of(record: CandidateRecord | StageResult) -> float:
-    """The learning-rate multiplier chosen for (and written back into) a record."""
-    return float((record.metrics or {}).get("learning_rate", {}).get("multiplier", 1.0))
-
-
-def fitness_text(record: CandidateRecord | StageResult | None) -> str:
-    """A record's fitness to four decimals, or ``-`` when it has none."""
-    return "-" if record is None or record.fitness is None else f"{record.fitness:.4f}"
-
-
-def search_fitness(record: CandidateRecord | StageResult) -> float:
-    """A record's fitness for ranking: -inf when it has none."""
-    return -math.inf if record.fitness is None else float(record.fitness)
-
-
-def equation(record: CandidateRecord) -> str:
-    """A record's graph as one line of text."""
-    return symbolic.to_text(graph_lib.from_dict(record.graph))
 
 
 def hall_of_fame(archive: Archive) -> list[dict[str, Any]]:
@@ -62,13 +42,8 @@ def fitness_description(config: ml_collections.ConfigDict, baseline: Mapping[str
     lrs = learning_rates
     adam = ", ".join(f"{k} {v:.4g} (lr {lrs.get(k, ev.baseline_learning_rate):g})"
                      for k, v in baseline.items())
-    if ev.metric == "loss":
-        what = (f"the geometric mean over search tasks of Adam's final {ev.split} loss divided by "
-                "the candidate's (losses clipped; a diverged run scores the worst)")
-    else:
-        what = (f"the mean over search tasks of Marfinetz 2025's accuracy formula ({ev.split} "
-                "split), divided by Adam's")
-    grid = fitness.baseline_grid(ev)
+    what = fitness.get(ev.metric).search_text.format(split=ev.split)
+    grid = fitness.reference_grid(ev)
     adam_text = (f"Adam is tuned per task over learning rates {', '.join(f'{lr:g}' for lr in grid)}"
                  f": 1.0 = tuned Adam" if len(grid) > 1 else f"Adam at lr {grid[0]:g}: 1.0 = Adam")
     rates = ""
@@ -101,7 +76,7 @@ def write_summary(workdir: str, config: ml_collections.ConfigDict, archive: Arch
         "Candidates: " + ", ".join(
             f"{k} {v}" for k, v in sorted(archive.count_by_status().items())),
         "",
-        f"Best (best.json): #{best.id}, search fitness {fitness_text(best)}, learning rate "
+        f"Best (best.json): #{best.id}, search fitness {records.fitness_text(best)}, learning rate "
         f"{best_graph.hparams.learning_rate:.4g}",
         "",
         f"    {symbolic.to_text(best_graph)}",
@@ -113,17 +88,18 @@ def write_summary(workdir: str, config: ml_collections.ConfigDict, archive: Arch
     ]
     for rank, r in enumerate(archive.top(config.output.top), 1):
         cells = [normalized(r.metrics.get(t)) for t in task_names]
-        lines.append(f"| {rank} | {r.id} | {r.generation} | {fitness_text(r)} | "
-                     f"{multiplier_of(r):g} | " + " | ".join(cells) + f" | `{equation(r)}` |")
+        lines.append(f"| {rank} | {r.id} | {r.generation} | {records.fitness_text(r)} | "
+                     f"{records.multiplier(r):g} | " + " | ".join(cells)
+                     + f" | `{records.equation(r)}` |")
     # This elimination's entrants: a resumed run with more generations may have
     # archived stage results of candidates that no longer enter.
     stage_rows = [r for r in archive.stage_results() if r.candidate_id in entrants]
     if stage_rows:
         lines += ["", "## Validation (progressive elimination; chooses the winner)", "",
                   "| stage | tasks | id | fitness (Adam = 1) | lr x |", "|---|---|---|---|---|"]
-        for r in sorted(stage_rows, key=lambda r: (r.stage, -search_fitness(r))):
-            lines.append(f"| {r.stage + 1} | {r.task} | {r.candidate_id} | {fitness_text(r)} | "
-                         f"{multiplier_of(r):g} |")
+        for r in sorted(stage_rows, key=lambda r: (r.stage, -records.search_fitness(r))):
+            lines.append(f"| {r.stage + 1} | {r.task} | {r.candidate_id} | "
+                         f"{records.fitness_text(r)} | {records.multiplier(r):g} |")
     if test_results:
         found = list(dict.fromkeys(r.optimizer for r in test_results))
         baselines = [b for b in config_lib.names(config.test.baselines) if b in found]

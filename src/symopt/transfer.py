@@ -1,23 +1,24 @@
-"""Transfer evaluation: found graphs against the baselines on larger tasks; results tables.
+"""Transfer evaluation: found graphs against zoo optimizers on larger tasks; results tables.
 
 ``python -m symopt.transfer --config=experiments/transfer.py --graphs=a.json,b.json --out=DIR``
 
-This module owns :func:`run_transfer` and its config (:func:`default_config`,
-:func:`validate`). Every optimizer (the given graphs and the zoo baselines)
-is trained on each task with several seeds at each learning-rate multiplier
-of its own learning rate, and the val-best multiplier is chosen per task
-(:func:`symopt.heldout.sweep`). Runs are scored under ``config.metric`` as
-the search scores them (:mod:`symopt.fitness`: ``"accuracy"``, Marfinetz
-2025's formula, or ``"loss"``, the clipped final loss), and normalised by
-Adam's with :func:`symopt.fitness.aggregate`. The tasks run in the order
-given (cheapest first) as a progressive elimination
-(:func:`symopt.searchers.successive_halving`): after each task the top ``keep``
-fraction by normalised val score go on; Adam, the reference, is always
-measured. DIR receives ``results.md`` (optimizer x task: the test value at the
-chosen lr, mean +- std over seeds, and the aggregate over the tasks reached,
-normalised by Adam's on the same tasks), ``results.csv`` (one row per
-optimizer x task) and ``curves_<task>.png`` (training loss over steps, mean
-over seeds, at the chosen lr).
+This module owns :func:`run_transfer`, a peer of :mod:`symopt.run`: it reads
+the ``transfer`` section of the one config (:mod:`symopt.config`), builds its
+tasks as a search does (:mod:`symopt.build`) and sweeps learning rates with
+the search's own sweep (:mod:`symopt.measure`) and trainer, so
+``evaluation.strategy`` holds here too. Every optimizer (the given graphs and
+the zoo's ``transfer.baselines``) is trained on each task with several seeds
+at each learning-rate multiplier of its own learning rate, and the val-best
+multiplier is chosen per task. Runs are scored under ``evaluation.metric``
+as the search scores them (:class:`symopt.fitness.Metric`), and normalised
+by Adam's. The tasks run in the order given (cheapest first) as a
+progressive elimination (:func:`symopt.searchers.successive_halving`): after
+each task the top ``keep`` fraction by normalised val score go on; Adam, the
+reference, is always measured. DIR receives ``results.md`` (optimizer x
+task: the test value at the chosen lr, mean +- std over seeds, and the
+aggregate over the tasks reached, normalised by Adam's on the same tasks),
+``results.csv`` (one row per optimizer x task) and ``curves_<task>.png``
+(training loss over steps, mean over seeds, at the chosen lr).
 """
 
 from __future__ import annotations
@@ -32,80 +33,17 @@ from collections.abc import Callable, Sequence
 import ml_collections
 import numpy as np
 
-from symopt import cli
+from symopt import build, cli, evaluate, fitness, measure, searchers, tasks, zoo
 from symopt import config as config_lib
-from symopt import evaluate, fitness, heldout, run, searchers, tasks, zoo
 from symopt import graph as graph_lib
+from symopt.evaluate import Trainer
 from symopt.program import ProgramShape
 
 REFERENCE = "adam"
-PUBLISHED = ("signum", "addsign", "powersign", "ades", "autolr_sign", "terms_ga")
-DEFAULT_BASELINES = ",".join(("sgd", "momentum", "adam", "adamw", "lion", *PUBLISHED))
 MAX_CHUNK = 32  # optimizer x multiplier runs per compiled program
 CSV_FIELDS = ("optimizer", "task", "metric", "lr_multiplier", "learning_rate", "val",
               "test_mean", "test_std", "seeds", "aggregate_vs_adam")
 Log = Callable[[str], None]
-DESCRIPTIONS = {  # metric -> what results.md's cells and aggregate are
-    "accuracy": ("Test fitness (Marfinetz 2025's formula, higher is better)",
-                 "mean test fitness over the tasks reached, divided by Adam's on the same tasks"),
-    "loss": ("Test loss (final loss clipped as symopt.fitness clips, lower is better)",
-             "geometric mean over the tasks reached of Adam's test loss divided by the "
-             "optimizer's, each ratio clipped"),
-}
-
-
-def default_config() -> ml_collections.ConfigDict:
-    """Every key with its default: three offline tasks, 3 seeds, five learning
-    rates, the search's default metric."""
-    return ml_collections.ConfigDict(dict(
-        tasks="digits_mlp,digits_cnn,mnist1d_mlp", steps=0, batch_size=0, seeds=3,
-        lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0), baselines=DEFAULT_BASELINES, keep=0.5,
-        metric=config_lib.default_config().evaluation.metric,
-        data_dir="", download=False, options=ml_collections.ConfigDict(),
-    ))
-
-
-def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Checks keys and values; raises :class:`symopt.config.ConfigError` (one line)."""
-    defaults = default_config()
-    for key in config:
-        if key not in defaults:
-            raise config_lib.ConfigError(
-                f"config.{key}: unknown key (known: {', '.join(defaults)})")
-    for key in defaults:
-        if key not in config:
-            raise config_lib.ConfigError(
-                f"config.{key}: missing (start configs from symopt.transfer.default_config())")
-    c = config
-    checks = (
-        ("tasks", bool(config_lib.names(c.tasks)), "name at least one task"),
-        ("tasks", all(tasks.exists(n) for n in config_lib.names(c.tasks)),
-         f"unknown task in {c.tasks!r}; known: {', '.join(tasks.names())}, or "
-         "module:function for your own"),
-        ("steps", isinstance(c.steps, int) and c.steps >= 0,
-         f"must be an int >= 0, got {c.steps!r}"),
-        ("batch_size", isinstance(c.batch_size, int) and c.batch_size >= 0,
-         f"must be an int >= 0, got {c.batch_size!r}"),
-        ("seeds", isinstance(c.seeds, int) and c.seeds >= 1,
-         f"must be an int >= 1, got {c.seeds!r}"),
-        ("lr_multipliers", _positive_numbers(c.lr_multipliers),
-         f"must be a non-empty tuple of numbers > 0, got {c.lr_multipliers!r}"),
-        ("baselines", all(n in zoo.names() for n in config_lib.names(c.baselines)),
-         f"unknown zoo optimizer in {c.baselines!r}; known: {', '.join(zoo.names())}"),
-        ("keep", isinstance(c.keep, (int, float)) and 0 < c.keep <= 1,
-         f"must be in (0, 1], got {c.keep!r}"),
-        ("metric", c.metric in fitness.METRICS,
-         f"must be one of {', '.join(fitness.METRICS)}, got {c.metric!r}"),
-    )
-    for key, ok, message in checks:
-        if not ok:
-            raise config_lib.ConfigError(f"config.{key}: {message}")
-    return config
-
-
-def _positive_numbers(values) -> bool:
-    return (isinstance(values, (tuple, list)) and len(values) > 0
-            and all(isinstance(v, (int, float)) and v > 0 for v in values))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +73,7 @@ class TransferResult:
     optimizers: tuple[str, ...]
     tasks: tuple[str, ...]
     multipliers: tuple[float, ...]
-    metric: str
+    metric: fitness.Metric
     results: dict[tuple[str, str], TaskResult]  # (optimizer, task) -> result
     aggregate: dict[str, float]  # fitness.aggregate of the test values over the tasks reached
     halving: searchers.HalvingResult  # over the non-reference optimizers, by index
@@ -181,20 +119,21 @@ def load_graphs(paths: Sequence[str]) -> dict[str, graph_lib.Graph]:
 
 
 def build_tasks(config: ml_collections.ConfigDict) -> list[tasks.Task]:
-    """The config's tasks, built as a search builds its own (:func:`symopt.run.build_task`)."""
-    search_config = config_lib.default_config()
-    search_config.tasks.update(dict(
-        steps=config.steps, batch_size=config.batch_size, seeds=config.seeds,
-        data_dir=config.data_dir, download=config.download, options=config.options.to_dict()))
-    return [run.build_task(search_config, n) for n in config_lib.names(config.tasks)]
+    """The ``transfer`` section's tasks, built as a search builds its own."""
+    t = config.transfer
+    settings = build.TaskSettings(
+        seeds=t.seeds, steps=t.steps, batch_size=t.batch_size, data_dir=config.tasks.data_dir,
+        download=config.tasks.download, options=config.tasks.options.to_dict())
+    return [build.build_task(n, settings, key="config.transfer.tasks")
+            for n in config_lib.names(t.tasks)]
 
 
 def _measure_task(task: tasks.Task, named: dict[str, graph_lib.Graph],
-                  multipliers: tuple[float, ...], metric: str, shape: ProgramShape,
-                  chunk_size: int) -> dict[str, TaskResult]:
-    """Every optimizer's :func:`symopt.heldout.sweep` on ``task``, with its learning curve."""
-    s = heldout.sweep(list(named.values()), task, multipliers, metric=metric, shape=shape,
-                      chunk_size=chunk_size)
+                  multipliers: tuple[float, ...], metric: fitness.Metric, shape: ProgramShape,
+                  trainer: Trainer) -> dict[str, TaskResult]:
+    """Every optimizer's :func:`symopt.measure.sweep` on ``task``, with its learning curve."""
+    s = measure.sweep(list(named.values()), task, multipliers, metric=metric, shape=shape,
+                      trainer=trainer)
     out = {}
     for i, name in enumerate(named):
         chosen = int(s.chosen[i])
@@ -211,7 +150,9 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
     """Trains ``graphs`` and the baselines on the config's tasks; writes the report.
 
     Args:
-      config: a transfer config (:func:`default_config`).
+      config: a config (:func:`symopt.config.default_config`); its ``transfer``
+        section says what to measure, ``evaluation.metric`` how to score it and
+        ``evaluation.strategy`` how to train.
       graphs: the optimizers to evaluate, by name (e.g. :func:`load_graphs`).
       out_dir: where results.md, results.csv and curves_<task>.png go.
       log: progress lines.
@@ -219,9 +160,9 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
     Returns:
       A :class:`TransferResult`.
     """
-    config = validate(config)
+    config = config_lib.validate(config)
     out_dir = os.fspath(out_dir)
-    baselines = config_lib.names(config.baselines)
+    baselines = config_lib.names(config.transfer.baselines)
     named = {REFERENCE: zoo.get(REFERENCE)}
     named.update({n: zoo.get(n) for n in baselines if n != REFERENCE})
     clash = sorted(set(graphs) & set(named))
@@ -231,37 +172,37 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
     task_list = build_tasks(config)
     for task in task_list:
         task.data()  # fails now, with the command to prepare it, if the data is missing
-    multipliers = tuple(float(m) for m in config.lr_multipliers)
-    metric = config.metric
-    shape = heldout.shape_for(list(named.values()))
-    chunk_size = min(MAX_CHUNK, len(named) * len(multipliers))
+    multipliers = tuple(float(m) for m in config.transfer.lr_multipliers)
+    metric = fitness.get(config.evaluation.metric)
+    shape = measure.shape_for(list(named.values()))
+    trainer = build.trainer(config).with_chunk(min(MAX_CHUNK, len(named) * len(multipliers)))
     names = list(named)
     results: dict[tuple[str, str], TaskResult] = {}
-    stages = [searchers.Stage(t.name, keep=float(config.keep)) for t in task_list]
+    stages = [searchers.Stage(t.name, keep=float(config.transfer.keep)) for t in task_list]
 
-    def measure(ids: tuple[int, ...], stage: searchers.Stage) -> np.ndarray:
+    def measure_stage(ids: tuple[int, ...], stage: searchers.Stage) -> np.ndarray:
         index = stages.index(stage)
         task = task_list[index]
         entrants = {n: named[n] for n in [REFERENCE, *(names[i] for i in ids)]}
         start = time.perf_counter()
         log(f"task {index + 1}/{len(task_list)} {task.name}: {len(entrants)} optimizers x "
-            f"{len(multipliers)} learning rates ({task.steps} steps, {config.seeds} seeds) ...")
-        measured = _measure_task(task, entrants, multipliers, metric, shape, chunk_size)
+            f"{len(multipliers)} learning rates ({task.steps} steps, {task.seeds} seeds) ...")
+        measured = _measure_task(task, entrants, multipliers, metric, shape, trainer)
         results.update({(n, task.name): r for n, r in measured.items()})
-        scores = fitness.aggregate(
+        scores = metric.aggregate(
             {task.name: np.array([measured[names[i]].val_best for i in ids])},
-            {task.name: measured[REFERENCE].val_best}, metric)
+            {task.name: measured[REFERENCE].val_best})
         log(f"task {index + 1}/{len(task_list)} {task.name}: done in "
             f"{time.perf_counter() - start:.1f}s")
         return scores
 
-    halving = searchers.successive_halving(range(1, len(names)), stages, measure)
+    halving = searchers.successive_halving(range(1, len(names)), stages, measure_stage)
     aggregate = {}
     for name in names:
         reached = [t.name for t in task_list if (name, t.name) in results]
-        aggregate[name] = float(fitness.aggregate(
+        aggregate[name] = float(metric.aggregate(
             {t: np.array([results[(name, t)].test.mean()]) for t in reached},
-            {t: float(results[(REFERENCE, t)].test.mean()) for t in reached}, metric)[0])
+            {t: float(results[(REFERENCE, t)].test.mean()) for t in reached})[0])
     result = TransferResult(tuple(names), tuple(t.name for t in task_list), multipliers,
                             metric, results, aggregate, halving, ())
     files = _write(result, task_list, out_dir)
@@ -291,7 +232,7 @@ def csv_rows(result: TransferResult) -> list[dict[str, object]]:
                 continue
             mean, std = fitness.mean_std(r.test)
             rows.append(dict(
-                optimizer=name, task=task, metric=result.metric,
+                optimizer=name, task=task, metric=result.metric.name,
                 lr_multiplier=result.multipliers[r.chosen], learning_rate=r.learning_rate,
                 val=r.val_best, test_mean=mean, test_std=std, seeds=len(r.test),
                 aggregate_vs_adam=result.aggregate[name]))
@@ -308,7 +249,7 @@ def _write(result: TransferResult, task_list: Sequence[tasks.Task], out_dir: str
         writer.writerows(rows)
     cells = {(r["optimizer"], r["task"]): f"{r['test_mean']:.4f} ± "
              f"{r['test_std']:.4f} (lr x{r['lr_multiplier']:g})" for r in rows}
-    value, aggregate = DESCRIPTIONS[result.metric]
+    value, aggregate = result.metric.value_text, result.metric.aggregate_text
     lines = [
         "# symopt transfer evaluation", "",
         f"{value} at the learning rate chosen on the val split "
@@ -380,7 +321,7 @@ def _plot_curves(result: TransferResult, task: tasks.Task, out_dir: str) -> str:
 # --------------------------------------------------------------------------
 # The command line.
 
-USAGE_ERROR, RUN_ERROR = cli.USAGE_ERROR, cli.RUN_ERROR
+USAGE_ERROR = cli.USAGE_ERROR
 
 
 def _cli() -> None:
@@ -397,7 +338,7 @@ def _cli() -> None:
     program = "symopt.transfer"
 
     def parse(argv: list[str]) -> list[str]:
-        return cli.parse_flags(program, argv, config_flag, validate)
+        return cli.parse_flags(program, argv, config_flag, config_lib.validate)
 
     def main(argv: list[str]) -> None:
         config = config_flag.value

@@ -1,0 +1,149 @@
+"""A search's workdir: its lock, its archive opened against the config, and its outputs.
+
+A workdir holds one run: ``archive.sqlite`` (every candidate, the config, and
+meta values named here), ``best.json`` and ``summary.md``. This module owns
+the rules that keep it safe:
+
+* one run at a time (:func:`lock`, an advisory lock released at exit or kill);
+* a resumed run holds the same config, except the keys of
+  :data:`symopt.config.RESUMABLE_CHANGES` (:func:`open_archive`); a run that
+  had trained nothing may start again with a new config;
+* an output file is replaced only if this run wrote it (:func:`write_output`
+  keeps each file's hash in the archive), so nothing symopt did not write is
+  overwritten;
+* in a multi-host run process 0 alone writes; the other processes work on an
+  in-memory copy of the archive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import ml_collections
+
+from symopt import archive as archive_lib
+from symopt import config as config_lib
+from symopt.archive import Archive, ArchiveError
+
+BEST = "best.json"
+"""The winner's graph, which :func:`symopt.load` reads."""
+
+HORIZON = "search_horizon"
+"""Meta key: the generation count the run's mutation decay is laid over."""
+REFERENCE = "baseline"
+"""Meta key: the tuned reference's value per search task (stored under its
+first name, so that older workdirs resume); ``REFERENCE + "_learning_rates"``
+holds the learning rate that gave it."""
+REFERENCE_VALIDATION = "baseline_elimination"
+"""Meta key: the tuned reference on the validation tasks."""
+TEST_RESULTS = "test_results"
+"""Meta key: the test tasks' results, with the winner they were measured for."""
+OUTPUTS = "outputs"
+"""Meta key: the hash of each output file this run wrote."""
+HALL_OF_FAME = "hall_of_fame"
+"""Meta key: the Pareto front of fitness against complexity."""
+
+_CONFIG_META = (HORIZON, REFERENCE, REFERENCE + "_learning_rates", REFERENCE_VALIDATION,
+                REFERENCE_VALIDATION + "_learning_rates", TEST_RESULTS, OUTPUTS)
+"""Meta keys whose values follow from the config (what a new config drops)."""
+
+
+def is_writer() -> bool:
+    """Whether this process writes the workdir: process 0 of a multi-host run."""
+    return jax.process_index() == 0
+
+
+@contextlib.contextmanager
+def lock(workdir: str) -> Iterator[None]:
+    """One run per workdir at a time (an advisory lock, released at exit or kill).
+
+    Raises:
+      ArchiveError: another process holds the lock.
+    """
+    archive_lib.check_workdir(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, ".lock"), "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ArchiveError(f"{workdir}: another symopt run is using this workdir") from None
+        yield
+
+
+def first_horizon(workdir: str) -> int | None:
+    """``search.generations`` of the run already in ``workdir`` (None: no run yet)."""
+    if not os.path.exists(os.path.join(workdir, archive_lib.FILENAME)):
+        return None
+    with Archive.open(workdir, create=False) as archive:
+        return archive.get_meta(HORIZON)
+
+
+def open_archive(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str], None],
+                 *, writer: bool = True) -> Archive:
+    """The workdir's archive, holding ``config``: a new run stores it, a resumed
+    run may differ from the stored one only in the resumable keys. The other
+    processes of a multi-host run (not ``writer``) work on an in-memory copy:
+    they compute and record what process 0 does, and only it writes.
+
+    Raises:
+      ConfigError: the workdir holds a run of another config, or one with
+        more generations.
+    """
+    archive = Archive.open(workdir) if writer else Archive.in_memory_copy(workdir)
+    stored = archive.config()
+    if stored is None:
+        archive.set_config(config.to_dict())
+        return archive
+    changed = [k for k in archive.config_diff(config.to_dict()) if not config_lib.resumable(k)]
+    if changed and not archive.ids():  # nothing trained depends on the old config
+        with archive.transaction():
+            archive.set_config(config.to_dict(), replace=True)
+            for key in _CONFIG_META:
+                archive.put_meta(key, None)
+        log(f"the run in {workdir} had trained nothing; starting it again with this config")
+        return archive
+    if changed:
+        archive.close()
+        raise config_lib.ConfigError(
+            f"workdir {workdir} holds a run with a different config (keys: {', '.join(changed)});"
+            " use a new --workdir or the same config to resume")
+    if config.search.generations < stored["search"]["generations"]:
+        archive.close()
+        raise config_lib.ConfigError(
+            f"config.search.generations: the run in {workdir} has "
+            f"{stored['search']['generations']}; a resumed run may only add generations")
+    archive.set_config(config.to_dict(), replace=True)
+    log(f"resuming the run in {workdir}: {len(archive.ids())} candidates in the archive")
+    return archive
+
+
+def write_output(archive: Archive, workdir: str, name: str,
+                 write: Callable[[str], Any]) -> None:
+    """Writes ``<workdir>/<name>`` with ``write(path)``, refusing to replace a
+    file this run did not write: the archive keeps the hash of each file it
+    writes (meta :data:`OUTPUTS`).
+
+    Raises:
+      ArchiveError: the file exists and this run did not write it.
+    """
+    path = os.path.join(workdir, name)
+    if not is_writer():
+        return
+    outputs = archive.get_meta(OUTPUTS, {}) or {}
+    if os.path.exists(path) and file_hash(path) != outputs.get(name):
+        raise ArchiveError(f"{path} was not written by this run, or was changed since; move it "
+                           "away (or use another --workdir) and rerun to resume")
+    write(path)
+    archive.put_meta(OUTPUTS, {**outputs, name: file_hash(path)})
+
+
+def file_hash(path: str) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
