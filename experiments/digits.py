@@ -32,7 +32,7 @@ def get_config():
     config.evaluation.metric = "loss"
     config.evaluation.lr_multipliers = (0.5, 1.0, 2.0)
     config.evaluation.lr_aggregate = "mean"
-    config.evaluation.baseline_lr_multipliers = (0.3, 1.0, 3.0, 10.0, 30.0)
+    config.evaluation.reference_lr_multipliers = (0.3, 1.0, 3.0, 10.0, 30.0)
     config.elimination.tasks = "digits_cnn"
     config.elimination.top_k = 4
     config.elimination.steps = 300

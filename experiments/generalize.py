@@ -43,7 +43,7 @@ def get_config():
     config.evaluation.metric = "loss"
     config.evaluation.lr_multipliers = (0.3, 1.0, 3.0)
     config.evaluation.lr_aggregate = "mean"
-    config.evaluation.baseline_lr_multipliers = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+    config.evaluation.reference_lr_multipliers = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
     config.evaluation.simplicity_tolerance = 0.01
     config.elimination.tasks = "mnist1d_mlp+noisy_quadratic"
     config.elimination.top_k = 8

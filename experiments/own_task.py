@@ -48,5 +48,5 @@ def get_config():
     config.tasks.search = "experiments.own_task:make_task"
     config.evaluation.metric = "loss"
     config.evaluation.lr_multipliers = (0.5, 1.0, 2.0)
-    config.evaluation.baseline_lr_multipliers = (0.3, 1.0, 3.0, 10.0)
+    config.evaluation.reference_lr_multipliers = (0.3, 1.0, 3.0, 10.0)
     return config

@@ -49,7 +49,7 @@ def tiny_config(**changes) -> ml_collections.ConfigDict:
     config.evaluation.chunk_size = 2
     config.evaluation.metric = "loss"
     config.evaluation.lr_multipliers = (0.5, 1.0, 2.0)
-    config.evaluation.baseline_lr_multipliers = (0.3, 1.0, 3.0)
+    config.evaluation.reference_lr_multipliers = (0.3, 1.0, 3.0)
     for key, value in changes.items():
         section, name = key.split("__")
         config[section][name] = value

@@ -456,7 +456,7 @@ def test_the_readme_example_config_searches_on_its_own_task_from_the_command_lin
         [sys.executable, "-m", "symopt.main", "--config=experiments/own_task.py",
          f"--workdir={tmp_path}", "--config.search.generations=1",
          "--config.search.population_size=4", "--config.tasks.steps=20",
-         "--config.evaluation.baseline_lr_multipliers=(1.0,)", "--compilation_cache_dir="],
+         "--config.evaluation.reference_lr_multipliers=(1.0,)", "--compilation_cache_dir="],
         cwd=root, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "experiments.own_task:make_task" in out.stdout

@@ -66,7 +66,7 @@ def test_the_winner_is_chosen_before_and_without_the_test_tasks(protocol, tmp_pa
         assert other.best_graph == result.best_graph
 
 
-def test_the_tuned_baseline_and_test_results_are_stored_and_reused_on_resume(
+def test_the_tuned_reference_and_test_results_are_stored_and_reused_on_resume(
         protocol, monkeypatch):
     result, _ = protocol
     with Archive.open(result.workdir) as archive:
@@ -78,7 +78,7 @@ def test_the_tuned_baseline_and_test_results_are_stored_and_reused_on_resume(
     def untrainable(*args, **kwargs):
         raise AssertionError("trained again on resume")
 
-    monkeypatch.setattr(run_lib, "tuned_baseline", untrainable)
+    monkeypatch.setattr(measure, "tune_reference", untrainable)
     monkeypatch.setattr(heldout, "evaluate_all", untrainable)
     resumed = run_lib.run(protocol_config(), result.workdir, log=lambda _: None)
     assert resumed.evaluated_now == 0
@@ -164,7 +164,7 @@ def test_the_published_protocol_may_remeasure_its_search_tasks_when_it_says_so()
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("lr_multipliers", (0.5, 2.0), "must include 1.0"),
     ("lr_multipliers", (), "non-empty tuple"),
-    ("baseline_lr_multipliers", (0.0, 1.0), "numbers > 0"),
+    ("reference_lr_multipliers", (0.0, 1.0), "numbers > 0"),
     ("lr_aggregate", "median", "'best' or 'mean'"),
     ("metric", "speed", "'loss' or 'accuracy'"),
 ])

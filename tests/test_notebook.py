@@ -47,7 +47,7 @@ def _texts(nb: nbformat.NotebookNode) -> str:
 README_COMMAND = [sys.executable, "-m", "symopt.main", "--config=experiments/digits.py"]
 TINY = ["--config.search.generations=2", "--config.search.population_size=6",
         "--config.tasks.steps=20", "--config.tasks.seeds=1", "--config.elimination.tasks=",
-        "--config.tasks.test=", "--config.evaluation.baseline_lr_multipliers=(1.0,)",
+        "--config.tasks.test=", "--config.evaluation.reference_lr_multipliers=(1.0,)",
         "--compilation_cache_dir="]
 """The README's command at a test's budget."""
 

@@ -53,7 +53,7 @@ def test_a_search_archives_every_candidate_and_writes_best_and_summary(finished)
     assert best == result.best_graph
     assert result.best.fitness == max(r.fitness for r in records if r.status == "evaluated")
     summary = open(os.path.join(result.workdir, "summary.md")).read()
-    assert f"#{result.best.id}" in summary and "Adam baseline" in summary
+    assert f"#{result.best.id}" in summary and "Adam reference" in summary
 
 
 def test_functional_duplicates_are_recorded_not_trained(finished):
@@ -203,9 +203,9 @@ def test_a_search_where_every_candidate_is_rejected_still_finishes(tmp_path):
     assert not result.found_anything  # symopt.main exits 1 on it (tests/test_cli.py)
 
 
-def test_a_diverging_baseline_is_a_one_line_error_and_leaves_the_workdir_usable(tmp_path):
-    config = tiny_config(evaluation__baseline_learning_rate=1e4,
-                         evaluation__baseline_lr_multipliers=(1.0, 10.0))
+def test_a_diverging_reference_is_a_one_line_error_and_leaves_the_workdir_usable(tmp_path):
+    config = tiny_config(evaluation__reference_learning_rate=1e4,
+                         evaluation__reference_lr_multipliers=(1.0, 10.0))
     with pytest.raises(config_lib.ConfigError, match="Adam diverged on digits_mlp at every "
                        "learning rate tried .10000, 100000.") as info:
         run_lib.run(config, tmp_path, log=lambda _: None)
@@ -326,3 +326,14 @@ def test_symopt_search_runs_a_config_file_from_python_and_resumes_like_the_cli(f
     assert resumed.evaluated_now == 0 and any(line.startswith("resuming") for line in lines)
     with pytest.raises(config_lib.ConfigError, match="config file not found"):
         symopt.search(str(tmp_path / "missing.py"), tmp_path / "run")
+
+
+def test_an_old_key_name_is_read_under_its_new_one_with_a_warning():
+    config = config_lib.default_config()
+    config.evaluation.baseline_learning_rate = 0.01
+    config.test.baselines = "adam"
+    with pytest.warns(DeprecationWarning, match="evaluation.reference_learning_rate"):
+        config_lib.validate(config)
+    assert config.evaluation.reference_learning_rate == 0.01
+    assert config.test.comparisons == "adam"
+    assert "baseline_learning_rate" not in config.evaluation and "baselines" not in config.test

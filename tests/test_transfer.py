@@ -27,7 +27,7 @@ def tiny_config():
     config.transfer.steps = 20
     config.transfer.seeds = 2
     config.transfer.lr_multipliers = (0.3, 3.0)
-    config.transfer.baselines = "sgd,adam,signum"
+    config.transfer.comparisons = "sgd,adam,signum"
     config.tasks.options = {"digits_mlp": {"hidden": 8}}
     return config
 
@@ -173,8 +173,8 @@ def test_the_experiment_config_is_valid_and_bad_transfer_values_are_one_line_err
     with pytest.raises(config_lib.ConfigError, match=r"^config.transfer.keep: must be in"):
         config_lib.validate(config)
     config = tiny_config()
-    config.transfer.baselines = "adam,speed"
-    with pytest.raises(config_lib.ConfigError, match=r"^config.transfer.baselines: unknown zoo"):
+    config.transfer.comparisons = "adam,speed"
+    with pytest.raises(config_lib.ConfigError, match=r"^config.transfer.comparisons: unknown zoo"):
         config_lib.validate(config)
 
 
@@ -183,7 +183,7 @@ def test_transfer_trains_with_the_configured_strategy(strategy, tmp_path, monkey
     config = tiny_config()
     config.transfer.tasks = "digits_mlp"
     config.transfer.steps = 3
-    config.transfer.baselines = "adam"
+    config.transfer.comparisons = "adam"
     config.evaluation.strategy = strategy
     strategies = []
     train = evaluate.evaluate

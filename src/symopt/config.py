@@ -21,7 +21,7 @@ configs do). Sections:
   formula; see :mod:`symopt.fitness`), ``split`` the fitness reads (``val``),
   ``strategy`` of the population optimizer, ``chunk_size`` (candidates
   trained per compiled program; 0: the searcher's batch),
-  ``baseline_learning_rate`` and ``baseline_lr_multipliers`` (Adam, the
+  ``reference_learning_rate`` and ``reference_lr_multipliers`` (Adam, the
   fitness normaliser, tuned per task over that grid), ``lr_multipliers``
   (each candidate also trains at these multiples of its learning rate, as
   extra rows of the same program; the best is written back into the genome)
@@ -37,14 +37,14 @@ configs do). Sections:
   stages to re-measure search tasks). The stages' tasks are the *validation*
   role: they choose the winner.
 * ``test``: the test tasks (``tasks.test``) train the best ``top_k`` of the
-  validation and the ``baselines`` (``adam``, ``adamw_cosine``, ``lion``,
+  validation and the ``comparisons`` (``adam``, ``adamw_cosine``, ``lion``,
   ``terms_ga``) with ``steps`` and ``seeds``, each at its own learning rate
   (as found) and tuned over ``lr_multipliers`` on the test tasks' val split;
   they only report.
 * ``output``: ``top`` candidates in the summary.
 * ``transfer``: what ``python -m symopt.transfer`` measures found graphs on
   (:mod:`symopt.transfer`): ``tasks`` (cheapest first), ``steps``,
-  ``batch_size``, ``seeds``, ``lr_multipliers``, ``baselines`` (zoo
+  ``batch_size``, ``seeds``, ``lr_multipliers``, ``comparisons`` (zoo
   optimizers) and ``keep`` (fraction kept after each task). It reads
   ``evaluation.metric`` and ``evaluation.strategy``, and ``tasks.data_dir``,
   ``tasks.download`` and ``tasks.options``, as a search does; a search
@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -81,8 +82,38 @@ the ``transfer`` section, which a search does not read: :func:`resumable`)."""
 
 PUBLISHED = ("signum", "addsign", "powersign", "ades", "autolr_sign", "terms_ga")
 """The published discoveries among the zoo's optimizers."""
-TRANSFER_BASELINES = ("sgd", "momentum", "adam", "adamw", "lion", *PUBLISHED)
-"""The zoo optimizers ``symopt.transfer`` measures next to found graphs by default."""
+TRANSFER_COMPARISONS = ("sgd", "momentum", "adam", "adamw", "lion", *PUBLISHED)
+"""The zoo optimizers ``symopt.transfer`` compares found graphs with by default."""
+
+
+RENAMED = {
+    "evaluation.baseline_learning_rate": "evaluation.reference_learning_rate",
+    "evaluation.baseline_lr_multipliers": "evaluation.reference_lr_multipliers",
+    "test.baselines": "test.comparisons",
+}
+"""Old key -> new key. A config (or an archived one) that still uses an old
+name is read under the new one, with a warning, until the next release."""
+
+
+def upgrade(config: Any) -> Any:
+    """``config`` (a ConfigDict, changed in place, or a nested dict, copied)
+    with the keys of :data:`RENAMED` under their new names."""
+    if isinstance(config, ml_collections.ConfigDict):
+        for old, new in RENAMED.items():
+            section, name = old.split(".")
+            if section in config and name in config[section]:
+                warnings.warn(f"config.{old} is now config.{new}; the old name goes in the "
+                              "next release", DeprecationWarning, stacklevel=3)
+                with config.unlocked():
+                    config[section][new.split(".")[1]] = config[section][name]
+                    del config[section][name]
+        return config
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in config.items()}
+    for old, new in RENAMED.items():
+        section, name = old.split(".")
+        if name in out.get(section, {}):
+            out[section][new.split(".")[1]] = out[section].pop(name)
+    return out
 
 
 def resumable(key: str) -> bool:
@@ -110,20 +141,20 @@ def default_config() -> ml_collections.ConfigDict:
     ))
     config.evaluation = ml_collections.ConfigDict(dict(
         metric="accuracy", split="val", strategy="auto", chunk_size=0,
-        baseline_learning_rate=1e-3, baseline_lr_multipliers=(1.0,), lr_multipliers=(1.0,),
+        reference_learning_rate=1e-3, reference_lr_multipliers=(1.0,), lr_multipliers=(1.0,),
         lr_aggregate="best", simplicity_tolerance=0.0, check=True, dedupe=True,
     ))
     config.elimination = ml_collections.ConfigDict(dict(
         tasks="", top_k=8, keep=0.5, steps=0, seeds=3, on_search_tasks=False,
     ))
     config.test = ml_collections.ConfigDict(dict(
-        baselines=",".join(heldout.COMPARISONS), top_k=3, steps=0, seeds=3,
+        comparisons=",".join(heldout.COMPARISONS), top_k=3, steps=0, seeds=3,
         lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0),
     ))
     config.output = ml_collections.ConfigDict(dict(top=5))
     config.transfer = ml_collections.ConfigDict(dict(
         tasks="digits_mlp,digits_cnn,mnist1d_mlp", steps=0, batch_size=0, seeds=3,
-        lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0), baselines=",".join(TRANSFER_BASELINES),
+        lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0), comparisons=",".join(TRANSFER_COMPARISONS),
         keep=0.5,
     ))
     return config
@@ -176,7 +207,9 @@ def _fail(key: str, message: str) -> None:
 
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Checks keys and values; returns the config or raises :class:`ConfigError`."""
+    """Checks keys and values; returns the config or raises :class:`ConfigError`.
+    Old key names (:data:`RENAMED`) are moved to their new ones first."""
+    config = upgrade(config)
     defaults = flatten(default_config())
     given = flatten(config)
     for key in given:
@@ -221,8 +254,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
               f"must be one of {', '.join(program.STRATEGIES)}, got {c.evaluation.strategy!r}")
     if not 0 < c.elimination.keep <= 1:
         _fail("elimination.keep", f"must be in (0, 1], got {c.elimination.keep}")
-    if not c.evaluation.baseline_learning_rate > 0:
-        _fail("evaluation.baseline_learning_rate", "must be > 0")
+    if not c.evaluation.reference_learning_rate > 0:
+        _fail("evaluation.reference_learning_rate", "must be > 0")
     for key, value, known in (("evaluation.metric", c.evaluation.metric, fitness.METRICS),
                               ("evaluation.lr_aggregate", c.evaluation.lr_aggregate,
                                fitness.LR_AGGREGATES)):
@@ -230,7 +263,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             _fail(key, f"must be one of {', '.join(map(repr, known))}, got {value!r}")
     if not c.evaluation.simplicity_tolerance >= 0:
         _fail("evaluation.simplicity_tolerance", "must be >= 0")
-    for key in ("evaluation.lr_multipliers", "evaluation.baseline_lr_multipliers",
+    for key in ("evaluation.lr_multipliers", "evaluation.reference_lr_multipliers",
                 "test.lr_multipliers", "transfer.lr_multipliers"):
         section, name = key.split(".")
         values = c[section][name]
@@ -241,10 +274,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         section, name = key.split(".")
         if 1.0 not in c[section][name]:
             _fail(key, "must include 1.0 (the learning rate as found)")
-    unknown = [n for n in names(c.test.baselines) if n not in heldout.COMPARISONS]
+    unknown = [n for n in names(c.test.comparisons) if n not in heldout.COMPARISONS]
     if unknown:
-        _fail("test.baselines", f"unknown baseline {unknown[0]!r}; known: "
-                                f"{', '.join(heldout.COMPARISONS)}")
+        _fail("test.comparisons", f"unknown comparison {unknown[0]!r}; known: "
+                                  f"{', '.join(heldout.COMPARISONS)}")
     _check_roles(c)
     _check_transfer(c.transfer)
     return config
@@ -257,10 +290,10 @@ def _check_transfer(t: ml_collections.ConfigDict) -> None:
     if unknown:
         _fail("transfer.tasks", f"unknown task {unknown[0]!r}; known: {', '.join(tasks.names())}"
                                 ", or module:function for your own")
-    unknown = [n for n in names(t.baselines) if n not in zoo.names()]
+    unknown = [n for n in names(t.comparisons) if n not in zoo.names()]
     if unknown:
-        _fail("transfer.baselines", f"unknown zoo optimizer {unknown[0]!r}; known: "
-                                    f"{', '.join(zoo.names())}")
+        _fail("transfer.comparisons", f"unknown zoo optimizer {unknown[0]!r}; known: "
+                                      f"{', '.join(zoo.names())}")
     if not 0 < t.keep <= 1:
         _fail("transfer.keep", f"must be in (0, 1], got {t.keep!r}")
 

@@ -286,6 +286,7 @@ def mean_std(values: np.ndarray) -> tuple[float, float]:
 
 def reference_grid(evaluation: Any) -> list[float]:
     """The learning rates the reference (Adam) is tuned over:
-    ``baseline_learning_rate`` times each of ``baseline_lr_multipliers`` (an
+    ``reference_learning_rate`` times each of ``reference_lr_multipliers`` (an
     ``evaluation`` config section)."""
-    return [evaluation.baseline_learning_rate * m for m in evaluation.baseline_lr_multipliers]
+    return [evaluation.reference_learning_rate * m
+            for m in evaluation.reference_lr_multipliers]

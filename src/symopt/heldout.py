@@ -1,8 +1,8 @@
-"""Held-out test tasks: the search's best next to tuned baselines, as found and lr-tuned.
+"""Held-out test tasks: the search's best next to tuned comparisons, as found and lr-tuned.
 
 The last step of a search's funnel (search tasks drive evolution, validation
 tasks choose the winner, test tasks only report). Each optimizer, found or
-baseline, is trained on each test task at every learning-rate multiplier of
+comparison, is trained on each test task at every learning-rate multiplier of
 its own rate, all of them as rows of one compiled program per task. Two
 figures come out per optimizer and task:
 
@@ -50,7 +50,7 @@ COMPARISONS: dict[str, Callable[[int], Graph]] = {
     "lion": lambda steps: zoo.lion(),
     "terms_ga": lambda steps: zoo.terms_ga(),
 }
-"""The optimizers the test tasks compare the winner with (``test.baselines``):
+"""The optimizers the test tasks compare the winner with (``test.comparisons``):
 name -> the graph for a task of ``steps`` steps."""
 
 
@@ -173,10 +173,11 @@ def table(results: Sequence[Result], optimizers: Sequence[str]) -> list[str]:
     return lines
 
 
-def ratio_lines(results: Sequence[Result], winner: str, baselines: Sequence[str]) -> list[str]:
-    """Markdown: the winner's ratio to each baseline (tuned), as found and lr-tuned."""
+def ratio_lines(results: Sequence[Result], winner: str,
+                comparisons: Sequence[str]) -> list[str]:
+    """Markdown: the winner's ratio to each comparison (tuned), as found and lr-tuned."""
     lines = ["| winner vs (lr-tuned) | as found | lr-tuned |", "|---|---|---|"]
-    for b in baselines:
+    for b in comparisons:
         lines.append(f"| {b} | {ratio(results, winner, b, a_tuned=False):.3f} | "
                      f"{ratio(results, winner, b, a_tuned=True):.3f} |")
     return lines

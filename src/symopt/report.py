@@ -20,6 +20,7 @@ from symopt import config as config_lib
 from symopt import fitness, heldout, records, simplicity, symbolic
 from symopt import graph as graph_lib
 from symopt.archive import Archive, CandidateRecord
+from symopt.workdir import HALL_OF_FAME, REFERENCE_RATES
 
 FILENAME = "summary.md"
 
@@ -35,13 +36,13 @@ def hall_of_fame(archive: Archive) -> list[dict[str, Any]]:
              "equation": simplicity.simplified_equation(graphs[i])} for i in front]
 
 
-def fitness_description(config: ml_collections.ConfigDict, baseline: Mapping[str, float],
+def fitness_description(config: ml_collections.ConfigDict, reference: Mapping[str, float],
                         learning_rates: Mapping[str, float]) -> str:
     """How the run scored candidates, and Adam's value (and tuned rate) per task."""
     ev = config.evaluation
     lrs = learning_rates
-    adam = ", ".join(f"{k} {v:.4g} (lr {lrs.get(k, ev.baseline_learning_rate):g})"
-                     for k, v in baseline.items())
+    adam = ", ".join(f"{k} {v:.4g} (lr {lrs.get(k, ev.reference_learning_rate):g})"
+                     for k, v in reference.items())
     what = fitness.get(ev.metric).search_text.format(split=ev.split)
     grid = fitness.reference_grid(ev)
     adam_text = (f"Adam is tuned per task over learning rates {', '.join(f'{lr:g}' for lr in grid)}"
@@ -51,11 +52,11 @@ def fitness_description(config: ml_collections.ConfigDict, baseline: Mapping[str
         multipliers = ", ".join(f"{m:g}" for m in ev.lr_multipliers)
         rates = (f" Each candidate trains at learning-rate multipliers {multipliers} "
                  f"({ev.lr_aggregate} counts); the best is written back into it.")
-    return f"Fitness is {what}; {adam_text}.{rates}\n\nAdam baseline ({ev.metric}): {adam}"
+    return f"Fitness is {what}; {adam_text}.{rates}\n\nAdam reference ({ev.metric}): {adam}"
 
 
 def write_summary(workdir: str, config: ml_collections.ConfigDict, archive: Archive,
-                  baseline: Mapping[str, float], best: CandidateRecord,
+                  reference: Mapping[str, float], best: CandidateRecord,
                   best_graph: graph_lib.Graph, entrants: Collection[int],
                   test_results: Sequence[heldout.Result]) -> str:
     """Writes ``<workdir>/summary.md``: the fitness, the winner, the top
@@ -70,8 +71,8 @@ def write_summary(workdir: str, config: ml_collections.ConfigDict, archive: Arch
         f"Search tasks: {', '.join(roles['search'])}; validation tasks: "
         f"{', '.join(roles['validation']) or '-'}; test tasks: {', '.join(roles['test']) or '-'}.",
         "",
-        fitness_description(config, baseline,
-                            archive.get_meta("baseline_learning_rates", {}) or {}),
+        fitness_description(config, reference,
+                            archive.get_meta(REFERENCE_RATES, {}) or {}),
         "",
         "Candidates: " + ", ".join(
             f"{k} {v}" for k, v in sorted(archive.count_by_status().items())),
@@ -102,7 +103,7 @@ def write_summary(workdir: str, config: ml_collections.ConfigDict, archive: Arch
                          f"{records.fitness_text(r)} | {records.multiplier(r):g} |")
     if test_results:
         found = list(dict.fromkeys(r.optimizer for r in test_results))
-        baselines = [b for b in config_lib.names(config.test.baselines) if b in found]
+        comparisons = [b for b in config_lib.names(config.test.comparisons) if b in found]
         multipliers = ", ".join(f"{m:g}" for m in config.test.lr_multipliers)
         lines += [
             "", "## Test tasks (held out: they ran after the winner was chosen)", "",
@@ -110,12 +111,12 @@ def write_summary(workdir: str, config: ml_collections.ConfigDict, archive: Arch
             f"lr-tuned (multipliers {multipliers} of the optimizer's own rate, chosen on each "
             "task's validation split). Lower is better. `best` is best.json.", "",
             *heldout.table(test_results, found), "",
-            "The winner's ratio to each lr-tuned baseline: the geometric mean over test tasks "
-            "of the baseline's loss over the winner's (above 1: the winner's loss is lower).", "",
-            *heldout.ratio_lines(test_results, "best", baselines),
+            "The winner's ratio to each lr-tuned comparison: the geometric mean over test tasks "
+            "of the comparison's loss over the winner's (above 1: the winner's loss is lower).", "",
+            *heldout.ratio_lines(test_results, "best", comparisons),
         ]
     fame = hall_of_fame(archive)
-    archive.put_meta("hall_of_fame", fame)
+    archive.put_meta(HALL_OF_FAME, fame)
     if fame:
         lines += ["", "## Hall of fame (search fitness against complexity; the Pareto front)", "",
                   "| id | fitness | complexity | simplified equation |", "|---|---|---|---|"]

@@ -12,7 +12,7 @@ generation::
 
 and at the end runs the funnel: successive halving of the best candidates
 on the validation tasks chooses the winner (``best.json``, a Graph that
-``symopt.load`` reads), the test tasks report it next to the baselines
+``symopt.load`` reads), the test tasks report it next to the comparisons
 (:mod:`symopt.heldout`), and ``summary.md`` gets every table and the hall of
 fame (:mod:`symopt.report`).
 
@@ -216,28 +216,28 @@ class _Search:
     def references(self, key: str, task_list: Sequence[tasks.Task]) -> dict[str, float]:
         """The tuned reference's value on each task (Adam over
         :func:`symopt.fitness.reference_grid`); trained once per run and kept in
-        the archive (meta ``key``, and ``key + "_learning_rates"``), so a
+        the archive (meta ``key``, and :func:`symopt.workdir.rates_key`), so a
         resume reuses it."""
         ev, archive = self.config.evaluation, self.archive
         stored = archive.get_meta(key, {}) or {}
-        rates = archive.get_meta(key + "_learning_rates", {}) or {}
+        rates = archive.get_meta(workdir_lib.rates_key(key), {}) or {}
         missing = [t for t in task_list if t.name not in stored]
         grid = fitness.reference_grid(ev)
         for task in missing:
-            self.log(f"baseline: training Adam (lr {', '.join(f'{lr:g}' for lr in grid)}) on "
+            self.log(f"reference: tuning Adam (lr {', '.join(f'{lr:g}' for lr in grid)}) on "
                      f"{task.name} ...")
             try:
                 best = measure.tune_reference(task, grid, ev.split, ev.metric, self.setup.trainer)
             except measure.ReferenceDiverged as e:
-                raise config_lib.ConfigError(f"config.evaluation.baseline_learning_rate: {e}; "
+                raise config_lib.ConfigError(f"config.evaluation.reference_learning_rate: {e}; "
                                              "choose a smaller rate") from None
             stored[task.name], rates[task.name] = best.value, best.learning_rate
-            self.log(f"baseline: Adam {ev.metric} on {task.name} = {best.value:.4f} "
+            self.log(f"reference: Adam {ev.metric} on {task.name} = {best.value:.4f} "
                      f"(lr {best.learning_rate:g})")
         if missing:
             with archive.transaction():
                 archive.put_meta(key, stored)
-                archive.put_meta(key + "_learning_rates", rates)
+                archive.put_meta(workdir_lib.rates_key(key), rates)
         return {t.name: stored[t.name] for t in task_list}
 
     def measure(self, graphs: Sequence[graph_lib.Graph], task_list: Sequence[tasks.Task],
@@ -444,7 +444,7 @@ class _Search:
         for i in winner.ranking[1:config.test.top_k]:
             found[f"#{i}"] = records.graph(archive.get(i))
         results = heldout.evaluate_all(
-            found, config_lib.names(config.test.baselines), self.setup.test_tasks,
+            found, config_lib.names(config.test.comparisons), self.setup.test_tasks,
             config.test.lr_multipliers, trainer=self.setup.trainer, log=self.log)
         archive.put_meta(workdir_lib.TEST_RESULTS, {
             "winner": winner.record.id, "results": [r.to_dict() for r in results]})

@@ -7,7 +7,7 @@ the ``transfer`` section of the one config (:mod:`symopt.config`), builds its
 tasks as a search does (:mod:`symopt.build`) and sweeps learning rates with
 the search's own sweep (:mod:`symopt.measure`) and trainer, so
 ``evaluation.strategy`` holds here too. Every optimizer (the given graphs and
-the zoo's ``transfer.baselines``) is trained on each task with several seeds
+the zoo's ``transfer.comparisons``) is trained on each task with several seeds
 at each learning-rate multiplier of its own learning rate, and the val-best
 multiplier is chosen per task. Runs are scored under ``evaluation.metric``
 as the search scores them (:class:`symopt.fitness.Metric`), and normalised
@@ -83,7 +83,7 @@ class TransferResult:
 def graph_names(paths: Sequence[str]) -> list[str]:
     """A unique name per graph file, from its path: the file's stem, with as
     many parent directories as it takes to tell the files apart and from the
-    zoo baselines (``runs/a/best.json``, ``runs/b/best.json`` -> ``a/best``,
+    zoo's optimizers (``runs/a/best.json``, ``runs/b/best.json`` -> ``a/best``,
     ``b/best``). Raises ValueError for a file listed twice."""
     parts = [pathlib.Path(os.path.abspath(p)).with_suffix("").parts for p in paths]
     seen: dict[tuple[str, ...], str] = {}
@@ -147,7 +147,7 @@ def _measure_task(task: tasks.Task, named: dict[str, graph_lib.Graph],
 
 def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.Graph],
                  out_dir: str | os.PathLike[str], *, log: Log = print) -> TransferResult:
-    """Trains ``graphs`` and the baselines on the config's tasks; writes the report.
+    """Trains ``graphs`` and the comparisons on the config's tasks; writes the report.
 
     Args:
       config: a config (:func:`symopt.config.default_config`); its ``transfer``
@@ -162,12 +162,12 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
     """
     config = config_lib.validate(config)
     out_dir = os.fspath(out_dir)
-    baselines = config_lib.names(config.transfer.baselines)
+    comparisons = config_lib.names(config.transfer.comparisons)
     named = {REFERENCE: zoo.get(REFERENCE)}
-    named.update({n: zoo.get(n) for n in baselines if n != REFERENCE})
+    named.update({n: zoo.get(n) for n in comparisons if n != REFERENCE})
     clash = sorted(set(graphs) & set(named))
     if clash:
-        raise ValueError(f"graph names {clash} clash with the baselines")
+        raise ValueError(f"graph names {clash} clash with the comparisons")
     named.update(graphs)
     task_list = build_tasks(config)
     for task in task_list:
@@ -278,7 +278,7 @@ FOUND_LINE = "-"
 
 def line_styles(result: TransferResult) -> dict[str, tuple[str, str]]:
     """Each optimizer's (colour, line style) in the curve plots, the same in every
-    task's plot: the given graphs solid, the zoo baselines dashed, and no two
+    task's plot: the given graphs solid, the zoo's dashed, and no two
     optimizers alike (colours from tab10, then tab20's lighter shades, then
     dotted lines)."""
     colors = [f"C{i}" for i in range(10)] + [

@@ -38,10 +38,12 @@ HORIZON = "search_horizon"
 """Meta key: the generation count the run's mutation decay is laid over."""
 REFERENCE = "baseline"
 """Meta key: the tuned reference's value per search task (stored under its
-first name, so that older workdirs resume); ``REFERENCE + "_learning_rates"``
-holds the learning rate that gave it."""
+first name, so that older workdirs resume); :data:`REFERENCE_RATES` holds
+the learning rate that gave it."""
 REFERENCE_VALIDATION = "baseline_elimination"
 """Meta key: the tuned reference on the validation tasks."""
+REFERENCE_RATES = REFERENCE + "_learning_rates"
+"""Meta key: the learning rate that gave each search task's reference value."""
 TEST_RESULTS = "test_results"
 """Meta key: the test tasks' results, with the winner they were measured for."""
 OUTPUTS = "outputs"
@@ -49,8 +51,15 @@ OUTPUTS = "outputs"
 HALL_OF_FAME = "hall_of_fame"
 """Meta key: the Pareto front of fitness against complexity."""
 
-_CONFIG_META = (HORIZON, REFERENCE, REFERENCE + "_learning_rates", REFERENCE_VALIDATION,
-                REFERENCE_VALIDATION + "_learning_rates", TEST_RESULTS, OUTPUTS)
+
+
+def rates_key(key: str) -> str:
+    """The meta key of the learning rates that gave the reference values under ``key``."""
+    return key + "_learning_rates"
+
+
+_CONFIG_META = (HORIZON, REFERENCE, rates_key(REFERENCE), REFERENCE_VALIDATION,
+                rates_key(REFERENCE_VALIDATION), TEST_RESULTS, OUTPUTS)
 """Meta keys whose values follow from the config (what a new config drops)."""
 
 
@@ -100,6 +109,9 @@ def open_archive(config: ml_collections.ConfigDict, workdir: str, log: Callable[
     if stored is None:
         archive.set_config(config.to_dict())
         return archive
+    if config_lib.upgrade(stored) != stored:  # a run stored under old key names
+        stored = config_lib.upgrade(stored)
+        archive.set_config(stored, replace=True)
     changed = [k for k in archive.config_diff(config.to_dict()) if not config_lib.resumable(k)]
     if changed and not archive.ids():  # nothing trained depends on the old config
         with archive.transaction():
