@@ -9,8 +9,7 @@ and exit code 1. Re-running the same command on the same workdir resumes.
 
 On CPU the population is split over one JAX device per core
 (``--cpu_devices``), each training its share of the candidates on its own
-thread, because one XLA CPU computation of these small models does not fill
-the cores (``docs/benchmarks.md`` has the figures).
+thread: one XLA CPU computation of these small models does not fill the cores.
 Compiled training programs are kept in JAX's persistent compilation cache
 (``--compilation_cache_dir``), so a rerun or a resume does not compile them again.
 """
