@@ -1,7 +1,8 @@
 """``symopt.export``: a graph as a standalone optax module, equal to ``to_optax``.
 
-Covers the templates (one per operator, operand and schedule of the tables,
-each computing what the table's function computes), the generated module
+Covers the templates (:mod:`symopt.embed`: one per operator, operand and
+schedule of the tables, each computing what the table's function computes,
+and symopt's functions embedded by their source), the generated module
 (imports, docstring, one line per node, only the state it needs), its
 updates against ``symopt.to_optax`` over zoo, random and feature graphs, and
 the command line.
@@ -22,7 +23,7 @@ import optax
 import pytest
 
 import symopt
-from symopt import draws, export, ops, schedules, zoo
+from symopt import draws, embed, export, ops, schedules, zoo
 from symopt.graph import SCHEDULE_KINDS, Expr, Schedule, nodes, simple
 from symopt.spaces.nos import NosSpace
 
@@ -55,7 +56,7 @@ def _namespace(**values) -> dict:
 
 def _helpers(xp) -> dict:
     """The protections as an exported module embeds them."""
-    source, _ = export.embedded_source([ops.sanitize, ops.clip_big, ops.protect])
+    source, _ = embed.embedded_source([ops.sanitize, ops.clip_big, ops.protect])
     space = {"jnp": xp, "BIG": ops.BIG, "TINY": ops.TINY}
     exec(source, space)  # noqa: S102
     return {k: space[k] for k in ("_sanitize", "_clip_big", "_protect")}
@@ -77,7 +78,7 @@ def test_unary_template_computes_the_operator(name):
     space = _namespace(x=x, uniform=uniform)
     with np.errstate(all="ignore"):
         raw = eval(ops.UNARY[name].source.format(x="x", uniform="uniform"), space)  # noqa: S307
-        protected = eval(export.unary_source(name, "x"), space)  # noqa: S307
+        protected = eval(embed.unary_source(name, "x"), space)  # noqa: S307
         args = (x, uniform) if ops.UNARY[name].random else (x,)
         _same(raw, ops.UNARY[name].fn(np, *args))
         _same(protected, ops.bounded_fn(name, 1)(np, x, uniform))
@@ -89,7 +90,7 @@ def test_binary_template_computes_the_operator(name):
     space = _namespace(a=a, b=b)
     with np.errstate(all="ignore"):
         raw = eval(ops.BINARY[name].source.format(a="a", b="b"), space)  # noqa: S307
-        protected = eval(export.binary_source(name, "a", "b"), space)  # noqa: S307
+        protected = eval(embed.binary_source(name, "a", "b"), space)  # noqa: S307
         _same(raw, ops.BINARY[name].fn(np, a, b))
         _same(protected, ops.bounded_fn(name, 2)(np, a, b, None))
 
@@ -97,8 +98,8 @@ def test_binary_template_computes_the_operator(name):
 def test_nested_unary_results_keep_their_evaluation_order():
     a, b = _inputs(5), _inputs(6)
     space = _namespace(a=a, b=b)
-    src = export.binary_source(
-        "mul", export.unary_source("square", "a"), export.unary_source("square", "b")
+    src = embed.binary_source(
+        "mul", embed.unary_source("square", "a"), embed.unary_source("square", "b")
     )
     with np.errstate(all="ignore"):
         expected = ops.bounded_fn("mul", 2)(np, ops.bounded_fn("square", 1)(np, a, None),
@@ -124,7 +125,7 @@ def test_operand_template_computes_the_operand(name):
     context = {f: f"ctx_{f}" for f in ctx._fields}
     space = _namespace(**{f"ctx_{f}": getattr(ctx, f) for f in ctx._fields})
     _same(
-        eval(export.operand_source(name, **context), space),  # noqa: S307
+        eval(embed.operand_source(name, **context), space),  # noqa: S307
         ops.OPERANDS[name].fn(np, ctx),
     )
 
@@ -132,10 +133,10 @@ def test_operand_template_computes_the_operand(name):
 @pytest.mark.parametrize("fn", [
     ops.sanitize, ops.clip_big, ops.protect, schedules.held_step, draws.noise_draws])
 def test_embedded_function_computes_what_the_symopt_function_computes(fn):
-    source, constants = export.embedded_source([fn])
+    source, constants = embed.embedded_source([fn])
     space = {"jax": jax, "jnp": jnp, **constants, "BIG": ops.BIG, "TINY": ops.TINY}
     exec(source, space)  # noqa: S102
-    embedded = space[export.embedded_name(fn)]
+    embedded = space[embed.embedded_name(fn)]
     x = jnp.asarray(np.concatenate([_inputs(8), np.array([np.nan, np.inf, -np.inf], np.float32)]))
     args = {schedules.held_step: (jnp, x, 7),
             draws.noise_draws: (jnp, draws.seed_words(3), 5, 17, (4, 3))}.get(fn, (jnp, x))
@@ -143,7 +144,7 @@ def test_embedded_function_computes_what_the_symopt_function_computes(fn):
 
 
 def test_embedded_source_renames_the_calls_it_embeds():
-    source, constants = export.embedded_source([draws.noise_draws])
+    source, constants = embed.embedded_source([draws.noise_draws])
     assert "def _noise_draws(" in source and "def _unit_draws(" in source
     assert "def _mix32(" in source and " mix32(" not in source
     assert constants == {"STEP_MIX": draws.STEP_MIX, "NOISE_LANE": draws.NOISE_LANE}

@@ -15,17 +15,19 @@ graphs.
 import contextlib
 import warnings
 
-import helpers as reference
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import AbstractDevice, AbstractMesh, AxisType, use_abstract_mesh
 
-from symopt import fused, population, zoo
+from symopt import population, zoo
 from symopt.graph import Graph, nodes
+from symopt.population import fused
 from symopt.program import ProgramShape, encode
 from symopt.spaces import nos
+
+import helpers as reference
 
 FEATURES = {
     "clip_norm": lambda g: g.hparams.clip_norm > 0,
@@ -110,7 +112,7 @@ def test_fused_steps_several_blocks_and_seeds_as_the_loop_does(monkeypatch, lazy
     monkeypatch.setitem(fused.LAZY, fused.platform(), lazy)
     graphs = _blocks_graphs()
     ours, loop = _updates(graphs, "fused"), _updates(graphs, "loop")
-    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(loop)):
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(loop), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
@@ -215,5 +217,5 @@ def test_auto_is_loop_on_cpu_and_the_accelerator_strategy_on_gpu(monkeypatch):
     assert population.resolve_strategy("auto") == "loop"
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert population.resolve_strategy("auto") == "vmap"  # until measured on a GPU
-    monkeypatch.setattr(population, "ACCELERATOR_STRATEGY", "fused")
+    monkeypatch.setattr("symopt.population.strategy.ACCELERATOR_STRATEGY", "fused")
     assert population.resolve_strategy("auto") == "fused"

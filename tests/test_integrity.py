@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import symopt
-from symopt import integrity, transform, zoo
+from symopt import integrity, interpret, zoo
 from symopt.graph import Expr, Graph, Hyperparams, nodes, simple
 from symopt.spaces import nos
 
@@ -134,7 +134,7 @@ def test_probe_runs_the_same_optimizer_as_to_optax():
     graphs = [zoo.get(n) for n in ("adam", "lion", "ades", "terms_ga", "nesterov")]
     # Random graphs without noise: NumPy and JAX draw different random numbers.
     graphs += [g for g in (nos.sample(rng) for _ in range(40))
-               if g.momentum != "none" and not transform.plan(g).needs & {"noise", "uniform"}
+               if g.momentum != "none" and not interpret.plan(g).needs & {"noise", "uniform"}
                and symopt.check(g).ok][:3]
     for graph in graphs:
         updates = integrity.probe(graph, steps=4).updates

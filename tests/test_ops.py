@@ -1,4 +1,7 @@
-"""The operator and operand tables: safety, bounds, and sympy agreement."""
+"""The operator and operand tables: safety, bounds, sympy agreement, and
+what each operand declares it reads."""
+
+import re
 
 import jax.numpy as jnp
 import numpy as np
@@ -122,3 +125,29 @@ def test_scalar_operands_depend_on_the_step_only():
 def test_gradient_operands_are_exactly_those_that_read_the_gradient():
     grad = {n for n, o in ops.OPERANDS.items() if o.gradient}
     assert grad == {"g", "g2", "g3", "m", "v", "gamma", "sign_g", "sign_m", "adam", "rmsprop"}
+
+
+class _Recorder:
+    """A :class:`symopt.ops.StepContext` that records the fields read from it
+    (each a float, 0.5)."""
+
+    def __init__(self):
+        self.read = set()
+
+    def __getattr__(self, name):
+        if name not in ops.StepContext._fields:
+            raise AttributeError(name)
+        self.read.add(name)
+        return np.float64(0.5)
+
+
+@pytest.mark.parametrize("name", list(ops.OPERANDS))
+def test_operands_declare_the_fields_their_function_and_source_read(name):
+    operand = ops.OPERANDS[name]
+    ctx = _Recorder()
+    operand.fn(np, ctx)
+    assert ctx.read == operand.reads
+    assert set(re.findall(r"\{(\w+)\}", operand.source)) == operand.reads
+    assert operand.needs == operand.reads & {"m", "v", "gamma", "noise"}
+    assert operand.gradient == bool(operand.reads & {"g", "m", "v", "gamma"})
+    assert operand.scalar == (operand.reads <= {"step", "frac"})

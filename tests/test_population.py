@@ -17,6 +17,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+import symopt
+from symopt import population, tables, zoo
+from symopt import program as program_lib
+from symopt.graph import Graph, GraphError, Schedule, nodes
+from symopt.program import ProgramShape, encode
+from symopt.spaces import nos
+
 from helpers import (
     PIECEWISE,
     SHAPE,
@@ -28,13 +36,6 @@ from helpers import (
     reference_updates,
     step_dependent_graphs,
 )
-
-import symopt
-from symopt import population, tables, zoo
-from symopt import program as program_lib
-from symopt.graph import Graph, GraphError, Schedule, nodes
-from symopt.program import ProgramShape, encode
-from symopt.spaces import nos
 
 NUM_RANDOM = 200
 
@@ -92,7 +93,7 @@ def test_zoo_agrees_with_to_optax_in_float32():
     ours = population_updates(graphs, "loop", jnp.float32)
     for i, graph in enumerate(graphs):
         reference = reference_updates(graph, jnp.float32)
-        for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(ours)):
+        for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(ours), strict=True):
             np.testing.assert_allclose(b[:, i], a, rtol=1e-5, atol=1e-7, err_msg=zoo.names()[i])
 
 
@@ -160,7 +161,7 @@ def test_loop_strategy_steps_the_runs_of_a_candidate_together_as_if_apart():
     with jax.enable_x64(True):
         together = _seeded_updates(graphs, runs_per_candidate=3)
         apart = _seeded_updates([g for g in graphs for _ in range(3)], runs_per_candidate=1)
-    for a, b in zip(jax.tree.leaves(together), jax.tree.leaves(apart)):
+    for a, b in zip(jax.tree.leaves(together), jax.tree.leaves(apart), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 

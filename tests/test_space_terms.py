@@ -20,7 +20,7 @@ import pytest
 
 import symopt
 from symopt import graph as graph_lib
-from symopt import transform, zoo
+from symopt import interpret, zoo
 from symopt.program import encode
 from symopt.spaces.base import Space
 from symopt.spaces.terms import (
@@ -177,13 +177,13 @@ def _paper_updates(genome: TermsGenome, grads: np.ndarray, w: np.ndarray, total:
 
 
 def _graph_updates(graph: symopt.Graph, grads: np.ndarray, w: np.ndarray, total: int):
-    """The compiled step (:func:`symopt.transform.leaf_update`) run with NumPy."""
-    p = transform.plan(graph)
-    state = transform.init_leaf(p, w, np)
+    """The compiled step (:func:`symopt.interpret.leaf_update`) run with NumPy."""
+    p = interpret.plan(graph)
+    state = interpret.init_leaf(p, w, np)
     out = []
     for t, g in enumerate(grads):
-        scalars = transform.step_scalars(p, np, t, total)
-        u, state = transform.leaf_update(
+        scalars = interpret.step_scalars(p, np, t, total)
+        u, state = interpret.leaf_update(
             p, np, g, w, state, scalars, graph.hparams.learning_rate, graph.hparams.weight_decay
         )
         w = w + u
@@ -226,7 +226,7 @@ def test_use_m_and_use_v_off_make_the_moment_memoryless(kind, flags, same_as):
 
 def test_moments_are_stored_only_when_used():
     for genome in SAMPLES:
-        needs = transform.plan(SPACE.to_graph(genome)).needs
+        needs = interpret.plan(SPACE.to_graph(genome)).needs
         assert genome.use_m or "m" not in needs
         assert genome.use_v or "v" not in needs
 

@@ -2,7 +2,7 @@
 
 Expected forms are compared with ``sympy.simplify(a - b) == 0``, so a test
 states the mathematics, not the printed layout. The numeric checks evaluate
-the same graph with ``symopt.transform`` in NumPy (no JAX compilation).
+the same graph with ``symopt.interpret`` in NumPy (no JAX compilation).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import sympy
 
 from symopt import graph as graph_lib
-from symopt import ops, symbolic, transform, zoo
+from symopt import interpret, ops, symbolic, zoo
 from symopt.graph import Expr, Graph, Node, Schedule, nodes, simple
 
 G = ops.OPERANDS["g"].sympy
@@ -185,7 +185,7 @@ def test_schedule_agrees_with_the_compiled_schedule(schedule):
     graph = zoo.adam().replace(schedule=schedule, constants=(0.7,))
     form = symbolic.to_sympy(graph).schedule.subs(TOTAL_STEPS, total_steps)
     for step in (0, 4, 9, 10, 77, 150, 199):
-        expected = transform.schedule_multiplier(schedule, np, step, total_steps, (0.7,))
+        expected = interpret.schedule_multiplier(schedule, np, step, total_steps, (0.7,))
         assert float(form.subs(STEP, step)) == pytest.approx(float(expected), rel=1e-5)
 
 
@@ -227,7 +227,7 @@ def numeric_values(graph: Graph) -> tuple[float, ...]:
         frac=frac,
     )
     decays = {
-        name: transform.evaluate_scalar(expr, np, VALUES["step"], frac, graph.constants)
+        name: interpret.evaluate_scalar(expr, np, VALUES["step"], frac, graph.constants)
         for name, expr in graph.decays
     }
 
@@ -238,8 +238,8 @@ def numeric_values(graph: Graph) -> tuple[float, ...]:
             return VALUES["state"]
         return ops.OPERANDS[ref].fn(np, ctx) * decays.get(ref, 1.0)
 
-    values = transform.evaluate_expr(graph.update, lookup, np,
-                                       instructions=transform.plan(graph).instructions)
+    values = interpret.evaluate_expr(graph.update, lookup, np,
+                                       instructions=interpret.plan(graph).instructions)
     refs = (graph.update.root, *graph.states)
     return tuple(float(values[r] if r in values else lookup(r)) for r in refs)
 

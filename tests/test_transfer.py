@@ -128,14 +128,14 @@ def test_the_chosen_learning_rate_is_the_val_best(finished):
 def test_the_report_says_which_metric_it_scored(finished):
     result, out, _ = finished
     values = np.concatenate([r.test for r in result.results.values()])
-    if result.metric == "loss":  # clipped losses, a classifier's start near log(10)
+    if result.metric.name == "loss":  # clipped losses, a classifier's start near log(10)
         assert np.all(values >= 0) and np.isfinite(values).all()
         assert np.any(values > 1 + fitness.LOSS_BONUS), "above any fitness: not a loss"
     else:  # accuracy + LOSS_BONUS at most, -1 for a diverged run
         assert np.all((values >= -1) & (values <= 1 + fitness.LOSS_BONUS))
     text = open(os.path.join(out, "results.md")).read()
-    assert ("Test loss" in text) == (result.metric == "loss")
-    assert ("Test fitness" in text) == (result.metric == "accuracy")
+    assert ("Test loss" in text) == (result.metric.name == "loss")
+    assert ("Test fitness" in text) == (result.metric.name == "accuracy")
 
 
 def test_each_task_is_one_program_whatever_the_stage(finished):

@@ -1,14 +1,13 @@
 """``symopt.to_optax``: compiled graphs behave as ordinary optax optimizers.
 
 Covers the state layout, composition with optax (``chain``,
-``inject_hyperparams``, ``vmap``), the learning-rate schedules, gradient
-clipping, operand decays, the random operators, a real Flax training run and
-the errors.
+``inject_hyperparams``, ``vmap``), the learning-rate schedule in the chain,
+gradient clipping, operand decays, the random operators, a real Flax training
+run and the errors. The step's own arithmetic (the schedules' formulas, NumPy
+against JAX) is tests/test_interpret.py's.
 """
 
 from __future__ import annotations
-
-import math
 
 import chex
 import jax
@@ -16,12 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import graph_state
 
 import symopt
-from symopt import draws, zoo
-from symopt.graph import SCHEDULE_KINDS, Expr, Graph, Schedule, nodes, simple
-from symopt.transform import schedule_multiplier
+from symopt import draws, interpret, zoo
+from symopt.graph import Expr, Graph, Schedule, nodes, simple
+
+from helpers import graph_state
 
 
 def _step(grads, i):
@@ -167,56 +166,6 @@ def test_vmap_over_learning_rates_equals_separate_runs(params, make_grads):
 # --------------------------------------------------------------------------
 # Schedules.
 
-SCHEDULE_ARGS = dict(alpha=0.1, decay_rate=0.5, steps=4, cycles=2)
-PIECEWISE_VALUES = (1.0, 0.5, 2.0, 0.0, 0.125)
-DECAY_STEPS = 16  # T - warmup: a power of two, so u = k/16 is exact in float32
-
-
-def _reference_multiplier(s: Schedule, t: int, total_steps: int) -> float:
-    """The formula of the ``Schedule`` docstring."""
-    warm = s.warmup_steps
-    if t < warm:
-        return (t + 1) / warm
-    u = min(max((t - warm) / (total_steps - warm), 0.0), 1.0)
-    cosine = lambda x: s.alpha + (1 - s.alpha) * 0.5 * (1 + math.cos(math.pi * x))  # noqa: E731
-    return {
-        "constant": lambda: 1.0,
-        "cosine": lambda: cosine(u),
-        "linear": lambda: 1 - (1 - s.alpha) * u,
-        "exponential": lambda: s.decay_rate**u,
-        "step": lambda: s.decay_rate ** min(math.floor(u * s.steps), s.steps - 1),
-        "restarts": lambda: cosine((u * s.cycles) % 1.0),
-        "piecewise": lambda: s.values[min(math.floor(u * len(s.values)), len(s.values) - 1)],
-    }[s.kind]()
-
-
-@pytest.mark.parametrize("xp", [np, jnp], ids=["numpy", "jax"])
-@pytest.mark.parametrize("warmup", [0, 5])
-@pytest.mark.parametrize("kind", [k for k in SCHEDULE_KINDS if k != "graph"])
-def test_schedule_multiplier_follows_the_docstring_formula(kind, warmup, xp):
-    values = PIECEWISE_VALUES if kind == "piecewise" else ()
-    schedule = Schedule(kind=kind, warmup_steps=warmup, values=values, **SCHEDULE_ARGS)
-    total = warmup + DECAY_STEPS
-    ours = [float(schedule_multiplier(schedule, xp, t, total)) for t in range(total)]
-    expected = [_reference_multiplier(schedule, t, total) for t in range(total)]
-    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
-
-
-def test_graph_schedule_of_decay_linear_is_one_minus_t_over_T():
-    schedule = Schedule(kind="graph", expr=Expr((), "decay_linear"))
-    total = 16
-    ours = [float(schedule_multiplier(schedule, jnp, t, total)) for t in range(total)]
-    np.testing.assert_allclose(ours, [1 - t / total for t in range(total)], rtol=1e-6)
-
-
-def test_graph_schedule_reads_the_graph_constants():
-    expr = nodes(("mul", "identity", "c0", "identity", "decay_cosine"))
-    schedule = Schedule(kind="graph", expr=expr)
-    total = 16
-    ours = [float(schedule_multiplier(schedule, jnp, t, total, (0.5,))) for t in range(total)]
-    expected = [0.25 * (1 + math.cos(math.pi * t / total)) for t in range(total)]
-    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-7)
-
 
 def test_optimizer_scales_its_update_by_the_schedule(params, make_grads, run_trajectory):
     schedule = Schedule(kind="cosine", warmup_steps=3, alpha=0.1)
@@ -224,7 +173,8 @@ def test_optimizer_scales_its_update_by_the_schedule(params, make_grads, run_tra
     grads = make_grads(total, seed=6)
     graph = zoo.sgd(learning_rate=0.1).replace(schedule=schedule)
     _, updates, _ = run_trajectory(symopt.to_optax(graph, total_steps=total), params, grads)
-    mult = np.array([_reference_multiplier(schedule, t, total) for t in range(total)])
+    # The multiplier the interpreter computes (its formulas: tests/test_interpret.py).
+    mult = interpret.schedule_multiplier(schedule, np, np.arange(total), total)
     expected = jax.tree.map(
         lambda g: -0.1 * mult.reshape(-1, *[1] * (g.ndim - 1)) * np.asarray(g), grads
     )
@@ -458,7 +408,7 @@ def test_an_optax_schedule_as_learning_rate_is_called_with_the_step_count(params
     theirs = optax.sgd(schedule)
     s_ours, s_theirs = ours.init(params), theirs.init(params)
     for step in range(5):
-        grads = jax.tree.map(lambda x: jnp.full_like(x, 1.0 + step), params)
+        grads = jax.tree.map(lambda x, step=step: jnp.full_like(x, 1.0 + step), params)
         u_ours, s_ours = ours.update(grads, s_ours, params)
         u_theirs, s_theirs = theirs.update(grads, s_theirs, params)
         chex.assert_trees_all_close(u_ours, u_theirs, rtol=1e-6)

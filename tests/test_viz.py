@@ -14,12 +14,7 @@ from matplotlib.colors import to_hex  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from symopt import graph as graph_lib  # noqa: E402
-from symopt import (  # noqa: E402
-    symbolic,
-    transform,  # noqa: E402
-    viz,
-    zoo,
-)
+from symopt import interpret, symbolic, viz, zoo  # noqa: E402
 from symopt.archive import Archive, ArchiveError, CandidateRecord  # noqa: E402
 from symopt.graph import Graph, Schedule, nodes  # noqa: E402
 from symopt.spaces.nos import NosSpace  # noqa: E402
@@ -194,24 +189,24 @@ def test_plot_schedule_is_what_the_optimizer_computes(graph):
     xs, ys = np.asarray(curve.get_xdata()), np.asarray(curve.get_ydata())
     np.testing.assert_array_equal(xs, np.arange(total))
     for step in steps:
-        expected = transform.schedule_multiplier(
+        expected = interpret.schedule_multiplier(
             graph.schedule, np, step, total, graph.constants
         )
         np.testing.assert_allclose(ys[step], expected, rtol=1e-12)
-    plan = transform.plan(graph)
+    plan = interpret.plan(graph)
     gids = {ln.get_gid() for ax in fig.axes for ln in ax.get_lines()}
     assert gids == {"schedule"} | {f"decay:{name}" for name, _ in plan.decays}
     for name, _ in plan.decays:
         ys = np.asarray(line(fig, f"decay:{name}").get_ydata())
         for step in steps:
-            expected = transform.step_scalars(plan, np, step, total).decays[name]
+            expected = interpret.step_scalars(plan, np, step, total).decays[name]
             np.testing.assert_allclose(ys[step], expected, rtol=1e-12)
 
 
 def test_random_graphs_include_some_with_decays():
     # Keeps the schedule test above honest: it checks decay curves too.
     sampled = [NosSpace().sample(np.random.default_rng(i)) for i in RANDOM_SEEDS]
-    assert any(transform.plan(g).decays for g in sampled)
+    assert any(interpret.plan(g).decays for g in sampled)
 
 
 # --------------------------------------------------------------------------

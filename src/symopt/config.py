@@ -260,7 +260,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                               ("evaluation.lr_aggregate", c.evaluation.lr_aggregate,
                                fitness.LR_AGGREGATES)):
         if value not in known:
-            _fail(key, f"must be one of {', '.join(map(repr, known))}, got {value!r}")
+            _fail(key, f"must be {' or '.join(map(repr, known))}, got {value!r}")
     if not c.evaluation.simplicity_tolerance >= 0:
         _fail("evaluation.simplicity_tolerance", "must be >= 0")
     for key in ("evaluation.lr_multipliers", "evaluation.reference_lr_multipliers",

@@ -14,8 +14,9 @@ Nothing of the step is written here a second time. Operators and operands
 bring their JAX source as a column of the operator table (:mod:`symopt.ops`);
 the shared functions (moments, bias correction, schedules, the step held past
 ``T``, the noise hash, the protections) are symopt's own functions,
-embedded by their source (:func:`embedded_source`). This module owns only the
-assembly.
+embedded by their source; :mod:`symopt.embed` owns that translation. This
+module owns only the assembly: which pieces a graph needs (its
+:func:`~symopt.interpret.plan`), in what order, with what constants.
 
 Command line::
 
@@ -25,122 +26,19 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import ast
 import builtins
-import inspect
 import keyword
 import re
 import sys
-import textwrap
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from symopt import draws
+from symopt import draws, embed, interpret, ops, schedules, symbolic
 from symopt import graph as graph_lib
-from symopt import ops, schedules, symbolic, transform
 from symopt import step as step_lib
 from symopt.graph import Expr, Graph
 
-_CONTEXT = ("g", "w", "m", "v", "gamma", "noise", "eps", "step", "frac")
 _IMPORTS = ("Any", "NamedTuple", "jax", "jnp", "optax")
-
-
-# --------------------------------------------------------------------------
-# symopt's functions, embedded by their source.
-
-
-def embedded_name(fn: Callable[..., Any]) -> str:
-    """The name of a symopt function in an exported module: ``_`` + its name."""
-    return "_" + fn.__name__.lstrip("_")
-
-
-def embedded_source(roots: Iterable[Callable[..., Any]]) -> tuple[str, dict[str, Any]]:
-    """The source of ``roots`` and of the symopt functions they call.
-
-    Each function keeps its code and the first paragraph of its docstring;
-    it is renamed by :func:`embedded_name` (calls included), and loses its
-    annotations. Returns the source and the module-level constants the
-    functions read (name -> value).
-    """
-    queue, found = list(roots), {}
-    constants: dict[str, Any] = {}
-    while queue:
-        fn = queue.pop(0)
-        if fn.__name__ in found:
-            continue
-        tree = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
-        found[fn.__name__] = (fn, tree)
-        local = {a.arg for a in tree.args.args + tree.args.kwonlyargs}
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Name) or node.id in local or node.id not in fn.__globals__:
-                continue
-            value = fn.__globals__[node.id]
-            if inspect.isfunction(value) and value.__module__.startswith("symopt."):
-                queue.append(value)
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                constants[node.id] = value
-    names = {name: embedded_name(fn) for name, (fn, _) in found.items()}
-
-    sources = []
-    for name, (_, tree) in found.items():
-        local = {a.arg for a in tree.args.args + tree.args.kwonlyargs}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and node.id not in local:
-                node.id = names.get(node.id, node.id)
-        tree.name = names[name]
-        for arg in tree.args.args + tree.args.kwonlyargs:
-            arg.annotation = None
-        tree.returns = None
-        doc = ast.get_docstring(tree)
-        if doc is not None:
-            first = doc.split("\n\n")[0].replace("\n", "\n    ")
-            tree.body[0] = ast.Expr(ast.Constant(first))
-        sources.append(ast.unparse(tree))
-    return "\n\n\n".join(sources), constants
-
-
-# --------------------------------------------------------------------------
-# Sources of the table's operators and operands.
-
-
-def _is_atom(src: str) -> bool:
-    """Whether ``src`` needs no parentheses as an operand of ``*`` or ``-``."""
-    if re.fullmatch(r"-?[A-Za-z_][A-Za-z_0-9.]*", src):
-        return True
-    if not re.match(r"[A-Za-z_][A-Za-z_0-9.]*\(", src) or not src.endswith(")"):
-        return False
-    depth = 0
-    for i, ch in enumerate(src):
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if depth == 0 and "(" in src[: i + 1]:
-            return i == len(src) - 1
-    return False
-
-
-def _paren(src: str) -> str:
-    return src if _is_atom(src) else f"({src})"
-
-
-_CLIP_BIG = embedded_name(ops.clip_big)
-
-
-def unary_source(name: str, x: str, *, uniform: str = "uniform") -> str:
-    """Source of ``ops.bounded_fn(name, 1)(jnp, x, uniform)``: the operator,
-    then ``_clip_big`` where it can overflow (``Op.bounded`` is False)."""
-    src = ops.UNARY[name].source.format(x=_paren(x), uniform=uniform)
-    return src if ops.UNARY[name].bounded else f"{_CLIP_BIG}(jnp, {src})"
-
-
-def binary_source(name: str, a: str, b: str) -> str:
-    """Source of ``ops.bounded_fn(name, 2)(jnp, a, b, None)`` (see :func:`unary_source`)."""
-    src = ops.BINARY[name].source.format(a=_paren(a), b=_paren(b))
-    return src if ops.BINARY[name].bounded else f"{_CLIP_BIG}(jnp, {src})"
-
-
-def operand_source(name: str, **context: str) -> str:
-    """Source of operand ``name``; ``context`` names the step-context variables."""
-    names = {field: context.get(field, field) for field in _CONTEXT}
-    return ops.OPERANDS[name].source.format(**names)
 
 
 # --------------------------------------------------------------------------
@@ -154,13 +52,16 @@ def _identifier(ref: str) -> str:
 
 def _node_lines(expr: Expr, active: Iterable[int], var: Callable[[str], str]) -> list[str]:
     """One assignment per active node: ``n3 = jnp.sign(g) * m``."""
+
+    def operand(unary: str, ref: str) -> str:
+        return var(ref) if unary == "identity" else embed.unary_source(unary, var(ref))
+
     lines = []
     for i in sorted(active):
         node = expr.nodes[i]
-        x = var(node.a) if node.left == "identity" else unary_source(node.left, var(node.a))
+        x = operand(node.left, node.a)
         if node.op != "keep_left":
-            y = var(node.b) if node.right == "identity" else unary_source(node.right, var(node.b))
-            x = binary_source(node.op, x, y)
+            x = embed.binary_source(node.op, x, operand(node.right, node.b))
         lines.append(f"{graph_lib.node_ref(i)} = {x}")
     return lines
 
@@ -176,28 +77,10 @@ def _scalar_function(name: str, expr: Expr, doc: str) -> str:
         if (j := graph_lib.constant_index(ref)) is not None:
             body.append(f"{ref} = jnp.asarray(C{j}, dtype=jnp.result_type(frac))")
         else:
-            body.append(f"{_identifier(ref)} = {operand_source(ref)}")
+            body.append(f"{_identifier(ref)} = {embed.operand_source(ref)}")
     body += _node_lines(expr, graph_lib.active_nodes(expr), _identifier)
     body.append(f"return {_identifier(expr.root)}")
     return _function(f"{name}(step, frac)", doc, body)
-
-
-def _attributes_read(fn: Callable[..., Any], name: str) -> list[str]:
-    """The attributes of argument ``name`` that ``fn`` and the symopt functions
-    it calls read, in order of first use (``s.alpha`` -> ``alpha``)."""
-    found: list[str] = []
-    queue = [fn]
-    while queue:
-        f = queue.pop(0)
-        for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(f)))):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and node.value.id == name and node.attr not in found):
-                found.append(node.attr)
-            elif isinstance(node, ast.Name) and inspect.isfunction(f.__globals__.get(node.id)):
-                callee = f.__globals__[node.id]
-                if callee.__module__.startswith("symopt.") and callee is not f:
-                    queue.append(callee)
-    return found
 
 
 def _call(fn: str, kwargs: dict[str, str], indent: str) -> str:
@@ -241,18 +124,49 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
     graph_lib.validate(graph)
     if not name.isidentifier() or keyword.iskeyword(name):
         raise ValueError(f"name: {name!r} is not a Python identifier")
-    p = transform.plan(graph)
-    h, s = graph.hparams, graph.schedule
-    moments = [m for m in ("m", "v", "gamma") if m in p.needs]
-    random = bool(p.needs & {"noise", "uniform"})
-    decays = dict(p.decays)
+    p = interpret.plan(graph)
+    functions, schedule_fields, uses = _schedule_functions(graph, p)
+    direction = _direction_function(graph, p)
+    functions.append(direction.source)
+    scale_by, scale_uses = _scale_by_direction(graph, p, direction)
+    factory = _factory(graph, name)
+    written = "\n".join([*functions, scale_by, factory])
+    uses |= scale_uses | {fn for fn in (ops.clip_big, ops.protect)
+                          if f"{embed.embedded_name(fn)}(" in written}
+    helpers, embedded_constants = embed.embedded_source(sorted(uses, key=lambda f: f.__name__))
+    code = "\n\n\n".join([helpers, _state_class(graph, p), *functions, scale_by, factory])
+    constants, names = _constants(graph, schedule_fields, embedded_constants, code)
+    defined = set(_IMPORTS) | names | set(
+        re.findall(r"^(?:def|class) (\w+)", code.replace(factory, ""), re.MULTILINE)) | {
+        "ScheduleConstants"}
+    if name in defined or name in vars(builtins):
+        raise ValueError(f"name: {name!r} would shadow a name the module uses")
+    header = [*_module_doc(graph, name), "", "from typing import Any, NamedTuple", "",
+              "import jax", "import jax.numpy as jnp", "import optax", "", *constants]
+    return "\n".join(header) + "\n\n\n" + code + "\n"
+
+
+def _moments(p: interpret.Plan) -> list[str]:
+    """The moment EMAs the graph reads, in SymoptState's order."""
+    return [m for m in ("m", "v", "gamma") if m in p.needs]
+
+
+def _is_random(p: interpret.Plan) -> bool:
+    """Whether the graph draws noise or dropout (so its state keeps seed words)."""
+    return bool(p.needs & {"noise", "uniform"})
+
+
+def _schedule_functions(
+    graph: Graph, p: interpret.Plan,
+) -> tuple[list[str], list[str], set[Callable[..., Any]]]:
+    """``_schedule(step, total_steps)`` and one function per decay; the fields
+    of the schedule's constants the formula reads; the symopt functions used."""
+    s = graph.schedule
     uses = {step_lib.ema, step_lib.bias_correction, schedules.held_step,
-            schedules.schedule_fraction, step_lib.adds_weight_decay, transform.broadcast_like,
+            schedules.schedule_fraction, step_lib.adds_weight_decay, interpret.broadcast_like,
             ops.sanitize}
     functions: list[str] = []
     schedule_fields: list[str] = []
-
-    # ---- The learning-rate schedule.
     body = ["u = _schedule_fraction(jnp, step, WARMUP_STEPS, total_steps)"]
     if s.kind == "graph":
         functions.append(_scalar_function(
@@ -266,20 +180,35 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
     else:
         formula = schedules.SCHEDULE_FORMULAS[s.kind]
         uses.add(formula)
-        schedule_fields = _attributes_read(formula, "s")
+        schedule_fields = embed.attributes_read(formula, "s")
         constants_arg = "SCHEDULE" if schedule_fields else "None"
-        body.append(f"multiplier = {embedded_name(formula)}(jnp, u, {constants_arg})")
+        body.append(f"multiplier = {embed.embedded_name(formula)}(jnp, u, {constants_arg})")
     if s.warmup_steps:
         uses.add(schedules.with_warmup)
         body.append("multiplier = _with_warmup(jnp, step, WARMUP_STEPS, multiplier)")
     body.append("return multiplier")
     functions.append(_function("_schedule(step, total_steps)",
                                "The learning-rate multiplier at step ``step`` (a float).", body))
-    for ref, expr in decays.items():
+    for ref, expr in p.decays:
         functions.append(_scalar_function(f"_decay_{_identifier(ref)}", expr,
                                           f"The decay multiplying operand {ref}."))
+    return functions, schedule_fields, uses
 
-    # ---- The direction of one leaf.
+
+class _Direction(NamedTuple):
+    """``_leaf_direction``: its source, its parameters, the operands it reads
+    and the per-step scalars among its parameters."""
+
+    source: str
+    args: list[str]
+    operands: list[str]
+    scalars: list[str]
+
+
+def _direction_function(graph: Graph, p: interpret.Plan) -> _Direction:
+    """``_leaf_direction``: one leaf's direction, and its new moments and states."""
+    h = graph.hparams
+    moments, decays = _moments(p), dict(p.decays)
     body = []
     if h.clip_value:
         body.append("grad = jnp.clip(grad, -CLIP_VALUE, CLIP_VALUE)")
@@ -293,7 +222,7 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
     if operands:
         body.append("# Operands (NaN -> 0, clipped to +-BIG).")
     for ref in operands:
-        src = operand_source(ref, **context)
+        src = embed.operand_source(ref, **context)
         if ref in decays:
             src = f"({src}) * decay_{_identifier(ref)}"
         body.append(f"{_identifier(ref)} = _sanitize(jnp, {src})")
@@ -318,17 +247,22 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
             *(["uniform"] if "uniform" in p.needs else []), *scalars]
     unpack = ([", ".join(f"s{i}" for i in range(len(graph.states))) + ", = states"]
               if graph.states else [])
-    functions.append(_function(
+    source = _function(
         f"_leaf_direction({', '.join(args)})",
         "One leaf's direction, and its new moments and recurrent states.",
-        unpack + body))
+        unpack + body)
+    return _Direction(source, args, operands, scalars)
 
-    # ---- scale_by_direction.
-    fields = [*moments, *(["states"] if graph.states else []), *(["key"] if random else [])]
-    state_doc = {**_FIELD_DOCS, "states": "one params-shaped tree per recurrent state (" + ", ".join(
-        f"s{i} <- {r}" for i, r in enumerate(graph.states)) + ")",
+
+def _state_class(graph: Graph, p: interpret.Plan) -> str:
+    """``DirectionState``: the step count and only the fields the graph reads."""
+    fields = [*_moments(p), *(["states"] if graph.states else []),
+              *(["key"] if _is_random(p) else [])]
+    states = ", ".join(f"s{i} <- {r}" for i, r in enumerate(graph.states))
+    state_doc = {**_FIELD_DOCS,
+                 "states": f"one params-shaped tree per recurrent state ({states})",
                  "key": "uint32[2]: hashed with (step, element) for the draws"}
-    state_class = "\n".join([
+    return "\n".join([
         "class DirectionState(NamedTuple):",
         '    """The state of ``scale_by_direction``: the step count and a params-shaped tree',
         '    per moment and recurrent state the graph reads."""',
@@ -336,6 +270,14 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
         "    count: jax.Array  # int32, steps taken",
         *(f"    {f}: Any  # {state_doc[f]}" for f in fields),
     ])
+
+
+def _scale_by_direction(
+    graph: Graph, p: interpret.Plan, direction: _Direction,
+) -> tuple[str, set[Callable[..., Any]]]:
+    """``scale_by_direction``, what :func:`symopt.scale_by_graph` computes, and
+    the draws it embeds."""
+    moments, random, uses = _moments(p), _is_random(p), set()
     init = {"count": "jnp.zeros([], jnp.int32)",
             **{m: "jax.tree.map(jnp.zeros_like, params)" for m in moments}}
     if graph.states:
@@ -343,21 +285,7 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
                          f"{len(graph.states)}))"
     if random:
         init["key"] = "jax.random.key_data(jax.random.key(seed))"
-    update = [
-        "if params is None:",
-        '    raise ValueError("this optimizer needs params: update(grads, state, params)")',
-        "step = jnp.asarray(state.count, float)",
-    ]
-    if any(ref in operands for ref in decays):
-        update.append("held = _held_step(jnp, step, total_steps)  # decays hold past T")
-    if "frac" in scalars:
-        update.append("frac = step / total_steps")
-    for m in moments if h.bias_correction else ():
-        update.append(f"bias_{m} = _bias_correction(jnp, {_MOMENT_OF[m][0]}, step)")
-    for ref in decays:
-        if ref in operands:
-            update.append(f"decay_{_identifier(ref)} = _decay_{_identifier(ref)}"
-                          "(held, held / total_steps)")
+    update = _step_scalars_lines(graph, p, direction)
     update += ["flat_g, treedef = jax.tree.flatten(updates)",
                "flat_w = treedef.flatten_up_to(params)"]
     update += [f"flat_{m} = treedef.flatten_up_to(state.{m})" for m in moments]
@@ -374,7 +302,8 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
                     "grad.dtype)")
     call = {"grad": "grad", "w": "flat_w[i]", **{f"{m}_ema": f"flat_{m}[i]" for m in moments},
             "states": "tuple(tree[i] for tree in flat_states)"}
-    loop.append(f"outs.append(_leaf_direction({', '.join(call.get(a, a) for a in args)}))")
+    passed = ", ".join(call.get(a, a) for a in direction.args)
+    loop.append(f"outs.append(_leaf_direction({passed}))")
     if random:
         loop.append("offset += grad.size  # the draws count through the flattened params")
     update += ["outs = []", *(["offset = 0"] if random else []),
@@ -391,7 +320,7 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
         "new_state = " + _call("DirectionState", new, "        "),
         "return treedef.unflatten([out[0] for out in outs]), new_state",
     ]
-    scale_by = "\n".join([
+    return "\n".join([
         "def scale_by_direction(total_steps=10_000, *, seed=0):",
         '    """The graph\'s direction as an optax transformation (``update`` needs params)."""',
         "",
@@ -402,9 +331,33 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
         *(f"        {line}" for line in update),
         "",
         "    return optax.GradientTransformation(init_fn, update_fn)",
-    ])
+    ]), uses
 
-    # ---- The factory: to_optax's chain.
+
+def _step_scalars_lines(graph: Graph, p: interpret.Plan, direction: _Direction) -> list[str]:
+    """The start of ``update_fn``: the per-step scalars ``_leaf_direction`` reads
+    (:func:`symopt.interpret.step_scalars`)."""
+    update = [
+        "if params is None:",
+        '    raise ValueError("this optimizer needs params: update(grads, state, params)")',
+        "step = jnp.asarray(state.count, float)",
+    ]
+    decays = [ref for ref, _ in p.decays if ref in direction.operands]
+    if decays:
+        update.append("held = _held_step(jnp, step, total_steps)  # decays hold past T")
+    if "frac" in direction.scalars:
+        update.append("frac = step / total_steps")
+    for m in _moments(p) if graph.hparams.bias_correction else ():
+        update.append(f"bias_{m} = _bias_correction(jnp, {_MOMENT_OF[m][0]}, step)")
+    for ref in decays:
+        update.append(f"decay_{_identifier(ref)} = _decay_{_identifier(ref)}"
+                      "(held, held / total_steps)")
+    return update
+
+
+def _factory(graph: Graph, name: str) -> str:
+    """The factory ``name(learning_rate, total_steps, ...)``: to_optax's chain."""
+    h = graph.hparams
     chain = [
         *(["optax.clip_by_global_norm(CLIP_NORM),"] if h.clip_norm else []),
         "scale_by_direction(total_steps, seed=seed),",
@@ -414,7 +367,7 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
         "else []),",
         "optax.scale_by_learning_rate(step_size),",
     ]
-    factory = "\n".join([
+    return "\n".join([
         f"def {name}(learning_rate=LEARNING_RATE, total_steps=10_000, *, "
         "weight_decay=WEIGHT_DECAY, seed=0):",
         '    """The exported optimizer as an ``optax.GradientTransformation``.',
@@ -441,12 +394,16 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
         "    )",
     ])
 
-    written = "\n".join([*functions, scale_by, factory])
-    uses |= {fn for fn in (ops.clip_big, ops.protect) if f"{embedded_name(fn)}(" in written}
-    helpers, embedded_constants = embedded_source(sorted(uses, key=lambda f: f.__name__))
-    code = "\n\n\n".join([helpers, state_class, *functions, scale_by, factory])
 
-    # ---- Constants: only those the code reads.
+_SCHEDULE_FIELD_DOCS = {"alpha": "the floor, as a fraction of the base rate", "decay_rate": "",
+                        "steps": "stairs of the step schedule", "cycles": "cycles of the restarts"}
+_SCHEDULE_FIELD_TYPES = {"alpha": "float", "decay_rate": "float", "steps": "int", "cycles": "int"}
+
+
+def _constants(graph: Graph, schedule_fields: list[str], embedded: dict[str, Any],
+               code: str) -> tuple[list[str], set[str]]:
+    """The module's constants that ``code`` reads, and the names of all it could."""
+    h, s = graph.hparams, graph.schedule
     candidates: list[tuple[str, str, str]] = [
         ("LEARNING_RATE", _float(h.learning_rate), "base learning rate"),
         ("WEIGHT_DECAY", _float(h.weight_decay), "decoupled, scaled by the learning rate"),
@@ -471,28 +428,25 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
         ("TINY", _float(ops.TINY), "smallest magnitude of a protected argument"),
     ]
     known = {k for k, _, _ in candidates}
-    candidates += [(k, repr(v), "") for k, v in embedded_constants.items() if k not in known]
+    candidates += [(k, repr(v), "") for k, v in embedded.items() if k not in known]
     constants = [f"{k} = {v}" + (f"  # {doc}" if doc else "") for k, v, doc in candidates
                  if re.search(rf"\b{k}\b", code)]
     if schedule_fields:
-        docs = {"alpha": "the floor, as a fraction of the base rate", "decay_rate": "",
-                "steps": "stairs of the step schedule", "cycles": "cycles of the restarts"}
-        types = {"alpha": "float", "decay_rate": "float", "steps": "int", "cycles": "int"}
         constants.insert(0, "\n".join([
             "class ScheduleConstants(NamedTuple):",
             '    """The constants of the learning-rate schedule\'s formula."""',
             "",
-            *(f"    {f}: {types[f]}" + (f"  # {docs[f]}" if docs[f] else "")
+            *(f"    {f}: {_SCHEDULE_FIELD_TYPES[f]}"
+              + (f"  # {_SCHEDULE_FIELD_DOCS[f]}" if _SCHEDULE_FIELD_DOCS[f] else "")
               for f in schedule_fields),
         ]) + "\n\n")
-    defined = set(_IMPORTS) | {k for k, _, _ in candidates} | set(
-        re.findall(r"^(?:def|class) (\w+)", code.replace(factory, ""), re.MULTILINE)) | {
-        "ScheduleConstants"}
-    if name in defined or name in vars(builtins):
-        raise ValueError(f"name: {name!r} would shadow a name the module uses")
+    return constants, {k for k, _, _ in candidates}
 
+
+def _module_doc(graph: Graph, name: str) -> list[str]:
+    """The exported module's docstring: the update rule and how to use it."""
     equation = symbolic.to_text(graph).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    doc = [
+    return [
         f'"""{name}: a symbolic optimizer exported from a symopt graph.',
         "",
         "The update rule (d: direction; s_i: recurrent states; lr: learning rate)::",
@@ -507,9 +461,6 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
         "``tx.update(grads, state, params)`` needs the params. Needs only jax and optax.",
         '"""',
     ]
-    header = [*doc, "", "from typing import Any, NamedTuple", "", "import jax",
-              "import jax.numpy as jnp", "import optax", "", *constants]
-    return "\n".join(header) + "\n\n\n" + code + "\n"
 
 
 def _read_refs(expr: Expr, extra_roots: Sequence[str] = ()) -> set[str]:

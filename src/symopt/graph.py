@@ -17,7 +17,7 @@ A graph is the whole optimizer (Morgan & Hougen 2024, "dual-joint" search):
 * ``momentum``: none, classical or Nesterov momentum on the direction.
 * ``hparams`` (:class:`Hyperparams`) and ``constants``.
 
-One step of the optimizer (see :mod:`symopt.transform`)::
+One step of the optimizer (see :mod:`symopt.interpret`)::
 
     g  = clip(gradient);  m, v, gamma = EMAs of g, g^2, g^3 (bias-corrected
                                          if hparams.bias_correction)
@@ -28,6 +28,10 @@ One step of the optimizer (see :mod:`symopt.transform`)::
 Graphs are immutable and hashable. :func:`validate` names the bad field of a
 malformed graph in a :class:`GraphError` (a ``ValueError``); :func:`canonical`
 gives the form in which structurally equal graphs compare equal.
+
+One concept, the graph value, in one module: its types, its validation, its
+canonical form and its JSON form each walk every field of a graph, so a
+field added to a graph is added to all four here.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ code (:data:`REASONS`):
 functional-equivalence cache): functionally equal graphs (``x+y`` vs
 ``y+x``, dead nodes, ``x*1``, node order) hash equal.
 
-Both run the optimizer's own step function (:func:`symopt.transform.leaf_update`)
+Both run the optimizer's own step function (:func:`symopt.interpret.leaf_update`)
 with NumPy on a few tiny arrays at once: probing a graph must cost far less
 than compiling it.
 """
@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from symopt import graph as graph_lib
-from symopt import ops, transform
+from symopt import interpret, ops
 from symopt import step as step_lib
 from symopt.graph import Graph
 
@@ -91,9 +91,9 @@ PROBE_INPUTS = _probe_inputs()
 _CURVE_STEPS = np.linspace(0, CURVE_TOTAL_STEPS - 1, CURVE_POINTS).round()
 
 
-def _map_scalars(fn, scalars: transform.StepScalars) -> transform.StepScalars:
+def _map_scalars(fn, scalars: interpret.StepScalars) -> interpret.StepScalars:
     """``fn`` applied to every array of ``scalars`` (its dicts' values too)."""
-    return transform.StepScalars(*(
+    return interpret.StepScalars(*(
         {k: fn(v) for k, v in field.items()} if isinstance(field, dict) else fn(field)
         for field in scalars))
 
@@ -120,10 +120,10 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
     run (``curves``): graphs that differ only late in training (a step
     schedule's rate, a long warmup) differ there.
     """
-    p = transform.plan(graph)
+    p = interpret.plan(graph)
     h = graph.hparams
     w = np.array((PROBE_INPUTS.w, PROBE_INPUTS.w, PROBE_INPUTS.w_quad))
-    state = transform.init_leaf(p, w, np)
+    state = interpret.init_leaf(p, w, np)
     updates = np.empty((steps, 3, PROBE_SIZE))
     random = None
     if p.needs & {"noise", "uniform"}:
@@ -134,20 +134,21 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
         at = np.concatenate([np.arange(steps), _CURVE_STEPS])
         totals = np.concatenate([np.full(steps, total_steps), np.full(CURVE_POINTS,
                                                                       CURVE_TOTAL_STEPS)])
-        table = transform.step_scalars(p, np, at, totals)
+        table = interpret.step_scalars(p, np, at, totals)
         table = _map_scalars(lambda v: np.broadcast_to(v, at.shape), table)
         # The decays by operand name, then the schedule: the curves the fingerprint hashes.
         curves = np.concatenate([table.decays[k][steps:] for k in sorted(table.decays)]
                                 + [table.schedule[steps:]])
         per_step = [_map_scalars(lambda v, k=k: v[k], table) for k in range(steps)]
         for k in range(steps):
-            g = np.array((PROBE_INPUTS.grads_a[k], PROBE_INPUTS.grads_b[k], PROBE_INPUTS.curvature * (w[2] - PROBE_INPUTS.w_star)))
+            quadratic = PROBE_INPUTS.curvature * (w[2] - PROBE_INPUTS.w_star)
+            g = np.array((PROBE_INPUTS.grads_a[k], PROBE_INPUTS.grads_b[k], quadratic))
             if h.clip_norm:
                 g = step_lib.clip_rows_by_norm(np, g, h.clip_norm)
             noise = uniform = None
             if random is not None:  # the same draws in every row
                 noise, uniform = random[0][k] + 0 * g, random[1][k] + 0 * g
-            u, state = transform.leaf_update(
+            u, state = interpret.leaf_update(
                 p, np, g, w, state, per_step[k], h.learning_rate, h.weight_decay,
                 noise=noise, uniform=uniform, sanitize_operands=False,
             )

@@ -136,8 +136,8 @@ BINARY: dict[str, Op] = {
             "pow",
             2,
             # |a|^b as exp(b log|a|): the same function (the base is at least
-            # TINY, so the log is finite), and on XLA's CPU backend ~3x
-            # faster than its general power.
+            # TINY, so the log is finite), and on XLA's CPU backend several
+            # times faster than its general power.
             lambda xp, a, b: xp.exp(xp.clip(b, -BIG, BIG) * xp.log(xp.maximum(xp.abs(a), TINY))),
             lambda a, b: sympy.Abs(a) ** b,
             "jnp.exp(jnp.clip({b}, -BIG, BIG) * jnp.log(jnp.maximum(jnp.abs({a}), TINY)))",
@@ -218,18 +218,32 @@ class StepContext(NamedTuple):
     frac: Array | None = None  # t / T, the training fraction (scalar)
 
 
+STATEFUL = frozenset({"m", "v", "gamma", "noise"})
+"""The :class:`StepContext` fields an optimizer must keep (the moment EMAs)
+or draw (noise) for an operand that reads them."""
+
+
 class Operand(NamedTuple):
     """One operand: ``fn(xp, ctx)``, its sympy form and its JAX ``source`` for
     exported modules (placeholders: the :class:`StepContext` fields,
-    ``{g} {w} {m} {v} {gamma} {noise} {eps} {step} {frac}``)."""
+    ``{g} {w} {m} {v} {gamma} {noise} {eps} {step} {frac}``).
+
+    ``reads`` declares the :class:`StepContext` fields ``fn`` and ``source``
+    read (``tests/test_ops.py`` checks both), so that an optimizer knows
+    which arrays an operand needs without calling it."""
 
     name: str
     fn: Callable[[Any, StepContext], Array]
     sympy: sympy.Expr
     source: str
-    needs: frozenset[str] = frozenset()  # moment EMAs / noise it reads
+    reads: frozenset[str]  # the StepContext fields it reads
     gradient: bool = False  # depends on the gradient
     scalar: bool = False  # a function of the step only (usable in decays/schedules)
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """The moment EMAs and noise it reads (:data:`STATEFUL`)."""
+        return self.reads & STATEFUL
 
 
 _g, _w, _m, _gamma = sympy.symbols("g w m gamma", real=True)
@@ -245,31 +259,40 @@ NOISE_ANNEALING = 0.55
 """Annealed noise has variance 1/(1+t)^NOISE_ANNEALING (Bello et al.)."""
 
 
+def _reading(*fields: str) -> frozenset[str]:
+    """An operand's :attr:`Operand.reads`: StepContext fields, checked."""
+    unknown = set(fields) - set(StepContext._fields)
+    if unknown:
+        raise ValueError(f"not StepContext fields: {sorted(unknown)}")
+    return frozenset(fields)
+
+
 def _scaled_w(scale: float) -> Operand:
     return Operand(f"w_{scale:g}", lambda xp, c: scale * c.w, sympy.Float(scale) * _w,
-                   f"{scale!r} * {{w}}")
+                   f"{scale!r} * {{w}}", _reading("w"))
 
 
 OPERANDS: dict[str, Operand] = {
     o.name: o
     for o in [
-        Operand("g", lambda xp, c: c.g, _g, "{g}", gradient=True),
-        Operand("g2", lambda xp, c: c.g * c.g, _g**2, "{g} * {g}", gradient=True),
-        Operand("g3", lambda xp, c: c.g * c.g * c.g, _g**3, "{g} * {g} * {g}", gradient=True),
-        Operand("m", lambda xp, c: c.m, _m, "{m}", frozenset({"m"}), gradient=True),
-        Operand("v", lambda xp, c: c.v, _v, "{v}", frozenset({"v"}), gradient=True),
-        Operand("gamma", lambda xp, c: c.gamma, _gamma, "{gamma}", frozenset({"gamma"}),
+        Operand("g", lambda xp, c: c.g, _g, "{g}", _reading("g"), gradient=True),
+        Operand("g2", lambda xp, c: c.g * c.g, _g**2, "{g} * {g}", _reading("g"), gradient=True),
+        Operand("g3", lambda xp, c: c.g * c.g * c.g, _g**3, "{g} * {g} * {g}", _reading("g"),
+                gradient=True),
+        Operand("m", lambda xp, c: c.m, _m, "{m}", _reading("m"), gradient=True),
+        Operand("v", lambda xp, c: c.v, _v, "{v}", _reading("v"), gradient=True),
+        Operand("gamma", lambda xp, c: c.gamma, _gamma, "{gamma}", _reading("gamma"),
                 gradient=True),
         Operand("sign_g", lambda xp, c: xp.sign(c.g), sympy.sign(_g), "jnp.sign({g})",
-                gradient=True),
+                _reading("g"), gradient=True),
         Operand("sign_m", lambda xp, c: xp.sign(c.m), sympy.sign(_m), "jnp.sign({m})",
-                frozenset({"m"}), True),
+                _reading("m"), gradient=True),
         Operand(
             "adam",
             lambda xp, c: c.m / (xp.sqrt(c.v) + c.eps),
             _m / (sympy.sqrt(_v) + _eps),
             "{m} / (jnp.sqrt({v}) + {eps})",
-            frozenset({"m", "v"}),
+            _reading("m", "v", "eps"),
             gradient=True,
         ),
         Operand(
@@ -277,26 +300,27 @@ OPERANDS: dict[str, Operand] = {
             lambda xp, c: c.g / xp.sqrt(c.v + c.eps),
             _g / sympy.sqrt(_v + _eps),
             "{g} / jnp.sqrt({v} + {eps})",
-            frozenset({"v"}),
+            _reading("g", "v", "eps"),
             gradient=True,
         ),
-        Operand("noise", lambda xp, c: c.noise, _xi, "{noise}", frozenset({"noise"})),
+        Operand("noise", lambda xp, c: c.noise, _xi, "{noise}", _reading("noise")),
         Operand(
             "noise_annealed",
             lambda xp, c: c.noise * (1.0 + c.step) ** (-NOISE_ANNEALING / 2),
             _xi * (1 + _t) ** sympy.Float(-NOISE_ANNEALING / 2),
             "{noise} * (1.0 + {step}) ** (-NOISE_ANNEALING / 2)",
-            frozenset({"noise"}),
+            _reading("noise", "step"),
         ),
         *[_scaled_w(s) for s in (1e-4, 1e-3, 1e-2, 1e-1)],
         Operand("one", lambda xp, c: xp.ones_like(c.frac), sympy.Integer(1),
-                "jnp.ones_like({frac})", scalar=True),
-        Operand("t", lambda xp, c: c.frac, _frac, "{frac}", scalar=True),
+                "jnp.ones_like({frac})", _reading("frac"), scalar=True),
+        Operand("t", lambda xp, c: c.frac, _frac, "{frac}", _reading("frac"), scalar=True),
         Operand(
             "decay_linear",
             lambda xp, c: xp.maximum(0.0, 1.0 - c.frac),
             sympy.Max(0, 1 - _frac),
             "jnp.maximum(0.0, 1.0 - {frac})",
+            _reading("frac"),
             scalar=True,
         ),
         Operand(
@@ -304,6 +328,7 @@ OPERANDS: dict[str, Operand] = {
             lambda xp, c: 0.5 * (1.0 + xp.cos(xp.pi * c.frac)),
             (1 + sympy.cos(sympy.pi * _frac)) / 2,
             "0.5 * (1.0 + jnp.cos(jnp.pi * {frac}))",
+            _reading("frac"),
             scalar=True,
         ),
         Operand(
@@ -311,6 +336,7 @@ OPERANDS: dict[str, Operand] = {
             lambda xp, c: 0.5 * (1.0 + xp.cos(xp.pi * xp.mod(RESTART_CYCLES * c.frac, 1.0))),
             _restart(_frac),
             "0.5 * (1.0 + jnp.cos(jnp.pi * jnp.mod(RESTART_CYCLES * {frac}, 1.0)))",
+            _reading("frac"),
             scalar=True,
         ),
     ]

@@ -7,7 +7,7 @@ over an array namespace ``xp`` (NumPy, ``jax.numpy`` or, for printing, a sympy
 namespace), so ``to_optax``, the population engine's host tables, the
 integrity check and the symbolic printer all read the same formulas. The
 ``graph`` kind is an expression of the graph's own operators; it is evaluated
-with the step (:func:`symopt.transform.schedule_multiplier`).
+with the step (:func:`symopt.interpret.schedule_multiplier`).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ SCHEDULE_FORMULAS: dict[str, Callable[..., Array]] = {
 """The multiplier of each closed-form schedule kind after warmup, at ``u`` in
 [0, 1]; ``s`` has the :class:`~symopt.graph.Schedule` fields (floats, or arrays
 in the population engine). The ``graph`` kind is evaluated by
-:func:`symopt.transform.evaluate_scalar`, ``piecewise`` by
+:func:`symopt.interpret.evaluate_scalar`, ``piecewise`` by
 :func:`piecewise_multiplier`."""
 
 

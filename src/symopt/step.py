@@ -1,8 +1,10 @@
-"""The parts of an optimizer step that every graph shares, written once over ``xp``.
+"""The parts of an optimizer step that every graph shares, written once over
+an array namespace ``xp``.
 
-A step is: clip the gradient (by global norm, then by value); update the moment EMAs and bias-correct them;
-evaluate the graph's direction (:mod:`symopt.transform`, per graph); apply
-momentum; add decoupled weight decay; scale by ``-learning_rate x schedule``.
+A step is: clip the gradient (by global norm, then by value); update the
+moment EMAs and bias-correct them; evaluate the graph's direction
+(:mod:`symopt.interpret`, per graph); apply momentum; add decoupled weight
+decay; scale by ``-learning_rate x schedule``.
 Everything but the direction is the same for every graph, and lives here as
 functions over an array namespace ``xp`` whose arguments may be Python
 numbers or arrays: ``to_optax`` and the integrity check call them per leaf

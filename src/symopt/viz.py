@@ -1,13 +1,15 @@
 """Pictures of optimizers and searches: graph drawings, equations, schedules, fitness, lineage.
 
-It owns the matplotlib views of symopt's objects; nothing else imports it, so
-``import symopt`` stays free of matplotlib (``pip install symopt-jax[viz]``):
+It owns the matplotlib views of symopt's objects, and only them: one concept,
+kept in one module (a little over 500 lines) because the views share its
+figure helpers, colours and labels. Nothing else imports it, so ``import
+symopt`` stays free of matplotlib (``pip install symopt-jax[viz]``):
 
 * :func:`draw_graph`: a :class:`~symopt.graph.Graph` as a layered DAG, with
   its operands, constants, recurrent states, decays and schedule.
 * :func:`equation_latex`, :func:`show_equation`: the optimizer's equations.
 * :func:`plot_schedule`: the learning-rate multiplier and the decays over
-  training, computed by :mod:`symopt.transform` itself.
+  training, computed by :mod:`symopt.interpret` itself.
 * :func:`plot_fitness`, :func:`plot_lineage`: a search's progress and a
   candidate's ancestry, read from its :class:`~symopt.archive.Archive`.
 
@@ -30,9 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from symopt import transform
 from symopt import graph as graph_lib
-from symopt import symbolic
+from symopt import interpret, symbolic
 from symopt.graph import Expr, Graph
 
 if TYPE_CHECKING:  # matplotlib is imported lazily, inside the functions
@@ -310,6 +311,13 @@ def draw_graph(graph: Graph, ax: Axes | None = None, *, show_inactive: bool = Tr
     ax.set_xlim(min(xs) - left, max(xs) + _BOX_W)
     ax.set_ylim(min(ys) - 1.6, max(ys) + 1.6)
     ax.axis("off")
+    _schedule_box(ax, graph)
+    return fig
+
+
+def _schedule_box(ax: Axes, graph: Graph) -> None:
+    """The schedule, momentum and learning rate as a text box in ``ax``'s
+    corner, with a mini plot of the learning-rate multiplier unless it is 1."""
     ax.text(0.01, 0.99, _schedule_text(graph), transform=ax.transAxes, ha="left", va="top",
             fontsize=7, family="monospace", gid="schedule",
             bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "#999999"})
@@ -321,7 +329,6 @@ def draw_graph(graph: Graph, ax: Axes | None = None, *, show_inactive: bool = Tr
         inset.set_xticks([])
         inset.tick_params(labelsize=5)
         inset.set_title("lr multiplier", fontsize=6)
-    return fig
 
 
 # --------------------------------------------------------------------------
@@ -352,7 +359,7 @@ def show_equation(graph: Graph) -> Any:
 
 
 def _schedule_values(graph: Graph, steps: np.ndarray, total_steps: int) -> np.ndarray:
-    values = transform.schedule_multiplier(
+    values = interpret.schedule_multiplier(
         graph.schedule, np, steps, total_steps, graph.constants
     )
     return np.broadcast_to(np.asarray(values, dtype=float), steps.shape)
@@ -361,10 +368,10 @@ def _schedule_values(graph: Graph, steps: np.ndarray, total_steps: int) -> np.nd
 def decay_values(graph: Graph, steps: np.ndarray, total_steps: int) -> dict[str, np.ndarray]:
     """Each applied decay (on an operand in use) at ``steps``, as the optimizer computes it."""
     t = np.asarray(steps, dtype=float)
-    p = transform.plan(graph)
+    p = interpret.plan(graph)
     return {
         name: np.broadcast_to(
-            np.asarray(transform.evaluate_scalar(e, np, t, t / total_steps, graph.constants),
+            np.asarray(interpret.evaluate_scalar(e, np, t, t / total_steps, graph.constants),
                        dtype=float),
             t.shape,
         )
@@ -375,8 +382,8 @@ def decay_values(graph: Graph, steps: np.ndarray, total_steps: int) -> dict[str,
 def plot_schedule(graph: Graph, total_steps: int = 1000, ax: Axes | None = None) -> Figure:
     """The learning-rate multiplier and every applied decay over training.
 
-    The values come from :func:`symopt.transform.schedule_multiplier` and
-    :func:`symopt.transform.evaluate_scalar`, the functions the optimizer runs,
+    The values come from :func:`symopt.interpret.schedule_multiplier` and
+    :func:`symopt.interpret.evaluate_scalar`, the functions the optimizer runs,
     at every step ``0 .. total_steps - 1``. The multiplier's line has gid
     ``"schedule"``, each decay's ``"decay:<operand>"``.
 

@@ -1,0 +1,117 @@
+"""One run's graph, evaluated over its table of values: what the three strategies share.
+
+A run's update direction is its graph evaluated over a *value table*: its
+operand slots (each operand times its decay), its constants, its recurrent
+states, then its nodes, each node reading two earlier entries. Operands read
+the run's step context (:class:`RunContext`: gradient, weights, moments,
+draws, step), and a run's operands and operators are picked with
+``lax.switch`` on its integer fields. The strategies differ in how they hold
+the table and loop over it (:mod:`~symopt.population.loop`,
+:mod:`~symopt.population.vmap`, :mod:`~symopt.population.fused`); the values
+themselves are computed here, with the operators and operands of
+:mod:`symopt.ops`, so every strategy computes the same ones.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from symopt import ops
+from symopt.population.packing import Packed, row, unpack
+from symopt.population.state import Moments, RunArrays, RunFloats, RunInts, RunScalars
+from symopt.program import BINARY_NAMES, OPERAND_NAMES, UNARY_NAMES, ExprArrays, Program
+
+
+def reads(operands: jax.Array, num_operands: jax.Array, field: str) -> jax.Array:
+    """Per graph (or run): does an operand slot in use read the step context's
+    ``field`` (:attr:`symopt.ops.Operand.reads`)? ``[P]`` bools."""
+    slot_used = jnp.arange(operands.shape[-1]) < num_operands[:, None]
+    ids = [i for i, n in enumerate(OPERAND_NAMES) if field in ops.OPERANDS[n].reads]
+    return jnp.any(jnp.isin(operands, jnp.asarray(ids)) & slot_used, axis=-1)
+
+
+def uses_moments(program: Program) -> Moments:
+    """Population-wide flags: does any graph read m, v, gamma? (bools)."""
+    return Moments(*(jnp.any(reads(program.operands, program.num_operands, moment))
+                     for moment in Moments._fields))
+
+
+class RunContext:
+    """A :class:`symopt.ops.StepContext` for one run whose arrays are read
+    (sliced, bias-corrected) only when an operand asks for them: inside a
+    switch branch, so a run pays for the arrays its operands use."""
+
+    def __init__(self, arrays: RunArrays, r, scalars: RunScalars, eps):
+        self._arrays, self._r, self._bias = arrays, r, scalars.bias
+        self.eps, self.step, self.frac = eps, scalars.step, scalars.frac
+
+    def __getattr__(self, name: str) -> jax.Array:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        x = getattr(self._arrays, name)
+        if callable(x):  # drawn on demand (the loop strategy's noise and dropout draws)
+            x = x()
+        elif self._r is not None:
+            x = row(x, self._r)
+        if name in Moments._fields:
+            x = x / getattr(self._bias, name)
+        return x
+
+
+def run_fields(packed: Packed, layout: Packed, arrays: RunArrays,
+               r) -> tuple[RunInts, RunFloats, RunContext]:
+    """One run's ints and floats (from its ``packed`` rows), and its context
+    over ``arrays``: row ``r`` of them, or all of them where ``r`` is None."""
+    ints, floats = unpack(packed.ints, layout.ints), unpack(packed.floats, layout.floats)
+    return ints, floats, RunContext(arrays, r, floats.scalars, floats.eps)
+
+
+def operand_value(name: str, ctx: RunContext) -> jax.Array:
+    """Operand ``name`` over the run's weights (a scalar operand broadcast)."""
+    g = ctx.g
+    return jnp.broadcast_to(ops.OPERANDS[name].fn(jnp, ctx), g.shape).astype(g.dtype)
+
+
+def operand_branches(ctx: RunContext) -> list:
+    """One function per operand (in :data:`OPERAND_NAMES` order): the
+    branches a slot's ``lax.switch`` picks from."""
+    return [lambda name=name: operand_value(name, ctx) for name in OPERAND_NAMES]
+
+
+def slot_value(operand: jax.Array, decay: jax.Array) -> jax.Array:
+    """An operand slot's table entry: the operand times its decay, sanitized."""
+    return ops.sanitize(jnp, operand * decay)
+
+
+def node_value(read, left, right, op, a, b, uniform):
+    """``op(left(read(a)), right(read(b)))`` with switched operators, where
+    ``read(i)`` is entry ``i`` of the run's value table.
+
+    ``uniform`` is the dropout draw, or a function returning it: then only a
+    dropout branch draws it, so a run without dropout never pays for it.
+    """
+    draw = uniform if callable(uniform) else lambda: uniform
+    unary = [lambda x, name=name: ops.bounded_fn(name, 1)(
+        jnp, x, draw() if ops.UNARY[name].random else None) for name in UNARY_NAMES]
+    binary = [lambda x, y, name=name: ops.bounded_fn(name, 2)(jnp, x, y, None)
+              for name in BINARY_NAMES]
+    x = jax.lax.switch(left, unary, read(a))
+    y = jax.lax.switch(right, unary, read(b))
+    return jax.lax.switch(op, binary, x, y)
+
+
+def eval_nodes(table, expr: ExprArrays, first: int, uniform, length=None,
+               unroll: int = 1) -> jax.Array:
+    """Fills ``table[first + j]`` with node ``j``'s value for the used nodes
+    (or the first ``length``)."""
+
+    def body(j, table):
+        value = node_value(functools.partial(row, table), expr.left[j], expr.right[j],
+                           expr.op[j], expr.a[j], expr.b[j], uniform)
+        return jax.lax.dynamic_update_index_in_dim(table, value, first + j, 0)
+
+    length = expr.length if length is None else length
+    return jax.lax.fori_loop(0, length, body, table, unroll=unroll)
