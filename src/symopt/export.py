@@ -16,7 +16,9 @@ the shared functions (moments, bias correction, schedules, the step held past
 ``T``, the noise hash, the protections) are symopt's own functions,
 embedded by their source; :mod:`symopt.embed` owns that translation. This
 module owns only the assembly: which pieces a graph needs (its
-:func:`~symopt.interpret.plan`), in what order, with what constants.
+:func:`~symopt.interpret.plan`), in what order, with what constants. It is
+one concept, the assembly of one generated module, in small functions, one
+per part of that module; that is why it runs a little over 500 lines.
 
 Command line::
 

@@ -67,6 +67,7 @@ from symopt import graph as graph_lib
 from symopt import workdir as workdir_lib
 from symopt.archive import Archive, ArchiveError, CandidateRecord, StageResult, to_jsonable
 from symopt.searchers import Candidate
+from symopt.spaces import Space
 
 Log = Callable[[str], None]
 BEST = workdir_lib.BEST
@@ -451,7 +452,7 @@ class _Search:
         return results
 
 
-def _write_back(space, c: Candidate, graph: graph_lib.Graph,
+def _write_back(space: Space, c: Candidate, graph: graph_lib.Graph,
                 multiplier: float) -> tuple[Candidate, graph_lib.Graph]:
     """``c`` and its graph at ``multiplier`` times their learning rate; the
     genome stays as it is where the space cannot express that rate."""
