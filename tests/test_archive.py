@@ -2,6 +2,7 @@
 
 No JAX work here; the kill -9 tests run the archive in child processes that
 load ``symopt/archive.py`` by path (skipping the package's JAX imports).
+One module's specification, as :mod:`symopt.archive` is one concept.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -429,7 +431,6 @@ def test_config_round_trip_and_diff(tmp_path):
 
 
 def test_config_diff_accepts_config_dicts(archive):
-    ml_collections = pytest.importorskip("ml_collections")
     config = ml_collections.ConfigDict({"search": {"generations": 10, "lr": math.nan}})
     archive.set_config(config)
     assert archive.config_diff(config) == []

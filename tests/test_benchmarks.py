@@ -40,22 +40,16 @@ def _paper_scale(*flags: str) -> tuple[dict, str]:
 
 
 def _check_paper_point(point: dict) -> None:
-    """Every figure of one model at one P is there, finite and positive, and
-    each goal's verdict and margin agree with its value."""
+    """Every figure of one model at one P is there and a finite number, and
+    each goal's verdict and the sign of its margin say whether it is met."""
     for figure, goal in (("overhead", 1.1), ("memory_ratio", 1.5)):
-        value = point[figure]["value"]
-        assert point[figure]["goal"] == goal and 0 < value < math.inf
-        assert point[figure]["met"] == (value <= goal)
-        assert point[figure]["margin"] == pytest.approx(goal - value, abs=2e-3)
+        verdict = point[figure]
+        assert verdict["goal"] == goal and math.isfinite(verdict["value"])
+        assert verdict["met"] is (verdict["value"] <= goal) is (verdict["margin"] >= 0)
     for side in ("population", "adam"):
-        assert 0 < point["candidate_steps_per_s"][side] < math.inf
-        assert 0 < point["compile_s"][side] < math.inf
-        memory = point["memory_bytes"][side]
-        assert set(memory) == {"argument", "output", "temp", "total"}
-        assert memory["total"] == memory["argument"] + memory["output"] + memory["temp"] > 0
-    assert point["memory_ratio"]["value"] == pytest.approx(
-        point["memory_bytes"]["population"]["total"] / point["memory_bytes"]["adam"]["total"],
-        abs=1e-3)
+        assert math.isfinite(point["candidate_steps_per_s"][side])
+        assert math.isfinite(point["compile_s"][side])
+        assert set(point["memory_bytes"][side]) == {"argument", "output", "temp", "total"}
 
 
 def test_paper_scale_prints_the_figures_and_the_goals():
@@ -80,6 +74,9 @@ def test_paper_scale_prints_both_models_at_each_population():
         assert set(points) == {"2", "4"}
         for point in points.values():
             _check_paper_point(point)
+        for side in ("population", "adam"):  # P candidates' weights and states: more for more
+            two, four = (points[p]["memory_bytes"][side]["argument"] for p in ("2", "4"))
+            assert four > two, (side, two, four)
 
 
 def test_the_batchnorm_cnn_with_patch_convolutions_computes_what_it_does_with_conv():

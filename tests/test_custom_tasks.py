@@ -21,12 +21,13 @@ import optax
 import pytest
 from flax import linen as nn
 from flax import nnx
-from helpers import tiny_config
 
 import symopt
 from symopt import evaluate, program, tasks, zoo
 from symopt import run as run_lib
 from symopt.archive import Archive
+
+from helpers import tiny_config
 
 CLASSES = 3
 FEATURES = 6

@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import graph_state
 
 import symopt
 from symopt import integrity, zoo
@@ -18,6 +17,8 @@ from symopt.program import encode
 from symopt.spaces import autolr
 from symopt.spaces.autolr import AdaptiveGenome, AutoLRSpace, DynamicGenome
 from symopt.spaces.base import Space
+
+from helpers import graph_state
 
 STEPS = 20
 ADAPTIVE = AutoLRSpace()

@@ -1,4 +1,5 @@
-"""``symopt.tasks.suite``: the offline task suite (sequences, MSE tasks, noisy quadratic).
+"""The offline task suite: ``symopt.tasks.sequences`` (token sequences) and
+``symopt.tasks.suite`` (MSE tasks, noisy quadratic).
 
 XLA compiles dominate on the 2-core CI runner, so each task's training
 program compiles once, in one test (through :func:`symopt.evaluate.evaluate_baseline`,
@@ -19,7 +20,7 @@ import optax
 import pytest
 
 from symopt import evaluate, tasks
-from symopt.tasks import base, models, suite
+from symopt.tasks import base, models, sequences, suite
 
 SUITE = ("seq_transformer", "seq_rnn", "digits_autoencoder", "regression", "noisy_quadratic")
 DATA_TASKS = SUITE[:4]
@@ -106,7 +107,7 @@ def test_activation_option_changes_the_model_function():
 def test_param_scale_keeps_the_losses_and_scales_params_and_gradients():
     scale = 10.0
     plain, scaled = tasks.get("regression"), tasks.get("regression", param_scale=scale)
-    assert suite.reparametrize(plain, 1.0) is plain
+    assert base.reparametrize(plain, 1.0) is plain
     key, data = jax.random.key(3), plain.data()
 
     @jax.jit
@@ -114,9 +115,11 @@ def test_param_scale_keeps_the_losses_and_scales_params_and_gradients():
         out = []
         for task in (plain, scaled):
             params, state = task.init(key)
-            loss, grads = jax.value_and_grad(lambda p: task.train_loss(p, state, key, data)[0])(
-                params
-            )
+
+            def loss_of(p, task=task, state=state):
+                return task.train_loss(p, state, key, data)[0]
+
+            loss, grads = jax.value_and_grad(loss_of)(params)
             out.append((params, loss, grads, task.eval_metrics(params, state, data, "test")))
         return out
 
@@ -151,13 +154,13 @@ def test_data_is_cached_with_disjoint_splits_of_float_inputs(name):
     assert not rows["val"] & rows["test"]
 
 
-@pytest.mark.parametrize("problem", list(suite.SEQUENCE_PROBLEMS))
+@pytest.mark.parametrize("problem", list(sequences.SEQUENCE_PROBLEMS))
 def test_sequence_data_is_distinct_fixed_by_the_seed_and_follows_the_rule(problem):
     vocab, length = 16, 12
-    data = suite.load_sequences.__wrapped__(problem, length, vocab, 0)
-    again = suite.load_sequences.__wrapped__(problem, length, vocab, 0)
-    other = suite.load_sequences.__wrapped__(problem, length, vocab, 1)
-    for split, size in suite.SEQUENCE_SPLITS.items():
+    data = sequences.load_sequences.__wrapped__(problem, length, vocab, 0)
+    again = sequences.load_sequences.__wrapped__(problem, length, vocab, 0)
+    other = sequences.load_sequences.__wrapped__(problem, length, vocab, 1)
+    for split, size in sequences.SEQUENCE_SPLITS.items():
         np.testing.assert_array_equal(data[split]["x"], again[split]["x"])
         np.testing.assert_array_equal(data[split]["y"], again[split]["y"])
         assert data[split]["x"].shape == data[split]["y"].shape == (size, length)
@@ -178,7 +181,7 @@ def test_sequence_data_is_distinct_fixed_by_the_seed_and_follows_the_rule(proble
 
 
 def test_markov_targets_are_predictable_from_the_previous_two_tokens():
-    data = suite.load_sequences("markov", 16, 16, 0)
+    data = sequences.load_sequences("markov", 16, 16, 0)
     x = np.asarray(data["train"]["x"]).astype(int)
     y = np.asarray(data["train"]["y"])
     context = (x[:, 1:] * 16 + x[:, :-1]).ravel()  # (x_{t-1}, x_t) -> y_t = x_{t+1}
@@ -293,8 +296,8 @@ def test_init_draws_different_params_per_key(name):
 
 # Adam for a short budget, at 1e-3 and at a learning rate tuned for the
 # default budget: (steps, tuned learning rate, the largest ratio of val loss
-# to initial training loss at the tuned rate; measured: 0.79, 0.5, 0.16,
-# 0.06, 0.08).
+# to initial training loss at the tuned rate, with a margin over what Adam
+# reaches, so that the bound fails only when training stops working).
 SHORT_RUNS = {
     "seq_transformer": (150, 1e-2, 0.85),
     "seq_rnn": (200, 1e-2, 0.6),  # the chain's entropy bounds the loss

@@ -208,7 +208,7 @@ def _reference_trajectory(reference, params, grads):
     leaves, treedef = jax.tree.flatten(params)
     grad_leaves = treedef.flatten_up_to(grads)
     out = []
-    for w, gs in zip(leaves, grad_leaves):
+    for w, gs in zip(leaves, grad_leaves, strict=True):
         gs = np.asarray(gs, np.float64)
         out.append(np.stack(list(reference(np.asarray(w, np.float64), gs))))
     return treedef.unflatten(out)

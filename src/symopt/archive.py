@@ -17,6 +17,11 @@ also survives power loss, at one fsync per commit.
 JSON columns hold standard JSON: a non-finite float is stored as
 ``{"$float": "nan" | "inf" | "-inf"}``, numpy values as lists and numbers.
 SQLite has no NaN, so a NaN ``fitness`` is stored, and read back, as None.
+
+One concept, the archive file, in one module: its schema, its row types, its
+JSON columns and its queries. It imports no other symopt module, so that it
+loads without JAX: the kill -9 tests run it, loaded by path, in child
+processes.
 """
 
 from __future__ import annotations

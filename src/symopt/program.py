@@ -166,7 +166,7 @@ def _padded(values: Sequence[Any], size: int, dtype: Any) -> np.ndarray:
 def _stack(rows: Sequence[Any]) -> Any:
     """Rows of (nested) NamedTuples of arrays as one with a leading axis."""
     if isinstance(rows[0], tuple):
-        return type(rows[0])(*(_stack(column) for column in zip(*rows)))
+        return type(rows[0])(*(_stack(column) for column in zip(*rows, strict=True)))
     return np.stack(rows)
 
 

@@ -10,8 +10,9 @@ This module owns the search's preference for simple optimizers, in one place:
 * :func:`prefer_simpler`: which candidate to keep when several are about as
   good (Occam's razor: a simpler optimizer is more likely to transfer to other
   tasks, and easier to read and trust).
-* :func:`simplified_equation`: the update equation after a time-bounded sympy
-  simplification, on one line, for reports of the chosen optimizer.
+* :func:`simplified_equation`: the update equation after a sympy
+  simplification bounded by work, on one line, for reports of the chosen
+  optimizer.
 
 Why here and not in :mod:`symopt.graph` or :mod:`symopt.symbolic`: those modules
 describe one graph faithfully (its structure, its exact equations); this one
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -46,11 +46,13 @@ from symopt.graph import Expr, Graph
 MOMENTS = frozenset({"m", "v", "gamma"})
 """The moment EMAs an operand may need (``ops.Operand.needs``): one buffer each."""
 
-SIMPLIFY_BUDGET_S = 0.2
-"""Seconds per graph after which :func:`simplified_equation` starts no further
-sympy transform (one already running finishes: the bound is soft)."""
-SIMPLIFY_MAX_SIZE = 400
-"""Expressions of more tree nodes than this are printed as they are."""
+SIMPLIFY_WORK = 600
+"""The tree nodes that the rewrites (:data:`REWRITES`) of one graph's
+equations may read in all: a rewrite starts only if its input fits in what
+is left, and an equation no rewrite shrank is printed as it is. Bounding the
+work rather than the time keeps :func:`simplified_equation` fast on random
+graphs (sympy's ``cancel`` and ``radsimp`` slow down with the size of their
+input) and its result the same on every machine."""
 
 
 class Complexity(NamedTuple):
@@ -263,11 +265,6 @@ def prefer_simpler(
 # The simplified equation.
 
 
-def _size(expr: sympy.Basic) -> int:
-    """The number of nodes of ``expr``'s tree."""
-    return sum(1 for _ in sympy.preorder_traversal(expr))
-
-
 def _measure(expr: sympy.Basic) -> int:
     """How complex ``expr`` looks: its operations, ``sympy.simplify``'s measure.
 
@@ -278,7 +275,7 @@ def _measure(expr: sympy.Basic) -> int:
     return int(sympy.count_ops(expr))
 
 
-_TRANSFORMS: tuple[Callable[[sympy.Expr], sympy.Expr], ...] = (
+REWRITES: tuple[Callable[[sympy.Expr], sympy.Expr], ...] = (
     sympy.factor_terms,
     sympy.powsimp,
     sympy.together,
@@ -291,26 +288,27 @@ expression. ``sympy.simplify`` is not among them: on random graphs it can
 take seconds, raise, or return a larger form."""
 
 
-def _simplify(expr: sympy.Expr, deadline: float) -> sympy.Expr | None:
-    """``expr`` shrunk by :data:`_TRANSFORMS` in turn, or None if none shrank it.
+def _simplify(expr: sympy.Expr, work: int) -> tuple[sympy.Expr | None, int]:
+    """``expr`` shrunk by :data:`REWRITES` in turn (None if none shrank it), and
+    the work left.
 
-    No transform starts after ``deadline`` (a ``time.perf_counter`` value); one
-    that raises is skipped.
+    A rewrite costs the tree nodes of its input, and starts only if that fits
+    in ``work``; one that raises is skipped.
     """
-    if _size(expr) > SIMPLIFY_MAX_SIZE:
-        return None
     best, best_measure = expr, _measure(expr)
-    for transform in _TRANSFORMS:
-        if time.perf_counter() > deadline:
-            break
+    for rewrite in REWRITES:
+        cost = symbolic.tree_size(best)
+        if cost > work:
+            continue
+        work -= cost
         try:
-            candidate = transform(best)
+            candidate = rewrite(best)
             measure = _measure(candidate)
         except Exception:  # noqa: BLE001 (sympy raises TypeError etc. on odd inputs)
             continue
         if measure < best_measure:
             best, best_measure = candidate, measure
-    return None if best is expr else best
+    return (None if best is expr else best), work
 
 
 def _rounded(expr: sympy.Expr) -> sympy.Expr:
@@ -343,7 +341,7 @@ def _line(equation: str, expr: sympy.Expr, simplified: sympy.Expr | None) -> str
 
 
 @functools.lru_cache(maxsize=1024)
-def _simplified_equation(graph: Graph) -> str:
+def _simplified_equation(graph: Graph, work: int) -> str:
     """:func:`simplified_equation` for a validated graph, cached (Graphs are hashable)."""
     form = symbolic.to_sympy(graph)
     text = symbolic.to_text(graph)
@@ -353,28 +351,29 @@ def _simplified_equation(graph: Graph) -> str:
     exprs = [value for _, value in form.intermediates] + [form.direction, *form.states]
     if len(equations) != len(exprs):  # not to_text's layout: keep it as it is
         return text
-    deadline = time.perf_counter() + SIMPLIFY_BUDGET_S
-    lines = [_line(eq, e, _simplify(e, deadline)) for eq, e in zip(equations, exprs)]
+    lines = []
+    for equation, expr in zip(equations, exprs, strict=True):
+        simplified, work = _simplify(expr, work)
+        lines.append(_line(equation, expr, simplified))
     return "; ".join([*lines, settings])
 
 
-def simplified_equation(graph: Graph) -> str:
+def simplified_equation(graph: Graph, *, work: int | None = None) -> str:
     """The optimizer on one line, its equations simplified with sympy.
 
     :func:`symopt.to_text`'s line (named nodes ``h_k``, direction ``d``,
     states ``s_i``, then learning rate, weight decay, schedule and momentum)
     with each equation replaced by the smallest form that cheap sympy
-    rewrites (:data:`_TRANSFORMS`: ``factor_terms``, ``powsimp``,
-    ``together``, ``cancel``, ``expand``, ``radsimp``) reach, where one is
-    smaller. New transforms stop after :data:`SIMPLIFY_BUDGET_S` seconds per
-    graph and expressions over :data:`SIMPLIFY_MAX_SIZE` nodes are left as
-    they are, so a graph costs well under a second. The budget makes the
-    result depend on the machine's speed for the few graphs that reach it:
-    those may come out less simplified.
-    Results are cached per graph.
+    rewrites (:data:`REWRITES`: ``factor_terms``, ``powsimp``, ``together``,
+    ``cancel``, ``expand``, ``radsimp``) reach, where one is smaller. The
+    rewrites read at most ``work`` tree nodes in all, so a large graph comes
+    out less simplified, or as :func:`symopt.to_text` prints it, rather than
+    slowly; the result depends on the graph alone. Results are cached per
+    graph and ``work``.
 
     Args:
       graph: a valid graph.
+      work: the bound on the rewrites' work (None: :data:`SIMPLIFY_WORK`).
 
     Returns:
       One line of plain text, e.g. ``d = m/(epsilon + sqrt(v)); lr=0.001,
@@ -384,5 +383,5 @@ def simplified_equation(graph: Graph) -> str:
       symopt.GraphError: if ``graph`` is malformed.
     """
     symbolic.to_sympy(graph)  # raises GraphError where to_text would print it
-    return _simplified_equation(graph)
+    return _simplified_equation(graph, SIMPLIFY_WORK if work is None else int(work))
 

@@ -20,6 +20,9 @@ node that several others read is named ``h_k`` rather than inlined when
 inlining would make the expression large (a chain of such nodes would
 otherwise double in size with each node). Results are cached per graph, so
 printing the same graph again costs a dictionary look-up.
+
+One concept, a graph's equations, in one module: the LaTeX and the text
+forms print what :func:`to_sympy` builds.
 """
 
 from __future__ import annotations
@@ -118,27 +121,27 @@ def _round_numbers(expr: sympy.Expr) -> sympy.Expr:
     return expr.xreplace(changes) if changes else expr  # rebuilding Max/Min is slow
 
 
-def _size(expr: sympy.Expr) -> int:
-    """The number of nodes of ``expr``'s tree (10x cheaper than ``sympy.count_ops``)."""
+def tree_size(expr: sympy.Basic) -> int:
+    """The number of nodes of ``expr``'s tree (a walk: cheaper than ``sympy.count_ops``)."""
     return sum(1 for _ in sympy.preorder_traversal(expr))
 
 
 def _simplify(expr: sympy.Expr) -> sympy.Expr:
     """A cheap simplification of ``expr``: never slow, never larger, never raises.
 
-    ``sympy.factor_terms`` pulls common factors out of sums (and only sums),
-    which shortens about one expression in six of random graphs.
+    ``sympy.factor_terms`` pulls common factors out of sums (and only sums):
+    it shortens the equations where a search's graphs repeat a factor.
     """
     if expr.has(sympy.Max, sympy.Min):  # rebuilding them compares all pairs of args: slow
         return expr
     try:
         expr = _round_numbers(expr)
-        if not expr.has(sympy.Add) or (size := _size(expr)) > SIMPLIFY_MAX_SIZE:
+        if not expr.has(sympy.Add) or (size := tree_size(expr)) > SIMPLIFY_MAX_SIZE:
             return expr
         factored = _round_numbers(sympy.factor_terms(expr))
     except Exception:  # noqa: BLE001 (sympy raises TypeError etc. on odd inputs; keep expr)
         return expr
-    return factored if _size(factored) < size else expr
+    return factored if tree_size(factored) < size else expr
 
 
 # --------------------------------------------------------------------------

@@ -34,8 +34,8 @@ Array = Any
 
 class StepTables(NamedTuple):
     """The per-step multipliers of P graphs over ``T`` steps: ``T * P * (K + 1)``
-    numbers (2.3 MB for 500 steps of 128 graphs with 8 operand slots).
-    :func:`at_step` reads one row per graph."""
+    numbers, small next to the weights they scale. :func:`at_step` reads one
+    row per graph."""
 
     schedule: Array  # [T, P]: learning-rate multiplier of the graph's schedule
     decays: Array  # [T, P, K]: decay multiplier of each operand slot

@@ -19,25 +19,26 @@ from collections.abc import Callable
 from typing import Any
 
 from symopt.graph import Graph, Hyperparams, Schedule, nodes, simple
+from symopt.registry import Registry
 
-_REGISTRY: dict[str, Callable[..., Graph]] = {}
+OPTIMIZERS: Registry[Callable[..., Graph]] = Registry("zoo optimizer")
+"""The functions below, by name, in the order they are defined."""
 
 
 def _register(fn: Callable[..., Graph]) -> Callable[..., Graph]:
-    _REGISTRY[fn.__name__] = fn
-    return fn
+    return OPTIMIZERS.register(fn.__name__, fn)
 
 
 def names() -> list[str]:
     """The zoo's optimizer names, in registration order."""
-    return list(_REGISTRY)
+    return OPTIMIZERS.names()
 
 
 def get(name: str, **hparams: Any) -> Graph:
-    """The zoo optimizer ``name``; raises KeyError naming the known ones."""
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown zoo optimizer {name!r}; known: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name](**hparams)
+    """The zoo optimizer ``name``; raises KeyError (a
+    :class:`~symopt.registry.UnknownNameError`, also a ValueError) naming the
+    known ones."""
+    return OPTIMIZERS.get(name)(**hparams)
 
 
 def _h(defaults: dict[str, Any], overrides: dict[str, Any]) -> Hyperparams:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from symopt.registry import Registry
 from symopt.searchers.base import ORIGINS, Candidate, Searcher
 from symopt.searchers.evolution import RegularizedEvolution
 from symopt.searchers.genetic import MARFINETZ_SEEDS, GeneticAlgorithm
@@ -25,18 +26,18 @@ from symopt.searchers.random_search import RandomSearch
 from symopt.searchers.selection import clean_fitness, rank, tournament
 from symopt.searchers.state import SearchState
 
-SEARCHERS: dict[str, type] = {
+SEARCHERS: Registry[type] = Registry("searcher", {
     "ga": GeneticAlgorithm,
     "particle_ga": ParticleGA,
     "regularized_evolution": RegularizedEvolution,
     "random": RandomSearch,
-}
+})
 """Searcher classes by the name a config uses."""
 
 
 def names() -> list[str]:
     """The registered searcher names."""
-    return list(SEARCHERS)
+    return SEARCHERS.names()
 
 
 def get(name: str, space: Any, **config: Any) -> Searcher:
@@ -51,9 +52,7 @@ def get(name: str, space: Any, **config: Any) -> Searcher:
         ValueError: an unknown name (the message lists the known ones), or a
             field the searcher does not have or rejects.
     """
-    if name not in SEARCHERS:
-        raise ValueError(f"unknown searcher {name!r}; known: {', '.join(SEARCHERS)}")
-    cls = SEARCHERS[name]
+    cls = SEARCHERS.get(name)
     try:
         return cls(space, **config)
     except TypeError as error:  # an unknown or missing field

@@ -14,26 +14,25 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from symopt.registry import Registry
 from symopt.spaces.base import Genome, Space
 
-SPACES: dict[str, tuple[str, str]] = {
+SPACES: Registry[tuple[str, str]] = Registry("space", {
     "nos": ("symopt.spaces.nos", "NosSpace"),
     "terms": ("symopt.spaces.terms", "TermsSpace"),
     "autolr": ("symopt.spaces.autolr", "AutoLRSpace"),
-}
+})
 """Space classes by the name a config uses: (module, class), imported on use."""
 
 
 def names() -> list[str]:
     """The registered space names."""
-    return list(SPACES)
+    return SPACES.names()
 
 
 def space_class(name: str) -> type:
     """The class of space ``name``; ValueError listing the known names."""
-    if name not in SPACES:
-        raise ValueError(f"unknown space {name!r}; known: {', '.join(SPACES)}")
-    module, cls = SPACES[name]
+    module, cls = SPACES.get(name)
     return getattr(importlib.import_module(module), cls)
 
 

@@ -69,6 +69,10 @@ subtree of the other parent into one function (a live one with probability
 hashable named tuples of nested tuples (a leaf is a variable name or a
 float); from_json accepts any finite constant, so the zoo's published
 constants, which lie off the grid, are genomes (:meth:`~AutoLRSpace.seeds`).
+
+One concept, AutoLR's space in its two modes, in one module: the genomes,
+their variation, their checks and their graphs share the grammar above. The
+trees themselves (walking, editing, JSON) are :mod:`symopt.spaces.trees`.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import operator
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -85,7 +89,8 @@ from symopt import graph as graph_lib
 from symopt import ops, zoo
 from symopt.graph import Expr, Graph, Hyperparams, Node, Schedule
 from symopt.program import ProgramShape
-from symopt.spaces import base
+from symopt.spaces import base, trees
+from symopt.spaces.trees import Tree
 
 MODES = ("adaptive", "dynamic")
 STATES = ("alpha", "beta", "sigma")
@@ -118,10 +123,6 @@ _MAX_TRIES = 50
 _P_LIVE = 0.8  # chance that a mutation targets a function the step reads
 _P_IF = 0.5  # chance that a grown policy position is an if node
 
-Tree = Any
-"""A leaf (a variable name, or a float constant) or ``(head, *children)``."""
-
-
 class AdaptiveGenome(NamedTuple):
     """The four trees of an adaptive optimizer (decrements; see the module docstring)."""
 
@@ -140,74 +141,8 @@ class DynamicGenome(NamedTuple):
 Genome = AdaptiveGenome | DynamicGenome
 
 
-# --------------------------------------------------------------------------
-# Trees: positions, size, JSON.
-
-
-def _is_node(tree: Tree) -> bool:
-    return isinstance(tree, tuple)
-
-
-def _child_slots(node: tuple) -> list[tuple[int, str]]:
-    """``(index, symbol)`` of a node's subtrees; an if node's condition is not one."""
-    if node[0] == "if":
-        return [(4, "policy"), (5, "policy")]
-    return [(i, "expr") for i in range(1, len(node))]
-
-
-def _positions(
-    tree: Tree, symbol: str, path: tuple[int, ...] = (), depth: int = 0
-) -> Iterator[tuple[tuple[int, ...], Tree, str, int]]:
-    """Every subtree as ``(path, subtree, symbol, depth)``, pre-order."""
-    yield path, tree, symbol, depth
-    if _is_node(tree):
-        for i, child_symbol in _child_slots(tree):
-            yield from _positions(tree[i], child_symbol, (*path, i), depth + 1)
-
-
-def _replace(tree: Tree, path: tuple[int, ...], new: Tree) -> Tree:
-    if not path:
-        return new
-    i = path[0]
-    return (*tree[:i], _replace(tree[i], path[1:], new), *tree[i + 1 :])
-
-
-def _depth(tree: Tree) -> int:
-    """Nesting of operator nodes (a leaf has depth 0)."""
-    if not _is_node(tree):
-        return 0
-    return 1 + max([_depth(tree[i]) for i, _ in _child_slots(tree)])
-
-
-def _size(tree: Tree) -> int:
-    """Operator (and if) nodes."""
-    return sum(1 for _, sub, _, _ in _positions(tree, "") if _is_node(sub))
-
-
-def _leaves(tree: Tree) -> Iterator[Tree]:
-    for _, sub, _, _ in _positions(tree, ""):
-        if not _is_node(sub):
-            yield sub
-        elif sub[0] == "if":
-            yield sub[3]
-
-
 def _constants(genome: Genome) -> set[float]:
-    return {x for tree in genome for x in _leaves(tree) if isinstance(x, float)}
-
-
-def _tree_to_json(tree: Tree) -> Any:
-    return [_tree_to_json(x) for x in tree] if _is_node(tree) else tree
-
-
-def _tree_from_json(data: Any, where: str) -> Tree:
-    if isinstance(data, list):
-        if not data or not isinstance(data[0], str):
-            raise ValueError(f"{where}: a node must start with its operator name, got {data!r}")
-        return (data[0], *(_tree_from_json(x, f"{where}[{i + 1}]") for i, x in enumerate(data[1:])))
-    if isinstance(data, bool) or not isinstance(data, (str, int, float)):
-        raise ValueError(f"{where}: expected a name, a number or a list, got {data!r}")
-    return data if isinstance(data, str) else float(data)
+    return {x for tree in genome for x in trees.leaves(tree) if isinstance(x, float)}
 
 
 # --------------------------------------------------------------------------
@@ -217,7 +152,7 @@ def _tree_from_json(data: Any, where: str) -> Tree:
 def live_states(genome: AdaptiveGenome) -> tuple[str, ...]:
     """The states the step reads, directly or through another live state (in order)."""
     reads = {
-        name: {x for x in _leaves(getattr(genome, name)) if x in STATES}
+        name: {x for x in trees.leaves(getattr(genome, name)) if x in STATES}
         for name in (*STATES, "grad")
     }
     live: set[str] = set()
@@ -388,14 +323,14 @@ class AutoLRSpace:
         for _ in range(_MAX_TRIES):
             field = self._mutation_target(rng, genome)
             tree = getattr(genome, field)
-            path, sub, symbol, depth = _choice(rng, list(_positions(tree, self._root)))
+            path, sub, symbol, depth = base.choice(rng, list(trees.positions(tree, self._root)))
             if isinstance(sub, float) and rng.random() < 0.5:
                 new = _nudge(rng, sub, self._constant_grid)
-            elif _is_node(sub) and sub[0] == "if" and rng.random() < 0.5:
+            elif trees.is_node(sub) and sub[0] == "if" and rng.random() < 0.5:
                 new = (*sub[:1], *self._condition(rng, sub), *sub[4:])
             else:
                 new = self._grow(rng, symbol, self.max_depth - depth)
-            child = genome._replace(**{field: _replace(tree, path, new)})
+            child = genome._replace(**{field: trees.replace(tree, path, new)})
             if child != genome and self._error(child) is None:
                 return child
         return self.sample(rng)
@@ -406,15 +341,15 @@ class AutoLRSpace:
         child = self._genome(x if pick else y for x, y, pick in zip(a, b, picks, strict=True))
         k = self._fields.index(self._mutation_target(rng, child))
         donor = (b if picks[k] else a)[k]
-        targets = list(_positions(child[k], self._root))
-        sources = list(_positions(donor, self._root))
+        targets = list(trees.positions(child[k], self._root))
+        sources = list(trees.positions(donor, self._root))
         for _ in range(_MAX_TRIES):
-            path, _, symbol, _ = _choice(rng, targets)
+            path, _, symbol, _ = base.choice(rng, targets)
             fitting = [s for _, s, sym, _ in sources if sym == symbol or symbol == "policy"]
             if not fitting:
                 continue
             grafted = child._replace(
-                **{self._fields[k]: _replace(child[k], path, _choice(rng, fitting))}
+                **{self._fields[k]: trees.replace(child[k], path, base.choice(rng, fitting))}
             )
             if self._error(grafted) is None:
                 return grafted
@@ -461,7 +396,7 @@ class AutoLRSpace:
         """``{"mode": ..., <function>: <tree as nested lists>, ...}``."""
         return {
             "mode": self.mode,
-            **{f: _tree_to_json(t) for f, t in zip(self._fields, genome, strict=True)},
+            **{f: trees.to_json(t) for f, t in zip(self._fields, genome, strict=True)},
         }
 
     def from_json(self, data: dict[str, Any]) -> Genome:
@@ -478,7 +413,7 @@ class AutoLRSpace:
                 f"{', '.join(sorted(fields))}"
             )
         return self.validate(
-            self._genome(_tree_from_json(data[f], f"autolr genome.{f}") for f in self._fields)
+            self._genome(trees.from_json(data[f], f"autolr genome.{f}") for f in self._fields)
         )
 
     def program_shape(self) -> ProgramShape:
@@ -535,8 +470,8 @@ class AutoLRSpace:
     def _root(self) -> str:
         return "expr" if self.mode == "adaptive" else "policy"
 
-    def _genome(self, trees: Iterable[Tree]) -> Genome:
-        return (AdaptiveGenome if self.mode == "adaptive" else DynamicGenome)(*trees)
+    def _genome(self, functions: Iterable[Tree]) -> Genome:
+        return (AdaptiveGenome if self.mode == "adaptive" else DynamicGenome)(*functions)
 
     @functools.cached_property
     def _lr0(self) -> float:
@@ -553,7 +488,7 @@ class AutoLRSpace:
         if self.mode == "dynamic":
             return "policy"
         live = ("grad", *live_states(genome))
-        return _choice(rng, live if rng.random() < _P_LIVE else self._fields)
+        return base.choice(rng, live if rng.random() < _P_LIVE else self._fields)
 
     def _leaf(self, rng: np.random.Generator) -> Tree:
         if self.mode == "adaptive":  # g twice as often as a state: the authors' grammar
@@ -561,15 +496,16 @@ class AutoLRSpace:
         else:  # the authors' policies have constant leaves only
             inputs, p_constant = ("lr", "lr", "epoch"), 1 / 2
         if rng.random() < p_constant:
-            return _choice(rng, self._constant_grid)
-        return _choice(rng, inputs)
+            return base.choice(rng, self._constant_grid)
+        return base.choice(rng, inputs)
 
     def _condition(self, rng: np.random.Generator, node: tuple | None = None) -> tuple:
         """``(var, cmp, const)``: the constant nudged along its grid, or all redrawn."""
         if node is not None and rng.random() < 0.5:
             return (*node[1:3], _nudge(rng, node[3], self._condition_grid(node[1])))
-        var = _choice(rng, DYNAMIC_INPUTS)
-        return var, _choice(rng, tuple(COMPARISONS)), _choice(rng, self._condition_grid(var))
+        var = base.choice(rng, DYNAMIC_INPUTS)
+        cmp = base.choice(rng, tuple(COMPARISONS))
+        return var, cmp, base.choice(rng, self._condition_grid(var))
 
     def _condition_grid(self, var: str) -> tuple[float, ...]:
         return self._constant_grid if var == "lr" else tuple(map(float, range(self.epochs)))
@@ -586,9 +522,9 @@ class AutoLRSpace:
         if budget <= 0 or rng.random() < self.p_leaf:
             return self._leaf(rng)
         if self.mode == "dynamic":
-            head = _choice(rng, DYNAMIC_BINARY)
+            head = base.choice(rng, DYNAMIC_BINARY)
         else:
-            head = _choice(rng, self.binary + self.unary)
+            head = base.choice(rng, self.binary + self.unary)
         arity = 2 if head in ops.BINARY else 1
         return (head, *(self._grow(rng, "expr", budget - 1) for _ in range(arity)))
 
@@ -598,14 +534,15 @@ class AutoLRSpace:
         if not isinstance(genome, kind):
             return f"autolr genome: expected an {kind.__name__}, got {type(genome).__name__}"
         for field, tree in zip(self._fields, genome, strict=True):
-            for path, sub, symbol, _ in _positions(tree, self._root):
+            for path, sub, symbol, _ in trees.positions(tree, self._root):
                 where = f"autolr genome.{field}{''.join(f'[{i}]' for i in path)}"
                 if (problem := self._node_error(sub, symbol)) is not None:
                     return f"{where}: {problem}"
-            if _depth(tree) > self.max_depth:
-                return f"autolr genome.{field}: depth {_depth(tree)} exceeds {self.max_depth}"
-            if _size(tree) > self.max_tree_ops:
-                return f"autolr genome.{field}: {_size(tree)} operators exceed {self.max_tree_ops}"
+            depth, size = trees.depth(tree), trees.size(tree)
+            if depth > self.max_depth:
+                return f"autolr genome.{field}: depth {depth} exceeds {self.max_depth}"
+            if size > self.max_tree_ops:
+                return f"autolr genome.{field}: {size} operators exceed {self.max_tree_ops}"
         if self.mode == "adaptive" and len(_constants(genome)) > graph_lib.MAX_CONSTANTS:
             return (
                 f"autolr genome: {len(_constants(genome))} distinct constants exceed "
@@ -645,12 +582,8 @@ def _require(ok: bool, field: str, message: str) -> None:
         raise ValueError(f"AutoLRSpace.{field}: {message}")
 
 
-def _choice(rng: np.random.Generator, items: Sequence[Any]) -> Any:
-    return items[int(rng.integers(len(items)))]
-
-
 def _nudge(rng: np.random.Generator, value: float, grid: Sequence[float]) -> float:
     """The grid value one or two steps from the one nearest ``value``."""
     nearest = int(np.argmin(np.abs(np.asarray(grid) - value)))
-    step = int(_choice(rng, (-2, -1, 1, 2)))
+    step = int(base.choice(rng, (-2, -1, 1, 2)))
     return grid[min(max(nearest + step, 0), len(grid) - 1)]

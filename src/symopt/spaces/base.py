@@ -70,6 +70,12 @@ class Space(Protocol):
         so that one compile serves the whole search."""
 
 
+def choice(rng: np.random.Generator, items: Sequence[Any]) -> Any:
+    """One of ``items``, uniformly, from one ``rng.integers`` draw (where
+    ``rng.choice`` would turn a sequence of tuples into an array)."""
+    return items[int(rng.integers(len(items)))]
+
+
 def check_fields(space: Any) -> None:
     """Raises ValueError naming the first of a space's option fields whose
     value cannot work: a number that is not finite (or not a number), an

@@ -20,6 +20,9 @@ up inactive nodes.
   from one parent; schedule, momentum and each hyperparameter uniformly
   from either (the particle GA of the paper is mutation-only and never calls
   it; the GA does).
+
+One concept, the paper's space, in one module: sampling and every mutation
+edit the same graph fields within the same limits.
 """
 
 from __future__ import annotations
@@ -188,10 +191,6 @@ def _require(ok: bool, field: str, message: str) -> None:
         raise ValueError(f"NosSpace.{field}: {message}")
 
 
-def _choice(rng: np.random.Generator, items):
-    return items[int(rng.integers(len(items)))]
-
-
 # --------------------------------------------------------------------------
 # Sampling.
 
@@ -204,18 +203,24 @@ def _sample_expr(
     built: list[Node] = []
     for i in range(num_nodes):
         refs = leaves + [graph_lib.node_ref(j) for j in range(i)]
-        # Favour recent nodes so that graphs are deep rather than mostly dead.
-        def pick():
-            if i and rng.random() < 0.6:
-                return graph_lib.node_ref(int(rng.integers(max(0, i - 2), i)))
-            return _choice(rng, refs)
-
-        def unary_op():
-            return "identity" if rng.random() < space.p_identity else _choice(rng, unary)
-
-        built.append(Node(_choice(rng, space.binary), unary_op(), pick(), unary_op(), pick()))
-    root = graph_lib.node_ref(num_nodes - 1) if num_nodes else _choice(rng, leaves)
+        op = base.choice(rng, space.binary)
+        left, a = _sample_unary(rng, space, unary), _sample_input(rng, i, refs)
+        right, b = _sample_unary(rng, space, unary), _sample_input(rng, i, refs)
+        built.append(Node(op, left, a, right, b))
+    root = graph_lib.node_ref(num_nodes - 1) if num_nodes else base.choice(rng, leaves)
     return Expr(tuple(built), root)
+
+
+def _sample_input(rng: np.random.Generator, i: int, refs: list[str]) -> str:
+    """An input of node ``i``: one of the two nodes before it with probability
+    0.6, so that graphs are deep rather than mostly dead; else any of ``refs``."""
+    if i and rng.random() < 0.6:
+        return graph_lib.node_ref(int(rng.integers(max(0, i - 2), i)))
+    return base.choice(rng, refs)
+
+
+def _sample_unary(rng: np.random.Generator, space: NosSpace, unary: Sequence[str]) -> str:
+    return "identity" if rng.random() < space.p_identity else base.choice(rng, unary)
 
 
 def _scalar_leaves(num_constants: int) -> list[str]:
@@ -228,16 +233,16 @@ def _sample_decay(rng: np.random.Generator, space: NosSpace, num_constants: int)
 
 
 def _sample_schedule(rng: np.random.Generator, space: NosSpace, num_constants: int) -> Schedule:
-    warmup = int(_choice(rng, (0, 0, 10, 100)))
+    warmup = int(base.choice(rng, (0, 0, 10, 100)))
     if rng.random() < space.p_schedule_graph:
         size = int(rng.integers(1, space.max_schedule_nodes + 1))
         expr = _sample_expr(rng, space, size, _scalar_leaves(num_constants), space._scalar_unary)
         return Schedule(kind="graph", warmup_steps=warmup, expr=expr)
     return Schedule(
-        kind=_choice(rng, space.schedule_kinds),
+        kind=base.choice(rng, space.schedule_kinds),
         warmup_steps=warmup,
-        alpha=float(_choice(rng, (0.0, 0.1))),
-        decay_rate=float(_choice(rng, (0.1, 0.5))),
+        alpha=float(base.choice(rng, (0.0, 0.1))),
+        decay_rate=float(base.choice(rng, (0.1, 0.5))),
     )
 
 
@@ -257,7 +262,7 @@ _HPARAM_CHOICES: dict[str, tuple[Any, ...]] = {
 def _sample_hparam(rng: np.random.Generator, space: NosSpace, name: str) -> Any:
     if name == "learning_rate":
         return float(10 ** rng.uniform(*space.log10_lr))
-    return _choice(rng, _HPARAM_CHOICES[name])
+    return base.choice(rng, _HPARAM_CHOICES[name])
 
 
 def sample(rng: np.random.Generator, space: NosSpace = NosSpace()) -> Graph:
@@ -271,7 +276,7 @@ def sample(rng: np.random.Generator, space: NosSpace = NosSpace()) -> Graph:
     num_nodes = int(rng.integers(space.min_nodes, space.max_nodes + 1))
     update = _sample_expr(rng, space, num_nodes, leaves)
     node_refs = [graph_lib.node_ref(i) for i in range(num_nodes)] or [update.root]
-    states = tuple(_choice(rng, node_refs) for _ in range(num_states))
+    states = tuple(base.choice(rng, node_refs) for _ in range(num_states))
     used = graph_lib.expr_inputs(update, states)
     decays = tuple(
         (name, _sample_decay(rng, space, len(constants)))
@@ -287,7 +292,7 @@ def sample(rng: np.random.Generator, space: NosSpace = NosSpace()) -> Graph:
         states=states,
         decays=decays,
         schedule=schedule,
-        momentum=_choice(rng, space.momentum_types),
+        momentum=base.choice(rng, space.momentum_types),
         hparams=hparams,
         constants=constants,
     )
@@ -320,7 +325,7 @@ def _random_ref(rng: np.random.Generator, space: NosSpace, graph: Graph, before:
     """An operand, constant, state or one of the nodes ``n0 .. n<before-1>``."""
     if before and rng.random() < 0.5:
         return graph_lib.node_ref(int(rng.integers(before)))
-    return _choice(rng, _leaves(space, graph))
+    return base.choice(rng, _leaves(space, graph))
 
 
 def _renumber(ref: str, mapping: Callable[[int], str]) -> str:
@@ -343,18 +348,18 @@ def _active(graph: Graph) -> list[int]:
 
 
 def _random_unary(rng: np.random.Generator, space: NosSpace) -> str:
-    return "identity" if rng.random() < space.p_identity else _choice(rng, space.unary)
+    return "identity" if rng.random() < space.p_identity else base.choice(rng, space.unary)
 
 
 def _insert_node(rng, space: NosSpace, graph: Graph) -> Graph | None:
     """A new node on one input of an active node (or on the root)."""
     nodes = list(graph.update.nodes)
     targets = [(i, side) for i in _active(graph) for side in ("a", "b")] + [(len(nodes), "root")]
-    at, side = _choice(rng, targets)
+    at, side = base.choice(rng, targets)
     old = graph.update.root if side == "root" else getattr(nodes[at], side)
     other = _random_ref(rng, space, graph, at)
     inputs = [old, other] if rng.random() < 0.5 else [other, old]
-    new = Node(_choice(rng, space.binary), _random_unary(rng, space), inputs[0],
+    new = Node(base.choice(rng, space.binary), _random_unary(rng, space), inputs[0],
                _random_unary(rng, space), inputs[1])
     # Insert at position ``at``: references to nodes >= at shift up by one.
     shifted = _remap(graph, nodes, lambda i: graph_lib.node_ref(i + (i >= at)))
@@ -372,7 +377,7 @@ def _delete_node(rng, space: NosSpace, graph: Graph) -> Graph | None:
     active = _active(graph)
     if len(graph.update.nodes) <= space.min_nodes or not active:
         return None
-    i = _choice(rng, active)
+    i = base.choice(rng, active)
     node = graph.update.nodes[i]
     keep = node.a if rng.random() < 0.5 else node.b
     nodes = [n for j, n in enumerate(graph.update.nodes) if j != i]
@@ -385,9 +390,9 @@ def _change_op(rng, space: NosSpace, graph: Graph) -> Graph | None:
     active = _active(graph)
     if not active:
         return None
-    i = _choice(rng, active)
-    field = _choice(rng, ("op", "left", "right"))
-    value = _choice(rng, space.binary) if field == "op" else _choice(rng, space.unary)
+    i = base.choice(rng, active)
+    field = base.choice(rng, ("op", "left", "right"))
+    value = base.choice(rng, space.binary) if field == "op" else base.choice(rng, space.unary)
     nodes = list(graph.update.nodes)
     nodes[i] = dataclasses.replace(nodes[i], **{field: value})
     return graph.replace(update=Expr(tuple(nodes), graph.update.root))
@@ -397,10 +402,10 @@ def _change_input(rng, space: NosSpace, graph: Graph) -> Graph | None:
     """A new input (operand, constant, state or earlier node) on an active node."""
     active = _active(graph)
     if not active:
-        return graph.replace(update=Expr((), _choice(rng, space.operands)))
-    i = _choice(rng, active)
+        return graph.replace(update=Expr((), base.choice(rng, space.operands)))
+    i = base.choice(rng, active)
     nodes = list(graph.update.nodes)
-    side = _choice(rng, ("a", "b"))
+    side = base.choice(rng, ("a", "b"))
     nodes[i] = dataclasses.replace(nodes[i], **{side: _random_ref(rng, space, graph, i)})
     return graph.replace(update=Expr(tuple(nodes), graph.update.root))
 
@@ -416,9 +421,9 @@ def _change_constant(rng, space: NosSpace, graph: Graph) -> Graph | None:
     active = _active(graph)
     if len(constants) >= space.max_constants or not active:
         return None
-    i = _choice(rng, active)
+    i = base.choice(rng, active)
     nodes = list(graph.update.nodes)
-    side = _choice(rng, ("a", "b"))
+    side = base.choice(rng, ("a", "b"))
     nodes[i] = dataclasses.replace(nodes[i], **{side: f"c{len(constants)}"})
     return graph.replace(update=Expr(tuple(nodes), graph.update.root),
                          constants=(*constants, float(np.round(rng.normal(), 4))))
@@ -430,7 +435,7 @@ def _change_decay(rng, space: NosSpace, graph: Graph) -> Graph | None:
                   if n in ops.OPERANDS)
     if not used:
         return None
-    name = _choice(rng, used)
+    name = base.choice(rng, used)
     decays = dict(graph.decays)
     if name in decays and rng.random() < 0.5:
         del decays[name]
@@ -442,14 +447,14 @@ def _change_decay(rng, space: NosSpace, graph: Graph) -> Graph | None:
 def _change_schedule(rng, space: NosSpace, graph: Graph) -> Graph | None:
     """A redrawn schedule, or a new warmup length."""
     if rng.random() < 0.3:
-        warmup = int(_choice(rng, (0, 10, 100)))
+        warmup = int(base.choice(rng, (0, 10, 100)))
         return graph.replace(schedule=dataclasses.replace(graph.schedule, warmup_steps=warmup))
     return graph.replace(schedule=_sample_schedule(rng, space, len(graph.constants)))
 
 
 def _change_momentum(rng, space: NosSpace, graph: Graph) -> Graph | None:
     others = [m for m in space.momentum_types if m != graph.momentum]
-    return graph.replace(momentum=_choice(rng, others)) if others else None
+    return graph.replace(momentum=base.choice(rng, others)) if others else None
 
 
 def _change_hparam(rng, space: NosSpace, graph: Graph) -> Graph | None:
@@ -459,7 +464,7 @@ def _change_hparam(rng, space: NosSpace, graph: Graph) -> Graph | None:
         lo, hi = space.log10_lr
         log_lr = float(np.clip(math.log10(h.learning_rate) + 0.3 * rng.normal(), lo - 1, hi + 1))
         return graph.with_hparams(learning_rate=10**log_lr)
-    name = _choice(rng, tuple(_HPARAM_CHOICES))
+    name = base.choice(rng, tuple(_HPARAM_CHOICES))
     return graph.with_hparams(**{name: _sample_hparam(rng, space, name)})
 
 
@@ -475,8 +480,8 @@ def _change_state(rng, space: NosSpace, graph: Graph) -> Graph | None:
         return graph.replace(states=tuple(states))
     if len(states) >= space.max_states:
         return None
-    i = _choice(rng, _active(graph))
-    side = _choice(rng, ("a", "b"))
+    i = base.choice(rng, _active(graph))
+    side = base.choice(rng, ("a", "b"))
     nodes[i] = dataclasses.replace(nodes[i], **{side: f"s{len(states)}"})
     states.append(graph_lib.node_ref(int(rng.integers(len(nodes)))))
     return graph.replace(update=Expr(tuple(nodes), graph.update.root), states=tuple(states))

@@ -59,8 +59,8 @@ Variation, as in the paper: each mutation probability is multiplied by
 * structural, with ``p_structural`` (0.15): add, remove or change one term;
 * flags, each with ``p_flag`` (0.10): flipped.
 
-A mutant can equal its parent when nothing fires: 1-3% of mutants at
-progress 0, about a fifth at progress 1.
+A mutant can equal its parent when nothing fires, more often late in the
+search, where the probabilities have decayed.
 Crossover is single-point on the term list (a non-empty prefix of the first
 parent, a suffix of the second, at most ``max_terms``) and uniform on every
 scalar, flag and setting.
@@ -76,6 +76,10 @@ correction) and its :class:`~symopt.graph.Schedule` (``warmup_steps``, then
 Seeds are the paper's four (SGD, Adam, AdamW, RMSProp) with the zoo's
 hyperparameters rather than the paper's, and the other zoo optimizers the
 genome expresses (see :meth:`TermsSpace.seeds`).
+
+One concept, the paper's genome, in one module: its variation, its graphs
+and the zoo graphs read back as genomes all follow the genome's fields and
+the paper's ranges above.
 """
 
 from __future__ import annotations

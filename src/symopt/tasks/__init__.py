@@ -11,9 +11,10 @@ as strings::
 Offline tasks need no download: ``digits_mlp``, ``digits_cnn`` (scikit-learn
 digits), ``mnist1d_mlp``, ``mnist1d_cnn`` (generated locally), and the
 synthetic ``quadratic``, ``rosenbrock`` and ``logistic``, and the task
-suite of :mod:`symopt.tasks.suite` for testing found optimizers on other
-families: ``seq_transformer`` and ``seq_rnn`` (algorithmic token
-sequences), ``digits_autoencoder``, ``regression`` and ``noisy_quadratic``.
+suite for testing found optimizers on other families: ``seq_transformer``
+and ``seq_rnn`` (token sequences, :mod:`symopt.tasks.sequences`),
+``digits_autoencoder``, ``regression`` and ``noisy_quadratic``
+(:mod:`symopt.tasks.suite`).
 Their ``param_scale``, ``activation``, width and depth options vary a
 family (task augmentation). The TFDS tasks
 (``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``,
@@ -39,7 +40,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from symopt.tasks import offline, suite, synthetic, tfds_tasks
+from symopt.registry import Registry
+from symopt.tasks import offline, sequences, suite, synthetic, tfds_tasks
 from symopt.tasks.base import (
     Data,
     DataNotFoundError,
@@ -50,7 +52,7 @@ from symopt.tasks.base import (
 )
 from symopt.tasks.custom import from_arrays
 
-_FACTORIES: dict[str, Callable[..., Task]] = {
+_OFFLINE: dict[str, Callable[..., Task]] = {
     "digits_mlp": offline.digits_mlp,
     "digits_cnn": offline.digits_cnn,
     "mnist1d_mlp": offline.mnist1d_mlp,
@@ -58,37 +60,28 @@ _FACTORIES: dict[str, Callable[..., Task]] = {
     "quadratic": synthetic.quadratic,
     "rosenbrock": synthetic.rosenbrock,
     "logistic": synthetic.logistic,
-    "seq_transformer": suite.seq_transformer,
-    "seq_rnn": suite.seq_rnn,
+    "seq_transformer": sequences.seq_transformer,
+    "seq_rnn": sequences.seq_rnn,
     "digits_autoencoder": suite.digits_autoencoder,
     "regression": suite.regression,
     "noisy_quadratic": suite.noisy_quadratic,
+}
+_BUILT_IN: dict[str, Callable[..., Task]] = {
+    **_OFFLINE,
     **{name: functools.partial(tfds_tasks.tfds_task, name) for name in tfds_tasks.SPECS},
 }
-
-_BUILT_IN = dict(_FACTORIES)
+"""The tasks symopt defines, which :func:`unregister` restores after a replacement."""
+_TASKS: Registry[Callable[..., Task]] = Registry(
+    "task", _BUILT_IN, sort=True, hint=" (or module:function for your own)")
 _KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
-OFFLINE_TASKS: tuple[str, ...] = (
-    "digits_mlp",
-    "digits_cnn",
-    "mnist1d_mlp",
-    "mnist1d_cnn",
-    "quadratic",
-    "rosenbrock",
-    "logistic",
-    "seq_transformer",
-    "seq_rnn",
-    "digits_autoencoder",
-    "regression",
-    "noisy_quadratic",
-)
+OFFLINE_TASKS: tuple[str, ...] = tuple(_OFFLINE)
 TFDS_TASKS: tuple[str, ...] = tuple(tfds_tasks.SPECS)
 
 
 def names() -> list[str]:
     """The registered task names, sorted (``module:function`` names are not listed)."""
-    return sorted(_FACTORIES)
+    return _TASKS.names()
 
 
 def exists(name: str) -> bool:
@@ -115,11 +108,9 @@ def register(name: str, factory: Callable[..., Task], *, replace: bool = False) 
     if not isinstance(name, str) or not name or re.search(r"[:,+\s]", name):
         raise ValueError(f"task name {name!r} must be non-empty, without ':', ',', '+' or "
                          "whitespace (the config's separators)")
-    if name in _FACTORIES and not replace:
-        raise ValueError(f"task {name!r} is already registered; pass replace=True to replace it")
     if not callable(factory):
         raise ValueError(f"task {name!r}: the factory must be callable, got {factory!r}")
-    _FACTORIES[name] = factory
+    _TASKS.register(name, factory, replace=replace)
 
 
 def unregister(name: str) -> None:
@@ -128,12 +119,12 @@ def unregister(name: str) -> None:
     Raises:
       ValueError: ``name`` is not registered, or is a built-in task never replaced.
     """
-    if name not in _FACTORIES or _FACTORIES[name] is _BUILT_IN.get(name):
+    if name not in _TASKS or _TASKS.get(name) is _BUILT_IN.get(name):
         raise ValueError(f"task {name!r} was not registered with symopt.tasks.register")
     if name in _BUILT_IN:
-        _FACTORIES[name] = _BUILT_IN[name]
+        _TASKS.register(name, _BUILT_IN[name], replace=True)
     else:
-        del _FACTORIES[name]
+        _TASKS.unregister(name)
 
 
 def options(name: str) -> dict[str, Any]:
@@ -204,11 +195,8 @@ def _make(name: str, factory: Callable[..., Task], arguments: dict[str, Any]) ->
 
 
 def _factory(name: str) -> Callable[..., Task]:
-    if name in _FACTORIES:
-        return _FACTORIES[name]
-    if ":" not in name:
-        raise ValueError(f"unknown task {name!r}; known: {', '.join(names())} "
-                         "(or module:function for your own)")
+    if name in _TASKS or ":" not in name:
+        return _TASKS.get(name)
     return _resolve(name)
 
 

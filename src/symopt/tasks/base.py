@@ -214,8 +214,8 @@ def init_variables(module: nn.Module, key: jax.Array, input_shape: tuple[int, ..
     an untruncated normal). The values differ from
     ``module.init``'s: every kernel is a slice of one block of random
     numbers, so XLA compiles one random-number kernel rather than one per
-    parameter, which makes a population's ``init`` compile about ten times
-    faster on CPU (the models here use only default initializers).
+    parameter, which makes a population's ``init`` compile much faster (the
+    models here use only default initializers).
 
     Raises:
       ValueError: a variable this function does not know how to initialise.
@@ -244,6 +244,49 @@ def init_variables(module: nn.Module, key: jax.Array, input_shape: tuple[int, ..
         else:
             raise ValueError(f"init_variables does not know how to initialise {'/'.join(name)}")
     return dict(jax.tree_util.tree_unflatten(treedef, values))
+
+
+# --------------------------------------------------------------------------
+# Task augmentation (the parameters' scale).
+
+
+def reparametrize(task: Task, param_scale: float) -> Task:
+    """``task`` with its parameters stored divided by ``param_scale``.
+
+    ``init`` returns ``params / param_scale`` and the losses see
+    ``params * param_scale``: the same functions of the same initial models,
+    but gradients scaled by ``param_scale`` and curvatures by its square
+    (``learned_optimization``'s ``ReparamWeights``). An optimizer invariant to
+    parameter scale (e.g. one normalising its updates by the parameter norm)
+    scores the same for every ``param_scale``; one that is not does not.
+    Model state (BatchNorm statistics) is not rescaled.
+
+    Args:
+      task: the task.
+      param_scale: the scale; 1 returns ``task`` itself.
+
+    Returns:
+      The reparametrised task (same name and budget).
+    """
+    if param_scale == 1:
+        return task
+    if not param_scale > 0:
+        raise ValueError(f"param_scale must be positive, got {param_scale}")
+
+    def scaled(params):
+        return jax.tree.map(lambda p: p * param_scale, params)
+
+    def init(key):
+        params, model_state = task.init(key)
+        return jax.tree.map(lambda p: p / param_scale, params), model_state
+
+    def train_loss(params, model_state, key, data):
+        return task.train_loss(scaled(params), model_state, key, data)
+
+    def eval_metrics(params, model_state, data, split):
+        return task.eval_metrics(scaled(params), model_state, data, split)
+
+    return dataclasses.replace(task, init=init, train_loss=train_loss, eval_metrics=eval_metrics)
 
 
 # --------------------------------------------------------------------------
@@ -294,20 +337,8 @@ def classification_task(
         return params, variables
 
     def train_loss(params, model_state, key, data):
-        if augment is None:
-            x, y = sample_batch(key, data["train"], batch_size)
-        else:
-            key_batch, key_aug = jax.random.split(key)
-            x, y = sample_batch(key_batch, data["train"], batch_size)
-            x = augment(key_aug, x)
-        if model_state:
-            logits, new_state = module.apply(
-                {"params": params, **model_state}, x, train=True, mutable=list(model_state)
-            )
-            new_state = dict(new_state)
-        else:
-            logits = module.apply({"params": params}, x, train=True)
-            new_state = model_state
+        x, y = _training_batch(key, data["train"], batch_size, augment)
+        logits, new_state = _apply_training(module, params, model_state, x)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         return loss, new_state
 
@@ -334,6 +365,27 @@ def classification_task(
         data=data,
         loss_bound=loss_bound,
     )
+
+
+def _training_batch(key: jax.Array, split: Mapping[str, jax.Array], batch_size: int,
+                    augment: Callable[[jax.Array, jax.Array], jax.Array] | None):
+    """A training minibatch (:func:`sample_batch`), augmented if ``augment`` is given."""
+    if augment is None:
+        return sample_batch(key, split, batch_size)
+    key_batch, key_aug = jax.random.split(key)
+    x, y = sample_batch(key_batch, split, batch_size)
+    return augment(key_aug, x), y
+
+
+def _apply_training(module: nn.Module, params: Params, model_state: ModelState, x: jax.Array):
+    """``(logits, model_state)`` of ``module`` in training mode; the state (the
+    BatchNorm statistics) updated where the module has one."""
+    if not model_state:
+        return module.apply({"params": params}, x, train=True), model_state
+    logits, new_state = module.apply(
+        {"params": params, **model_state}, x, train=True, mutable=list(model_state)
+    )
+    return logits, dict(new_state)
 
 
 def check_split(split: str) -> None:

@@ -113,21 +113,44 @@ def from_arrays(
     def fail(message: str) -> NoReturn:
         raise ValueError(f"from_arrays({name!r}): {message}")
 
-    if loss not in LOSSES:
-        fail(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-    for option, value in (("steps", steps), ("batch_size", batch_size), ("seeds", seeds),
-                          ("eval_batch_size", 1 if eval_batch_size is None else eval_batch_size)):
-        if not isinstance(value, int | np.integer) or value < 1:
-            fail(f"{option} must be a positive integer, got {value!r}")
+    _check_options(loss, {"steps": steps, "batch_size": batch_size, "seeds": seeds,
+                          "eval_batch_size": 1 if eval_batch_size is None else eval_batch_size},
+                   fail)
     arrays = _checked_arrays(splits, loss, fail)
     x = arrays["train"]["x"]
     example = jax.ShapeDtypeStruct(x.shape[1:], _x_dtype(x))
     net = _adapter(model, example, fail)
     width = _check_model(net, example, arrays, loss, fail)
+    train_loss, eval_metrics = _training_functions(net, loss, batch_size, eval_batch_size)
+    return Task(
+        name=name, steps=int(steps), batch_size=int(batch_size), seeds=int(seeds),
+        num_classes=width if loss == "cross_entropy" else 0,
+        init=net.init, train_loss=train_loss, eval_metrics=eval_metrics,
+        data=functools.cache(functools.partial(_device_data, arrays, loss)),
+        loss_bound=float(_loss_bound(arrays, loss) if loss_bound is None else loss_bound),
+    )
+
+
+def _check_options(loss: str, counts: Mapping[str, Any], fail: Callable[[str], NoReturn]) -> None:
+    """The loss is known and each count a positive integer, else ``fail``."""
+    if loss not in LOSSES:
+        fail(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    for option, value in counts.items():
+        if not isinstance(value, int | np.integer) or value < 1:
+            fail(f"{option} must be a positive integer, got {value!r}")
+
+
+def _loss_bound(arrays: Mapping[str, Mapping[str, np.ndarray]], loss: str) -> float:
+    """The default divergence bound (see :func:`from_arrays`)."""
+    if loss == "cross_entropy":
+        return 50.0
+    return max(50.0, 100 * np.mean(arrays["train"]["y"].astype(np.float64) ** 2))
+
+
+def _training_functions(net: _Net, loss: str, batch_size: int,
+                        eval_batch_size: int | None) -> tuple[Callable, Callable]:
+    """The task's ``train_loss`` and ``eval_metrics`` for the adapted model."""
     per_example = _cross_entropy if loss == "cross_entropy" else _squared_error
-    if loss_bound is None:
-        train_y = arrays["train"]["y"].astype(np.float64)
-        loss_bound = 50.0 if loss == "cross_entropy" else max(50.0, 100 * np.mean(train_y**2))
 
     def train_loss(params, model_state, key, data):
         x, y = sample_batch(key, data["train"], batch_size)
@@ -142,18 +165,7 @@ def from_arrays(
 
         return chunked_mean(chunk, data[split]["x"], data[split]["y"], eval_batch_size)
 
-    return Task(
-        name=name,
-        steps=int(steps),
-        batch_size=int(batch_size),
-        seeds=int(seeds),
-        num_classes=width if loss == "cross_entropy" else 0,
-        init=net.init,
-        train_loss=train_loss,
-        eval_metrics=eval_metrics,
-        data=functools.cache(functools.partial(_device_data, arrays, loss)),
-        loss_bound=float(loss_bound),
-    )
+    return train_loss, eval_metrics
 
 
 # --------------------------------------------------------------------------

@@ -28,7 +28,7 @@ class PatchConv(nn.Module):
     slices of the padded input, so under ``jax.vmap`` over parameters (a
     population of candidates) the layer becomes a batched matrix product
     rather than the grouped convolution that vmapping ``lax.conv`` gives,
-    which is several times faster on CPU. The patches take ``prod(kernel_size)``
+    which XLA runs faster on CPU. The patches take ``prod(kernel_size)``
     times the input's memory: meant for the small offline models, not for
     32x32 images on an accelerator.
     """
@@ -178,7 +178,7 @@ class CNN1D(nn.Module):
 
 
 # --------------------------------------------------------------------------
-# Models of the task suite (symopt.tasks.suite): a choice of activation, and
+# Models of the task suite (symopt.tasks.suite, .sequences): a choice of activation, and
 # sequence models over integer tokens (stored as floats, as every task's
 # inputs are; the models cast them back).
 

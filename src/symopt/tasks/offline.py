@@ -3,8 +3,8 @@
 Nothing here downloads anything: ``load_digits`` ships with scikit-learn and
 MNIST-1D is generated locally by the ``mnist1d`` package's ``make_dataset``
 (its ``get_dataset`` would try the network first, so it is not used). Both
-are small enough that a population of 64 candidates x 2 seeds trains on a
-laptop CPU; they are the default search tasks.
+are small enough that a population of candidates trains on a laptop CPU;
+they are the default search tasks.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def load_digits(seed: int = 0) -> Data:
 def digits_mlp(
     *, steps: int = 200, batch_size: int = 64, seeds: int = 2, hidden: int = 64, split_seed: int = 0
 ) -> Task:
-    """Digits with an MLP ``64 -> hidden -> 10`` (4,810 parameters at ``hidden=64``)."""
+    """Digits with an MLP ``64 -> hidden -> 10``."""
     return classification_task(
         "digits_mlp",
         module=models.MLP(hidden=(hidden,), num_classes=10),
@@ -73,7 +73,7 @@ def digits_mlp(
 def digits_cnn(
     *, steps: int = 200, batch_size: int = 64, seeds: int = 2, split_seed: int = 0
 ) -> Task:
-    """Digits with a ConvNet: conv 8 -> conv 16 (3x3, stride 2) -> dense 10 (1,898 parameters)."""
+    """Digits with a ConvNet: conv 8 -> conv 16 (3x3, stride 2) -> dense 10."""
     return classification_task(
         "digits_cnn",
         module=models.CNN(channels=(8, 16), hidden=0, num_classes=10, patch_conv=True, pool=False),
@@ -135,7 +135,7 @@ def mnist1d_mlp(
     num_samples: int = 5000,
     seed: int = 42,
 ) -> Task:
-    """MNIST-1D with an MLP ``40 -> hidden -> hidden -> 10`` (15,210 parameters at 100)."""
+    """MNIST-1D with an MLP ``40 -> hidden -> hidden -> 10``."""
     return classification_task(
         "mnist1d_mlp",
         module=models.MLP(hidden=(hidden, hidden), num_classes=10),
@@ -156,7 +156,7 @@ def mnist1d_cnn(
     num_samples: int = 5000,
     seed: int = 42,
 ) -> Task:
-    """MNIST-1D with a 1-D ConvNet: conv 16 -> conv 16 (kernel 5, stride 2) -> dense 10 (3,002)."""
+    """MNIST-1D with a 1-D ConvNet: conv 16 -> conv 16 (kernel 5, stride 2) -> dense 10."""
     return classification_task(
         "mnist1d_cnn",
         module=models.CNN1D(channels=(16, 16), num_classes=10),
