@@ -70,11 +70,10 @@ from absl import app, flags
 from flax import linen as nn
 
 import symopt
-from symopt import evaluate, population, tasks
-from symopt import progress
+from symopt import evaluate, population, progress, tasks
 from symopt import main as cli  # defines --cpu_devices, as the CLI has it
-from symopt.spaces import nos
 from symopt.program import Program, ProgramShape, encode
+from symopt.spaces import nos
 from symopt.tasks import base, models
 
 FLAGS = flags.FLAGS

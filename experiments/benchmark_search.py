@@ -11,9 +11,10 @@ population is split over CPU devices as ``python -m symopt.main`` splits it
 (``--cpu_devices``, default one per core).
 
 ``quality``: ``--search_seeds`` searches of ``--config`` (default
-``experiments/generalize.py``; ``--workdir`` keeps them, resumable), each with its own ``search.seed``. Each search
-chooses its winner on its validation tasks, then trains it on the test tasks
-next to the baselines (:mod:`symopt.heldout`). Reported per seed: the
+``experiments/generalize.py``; ``--workdir`` keeps them, resumable), each with its
+own ``search.seed``. Each search chooses its winner on its validation tasks,
+then trains it on the test tasks next to the comparisons (:mod:`symopt.heldout`).
+Reported per seed: the
 winner's test-loss ratio (geometric mean over the test tasks of the
 baseline's loss over the winner's; above 1 the winner is better) against
 lr-tuned Adam and lr-tuned AdamW with warmup and cosine decay, as found and
@@ -113,7 +114,8 @@ def quality_config():
     """``--config`` (the CLI's flag), else ``experiments/generalize.py``."""
     if flags.FLAGS.config is not None:
         return flags.FLAGS.config
-    spec = importlib.util.spec_from_file_location("generalize", os.path.join(_HERE, "generalize.py"))
+    path = os.path.join(_HERE, "generalize.py")
+    spec = importlib.util.spec_from_file_location("generalize", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config()
@@ -130,7 +132,7 @@ def measure_quality() -> dict:
             workdir = (os.path.join(flags.FLAGS.workdir, f"seed{seed}") if flags.FLAGS.workdir
                        else stack.enter_context(tempfile.TemporaryDirectory()))
             print(f"[benchmark] search seed {seed} in {workdir}", file=sys.stderr, flush=True)
-            result = run.run(config, workdir, log=lambda line: print(
+            result = run.run(config, workdir, log=lambda line, seed=seed: print(
                 f"[seed {seed}] {line}", file=sys.stderr, flush=True))
             with archive_lib.Archive.open(workdir) as archive:
                 stored = archive.get_meta("test_results")

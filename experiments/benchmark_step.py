@@ -24,8 +24,8 @@ import optax
 from absl import app, flags
 
 from symopt import population
-from symopt.spaces import nos
 from symopt.program import Program, ProgramShape, encode
+from symopt.spaces import nos
 from symopt.tables import step_tables
 
 FLAGS = flags.FLAGS

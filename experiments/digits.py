@@ -10,8 +10,8 @@ and 2x their learning rate, scored by final validation loss against an Adam
 tuned over its learning rate (geometric mean over tasks and rates); the best 4
 go to the digits ConvNet (validation), which picks the winner; an autoencoder,
 logistic regression and a recurrent net (test) then report it next to tuned
-Adam, AdamW with warmup and cosine, Lion and the terms-GA optimizer. Override any key, e.g. ``--config.search.generations=30
---config.space.options.max_nodes=6``.
+Adam, AdamW with warmup and cosine, Lion and the terms-GA optimizer. Override
+any key, e.g. ``--config.search.generations=30 --config.space.options.max_nodes=6``.
 """
 
 from symopt.config import default_config

@@ -12,9 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import tiny_config
 
 from symopt import run as run_lib
+
+from helpers import tiny_config
 
 
 def _tiny_params() -> dict:

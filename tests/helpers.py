@@ -109,7 +109,8 @@ def params_like(dtype):
 
 
 def gradients(params):
-    return [jax.tree.map(lambda x: jnp.sin(3.0 * x + k) + 0.1 * k, params) for k in range(STEPS)]
+    return [jax.tree.map(lambda x, k=k: jnp.sin(3.0 * x + k) + 0.1 * k, params)
+            for k in range(STEPS)]
 
 
 def population_updates(graphs, strategy, dtype, total_steps=STEPS):
@@ -150,8 +151,8 @@ def check_agreement(graphs, strategy, total_steps=STEPS):
         mismatched = []
         for i, graph in enumerate(graphs):
             reference = reference_updates(graph, jnp.float64, total_steps)
-            mine = jax.tree.map(lambda x: x[:, i], ours)
-            for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(mine)):
+            mine = jax.tree.map(lambda x, i=i: x[:, i], ours)
+            for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(mine), strict=True):
                 if not np.allclose(b, a, rtol=1e-5, atol=1e-8):
                     mismatched.append(i)
                     break

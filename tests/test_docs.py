@@ -7,9 +7,10 @@ import os
 import re
 
 import pytest
-from helpers import ROOT
 
 from symopt import config as config_lib
+
+from helpers import ROOT
 
 ROW = re.compile(r"^\| (`[a-z_.]+`(?:, `[a-z_.]+`)*) \| ([^|]*) \|")
 

@@ -15,11 +15,12 @@ import sys
 import time
 
 import pytest
-from helpers import ROOT, TINY_CONFIG_FILE, wait_until_archived
 
 import symopt
 from symopt import cli
 from symopt.archive import Archive
+
+from helpers import ROOT, TINY_CONFIG_FILE, wait_until_archived
 
 TIMING_FIELDS = ("seconds", "created")
 

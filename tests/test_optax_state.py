@@ -17,11 +17,12 @@ import pytest
 from flax import linen as nn
 from flax import nnx
 from flax.training import train_state
-from helpers import graph_state
 
 import symopt
 from symopt import zoo
 from symopt.spaces import nos
+
+from helpers import graph_state
 
 STEPS = 300
 RANDOM_GRAPHS = nos.sample_checked(np.random.default_rng(7), 50)

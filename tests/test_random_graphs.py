@@ -12,11 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import graph_state
 
 import symopt
 from symopt import integrity
 from symopt.spaces import nos
+
+from helpers import graph_state
 
 NUM_GRAPHS = 1000
 STEPS = 3
@@ -75,7 +76,7 @@ def _check_jit_matches_eager(graph):
             grads = _grads(params, k)
             eager = tx.update(grads, state, params)
             jitted = update(grads, state, params)
-            for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted)):
+            for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted), strict=True):
                 np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
             params, state = optax.apply_updates(params, eager[0]), eager[1]
     assert int(graph_state(state).count) == STEPS

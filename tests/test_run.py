@@ -17,6 +17,13 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
+
+import symopt
+from symopt import build, progress, workdir
+from symopt import config as config_lib
+from symopt import run as run_lib
+from symopt.archive import Archive, ArchiveError
+
 from helpers import (
     ROOT,
     TINY_CONFIG_FILE,
@@ -24,12 +31,6 @@ from helpers import (
     tiny_search_process,
     wait_until_archived,
 )
-
-import symopt
-from symopt import build, progress, workdir
-from symopt import config as config_lib
-from symopt import run as run_lib
-from symopt.archive import Archive, ArchiveError
 
 EXPERIMENTS = sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py")))
 CONFIGS = [p for p in EXPERIMENTS  # search configs (experiments/transfer.py is not one)

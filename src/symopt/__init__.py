@@ -13,7 +13,6 @@ import os
 from typing import Any
 
 from symopt import ops, zoo
-from symopt.transform import SymoptState, scale_by_graph, to_optax
 from symopt.graph import (
     Expr,
     Graph,
@@ -31,6 +30,7 @@ from symopt.graph import (
 )
 from symopt.integrity import CheckReport, check, fingerprint
 from symopt.symbolic import to_latex, to_sympy, to_text
+from symopt.transform import SymoptState, scale_by_graph, to_optax
 
 __version__ = "0.1.0"
 
