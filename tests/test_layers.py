@@ -41,16 +41,14 @@ LAYERS = {
     1: ("archive", "draws", "fitness", "ops", "registry", "schedules"),
     2: ("embed", "graph", "searchers", "step", "tasks"),
     3: ("interpret", "program", "symbolic", "zoo"),
-    4: ("export", "integrity", "records", "simplicity", "tables", "transform", "viz"),
-    5: ("population", "progress", "spaces"),
+    4: ("config", "export", "integrity", "records", "simplicity", "tables", "transform", "viz"),
+    5: ("population", "progress", "spaces", "workdir"),
     6: ("evaluate",),
-    7: ("measure",),
-    8: ("heldout",),
-    9: ("config",),
-    10: ("build", "cli", "workdir"),
-    11: ("report", "transfer"),
-    12: ("run",),
-    13: ("__init__", "main"),
+    7: ("build", "cli", "measure"),
+    8: ("heldout", "transfer"),
+    9: ("report",),
+    10: ("run",),
+    11: ("__init__", "main"),
 }
 """Each module's layer, lowest first: 1 for a module that imports no symopt
 module, else one more than the highest layer among its imports (a package's

@@ -54,9 +54,8 @@ configs do). Sections:
 :class:`ConfigError` messages naming the key; :mod:`symopt.cli` is how the
 command lines (``symopt.main``, ``symopt.transfer``) report them. The
 vocabularies are the owners': metrics and multiplier aggregates from
-:mod:`symopt.fitness`, strategies from :mod:`symopt.program`, the test
-comparisons from :mod:`symopt.heldout`, tasks from :mod:`symopt.tasks` and
-optimizers from :mod:`symopt.zoo`.
+:mod:`symopt.fitness`, strategies from :mod:`symopt.program`, tasks from
+:mod:`symopt.tasks`, and optimizers and the comparisons from :mod:`symopt.zoo`.
 """
 
 from __future__ import annotations
@@ -69,7 +68,7 @@ from typing import Any
 
 import ml_collections
 
-from symopt import fitness, heldout, program, tasks, zoo
+from symopt import fitness, program, tasks, zoo
 
 SECTIONS = ("search", "space", "tasks", "evaluation", "elimination", "test", "output",
             "transfer")
@@ -80,10 +79,6 @@ RESUMABLE_CHANGES = ("search.generations", "output.top")
 """Keys that may differ when a run resumes from its workdir (and every key of
 the ``transfer`` section, which a search does not read: :func:`resumable`)."""
 
-PUBLISHED = ("signum", "addsign", "powersign", "ades", "autolr_sign", "terms_ga")
-"""The published discoveries among the zoo's optimizers."""
-TRANSFER_COMPARISONS = ("sgd", "momentum", "adam", "adamw", "lion", *PUBLISHED)
-"""The zoo optimizers ``symopt.transfer`` compares found graphs with by default."""
 
 
 RENAMED = {
@@ -148,13 +143,13 @@ def default_config() -> ml_collections.ConfigDict:
         tasks="", top_k=8, keep=0.5, steps=0, seeds=3, on_search_tasks=False,
     ))
     config.test = ml_collections.ConfigDict(dict(
-        comparisons=",".join(heldout.COMPARISONS), top_k=3, steps=0, seeds=3,
+        comparisons=",".join(zoo.COMPARISONS.names()), top_k=3, steps=0, seeds=3,
         lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0),
     ))
     config.output = ml_collections.ConfigDict(dict(top=5))
     config.transfer = ml_collections.ConfigDict(dict(
         tasks="digits_mlp,digits_cnn,mnist1d_mlp", steps=0, batch_size=0, seeds=3,
-        lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0), comparisons=",".join(TRANSFER_COMPARISONS),
+        lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0), comparisons=",".join(zoo.TRANSFER),
         keep=0.5,
     ))
     return config
@@ -274,10 +269,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         section, name = key.split(".")
         if 1.0 not in c[section][name]:
             _fail(key, "must include 1.0 (the learning rate as found)")
-    unknown = [n for n in names(c.test.comparisons) if n not in heldout.COMPARISONS]
+    unknown = [n for n in names(c.test.comparisons) if n not in zoo.COMPARISONS]
     if unknown:
         _fail("test.comparisons", f"unknown comparison {unknown[0]!r}; known: "
-                                  f"{', '.join(heldout.COMPARISONS)}")
+                                  f"{', '.join(zoo.COMPARISONS.names())}")
     _check_roles(c)
     _check_transfer(c.transfer)
     return config

@@ -30,28 +30,13 @@ from typing import Any
 import numpy as np
 
 from symopt import fitness, measure, zoo
-from symopt import graph as graph_lib
 from symopt.evaluate import Trainer
-from symopt.graph import Graph, Schedule
+from symopt.graph import Graph
 from symopt.program import ProgramShape
 
-WARMUP_FRACTION = 0.05  # adamw_cosine's linear warmup, as a fraction of the steps
-
-
-def _adamw_cosine(steps: int) -> Graph:
-    warmup = max(1, int(round(WARMUP_FRACTION * steps)))
-    return graph_lib.validate(zoo.adamw().replace(
-        schedule=Schedule(kind="cosine", warmup_steps=warmup)))
-
-
-COMPARISONS: dict[str, Callable[[int], Graph]] = {
-    "adam": lambda steps: zoo.adam(),
-    "adamw_cosine": _adamw_cosine,
-    "lion": lambda steps: zoo.lion(),
-    "terms_ga": lambda steps: zoo.terms_ga(),
-}
-"""The optimizers the test tasks compare the winner with (``test.comparisons``):
-name -> the graph for a task of ``steps`` steps."""
+COMPARISONS = zoo.COMPARISONS
+"""The optimizers the test tasks compare the winner with (``test.comparisons``),
+defined in :mod:`symopt.zoo`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,9 +106,8 @@ def evaluate_all(found: Mapping[str, Graph], comparisons: Sequence[str],
                  trainer: Trainer | None = None,
                  log: Callable[[str], None] = print) -> list[Result]:
     """:func:`evaluate_task` on every test task for ``found`` and the named comparisons."""
-    unknown = [b for b in comparisons if b not in COMPARISONS]
-    if unknown:
-        raise ValueError(f"unknown comparisons {unknown}; known: {', '.join(COMPARISONS)}")
+    for b in comparisons:
+        COMPARISONS.get(b)  # an unknown name is a ValueError naming the known ones
     clash = sorted(set(found) & set(comparisons))
     if clash:
         raise ValueError(f"optimizer names {clash} clash with the comparisons")
