@@ -60,8 +60,6 @@ _PROCESS_ID = flags.DEFINE_integer(
 HEARTBEAT_SECONDS = 30
 """How long the processes of a multi-host run wait for a silent peer before they stop."""
 
-USAGE_ERROR, RUN_ERROR = cli.USAGE_ERROR, cli.RUN_ERROR
-
 
 def cluster_detected(environ: dict[str, str] | None = None) -> bool:
     """Whether this process is one of several that a scheduler JAX knows
@@ -133,12 +131,12 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        cli.fail(PROGRAM, f"unexpected arguments {argv[1:]}", USAGE_ERROR)
+        cli.fail(PROGRAM, f"unexpected arguments {argv[1:]}", cli.USAGE_ERROR)
     if _CONFIG.value is None:
         cli.fail(PROGRAM, "--config is required, e.g. --config=experiments/digits.py",
-                 USAGE_ERROR)
+                 cli.USAGE_ERROR)
     if not _WORKDIR.value:
-        cli.fail(PROGRAM, "--workdir is required, e.g. --workdir=runs/digits", USAGE_ERROR)
+        cli.fail(PROGRAM, "--workdir is required, e.g. --workdir=runs/digits", cli.USAGE_ERROR)
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.ERROR)  # keep JAX's and TFDS's log lines quiet
     resume = (f"every candidate trained so far is kept in {_WORKDIR.value}; rerun the same "
@@ -157,7 +155,7 @@ def main(argv: list[str]) -> None:
                          log=(lambda line: None) if quiet else lambda line: print(line, flush=True))
     if not result.found_anything:
         cli.fail(PROGRAM, "the search found no optimizer that trained without diverging "
-                 "(see the warning above); best.json holds its best failure", RUN_ERROR)
+                 "(see the warning above); best.json holds its best failure", cli.RUN_ERROR)
 
 
 if __name__ == "__main__":

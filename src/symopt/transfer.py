@@ -321,8 +321,6 @@ def _plot_curves(result: TransferResult, task: tasks.Task, out_dir: str) -> str:
 # --------------------------------------------------------------------------
 # The command line.
 
-USAGE_ERROR = cli.USAGE_ERROR
-
 
 def _cli() -> None:
     from absl import app, flags, logging  # noqa: PLC0415 (flags exist only for the CLI)
@@ -343,18 +341,18 @@ def _cli() -> None:
     def main(argv: list[str]) -> None:
         config = config_flag.value
         if len(argv) > 1:
-            cli.fail(program, f"unexpected arguments {argv[1:]}", USAGE_ERROR)
+            cli.fail(program, f"unexpected arguments {argv[1:]}", cli.USAGE_ERROR)
         if config is None:
             cli.fail(program, "--config is required, e.g. --config=experiments/transfer.py",
-                     USAGE_ERROR)
+                     cli.USAGE_ERROR)
         if not out_flag.value:
-            cli.fail(program, "--out is required, e.g. --out=runs/transfer", USAGE_ERROR)
+            cli.fail(program, "--out is required, e.g. --out=runs/transfer", cli.USAGE_ERROR)
         if not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.ERROR)
         try:
             graphs = load_graphs(config_lib.names(graphs_flag.value))
         except (ValueError, OSError) as e:
-            cli.fail(program, str(e), USAGE_ERROR)
+            cli.fail(program, str(e), cli.USAGE_ERROR)
         with cli.guarded(program, on_interrupt=f"nothing was written to {out_flag.value}"):
             run_transfer(config, graphs, out_flag.value, log=lambda line: print(line, flush=True))
 
