@@ -128,11 +128,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
     horizon = workdir_lib.first_horizon(workdir)
     setup = build.setup(config, horizon)
     writer = workdir_lib.is_writer()  # in a multi-host run, process 0 alone writes
+    lock = workdir_lib.lock(workdir) if writer else contextlib.nullcontext()
     search = None
     try:
-        with (workdir_lib.lock(workdir) if writer else contextlib.nullcontext()), \
-                workdir_lib.open_archive(
-                config, workdir, log, writer=writer) as archive:
+        with lock, workdir_lib.open_archive(config, workdir, log, writer=writer) as archive:
             if horizon is None:
                 archive.put_meta(workdir_lib.HORIZON, config.search.generations)
             search = _Search(config, workdir, setup, archive, log)
