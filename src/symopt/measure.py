@@ -20,6 +20,7 @@ population shape, never one per learning rate.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -65,12 +66,16 @@ class Sweep:
     Arrays are indexed ``[optimizer, multiplier, ...]`` in the order given;
     values are the metric's (a clipped loss or a fitness). ``metrics`` holds
     the raw runs, row ``i * K + j`` for optimizer ``i`` at multiplier ``j``.
+    Each derived array is computed once, on first use: callers read them
+    optimizer by optimizer.
     """
 
     metric: Metric
     multipliers: tuple[float, ...]
     learning_rates: np.ndarray  # [N, K] each optimizer's rate times each multiplier
     metrics: RunMetrics  # [N * K, S]
+    _runs: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False,
+                                                      compare=False)
 
     def _grid(self, x) -> np.ndarray:
         x = np.asarray(x)
@@ -78,38 +83,40 @@ class Sweep:
 
     def runs(self, split: str) -> np.ndarray:
         """[N, K, S] each run's value on ``split``."""
-        return self._grid(self.metric.runs(self.metrics, split))
+        if split not in self._runs:
+            self._runs[split] = self._grid(self.metric.runs(self.metrics, split))
+        return self._runs[split]
 
     def values(self, split: str) -> np.ndarray:
         """[N, K] the mean over seeds on ``split``."""
         return self.runs(split).mean(axis=-1)
 
-    @property
+    @functools.cached_property
     def val(self) -> np.ndarray:
         """[N, K] the validation split, mean over seeds."""
         return self.values("val")
 
-    @property
+    @functools.cached_property
     def test(self) -> np.ndarray:
         """[N, K, S] the test split, per seed."""
         return self.runs("test")
 
-    @property
+    @functools.cached_property
     def chosen(self) -> np.ndarray:
         """[N] the index of each optimizer's val-best multiplier (ties: the first)."""
         return np.array([self.metric.best_index(v) for v in self.val], int)
 
-    @property
+    @functools.cached_property
     def diverged(self) -> np.ndarray:
         """[N, K, S] bool."""
         return self._grid(self.metrics.diverged)
 
-    @property
+    @functools.cached_property
     def test_accuracy(self) -> np.ndarray:
         """[N, K, S]; NaN for tasks without classes."""
         return self._grid(self.metrics.test_accuracy)
 
-    @property
+    @functools.cached_property
     def curves(self) -> np.ndarray:
         """[N, K, S, points] training loss at :func:`symopt.evaluate.curve_steps`."""
         return self._grid(self.metrics.loss_curve)
@@ -196,8 +203,9 @@ def measure_candidates(graphs: Sequence[Graph], task_list: Sequence[Any],
     n, k = len(graphs), len(multipliers)
     sweeps = {task.name: sweep(graphs, task, multipliers, metric=metric, trainer=trainer,
                                shape=shape) for task in task_list}
+    values = {t: s.values(split) for t, s in sweeps.items()}  # [n, k] each
     per_multiplier = np.stack(
-        [metric.aggregate({t: s.values(split)[:, j] for t, s in sweeps.items()}, reference)
+        [metric.aggregate({t: v[:, j] for t, v in values.items()}, reference)
          for j in range(k)], axis=1) if n else np.zeros((0, k))
     if allowed is not None:
         per_multiplier = np.where(allowed, per_multiplier, -np.inf)

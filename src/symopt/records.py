@@ -59,7 +59,7 @@ def fitness_text(record: CandidateRecord | StageResult | None) -> str:
 
 def equation(record: CandidateRecord) -> str:
     """A record's graph as one line of text."""
-    return symbolic.to_text(graph_lib.from_dict(record.graph))
+    return symbolic.to_text(graph(record))
 
 
 def graph(record: CandidateRecord) -> graph_lib.Graph:

@@ -42,8 +42,6 @@ first name, so that older workdirs resume); :data:`REFERENCE_RATES` holds
 the learning rate that gave it."""
 REFERENCE_VALIDATION = "baseline_elimination"
 """Meta key: the tuned reference on the validation tasks."""
-REFERENCE_RATES = REFERENCE + "_learning_rates"
-"""Meta key: the learning rate that gave each search task's reference value."""
 TEST_RESULTS = "test_results"
 """Meta key: the test tasks' results, with the winner they were measured for."""
 OUTPUTS = "outputs"
@@ -52,13 +50,15 @@ HALL_OF_FAME = "hall_of_fame"
 """Meta key: the Pareto front of fitness against complexity."""
 
 
-
 def rates_key(key: str) -> str:
     """The meta key of the learning rates that gave the reference values under ``key``."""
     return key + "_learning_rates"
 
 
-_CONFIG_META = (HORIZON, REFERENCE, rates_key(REFERENCE), REFERENCE_VALIDATION,
+REFERENCE_RATES = rates_key(REFERENCE)
+"""Meta key: the learning rate that gave each search task's reference value."""
+
+_CONFIG_META = (HORIZON, REFERENCE, REFERENCE_RATES, REFERENCE_VALIDATION,
                 rates_key(REFERENCE_VALIDATION), TEST_RESULTS, OUTPUTS)
 """Meta keys whose values follow from the config (what a new config drops)."""
 
@@ -109,8 +109,9 @@ def open_archive(config: ml_collections.ConfigDict, workdir: str, log: Callable[
     if stored is None:
         archive.set_config(config.to_dict())
         return archive
-    if config_lib.upgrade(stored) != stored:  # a run stored under old key names
-        stored = config_lib.upgrade(stored)
+    upgraded = config_lib.upgrade(stored)
+    if upgraded != stored:  # a run stored under old key names
+        stored = upgraded
         archive.set_config(stored, replace=True)
     changed = [k for k in archive.config_diff(config.to_dict()) if not config_lib.resumable(k)]
     if changed and not archive.ids():  # nothing trained depends on the old config
