@@ -279,7 +279,7 @@ def random_graph(rng: np.random.Generator, num_nodes: int) -> Graph:
     built = []
     for i in range(num_nodes):
         refs = EVALUABLE_OPERANDS + tuple(graph_lib.node_ref(j) for j in range(i))
-        op = rng.choice(tuple(ops.BINARY))
+        op = rng.choice(tuple(n for n, o in ops.BINARY.items() if not o.leaf))
         left, right = rng.choice(EVALUABLE_UNARY, 2)
         a, b = rng.choice(refs, 2)
         built.append(Node(str(op), str(left), str(a), str(right), str(b)))

@@ -262,6 +262,11 @@ def _validate_expr(expr: Any, where: str, *, scalar: bool, graph: Graph, max_nod
                 raise GraphError(f"{at}.{field}: unknown unary operator {unary!r}")
             if scalar and ops.UNARY[unary].random:
                 raise GraphError(f"{at}.{field}: random operator {unary!r} in a scalar sub-graph")
+            if scalar and unary in ops.LEAF_OPERATORS:
+                raise GraphError(f"{at}.{field}: per-leaf operator {unary!r} in a scalar "
+                                 "sub-graph")
+        if scalar and node.op in ops.LEAF_OPERATORS:
+            raise GraphError(f"{at}.op: per-leaf operator {node.op!r} in a scalar sub-graph")
         _check_ref(node.a, i, f"{at}.a", scalar=scalar, graph=graph)
         _check_ref(node.b, i, f"{at}.b", scalar=scalar, graph=graph)
     _check_ref(expr.root, len(expr.nodes), f"{where}.root", scalar=scalar, graph=graph)

@@ -83,36 +83,48 @@ def plan(graph: Graph) -> Plan:
 def evaluate_expr(
     expr: Expr, lookup: Callable[[str], Array], xp, *, uniform: Array | None = None,
     instructions: tuple[tuple[Any, ...], ...] | None = None,
+    by_leaf: Callable[..., Array] | None = None,
 ) -> dict[str, Array]:
     """Values of ``expr``'s active nodes; ``lookup`` resolves non-node refs.
 
     ``lookup`` must return values in [-BIG, BIG] (sanitized); so are the node
     values. ``instructions`` may pass ``_instructions(expr, active)`` computed
-    once (as :class:`Plan` does). Returns a dict from node refs (``"n3"``) to
-    values.
+    once (as :class:`Plan` does). ``by_leaf(f, *args)`` applies a per-leaf
+    operator's ``f(*leaf_arrays)`` to the arrays at hand (:data:`ops.LEAF_OPERATORS`;
+    :func:`leaf_direction` passes one for a single leaf, the integrity
+    probe and the population engine for their layouts). Returns a dict from
+    node refs (``"n3"``) to values.
     """
     values: dict[str, Array] = {}
     if instructions is None:
         instructions = _instructions(expr, tuple(sorted(graph_lib.active_nodes(expr))))
-    for out, left, a, right, b, op in instructions:
+
+    def call(fn, leaf, *args):
+        if leaf:
+            if by_leaf is None:
+                raise graph_lib.GraphError("a per-leaf operator needs the leaves (by_leaf)")
+            return by_leaf(lambda *xs: fn(xp, *xs, None), *args)
+        return fn(xp, *args, uniform)
+
+    for out, left, a, right, b, op, leaf in instructions:
         x = values[a] if a in values else lookup(a)
         if left is not None:
-            x = left(xp, x, uniform)
+            x = call(left, leaf[0], x)
         if op is not None:  # None: keep_left
             y = values[b] if b in values else lookup(b)
             if right is not None:
-                y = right(xp, y, uniform)
-            x = op(xp, x, y, uniform)
+                y = call(right, leaf[1], y)
+            x = call(op, leaf[2], x, y)
         values[out] = x
     return values
 
 
 @functools.lru_cache(maxsize=4096)
 def _instructions(expr: Expr, active: tuple[int, ...]) -> tuple[tuple[Any, ...], ...]:
-    """The active nodes as ``(out, left, a, right, b, op)`` with resolved
+    """The active nodes as ``(out, left, a, right, b, op, leaf)`` with resolved
     functions; ``None`` marks identity and keep_left, which are skipped (they
     are common, and Python overhead matters when the integrity check runs
-    NumPy)."""
+    NumPy), and ``leaf`` flags the per-leaf operators of (left, right, op)."""
 
     def unary(name: str):
         return None if name == "identity" else ops.bounded_fn(name, 1)
@@ -121,7 +133,10 @@ def _instructions(expr: Expr, active: tuple[int, ...]) -> tuple[tuple[Any, ...],
     for i in active:
         n = expr.nodes[i]
         op = None if n.op == "keep_left" else ops.bounded_fn(n.op, 2)
-        program.append((graph_lib.node_ref(i), unary(n.left), n.a, unary(n.right), n.b, op))
+        leaf = (n.left in ops.LEAF_OPERATORS, n.right in ops.LEAF_OPERATORS,
+                n.op in ops.LEAF_OPERATORS)
+        program.append((graph_lib.node_ref(i), unary(n.left), n.a, unary(n.right), n.b, op,
+                        leaf))
     return tuple(program)
 
 
@@ -227,6 +242,7 @@ def leaf_direction(
     noise: Array | None = None,
     uniform: Array | None = None,
     sanitize_operands: bool = True,
+    by_leaf: Callable[..., Array] | None = None,
 ) -> tuple[Array, LeafState]:
     """The graph's direction for one leaf: returns ``(direction, new_state)``.
 
@@ -236,7 +252,9 @@ def leaf_direction(
     (momentum comes after, :func:`leaf_update`). Operands are sanitized (see
     :mod:`symopt.ops`) unless ``sanitize_operands`` is False, which callers
     may pass only when their inputs are known to be small and finite (the
-    integrity check's probes), where it is the identity.
+    integrity check's probes), where it is the identity. ``by_leaf`` applies
+    the per-leaf operators (see :func:`evaluate_expr`); by default ``g`` is
+    one leaf, and their inputs are broadcast to it.
     """
     gr = p.graph
     h = gr.hparams
@@ -276,7 +294,12 @@ def leaf_direction(
             cache[ref] = ops.sanitize(xp, value) if sanitize else value
         return cache[ref]
 
-    values = evaluate_expr(gr.update, lookup, xp, uniform=uniform, instructions=p.instructions)
+    if by_leaf is None:
+        def by_leaf(fn, *args):
+            return fn(*(broadcast_like(xp, x, g) for x in args))
+
+    values = evaluate_expr(gr.update, lookup, xp, uniform=uniform, instructions=p.instructions,
+                           by_leaf=by_leaf)
 
     def get(ref: str) -> Array:
         return broadcast_like(xp, values[ref] if ref in values else lookup(ref), g)
@@ -306,6 +329,7 @@ def leaf_update(
     noise: Array | None = None,
     uniform: Array | None = None,
     sanitize_operands: bool = True,
+    by_leaf: Callable[..., Array] | None = None,
 ) -> tuple[Array, LeafState]:
     """One whole step for one leaf, as :func:`symopt.to_optax`'s chain computes it:
     :func:`leaf_direction`, momentum, decoupled weight decay and the scaled
@@ -313,7 +337,7 @@ def leaf_update(
     check runs it with NumPy."""
     gr = p.graph
     direction, state = leaf_direction(p, xp, g, w, state, scalars, noise=noise, uniform=uniform,
-                                      sanitize_operands=sanitize_operands)
+                                      sanitize_operands=sanitize_operands, by_leaf=by_leaf)
     trace = state.trace
     if gr.momentum != "none":
         kind = graph_lib.MOMENTUM_TYPES.index(gr.momentum)

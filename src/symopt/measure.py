@@ -31,6 +31,7 @@ import optax
 
 from symopt import evaluate, fitness, records
 from symopt import graph as graph_lib
+from symopt import program as program_lib
 from symopt.evaluate import RunMetrics, Trainer
 from symopt.fitness import Metric
 from symopt.graph import Graph
@@ -52,6 +53,7 @@ def shape_for(graphs: Sequence[Graph], base: ProgramShape | None = None) -> Prog
         max_states=max([base.max_states] + [len(g.states) for g in canon]),
         max_decay_nodes=max([base.max_decay_nodes] + [
             len(e.nodes) for g in canon for e in g.decay_map.values()]),
+        leaf_ops=base.leaf_ops or any(program_lib.uses_leaf_ops(g) for g in canon),
     )
 
 

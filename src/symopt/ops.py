@@ -30,6 +30,7 @@ one shows up as huge weights and a huge loss, which the evaluator flags.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -91,6 +92,136 @@ class Op(NamedTuple):
     random: bool = False  # fn takes a trailing uniform[0, 1) array
     identity_like: bool = False  # returns its (first) argument unchanged
     bounded: bool = False  # inputs in [-BIG, BIG] give an output in [-BIG, BIG]
+    leaf: bool = False  # reads its whole leaf (see "Per-leaf operators"); fn takes leaf arrays
+
+
+# --------------------------------------------------------------------------
+# Per-leaf operators.
+#
+# A *leaf* is one parameter tensor. The element-wise operators above see one
+# number at a time; the per-leaf operators (``Op.leaf``) see a whole leaf: its
+# function takes arrays shaped like the leaf (scalar inputs broadcast to it
+# first) and returns one. Reductions are broadcast back over the leaf.
+#
+# Rows, columns and matrices are read through one view of a leaf as a matrix,
+# :func:`as_matrix`: a leaf of two or more dimensions is
+# ``[prod(shape[:-1]), shape[-1]]`` (a Dense kernel ``[in, out]`` as it is; a
+# conv kernel ``[h, w, in, out]`` as ``[h*w*in, out]``, which is
+# ``optax.contrib.MuonDimensionNumbers(reduction_axis=(0, 1, 2), output_axis=3)``),
+# a vector ``[n]`` is the row ``[1, n]`` and a scalar ``[1, 1]``. So on a vector
+# ``rms_rows`` is the vector's RMS, ``rms_cols`` its absolute value and ``orth``
+# the vector over its norm (times the width scale below), and only
+# ``if_matrix`` tells a 2-D leaf from the rest.
+#
+# Every norm is computed over the array divided by its largest magnitude, so
+# that inputs up to BIG do not overflow float32 on the way.
+
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+"""Muon's Newton-Schulz coefficients (optax.contrib.muon's defaults)."""
+NS_STEPS = 5
+NS_EPS = 1e-8
+
+
+def as_matrix(x: Array) -> Array:
+    """``x`` viewed as a matrix: ``[prod(shape[:-1]), shape[-1]]``, a vector as
+    ``[1, n]``, a scalar as ``[1, 1]``."""
+    if x.ndim < 2:
+        return x.reshape(1, -1) if x.ndim == 1 else x.reshape(1, 1)
+    return x.reshape(-1, x.shape[-1])
+
+
+def _scaled_norm(xp, x: Array, axis=None, *, mean: bool = False) -> Array:
+    """The 2-norm (or RMS, ``mean``) of ``x`` over ``axis`` (kept), computed over
+    ``x / max|x|`` so that no square overflows."""
+    scale = xp.max(xp.abs(x), axis=axis, keepdims=True)
+    scale = xp.where(scale > 0, scale, 1.0)
+    squares = (x / scale) ** 2
+    total = xp.mean(squares, axis=axis, keepdims=True) if mean else xp.sum(
+        squares, axis=axis, keepdims=True)
+    return scale * xp.sqrt(total)
+
+
+def leaf_rms(xp, x: Array) -> Array:
+    """The RMS of the whole leaf, broadcast over it."""
+    return xp.broadcast_to(_scaled_norm(xp, x, mean=True), x.shape)
+
+
+def leaf_norm(xp, x: Array) -> Array:
+    """The 2-norm of the whole leaf, broadcast over it."""
+    return xp.broadcast_to(_scaled_norm(xp, x), x.shape)
+
+
+def _by_matrix(reduce):
+    def fn(xp, x):
+        m = as_matrix(x)
+        return xp.broadcast_to(reduce(xp, m), m.shape).reshape(x.shape)
+
+    return fn
+
+
+rms_rows = _by_matrix(lambda xp, m: _scaled_norm(xp, m, -1, mean=True))
+rms_rows.__doc__ = "The RMS of each row of the leaf's matrix view, broadcast along the row."
+rms_cols = _by_matrix(lambda xp, m: _scaled_norm(xp, m, 0, mean=True))
+rms_cols.__doc__ = "The RMS of each column of the leaf's matrix view, broadcast down it."
+
+
+def orth(xp, x: Array) -> Array:
+    """Muon's orthogonalisation of the leaf's matrix view, as
+    ``optax.contrib.muon`` computes it with its defaults: divided by its
+    Frobenius norm (+ NS_EPS), NS_STEPS quintic Newton-Schulz steps with
+    NS_COEFFICIENTS (on the wide orientation), then scaled by
+    ``sqrt(max(1, columns / rows))``, Muon's width scale."""
+    m = as_matrix(x)
+    rows, cols = m.shape
+    if rows > cols:
+        m = m.T
+    m = m / (_scaled_norm(xp, m) + NS_EPS)
+    a_coef, b_coef, c_coef = NS_COEFFICIENTS
+    for _ in range(NS_STEPS):
+        a = m @ m.T
+        m = a_coef * m + (b_coef * a + c_coef * (a @ a)) @ m
+    if rows > cols:
+        m = m.T
+    return (m * max(1.0, cols / rows) ** 0.5).reshape(x.shape)
+
+
+def trust(xp, a: Array, b: Array) -> Array:
+    """``a`` scaled by the trust ratio ``|b| / |a|`` of the leaf's 2-norms, and
+    by 1 where either norm is 0: LAMB's ``scale_by_trust_ratio`` with ``b`` the
+    weights."""
+    norm_a, norm_b = _scaled_norm(xp, a), _scaled_norm(xp, b)
+    zero = (norm_a == 0) | (norm_b == 0)
+    return a * xp.where(zero, 1.0, norm_b / xp.where(zero, 1.0, norm_a))
+
+
+def if_matrix(xp, a: Array, b: Array) -> Array:
+    """``a`` on a 2-D leaf, ``b`` on every other: Muon runs Adam on biases,
+    scales and conv kernels."""
+    del xp
+    return a if a.ndim == 2 else b
+
+
+def by_leaf(xp, fn: Callable[..., Array], args: tuple[Array, ...],
+            shapes: tuple[tuple[int, ...], ...], map_batch: Callable[..., Array]) -> Array:
+    """A per-leaf ``fn`` over flattened leaves: ``args`` are ``[..., L]`` arrays
+    (one shape) whose last axis holds leaves of ``shapes`` end to end (and any
+    padding after them, which keeps the first argument's values).
+    ``map_batch(f, xs)`` maps ``f`` over the leading axes of the leaf arrays
+    ``xs`` (``f(*xs)`` where there are none, ``jax.vmap`` in JAX)."""
+    batch = args[0].shape[:-1]
+    out, start = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        leaves = [x[..., start:start + size].reshape(*batch, *shape) for x in args]
+        out.append(map_batch(fn, leaves).reshape(*batch, size))
+        start += size
+    if start < args[0].shape[-1]:
+        out.append(args[0][..., start:])
+    return xp.concatenate(out, axis=-1) if len(out) > 1 else out[0]
+
+
+_leaf_sym = {name: sympy.Function(name, real=True)
+             for name in ("orth", "rms", "rms_row", "rms_col", "norm", "trust", "if_matrix")}
 
 
 UNARY: dict[str, Op] = {
@@ -121,6 +252,13 @@ UNARY: dict[str, Op] = {
         Op("abs", 1, lambda xp, x: xp.abs(x), sympy.Abs, "jnp.abs({x})", bounded=True),
         Op("square", 1, lambda xp, x: x * x, lambda x: x**2, "{x} * {x}"),
         Op("tanh", 1, lambda xp, x: xp.tanh(x), sympy.tanh, "jnp.tanh({x})", bounded=True),
+        Op("rms", 1, leaf_rms, _leaf_sym["rms"], "leaf_rms(jnp, {x})", bounded=True, leaf=True),
+        Op("rms_rows", 1, rms_rows, _leaf_sym["rms_row"], "rms_rows(jnp, {x})", bounded=True,
+           leaf=True),
+        Op("rms_cols", 1, rms_cols, _leaf_sym["rms_col"], "rms_cols(jnp, {x})", bounded=True,
+           leaf=True),
+        Op("norm", 1, leaf_norm, _leaf_sym["norm"], "leaf_norm(jnp, {x})", leaf=True),
+        Op("orth", 1, orth, _leaf_sym["orth"], "orth(jnp, {x})", bounded=True, leaf=True),
     ]
 }
 
@@ -148,8 +286,16 @@ BINARY: dict[str, Op] = {
            commutative=True, bounded=True),
         Op("min", 2, lambda xp, a, b: xp.minimum(a, b), sympy.Min, "jnp.minimum({a}, {b})",
            commutative=True, bounded=True),
+        Op("trust", 2, trust, _leaf_sym["trust"], "trust(jnp, {a}, {b})", leaf=True),
+        Op("if_matrix", 2, if_matrix, _leaf_sym["if_matrix"], "if_matrix(jnp, {a}, {b})",
+           bounded=True, leaf=True),
     ]
 }
+
+
+LEAF_OPERATORS = frozenset(n for table in (UNARY, BINARY) for n, op in table.items() if op.leaf)
+"""The per-leaf operators: never in a scalar sub-graph, and what
+:class:`symopt.program.ProgramShape` ``leaf_ops`` switches on."""
 
 
 def apply(name: str, xp, *args: Array, uniform: Array | None = None) -> Array:

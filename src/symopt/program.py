@@ -37,7 +37,12 @@ _ONE = SCALAR_NAMES.index("one")
 
 @dataclasses.dataclass(frozen=True)
 class ProgramShape:
-    """The padded sizes of a Program; one compile serves one shape."""
+    """The padded sizes of a Program; one compile serves one shape.
+
+    ``leaf_ops`` says whether the per-leaf operators are compiled in: they
+    cost compile time in every strategy and, in ``vmap``, run time on every
+    node (a switch there computes all its branches), so a population that
+    cannot use them leaves them out."""
 
     max_nodes: int = 16
     max_operands: int = 8  # distinct operands one graph reads
@@ -46,6 +51,7 @@ class ProgramShape:
     max_decay_nodes: int = 3
     max_schedule_nodes: int = 3
     max_schedule_values: int = graph_lib.MAX_SCHEDULE_VALUES  # of a piecewise schedule
+    leaf_ops: bool = False  # may graphs use the per-leaf operators (ops.LEAF_OPERATORS)?
 
     @property
     def table_size(self) -> int:
@@ -126,6 +132,15 @@ def _operand_slots(graph: Graph) -> list[str]:
     return [name for name in OPERAND_NAMES if name in used]
 
 
+def uses_leaf_ops(graph: Graph) -> frozenset[str]:
+    """The per-leaf operators (:data:`symopt.ops.LEAF_OPERATORS`) that ``graph``'s
+    active update nodes use."""
+    nodes = graph.update.nodes
+    used = {name for i in graph_lib.active_nodes(graph.update, graph.states)
+            for name in (nodes[i].left, nodes[i].right, nodes[i].op)}
+    return frozenset(used & ops.LEAF_OPERATORS)
+
+
 def _table_index(ref: str, slots: list[str], shape: ProgramShape) -> int:
     if (i := graph_lib.node_index(ref)) is not None:
         return shape.max_operands + shape.max_constants + shape.max_states + i
@@ -184,6 +199,10 @@ def _fits(graph: Graph, slots: list[str], shape: ProgramShape, i: int) -> None:
         "decays": (max([len(e.nodes) for _, e in graph.decays], default=0),
                    shape.max_decay_nodes, "max_decay_nodes"),
     }
+    if not shape.leaf_ops and (used := uses_leaf_ops(graph)):
+        raise graph_lib.GraphError(
+            f"graphs[{i}]: uses the per-leaf operators {sorted(used)}, which the program "
+            "shape leaves out (leaf_ops=False)")
     for field, (size, limit, name) in sizes.items():
         if size > limit:
             raise graph_lib.GraphError(

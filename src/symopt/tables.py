@@ -79,12 +79,16 @@ def _scalar_exprs(xp, expr: ExprArrays, leaves: Sequence[Array]) -> Array:
     one = xp.ones_like(table[0])  # the dropout draw: keep everything
 
     def unary(index, x):
-        return _select(xp, [ops.bounded_fn(name, 1)(xp, x, one) for name in UNARY_NAMES], index)
+        return _select(xp, [x if name in ops.LEAF_OPERATORS else ops.bounded_fn(name, 1)(
+            xp, x, one) for name in UNARY_NAMES], index)
 
     for j in range(expr.op.shape[-1]):
         x = unary(expr.left[..., j], _select(xp, table, expr.a[..., j]))
         y = unary(expr.right[..., j], _select(xp, table, expr.b[..., j]))
-        binary = [ops.bounded_fn(name, 2)(xp, x, y, None) for name in BINARY_NAMES]
+        # A per-leaf operator is never in a scalar sub-graph (graph.validate):
+        # its entry is a placeholder.
+        binary = [x if name in ops.LEAF_OPERATORS else ops.bounded_fn(name, 2)(xp, x, y, None)
+                  for name in BINARY_NAMES]
         table.append(_select(xp, binary, expr.op[..., j]))
     return _select(xp, table, expr.root)
 

@@ -419,9 +419,15 @@ def _step(layout: Packed, shape: ProgramShape, target: str, packed: Packed,
 def update(shape: ProgramShape, rows: Program, run_ints: RunInts, run_floats: RunFloats,
            lr: jax.Array, g: jax.Array, w: jax.Array, state: PopulationState):
     """The fused strategy's update: ``(update [R, Lp], new state)``, or None
-    where its kernel does not compile (the caller then steps with vmap).
+    where its kernel does not compile, or where the program shape has the
+    per-leaf operators (``leaf_ops``), which a block of weights cannot compute:
+    the caller then steps with vmap.
     ``rows`` is the program with a row per run; ``g`` and ``w`` are every
     run's (clipped) gradient and weights."""
+    if shape.leaf_ops:
+        # A block sees a slice of one run's weights, not its leaves: a
+        # population that may use the per-leaf operators steps with vmap.
+        return None
     h, target = rows.hparams, platform()
     flags = _Reads(reads(rows.operands, rows.num_operands, "w") | (h.weight_decay != 0),
                    *(reads(rows.operands, rows.num_operands, f) for f in Moments._fields))

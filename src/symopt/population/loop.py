@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from symopt.population.packing import Packed, row
+from symopt.population.packing import Packed, leaf_applier, row
 from symopt.population.state import RunArrays
 from symopt.population.table import eval_nodes, operand_branches, run_fields, slot_value
 from symopt.program import ProgramShape
@@ -27,7 +27,7 @@ def when(flag, fn, otherwise, *args):
 
 
 def _run_step(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunArrays, r,
-              states, table, directions):
+              states, table, directions, by_leaf=None):
     """One run's update direction, with real branches.
 
     ``packed`` holds the run's graph and scalars
@@ -62,7 +62,8 @@ def _run_step(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunAr
         table = jax.lax.fori_loop(0, ints.num_states, lambda j, table: put(
             table, row(row(states, r), j), start + j, 0), table)
     update = ints.update
-    table = eval_nodes(table, update, start + shape.max_states, lambda: ctx.uniform)
+    table = eval_nodes(table, update, start + shape.max_states, lambda: ctx.uniform,
+                       by_leaf=by_leaf)
     if shape.max_states:
         states = jax.lax.fori_loop(0, ints.num_states, lambda j, states: states.at[r, j].set(
             row(table, ints.states[j])), states)
@@ -71,7 +72,7 @@ def _run_step(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunAr
 
 def directions(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunArrays,
                states: jax.Array, runs_per_candidate: int, seed_words: jax.Array,
-               counts: jax.Array, draws):
+               counts: jax.Array, draws, leaves: tuple[tuple[int, ...], ...] = ()):
     """Every run's update direction [R, L] and new states [R, S, L].
 
     The loop is over candidates, each step covering all of the candidate's
@@ -81,7 +82,9 @@ def directions(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunA
 
     Noise and dropout draws (``draws(kind, seed_words, counts)``, [S, L])
     are made inside the operand and operator branches that read them, so
-    only candidates that use them pay for random numbers."""
+    only candidates that use them pay for random numbers. ``leaves`` are the
+    shapes of one run's leaves, which the per-leaf operators read (where
+    ``shape.leaf_ops``)."""
     s = runs_per_candidate
     runs, length = arrays.g.shape
     group = lambda x: x.reshape(runs // s, s * length)  # noqa: E731 ([R, L] -> [P, S*L])
@@ -92,6 +95,7 @@ def directions(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunA
     states = states.reshape(runs // s, s, num_states, length).swapaxes(1, 2).reshape(
         runs // s, num_states, s * length)
     packed = Packed(packed.ints[::s], packed.floats[::s])
+    by_leaf = leaf_applier(leaves, s) if shape.leaf_ops else None
 
     def body(p, acc):
         run_arrays = grouped._replace(**{
@@ -99,7 +103,7 @@ def directions(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunA
             for kind in ("noise", "uniform")})
         out, states, table = acc
         return _run_step(Packed(row(packed.ints, p), row(packed.floats, p)), layout, shape,
-                         run_arrays, p, states, table, out)
+                         run_arrays, p, states, table, out, by_leaf)
 
     table = jnp.zeros((shape.table_size, s * length), arrays.g.dtype)
     out, states, _ = jax.lax.fori_loop(

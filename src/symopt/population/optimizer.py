@@ -23,7 +23,13 @@ from symopt import draws as draws_lib
 from symopt import step as step_lib
 from symopt import tables as tables_lib
 from symopt.population import fused, loop, vmap
-from symopt.population.packing import flat_length, flatten, pack_records, unflatten
+from symopt.population.packing import (
+    flat_length,
+    flatten,
+    leaf_shapes,
+    pack_records,
+    unflatten,
+)
 from symopt.population.state import (
     Moments,
     PopulationState,
@@ -108,19 +114,20 @@ def _moments(when, used: Moments, state: PopulationState, g: jax.Array,
 
 
 def _directions(engine: _Engine, run_ints: RunInts, run_floats: RunFloats,
-                arrays: RunArrays, state: PopulationState):
+                arrays: RunArrays, state: PopulationState, leaves):
     """Every run's update direction [R, L] and new states [R, S, L], stepped
-    by the loop or the vmap strategy (also fused's fallback)."""
+    by the loop or the vmap strategy (also fused's fallback); ``leaves`` are
+    one run's leaf shapes."""
     g = arrays.g
     length = g.shape[1]
     packed, layout = pack_records(run_ints, run_floats, g.dtype)
     if engine.strategy == "loop":
         return loop.directions(packed, layout, engine.shape, arrays, state.states,
                                engine.runs_per_candidate, state.key, state.count,
-                               lambda *args: _draws(*args, length, g.dtype))
+                               lambda *args: _draws(*args, length, g.dtype), leaves)
     arrays = arrays._replace(**{kind: _draws(kind, state.key, state.count, length, g.dtype)
                                 for kind in ("noise", "uniform")})
-    return vmap.directions(packed, layout, engine.shape, arrays, state.states)
+    return vmap.directions(packed, layout, engine.shape, arrays, state.states, leaves)
 
 
 def _init(engine: _Engine, params) -> PopulationState:
@@ -163,7 +170,8 @@ def _update(engine: _Engine, updates, state: PopulationState, params):
             return unflatten(stepped[0], updates), stepped[1]
     m, v, gamma = _moments(when, engine.moments, state, g, betas(h))
     direction, new_states = _directions(engine, run_ints, run_floats,
-                                        RunArrays(g=g, w=w, m=m, v=v, gamma=gamma), state)
+                                        RunArrays(g=g, w=w, m=m, v=v, gamma=gamma), state,
+                                        leaf_shapes(updates))
     # Momentum and the update, over all runs at once: a few wide passes
     # rather than a candidate's dozen row passes each.
     direction, trace = step_lib.momentum(jnp, rows.momentum[:, None], h.momentum[:, None],

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from symopt import ops
+
 
 class Packed(NamedTuple):
     """Every run's int and float records packed as one int and one float
@@ -89,6 +91,28 @@ def unflatten(flat: jax.Array, like):
     parts = jnp.split(flat, sizes, axis=1)[:-1]  # the last part is the padding
     return treedef.unflatten([p.reshape(x.shape).astype(x.dtype)
                               for p, x in zip(parts, leaves, strict=True)])
+
+
+def leaf_shapes(tree) -> tuple[tuple[int, ...], ...]:
+    """The shape of each leaf of one run of a pytree of [R, ...] leaves, in
+    :func:`flatten`'s order."""
+    return tuple(tuple(x.shape[1:]) for x in jax.tree.leaves(tree))
+
+
+def leaf_applier(shapes: tuple[tuple[int, ...], ...], runs: int = 1):
+    """``by_leaf(f, *rows)``: a per-leaf operator ``f`` over flat rows laid out
+    as :func:`flatten` lays out one run ([L]), or ``runs`` runs side by side
+    ([runs * L], the loop strategy's candidate rows). See
+    :func:`symopt.ops.by_leaf`."""
+
+    def apply(fn, *rows):
+        if runs == 1:
+            return ops.by_leaf(jnp, fn, rows, shapes, lambda f, leaves: f(*leaves))
+        split = tuple(x.reshape(runs, -1) for x in rows)
+        return ops.by_leaf(jnp, fn, split, shapes, lambda f, leaves: jax.vmap(f)(*leaves)
+                           ).reshape(-1)
+
+    return apply
 
 
 def flat_length(tree) -> int:

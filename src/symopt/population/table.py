@@ -86,31 +86,47 @@ def slot_value(operand: jax.Array, decay: jax.Array) -> jax.Array:
     return ops.sanitize(jnp, operand * decay)
 
 
-def node_value(read, left, right, op, a, b, uniform):
+def node_value(read, left, right, op, a, b, uniform, by_leaf=None):
     """``op(left(read(a)), right(read(b)))`` with switched operators, where
     ``read(i)`` is entry ``i`` of the run's value table.
 
     ``uniform`` is the dropout draw, or a function returning it: then only a
     dropout branch draws it, so a run without dropout never pays for it.
+    ``by_leaf(f, *args)`` applies a per-leaf operator over the run's leaves
+    (:func:`symopt.ops.by_leaf`); where it is None (a program shape without
+    ``leaf_ops``) their branches are placeholders that no program picks.
     """
     draw = uniform if callable(uniform) else lambda: uniform
-    unary = [lambda x, name=name: ops.bounded_fn(name, 1)(
-        jnp, x, draw() if ops.UNARY[name].random else None) for name in UNARY_NAMES]
-    binary = [lambda x, y, name=name: ops.bounded_fn(name, 2)(jnp, x, y, None)
-              for name in BINARY_NAMES]
+
+    def unary_fn(name):
+        fn = ops.bounded_fn(name, 1)
+        if name in ops.LEAF_OPERATORS:
+            return (lambda x: x) if by_leaf is None else (
+                lambda x: by_leaf(lambda x: fn(jnp, x, None), x))
+        return lambda x: fn(jnp, x, draw() if ops.UNARY[name].random else None)
+
+    def binary_fn(name):
+        fn = ops.bounded_fn(name, 2)
+        if name in ops.LEAF_OPERATORS:
+            return (lambda x, y: x) if by_leaf is None else (
+                lambda x, y: by_leaf(lambda x, y: fn(jnp, x, y, None), x, y))
+        return lambda x, y: fn(jnp, x, y, None)
+
+    unary = [unary_fn(name) for name in UNARY_NAMES]
+    binary = [binary_fn(name) for name in BINARY_NAMES]
     x = jax.lax.switch(left, unary, read(a))
     y = jax.lax.switch(right, unary, read(b))
     return jax.lax.switch(op, binary, x, y)
 
 
 def eval_nodes(table, expr: ExprArrays, first: int, uniform, length=None,
-               unroll: int = 1) -> jax.Array:
+               unroll: int = 1, by_leaf=None) -> jax.Array:
     """Fills ``table[first + j]`` with node ``j``'s value for the used nodes
-    (or the first ``length``)."""
+    (or the first ``length``); ``by_leaf`` as in :func:`node_value`."""
 
     def body(j, table):
         value = node_value(functools.partial(row, table), expr.left[j], expr.right[j],
-                           expr.op[j], expr.a[j], expr.b[j], uniform)
+                           expr.op[j], expr.a[j], expr.b[j], uniform, by_leaf)
         return jax.lax.dynamic_update_index_in_dim(table, value, first + j, 0)
 
     length = expr.length if length is None else length

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from symopt.population.packing import Packed
+from symopt.population.packing import Packed, leaf_applier
 from symopt.population.state import RunArrays
 from symopt.population.table import eval_nodes, operand_value, run_fields, slot_value
 from symopt.program import OPERAND_NAMES, ProgramShape
@@ -32,7 +32,8 @@ def always(flag, fn, otherwise, *args):
     return fn(*args)
 
 
-def _run_step(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunArrays, states):
+def _run_step(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunArrays, states,
+              by_leaf=None):
     """One run's step (arrays of one run: ``states`` [S, L]), with no loop
     whose trip count differs per run.
 
@@ -50,13 +51,16 @@ def _run_step(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunAr
     nodes = jnp.zeros((shape.max_nodes, *g.shape), g.dtype)
     table = jnp.concatenate([slots, constants.astype(g.dtype), states, nodes])
     table = eval_nodes(table, ints.update, shape.table_size - shape.max_nodes, ctx.uniform,
-                       shape.max_nodes, _NODE_UNROLL)
+                       shape.max_nodes, _NODE_UNROLL, by_leaf)
     return table[ints.update.root], table[ints.states]
 
 
 def directions(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunArrays,
-               states: jax.Array):
+               states: jax.Array, leaves: tuple[tuple[int, ...], ...] = ()):
     """Every run's update direction [R, L] and new states [R, S, L]:
-    ``arrays`` hold every run's rows, its draws included."""
-    return jax.vmap(lambda pk, arrays, st: _run_step(pk, layout, shape, arrays, st))(
+    ``arrays`` hold every run's rows, its draws included; ``leaves`` are the
+    shapes of one run's leaves, which the per-leaf operators read (where
+    ``shape.leaf_ops``)."""
+    by_leaf = leaf_applier(leaves) if shape.leaf_ops else None
+    return jax.vmap(lambda pk, arrays, st: _run_step(pk, layout, shape, arrays, st, by_leaf))(
         packed, arrays, states)

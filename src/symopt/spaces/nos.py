@@ -52,8 +52,8 @@ class NosSpace:
     min_nodes: int = 1
     max_nodes: int = 8
     operands: tuple[str, ...] = ops.TENSOR_OPERANDS
-    unary: tuple[str, ...] = tuple(ops.UNARY)
-    binary: tuple[str, ...] = tuple(ops.BINARY)
+    unary: tuple[str, ...] = tuple(n for n, op in ops.UNARY.items() if not op.leaf)
+    binary: tuple[str, ...] = tuple(n for n, op in ops.BINARY.items() if not op.leaf)
     max_constants: int = 2
     max_states: int = 1
     max_decay_nodes: int = 2
