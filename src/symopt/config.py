@@ -68,7 +68,7 @@ from typing import Any
 
 import ml_collections
 
-from symopt import fitness, program, tasks, zoo
+from symopt import comparisons, fitness, program, tasks, zoo
 
 SECTIONS = ("search", "space", "tasks", "evaluation", "elimination", "test", "output",
             "transfer")
@@ -143,7 +143,7 @@ def default_config() -> ml_collections.ConfigDict:
         tasks="", top_k=8, keep=0.5, steps=0, seeds=3, on_search_tasks=False,
     ))
     config.test = ml_collections.ConfigDict(dict(
-        comparisons=",".join(zoo.COMPARISONS.names()), top_k=3, steps=0, seeds=3,
+        comparisons=",".join(comparisons.COMPARISONS.names()), top_k=3, steps=0, seeds=3,
         lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0),
     ))
     config.output = ml_collections.ConfigDict(dict(top=5))
@@ -269,10 +269,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         section, name = key.split(".")
         if 1.0 not in c[section][name]:
             _fail(key, "must include 1.0 (the learning rate as found)")
-    unknown = [n for n in names(c.test.comparisons) if n not in zoo.COMPARISONS]
+    unknown = [n for n in names(c.test.comparisons) if n not in comparisons.COMPARISONS]
     if unknown:
         _fail("test.comparisons", f"unknown comparison {unknown[0]!r}; known: "
-                                  f"{', '.join(zoo.COMPARISONS.names())}")
+                                  f"{', '.join(comparisons.COMPARISONS.names())}")
     _check_roles(c)
     _check_transfer(c.transfer)
     return config

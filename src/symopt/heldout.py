@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from symopt import fitness, measure, zoo
+from symopt import comparisons, fitness, measure
 from symopt.evaluate import Trainer
 from symopt.graph import Graph
 from symopt.program import ProgramShape
 
-COMPARISONS = zoo.COMPARISONS
+COMPARISONS = comparisons.COMPARISONS
 """The optimizers the test tasks compare the winner with (``test.comparisons``),
 defined in :mod:`symopt.zoo`."""
 

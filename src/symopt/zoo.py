@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from symopt.graph import Graph, Hyperparams, Schedule, nodes, simple, validate
+from symopt.graph import Graph, Hyperparams, Schedule, nodes, simple
 from symopt.registry import Registry
 
 OPTIMIZERS: Registry[Callable[..., Graph]] = Registry("zoo optimizer")
@@ -205,30 +205,9 @@ def terms_ga(**hparams: Any) -> Graph:
 
 
 # --------------------------------------------------------------------------
-# The comparisons: what a found optimizer is reported next to.
+# The published discoveries, and what ``symopt.transfer`` compares with.
 
 PUBLISHED = ("signum", "addsign", "powersign", "ades", "autolr_sign", "terms_ga")
 """The published discoveries among the optimizers above."""
 TRANSFER = ("sgd", "momentum", "adam", "adamw", "lion", *PUBLISHED)
 """The optimizers ``symopt.transfer`` compares found graphs with by default."""
-
-WARMUP_FRACTION = 0.05
-"""``adamw_cosine``'s linear warmup, as a fraction of the steps."""
-
-
-def adamw_cosine(steps: int) -> Graph:
-    """AdamW with a linear warmup over :data:`WARMUP_FRACTION` of ``steps``
-    and cosine decay: the schedule its authors recommend."""
-    warmup = max(1, int(round(WARMUP_FRACTION * steps)))
-    return validate(adamw().replace(schedule=Schedule(kind="cosine", warmup_steps=warmup)))
-
-
-COMPARISONS: Registry[Callable[[int], Graph]] = Registry("comparison", [
-    ("adam", lambda steps: adam()),
-    ("adamw_cosine", adamw_cosine),
-    ("lion", lambda steps: lion()),
-    ("terms_ga", lambda steps: terms_ga()),
-])
-"""The optimizers a search's test tasks report its winner next to
-(``test.comparisons``): name -> the graph for a task of ``steps`` steps."""
-
