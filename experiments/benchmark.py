@@ -70,7 +70,7 @@ from absl import app, flags
 from flax import linen as nn
 
 import symopt
-from symopt import evaluate, population, progress, tasks
+from symopt import evaluate, measure, population, progress, tasks
 from symopt import main as cli  # defines --cpu_devices, as the CLI has it
 from symopt.program import Program, ProgramShape, encode
 from symopt.spaces import nos
@@ -132,13 +132,16 @@ def _warm_pair(fn_a, fn_b) -> tuple[float, float]:
     return best[0], best[1]
 
 
-def _overhead(task, graphs) -> dict[str, float]:
+def _overhead(task, graphs, baseline=optax.adam, shape: ProgramShape = SHAPE) -> dict[str, float]:
+    """The population of ``graphs`` against the same number of runs of the
+    native optax optimizer ``baseline`` (a function of the learning rate),
+    vmapped the same way."""
     task.data()  # loaded (and cached) before anything is timed
-    program = encode(graphs, SHAPE)
+    program = encode(graphs, shape)
     lrs = (jnp.full(len(graphs), 1e-3),)
-    run_population = functools.partial(evaluate.evaluate, program, task, shape=SHAPE,
+    run_population = functools.partial(evaluate.evaluate, program, task, shape=shape,
                                        strategy=FLAGS.strategy)
-    run_adam = lambda: evaluate.evaluate_baseline(optax.adam, lrs, task)  # noqa: E731
+    run_adam = lambda: evaluate.evaluate_baseline(baseline, lrs, task)  # noqa: E731
     pop_cold, pop_compile = np.median([_cold(run_population)
                                        for _ in range(FLAGS.cold_repeats)], axis=0)
     adam_cold, adam_compile = _cold(run_adam)
@@ -147,6 +150,42 @@ def _overhead(task, graphs) -> dict[str, float]:
     return {"ratio": pop_best / adam_best, "population_s": pop_best, "adam_s": adam_best,
             "population_cold_s": float(pop_cold), "adam_cold_s": adam_cold,
             "population_compile_s": float(pop_compile), "adam_compile_s": adam_compile}
+
+
+LEAF_GOAL = 1.5
+"""The goal of ``overhead_leaf_mlp`` and ``overhead_leaf_cnn`` (CPU and accelerator)."""
+
+
+def _leaf_graphs(size: int) -> list[symopt.Graph]:
+    """``size`` graphs that use ``orth`` and the per-leaf reductions: Muon-like
+    (orthogonalised momentum on matrices, an element-wise rule elsewhere),
+    RMS-normalised and Adafactor-like factored directions and LAMB-like trust
+    ratios, with drawn operands and constants, in turn."""
+    rng = np.random.default_rng(0)
+    pick = lambda options: str(options[int(rng.integers(len(options)))])  # noqa: E731
+    elementwise = ("adam", "rmsprop", "sign_m", "g", "m")
+    graphs = []
+    for i in range(size):
+        kind = i % 4
+        if kind == 0:  # c0 * if_matrix(orth(x), y)
+            specs = [("if_matrix", "orth", pick(("m", "g", "adam", "sign_m")), "identity",
+                      pick(elementwise)), ("mul", "identity", "c0", "identity", "n0")]
+        elif kind == 1:  # c0 * x / rms(x)
+            x = pick(elementwise)
+            specs = [("div", "identity", x, "rms", x), ("mul", "identity", "c0", "identity", "n0")]
+        elif kind == 2:  # c0 * x * rms(sqrt v) / (rms_rows(sqrt v) * rms_cols(sqrt v))
+            specs = [("keep_left", "sqrt_abs", "v", "identity", "v"),
+                     ("mul", "rms_rows", "n0", "rms_cols", "n0"),
+                     ("mul", "identity", pick(("g", "m")), "rms", "n0"),
+                     ("div", "identity", "n2", "identity", "n1"),
+                     ("mul", "identity", "c0", "identity", "n3")]
+        else:  # c0 * trust(x, w / 10): x scaled to the weights' norm
+            specs = [("trust", "identity", pick(elementwise), "identity", "w_0.1"),
+                     ("mul", "identity", "c0", "identity", "n0")]
+        graphs.append(symopt.Graph(
+            update=symopt.graph.nodes(*specs), constants=(float(rng.uniform(0.5, 2.0)),),
+            hparams=symopt.Hyperparams(learning_rate=1e-3)))
+    return graphs
 
 
 def _per_candidate_seconds(graphs, task) -> float:
@@ -342,6 +381,14 @@ def main(argv):
     mlp = _overhead(tasks.get("digits_mlp", seeds=FLAGS.seeds), graphs)
     _progress("overhead on digits_cnn")
     cnn = _overhead(tasks.get("digits_cnn", seeds=FLAGS.seeds), graphs)
+    leaf_graphs = _leaf_graphs(p)
+    leaf_shape = measure.shape_for(leaf_graphs, SHAPE)
+    muon = lambda learning_rate: optax.contrib.muon(learning_rate)  # noqa: E731
+    leaf = {}
+    for name in ("digits_mlp", "digits_cnn"):
+        _progress(f"per-leaf operators on {name}: P={p} graphs with orth and reductions "
+                  "vs vmapped optax.contrib.muon")
+        leaf[name] = _overhead(tasks.get(name, seeds=FLAGS.seeds), leaf_graphs, muon, leaf_shape)
     task = tasks.get("digits_mlp", seeds=FLAGS.seeds)
     _progress(f"per-candidate jit loop over {FLAGS.per_candidate} candidates")
     per_candidate = _per_candidate_seconds(graphs[: FLAGS.per_candidate], task)
@@ -356,8 +403,11 @@ def main(argv):
         "overhead_mlp": round(mlp["ratio"], 3),
         "overhead_cnn": round(cnn["ratio"], 3),
         "speedup_vs_per_candidate_jit": round(per_candidate / engine, 2),
+        "overhead_leaf_mlp": _against(leaf["digits_mlp"]["ratio"], LEAF_GOAL),
+        "overhead_leaf_cnn": _against(leaf["digits_cnn"]["ratio"], LEAF_GOAL),
         "details": {"mlp": mlp, "cnn": cnn, "per_candidate_loop_s": per_candidate,
-                    "engine_with_compile_s": engine},
+                    "engine_with_compile_s": engine, "leaf_mlp": leaf["digits_mlp"],
+                    "leaf_cnn": leaf["digits_cnn"]},
     }
     if not FLAGS.quick:
         result["candidate_steps_per_s"] = {}
