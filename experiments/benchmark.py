@@ -21,6 +21,11 @@ Prints one JSON object:
   guard, validation and test metrics: what a search needs of a candidate);
   the loop is timed on ``--per_candidate`` candidates and scaled to the
   population. The data is loaded before either is timed.
+* ``overhead_leaf_mlp``, ``overhead_leaf_cnn``: as the overheads above, for a
+  population whose graphs use ``orth`` and the per-leaf reductions (Muon-like,
+  RMS-normalised, Adafactor-like and trust-ratio directions, in turn) against
+  the same number of runs of native ``optax.contrib.muon``, vmapped; the goal
+  is <= 1.5 (``value``, ``goal``, ``met``, ``margin``).
 * ``candidate_steps_per_s`` for P in 1, 16, 64, 256 and their compile seconds
   (JAX's own count of its tracing, lowering and compiling).
 

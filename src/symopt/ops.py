@@ -15,6 +15,13 @@ negation, exp, log|x|, sqrt|x|, clip at 1e-5/1e-4/1e-3, dropout at
 0.1/0.3/0.5, sign, plus abs, square and tanh; binary add, sub, mul, protected
 div, protected pow, keep-left, max and min.
 
+Per-leaf operators (``Op.leaf``, :data:`LEAF_OPERATORS`) read a whole
+parameter tensor rather than one number: the RMS of the leaf, of its rows and
+of its columns, its norm, Muon's orthogonalisation ``orth``, LAMB's trust ratio
+``trust`` and the selector ``if_matrix`` (see "Per-leaf operators" below for
+how a leaf of any rank is read). With them the language reaches Muon, LAMB
+and Adafactor; they never appear in a scalar sub-graph.
+
 Safety: the risky operators are protected (division by ~0, log of 0, sqrt of
 a negative number, 0 to a negative power, exp of a large number), so that no
 operator makes NaN from finite input. :func:`apply` also passes every output
@@ -151,18 +158,16 @@ def leaf_norm(xp, x: Array) -> Array:
     return xp.broadcast_to(_scaled_norm(xp, x), x.shape)
 
 
-def _by_matrix(reduce):
-    def fn(xp, x):
-        m = as_matrix(x)
-        return xp.broadcast_to(reduce(xp, m), m.shape).reshape(x.shape)
-
-    return fn
+def rms_rows(xp, x: Array) -> Array:
+    """The RMS of each row of the leaf's matrix view, broadcast along the row."""
+    m = as_matrix(x)
+    return xp.broadcast_to(_scaled_norm(xp, m, -1, mean=True), m.shape).reshape(x.shape)
 
 
-rms_rows = _by_matrix(lambda xp, m: _scaled_norm(xp, m, -1, mean=True))
-rms_rows.__doc__ = "The RMS of each row of the leaf's matrix view, broadcast along the row."
-rms_cols = _by_matrix(lambda xp, m: _scaled_norm(xp, m, 0, mean=True))
-rms_cols.__doc__ = "The RMS of each column of the leaf's matrix view, broadcast down it."
+def rms_cols(xp, x: Array) -> Array:
+    """The RMS of each column of the leaf's matrix view, broadcast down it."""
+    m = as_matrix(x)
+    return xp.broadcast_to(_scaled_norm(xp, m, 0, mean=True), m.shape).reshape(x.shape)
 
 
 def orth(xp, x: Array) -> Array:
