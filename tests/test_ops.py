@@ -152,3 +152,114 @@ def test_operands_declare_the_fields_their_function_and_source_read(name):
     assert operand.needs == operand.reads & {"m", "v", "gamma", "noise"}
     assert operand.gradient == bool(operand.reads & {"g", "m", "v", "gamma"})
     assert operand.scalar == (operand.reads <= {"step", "frac"})
+
+
+# --------------------------------------------------------------------------
+# Per-leaf operators.
+
+LEAF_OPS = [(n, a) for n, a in ALL_OPS if _op(n, a).leaf]
+LEAF_SHAPES = [(), (5,), (4, 6), (6, 4), (3, 3, 2, 4)]
+
+
+def _leaf(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+@pytest.mark.parametrize("xp", [np, jnp], ids=["numpy", "jax"])
+@pytest.mark.parametrize("shape", [(4, 4), (2, 2, 4)])
+@pytest.mark.parametrize("name,arity", LEAF_OPS)
+def test_per_leaf_operators_keep_extreme_leaves_finite_and_in_range(name, arity, shape, xp):
+    size = int(np.prod(shape))
+    rng = np.random.default_rng(3)
+    args = [xp.asarray(rng.choice(np.clip(SPECIAL, -ops.BIG, ops.BIG), size).reshape(shape)
+                       .astype(np.float32)) for _ in range(arity)]
+    with np.errstate(all="ignore"):
+        out = np.asarray(ops.bounded_fn(name, arity)(xp, *args, None))
+    assert out.shape == shape
+    assert np.all(np.isfinite(out)) and np.all(np.abs(out) <= ops.BIG * (1 + 1e-6))
+
+
+@pytest.mark.parametrize("shape", LEAF_SHAPES, ids=str)
+@pytest.mark.parametrize("name,arity", LEAF_OPS)
+def test_per_leaf_operators_agree_over_numpy_and_jax(name, arity, shape):
+    args = [_leaf(shape, seed) for seed in range(arity)]
+    fn = _op(name, arity).fn
+    np.testing.assert_allclose(np.asarray(fn(jnp, *map(jnp.asarray, args))), fn(np, *args),
+                               rtol=2e-5, atol=1e-6)
+
+
+def test_the_reductions_broadcast_the_rms_of_the_leaf_its_rows_and_its_columns():
+    x = _leaf((4, 6))
+    np.testing.assert_allclose(ops.leaf_rms(np, x), np.full(x.shape, np.sqrt(np.mean(x**2))))
+    np.testing.assert_allclose(ops.leaf_norm(np, x), np.full(x.shape, np.linalg.norm(x)))
+    rows = np.sqrt(np.mean(x**2, axis=1, keepdims=True))
+    cols = np.sqrt(np.mean(x**2, axis=0, keepdims=True))
+    np.testing.assert_allclose(ops.rms_rows(np, x), np.broadcast_to(rows, x.shape))
+    np.testing.assert_allclose(ops.rms_cols(np, x), np.broadcast_to(cols, x.shape))
+
+
+def test_a_vector_is_read_as_one_row_and_a_conv_kernel_by_its_output_axis():
+    v = _leaf((5,))
+    np.testing.assert_allclose(ops.rms_rows(np, v), ops.leaf_rms(np, v))
+    np.testing.assert_allclose(ops.rms_cols(np, v), np.abs(v))
+    kernel = _leaf((3, 3, 2, 4))
+    per_output = np.sqrt(np.mean(kernel.reshape(18, 4) ** 2, axis=0))
+    np.testing.assert_allclose(ops.rms_cols(np, kernel),
+                               np.broadcast_to(per_output, kernel.shape))
+
+
+def test_reductions_of_huge_values_do_not_overflow():
+    x = np.full((3, 3), 1e30, np.float32)
+    np.testing.assert_allclose(ops.leaf_rms(np, x), x, rtol=1e-6)
+    np.testing.assert_allclose(ops.rms_rows(jnp, jnp.asarray(x)), x, rtol=1e-6)
+    assert np.all(np.isfinite(ops.orth(np, x)))
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (7, 5), (4, 4), (3, 3, 2, 4)], ids=str)
+def test_orth_is_optax_muons_orthogonalisation_with_its_width_scale(shape):
+    from optax.contrib import _muon
+
+    x = jnp.asarray(_leaf(shape), jnp.float32)
+    dims = _muon.MuonDimensionNumbers(reduction_axis=tuple(range(len(shape) - 1)),
+                                      output_axis=len(shape) - 1)
+    expected = _muon.orthogonalize_via_newton_schulz(
+        x, jnp.asarray(_muon._DEFAULT_NS_COEFFS), dimension_numbers=dims)
+    fan_in, fan_out = int(np.prod(shape[:-1])), shape[-1]
+    expected = expected * np.sqrt(max(1.0, fan_out / fan_in))
+    np.testing.assert_allclose(np.asarray(ops.orth(jnp, x)), np.asarray(expected),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_orth_of_a_matrix_has_singular_values_near_one():
+    singular = np.linalg.svd(ops.orth(np, _leaf((6, 6))), compute_uv=False)
+    assert np.all((singular > 0.5) & (singular < 1.5))
+
+
+@pytest.mark.parametrize("zero", [None, "a", "b"])
+def test_trust_is_optaxs_trust_ratio_and_one_where_a_norm_is_zero(zero):
+    import optax
+
+    a, b = _leaf((4, 3), 1), _leaf((4, 3), 2)
+    if zero == "a":
+        a = np.zeros_like(a)
+    if zero == "b":
+        b = np.zeros_like(b)
+    expected, _ = optax.scale_by_trust_ratio().update(jnp.asarray(a), None, jnp.asarray(b))
+    np.testing.assert_allclose(ops.trust(np, a, b), np.asarray(expected), rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", LEAF_SHAPES, ids=str)
+def test_if_matrix_takes_its_left_input_on_two_dimensional_leaves_only(shape):
+    a, b = _leaf(shape, 1), _leaf(shape, 2)
+    np.testing.assert_array_equal(ops.if_matrix(np, a, b), a if len(shape) == 2 else b)
+
+
+def test_by_leaf_applies_an_operator_to_each_leaf_and_keeps_the_padding():
+    shapes = ((2, 3), (4,))
+    flat = np.arange(12.0).reshape(1, 12)  # one row: 6 + 4 weights, then 2 of padding
+    out = ops.by_leaf(np, lambda x: ops.leaf_rms(np, x), (flat,), shapes,
+                      lambda f, leaves: np.stack([f(*row) for row in zip(*leaves, strict=True)]))
+    matrix, vector = np.arange(6.0), np.arange(6.0, 10.0)
+    np.testing.assert_allclose(out[0, :6], np.sqrt(np.mean(matrix**2)))
+    np.testing.assert_allclose(out[0, 6:10], np.sqrt(np.mean(vector**2)))
+    np.testing.assert_array_equal(out[0, 10:], [10.0, 11.0])
