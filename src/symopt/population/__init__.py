@@ -46,6 +46,17 @@ branch differs by backend:
   backend and program shape, the step falls back to ``"vmap"`` with a
   warning. On CPU it runs in Pallas's interpret mode, for the tests.
 
+The per-leaf operators (:data:`symopt.ops.LEAF_OPERATORS`: ``orth``, the
+RMS of a leaf, its rows and columns, ...) read a whole parameter tensor, while
+the engine holds each run's weights flattened: where the program shape has
+``leaf_ops``, a node's per-leaf branch cuts the run's row into its leaves
+(their shapes are static, so this is one compile), applies the operator to
+each and joins them again (:func:`~symopt.population.packing.leaf_applier`).
+Where ``leaf_ops`` is False their branches are placeholders no program picks,
+so a population that cannot use them compiles and runs as before. The fused
+kernel sees blocks of weights, not leaves: a shape with ``leaf_ops`` steps with
+``"vmap"`` instead.
+
 The records every strategy reads are in :mod:`~symopt.population.state`,
 how they are packed and the weights flattened in
 :mod:`~symopt.population.packing`, and how ``"auto"`` is resolved in
