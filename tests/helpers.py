@@ -25,7 +25,7 @@ import numpy as np
 
 import symopt
 from symopt import config as config_lib
-from symopt import population, zoo
+from symopt import measure, population, zoo
 from symopt.graph import Graph, Schedule, nodes
 from symopt.program import ProgramShape, encode
 
@@ -114,14 +114,15 @@ def gradients(params):
 
 
 def population_updates(graphs, strategy, dtype, total_steps=STEPS):
-    program = encode(graphs, SHAPE, dtype=dtype)
+    shape = measure.shape_for(graphs, SHAPE)  # SHAPE, with leaf_ops where graphs use them
+    program = encode(graphs, shape, dtype=dtype)
     size = len(graphs)
     params = params_like(dtype)
     batched = jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), params)
     grads = jax.tree.map(lambda *x: jnp.stack(x), *gradients(params))
 
     def run(program):
-        tx = population.optimizer(program, SHAPE, total_steps, strategy=strategy)
+        tx = population.optimizer(program, shape, total_steps, strategy=strategy)
 
         def body(state, g):
             g = jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), g)
