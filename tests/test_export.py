@@ -2,7 +2,8 @@
 
 Covers the templates (:mod:`symopt.embed`: one per operator, operand and
 schedule of the tables, each computing what the table's function computes,
-and symopt's functions embedded by their source), the generated module
+the per-leaf operators on leaves of every rank, and symopt's functions
+embedded by their source), the generated module
 (imports, docstring, one line per node, only the state it needs), its
 updates against ``symopt.to_optax`` over zoo, random and feature graphs, and
 the command line.
@@ -54,12 +55,21 @@ def _namespace(**values) -> dict:
     }
 
 
+_LEAF_FUNCTIONS = [fn for table, arity in ((ops.UNARY, 1), (ops.BINARY, 2))
+                   for name in table for fn in embed.operator_functions(name, arity)]
+
+
 def _helpers(xp) -> dict:
-    """The protections as an exported module embeds them."""
-    source, _ = embed.embedded_source([ops.sanitize, ops.clip_big, ops.protect])
-    space = {"jnp": xp, "BIG": ops.BIG, "TINY": ops.TINY}
+    """The protections and the per-leaf operators' functions as an exported
+    module embeds them; the latter also by their names in the table's
+    ``source`` column (``orth`` as well as ``_orth``)."""
+    source, constants = embed.embedded_source(
+        [ops.sanitize, ops.clip_big, ops.protect, *_LEAF_FUNCTIONS])
+    space = {"jnp": xp, "BIG": ops.BIG, "TINY": ops.TINY, **constants}
     exec(source, space)  # noqa: S102
-    return {k: space[k] for k in ("_sanitize", "_clip_big", "_protect")}
+    embedded = [embed.embedded_name(fn) for fn in _LEAF_FUNCTIONS]
+    return {**{k: space[k] for k in ("_sanitize", "_clip_big", "_protect", *embedded)},
+            **{fn.__name__: space[embed.embedded_name(fn)] for fn in _LEAF_FUNCTIONS}}
 
 
 def _same(actual, expected) -> None:
@@ -93,6 +103,29 @@ def test_binary_template_computes_the_operator(name):
         protected = eval(embed.binary_source(name, "a", "b"), space)  # noqa: S307
         _same(raw, ops.BINARY[name].fn(np, a, b))
         _same(protected, ops.bounded_fn(name, 2)(np, a, b, None))
+
+
+LEAF_SHAPES = [(), (5,), (4, 6), (6, 4), (3, 3, 2, 4)]
+
+
+@pytest.mark.parametrize("shape", LEAF_SHAPES, ids=str)
+@pytest.mark.parametrize("name", sorted(ops.LEAF_OPERATORS))
+def test_leaf_operator_template_computes_the_operator_on_every_leaf_shape(name, shape):
+    rng = np.random.default_rng(9)
+    a, b = (rng.normal(size=shape).astype(np.float32) * np.float32(10.0) ** rng.integers(-3, 3)
+            for _ in range(2))
+    arity = 2 if name in ops.BINARY else 1
+    src = embed.unary_source(name, "a") if arity == 1 else embed.binary_source(name, "a", "b")
+    # NumPy exactly; on the conv kernel also in JAX, which the embedded functions must run in.
+    for xp in (np, jnp) if len(shape) == 4 else (np,):
+        space = {**_namespace(a=a, b=b), **_helpers(xp), "jnp": xp}
+        expected = ops.bounded_fn(name, arity)(xp, *(a, b)[:arity], None)
+        actual = eval(src, space)  # noqa: S307
+        assert actual.shape == shape
+        if xp is np:
+            _same(actual, expected)
+        else:
+            np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_nested_unary_results_keep_their_evaluation_order():
@@ -256,6 +289,37 @@ def _feature_graphs() -> list[tuple[str, symopt.Graph]]:
             ),
         ),
         ("constant_root", symopt.Graph(update=Expr((), "c0"), constants=(0.25,))),
+        # Per-leaf operators: Muon on matrices and Adam elsewhere, LAMB's trust
+        # ratio, and every reduction, on scalar inputs (a constant, t) too.
+        (
+            "muon_if_matrix",
+            symopt.Graph(
+                update=nodes(("if_matrix", "orth", "m", "identity", "adam")),
+                hparams=symopt.Hyperparams(learning_rate=0.02, beta1=0.95),
+            ),
+        ),
+        (
+            "lamb_trust",
+            symopt.Graph(
+                update=nodes(("add", "identity", "adam", "identity", "w_0.01"),
+                             ("trust", "identity", "n0", "identity", "w_0.1")),
+                hparams=symopt.Hyperparams(clip_norm=1.0),
+            ),
+        ),
+        (
+            "leaf_reductions",
+            symopt.Graph(
+                update=nodes(
+                    ("div", "identity", "g", "rms_rows", "m"),
+                    ("mul", "rms_cols", "n0", "norm", "c0"),
+                    ("add", "rms", "t", "orth", "n1"),
+                    ("if_matrix", "identity", "n2", "rms", "c0"),
+                ),
+                states=("n3",),
+                constants=(0.5,),
+                momentum="nesterov",
+            ),
+        ),
     ]
 
 

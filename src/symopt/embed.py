@@ -11,11 +11,19 @@ functions, copied by their source with the symopt functions they call
 (:func:`embedded_source`). So an exported module computes what
 :func:`symopt.to_optax` computes by construction, and this module owns only
 that translation; :mod:`symopt.export` assembles the module.
+
+The per-leaf operators (``orth``, ``leaf_rms``, ``trust``, ... of
+:data:`symopt.ops.LEAF_OPERATORS`) are functions of :mod:`symopt.ops` that
+their ``source`` column calls: :func:`operator_functions` names them, so that
+the module embeds them (with ``as_matrix``, ``_scaled_norm`` and the
+Newton-Schulz constants they read) only when a graph uses them, and the
+templates call them by their embedded names (``_orth(jnp, x)``).
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import re
 import textwrap
@@ -67,7 +75,8 @@ def embedded_source(roots: Iterable[Callable[..., Any]]) -> tuple[str, dict[str,
     Each function keeps its code and the first paragraph of its docstring;
     it is renamed by :func:`embedded_name` (calls included), and loses its
     annotations. Returns the source and the module-level constants the
-    functions read (name -> value).
+    functions read (name -> value: numbers, and tuples of numbers such as
+    ``NS_COEFFICIENTS``).
     """
     found: dict[str, tuple[Callable[..., Any], ast.FunctionDef]] = {}
     constants: dict[str, Any] = {}
@@ -77,7 +86,8 @@ def embedded_source(roots: Iterable[Callable[..., Any]]) -> tuple[str, dict[str,
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and node.id not in local:
                 value = fn.__globals__.get(node.id)
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if _is_number(value) or (isinstance(value, tuple) and value
+                                         and all(_is_number(v) for v in value)):
                     constants[node.id] = value
     names = {name: embedded_name(fn) for name, (fn, _) in found.items()}
 
@@ -97,6 +107,10 @@ def embedded_source(roots: Iterable[Callable[..., Any]]) -> tuple[str, dict[str,
             tree.body[0] = ast.Expr(ast.Constant(first))
         sources.append(ast.unparse(tree))
     return "\n\n\n".join(sources), constants
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def attributes_read(fn: Callable[..., Any], name: str) -> list[str]:
@@ -136,16 +150,44 @@ def _paren(src: str) -> str:
 _CLIP_BIG = embedded_name(ops.clip_big)
 
 
+def _operator(name: str, arity: int) -> ops.Op:
+    return ops.UNARY[name] if arity == 1 else ops.BINARY[name]
+
+
+@functools.cache
+def _template(name: str, arity: int) -> tuple[str, tuple[Callable[..., Any], ...]]:
+    """The operator's ``source`` with the :mod:`symopt.ops` functions it calls
+    renamed by :func:`embedded_name`, and those functions."""
+    template = _operator(name, arity).source
+    called = []
+    for call in re.findall(r"(?<![\w.])([A-Za-z_]\w*)\(", template):
+        fn = getattr(ops, call, None)
+        if inspect.isfunction(fn) and fn.__module__ == ops.__name__ and fn not in called:
+            called.append(fn)
+            template = re.sub(rf"(?<![\w.]){call}\(", f"{embedded_name(fn)}(", template)
+    return template, tuple(called)
+
+
+def operator_functions(name: str, arity: int) -> tuple[Callable[..., Any], ...]:
+    """The :mod:`symopt.ops` functions that operator ``name``'s source calls by
+    name (a per-leaf operator's function, e.g. ``ops.orth``), for
+    :func:`embedded_source`; empty for the element-wise operators, whose
+    sources are ``jax.numpy`` expressions."""
+    return _template(name, arity)[1]
+
+
 def unary_source(name: str, x: str, *, uniform: str = "uniform") -> str:
     """Source of ``ops.bounded_fn(name, 1)(jnp, x, uniform)``: the operator,
-    then ``_clip_big`` where it can overflow (``Op.bounded`` is False)."""
-    src = ops.UNARY[name].source.format(x=_paren(x), uniform=uniform)
+    then ``_clip_big`` where it can overflow (``Op.bounded`` is False). A
+    per-leaf operator's ``x`` must be the whole leaf (see
+    :func:`symopt.interpret.leaf_direction`)."""
+    src = _template(name, 1)[0].format(x=_paren(x), uniform=uniform)
     return src if ops.UNARY[name].bounded else f"{_CLIP_BIG}(jnp, {src})"
 
 
 def binary_source(name: str, a: str, b: str) -> str:
     """Source of ``ops.bounded_fn(name, 2)(jnp, a, b, None)`` (see :func:`unary_source`)."""
-    src = ops.BINARY[name].source.format(a=_paren(a), b=_paren(b))
+    src = _template(name, 2)[0].format(a=_paren(a), b=_paren(b))
     return src if ops.BINARY[name].bounded else f"{_CLIP_BIG}(jnp, {src})"
 
 

@@ -53,19 +53,53 @@ def _identifier(ref: str) -> str:
 
 
 def _node_lines(expr: Expr, active: Iterable[int], var: Callable[[str], str]) -> list[str]:
-    """One assignment per active node: ``n3 = jnp.sign(g) * m``."""
+    """One assignment per active node: ``n3 = jnp.sign(g) * m``.
 
-    def operand(unary: str, ref: str) -> str:
-        return var(ref) if unary == "identity" else embed.unary_source(unary, var(ref))
+    A per-leaf operator reads its inputs as whole leaves, broadcast to the
+    gradient's shape and dtype (a constant or ``t`` is a scalar), as
+    :func:`symopt.interpret.leaf_direction` broadcasts them:
+    ``n0 = _orth(jnp, _broadcast_like(jnp, m, grad))``. The broadcast is left
+    out where it is the identity: on a value computed from per-leaf operators'
+    outputs alone, which have the leaf's shape and dtype. Only the update
+    graph has per-leaf operators (they are invalid in scalar sub-graphs)."""
+    whole: set[str] = set()  # nodes known to hold the leaf's shape and dtype
+
+    def leaf_arg(src: str, is_whole: bool, name: str) -> str:
+        if name not in ops.LEAF_OPERATORS or is_whole:
+            return src
+        return f"_broadcast_like(jnp, {src}, grad)"
+
+    def operand(unary: str, ref: str) -> tuple[str, bool]:
+        src, is_whole = var(ref), ref in whole
+        if unary == "identity":
+            return src, is_whole
+        src = embed.unary_source(unary, leaf_arg(src, is_whole, unary))
+        return src, is_whole or unary in ops.LEAF_OPERATORS
 
     lines = []
     for i in sorted(active):
         node = expr.nodes[i]
-        x = operand(node.left, node.a)
+        x, is_whole = operand(node.left, node.a)
         if node.op != "keep_left":
-            x = embed.binary_source(node.op, x, operand(node.right, node.b))
+            y, y_whole = operand(node.right, node.b)
+            x = embed.binary_source(node.op, leaf_arg(x, is_whole, node.op),
+                                    leaf_arg(y, y_whole, node.op))
+            is_whole = node.op in ops.LEAF_OPERATORS or (is_whole and y_whole)
+        if is_whole:
+            whole.add(graph_lib.node_ref(i))
         lines.append(f"{graph_lib.node_ref(i)} = {x}")
     return lines
+
+
+def _operator_functions(expr: Expr, active: Iterable[int]) -> set[Callable[..., Any]]:
+    """The :mod:`symopt.ops` functions the active nodes' operators call (the
+    per-leaf operators'), which the module embeds."""
+    found: set[Callable[..., Any]] = set()
+    for i in active:
+        node = expr.nodes[i]
+        for name, arity in ((node.left, 1), (node.right, 1), (node.op, 2)):
+            found.update(embed.operator_functions(name, arity))
+    return found
 
 
 def _function(signature: str, doc: str, body: Sequence[str]) -> str:
@@ -133,8 +167,8 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
     scale_by, scale_uses = _scale_by_direction(graph, p, direction)
     factory = _factory(graph, name)
     written = "\n".join([*functions, scale_by, factory])
-    uses |= scale_uses | {fn for fn in (ops.clip_big, ops.protect)
-                          if f"{embed.embedded_name(fn)}(" in written}
+    uses |= scale_uses | _operator_functions(graph.update, p.active) | {
+        fn for fn in (ops.clip_big, ops.protect) if f"{embed.embedded_name(fn)}(" in written}
     helpers, embedded_constants = embed.embedded_source(sorted(uses, key=lambda f: f.__name__))
     code = "\n\n\n".join([helpers, _state_class(graph, p), *functions, scale_by, factory])
     constants, names = _constants(graph, schedule_fields, embedded_constants, code)
@@ -427,6 +461,9 @@ def _constants(graph: Graph, schedule_fields: list[str], embedded: dict[str, Any
         ("RESTART_CYCLES", str(ops.RESTART_CYCLES), "cycles of the decay_restart operand"),
         ("NOISE_ANNEALING", _float(ops.NOISE_ANNEALING), "annealed noise variance 1/(1+t)^this"),
         ("BIG", _float(ops.BIG), "every operator output is clipped to +-BIG"),
+        ("NS_COEFFICIENTS", repr(ops.NS_COEFFICIENTS), "orth: Muon's Newton-Schulz (a, b, c)"),
+        ("NS_STEPS", str(ops.NS_STEPS), "orth: Newton-Schulz iterations"),
+        ("NS_EPS", _float(ops.NS_EPS), "orth: added to the Frobenius norm"),
         ("TINY", _float(ops.TINY), "smallest magnitude of a protected argument"),
     ]
     known = {k for k, _, _ in candidates}

@@ -21,6 +21,17 @@ functional-equivalence cache): functionally equal graphs (``x+y`` vs
 Both run the optimizer's own step function (:func:`symopt.interpret.leaf_update`)
 with NumPy on a few tiny arrays at once: probing a graph must cost far less
 than compiling it.
+
+The probe's parameters are two leaves (:data:`PROBE_LEAVES`): each probe row's
+:data:`PROBE_SIZE` elements hold a 3x3 matrix and a length-3 vector, end to
+end. Element-wise operators never see the split; the per-leaf operators
+(:data:`symopt.ops.LEAF_OPERATORS`: ``orth``, ``rms_rows``, ``if_matrix``, ...)
+are applied to each row's matrix and vector separately, as ``to_optax``
+applies them to each parameter tensor, so that ``orth(g)`` and ``g``, or
+``if_matrix(a, b)`` and ``b``, differ on the probe. Clipping by global norm
+spans both leaves of a row, as it spans a model's whole tree. A graph without
+per-leaf operators is probed (and fingerprinted) exactly as before they
+existed.
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ REASONS = (
     "quadratic_not_decreasing",
 )
 PROBE_SIZE = 12  # elements of each probe array
+PROBE_LEAVES = ((3, 3), (3,))  # the leaves a probe row holds, end to end
 PROBE_STEPS = 6  # steps of each probe run
 PROBE_TOTAL_STEPS = 6  # T while probing: the probe sees the whole of t/T
 CURVE_TOTAL_STEPS = 1000  # T of the schedule and decay curves in the fingerprint
@@ -98,6 +110,19 @@ def _map_scalars(fn, scalars: interpret.StepScalars) -> interpret.StepScalars:
         for field in scalars))
 
 
+def _probe_by_leaf(fn, *args: np.ndarray) -> np.ndarray:
+    """A per-leaf operator's ``fn`` applied to each probe row's leaves
+    (:data:`PROBE_LEAVES`); ``args`` are ``[rows, PROBE_SIZE]`` arrays, or
+    scalars, broadcast to them first."""
+    rows = tuple(np.broadcast_to(x, (3, PROBE_SIZE)) for x in args)
+    return ops.by_leaf(np, fn, rows, PROBE_LEAVES, _map_rows)
+
+
+def _map_rows(fn, leaves: list[np.ndarray]) -> np.ndarray:
+    """``fn`` over the leading (probe row) axis of ``leaves``."""
+    return np.stack([fn(*(leaf[r] for leaf in leaves)) for r in range(leaves[0].shape[0])])
+
+
 def _quadratic_loss(w: np.ndarray) -> np.ndarray:
     return 0.5 * np.sum(PROBE_INPUTS.curvature * (w - PROBE_INPUTS.w_star) ** 2, axis=-1)
 
@@ -115,7 +140,9 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
 
     Rows: 0 and 1 feed fixed gradient sequences ``A`` and ``B`` at fixed
     weights; row 2 descends the quadratic ``0.5 * sum(h * (w - w*)^2)``.
-    Noise and dropout draw the same samples in every row. The probe run is
+    Noise and dropout draw the same samples in every row. Each row holds the
+    leaves :data:`PROBE_LEAVES`, which the per-leaf operators read one by
+    one. The probe run is
     short, so the schedule and decay multipliers are also sampled over a long
     run (``curves``): graphs that differ only late in training (a step
     schedule's rate, a long warmup) differ there.
@@ -150,7 +177,7 @@ def probe(graph: Graph, *, steps: int = PROBE_STEPS, total_steps: int = PROBE_TO
                 noise, uniform = random[0][k] + 0 * g, random[1][k] + 0 * g
             u, state = interpret.leaf_update(
                 p, np, g, w, state, per_step[k], h.learning_rate, h.weight_decay,
-                noise=noise, uniform=uniform, sanitize_operands=False,
+                noise=noise, uniform=uniform, sanitize_operands=False, by_leaf=_probe_by_leaf,
             )
             updates[k] = u
             # Clamped so that a diverging run keeps its operands finite (the
