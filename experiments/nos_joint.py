@@ -7,6 +7,8 @@ Update graph, decay sub-graphs and LR schedule searched jointly by the
 mutation-only particle GA; surrogate evaluation on CIFAR-10 with the small
 ConvNet budget; then progressive elimination of the best to CIFAR-100 and
 the fine-tuning sets Flowers102, Cars196 and Caltech101 (half kept per stage).
+The paper's operator set: the per-leaf operators (``orth``, ``trust``, ...)
+are off (``leaf_ops=False``), so the space draws what it drew as published.
 """
 
 from symopt.config import default_config
@@ -22,6 +24,7 @@ def get_config():
     config.space.options.max_nodes = 8
     config.space.options.p_decay = 0.3
     config.space.options.p_schedule_graph = 0.2
+    config.space.options.leaf_ops = False  # the paper's operators only
     config.tasks.search = "cifar10"
     config.tasks.steps = 300
     config.tasks.batch_size = 128

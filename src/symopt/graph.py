@@ -478,11 +478,14 @@ def canonical(graph: Graph) -> Graph:
     exprs = [graph.update] + [e for n, e in sorted(graph.decays) if n in used]
     if graph.schedule.kind == "graph":
         exprs.append(graph.schedule.expr)
+    # The constants of every decay kept: a decay on an operand that only the
+    # schedule reads is kept, and used_operands leaves its inputs out.
+    kept = used.union(*(expr_inputs(e) for e in exprs))
     for expr in exprs:  # constants renumbered by first use, in node order
         for node in expr.nodes:
             for r in (node.a, node.b):
                 j = constant_index(r)
-                if j is not None and j not in order and f"c{j}" in used:
+                if j is not None and j not in order and f"c{j}" in kept:
                     order.append(j)
         for r in (expr.root, *(graph.states if expr is graph.update else ())):
             j = constant_index(r)

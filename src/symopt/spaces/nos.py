@@ -21,6 +21,25 @@ up inactive nodes.
   from either (the particle GA of the paper is mutation-only and never calls
   it; the GA does).
 
+Per-leaf operators. Besides the element-wise operators of the paper, the
+update graph may use the per-leaf operators of :mod:`symopt.ops`
+(:data:`~symopt.ops.LEAF_OPERATORS`: ``rms``, ``rms_rows``, ``rms_cols``,
+``norm``, ``orth``, ``trust``, ``if_matrix``), which read a whole parameter
+tensor, so that Muon-, LAMB- and Adafactor-like updates are graphs of the
+space. They are drawn, and reached by the mutations that draw an operator
+(insert a node, change an operator), like any other: uniformly among the
+space's ``unary`` (or ``binary``) operators. The decay and schedule
+sub-graphs, which are scalars, never draw them (nor dropout). The option
+``leaf_ops`` (default True) switches them on; ``leaf_ops=False`` leaves them
+out of ``unary`` and ``binary``, which gives the space of the paper as it was
+before they existed: the same operators in the same order, so the same
+random seed draws the same graphs (the published protocol,
+``experiments/nos_joint.py``, sets it so). :meth:`NosSpace.program_shape`
+compiles the per-leaf operators in (``ProgramShape.leaf_ops``) exactly when
+the space may use them. The module's :func:`sample` and :func:`sample_checked`
+draw from :data:`ELEMENT_WISE` unless given a space: the random graphs the
+engine's tests and benchmarks were written and recorded on.
+
 One concept, the paper's space, in one module: sampling and every mutation
 edit the same graph fields within the same limits.
 """
@@ -37,7 +56,7 @@ import numpy as np
 from symopt import graph as graph_lib
 from symopt import integrity, ops, zoo
 from symopt.graph import Expr, Graph, GraphError, Hyperparams, Node, Schedule
-from symopt.program import ProgramShape
+from symopt.program import ProgramShape, uses_leaf_ops
 from symopt.spaces import base
 
 DEFAULT_SEEDS = ("sgd", "momentum", "rmsprop", "adam")
@@ -52,8 +71,9 @@ class NosSpace:
     min_nodes: int = 1
     max_nodes: int = 8
     operands: tuple[str, ...] = ops.TENSOR_OPERANDS
-    unary: tuple[str, ...] = tuple(n for n, op in ops.UNARY.items() if not op.leaf)
-    binary: tuple[str, ...] = tuple(n for n, op in ops.BINARY.items() if not op.leaf)
+    unary: tuple[str, ...] = tuple(ops.UNARY)
+    binary: tuple[str, ...] = tuple(ops.BINARY)
+    leaf_ops: bool = True  # may update graphs use the per-leaf operators? (module docstring)
     max_constants: int = 2
     max_states: int = 1
     max_decay_nodes: int = 2
@@ -77,6 +97,14 @@ class NosSpace:
             unknown = [n for n in getattr(self, field) if n not in table]
             _require(getattr(self, field) and not unknown, field,
                      f"unknown or empty: {unknown or '()'}; known: {', '.join(table)}")
+        _require(isinstance(self.leaf_ops, bool), "leaf_ops",
+                 f"expected True or False, got {self.leaf_ops!r}")
+        for field, drawn in (("unary", self.update_unary), ("binary", self.update_binary)):
+            _require(bool(drawn), field, "only per-leaf operators, which leaf_ops=False "
+                     "leaves out")
+        for field, drawn in (("unary", self._scalar_unary), ("binary", self._scalar_binary)):
+            _require(bool(drawn), field, "needs an element-wise operator (not per-leaf, not "
+                     "random) for the decay and schedule sub-graphs")
         _require(0 <= self.max_constants <= graph_lib.MAX_CONSTANTS, "max_constants",
                  f"must be in [0, {graph_lib.MAX_CONSTANTS}]")
         _require(0 <= self.max_states <= graph_lib.MAX_STATES, "max_states",
@@ -134,13 +162,28 @@ class NosSpace:
             return graph_lib.canonical(child.replace(schedule=first.schedule))
 
     def seeds(self, names: Sequence[str] | None = None) -> dict[str, Graph]:
-        """Zoo optimizers as genomes; every zoo graph is one (default: DEFAULT_SEEDS)."""
+        """Zoo optimizers as genomes (default: DEFAULT_SEEDS): every zoo graph
+        is one, but those that use the per-leaf operators only where
+        ``leaf_ops`` is on (ValueError naming them otherwise)."""
         names = DEFAULT_SEEDS if names is None else tuple(names)
         unknown = [n for n in names if n not in zoo.names()]
         if unknown:
             raise ValueError(f"nos space: unknown zoo optimizers {unknown}; "
                              f"known: {', '.join(zoo.names())}")
-        return {n: graph_lib.canonical(zoo.get(n)) for n in names}
+        graphs = {n: graph_lib.canonical(zoo.get(n)) for n in names}
+        if not self.leaf_ops:
+            leafy = {n: sorted(uses_leaf_ops(g)) for n, g in graphs.items() if uses_leaf_ops(g)}
+            if leafy:
+                raise ValueError(f"nos space: {', '.join(map(repr, leafy))} use the per-leaf "
+                                 f"operators ({leafy}), which this space leaves out "
+                                 "(leaf_ops=False)")
+        return graphs
+
+    def expressible_seeds(self) -> list[str]:
+        """The zoo names :meth:`seeds` accepts: every zoo optimizer, less those
+        that use the per-leaf operators where ``leaf_ops`` is off."""
+        return [n for n in zoo.names()
+                if self.leaf_ops or not uses_leaf_ops(graph_lib.canonical(zoo.get(n)))]
 
     def to_graph(self, genome: Graph) -> Graph:
         return genome
@@ -160,16 +203,25 @@ class NosSpace:
         return graph_lib.from_dict(data)
 
     def program_shape(self, extra: Sequence[Graph] = ()) -> ProgramShape:
-        """Room for every graph of the space, the zoo seeds and ``extra``."""
-        sized = [*self.seeds(zoo.names()).values(), *extra]
+        """Room for every graph of the space, the zoo seeds it accepts
+        (:meth:`expressible_seeds`) and ``extra``; the per-leaf operators are
+        compiled in where ``leaf_ops`` is on or an ``extra`` graph uses them."""
+        sized = [*self.seeds(self.expressible_seeds()).values(),
+                 *(graph_lib.canonical(g) for g in extra)]
         nodes = max([self.max_nodes] + [len(g.update.nodes) for g in sized])
+        operands = [len(graph_lib.expr_inputs(g.update, g.states) & set(ops.OPERANDS))
+                    for g in sized]
         return ProgramShape(
             max_nodes=nodes,
-            max_operands=min(2 * nodes, len(self.operands)),
+            max_operands=max([min(2 * nodes, len(self.operands)), *operands]),
             max_constants=max([self.max_constants, 1] + [len(g.constants) for g in sized]),
             max_states=max([self.max_states, 1] + [len(g.states) for g in sized]),
-            max_decay_nodes=self.max_decay_nodes,
-            max_schedule_nodes=self.max_schedule_nodes,
+            max_decay_nodes=max([self.max_decay_nodes]
+                                + [len(e.nodes) for g in sized for _, e in g.decays]),
+            max_schedule_nodes=max([self.max_schedule_nodes]
+                                   + [len(g.schedule.expr.nodes) for g in sized
+                                      if g.schedule.expr is not None]),
+            leaf_ops=self.leaf_ops or any(uses_leaf_ops(g) for g in extra),
         )
 
     def _fits(self, child: Graph, parent: Graph) -> bool:
@@ -182,8 +234,26 @@ class NosSpace:
         )
 
     @property
+    def update_unary(self) -> tuple[str, ...]:
+        """The unary operators update graphs draw: ``unary``, less the
+        per-leaf ones where ``leaf_ops`` is off."""
+        return tuple(u for u in self.unary if self.leaf_ops or not ops.UNARY[u].leaf)
+
+    @property
+    def update_binary(self) -> tuple[str, ...]:
+        """The binary operators update graphs draw (as :attr:`update_unary`)."""
+        return tuple(b for b in self.binary if self.leaf_ops or not ops.BINARY[b].leaf)
+
+    @property
     def _scalar_unary(self) -> tuple[str, ...]:
-        return tuple(u for u in self.unary if not ops.UNARY[u].random)
+        """The unary operators of decay and schedule sub-graphs: neither random
+        nor per-leaf."""
+        return tuple(u for u in self.unary if not ops.UNARY[u].random and not ops.UNARY[u].leaf)
+
+    @property
+    def _scalar_binary(self) -> tuple[str, ...]:
+        """The binary operators of decay and schedule sub-graphs: not per-leaf."""
+        return tuple(b for b in self.binary if not ops.BINARY[b].leaf)
 
 
 def _require(ok: bool, field: str, message: str) -> None:
@@ -197,13 +267,17 @@ def _require(ok: bool, field: str, message: str) -> None:
 
 def _sample_expr(
     rng: np.random.Generator, space: NosSpace, num_nodes: int, leaves: list[str],
-    unary: Sequence[str] | None = None,
+    *, scalar: bool = False,
 ) -> Expr:
-    unary = space.unary if unary is None else unary
+    """A DAG of ``num_nodes`` nodes over ``leaves``: an update graph, or with
+    ``scalar`` a decay or schedule sub-graph (element-wise, deterministic
+    operators only)."""
+    unary = space._scalar_unary if scalar else space.update_unary
+    binary = space._scalar_binary if scalar else space.update_binary
     built: list[Node] = []
     for i in range(num_nodes):
         refs = leaves + [graph_lib.node_ref(j) for j in range(i)]
-        op = base.choice(rng, space.binary)
+        op = base.choice(rng, binary)
         left, a = _sample_unary(rng, space, unary), _sample_input(rng, i, refs)
         right, b = _sample_unary(rng, space, unary), _sample_input(rng, i, refs)
         built.append(Node(op, left, a, right, b))
@@ -229,14 +303,14 @@ def _scalar_leaves(num_constants: int) -> list[str]:
 
 def _sample_decay(rng: np.random.Generator, space: NosSpace, num_constants: int) -> Expr:
     size = int(rng.integers(1, space.max_decay_nodes + 1))
-    return _sample_expr(rng, space, size, _scalar_leaves(num_constants), space._scalar_unary)
+    return _sample_expr(rng, space, size, _scalar_leaves(num_constants), scalar=True)
 
 
 def _sample_schedule(rng: np.random.Generator, space: NosSpace, num_constants: int) -> Schedule:
     warmup = int(base.choice(rng, (0, 0, 10, 100)))
     if rng.random() < space.p_schedule_graph:
         size = int(rng.integers(1, space.max_schedule_nodes + 1))
-        expr = _sample_expr(rng, space, size, _scalar_leaves(num_constants), space._scalar_unary)
+        expr = _sample_expr(rng, space, size, _scalar_leaves(num_constants), scalar=True)
         return Schedule(kind="graph", warmup_steps=warmup, expr=expr)
     return Schedule(
         kind=base.choice(rng, space.schedule_kinds),
@@ -265,8 +339,13 @@ def _sample_hparam(rng: np.random.Generator, space: NosSpace, name: str) -> Any:
     return base.choice(rng, _HPARAM_CHOICES[name])
 
 
-def sample(rng: np.random.Generator, space: NosSpace = NosSpace()) -> Graph:
-    """A random valid graph of ``space``."""
+ELEMENT_WISE = NosSpace(leaf_ops=False)
+"""The space with the element-wise operators only, as before the per-leaf
+operators: what :func:`sample` and :func:`sample_checked` draw by default."""
+
+
+def sample(rng: np.random.Generator, space: NosSpace = ELEMENT_WISE) -> Graph:
+    """A random valid graph of ``space`` (by default :data:`ELEMENT_WISE`)."""
     constants = tuple(
         float(np.round(rng.normal(), 4)) for _ in range(int(rng.integers(space.max_constants + 1)))
     )
@@ -300,9 +379,10 @@ def sample(rng: np.random.Generator, space: NosSpace = NosSpace()) -> Graph:
 
 
 def sample_checked(rng: np.random.Generator, count: int,
-                   space: NosSpace = NosSpace()) -> list[Graph]:
-    """``count`` random graphs of ``space`` that pass :func:`symopt.check`
-    (those that fail are drawn again): a population worth training."""
+                   space: NosSpace = ELEMENT_WISE) -> list[Graph]:
+    """``count`` random graphs of ``space`` (by default :data:`ELEMENT_WISE`)
+    that pass :func:`symopt.check` (those that fail are drawn again): a
+    population worth training."""
     graphs = []
     while len(graphs) < count:
         graph = sample(rng, space)
@@ -348,7 +428,7 @@ def _active(graph: Graph) -> list[int]:
 
 
 def _random_unary(rng: np.random.Generator, space: NosSpace) -> str:
-    return "identity" if rng.random() < space.p_identity else base.choice(rng, space.unary)
+    return "identity" if rng.random() < space.p_identity else base.choice(rng, space.update_unary)
 
 
 def _insert_node(rng, space: NosSpace, graph: Graph) -> Graph | None:
@@ -359,7 +439,7 @@ def _insert_node(rng, space: NosSpace, graph: Graph) -> Graph | None:
     old = graph.update.root if side == "root" else getattr(nodes[at], side)
     other = _random_ref(rng, space, graph, at)
     inputs = [old, other] if rng.random() < 0.5 else [other, old]
-    new = Node(base.choice(rng, space.binary), _random_unary(rng, space), inputs[0],
+    new = Node(base.choice(rng, space.update_binary), _random_unary(rng, space), inputs[0],
                _random_unary(rng, space), inputs[1])
     # Insert at position ``at``: references to nodes >= at shift up by one.
     shifted = _remap(graph, nodes, lambda i: graph_lib.node_ref(i + (i >= at)))
@@ -392,7 +472,7 @@ def _change_op(rng, space: NosSpace, graph: Graph) -> Graph | None:
         return None
     i = base.choice(rng, active)
     field = base.choice(rng, ("op", "left", "right"))
-    value = base.choice(rng, space.binary) if field == "op" else base.choice(rng, space.unary)
+    value = base.choice(rng, space.update_binary if field == "op" else space.update_unary)
     nodes = list(graph.update.nodes)
     nodes[i] = dataclasses.replace(nodes[i], **{field: value})
     return graph.replace(update=Expr(tuple(nodes), graph.update.root))
