@@ -234,7 +234,8 @@ def test_prefer_simpler_rejects_a_bad_tolerance(tolerance):
 def test_simplified_equation_is_one_line_with_to_text_settings(name):
     graph = zoo.get(name)
     text = simplified_equation(graph)
-    assert isinstance(text, str) and "\n" not in text and text.startswith("d = ")
+    assert isinstance(text, str) and "\n" not in text
+    assert re.match(r"(h_\d+ = [^;]+; )*d = ", text)  # named shared nodes, then d
     assert text.rsplit("; ", 1)[1] == symbolic.to_text(graph).rsplit("; ", 1)[1]
 
 
@@ -292,3 +293,29 @@ def test_simplified_equation_of_a_malformed_graph_raises_graph_error():
     with pytest.raises(symopt.GraphError):
         simplified_equation(simple("nope"))
 
+
+
+# --------------------------------------------------------------------------
+# The per-leaf operators: opaque to sympy, one operator each.
+
+
+def test_per_leaf_operators_count_as_one_operator_each():
+    plain = Graph(update=nodes(("mul", "identity", "g", "identity", "m")))
+    leafy = Graph(update=nodes(("mul", "orth", "g", "rms_rows", "m")))
+    selector = Graph(update=nodes(("if_matrix", "orth", "g", "identity", "m")))
+    assert complexity(leafy).operators == complexity(plain).operators + 2
+    assert complexity(selector).operators == 2
+
+
+def test_simplified_equation_keeps_per_leaf_operators_opaque():
+    # orth(g) - g and trust(g, w) / g are not 0 or w: sympy must leave them be,
+    # yet it may still merge equal terms around them.
+    differs = Graph(update=nodes(("sub", "orth", "g", "identity", "g")))
+    ratio = Graph(update=nodes(("trust", "identity", "g", "identity", "w_0.1"),
+                               ("div", "identity", "n0", "identity", "g")))
+    twice = Graph(update=nodes(("add", "rms", "g", "rms", "g")))
+    selected = Graph(update=nodes(("if_matrix", "identity", "g", "identity", "g")))
+    assert simplified_equation(differs).startswith("d = -g + orth(g);")
+    assert simplified_equation(ratio).startswith("d = trust(g, 0.1*w)/g;")
+    assert simplified_equation(twice).startswith("d = 2*rms(g);")
+    assert simplified_equation(selected).startswith("d = if_matrix(g, g);")

@@ -27,7 +27,10 @@ composite operands read (``adam`` is ``m/(sqrt(v) + eps)``), and the
 per-parameter buffers the optimizer keeps besides its states (moment EMAs and
 the momentum buffer). Hyperparameter values, bias correction, weight decay,
 clipping and the closed-form schedule kinds are settings, not structure, and
-do not count; a ``graph`` schedule's expression does.
+do not count; a ``graph`` schedule's expression does. A per-leaf operator
+(``orth``, ``rms_rows``, ``trust``, ``if_matrix``, ...) counts as one operator,
+like any other; :func:`simplified_equation` keeps it as the opaque function
+:mod:`symopt.symbolic` writes, rewriting only around it.
 """
 
 from __future__ import annotations

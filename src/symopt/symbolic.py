@@ -21,6 +21,16 @@ inlining would make the expression large (a chain of such nodes would
 otherwise double in size with each node). Results are cached per graph, so
 printing the same graph again costs a dictionary look-up.
 
+The per-leaf operators (:data:`symopt.ops.LEAF_OPERATORS`: they read a whole
+parameter tensor) are opaque ``sympy.Function``s, which simplification
+never rewrites (only their arguments, like any expression): ``orth``,
+``rms``, ``rms_row``, ``rms_col``, ``norm``, ``trust`` and ``if_matrix``.
+The text form writes them by those names (``orth(m)``); the LaTeX form as
+``\\operatorname{orth}(m)``, ``\\mathrm{rms}(g)``,
+``\\mathrm{rms}_{\\mathrm{row}}(x)``, ``\\mathrm{rms}_{\\mathrm{col}}(x)``,
+``\\|x\\|``, ``\\operatorname{trust}(a, b)`` and
+``\\operatorname{if\\_matrix}(a, b)`` (``a`` on 2-D leaves, ``b`` elsewhere).
+
 One concept, a graph's equations, in one module: the LaTeX and the text
 forms print what :func:`to_sympy` builds.
 """
@@ -36,6 +46,7 @@ from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import sympy
+from sympy.printing.latex import LatexPrinter
 
 from symopt import graph as graph_lib
 from symopt import ops, schedules
@@ -399,10 +410,53 @@ def _text(expr: sympy.Expr) -> str:
         return sympy.srepr(expr)
 
 
+def _call(name: str, args: list[str], exprs: tuple[sympy.Basic, ...]) -> str:
+    """``name(args)``: plain parentheses around one atom, ``\\left( \\right)`` else."""
+    inner = ", ".join(args)
+    if len(exprs) == 1 and exprs[0].is_Atom:
+        return f"{name}({inner})"
+    return rf"{name}\left({inner}\right)"
+
+
+def _norm(args: list[str], exprs: tuple[sympy.Basic, ...]) -> str:
+    return rf"\|{args[0]}\|" if exprs[0].is_Atom else rf"\left\|{args[0]}\right\|"
+
+
+_LEAF_LATEX: dict[str, Callable[[list[str], tuple[sympy.Basic, ...]], str]] = {
+    "orth": lambda a, e: _call(r"\operatorname{orth}", a, e),
+    "rms": lambda a, e: _call(r"\mathrm{rms}", a, e),
+    "rms_row": lambda a, e: _call(r"\mathrm{rms}_{\mathrm{row}}", a, e),
+    "rms_col": lambda a, e: _call(r"\mathrm{rms}_{\mathrm{col}}", a, e),
+    "norm": _norm,
+    "trust": lambda a, e: _call(r"\operatorname{trust}", a, e),
+    "if_matrix": lambda a, e: _call(r"\operatorname{if\_matrix}", a, e),
+}
+"""The LaTeX of the per-leaf operators' sympy functions (``ops.Op.leaf``), by
+function name: ``\\operatorname{orth}(m)``, ``\\mathrm{rms}_{\\mathrm{row}}(x)``,
+``\\|x\\|``, ``\\operatorname{trust}(a, b)``, ``\\operatorname{if\\_matrix}(a, b)``
+(``a`` on a 2-D leaf, ``b`` elsewhere). The operator names stand for the
+sympy names where sympy's evaluation failed (:func:`_apply`)."""
+_LEAF_LATEX |= {"rms_rows": _LEAF_LATEX["rms_row"], "rms_cols": _LEAF_LATEX["rms_col"]}
+_LEAF_ARITY = {name: ops.BINARY[name].arity if name in ops.BINARY else 1 for name in _LEAF_LATEX}
+
+
+class _Printer(LatexPrinter):
+    """sympy's LaTeX printer, with the per-leaf operators written as :data:`_LEAF_LATEX`."""
+
+    def _print_Function(self, expr, exp=None):
+        form = _LEAF_LATEX.get(expr.func.__name__)
+        if form is None or len(expr.args) != _LEAF_ARITY[expr.func.__name__]:
+            return super()._print_Function(expr, exp)
+        tex = form([self._print(arg) for arg in expr.args], expr.args)
+        if exp is None:
+            return tex
+        return f"{tex}^{{{exp}}}" if tex.endswith("|") else rf"\left({tex}\right)^{{{exp}}}"
+
+
 def _latex(expr: sympy.Expr, symbol_names: Mapping[sympy.Symbol, str]) -> str:
     """``expr`` as LaTeX (its plain text, in text mode, where sympy's printer fails)."""
     try:
-        return sympy.latex(expr, symbol_names=symbol_names)
+        return _Printer({"symbol_names": symbol_names}).doprint(expr)
     except Exception:  # noqa: BLE001 (printing re-evaluates parts, which may raise)
         return rf"\text{{{_text(expr).translate(_TEXT_MODE_ESCAPES)}}}"
 
