@@ -74,7 +74,8 @@ def test_draw_graph_labels_every_active_node_and_the_root(graph):
         assert any(text.startswith(f"n{i}: {node.op}\n") for text in labels), (i, labels)
         for unary in (node.left, node.right):
             if unary != "identity":
-                assert any(f"n{i}: " in text and f"{unary}(" in text for text in labels)
+                written = viz._unary_text(unary, "")  # "exp()", "rms_row()", "‖‖"
+                assert any(f"n{i}: " in text and written[:-1] in text for text in labels)
     assert viz.ROOT_LABEL in labels
     drawn = patches(fig)
     root = graph.update.root
@@ -130,6 +131,18 @@ def test_draw_graph_saves_png_and_svg(graph, tmp_path):
     assert (tmp_path / "g.png").read_bytes().startswith(PNG_MAGIC)
     svg = (tmp_path / "g.svg").read_bytes()
     assert b"<svg" in svg[:2000] and svg.rstrip().endswith(b"</svg>")
+
+
+def test_per_leaf_operators_are_labelled_by_what_they_compute():
+    graph = Graph(update=nodes(
+        ("if_matrix", "orth", "m", "rms", "g"),
+        ("trust", "identity", "n0", "norm", "w_0.1"),
+        ("mul", "rms_rows", "n1", "rms_cols", "v"),
+    ))
+    labels = texts(viz.draw_graph(graph))
+    assert "n0: if_matrix\north(a) if 2-D else rms(b)" in labels
+    assert "n1: trust\na·‖‖b‖‖/‖a‖" in labels
+    assert "n2: mul\nrms_row(a), rms_col(b)" in labels
 
 
 def test_inactive_nodes_are_grey_and_translucent():

@@ -71,8 +71,17 @@ def _new_axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]
 # The graph.
 
 
+_LEAF_UNARY_TEXT = {"rms": "rms({})", "rms_rows": "rms_row({})", "rms_cols": "rms_col({})",
+                    "norm": "‖{}‖", "orth": "orth({})"}
+"""How a node label writes the per-leaf unary operators (``ops.Op.leaf``): the
+RMS of the leaf, of each row or column of its matrix view, its 2-norm, and
+Muon's orthogonalisation."""
+
+
 def _unary_text(unary: str, arg: str) -> str:
-    return arg if unary == "identity" else f"{unary}({arg})"
+    if unary == "identity":
+        return arg
+    return _LEAF_UNARY_TEXT.get(unary, f"{unary}({{}})").format(arg)
 
 
 def expr_text(expr: Expr, constants: tuple[float, ...] = ()) -> str:
@@ -99,7 +108,17 @@ def expr_text(expr: Expr, constants: tuple[float, ...] = ()) -> str:
 
 
 def _node_label(i: int, node: graph_lib.Node) -> str:
-    return f"n{i}: {node.op}\n{_unary_text(node.left, 'a')}, {_unary_text(node.right, 'b')}"
+    """``n<i>: op`` over its inputs: ``left(a), right(b)``, or for the per-leaf
+    binary operators what they compute, ``A·‖B‖/‖A‖`` (``trust``, LAMB's trust
+    ratio) and ``A if 2-D else B`` (``if_matrix``)."""
+    a, b = _unary_text(node.left, "a"), _unary_text(node.right, "b")
+    if node.op == "trust":
+        inputs = f"{a}·‖{b}‖/‖{a}‖"
+    elif node.op == "if_matrix":
+        inputs = f"{a} if 2-D else {b}"
+    else:
+        inputs = f"{a}, {b}"
+    return f"n{i}: {node.op}\n{inputs}"
 
 
 def _leaf_kind(ref: str) -> str:
@@ -240,7 +259,9 @@ def draw_graph(graph: Graph, ax: Axes | None = None, *, show_inactive: bool = Tr
 
     Leaves (operands, constants with their values, states ``s_i``) form the
     first layer; each hidden node ``op(left(a), right(b))`` sits one layer
-    right of its deepest input, labelled ``n<i>: op`` and its unary operators,
+    right of its deepest input, labelled ``n<i>: op`` and its unary operators
+    (the per-leaf operators as ``orth(a)``, ``rms_row(a)``, ``‖a‖``,
+    ``a·‖b‖/‖a‖`` for ``trust`` and ``a if 2-D else b`` for ``if_matrix``),
     with its ``a`` and ``b`` inputs entering its upper and lower half. The root
     has a red outline and feeds the marker :data:`ROOT_LABEL`. Nodes that
     neither the root nor a state reach are grey and translucent (alpha
