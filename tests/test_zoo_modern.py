@@ -1,0 +1,248 @@
+"""The modern zoo optimizers (Muon, LAMB, Adafactor) against optax.
+
+They read whole parameter tensors (the per-leaf operators of symopt.ops), so
+they are checked on a model with every kind of leaf: a Dense matrix, a conv
+kernel (4-D: optax's Muon runs Adam on it), a bias and a scalar scale, in
+float64 with deterministic gradients.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import symopt
+from symopt import graph as graph_lib
+from symopt import zoo
+from symopt.graph import Graph, Hyperparams, nodes
+
+import helpers
+
+STEPS = helpers.STEPS  # helpers.gradients' stream: 20 steps
+TOTAL_STEPS = 8  # the graphs' training length: the last 12 steps run past it
+MODERN = ("muon", "lamb", "adafactor")
+BIG = (128, 130)  # a matrix optax's default Adafactor factors (both dimensions >= 128)
+CONV_MATRIX = (18, 4)  # the conv kernel [3, 3, 2, 4] as its matrix view
+TIGHT = dict(rtol=1e-9, atol=1e-12)  # float64 rounding
+# optax computes Adafactor's decay rate 1 - (t+1)^-0.8 in float32: the graph,
+# in float64, agrees to float32 rounding of that rate.
+ADAFACTOR_RTOL = 1e-6
+
+
+def model(dtype) -> dict:
+    """Every kind of leaf: two Dense matrices, a conv kernel, a bias, a scalar."""
+    k = jax.random.split(jax.random.PRNGKey(0), 4)
+    return {
+        "dense": jax.random.normal(k[0], (5, 3), dtype),
+        "big": 0.1 * jax.random.normal(k[1], BIG, dtype),
+        "conv": jax.random.normal(k[2], (3, 3, 2, 4), dtype),
+        "bias": 0.1 * jax.random.normal(k[3], (3,), dtype),
+        "scale": jnp.ones((), dtype),
+    }
+
+
+def updates(tx: optax.GradientTransformation, reshape_conv: bool = False) -> dict:
+    """``tx``'s updates at each of helpers.gradients' steps on :func:`model`
+    (float64, the weights held fixed as the population engine's check holds
+    them), stacked along a leading step axis; ``reshape_conv`` feeds the conv
+    kernel as its matrix view and gives its updates back in its own shape."""
+    with jax.enable_x64(True):
+        params = model(jnp.float64)
+        grads = jax.tree.map(lambda *x: jnp.stack(x), *helpers.gradients(params))
+        shape = params["conv"].shape
+        if reshape_conv:
+            params = {**params, "conv": params["conv"].reshape(CONV_MATRIX)}
+            grads = {**grads, "conv": grads["conv"].reshape(STEPS, *CONV_MATRIX)}
+
+        def step(state, g):
+            u, state = tx.update(g, state, params)
+            return state, u
+
+        out = jax.jit(lambda: jax.lax.scan(step, tx.init(params), grads)[1])()
+        if reshape_conv:
+            out = {**out, "conv": out["conv"].reshape(STEPS, *shape)}
+        return jax.tree.map(np.asarray, out)
+
+
+def ours(graph: Graph) -> dict:
+    return updates(symopt.to_optax(graph, total_steps=TOTAL_STEPS))
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    """Each modern zoo graph's to_optax updates, computed once."""
+    return {name: ours(zoo.get(name)) for name in MODERN}
+
+
+def lr(name: str) -> float:
+    return zoo.get(name).hparams.learning_rate
+
+
+# --------------------------------------------------------------------------
+# Muon.
+
+
+def test_muon_equals_optax_contrib_muon(reference):
+    chex.assert_trees_all_close(reference["muon"], updates(optax.contrib.muon(lr("muon"))),
+                                **TIGHT)
+
+
+def test_muon_keyword_arguments_match_optax_muon_arguments():
+    graph = zoo.muon(beta=0.9, beta1=0.8, beta2=0.99)
+    theirs = optax.contrib.muon(lr("muon"), beta=0.9, adam_b1=0.8, adam_b2=0.99)
+    chex.assert_trees_all_close(ours(graph), updates(theirs), **TIGHT)
+
+
+def test_muon_orthogonalises_the_matrices_and_runs_nadam_on_the_rest(reference):
+    # Guards the parity test. On a matrix, Muon's first update has singular
+    # values near 1 (times lr); on the conv kernel NAdam's first step is
+    # (b1/(1+b1) + 1) * sign(g), up to eps.
+    first = jax.tree.map(lambda u: -u[0] / lr("muon"), reference["muon"])
+    singular = np.linalg.svd(first["dense"], compute_uv=False)
+    assert np.all(np.abs(singular - 1.0) < 0.35)
+    with jax.enable_x64(True):
+        g = np.asarray(helpers.gradients(model(jnp.float64))[0]["conv"])
+    np.testing.assert_allclose(first["conv"], (0.9 / 1.9 + 1) * np.sign(g), rtol=1e-5)
+
+
+# --------------------------------------------------------------------------
+# LAMB.
+
+
+def test_lamb_equals_optax_lamb(reference):
+    chex.assert_trees_all_close(reference["lamb"], updates(optax.lamb(lr("lamb"))), **TIGHT)
+
+
+def test_lamb_weight_decay_inside_the_trust_ratio_equals_optax_lamb_weight_decay():
+    graph = zoo.lamb(weight_decay=0.1)
+    assert graph.hparams.weight_decay == 0.0 and graph.update.nodes[-1].op == "trust"
+    theirs = optax.lamb(lr("lamb"), weight_decay=0.1)
+    chex.assert_trees_all_close(ours(graph), updates(theirs), **TIGHT)
+
+
+# --------------------------------------------------------------------------
+# Adafactor.
+
+
+def test_adafactor_equals_optax_factoring_every_matrix_conv_kernels_as_matrix_views(
+        reference):
+    # optax with min_dim_size_to_factor=1 factors every matrix, as the graph
+    # does; it factors a conv kernel's two largest dimensions where the graph
+    # factors its matrix view [18, 4]: optax is given the kernel reshaped so.
+    theirs = updates(optax.adafactor(lr("adafactor"), min_dim_size_to_factor=1),
+                     reshape_conv=True)
+    chex.assert_trees_all_close(reference["adafactor"], theirs, rtol=ADAFACTOR_RTOL, atol=0)
+
+
+def test_adafactor_equals_default_optax_adafactor_except_on_small_and_conv_leaves(reference):
+    # optax's default factors only leaves whose two largest dimensions are
+    # >= 128 and keeps a full second moment on the others, small matrices
+    # and this conv kernel included; the graph factors every matrix view.
+    graph, theirs = reference["adafactor"], updates(optax.adafactor(lr("adafactor")))
+    for name in ("big", "bias", "scale"):
+        np.testing.assert_allclose(graph[name], theirs[name], rtol=ADAFACTOR_RTOL, err_msg=name)
+    for name in ("dense", "conv"):
+        assert not np.allclose(graph[name], theirs[name], rtol=1e-3), name
+
+
+def test_adafactor_keyword_arguments_match_optax_adafactor_arguments():
+    graph = zoo.adafactor(decay_rate=0.5, eps=1e-20)
+    theirs = optax.adafactor(lr("adafactor"), min_dim_size_to_factor=1, decay_rate=0.5,
+                             eps=1e-20)
+    chex.assert_trees_all_close(ours(graph), updates(theirs, reshape_conv=True),
+                                rtol=ADAFACTOR_RTOL, atol=0)
+
+
+# --------------------------------------------------------------------------
+# Defaults: each hyperparameter optax has, read off the graph.
+
+# (zoo name, optax factory, optax argument, the same value read off the graph).
+OPTAX_DEFAULTS = (
+    ("muon", optax.contrib.muon, "beta", lambda g: g.constants[0]),
+    ("muon", optax.contrib.muon, "adam_b1", lambda g: g.constants[1]),
+    ("muon", optax.contrib.muon, "eps", lambda g: g.constants[2]),
+    ("muon", optax.contrib.muon, "adam_b2", lambda g: g.hparams.beta2),
+    ("muon", optax.contrib.muon, "weight_decay", lambda g: g.hparams.weight_decay),
+    ("lamb", optax.lamb, "b1", lambda g: g.hparams.beta1),
+    ("lamb", optax.lamb, "b2", lambda g: g.hparams.beta2),
+    ("lamb", optax.lamb, "eps", lambda g: g.hparams.eps),
+    ("lamb", optax.lamb, "weight_decay", lambda g: g.hparams.weight_decay),
+    ("adafactor", optax.adafactor, "decay_rate", lambda g: -g.constants[0]),
+    ("adafactor", optax.adafactor, "eps", lambda g: g.constants[1]),
+)
+
+
+@pytest.mark.parametrize("name, optax_fn, arg, read", OPTAX_DEFAULTS,
+                         ids=[f"{n}-{a}" for n, _, a, _ in OPTAX_DEFAULTS])
+def test_default_hyperparameter_equals_optax_default(name, optax_fn, arg, read):
+    assert read(zoo.get(name)) == inspect.signature(optax_fn).parameters[arg].default
+
+
+def test_muon_default_learning_rate_is_jordan_et_al_s():
+    assert zoo.muon().hparams.learning_rate == 0.02
+
+
+# --------------------------------------------------------------------------
+# The population engine against to_optax.
+
+
+# "loop" is the CPU default; "vmap" (and "fused", which falls back to vmap for
+# the per-leaf operators) compile every operator's branch at every node, which
+# takes long on a CPU.
+STRATEGIES = ["loop", pytest.param("vmap", marks=pytest.mark.slow),
+              pytest.param("fused", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_population_engine_matches_to_optax_past_total_steps(strategy, reference, monkeypatch):
+    # helpers.population_updates on this module's model (every kind of leaf);
+    # its 20 gradient steps run past total_steps = 8.
+    monkeypatch.setattr(helpers, "params_like", model)
+    with jax.enable_x64(True):
+        population = helpers.population_updates([zoo.get(n) for n in MODERN], strategy,
+                                                jnp.float64, TOTAL_STEPS)
+    for i, name in enumerate(MODERN):
+        mine = jax.tree.map(lambda x, i=i: np.asarray(x[:, i]), population)
+        chex.assert_trees_all_close(mine, reference[name], rtol=1e-7, atol=1e-12)
+
+
+# --------------------------------------------------------------------------
+# Structure.
+
+
+def orthogonalised_adam() -> Graph:
+    """docs/guide.md's variant: Adam's direction, orthogonalised on matrices."""
+    return Graph(update=nodes(("if_matrix", "orth", "adam", "identity", "adam")),
+                 hparams=Hyperparams(learning_rate=0.02))
+
+
+@pytest.mark.parametrize("name", MODERN)
+def test_fits_the_graph_limits(name):
+    graph = zoo.get(name)
+    assert symopt.validate(graph) is graph
+    assert len(graph.update.nodes) <= graph_lib.MAX_NODES
+    assert len(graph.states) <= graph_lib.MAX_STATES
+    assert len(graph.constants) <= graph_lib.MAX_CONSTANTS
+
+
+@pytest.mark.parametrize("graph", [*(zoo.get(n) for n in MODERN), orthogonalised_adam()],
+                         ids=[*MODERN, "orthogonalised_adam"])
+def test_passes_the_integrity_check(graph):
+    report = symopt.check(graph)
+    assert report.ok, report
+
+
+@pytest.mark.parametrize("name", MODERN)
+def test_json_round_trip_gives_an_equal_graph(name):
+    graph = zoo.get(name)
+    assert symopt.from_json(graph.to_json()) == graph
+
+
+def test_modern_optimizers_are_registered_after_the_others():
+    assert zoo.names()[-3:] == list(MODERN)
