@@ -8,7 +8,8 @@ The genome of primitive update terms, a GA of 50 generations x 50 (tournament
 MNIST, Fashion-MNIST (small CNN) and CIFAR-10 (BatchNorm CNN) on 15k-example
 subsets, 500 steps, batch 128, 2 seeds, normalised by Adam. The final
 comparison (1000 steps, 3 seeds, the three tasks aggregated) is the one
-elimination stage.
+elimination stage. The paper's seven term kinds: ``orth_momentum`` (Muon, ours)
+is off (``leaf_ops=False``), so the space draws what it drew as published.
 """
 
 from symopt.config import default_config
@@ -24,6 +25,7 @@ def get_config():
     config.search.options.elites = 3
     config.search.options.crossover_rate = 1.0
     config.space.name = "terms"
+    config.space.options.leaf_ops = False  # the paper's term kinds only
     config.tasks.search = "mnist,fashion_mnist,cifar10"
     config.tasks.steps = 500
     config.tasks.batch_size = 128

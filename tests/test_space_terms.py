@@ -9,8 +9,11 @@ jit-compiled scan.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import importlib.util
 import json
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +29,8 @@ from symopt.spaces.base import Space
 from symopt.spaces.terms import (
     DEFAULT_SEEDS,
     FLAGS,
+    LEAF_TERM_KINDS,
+    PAPER_TERM_KINDS,
     SCALARS,
     TERM_KINDS,
     Term,
@@ -34,6 +39,7 @@ from symopt.spaces.terms import (
 )
 
 SPACE = TermsSpace()
+PAPER = TermsSpace(leaf_ops=False)  # the paper's seven kinds (experiments/terms_ga.py)
 EXPRESSIBLE = (
     "sgd",
     "momentum",
@@ -106,20 +112,29 @@ WIDEST = TermsGenome(
 MOST_OPERANDS = TermsGenome(
     (Term("nesterov", 0.5), Term("rms_norm", 0.6), Term("adam_term", 0.7), Term("sign_grad", 0.8))
 )
+# With orth_momentum: WIDEST's sign_grad becomes one if_matrix node.
+WIDEST_LEAF = TermsGenome(
+    (Term("nesterov", 0.5), Term("rms_norm", 0.6), Term("unit_grad", 0.7),
+     Term("orth_momentum", 0.8))
+)
 
 
 @pytest.mark.parametrize(
-    "field,genome,size",
+    "space,field,genome,size",
     [
-        ("max_nodes", WIDEST, 14),
-        ("max_constants", WIDEST, 6),
-        ("max_operands", MOST_OPERANDS, 5),
+        (PAPER, "max_nodes", WIDEST, 14),
+        (PAPER, "max_constants", WIDEST, 6),
+        (PAPER, "max_operands", MOST_OPERANDS, 5),
+        (SPACE, "max_nodes", WIDEST_LEAF, 15),
+        (SPACE, "max_constants", WIDEST, 6),
+        (SPACE, "max_operands", MOST_OPERANDS, 5),
     ],
+    ids=lambda x: "leaf_ops" if x is SPACE else "paper" if x is PAPER else None,
 )
-def test_the_program_shape_is_as_small_as_the_largest_graph(field, genome, size):
-    shape = SPACE.program_shape()
+def test_the_program_shape_is_as_small_as_the_largest_graph(space, field, genome, size):
+    shape = space.program_shape()
     assert getattr(shape, field) == size
-    graph = SPACE.to_graph(genome)
+    graph = space.to_graph(genome)
     encode([graph], shape)
     smaller = dataclasses.replace(shape, **{field: size - 1})
     with pytest.raises(graph_lib.GraphError, match=field):
@@ -162,6 +177,8 @@ def _paper_updates(genome: TermsGenome, grads: np.ndarray, w: np.ndarray, total:
             "sign_grad": np.sign(g),
             "unit_grad": g / (np.abs(g) + eps),
             "nesterov": m_hat + b1 * (g - m_hat),
+            # w is a vector: the Adam term (orth(m) is for 2-D leaves).
+            "orth_momentum": m_hat / (np.sqrt(v_hat) + eps),
         }
         direction = sum(alpha * term[kind] for kind, alpha in genome.terms)
         warmup = genome.warmup_steps if genome.warmup else 0
@@ -339,7 +356,8 @@ def test_the_published_terms_ga_optimizer_is_a_genome():
         assert getattr(graph.hparams, field) == pytest.approx(getattr(published.hparams, field))
 
 
-@pytest.mark.parametrize("name", ["lion", "signum", "ades", "no_such_optimizer"])
+@pytest.mark.parametrize(
+    "name", ["lion", "signum", "ades", "muon", "lamb", "adafactor", "no_such_optimizer"])
 def test_seeds_name_what_the_genome_cannot_express(name):
     with pytest.raises(ValueError, match=name):
         SPACE.seeds(["adam", name])
@@ -491,3 +509,111 @@ def test_from_json_names_the_bad_field(data, field):
 def test_bad_space_settings_raise(changes):
     with pytest.raises(ValueError, match="TermsSpace"):
         TermsSpace(**changes)
+
+
+# --------------------------------------------------------------------------
+# orth_momentum (Muon) and the leaf_ops option.
+
+
+def _muon_params() -> dict[str, jax.Array]:
+    rng = np.random.default_rng(10)
+    return {"kernel": jnp.asarray(rng.normal(size=(4, 3))),
+            "conv": jnp.asarray(rng.normal(size=(3, 3, 2, 4))),
+            "bias": jnp.asarray(rng.normal(size=3)), "scale": jnp.asarray(1.5)}
+
+
+def _updates(tx: optax.GradientTransformation, params, steps: int = 8):
+    """``tx``'s updates for ``steps`` random gradients, the weights stepped
+    (one jit-compiled scan)."""
+    rng = np.random.default_rng(11)
+    grads = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=(steps, *x.shape))), params)
+
+    def step(carry, g):
+        params, state = carry
+        updates, state = tx.update(g, state, params)
+        return (optax.apply_updates(params, updates), state), updates
+
+    return jax.jit(lambda: jax.lax.scan(step, (params, tx.init(params)), grads)[1])()
+
+
+def test_the_orth_momentum_term_is_muon_without_nesterov():
+    # orth(m) on the 2-D kernel, Adam on the conv kernel, bias and scale, as
+    # optax.contrib.muon with one beta and no Nesterov (module docstring).
+    lr, beta1, beta2 = 0.02, 0.95, 0.99
+    genome = TermsGenome((Term("orth_momentum", 1.0),), log10_lr=math.log10(lr), beta1=beta1,
+                         beta2=beta2, log10_eps=-8.0)
+    graph = SPACE.to_graph(genome)
+    assert graph.update == graph_lib.nodes(("if_matrix", "orth", "m", "identity", "adam"))
+    assert symopt.program.uses_leaf_ops(graph) == {"orth", "if_matrix"}
+    muon = optax.contrib.muon(lr, beta=beta1, adam_b1=beta1, adam_b2=beta2, eps=1e-8,
+                              nesterov=False)
+    with jax.enable_x64(True):
+        params = _muon_params()
+        ours = _updates(symopt.to_optax(graph, total_steps=100), params)
+        theirs = _updates(muon, params)
+    for name in params:
+        np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-10, atol=1e-15,
+                                   err_msg=name)
+    assert np.abs(ours["kernel"][-1]).max() > 0
+
+
+@pytest.mark.parametrize("flags", [{"use_m": False}, {"use_v": False},
+                                   {"use_m": False, "use_v": False}])
+def test_orth_momentum_reads_the_moments_as_the_other_terms_do(flags):
+    # orth of m (g with use_m off) on 2-D leaves, adam_term's graph on the others.
+    def term(kind):  # alpha 1: no coefficient node
+        return SPACE.to_graph(TermsGenome((Term(kind, 1.0),), **flags))
+
+    graph = graph_lib.canonical(term("orth_momentum"))
+    root = graph.update.nodes[-1]
+    assert (root.op, root.left, root.right) == ("if_matrix", "orth", "identity")
+    assert root.a == ("m" if flags.get("use_m", True) else "g")
+    other = graph.replace(update=graph_lib.Expr(graph.update.nodes[:-1], root.b))
+    assert symopt.fingerprint(other) == symopt.fingerprint(term("adam_term"))
+
+
+def test_leaf_ops_adds_orth_momentum_to_the_kinds_the_space_draws_and_compiles():
+    assert PAPER.kinds == PAPER_TERM_KINDS and SPACE.kinds == TERM_KINDS
+    assert TERM_KINDS == PAPER_TERM_KINDS + LEAF_TERM_KINDS == (*PAPER_TERM_KINDS,
+                                                                "orth_momentum")
+    assert SPACE.program_shape().leaf_ops and not PAPER.program_shape().leaf_ops
+    drawn = {t.kind for g in [*SAMPLES, *LINEAGE] for t in g.terms}
+    assert drawn == set(TERM_KINDS)
+    rng = np.random.default_rng(12)
+    paper = [PAPER.sample(rng) for _ in range(100)]
+    paper += [PAPER.mutate(rng, paper[int(rng.integers(100))]) for _ in range(300)]
+    assert {t.kind for g in paper for t in g.terms} == set(PAPER_TERM_KINDS)
+    encode([PAPER.to_graph(g) for g in paper], PAPER.program_shape())
+    with pytest.raises(ValueError, match=r"terms\[0\].kind.*leaf_ops=False"):
+        PAPER.validate(TermsGenome((Term("orth_momentum", 1.0),)))
+
+
+def _stream_digest(space: TermsSpace) -> str:
+    """A digest of 40 samples and 300 mutations (every other crossed over),
+    drawn from ``space`` with seed 11."""
+    rng = np.random.default_rng(11)
+    pool = [space.sample(rng) for _ in range(40)]
+    for i in range(300):
+        child = space.mutate(rng, pool[int(rng.integers(len(pool)))], progress=i / 300)
+        if i % 2 == 0:
+            child = space.crossover(rng, child, pool[int(rng.integers(len(pool)))])
+        pool.append(child)
+    text = json.dumps([space.to_json(g) for g in pool], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_leaf_ops_off_draws_the_genomes_the_space_drew_before():
+    # The digest of the space before orth_momentum existed (commit 3f4321a),
+    # so that the published protocol (experiments/terms_ga.py) stays as published.
+    assert _stream_digest(PAPER) == (
+        "e4d7d646583b22df33e36b4cd33f06641b925a51b6e5b59172410c4cbd239aac")
+
+
+def test_the_published_protocol_uses_the_papers_kinds():
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments", "terms_ga.py")
+    spec = importlib.util.spec_from_file_location("_experiment_terms_ga", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    space = symopt.spaces.get(config.space.name, **config.space.options.to_dict())
+    assert space == PAPER

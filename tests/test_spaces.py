@@ -1,6 +1,7 @@
 """Every search space keeps the Space contract (symopt.spaces.base).
 
-One suite, parametrised over the registered spaces (both AutoLR modes):
+One suite, parametrised over the registered spaces (both AutoLR modes, and
+nos and terms without the per-leaf operators, as the published protocols run them):
 genomes drawn, mutated and crossed over map to valid graphs that fit the
 space's ProgramShape, round-trip through JSON, and come out the same for the
 same random seed; the zoo seeds are genomes of the space.
@@ -19,7 +20,9 @@ from symopt.spaces.base import Space
 
 SPACES = {
     "nos": {},
+    "nos-elementwise": {"leaf_ops": False},
     "terms": {},
+    "terms-paper": {"leaf_ops": False},
     "autolr-adaptive": {"mode": "adaptive"},
     "autolr-dynamic": {"mode": "dynamic"},
 }

@@ -7,17 +7,34 @@ The genome of "Evolving Deep Learning Optimizers" (Marfinetz 2025, arXiv
 
 with 1 to 4 terms ``T_k`` from :data:`TERM_KINDS`:
 
-==============  ==============================  ============================
-kind            T_k                             with use_m / use_v off
-==============  ==============================  ============================
-``grad``        ``g``
-``momentum``    ``m``                           ``g``
-``rms_norm``    ``g / (sqrt(v) + eps)``         ``g / (|g| + eps)``
-``adam_term``   ``m / (sqrt(v) + eps)``         ``m -> g``, ``sqrt(v) -> |g|``
-``sign_grad``   ``sign(g)``
-``unit_grad``   ``g / (|g| + eps)``
-``nesterov``    ``m + beta1 * (g - m)``         ``g``
-==============  ==============================  ============================
+=================  ==============================  ============================
+kind               T_k                             with use_m / use_v off
+=================  ==============================  ============================
+``grad``           ``g``
+``momentum``       ``m``                           ``g``
+``rms_norm``       ``g / (sqrt(v) + eps)``         ``g / (|g| + eps)``
+``adam_term``      ``m / (sqrt(v) + eps)``         ``m -> g``, ``sqrt(v) -> |g|``
+``sign_grad``      ``sign(g)``
+``unit_grad``      ``g / (|g| + eps)``
+``nesterov``       ``m + beta1 * (g - m)``         ``g``
+``orth_momentum``  ``orth(m)`` on a 2-D leaf,      ``m -> g``, ``sqrt(v) -> |g|``
+                   ``adam_term`` on the others
+=================  ==============================  ============================
+
+``orth_momentum`` is ours, not the paper's: Muon's update (Jordan et al.
+2024), ``if_matrix(orth(m), m / (sqrt(v) + eps))`` with the per-leaf
+operators of :mod:`symopt.ops` (``orth`` is Muon's Newton-Schulz
+orthogonalisation and width scale), so that Muon is a genome: the single
+term ``orth_momentum`` with bias correction is
+``optax.contrib.muon(lr, beta=beta1, adam_b1=beta1, adam_b2=beta2,
+nesterov=False)`` at ``eps = 1e-8`` (Muon's Newton-Schulz eps; optax uses its
+``eps`` for both). ``zoo.muon`` (Nesterov momentum, a beta of its own for
+the matrices) is not a genome. The option ``leaf_ops`` (default True) adds
+it (:data:`LEAF_TERM_KINDS`); ``leaf_ops=False`` gives the paper's seven
+kinds (:data:`PAPER_TERM_KINDS`) and the draws the space made before the
+term existed, for the same seed (the published protocol,
+``experiments/terms_ga.py``, sets it so). :meth:`TermsSpace.program_shape`
+compiles the per-leaf operators in exactly when the term is available.
 
 This module owns :class:`TermsGenome` (the genotype), :class:`TermsSpace`
 (sampling, mutation, crossover, zoo seeds, JSON, the program shape) and the
@@ -100,7 +117,13 @@ from symopt.program import ProgramShape
 from symopt.spaces import base
 
 FORMAT = "symopt.terms/1"
-TERM_KINDS = ("grad", "momentum", "rms_norm", "adam_term", "sign_grad", "unit_grad", "nesterov")
+PAPER_TERM_KINDS = ("grad", "momentum", "rms_norm", "adam_term", "sign_grad", "unit_grad",
+                    "nesterov")
+"""The paper's term kinds, in the order the space draws them."""
+LEAF_TERM_KINDS = ("orth_momentum",)
+"""The kinds that use the per-leaf operators (``TermsSpace.leaf_ops``)."""
+TERM_KINDS = PAPER_TERM_KINDS + LEAF_TERM_KINDS
+"""Every term kind a genome may have (the space's ``leaf_ops`` permitting)."""
 DEFAULT_SEEDS = ("sgd", "adam", "adamw", "rmsprop")
 ALPHA_MAX = 5.0
 ALPHA_SAMPLE = (0.1, 2.0)
@@ -201,9 +224,12 @@ class TermsSpace:
     p_flag: float = 0.10
     sigma: float = 0.3
     decay: float = 0.5  # rates and sigma times 1 - decay * progress
+    leaf_ops: bool = True  # the kinds of LEAF_TERM_KINDS too (module docstring)
 
     def __post_init__(self) -> None:
         base.check_fields(self)
+        _require(isinstance(self.leaf_ops, bool), "TermsSpace.leaf_ops",
+                 f"expected True or False, got {self.leaf_ops!r}")
         # alphas, eps and beta1 are constants of the graph.
         limit = graph_lib.MAX_CONSTANTS - 2
         _require(
@@ -227,7 +253,8 @@ class TermsSpace:
     def sample(self, rng: np.random.Generator) -> TermsGenome:
         """A random genome: 1 to 3 terms, scalars and flags as in the paper."""
         lo, hi = self.sample_terms
-        terms = tuple(_random_term(rng) for _ in range(int(rng.integers(lo, hi + 1))))
+        terms = tuple(_random_term(rng, self.kinds)
+                      for _ in range(int(rng.integers(lo, hi + 1))))
         genes: dict[str, Any] = {s.name: float(rng.uniform(*s.sample)) for s in SCALARS}
         genes.update({f.name: bool(rng.random() < f.p_sample) for f in FLAGS})
         genes["clip_value"] = float(rng.uniform(*CLIP_VALUE_SAMPLE))
@@ -388,7 +415,13 @@ class TermsSpace:
 
     def program_shape(self) -> ProgramShape:
         """The smallest ProgramShape that holds every graph :meth:`to_graph` returns."""
-        return _program_shape(self.max_terms)
+        return _program_shape(self.max_terms, self.kinds)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The term kinds the space draws: the paper's, and :data:`LEAF_TERM_KINDS`
+        where ``leaf_ops`` is on."""
+        return TERM_KINDS if self.leaf_ops else PAPER_TERM_KINDS
 
     # -- helpers -------------------------------------------------------------
 
@@ -412,6 +445,12 @@ class TermsSpace:
                 term.kind in TERM_KINDS,
                 f"{at}.kind",
                 f"unknown kind {term.kind!r}; known: {', '.join(TERM_KINDS)}",
+            )
+            _require(
+                term.kind in self.kinds,
+                f"{at}.kind",
+                f"{term.kind!r} uses the per-leaf operators, which this space leaves out "
+                "(leaf_ops=False)",
             )
             _check_number(term.alpha, f"{at}.alpha", -ALPHA_MAX, ALPHA_MAX)
         for s in SCALARS:
@@ -442,11 +481,11 @@ class TermsSpace:
             moves.append("remove")
         move = moves[int(rng.integers(len(moves)))]
         if move == "add":
-            return [*terms, _random_term(rng)]
+            return [*terms, _random_term(rng, self.kinds)]
         i = int(rng.integers(len(terms)))
         if move == "remove":
             return terms[:i] + terms[i + 1 :]
-        others = [k for k in TERM_KINDS if k != terms[i].kind]
+        others = [k for k in self.kinds if k != terms[i].kind]
         terms[i] = terms[i]._replace(kind=others[int(rng.integers(len(others)))])
         return terms
 
@@ -468,8 +507,8 @@ def _check_number(value: Any, where: str, low: float, high: float) -> None:
     _require(ok, where, f"expected a number in [{low:g}, {high:g}], got {value!r}")
 
 
-def _random_term(rng: np.random.Generator) -> Term:
-    kind = TERM_KINDS[int(rng.integers(len(TERM_KINDS)))]
+def _random_term(rng: np.random.Generator, kinds: Sequence[str]) -> Term:
+    kind = kinds[int(rng.integers(len(kinds)))]
     return Term(kind, float(rng.uniform(*ALPHA_SAMPLE)))
 
 
@@ -485,8 +524,9 @@ class _Builder:
         self.constants: list[float] = []
         self._refs: dict[Node, str] = {}
 
-    def node(self, op: str, a: str, b: str, *, left: str = "identity") -> str:
-        node = Node(op, left, a, "identity", b)
+    def node(self, op: str, a: str, b: str, *, left: str = "identity",
+             right: str = "identity") -> str:
+        node = Node(op, left, a, right, b)
         if node not in self._refs:
             self.nodes.append(node)
             self._refs[node] = graph_lib.node_ref(len(self.nodes) - 1)
@@ -522,6 +562,11 @@ def _adam_term(build: _Builder, genome: TermsGenome) -> str:
     return _normalised(build, genome, _m(genome), use_v=genome.use_v)
 
 
+def _orth_momentum(build: _Builder, genome: TermsGenome) -> str:
+    """Muon's update: ``orth(m)`` on a 2-D leaf, the Adam term on the others."""
+    return build.node("if_matrix", _m(genome), _adam_term(build, genome), left="orth")
+
+
 _TERM_BUILDERS: dict[str, Callable[[_Builder, TermsGenome], str]] = {
     "grad": lambda build, genome: "g",
     "momentum": lambda build, genome: _m(genome),
@@ -530,25 +575,28 @@ _TERM_BUILDERS: dict[str, Callable[[_Builder, TermsGenome], str]] = {
     "sign_grad": lambda build, genome: "sign_g",
     "unit_grad": lambda build, genome: _normalised(build, genome, "g", use_v=False),
     "nesterov": _nesterov,
+    "orth_momentum": _orth_momentum,
 }
 """Each kind's term as a reference into the builder's expression."""
 
 
 @functools.cache
-def _program_shape(max_terms: int) -> ProgramShape:
-    """The largest canonical graph the space makes, found by building them.
+def _program_shape(max_terms: int, kinds: tuple[str, ...]) -> ProgramShape:
+    """The largest canonical graph the space makes from ``kinds``, found by
+    building them.
 
     A graph's size grows with its set of distinct kinds and its number of
     terms; coefficients other than 1, all different, give each term its own
     node and constant. So the maxima are among sets of ``max_terms``
-    distinct kinds (there are 7, and ``max_terms`` <= 6) with such
-    coefficients, for each use_m, use_v.
+    distinct kinds (there are 7 or 8, and ``max_terms`` <= 6) with such
+    coefficients, for each use_m, use_v. The per-leaf operators are compiled
+    in where a kind uses them.
     """
     space = TermsSpace(max_terms=max_terms, sample_terms=(1, 1))
     nodes = operands = constants = 0
     alphas = [1.5 + 0.25 * i for i in range(max_terms)]
-    for kinds in itertools.combinations(TERM_KINDS, max_terms):
-        terms = tuple(Term(k, a) for k, a in zip(kinds, alphas, strict=True))
+    for chosen in itertools.combinations(kinds, max_terms):
+        terms = tuple(Term(k, a) for k, a in zip(chosen, alphas, strict=True))
         for use_m, use_v in itertools.product((False, True), repeat=2):
             genome = TermsGenome(terms, log10_eps=-7.0, beta1=0.875, use_m=use_m, use_v=use_v)
             graph = graph_lib.canonical(space.to_graph(genome))
@@ -565,6 +613,7 @@ def _program_shape(max_terms: int) -> ProgramShape:
         # evaluates one (padding) node of each.
         max_decay_nodes=1,
         max_schedule_nodes=1,
+        leaf_ops=any(k in LEAF_TERM_KINDS for k in kinds),
     )
 
 
