@@ -255,11 +255,15 @@ def muon(**hparams: Any) -> Graph:
     Constants ``c0, c1, c2`` are beta, b1 and eps: keyword arguments ``beta``
     (0.95), ``beta1`` (0.9) and ``eps`` (1e-8) set them (``hparams.beta1`` and
     ``hparams.eps`` record the same values; the graph reads the constants),
-    ``beta2`` (0.999) sets b2. The default learning rate, 0.02, is Jordan et
-    al.'s for Muon (optax has none); as in ``optax.contrib.muon`` it is also
-    the Adam branch's. Weight decay (default 0, as optax's) is decoupled and
-    applies to every leaf, where optax's ``weight_decay`` applies to the 2-D
-    leaves only (and ``adam_weight_decay`` to the others).
+    ``beta2`` (0.999) sets b2; they are optax's ``beta``, ``adam_b1``, ``eps``
+    and ``adam_b2``. optax's ``eps`` also enters its Frobenius normalisation
+    before Newton-Schulz, where ``orth`` keeps :data:`symopt.ops.NS_EPS`
+    (1e-8): with another ``eps`` the 2-D leaves differ from optax's by that
+    much. The default learning rate, 0.02, is Jordan et al.'s for Muon (optax
+    has none); as in ``optax.contrib.muon`` it is also the Adam branch's.
+    Weight decay (default 0, as optax's) is the graph's decoupled decay on
+    every leaf, where optax's ``weight_decay`` applies to the 2-D leaves only
+    (and ``adam_weight_decay`` to the others).
     """
     beta = hparams.pop("beta", 0.95)
     b1 = hparams.pop("beta1", 0.9)
