@@ -18,8 +18,9 @@ protocol that makes discoveries transfer (Chen et al. 2023; Metz et al.):
   candidates (within 1%) go to the simpler;
 * the test tasks (a ConvNet on digits and on MNIST-1D, a transformer, a
   recurrent net, logistic regression) only report: the winner and the runners-up
-  next to tuned Adam, tuned AdamW with warmup and cosine decay, Lion and the
-  terms-GA optimizer, each as found and lr-tuned, in summary.md.
+  next to the comparisons (tuned Adam; AdamW, Lion and Muon with warmup and
+  cosine decay; schedule-free AdamW; the terms-GA optimizer), each as found and
+  lr-tuned over 0.1x to 300x its rate, in summary.md.
 
 Offline, no download; the MNIST-1D tasks need `pip install -e '.[mnist1d]'`. See
 docs/benchmarks.md for its time and results.

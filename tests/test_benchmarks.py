@@ -128,12 +128,18 @@ def test_search_quality_benchmark_prints_each_seeds_ratios_and_the_goal(tmp_path
     out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     result = json.loads(out.stdout)["quality"]
     assert [s["seed"] for s in result["per_search_seed"]] == [0, 1]
+    comparisons = ("adam", "adamw_cosine", "lion", "terms_ga", "muon", "schedule_free_adamw")
     for seed in result["per_search_seed"]:
-        for key in ("vs_adam_as_found", "vs_adam_lr_tuned", "vs_adamw_cosine_as_found",
-                    "vs_adamw_cosine_lr_tuned", "vs_terms_ga_lr_tuned"):
-            assert seed["winner"][key] > 0
-        assert set(seed["references"]) == {"terms_ga", "lion", "adam"}
+        for name in ("winner", *comparisons):  # each against every comparison
+            figures = seed["winner"] if name == "winner" else seed["references"][name]
+            for comparison in comparisons:
+                assert figures[f"vs_{comparison}_as_found"] > 0
+                assert figures[f"vs_{comparison}_lr_tuned"] > 0
+        assert set(seed["references"]) == set(comparisons)
         assert seed["references"]["adam"]["vs_adam_lr_tuned"] == 1.0
+        missed = seed["winner"]["goals_missed"]
+        assert seed["winner"]["goal_met"] is (not missed)
+        assert all(value <= 0 for key, value in missed.items() if key.startswith("vs_"))
     assert result["test_tasks"] == ["logistic", "digits_cnn"]
     assert os.path.exists(tmp_path / "seed1" / "summary.md")
 

@@ -4,6 +4,7 @@ the validation funnel and the held-out test report."""
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -47,6 +48,11 @@ def test_the_summary_reports_validation_test_tables_ratios_and_hall_of_fame(prot
         assert heading in summary
     for name in ("best", *heldout.COMPARISONS):
         assert f"| {name} | " in summary
+    for name in ("muon", "schedule_free_adamw"):  # optax's own: a test-table row and a ratio row
+        rows = [line for line in summary.splitlines() if line.startswith(f"| {name} | ")]
+        assert len(rows) == 2 and " ± " in rows[0] and float(rows[1].split("|")[2]) > 0
+    assert "Not in the stored test results" not in summary
+    assert "lr-tuned (multipliers 0.3, 1, 3 of the optimizer's own rate" in summary
     assert "| winner vs (lr-tuned) | as found | lr-tuned |" in summary
     assert " ± " in summary
     with Archive.open(result.workdir) as archive:
@@ -85,6 +91,34 @@ def test_the_tuned_reference_and_test_results_are_stored_and_reused_on_resume(
     resumed = run_lib.run(protocol_config(), result.workdir, log=lambda _: None)
     assert resumed.evaluated_now == 0
     assert resumed.best_graph == result.best_graph
+
+
+def test_an_archive_stored_before_a_comparison_was_added_resumes_and_says_what_it_lacks(
+        protocol, tmp_path, monkeypatch):
+    result, _ = protocol
+    workdir = tmp_path / "older"
+    shutil.copytree(result.workdir, workdir)
+    new = ("muon", "schedule_free_adamw")
+    with Archive.open(workdir) as archive:  # as the code before them stored it
+        stored = archive.config()
+        stored["test"]["comparisons"] = "adam,adamw_cosine,lion,terms_ga"
+        archive.set_config(stored, replace=True)
+        test_results = archive.get_meta("test_results")
+        test_results["results"] = [{k: v for k, v in r.items() if k != "multipliers"}
+                                   for r in test_results["results"] if r["optimizer"] not in new]
+        archive.put_meta("test_results", test_results)
+
+    def untrainable(*args, **kwargs):
+        raise AssertionError("trained again on resume")
+
+    monkeypatch.setattr(heldout, "evaluate_all", untrainable)
+    resumed = run_lib.run(protocol_config(), workdir, log=lambda _: None)
+    assert resumed.evaluated_now == 0 and resumed.best.id == result.best.id
+    summary = open(os.path.join(workdir, "summary.md")).read()
+    assert "| muon | " not in summary and "| lion | " in summary
+    assert ("Not in the stored test results (they ran before `test.comparisons` named them): "
+            "muon, schedule_free_adamw.") in summary
+    assert "lr-tuned (multipliers an earlier version did not record of" in summary
 
 
 def test_the_best_multiplier_is_written_back_into_genome_and_graph(protocol):

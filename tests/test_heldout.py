@@ -3,10 +3,13 @@ the tables of summary.md."""
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from symopt import evaluate, fitness, heldout, measure, tasks, zoo
+from symopt import comparisons, evaluate, fitness, heldout, measure, tasks, zoo
 
 
 def _result(optimizer: str, task: str, found: float, tuned: float) -> heldout.Result:
@@ -50,10 +53,93 @@ def test_results_round_trip_through_the_archives_json():
     assert [heldout.Result.from_dict(r.to_dict()) for r in RESULTS] == RESULTS
 
 
-def test_the_comparisons_are_known_and_adamw_cosine_warms_up_over_five_percent():
-    assert set(heldout.COMPARISONS) == {"adam", "adamw_cosine", "lion", "terms_ga"}
-    graph = heldout.COMPARISONS["adamw_cosine"](400)
-    assert (graph.schedule.kind, graph.schedule.warmup_steps) == ("cosine", 20)
+def test_the_comparisons_and_their_schedules():
+    assert heldout.COMPARISONS.names() == ["adam", "adamw_cosine", "lion", "terms_ga", "muon",
+                                           "schedule_free_adamw"]
+    built = {name: make(400) for name, make in heldout.COMPARISONS.items()}
+    for name in ("adamw_cosine", "lion"):  # warmup over 5% of the steps, then cosine
+        schedule = built[name].schedule
+        assert (schedule.kind, schedule.warmup_steps, schedule.alpha) == ("cosine", 20, 0.0)
+    assert built["adam"] == zoo.adam()  # constant: the normaliser
+    assert built["terms_ga"] == zoo.terms_ga()  # its published schedule
+    # Lion's rate 10x smaller than AdamW's and its weight decay 10x larger: lr * wd the same.
+    lion, adamw = built["lion"].hparams, built["adamw_cosine"].hparams
+    assert lion.learning_rate * 10 == adamw.learning_rate
+    assert lion.weight_decay == 10 * adamw.weight_decay
+    assert built["lion"].replace(schedule=zoo.lion().schedule) == zoo.lion()
+    for name in ("muon", "schedule_free_adamw"):
+        assert isinstance(built[name], comparisons.OptaxOptimizer)
+        assert built[name].make is heldout.COMPARISONS[name](400).make  # one compile per task
+    assert built["muon"].eval_params is None
+    assert built["schedule_free_adamw"].eval_params is optax.contrib.schedule_free_eval_params
+
+
+def _updates(tx: optax.GradientTransformation, steps: int) -> list[dict]:
+    """``tx``'s updates of a matrix and a vector over ``steps`` steps of fixed gradients."""
+    params = {"w": jnp.ones((4, 3)), "b": jnp.ones(3)}
+    grads = jax.tree.map(lambda x: jnp.arange(x.size, dtype=x.dtype).reshape(x.shape) - 2.0,
+                         params)
+
+    def step(state, _):
+        updates, state = tx.update(grads, state, params)
+        return state, updates
+
+    stacked = jax.jit(lambda: jax.lax.scan(step, tx.init(params), length=steps)[1])()
+    return [jax.tree.map(lambda x, t=t: x[t], stacked) for t in range(steps)]
+
+
+def test_muon_is_optax_muon_with_warmup_and_cosine_decay():
+    steps, lr = 40, 0.02  # warmup 2 steps: multipliers 1/2, 1, then the cosine
+    ours = _updates(comparisons.muon(steps).make(lr), steps)
+    plain = _updates(optax.contrib.muon(lr), steps)  # its updates are linear in the rate
+    multipliers = [0.5, 1.0] + [0.5 * (1 + np.cos(np.pi * (t - 2) / 38)) for t in range(2, steps)]
+    for t in (0, 1, 20, 39):
+        jax.tree.map(lambda a, b, t=t: np.testing.assert_allclose(
+            a, multipliers[t] * b, rtol=1e-5, atol=1e-9), ours[t], plain[t])
+
+
+def test_schedule_free_adamw_warms_up_then_holds_its_rate_with_adamws_decay():
+    steps, lr = 40, 1e-2
+    ours = _updates(comparisons.schedule_free_adamw(steps).make(lr), 5)
+    theirs = _updates(optax.contrib.schedule_free_adamw(
+        lr, warmup_steps=2, b1=0.9, weight_decay=zoo.adamw().hparams.weight_decay), 5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), ours, theirs)
+
+
+def _optax_adam(learning_rate):
+    return optax.adam(learning_rate)
+
+
+def test_a_sweep_keeps_optax_optimizers_in_their_place_at_the_same_multipliers():
+    task = tasks.get("quadratic", steps=10, seeds=2)
+    multipliers = (0.5, 1.0, 2.0)
+    native = comparisons.OptaxOptimizer(_optax_adam, 1e-2)
+    s = measure.sweep([zoo.adam(learning_rate=1e-2), native, zoo.sgd()], task, multipliers,
+                      metric="loss")
+    np.testing.assert_allclose(s.learning_rates, [[5e-3, 1e-2, 2e-2]] * 2 + [[5e-3, 1e-2, 2e-2]])
+    assert s.test.shape == (3, 3, 2) and s.curves.shape[:3] == (3, 3, 2)
+    np.testing.assert_allclose(s.test[1], s.test[0], rtol=1e-4)  # zoo.adam is optax.adam
+    assert not np.allclose(s.test[2], s.test[0], rtol=1e-2)
+    alone = measure.sweep([native], task, multipliers, metric="loss")
+    np.testing.assert_allclose(alone.test[0], s.test[1], rtol=1e-6)
+
+
+def test_an_optax_optimizer_is_measured_at_its_eval_params():
+    task = tasks.get("quadratic", steps=10, seeds=2)
+    rates = (jnp.asarray([1e-2, 1e-1]),)
+
+    def at_zero(state, params):
+        assert jax.tree.leaves(params)[0].ndim == 1  # one run's params
+        return jax.tree.map(jnp.zeros_like, params)
+
+    trained = evaluate.evaluate_baseline(_optax_adam, rates, task)
+    zero = evaluate.evaluate_baseline(_optax_adam, rates, task, eval_params=at_zero)
+    params, model_state = task.init(jax.random.key(0))
+    loss_at_zero = task.eval_metrics(jax.tree.map(jnp.zeros_like, params), model_state,
+                                     task.data(), "val")["loss"]
+    np.testing.assert_allclose(zero.val_loss, np.full((2, 2), loss_at_zero), rtol=1e-6)
+    np.testing.assert_allclose(zero.train_loss, trained.train_loss)  # training is the same
+    assert not np.allclose(trained.val_loss, zero.val_loss)
 
 
 def test_a_sweep_is_graph_major_rows_of_one_program_each_picking_its_val_best(monkeypatch):

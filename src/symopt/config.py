@@ -38,9 +38,10 @@ configs do). Sections:
   role: they choose the winner.
 * ``test``: the test tasks (``tasks.test``) train the best ``top_k`` of the
   validation and the ``comparisons`` (``adam``, ``adamw_cosine``, ``lion``,
-  ``terms_ga``) with ``steps`` and ``seeds``, each at its own learning rate
-  (as found) and tuned over ``lr_multipliers`` on the test tasks' val split;
-  they only report.
+  ``terms_ga``, ``muon``, ``schedule_free_adamw``: :mod:`symopt.comparisons`)
+  with ``steps`` and ``seeds``, each at its own learning rate (as found) and
+  tuned over ``lr_multipliers`` on the test tasks' val split; they only
+  report.
 * ``output``: ``top`` candidates in the summary.
 * ``transfer``: what ``python -m symopt.transfer`` measures found graphs on
   (:mod:`symopt.transfer`): ``tasks`` (cheapest first), ``steps``,
@@ -55,7 +56,8 @@ configs do). Sections:
 command lines (``symopt.main``, ``symopt.transfer``) report them. The
 vocabularies are the owners': metrics and multiplier aggregates from
 :mod:`symopt.fitness`, strategies from :mod:`symopt.program`, tasks from
-:mod:`symopt.tasks`, and optimizers and the comparisons from :mod:`symopt.zoo`.
+:mod:`symopt.tasks`, optimizers from :mod:`symopt.zoo` and the comparisons from
+:mod:`symopt.comparisons`.
 """
 
 from __future__ import annotations
@@ -75,9 +77,15 @@ SECTIONS = ("search", "space", "tasks", "evaluation", "elimination", "test", "ou
 FREE_FORM = ("search.options", "space.options", "tasks.options")
 """Sections whose keys depend on the chosen searcher, space or task; their
 owners reject unknown keys when the run builds them."""
-RESUMABLE_CHANGES = ("search.generations", "output.top")
+RESUMABLE_CHANGES = ("search.generations", "output.top", "test.comparisons",
+                     "test.lr_multipliers")
 """Keys that may differ when a run resumes from its workdir (and every key of
-the ``transfer`` section, which a search does not read: :func:`resumable`)."""
+the ``transfer`` section, which a search does not read: :func:`resumable`).
+``test.comparisons`` and ``test.lr_multipliers`` only shape the report of the
+test tasks, after the winner is chosen, and their defaults grow: an archive
+stored under older defaults resumes. Its stored test results (reused while
+the winner is the same) keep what they ran: ``summary.md`` states their own
+multipliers and names the comparisons they lack."""
 
 
 
@@ -144,7 +152,7 @@ def default_config() -> ml_collections.ConfigDict:
     ))
     config.test = ml_collections.ConfigDict(dict(
         comparisons=",".join(comparisons.COMPARISONS.names()), top_k=3, steps=0, seeds=3,
-        lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0),
+        lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0),
     ))
     config.output = ml_collections.ConfigDict(dict(top=5))
     config.transfer = ml_collections.ConfigDict(dict(

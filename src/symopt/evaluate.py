@@ -68,11 +68,16 @@ def _per_run(mask: jax.Array, x: jax.Array) -> jax.Array:
     return mask.reshape(mask.shape + (1,) * (x.ndim - 1))
 
 
-def _train_runs(tx: optax.GradientTransformation, task, data, keys: jax.Array) -> dict[str, Any]:
+def _train_runs(tx: optax.GradientTransformation, task, data, keys: jax.Array,
+                eval_params: Callable[[Any, Any], Any] | None = None) -> dict[str, Any]:
     """R runs of ``task`` at once: ``tx`` works on [R, ...] pytrees.
 
     The model's loss, gradients and metrics are vmapped over runs; the
     optimizer sees the whole batch. Pure: one ``lax.scan`` over steps.
+    ``eval_params(state, params)``, vmapped over runs (so ``tx``'s state must
+    have a leading run axis on every leaf, as the optax path's has), gives
+    the params the validation and test splits are measured at; a diverged
+    run is measured at its kept params.
     """
     split = jax.vmap(lambda k: jax.random.split(jax.random.wrap_key_data(k)))(keys)
     init_keys, data_keys = split[:, 0], split[:, 1]
@@ -111,9 +116,12 @@ def _train_runs(tx: optax.GradientTransformation, task, data, keys: jax.Array) -
 
     runs = keys.shape[0]
     carry = (params, model_state, opt_state, jnp.zeros(runs, bool), jnp.full(runs, -1, jnp.int32))
-    (params, model_state, _, diverged, diverged_step), losses = jax.lax.scan(
+    (params, model_state, opt_state, diverged, diverged_step), losses = jax.lax.scan(
         step, carry, jnp.arange(task.steps, dtype=jnp.int32)
     )
+    if eval_params is not None:
+        moved = jax.vmap(eval_params)(opt_state, params)
+        params = jax.tree.map(lambda p, e: jnp.where(_per_run(diverged, p), p, e), params, moved)
     out = {
         "train_loss": jnp.mean(losses[-tail:], axis=0),
         "initial_loss": losses[0],
@@ -160,7 +168,8 @@ def _compiled_population_trainer(task, shape: ProgramShape, num_seeds: int, stra
 
 @functools.cache
 def _compiled_baseline_trainer(task, make_tx: Callable[..., optax.GradientTransformation],
-                               num_seeds: int, mesh: jax.sharding.Mesh):
+                               num_seeds: int, mesh: jax.sharding.Mesh,
+                               eval_params: Callable[[Any, Any], Any] | None = None):
     """The same loop with native optax optimizers, vmapped over runs."""
 
     def train(args, seeds, data):
@@ -171,7 +180,7 @@ def _compiled_baseline_trainer(task, make_tx: Callable[..., optax.GradientTransf
             lambda g, s, p=None: jax.vmap(lambda a, g, s, p: make_tx(*a).update(g, s, p))(
                 run_args, g, s, p),
         )
-        return _train_runs(tx, task, data, _run_keys(seeds, candidates))
+        return _train_runs(tx, task, data, _run_keys(seeds, candidates), eval_params)
 
     spec, replicated = jax.sharding.PartitionSpec("population"), jax.sharding.PartitionSpec()
     sharded = jax.shard_map(train, mesh=mesh, in_specs=(spec, replicated, replicated),
@@ -291,19 +300,26 @@ def evaluate_baseline(
     seeds: int | Sequence[int] | None = None,
     *,
     devices: Sequence[jax.Device] | None = None,
+    eval_params: Callable[[Any, Any], Any] | None = None,
 ) -> RunMetrics:
     """Trains native optax optimizers ``make_tx(*args[i])`` the same way.
 
     ``args`` is a tuple of arrays with a leading axis (one row per candidate),
     e.g. ``(learning_rates,)`` with ``make_tx = optax.adam``: the reference
-    that fitness is normalised by, and the reference of the overhead benchmark.
+    that fitness is normalised by, the comparisons optax ships
+    (:class:`symopt.comparisons.OptaxOptimizer`) and the reference of the
+    overhead benchmark. ``eval_params(state, params)`` (one run's) gives the
+    params the validation and test losses are measured at, e.g.
+    ``optax.contrib.schedule_free_eval_params`` (None: the trained params).
+    ``make_tx`` and ``eval_params`` key the compiled program: pass the same
+    objects to reuse it.
     """
     seeds = _seed_list(seeds, task)
     size = int(jax.tree.leaves(args)[0].shape[0])
     share = _local_share(size)
     local_size = share.stop - share.start
     mesh = _device_mesh(devices)
-    trainer = _compiled_baseline_trainer(task, make_tx, len(seeds), mesh)
+    trainer = _compiled_baseline_trainer(task, make_tx, len(seeds), mesh, eval_params)
     local = _pad(jax.tree.map(lambda x: x[share], args), local_size, mesh.devices.size,
                  at_least=-(-size // jax.process_count()))
     out = trainer(local, jnp.asarray(seeds, jnp.int32), task.data())
@@ -421,9 +437,11 @@ class Trainer:
                                devices=self.devices)
 
     def optax(self, make_tx: Callable[..., optax.GradientTransformation], args: Any, task,
-              seeds: int | Sequence[int] | None = None) -> RunMetrics:
+              seeds: int | Sequence[int] | None = None, *,
+              eval_params: Callable[[Any, Any], Any] | None = None) -> RunMetrics:
         """:func:`evaluate_baseline` on this trainer's devices."""
-        return evaluate_baseline(make_tx, args, task, seeds, devices=self.devices)
+        return evaluate_baseline(make_tx, args, task, seeds, devices=self.devices,
+                                 eval_params=eval_params)
 
     def with_chunk(self, chunk_size: int) -> Trainer:
         """This trainer with ``chunk_size`` rows per compiled program."""

@@ -17,8 +17,11 @@ shares under its configured metric. Scores here are :mod:`symopt.fitness`'s clip
 losses, so a diverged run counts with the task's worst loss. :func:`ratio`
 compares two optimizers by the geometric mean over tasks of their loss
 ratios (above 1: the first has the lower loss). The comparisons
-(:data:`COMPARISONS`) are Adam, AdamW with a linear warmup over 5% of the
-steps and cosine decay, Lion and Marfinetz 2025's terms-GA optimizer.
+(:data:`COMPARISONS`) are Adam at a constant rate; AdamW, Lion and Muon with a
+linear warmup over 5% of the steps and cosine decay; schedule-free AdamW
+(measured at its evaluation params) and Marfinetz 2025's terms-GA optimizer.
+Muon and schedule-free AdamW are optax's own, trained through the optax path;
+the others are graphs, trained in the found optimizers' population.
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ from typing import Any
 import numpy as np
 
 from symopt import comparisons, fitness, measure
+from symopt.comparisons import Optimizer
 from symopt.evaluate import Trainer
 from symopt.graph import Graph
 from symopt.program import ProgramShape
 
 COMPARISONS = comparisons.COMPARISONS
 """The optimizers the test tasks compare the winner with (``test.comparisons``),
-defined in :mod:`symopt.zoo`."""
+defined in :mod:`symopt.comparisons`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,27 +57,31 @@ class Result:
     tuned_diverged: int
     found_accuracy: float | None = None  # mean test accuracy (classifiers)
     tuned_accuracy: float | None = None
+    multipliers: tuple[float, ...] = ()  # the rates tuned over; () in results stored before
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Result:
-        return cls(**{**data, "found": tuple(data["found"]), "tuned": tuple(data["tuned"])})
+        return cls(**{**data, "found": tuple(data["found"]), "tuned": tuple(data["tuned"]),
+                      "multipliers": tuple(data.get("multipliers", ()))})
 
 
-def evaluate_task(optimizers: Mapping[str, Graph], task: Any, multipliers: Sequence[float], *,
+def evaluate_task(optimizers: Mapping[str, Optimizer], task: Any,
+                  multipliers: Sequence[float], *,
                   shape: ProgramShape | None = None,
                   trainer: Trainer | None = None) -> list[Result]:
     """Every optimizer as found and lr-tuned on ``task``: one
     :func:`symopt.measure.sweep` under the loss.
 
     Args:
-      optimizers: graphs by name, each at its own (as found) learning rate.
+      optimizers: graphs or optax optimizers by name, each at its own (as
+        found) learning rate.
       task: a test task.
       multipliers: learning-rate multipliers; must include 1.0 (as found).
-      shape: the program shape (default: :func:`symopt.measure.shape_for` the
-        optimizers).
+      shape: the graphs' program shape (default: :func:`symopt.measure.shape_for`
+        them).
       trainer: the strategy and devices (default: every row in one program).
 
     Returns:
@@ -97,6 +105,7 @@ def evaluate_task(optimizers: Mapping[str, Graph], task: Any, multipliers: Seque
             tuned_diverged=int(s.diverged[i, tuned].sum()),
             found_accuracy=_mean_or_none(s.test_accuracy[i, found]),
             tuned_accuracy=_mean_or_none(s.test_accuracy[i, tuned]),
+            multipliers=multipliers,
         ))
     return out
 

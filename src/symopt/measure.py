@@ -11,10 +11,12 @@ One sweep serves every caller that trains optimizers to compare them:
 * the test tasks and the transfer report pick each optimizer's multiplier on
   a task's validation split and report its test split (:func:`sweep`).
 
-Every rate of every optimizer is a row of one compiled program
+Every rate of every graph is a row of one compiled program
 (:func:`symopt.evaluate.at_multipliers`), trained by one
 :class:`symopt.evaluate.Trainer`, so a sweep costs one compile per task and
-population shape, never one per learning rate.
+population shape, never one per learning rate. An optimizer optax ships (a
+:class:`symopt.comparisons.OptaxOptimizer`) trains all its rates as rows of
+its own program, through the same trainer's optax path.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from symopt import evaluate, fitness, records
+from symopt import comparisons, evaluate, fitness, records
 from symopt import graph as graph_lib
 from symopt import program as program_lib
+from symopt.comparisons import Optimizer
 from symopt.evaluate import RunMetrics, Trainer
 from symopt.fitness import Metric
 from symopt.graph import Graph
@@ -124,13 +127,18 @@ class Sweep:
         return self._grid(self.metrics.loss_curve)
 
 
-def sweep(optimizers: Sequence[Graph], task: Any, multipliers: Sequence[float], *,
+def sweep(optimizers: Sequence[Optimizer], task: Any, multipliers: Sequence[float], *,
           metric: str | Metric, trainer: Trainer | None = None,
           shape: ProgramShape | None = None) -> Sweep:
     """Trains every optimizer at every multiple of its learning rate on ``task``.
 
+    The graphs' rows are one population (one compiled program per chunk);
+    each :class:`~symopt.comparisons.OptaxOptimizer` trains its rows through
+    the optax path, measured at its ``eval_params``. Either way the rows are
+    the same multiples of the optimizer's rate, on the same seeds and batches.
+
     Args:
-      optimizers: graphs, each at its own learning rate.
+      optimizers: graphs or optax optimizers, each at its own learning rate.
       task: the task.
       multipliers: learning-rate multipliers.
       metric: scores the runs and picks :attr:`Sweep.chosen`.
@@ -138,14 +146,32 @@ def sweep(optimizers: Sequence[Graph], task: Any, multipliers: Sequence[float], 
         rows in one program, every device). Callers that
         sweep several populations on one task keep ``shape`` and the
         trainer's ``chunk_size`` fixed so that every sweep reuses one compile.
-      shape: the program shape (default: :func:`shape_for` the optimizers).
+      shape: the program shape of the graphs (default: :func:`shape_for` them).
     """
     trainer = trainer or Trainer()
     multipliers = tuple(float(m) for m in multipliers)
-    rows = evaluate.at_multipliers(optimizers, multipliers)
-    metrics = trainer.graphs(rows, task, shape=shape or shape_for(optimizers))
-    rates = np.array([g.hparams.learning_rate for g in rows]).reshape(-1, len(multipliers))
+    graphs = [o for o in optimizers if isinstance(o, Graph)]
+    metrics = trainer.graphs(evaluate.at_multipliers(graphs, multipliers), task,
+                             shape=shape or shape_for(graphs))
+    if len(graphs) < len(optimizers):  # optax rows: each optimizer's block in its place
+        graph_blocks = iter(_blocks(metrics, len(multipliers)))
+        metrics = _concatenate([
+            next(graph_blocks) if isinstance(o, Graph) else trainer.optax(
+                o.make, (jnp.asarray([o.learning_rate * m for m in multipliers]),), task,
+                eval_params=o.eval_params)
+            for o in optimizers])
+    rates = np.array([[comparisons.learning_rate(o) * m for m in multipliers]
+                      for o in optimizers]).reshape(-1, len(multipliers))
     return Sweep(fitness.get(metric), multipliers, rates, metrics)
+
+
+def _blocks(metrics: RunMetrics, k: int) -> list[RunMetrics]:
+    """Graph-major ``metrics``, ``k`` rows per graph, as one block per graph."""
+    return [RunMetrics(*(x[i:i + k] for x in metrics)) for i in range(0, len(metrics.diverged), k)]
+
+
+def _concatenate(parts: Sequence[RunMetrics]) -> RunMetrics:
+    return RunMetrics(*(np.concatenate(xs) for xs in zip(*parts, strict=True)))
 
 
 class ReferenceDiverged(ValueError):

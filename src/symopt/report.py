@@ -103,18 +103,25 @@ def write_summary(workdir: str, config: ml_collections.ConfigDict, archive: Arch
                          f"{records.fitness_text(r)} | {records.multiplier(r):g} |")
     if test_results:
         found = list(dict.fromkeys(r.optimizer for r in test_results))
-        comparisons = [b for b in config_lib.names(config.test.comparisons) if b in found]
-        multipliers = ", ".join(f"{m:g}" for m in config.test.lr_multipliers)
+        named = config_lib.names(config.test.comparisons)
+        comparisons = [b for b in named if b in found]
+        missing = [b for b in named if b not in found]
+        grid = test_results[0].multipliers  # the stored results' own: a resumed run's config
+        multipliers = (f"multipliers {', '.join(f'{m:g}' for m in grid)}" if grid  # may differ
+                       else "multipliers an earlier version did not record")
         lines += [
             "", "## Test tasks (held out: they ran after the winner was chosen)", "",
             f"Final test loss (clipped), mean ± std over {config.test.seeds} seeds, as found / "
-            f"lr-tuned (multipliers {multipliers} of the optimizer's own rate, chosen on each "
+            f"lr-tuned ({multipliers} of the optimizer's own rate, chosen on each "
             "task's validation split). Lower is better. `best` is best.json.", "",
             *heldout.table(test_results, found), "",
             "The winner's ratio to each lr-tuned comparison: the geometric mean over test tasks "
             "of the comparison's loss over the winner's (above 1: the winner's loss is lower).", "",
             *heldout.ratio_lines(test_results, "best", comparisons),
         ]
+        if missing:
+            lines += ["", f"Not in the stored test results (they ran before "
+                          f"`test.comparisons` named them): {', '.join(missing)}."]
     fame = hall_of_fame(archive)
     archive.put_meta(HALL_OF_FAME, fame)
     if fame:
