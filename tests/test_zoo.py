@@ -33,6 +33,9 @@ ZOO_NAMES = (
     "ades",
     "autolr_sign",
     "terms_ga",
+    "muon",
+    "lamb",
+    "adafactor",
 )
 
 PARITY_LR = 1e-2
