@@ -98,6 +98,16 @@ def test_muon_is_optax_muon_with_warmup_and_cosine_decay():
             a, multipliers[t] * b, rtol=1e-5, atol=1e-9), ours[t], plain[t])
 
 
+@pytest.mark.slow
+def test_muon_through_optax_trains_as_the_zoos_muon_graph_with_the_same_schedule():
+    task = tasks.get("logistic", steps=12, seeds=1)  # a matrix and a bias
+    graph = zoo.muon().replace(schedule=comparisons.warmup_cosine(task.steps))
+    s = measure.sweep([graph, comparisons.muon(task.steps)], task, (1.0, 3.0), metric="loss")
+    np.testing.assert_allclose(s.learning_rates[0], s.learning_rates[1])
+    np.testing.assert_allclose(s.curves[1], s.curves[0], rtol=2e-4)
+    np.testing.assert_allclose(s.test[1], s.test[0], rtol=2e-4)
+
+
 def test_schedule_free_adamw_warms_up_then_holds_its_rate_with_adamws_decay():
     steps, lr = 40, 1e-2
     ours = _updates(comparisons.schedule_free_adamw(steps).make(lr), 5)

@@ -128,8 +128,8 @@ def terms_ga(steps: int) -> Graph:
     return zoo.terms_ga()
 
 
-MUON_LEARNING_RATE = 2e-2
-"""Muon's rate as found (Jordan et al. 2024 train Muon's matrices at 0.02)."""
+MUON_LEARNING_RATE = zoo.muon().hparams.learning_rate
+"""Muon's rate as found, 0.02, the zoo's (Jordan et al. 2024 train Muon's matrices at 0.02)."""
 
 
 @functools.cache
