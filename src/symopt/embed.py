@@ -48,6 +48,11 @@ def _arguments(tree: ast.FunctionDef) -> set[str]:
     return {a.arg for a in tree.args.args + tree.args.kwonlyargs}
 
 
+@functools.cache
+def _source(fn: Callable[..., Any]) -> str:
+    return textwrap.dedent(inspect.getsource(fn))
+
+
 def _with_callees(
     roots: Iterable[Callable[..., Any]],
 ) -> Iterator[tuple[Callable[..., Any], ast.FunctionDef]]:
@@ -59,7 +64,7 @@ def _with_callees(
         if fn.__name__ in seen:
             continue
         seen.add(fn.__name__)
-        tree = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+        tree = ast.parse(_source(fn)).body[0]
         yield fn, tree
         local = _arguments(tree)
         for node in ast.walk(tree):
@@ -78,6 +83,14 @@ def embedded_source(roots: Iterable[Callable[..., Any]]) -> tuple[str, dict[str,
     functions read (name -> value: numbers, and tuples of numbers such as
     ``NS_COEFFICIENTS``).
     """
+    source, constants = _embedded_source(tuple(roots))
+    return source, dict(constants)
+
+
+@functools.lru_cache(maxsize=256)
+def _embedded_source(roots: tuple[Callable[..., Any], ...]) -> tuple[str, dict[str, Any]]:
+    """:func:`embedded_source`, cached: exported modules embed a few sets of
+    functions, and reading and parsing their source dominates an export."""
     found: dict[str, tuple[Callable[..., Any], ast.FunctionDef]] = {}
     constants: dict[str, Any] = {}
     for fn, tree in _with_callees(roots):

@@ -20,6 +20,14 @@ module owns only the assembly: which pieces a graph needs (its
 one concept, the assembly of one generated module, in small functions, one
 per part of that module; that is why it runs a little over 500 lines.
 
+The per-leaf operators (``orth``, ``rms_rows``, ``trust``, ``if_matrix``, ...
+of :data:`symopt.ops.LEAF_OPERATORS`) need nothing else: the module steps
+leaf by leaf (``_leaf_direction`` once per parameter tensor), so they read
+each tensor whole, as ``to_optax`` does; their functions (``_orth``,
+``_as_matrix``, ``_scaled_norm``, the Newton-Schulz constants) are embedded
+from :mod:`symopt.ops` only when the graph uses them, and their inputs are
+broadcast to the leaf (``_broadcast_like``) where they may be scalars.
+
 Command line::
 
     python -m symopt.export --graph best.json > my_optimizer.py
@@ -468,8 +476,9 @@ def _constants(graph: Graph, schedule_fields: list[str], embedded: dict[str, Any
     ]
     known = {k for k, _, _ in candidates}
     candidates += [(k, repr(v), "") for k, v in embedded.items() if k not in known]
+    read = set(re.findall(r"\w+", code))  # the names the code reads (and other words)
     constants = [f"{k} = {v}" + (f"  # {doc}" if doc else "") for k, v, doc in candidates
-                 if re.search(rf"\b{k}\b", code)]
+                 if k in read]
     if schedule_fields:
         constants.insert(0, "\n".join([
             "class ScheduleConstants(NamedTuple):",
