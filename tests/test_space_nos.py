@@ -188,7 +188,8 @@ def test_the_default_space_draws_every_per_leaf_operator_in_update_graphs_only()
 def test_mutations_that_draw_an_operator_reach_the_per_leaf_operators():
     space, rng = nos.NosSpace(), np.random.default_rng(1)
     parents = [g for g in LINEAGE if not program_lib.uses_leaf_ops(g)][:80]
-    for mutation in (nos._change_op, nos._insert_node):
+    by_name = {m.__name__: m for m in nos.MUTATIONS}
+    for mutation in (by_name["_change_op"], by_name["_insert_node"]):
         reached = set()
         for parent in parents * 3:
             child = mutation(rng, space, parent)
