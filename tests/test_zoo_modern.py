@@ -248,3 +248,22 @@ def test_json_round_trip_gives_an_equal_graph(name):
 
 def test_modern_optimizers_are_registered_after_the_others():
     assert zoo.names()[-3:] == list(MODERN)
+
+
+# --------------------------------------------------------------------------
+# The exported modules.
+
+
+@pytest.mark.parametrize("name, optax_fn", [("muon", optax.contrib.muon), ("lamb", optax.lamb)])
+def test_exported_module_equals_optax(name, optax_fn, tmp_path):
+    import importlib.util
+
+    from symopt import export
+
+    path = tmp_path / f"exported_{name}.py"
+    path.write_text(export.to_source(zoo.get(name)))
+    spec = importlib.util.spec_from_file_location(f"exported_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    chex.assert_trees_all_close(updates(module.optimizer(lr(name), TOTAL_STEPS)),
+                                updates(optax_fn(lr(name))), **TIGHT)
