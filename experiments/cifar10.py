@@ -19,6 +19,7 @@ def get_config():
     config.search.generations = 30
     config.search.population_size = 50
     config.space.name = "nos"
+    config.space.options.leaf_ops = True  # the per-leaf operators; False: element-wise only
     config.tasks.search = "cifar10"
     config.tasks.steps = 500
     config.tasks.batch_size = 128

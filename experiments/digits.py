@@ -26,6 +26,7 @@ def get_config():
     config.search.options.elites = 3
     config.space.name = "nos"
     config.space.options.max_nodes = 6
+    config.space.options.leaf_ops = True  # the per-leaf operators; False: element-wise only
     config.tasks.search = "digits_mlp,regression"
     config.tasks.test = "digits_autoencoder,logistic,seq_rnn"
     config.tasks.seeds = 2

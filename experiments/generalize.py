@@ -38,6 +38,7 @@ def get_config():
     config.search.options.tournament_size = 4
     config.search.options.elites = 3
     config.space.name = "terms"
+    config.space.options.leaf_ops = True  # the per-leaf operators; False: element-wise only
     config.tasks.search = "digits_mlp,regression,digits_autoencoder"
     config.tasks.test = "digits_cnn,mnist1d_cnn,seq_transformer,seq_rnn,logistic"
     config.tasks.seeds = 2

@@ -16,6 +16,7 @@ def get_config():
     config.search.population_size = 32
     config.space.name = "nos"
     config.space.options.max_nodes = 6
+    config.space.options.leaf_ops = True  # the per-leaf operators; False: element-wise only
     config.tasks.search = "mnist1d_mlp"
     config.tasks.steps = 300
     config.elimination.tasks = "mnist1d_cnn,digits_cnn"

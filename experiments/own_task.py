@@ -45,6 +45,7 @@ def get_config():
     config.search.population_size = 16
     config.space.name = "nos"
     config.space.options.max_nodes = 5
+    config.space.options.leaf_ops = True  # the per-leaf operators; False: element-wise only
     config.tasks.search = "experiments.own_task:make_task"
     config.evaluation.metric = "loss"
     config.evaluation.lr_multipliers = (0.5, 1.0, 2.0)

@@ -340,3 +340,12 @@ def test_canonical_keeps_the_constants_of_a_decay_that_only_the_schedule_reads()
     assert graph_lib.validate(canon) is canon and canon.constants == (-1.1341,)
     assert graph_lib.canonical(canon) == canon
     SPACE.mutate(np.random.default_rng(0), canon)
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist1d", "cifar10", "own_task"])
+def test_our_nos_configs_name_leaf_ops_so_the_command_line_can_turn_it_off(name):
+    config = _experiment_config(name)
+    assert config.space.options.leaf_ops is True
+    config.space.options.leaf_ops = False  # as --config.space.options.leaf_ops=False sets it
+    space = symopt.spaces.get(config.space.name, **config.space.options.to_dict())
+    assert not space.program_shape().leaf_ops
