@@ -163,15 +163,11 @@ def _paren(src: str) -> str:
 _CLIP_BIG = embedded_name(ops.clip_big)
 
 
-def _operator(name: str, arity: int) -> ops.Op:
-    return ops.UNARY[name] if arity == 1 else ops.BINARY[name]
-
-
 @functools.cache
 def _template(name: str, arity: int) -> tuple[str, tuple[Callable[..., Any], ...]]:
     """The operator's ``source`` with the :mod:`symopt.ops` functions it calls
     renamed by :func:`embedded_name`, and those functions."""
-    template = _operator(name, arity).source
+    template = ops.operator(name, arity).source
     called = []
     for call in re.findall(r"(?<![\w.])([A-Za-z_]\w*)\(", template):
         fn = getattr(ops, call, None)

@@ -32,9 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from symopt import ops, population, zoo
+from symopt import population, zoo
 from symopt.fitness import FITNESS_TAIL
-from symopt.program import BINARY_NAMES, UNARY_NAMES, Program, ProgramShape, encode
+from symopt.program import Program, ProgramShape, encode, encodes_leaf_ops
 from symopt.tables import StepTables, step_tables
 
 CURVE_POINTS = 100  # most points of a learning curve (the loss subsampled over steps)
@@ -348,14 +348,8 @@ def _seed_list(seeds, task) -> list[int]:
 def shape_of(program: Program) -> ProgramShape:
     """The :class:`ProgramShape` a program was encoded with: its sizes, and
     ``leaf_ops`` where one of its graphs uses a per-leaf operator."""
-    update = program.update
-    leaf_ids = [[i for i, n in enumerate(names) if n in ops.LEAF_OPERATORS]
-                for names in (UNARY_NAMES, UNARY_NAMES, BINARY_NAMES)]
-    leaf_ops = any(bool(np.isin(np.asarray(ids), leaf).any())
-                   for ids, leaf in zip((update.left, update.right, update.op), leaf_ids,
-                                        strict=True))
     return ProgramShape(
-        leaf_ops=leaf_ops,
+        leaf_ops=encodes_leaf_ops(program.update),
         max_nodes=int(program.update.op.shape[-1]),
         max_operands=int(program.operands.shape[-1]),
         max_constants=int(program.constants.shape[-1]),

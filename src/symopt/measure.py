@@ -150,6 +150,8 @@ def sweep(optimizers: Sequence[Optimizer], task: Any, multipliers: Sequence[floa
     """
     trainer = trainer or Trainer()
     multipliers = tuple(float(m) for m in multipliers)
+    rates = np.array([[comparisons.learning_rate(o) * m for m in multipliers]
+                      for o in optimizers]).reshape(-1, len(multipliers))
     graphs = [o for o in optimizers if isinstance(o, Graph)]
     metrics = trainer.graphs(evaluate.at_multipliers(graphs, multipliers), task,
                              shape=shape or shape_for(graphs))
@@ -157,11 +159,8 @@ def sweep(optimizers: Sequence[Optimizer], task: Any, multipliers: Sequence[floa
         graph_blocks = iter(_blocks(metrics, len(multipliers)))
         metrics = _concatenate([
             next(graph_blocks) if isinstance(o, Graph) else trainer.optax(
-                o.make, (jnp.asarray([o.learning_rate * m for m in multipliers]),), task,
-                eval_params=o.eval_params)
-            for o in optimizers])
-    rates = np.array([[comparisons.learning_rate(o) * m for m in multipliers]
-                      for o in optimizers]).reshape(-1, len(multipliers))
+                o.make, (jnp.asarray(row),), task, eval_params=o.eval_params)
+            for o, row in zip(optimizers, rates, strict=True)])
     return Sweep(fitness.get(metric), multipliers, rates, metrics)
 
 

@@ -303,6 +303,11 @@ LEAF_OPERATORS = frozenset(n for table in (UNARY, BINARY) for n, op in table.ite
 :class:`symopt.program.ProgramShape` ``leaf_ops`` switches on."""
 
 
+def operator(name: str, arity: int) -> Op:
+    """The operator ``name`` of :data:`UNARY` (``arity`` 1) or :data:`BINARY` (2)."""
+    return UNARY[name] if arity == 1 else BINARY[name]
+
+
 def apply(name: str, xp, *args: Array, uniform: Array | None = None) -> Array:
     """Applies the operator ``name`` and sanitizes its output.
 
@@ -317,7 +322,7 @@ def apply(name: str, xp, *args: Array, uniform: Array | None = None) -> Array:
 
 
 def _call(name: str, xp, args: tuple[Array, ...], uniform: Array | None) -> Array:
-    op = UNARY[name] if len(args) == 1 else BINARY[name]
+    op = operator(name, len(args))
     if op.random:
         args = (*args, uniform)
     return op.fn(xp, *args)
@@ -333,7 +338,7 @@ def bounded_fn(name: str, arity: int) -> Callable[..., Array]:
 
     The graph evaluator calls these directly: no table look-up per call.
     """
-    op = UNARY[name] if arity == 1 else BINARY[name]
+    op = operator(name, arity)
     fn = op.fn
     if op.random:
         raw = fn

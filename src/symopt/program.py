@@ -141,6 +141,18 @@ def uses_leaf_ops(graph: Graph) -> frozenset[str]:
     return frozenset(used & ops.LEAF_OPERATORS)
 
 
+_LEAF_IDS = tuple(np.asarray([i for i, n in enumerate(names) if n in ops.LEAF_OPERATORS])
+                  for names in (UNARY_NAMES, UNARY_NAMES, BINARY_NAMES))
+"""The ids of the per-leaf operators among a node's left, right and binary operators."""
+
+
+def encodes_leaf_ops(expr: ExprArrays) -> bool:
+    """Whether an encoded DAG (its padding included: identity and keep_left)
+    uses a per-leaf operator: :func:`uses_leaf_ops` of the encoded graphs."""
+    return any(bool(np.isin(np.asarray(ids), leaf).any())
+               for ids, leaf in zip((expr.left, expr.right, expr.op), _LEAF_IDS, strict=True))
+
+
 def _table_index(ref: str, slots: list[str], shape: ProgramShape) -> int:
     if (i := graph_lib.node_index(ref)) is not None:
         return shape.max_operands + shape.max_constants + shape.max_states + i
