@@ -7,12 +7,14 @@ Python/NumPy and fast, and does not depend on the real search spaces.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import numpy as np
 import pytest
 
-from symopt import searchers
+from symopt import graph as graph_lib
+from symopt import searchers, spaces
 from symopt.searchers import (
     ORIGINS,
     GeneticAlgorithm,
@@ -23,6 +25,7 @@ from symopt.searchers import (
     rank,
     tournament,
 )
+from symopt.searchers.evolution import niche_key
 
 OPTIMUM = np.array([1.0, -2.0, 0.5])
 
@@ -407,6 +410,57 @@ def test_aging_evolution_warm_start_mutates_the_seeds():
     _, candidates = evo.ask(evo.init(0))
     assert candidates[0].origin == "seed" and candidates[0].genome == ToySpace.zoo["near"]
     assert all(c.origin == "mutation" and c.parents == (0,) for c in candidates[1:])
+
+
+class NichedToySpace(ToySpace):
+    """Two niches: the sign of the first coordinate."""
+
+    def niche(self, genome):
+        return genome[0] > 0
+
+
+def test_aging_evolution_niche_holds_at_most_niche_size_members():
+    evo = RegularizedEvolution(NichedToySpace(), population_size=8, sample_size=3,
+                               batch_size=4, niche_size=3, seed_names=())
+    state = evo.init(0)
+    for _ in range(6):
+        state, candidates = evo.ask(state)
+        state = evo.tell(state, candidates, toy_fitness(candidates))
+        if state.generation > 1:
+            counts = collections.Counter(c.genome[0] > 0 for c in state.population)
+            assert max(counts.values()) <= 3, counts
+
+
+def test_aging_evolution_overfull_niche_loses_its_worst_first():
+    evo = RegularizedEvolution(NichedToySpace(), population_size=4, sample_size=2,
+                               batch_size=2, niche_size=2, seed_names=())
+    state, candidates = evo.ask(evo.init(0))
+    state = evo.tell(state, candidates, [5.0, 1.0, 2.0, 3.0])
+    state, children = evo.ask(state)
+    state = evo.tell(state, children, [4.0, 0.0])
+    members = state.population + ()
+    for niche in (True, False):
+        fitness = sorted((f for c, f in zip(members, state.fitness, strict=True)
+                          if (c.genome[0] > 0) == niche), reverse=True)
+        told = sorted((f for c, f in zip(candidates + children, [5.0, 1.0, 2.0, 3.0, 4.0, 0.0],
+                                         strict=True) if (c.genome[0] > 0) == niche),
+                      reverse=True)
+        assert fitness == told[:2]
+
+
+def test_structure_key_ignores_hyperparameters_but_not_the_program():
+    space = spaces.get("nos")
+    adamw = space.seeds(["adamw"])["adamw"]
+    retuned = adamw.replace(hparams=dataclasses.replace(
+        adamw.hparams, learning_rate=0.03, beta1=0.8, weight_decay=0.1),
+        schedule=graph_lib.Schedule(kind="cosine", warmup_steps=10))
+    assert niche_key(space, retuned) == niche_key(space, adamw)
+    assert niche_key(space, space.seeds(["lion"])["lion"]) != niche_key(space, adamw)
+
+
+def test_aging_evolution_rejects_a_negative_niche_size():
+    with pytest.raises(ValueError, match="niche_size"):
+        RegularizedEvolution(ToySpace(), niche_size=-1)
 
 
 # -- shared pieces ----------------------------------------------------------------------------

@@ -521,6 +521,18 @@ def canonical(graph: Graph) -> Graph:
     )
 
 
+def structure_key(graph: Graph) -> str:
+    """What a graph computes up to its numbers: the canonical update, states,
+    decays and momentum, without constant values, hyperparameters or schedule.
+
+    Two graphs with one key are one optimizer at other hyperparameters (AdamW
+    with other betas, rate or schedule); searchers use it as a niche, so that
+    re-tunings of one program do not crowd out other programs.
+    """
+    g = canonical(graph)
+    return repr((g.update, g.states, g.decays, g.momentum, len(g.constants)))
+
+
 # --------------------------------------------------------------------------
 # JSON.
 

@@ -14,7 +14,15 @@ queue of told candidates with their fitness, oldest first
 * ``tell`` appends the children and removes the oldest members to keep
   ``population_size``: a member dies of age, not of low fitness, which is
   what regularizes the search (Real et al. 2019). ``batch_size > 1`` is the
-  asynchronous-workers setting of the paper made synchronous.
+  asynchronous-workers setting of the paper made synchronous;
+* with ``niche_size = k > 0``, members are grouped into niches by
+  :func:`symopt.graph.structure_key` (one program at any hyperparameters,
+  constants or schedule) and a niche holds at most ``k`` of them: when a tell
+  overfills one, its worst members (ties: the oldest) die first, then the
+  oldest overall as before. Without it, the mutants of a good seed (AdamW at
+  other betas or rates) soon fill the whole population and the search
+  re-tunes that seed; with it, other programs keep their places while they
+  improve. The zoo seeds get no privilege either way: they age like everyone.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from symopt import graph as graph_lib
 from symopt.searchers import selection
 from symopt.searchers.state import (
     AskTell,
@@ -55,6 +64,8 @@ class RegularizedEvolution(AskTell):
             default seeds; ``()``: none), e.g. ``("adamw",)`` as in Lion.
         init_fill: how the rest of the first population is made, one of
             ``INIT_FILLS``.
+        niche_size: the most members one program structure may hold (0:
+            no limit, the published algorithm).
     """
 
     space: Any
@@ -64,6 +75,7 @@ class RegularizedEvolution(AskTell):
     generations: int | None = None
     seed_names: Sequence[str] | None = None
     init_fill: str = "sample"
+    niche_size: int = 0
 
     def __post_init__(self):
         name = type(self).__name__
@@ -91,6 +103,12 @@ class RegularizedEvolution(AskTell):
             name,
             "init_fill",
             f"must be one of {', '.join(INIT_FILLS)}, got {self.init_fill!r}",
+        )
+        require(
+            isinstance(self.niche_size, (int, np.integer)) and self.niche_size >= 0,
+            name,
+            "niche_size",
+            f"must be an integer >= 0 (0: no niches), got {self.niche_size!r}",
         )
         object.__setattr__(self, "seed_names", normalize_seed_names(self.seed_names))
 
@@ -120,6 +138,37 @@ class RegularizedEvolution(AskTell):
         return children
 
     def _survive(self, state, told, fitness):
-        """Append the children; the oldest members die to keep ``population_size``."""
-        population = (state.population + told)[-self.population_size :]
-        return population, (state.fitness + fitness)[-self.population_size :]
+        """Append the children; an overfull niche loses its worst, then the
+        oldest members die to keep ``population_size``."""
+        population, values = state.population + told, state.fitness + fitness
+        if self.niche_size:
+            keep = self._niche_survivors(population, values)
+            population = tuple(population[i] for i in keep)
+            values = tuple(values[i] for i in keep)
+        return population[-self.population_size :], values[-self.population_size :]
+
+    def _niche_survivors(self, population, values) -> list[int]:
+        """Indices (in age order) of the members their niches keep: the
+        ``niche_size`` best of each, ties to the younger."""
+        niches: dict[str, list[int]] = {}
+        for i, c in enumerate(population):
+            key = niche_key(self.space, c.genome)
+            niches.setdefault(key, []).append(i)
+        keep = []
+        for members in niches.values():
+            ranked = sorted(members, key=lambda i: (-_finite(values[i]), -i))
+            keep += ranked[: self.niche_size]
+        return sorted(keep)
+
+
+def niche_key(space: Any, genome: Any) -> Any:
+    """``genome``'s niche: ``space.niche(genome)`` where the space defines one,
+    else the :func:`~symopt.graph.structure_key` of its graph."""
+    niche = getattr(space, "niche", None)
+    if niche is not None:
+        return niche(genome)
+    return graph_lib.structure_key(space.to_graph(genome))
+
+
+def _finite(value: float) -> float:
+    return value if np.isfinite(value) else -np.inf
