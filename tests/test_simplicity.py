@@ -11,7 +11,7 @@ import pytest
 
 import symopt
 from symopt import graph as graph_lib
-from symopt import simplicity, symbolic, zoo
+from symopt import integrity, simplicity, symbolic, zoo
 from symopt.graph import Graph, Schedule, nodes, simple
 from symopt.simplicity import complexity, pareto_front, prefer_simpler, simplified_equation
 from symopt.spaces import nos
@@ -314,8 +314,129 @@ def test_simplified_equation_keeps_per_leaf_operators_opaque():
     ratio = Graph(update=nodes(("trust", "identity", "g", "identity", "w_0.1"),
                                ("div", "identity", "n0", "identity", "g")))
     twice = Graph(update=nodes(("add", "rms", "g", "rms", "g")))
-    selected = Graph(update=nodes(("if_matrix", "identity", "g", "identity", "g")))
+    selected = Graph(update=nodes(("if_matrix", "identity", "g", "identity", "m")))
     assert simplified_equation(differs).startswith("d = -g + orth(g);")
     assert simplified_equation(ratio).startswith("d = trust(g, 0.1*w)/g;")
     assert simplified_equation(twice).startswith("d = 2*rms(g);")
-    assert simplified_equation(selected).startswith("d = if_matrix(g, g);")
+    assert simplified_equation(selected).startswith("d = if_matrix(g, m);")
+
+
+def test_a_selector_of_equal_branches_is_pruned_to_the_branch():
+    # sympy leaves if_matrix(g, g) opaque; pruning sees it is g on every leaf.
+    selected = Graph(update=nodes(("if_matrix", "identity", "g", "identity", "g")))
+    assert symbolic.to_text(selected).startswith("d = if_matrix(g, g);")
+    assert simplified_equation(selected).startswith("d = g;")
+
+
+# --------------------------------------------------------------------------
+# prune: parts that are constant, or equal to an input, where optimizers run
+
+CLIPPED_CONSTANT = Graph(update=nodes(("sub", "identity", "one", "identity", "w_0.0001"),
+                                      ("mul", "identity", "g", "clip_0.0001", "n0")))
+"""``d = g * clip_{1e-4}(1 - 1e-4 w)``: the clip is 1e-4 for any |w| < 1e4."""
+POWER_OF_CLIPPED_ONE = Graph(update=nodes(("pow", "identity", "t", "clip_1e-05", "one"),
+                                          ("mul", "identity", "g", "identity", "n0")))
+"""``d = g * (t/T)^{clip_{1e-5}(1)}``: ``(t/T)^{1e-5}`` is 1 within 7e-4 on [0, 1)."""
+PRUNE_RANDOM = 24
+
+
+@functools.cache
+def _prune_graphs() -> tuple[Graph, ...]:
+    """Random graphs as tests/test_random_graphs.py draws them (the element-wise nos
+    space), and 6-node graphs of the nos space with the per-leaf operators."""
+    rng = np.random.default_rng(606)
+    half = PRUNE_RANDOM // 2
+    return (*(nos.sample(rng) for _ in range(half)),
+            *(SIX_NODES.sample(rng) for _ in range(PRUNE_RANDOM - half)))
+
+
+def _probe_close(graph: Graph, pruned: Graph, tolerance: float = 1e-2) -> None:
+    """``pruned`` makes ``graph``'s updates on the integrity check's probe (another
+    probe than prune's own: other gradients, weights, leaves and T) and its
+    schedule curve."""
+    before, after = integrity.probe(graph), integrity.probe(pruned)
+    a, b = before.updates[:, :2], after.updates[:, :2]  # the teacher-forced rows
+    a = np.nan_to_num(a, posinf=1e30, neginf=-1e30)
+    b = np.nan_to_num(b, posinf=1e30, neginf=-1e30)
+    scale = np.max(np.abs(a), axis=-1, keepdims=True)
+    assert np.all(np.abs(a - b) <= tolerance * scale + 1e-30), (
+        symbolic.to_text(graph), symbolic.to_text(pruned))
+    points = integrity.CURVE_POINTS  # the schedule: the curves' last points
+    np.testing.assert_allclose(after.curves[-points:], before.curves[-points:], rtol=tolerance)
+
+
+def test_a_clip_of_one_minus_a_tiny_multiple_of_w_is_the_constant_it_clips_to():
+    assert "clip_{0.0001}(1 - 0.0001*w)" in symbolic.to_text(CLIPPED_CONSTANT)
+    pruned = simplicity.prune(CLIPPED_CONSTANT)
+    assert pruned.constants == (1e-4,)
+    assert simplified_equation(CLIPPED_CONSTANT).startswith("d = 0.0001*g;")
+    _probe_close(CLIPPED_CONSTANT, pruned, tolerance=1e-12)  # exactly the same
+
+
+def test_t_over_t_total_to_a_clipped_one_is_pruned_away():
+    assert "(t/T)**clip_{1e-05}(1)" in symbolic.to_text(POWER_OF_CLIPPED_ONE)
+    assert simplicity.prune(POWER_OF_CLIPPED_ONE) == simplicity.prune(simple("g"))
+    assert simplified_equation(POWER_OF_CLIPPED_ONE).startswith("d = g;")
+
+
+def test_a_clipped_one_in_a_decay_is_pruned_to_its_constant():
+    decay = nodes(("mul", "identity", "decay_linear", "clip_0.001", "one"))
+    graph = Graph(update=nodes(("add", "identity", "g", "identity", "w_0.01")),
+                  decays=(("w_0.01", decay),))
+    pruned = simplicity.prune(graph)
+    assert "clip" not in simplified_equation(graph)
+    assert dict(pruned.decays)["w_0.01"].nodes[0].right == "identity"
+
+
+def test_prune_keeps_what_matters_where_optimizers_run():
+    # Adafactor's floor max(rms(w), 1e-3) acts on zero-initialised biases: kept.
+    assert "Max(0.001" in simplified_equation(zoo.adafactor())
+    # A clip that does clip gradients is kept.
+    clipped = Graph(update=nodes(("mul", "clip_0.001", "g", "identity", "one")))
+    assert "clip_{0.001}(g)" in simplified_equation(clipped)
+
+
+def test_simplified_latex_is_the_pruned_graphs_latex():
+    latex = simplicity.simplified_latex(CLIPPED_CONSTANT)
+    assert latex == symbolic.to_latex(simplicity.prune(CLIPPED_CONSTANT))
+    assert "clip" not in latex and "clip" in symbolic.to_latex(CLIPPED_CONSTANT)
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_pruning_a_zoo_optimizer_keeps_its_updates_and_is_idempotent(name):
+    graph = zoo.get(name)
+    pruned = simplicity.prune(graph)
+    symopt.validate(pruned)
+    _probe_close(graph, pruned)
+    assert simplicity.prune(pruned) == pruned
+    assert pruned.hparams == graph.hparams and pruned.momentum == graph.momentum
+
+
+@pytest.mark.parametrize("index", range(PRUNE_RANDOM))
+def test_pruning_a_random_graph_keeps_its_updates_and_is_idempotent(index):
+    graph = _prune_graphs()[index]
+    pruned = simplicity.prune(graph)
+    symopt.validate(pruned)
+    _probe_close(graph, pruned)
+    assert simplicity.prune(pruned) == pruned
+    assert complexity(pruned).total <= complexity(graph).total
+
+
+def test_random_graphs_have_parts_to_prune():
+    # The property tests above are not vacuous: pruning finds work in random graphs.
+    pruned = [simplicity.prune(g) != g for g in _prune_graphs()]
+    assert sum(pruned) >= len(pruned) // 4, sum(pruned)
+
+
+def test_identity_key_merges_candidates_that_prune_to_the_same_optimizer():
+    assert simplicity.identity_key(POWER_OF_CLIPPED_ONE) == simplicity.identity_key(simple("g"))
+    assert simplicity.identity_key(simple("g")) != simplicity.identity_key(zoo.adam())
+    assert simplicity.identity_key(zoo.adam()) == simplicity.identity_key(zoo.adam())
+    # Hyperparameters are part of the optimizer.
+    other_lr = simple("g").with_hparams(learning_rate=0.5)
+    assert simplicity.identity_key(other_lr) != simplicity.identity_key(simple("g"))
+
+
+def test_prune_of_a_malformed_graph_raises_graph_error():
+    with pytest.raises(symopt.GraphError):
+        simplicity.prune(simple("nope"))

@@ -10,9 +10,15 @@ This module owns the search's preference for simple optimizers, in one place:
 * :func:`prefer_simpler`: which candidate to keep when several are about as
   good (Occam's razor: a simpler optimizer is more likely to transfer to other
   tasks, and easier to read and trust).
-* :func:`simplified_equation`: the update equation after a sympy
-  simplification bounded by work, on one line, for reports of the chosen
-  optimizer.
+* :func:`prune`: the graph with every part that is constant, or equal to
+  one of its inputs, where optimizers run (on a fixed probe of realistic
+  gradients, weights, moments and ``t/T``) replaced by that constant or input,
+  each replacement kept only where the whole optimizer's updates, schedule and
+  decays stay within :data:`PRUNE_TOLERANCE` of what they were.
+* :func:`simplified_equation` and :func:`simplified_latex`: the pruned
+  graph's equations after a sympy simplification bounded by work, for reports
+  of the chosen optimizer; :func:`identity_key`: one key for candidates that
+  prune to the same optimizer, so that a table can merge them into one row.
 
 Why here and not in :mod:`symopt.graph` or :mod:`symopt.symbolic`: those modules
 describe one graph faithfully (its structure, its exact equations); this one
@@ -35,16 +41,19 @@ like any other; :func:`simplified_equation` keeps it as the opaque function
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+import numpy as np
 import sympy
 
 from symopt import graph as graph_lib
-from symopt import ops, symbolic
-from symopt.graph import Expr, Graph
+from symopt import integrity, interpret, ops, symbolic
+from symopt import step as step_lib
+from symopt.graph import Expr, Graph, Node
 
 MOMENTS = frozenset({"m", "v", "gamma"})
 """The moment EMAs an operand may need (``ops.Operand.needs``): one buffer each."""
@@ -265,6 +274,485 @@ def prefer_simpler(
 
 
 # --------------------------------------------------------------------------
+# Pruning: parts that are constant, or equal to one of their inputs, where
+# optimizers run.
+
+PRUNE_TOLERANCE = 1e-3
+"""The relative change :func:`prune` may make: each leaf's update at each probe
+step within this fraction of its largest element, and the schedule and decay
+curves within this fraction of their values, point by point. ``(t/T)^{1e-5}``
+differs from 1 by at most 7e-4 (at ``t = 0``, where ``0^{1e-5}`` is
+``TINY^{1e-5}``), so it prunes to 1."""
+PRUNE_STEPS = 16
+"""Steps of the pruning probe, with ``T`` the same: ``t/T`` runs over [0, 1)."""
+PRUNE_LEAVES = ((4, 5), (5,))
+"""The leaves each probe row holds, end to end: a matrix and a vector, which the
+per-leaf operators read one by one (as :data:`symopt.integrity.PROBE_LEAVES`)."""
+PRUNE_SIZE = sum(math.prod(shape) for shape in PRUNE_LEAVES)
+PRUNE_CURVE_STEPS = 1000
+"""``T`` of the long run over which the schedule and the decays are compared."""
+PRUNE_CURVE_POINTS = 101
+_ABSOLUTE = 1e-30  # a difference this small is no difference
+_MAX_ROUNDS = 16  # every round removes something, so this is a safety bound only
+
+
+class _PruneProbe(NamedTuple):
+    """The pruning probe's inputs, all ``[steps, rows, PRUNE_SIZE]`` (the draws
+    ``[steps, 1, PRUNE_SIZE]``, the same in every row)."""
+
+    grads: np.ndarray
+    weights: np.ndarray
+    noise: np.ndarray
+    uniform: np.ndarray
+
+
+def _prune_probe() -> _PruneProbe:
+    """Four rows at the scales where optimizers run: gradients from 1e-6 to 3
+    (spread over a row's elements, forwards and backwards, and rows of 1e-3,
+    with a dead unit's zeros, and 0.1), each with a persistent mean so that
+    the moments are not noise alone; weights of scale 1, 0.1 and 3, and
+    weights that start at 0 (as biases do), each drifting from step to step."""
+    rng = np.random.default_rng(20250611)
+    steps, size = PRUNE_STEPS, PRUNE_SIZE
+    spread = np.geomspace(1e-6, 3.0, size)
+    g_scale = np.stack([spread, spread[::-1], np.full(size, 1e-3), np.full(size, 0.1)])
+    rows = len(g_scale)
+    mean = rng.standard_normal((rows, size))
+    grads = g_scale * (0.5 * mean + rng.standard_normal((steps, rows, size)))
+    grads[:, 2, [4, 9, 14, 19, 24]] = 0.0  # a dead unit: a column of the matrix, its bias
+    w_scale = np.array([1.0, 0.1, 3.0, 0.01])[:, None]
+    w0 = w_scale * rng.standard_normal((rows, size))
+    w0[-1] = 0.0  # zero-initialised, as biases are
+    weights = w0 + np.cumsum(0.01 * w_scale * rng.standard_normal((steps, rows, size)), axis=0)
+    return _PruneProbe(grads, weights, rng.standard_normal((steps, 1, size)),
+                       rng.random((steps, 1, size)))
+
+
+_PROBE = _prune_probe()
+
+
+def _map_rows(fn, leaves: list[np.ndarray]) -> np.ndarray:
+    """``fn`` over the leading (probe row) axis of ``leaves``."""
+    return np.stack([fn(*(leaf[r] for leaf in leaves)) for r in range(leaves[0].shape[0])])
+
+
+def _by_leaf(fn, *args: np.ndarray) -> np.ndarray:
+    """A per-leaf operator's ``fn`` applied to each probe row's leaves."""
+    rows = tuple(np.broadcast_to(x, _PROBE.grads.shape[1:]) for x in args)
+    return ops.by_leaf(np, fn, rows, PRUNE_LEAVES, _map_rows)
+
+
+def _run(graph: Graph, observe: tuple[str, ...] = (),
+         extra: tuple[Node, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """``graph``'s updates on the probe, teacher-forced (``[steps, rows, size]``),
+    and the values of the references ``observe`` at each step
+    (``[len(observe), steps, rows, size]``).
+
+    The references are observed as extra recurrent states that nothing reads;
+    ``extra`` nodes, appended to the update, may be observed too.
+    """
+    probe = _PROBE
+    run = graph.replace(update=Expr(graph.update.nodes + extra, graph.update.root),
+                        states=graph.states + observe)
+    p = interpret.plan(run)
+    h = graph.hparams
+    state = interpret.init_leaf(p, probe.weights[0], np)
+    updates = np.empty_like(probe.grads)
+    observed = np.empty((len(observe), *probe.grads.shape))
+    first = len(graph.states)
+    with np.errstate(all="ignore"):  # overflow is expected, and sanitized
+        for k in range(PRUNE_STEPS):
+            scalars = interpret.step_scalars(p, np, float(k), PRUNE_STEPS)
+            g = probe.grads[k]
+            if h.clip_norm:
+                g = step_lib.clip_rows_by_norm(np, g, h.clip_norm)
+            noise = probe.noise[k] + 0 * g if "noise" in p.needs else None
+            uniform = probe.uniform[k] + 0 * g if "uniform" in p.needs else None
+            updates[k], state = interpret.leaf_update(
+                p, np, g, probe.weights[k], state, scalars, h.learning_rate, h.weight_decay,
+                noise=noise, uniform=uniform, by_leaf=_by_leaf)
+            for j in range(len(observe)):
+                observed[j, k] = state.states[first + j]
+    return updates, observed
+
+
+def _curve_steps() -> np.ndarray:
+    return np.linspace(0, PRUNE_CURVE_STEPS - 1, PRUNE_CURVE_POINTS).round()
+
+
+class _Signature(NamedTuple):
+    """What pruning must keep: the probe's updates, and the schedule and decay
+    curves of a long run (by name: ``schedule``, ``decay <operand>``)."""
+
+    updates: np.ndarray
+    curves: dict[str, np.ndarray]
+
+
+def _signature(graph: Graph) -> _Signature:
+    updates, _ = _run(graph)
+    at = _curve_steps()
+    with np.errstate(all="ignore"):
+        table = interpret.step_scalars(interpret.plan(graph), np, at, PRUNE_CURVE_STEPS)
+    curves = {"schedule": np.broadcast_to(table.schedule, at.shape)}
+    curves |= {f"decay {k}": np.broadcast_to(v, at.shape) for k, v in table.decays.items()}
+    return _Signature(updates, curves)
+
+
+def _leaf_max(x: np.ndarray) -> np.ndarray:
+    """The largest magnitude of each leaf of ``x`` (``[..., PRUNE_SIZE]`` ->
+    ``[..., leaves]``)."""
+    out, start = [], 0
+    for shape in PRUNE_LEAVES:
+        size = math.prod(shape)
+        out.append(np.max(np.abs(x[..., start:start + size]), axis=-1))
+        start += size
+    return np.stack(out, axis=-1)
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0, posinf=ops.BIG,
+                         neginf=-ops.BIG)
+
+
+def _tensors_close(new: np.ndarray, reference: np.ndarray) -> bool:
+    """Each leaf of ``new`` within :data:`PRUNE_TOLERANCE` of the same leaf of
+    ``reference``, relative to that leaf's largest element."""
+    new, reference = _finite(new), _finite(reference)
+    with np.errstate(all="ignore"):
+        return bool(np.all(_leaf_max(new - reference)
+                           <= PRUNE_TOLERANCE * _leaf_max(reference) + _ABSOLUTE))
+
+
+def _points_close(new: np.ndarray, reference: np.ndarray) -> bool:
+    """``new`` within :data:`PRUNE_TOLERANCE` of ``reference`` at every point."""
+    new, reference = _finite(new), _finite(reference)
+    with np.errstate(all="ignore"):
+        return bool(np.all(np.abs(new - reference)
+                           <= PRUNE_TOLERANCE * np.abs(reference) + _ABSOLUTE))
+
+
+def _keeps(graph: Graph, reference: _Signature) -> bool:
+    """Whether ``graph`` computes what ``reference`` recorded, within tolerance
+    (the decays of operands that ``graph`` no longer reads do not count)."""
+    try:
+        signature = _signature(graph)
+    except Exception:  # noqa: BLE001 (a rewrite that cannot run is not kept)
+        return False
+    return _tensors_close(signature.updates, reference.updates) and all(
+        _points_close(signature.curves[k], reference.curves[k])
+        for k in signature.curves.keys() & reference.curves.keys())
+
+
+def _alias(ref: str) -> Node:
+    """A node whose value is ``ref``'s (inlined by :func:`_compact`)."""
+    return Node("keep_left", "identity", ref, "identity", ref)
+
+
+def _is_alias(node: Node) -> bool:
+    return node.op == "keep_left" and node.left == "identity"
+
+
+def _with_constant(graph: Graph, value: float) -> tuple[Graph, str] | None:
+    """``graph`` and a reference to ``value``: the operand ``one``, a constant
+    of that value, or a new constant (in an unused slot where the graph has
+    :data:`symopt.graph.MAX_CONSTANTS`); None if there is no room."""
+    if value == 1.0:
+        return graph, "one"
+    used = graph_lib.used_operands(graph)
+    for j, c in enumerate(graph.constants):
+        if c == value and f"c{j}" in used:
+            return graph, f"c{j}"
+    free = [j for j in range(len(graph.constants)) if f"c{j}" not in used]
+    if free:
+        j = free[0]
+        constants = graph.constants[:j] + (value,) + graph.constants[j + 1:]
+    elif len(graph.constants) < graph_lib.MAX_CONSTANTS:
+        j, constants = len(graph.constants), graph.constants + (value,)
+    else:
+        return None
+    return graph.replace(constants=constants), f"c{j}"
+
+
+def _constant_value(x: np.ndarray, close: Callable[[np.ndarray, np.ndarray], bool]
+                    ) -> float | None:
+    """The one value ``x`` takes within tolerance (rounded to
+    :data:`symopt.symbolic.SIGNIFICANT_DIGITS`), or None."""
+    x = _finite(x)
+    value = float(f"{float(np.median(x)):.{symbolic.SIGNIFICANT_DIGITS}g}")
+    return value if close(np.full_like(x, value), x) else None
+
+
+Rewrite = Callable[[Graph], Graph | None]
+
+
+def _rewrites(node: Node, values: Callable[[str], np.ndarray],
+              unary: Callable[[str, str], np.ndarray],
+              close: Callable[[np.ndarray, np.ndarray], bool],
+              replace: Callable[[Graph, Node], Graph]) -> list[Rewrite]:
+    """The rewrites of ``node`` that its values on the probe allow, most
+    simplifying first: the node as a constant, as one of its inputs (before
+    or after its unary operator), then a unary operator as the identity or its
+    output as a constant. ``values(ref)`` and ``unary(op, ref)`` are values on
+    the probe; ``replace(graph, new)`` puts ``new`` in ``node``'s place."""
+    sides = [(node.left, node.a)] if node.op == "keep_left" else [
+        (node.left, node.a), (node.right, node.b)]
+    value = unary(*sides[0]) if node.op == "keep_left" else values("self")
+    found: list[Rewrite] = []
+
+    def to_constant(x: np.ndarray, build: Callable[[str], Node]) -> None:
+        c = _constant_value(x, close)
+        if c is None:
+            return
+
+        def rewrite(graph: Graph) -> Graph | None:
+            made = _with_constant(graph, c)
+            return None if made is None else replace(made[0], build(made[1]))
+
+        found.append(rewrite)
+
+    to_constant(value, _alias)
+    for _, ref in sides:
+        if close(value, values(ref)):
+            found.append(lambda graph, ref=ref: replace(graph, _alias(ref)))
+    if node.op != "keep_left":
+        for op, ref in sides:
+            if op != "identity" and close(value, unary(op, ref)):
+                found.append(lambda graph, op=op, ref=ref: replace(
+                    graph, Node("keep_left", op, ref, "identity", ref)))
+    for side, (op, ref) in enumerate(sides):
+        if op == "identity":
+            continue
+        output = unary(op, ref)
+
+        def build(new_ref: str, side: int = side) -> Node:
+            if side == 0:
+                return Node(node.op, "identity", new_ref, node.right,
+                            new_ref if node.op == "keep_left" else node.b)
+            return Node(node.op, node.left, node.a, "identity", new_ref)
+
+        if close(output, values(ref)):
+            found.append(lambda graph, build=build, ref=ref: replace(graph, build(ref)))
+        else:
+            to_constant(output, build)
+    return found
+
+
+def _replace_node(expr: Expr, i: int, new: Node) -> Expr:
+    return Expr(expr.nodes[:i] + (new,) + expr.nodes[i + 1:], expr.root)
+
+
+def _prune_update(graph: Graph, reference: _Signature) -> tuple[Graph, bool]:
+    """One top-down pass over the update's active nodes."""
+    update = graph.update
+    active = sorted(graph_lib.active_nodes(update, graph.states), reverse=True)
+    observe: list[str] = []
+    extra: list[Node] = []
+    unary_refs: dict[tuple[str, str], str] = {}
+    for i in active:
+        node = update.nodes[i]
+        observe += [graph_lib.node_ref(i), node.a, node.b]
+        for op, ref in ((node.left, node.a), (node.right, node.b)):
+            if op != "identity" and (op, ref) not in unary_refs:
+                extra.append(Node("keep_left", op, ref, "identity", ref))
+                unary_refs[op, ref] = graph_lib.node_ref(len(update.nodes) + len(extra) - 1)
+    observe = list(dict.fromkeys([*observe, *unary_refs.values()]))
+    try:
+        _, observed = _run(graph, tuple(observe), tuple(extra))
+    except Exception:  # noqa: BLE001 (a graph the probe cannot run is left as it is)
+        return graph, False
+    table = dict(zip(observe, observed, strict=True))
+    changed = False
+    for i in active:
+        if i not in graph_lib.active_nodes(graph.update, graph.states):
+            continue  # a rewrite above made it dead
+        node = graph.update.nodes[i]
+        if _is_alias(node):
+            continue
+
+        def values(ref: str, i: int = i) -> np.ndarray:
+            return table[graph_lib.node_ref(i) if ref == "self" else ref]
+
+        def unary(op: str, ref: str) -> np.ndarray:
+            return table[unary_refs[op, ref]] if op != "identity" else table[ref]
+
+        def replace(g: Graph, new: Node, i: int = i) -> Graph:
+            return g.replace(update=_replace_node(g.update, i, new))
+
+        for rewrite in _rewrites(node, values, unary, _tensors_close, replace):
+            candidate = rewrite(graph)
+            if candidate is not None and _keeps(candidate, reference):
+                graph, changed = candidate, True
+                break
+    return graph, changed
+
+
+def _scalar_table(graph: Graph, expr: Expr) -> tuple[dict[str, np.ndarray], Callable]:
+    """The values of ``expr``'s references over ``t/T`` in [0, 1), and a function
+    of the values of ``unary(ref)``."""
+    at = _curve_steps()
+    frac = at / PRUNE_CURVE_STEPS
+    ctx = ops.StepContext(step=at, frac=frac)
+
+    def lookup(ref: str) -> np.ndarray:
+        j = graph_lib.constant_index(ref)
+        value = graph.constants[j] if j is not None else ops.OPERANDS[ref].fn(np, ctx)
+        return np.broadcast_to(np.asarray(value, dtype=float), frac.shape)
+
+    with np.errstate(all="ignore"):
+        table = interpret.evaluate_expr(expr, lookup, np)
+
+    def values(ref: str) -> np.ndarray:
+        return table[ref] if ref in table else lookup(ref)
+
+    def unary(op: str, ref: str) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return ops.bounded_fn(op, 1)(np, values(ref), None)
+
+    return values, unary
+
+
+def _prune_scalar(graph: Graph, reference: _Signature, get: Callable[[Graph], Expr],
+                  put: Callable[[Graph, Expr], Graph]) -> tuple[Graph, bool]:
+    """One top-down pass over a scalar sub-graph (a decay or the schedule's)."""
+    expr = get(graph)
+    try:
+        values_of, unary = _scalar_table(graph, expr)
+    except Exception:  # noqa: BLE001
+        return graph, False
+    changed = False
+    for i in sorted(graph_lib.active_nodes(expr), reverse=True):
+        if i not in graph_lib.active_nodes(get(graph)):
+            continue
+        node = get(graph).nodes[i]
+        if _is_alias(node):
+            continue
+
+        def values(ref: str, i: int = i) -> np.ndarray:
+            return values_of(graph_lib.node_ref(i) if ref == "self" else ref)
+
+        def replace(g: Graph, new: Node, i: int = i) -> Graph:
+            return put(g, _replace_node(get(g), i, new))
+
+        for rewrite in _rewrites(node, values, unary, _points_close, replace):
+            candidate = rewrite(graph)
+            if candidate is not None and _keeps(candidate, reference):
+                graph, changed = candidate, True
+                break
+    return graph, changed
+
+
+def _prune_pass(graph: Graph, reference: _Signature) -> tuple[Graph, bool]:
+    """One pass over the update, then each decay read, then a graph schedule."""
+    graph, changed = _prune_update(graph, reference)
+    used = graph_lib.used_operands(graph)
+    for name in [n for n, _ in graph.decays if n in used]:
+
+        def get(g: Graph, name: str = name) -> Expr:
+            return dict(g.decays)[name]
+
+        def put(g: Graph, e: Expr, name: str = name) -> Graph:
+            return g.replace(decays=tuple((n, e if n == name else x) for n, x in g.decays))
+
+        graph, done = _prune_scalar(graph, reference, get, put)
+        changed |= done
+    if graph.schedule.kind == "graph":
+        graph, done = _prune_scalar(
+            graph, reference, lambda g: g.schedule.expr,
+            lambda g, e: g.replace(schedule=dataclasses.replace(g.schedule, expr=e)))
+        changed |= done
+    return graph, changed
+
+
+def _inline(expr: Expr, extra_roots: tuple[str, ...] = ()) -> tuple[Expr, tuple[str, ...]]:
+    """``expr`` with every reference to an alias node (``keep_left(x, .)`` with an
+    identity left) replaced by what it aliases; the aliases are then dead."""
+    alias: dict[str, str] = {}
+    built = []
+    for i, n in enumerate(expr.nodes):
+        node = Node(n.op, n.left, alias.get(n.a, n.a), n.right, alias.get(n.b, n.b))
+        if _is_alias(node):
+            alias[graph_lib.node_ref(i)] = node.a
+        built.append(node)
+    return (Expr(tuple(built), alias.get(expr.root, expr.root)),
+            tuple(alias.get(r, r) for r in extra_roots))
+
+
+def _compact(graph: Graph) -> Graph:
+    """``graph`` with its aliases inlined, in canonical form (dead nodes and
+    unused constants dropped) where it is within the search limits."""
+    update, states = _inline(graph.update, graph.states)
+    decays = tuple((name, _inline(expr)[0]) for name, expr in graph.decays)
+    schedule = graph.schedule
+    if schedule.kind == "graph":
+        schedule = dataclasses.replace(schedule, expr=_inline(schedule.expr)[0])
+    graph = graph.replace(update=update, states=states, decays=decays, schedule=schedule)
+    try:
+        return graph_lib.canonical(graph)
+    except graph_lib.GraphError:  # past the search limits: kept as it is
+        return graph
+
+
+@functools.lru_cache(maxsize=1024)
+def _pruned(graph: Graph) -> Graph:
+    """:func:`prune` for a validated graph, cached (Graphs are hashable)."""
+    current = graph
+    for _ in range(_MAX_ROUNDS):
+        reference = _signature(current)
+        candidate, changed = _prune_pass(current, reference)
+        if not changed:
+            break
+        current = _compact(candidate)
+    return current
+
+
+def prune(graph: Graph) -> Graph:
+    """``graph`` without the parts that do nothing where optimizers run.
+
+    A part is a hidden node, or a unary operator inside one, of the update
+    or of a scalar sub-graph (a decay read, a ``graph`` schedule). Where its
+    value on a fixed probe (:data:`PRUNE_STEPS` steps over ``t/T`` in [0, 1),
+    gradients from 1e-6 to 3, weights from 0 to 3, the moment EMAs they
+    give; the scalar sub-graphs over ``t/T`` in [0, 1)) is one constant, or
+    equals one of its inputs, it is replaced by that constant or input: so
+    ``clip_{1e-4}(1 - 1e-4 w)`` becomes the constant 1e-4 and
+    ``g (t/T)^{clip_{1e-5}(1)}`` becomes ``g``. A replacement is kept only
+    where the whole optimizer still computes what it did: each leaf's update
+    at each probe step within :data:`PRUNE_TOLERANCE` of its largest element,
+    and the schedule and decay curves of a long run within that fraction at
+    every point. Parts are tried from the root down, and passes repeat until
+    one changes nothing; each pass is compared with the graph it started from.
+
+    The result is in canonical form (:func:`symopt.graph.canonical`) where
+    something was pruned, else ``graph`` itself, and ``prune(prune(g)) ==
+    prune(g)``. Hyperparameters, momentum and the schedule's kind are kept.
+    Results are cached per graph.
+
+    Args:
+      graph: a valid graph (any size, as :func:`symopt.to_sympy` takes).
+
+    Returns:
+      The pruned graph.
+
+    Raises:
+      symopt.GraphError: if ``graph`` is malformed.
+    """
+    symbolic.to_sympy(graph)  # validates, without the search limits
+    return _pruned(graph)
+
+
+def identity_key(graph: Graph) -> str:
+    """One key for candidates that are the same optimizer once pruned: the
+    functional fingerprint (:func:`symopt.integrity.fingerprint`) of
+    :func:`prune`'s graph, 16 hex characters. Tables merge the rows of equal
+    keys; hyperparameters (learning rate included) are part of the key.
+
+    Raises:
+      symopt.GraphError: if ``graph`` is malformed.
+    """
+    return integrity.fingerprint(prune(graph))
+
+
+# --------------------------------------------------------------------------
 # The simplified equation.
 
 
@@ -362,9 +850,10 @@ def _simplified_equation(graph: Graph, work: int) -> str:
 
 
 def simplified_equation(graph: Graph, *, work: int | None = None) -> str:
-    """The optimizer on one line, its equations simplified with sympy.
+    """The optimizer on one line, pruned (:func:`prune`) and its equations
+    simplified with sympy.
 
-    :func:`symopt.to_text`'s line (named nodes ``h_k``, direction ``d``,
+    :func:`symopt.to_text`'s line of the pruned graph (named nodes ``h_k``, direction ``d``,
     states ``s_i``, then learning rate, weight decay, schedule and momentum)
     with each equation replaced by the smallest form that cheap sympy
     rewrites (:data:`REWRITES`: ``factor_terms``, ``powsimp``, ``together``,
@@ -385,6 +874,16 @@ def simplified_equation(graph: Graph, *, work: int | None = None) -> str:
     Raises:
       symopt.GraphError: if ``graph`` is malformed.
     """
-    symbolic.to_sympy(graph)  # raises GraphError where to_text would print it
-    return _simplified_equation(graph, SIMPLIFY_WORK if work is None else int(work))
+    pruned = prune(graph)  # raises GraphError where to_text would print it
+    return _simplified_equation(pruned, SIMPLIFY_WORK if work is None else int(work))
+
+
+def simplified_latex(graph: Graph) -> str:
+    """:func:`symopt.to_latex` of the pruned graph (:func:`prune`): the aligned
+    LaTeX block of the optimizer without its parts that do nothing.
+
+    Raises:
+      symopt.GraphError: if ``graph`` is malformed.
+    """
+    return symbolic.to_latex(prune(graph))
 
