@@ -3,6 +3,8 @@ the tables of summary.md."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +12,8 @@ import optax
 import pytest
 
 from symopt import comparisons, evaluate, fitness, heldout, measure, tasks, zoo
+
+from helpers import backend_compiles
 
 
 def _result(optimizer: str, task: str, found: float, tuned: float) -> heldout.Result:
@@ -125,12 +129,12 @@ def test_a_sweep_keeps_optax_optimizers_in_their_place_at_the_same_multipliers()
     multipliers = (0.5, 1.0, 2.0)
     native = comparisons.OptaxOptimizer(_optax_adam, 1e-2)
     s = measure.sweep([zoo.adam(learning_rate=1e-2), native, zoo.sgd()], task, multipliers,
-                      metric="loss")
+                      metric="loss", extend=0)
     np.testing.assert_allclose(s.learning_rates, [[5e-3, 1e-2, 2e-2]] * 2 + [[5e-3, 1e-2, 2e-2]])
     assert s.test.shape == (3, 3, 2) and s.curves.shape[:3] == (3, 3, 2)
     np.testing.assert_allclose(s.test[1], s.test[0], rtol=1e-4)  # zoo.adam is optax.adam
     assert not np.allclose(s.test[2], s.test[0], rtol=1e-2)
-    alone = measure.sweep([native], task, multipliers, metric="loss")
+    alone = measure.sweep([native], task, multipliers, metric="loss", extend=0)
     np.testing.assert_allclose(alone.test[0], s.test[1], rtol=1e-6)
 
 
@@ -165,28 +169,149 @@ def test_a_sweep_is_graph_major_rows_of_one_program_each_picking_its_val_best(mo
         return train(runs, *args, **kwargs)
 
     monkeypatch.setattr(evaluate, "evaluate_graphs", recorded)
-    forward = measure.sweep(graphs, task, multipliers, metric="loss", shape=shape)
+    forward = measure.sweep(graphs, task, multipliers, metric="loss", shape=shape, extend=0)
     backward = measure.sweep(graphs[::-1], task, multipliers[::-1], metric="loss",
-                             shape=shape)
+                             shape=shape, extend=0)
     assert trained == [(6, 6), (6, 6)]  # every rate of every graph in one program
     np.testing.assert_allclose(backward.test[::-1, ::-1], forward.test, rtol=1e-5)
     np.testing.assert_allclose(forward.learning_rates, [
         [g.hparams.learning_rate * m for m in multipliers] for g in graphs])
     assert forward.test.shape == (2, 3, 2) and forward.curves.shape[:3] == (2, 3, 2)
     assert forward.chosen.tolist() == [int(np.argmin(v)) for v in forward.val]
-    fitter = measure.sweep(graphs, task, multipliers, metric="accuracy", shape=shape)
+    fitter = measure.sweep(graphs, task, multipliers, metric="accuracy", shape=shape, extend=0)
     assert fitter.chosen.tolist() == [int(np.argmax(v)) for v in fitter.val]
 
+    extended = measure.sweep(graphs, task, multipliers, metric="loss", shape=shape)
     results = heldout.evaluate_task(dict(zip(["adam", "sgd"], graphs, strict=True)), task,
                                     multipliers, shape=shape)
     for i, r in enumerate(results):
-        tuned = int(forward.chosen[i])
+        tuned = int(extended.chosen[i])
         assert r.found == pytest.approx(forward.test[i, 1].tolist(), rel=1e-5)
-        assert r.tuned == pytest.approx(forward.test[i, tuned].tolist(), rel=1e-5)
-        assert r.tuned_learning_rate == pytest.approx(forward.learning_rates[i, tuned])
+        assert r.tuned == pytest.approx(extended.test[i, tuned].tolist(), rel=1e-5)
+        assert r.tuned_learning_rate == pytest.approx(extended.learning_rates[i, tuned])
         assert r.learning_rate == graphs[i].hparams.learning_rate
+        assert r.multipliers == extended.tuned_over(i) and r.edge == extended.edge[i]
 
 
 def test_the_as_found_rate_must_be_swept():
     with pytest.raises(ValueError, match="must include 1.0"):
         heldout.evaluate_task({"adam": zoo.adam()}, None, (0.5, 2.0))
+
+
+# --------------------------------------------------------------------------
+# Past the edges. SGD on this quadratic trains better the larger its rate up to
+# 1.28 and diverges at 2.56: from 0.16 at (0.5, 1, 2) its best (2x) is at the
+# top edge, and steps of 2x find 8x (1.28) inside, next to the divergent 16x.
+# SGD from 1.28 has its best inside the grid at once.
+
+EDGE_TASK = dict(steps=11, seeds=1)  # a task no other test compiles
+GRID = (0.5, 1.0, 2.0)
+
+
+def _edge_pair():
+    return [zoo.sgd(learning_rate=0.16), zoo.sgd(learning_rate=1.28)]
+
+
+def _recording(monkeypatch) -> list[tuple[int, int]]:
+    trained = []
+    train = evaluate.evaluate_graphs
+
+    def recorded(runs, *args, **kwargs):
+        trained.append((len(runs), kwargs["chunk_size"]))
+        return train(runs, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "evaluate_graphs", recorded)
+    return trained
+
+
+def test_a_sweep_whose_best_is_at_the_top_edge_is_extended_until_it_is_not(monkeypatch):
+    task = tasks.get("quadratic", **EDGE_TASK)
+    trained = _recording(monkeypatch)
+    s = measure.sweep(_edge_pair(), task, GRID, metric="loss")
+    assert s.tuned_over(0) == (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+    assert s.multipliers[s.chosen[0]] == 8.0 and s.diverged[0, s.multipliers.index(16.0)].all()
+    assert not s.edge[0], "a pick next to a divergent rate is inside"
+    assert s.tuned_over(1) == GRID and s.multipliers[s.chosen[1]] == 1.0 and not s.edge[1]
+    assert s.extensions == 3
+    # The base grid in one program, then one program a round for the one graph
+    # at an edge, padded to one row per graph: every round the same program.
+    assert trained == [(6, 6), (1, 2), (1, 2), (1, 2)]
+    np.testing.assert_allclose(s.learning_rates[0], [0.16 * m for m in s.multipliers])
+    assert np.isnan(s.val[1, 3:]).all() and not s.was_tried[1, 3:].any()
+
+
+def test_the_extension_rounds_share_one_compile():
+    task = tasks.get("quadratic", steps=12, seeds=1)  # a task no other test compiles
+    measure.sweep(_edge_pair(), task, GRID, metric="loss", extend=1)
+    before = backend_compiles()
+    s = measure.sweep(_edge_pair(), task, GRID, metric="loss")  # rounds 2 and 3 are new
+    assert s.extensions >= 2
+    assert backend_compiles() == before
+
+
+def test_the_cap_on_extensions_is_respected_and_sets_the_edge_flag():
+    task = tasks.get("quadratic", **EDGE_TASK)
+    s = measure.sweep(_edge_pair(), task, GRID, metric="loss", extend=1)
+    assert s.extensions == 1 and s.tuned_over(0) == (0.5, 1.0, 2.0, 4.0)
+    assert s.multipliers[s.chosen[0]] == 4.0 and s.edge.tolist() == [True, False]
+    plain = measure.sweep(_edge_pair(), task, GRID, metric="loss", extend=0)
+    assert plain.multipliers == GRID and plain.edge.tolist() == [True, False]
+    assert plain.edge_side.tolist() == [1, 0]
+
+
+def test_a_grid_of_one_rate_is_never_extended():
+    task = tasks.get("quadratic", **EDGE_TASK)
+    s = measure.sweep(_edge_pair(), task, (1.0,), metric="loss")
+    assert s.multipliers == (1.0,) and s.extensions == 0 and not s.edge.any()
+    assert measure.extension_ratios((1.0,)) is None
+    assert measure.extension_ratios((0.1, 0.3, 1.0, 30.0)) == pytest.approx((3.0, 30.0))
+    assert measure.extension_ratios((0.9, 1.0)) == (measure.MIN_EXTENSION_RATIO,) * 2
+
+
+def test_an_optax_optimizer_is_extended_past_an_edge_as_a_graph_is():
+    task = tasks.get("quadratic", **EDGE_TASK)
+    native = comparisons.OptaxOptimizer(_optax_sgd, 0.16)
+    s = measure.sweep([native, *_edge_pair()], task, GRID, metric="loss")
+    assert s.tuned_over(0) == s.tuned_over(1) == (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+    np.testing.assert_allclose(s.val[0], s.val[1], rtol=1e-4)
+
+
+def _optax_sgd(learning_rate):
+    return optax.sgd(learning_rate)
+
+
+def test_the_test_results_carry_the_multipliers_tuned_over_and_the_edge_flag():
+    task = tasks.get("quadratic", **EDGE_TASK)
+    results = heldout.evaluate_task({"slow": _edge_pair()[0], "fast": _edge_pair()[1]}, task,
+                                    GRID)
+    slow, fast = results
+    assert slow.multipliers == (0.5, 1.0, 2.0, 4.0, 8.0, 16.0) and not slow.edge
+    assert slow.tuned_learning_rate == pytest.approx(1.28) and slow.learning_rate == 0.16
+    assert fast.multipliers == GRID and not fast.edge
+    capped = dataclasses.replace(slow, multipliers=GRID, tuned_learning_rate=0.32, edge=True)
+    assert heldout.Result.from_dict(capped.to_dict()) == capped
+    lines = heldout.table([capped, fast], ["slow", "fast"])
+    assert lines[2].endswith(f" {heldout.EDGE_MARK} |") and heldout.EDGE_MARK not in lines[3]
+    line = heldout.edge_line([capped, fast])
+    assert line.startswith(heldout.EDGE_MARK) and "slow on quadratic (x2, the largest" in line
+    assert heldout.edge_line([fast]) == ""
+
+
+def test_results_stored_before_the_edge_flag_still_load():
+    stored = {k: v for k, v in RESULTS[0].to_dict().items() if k not in ("edge", "multipliers")}
+    loaded = heldout.Result.from_dict(stored)
+    assert loaded == RESULTS[0] and loaded.edge is False and loaded.multipliers == ()
+    assert heldout.edge_line([loaded]) == ""
+
+
+def test_the_reference_is_extended_past_the_top_of_its_grid():
+    task = tasks.get("quadratic", **EDGE_TASK)
+    best = measure.tune_reference(task, [1e-3, 1e-2], "val", "loss")
+    assert best.learning_rates[:2] == (1e-3, 1e-2) and len(best.learning_rates) > 2
+    assert best.learning_rate not in (min(best.learning_rates), max(best.learning_rates))
+    assert not best.edge
+    capped = measure.tune_reference(task, [1e-3, 1e-2], "val", "loss", extend=1)
+    assert capped.learning_rates == pytest.approx((1e-3, 1e-2, 1e-1))
+    assert capped.learning_rate == pytest.approx(1e-1) and capped.edge
+    fixed = measure.tune_reference(task, [1e-3, 1e-2], "val", "loss", extend=0)
+    assert fixed.learning_rate == 1e-2 and fixed.edge and fixed.value > best.value

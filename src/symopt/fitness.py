@@ -58,10 +58,15 @@ RATIO_CLIP = 10.0
 
 class Reference(NamedTuple):
     """The tuned reference of one task (Adam, which normalises fitness): its
-    value and the learning rate that gave it."""
+    value and the learning rate that gave it; where it was tuned, the rates
+    tried (ascending, extensions past the grid's edges included) and whether
+    the best is still the smallest or largest of them
+    (:func:`symopt.measure.tune_reference`)."""
 
     value: float
     learning_rate: float
+    learning_rates: tuple[float, ...] = ()
+    edge: bool = False
 
 
 # --------------------------------------------------------------------------

@@ -9,7 +9,11 @@ figures come out per optimizer and task:
 * *as found*: the run at multiplier 1, the optimizer exactly as archived;
 * *lr-tuned*: the multiplier with the lowest validation loss on that task
   (mean over seeds), reported on its test split. The test split never
-  chooses anything.
+  chooses anything. Where that multiplier is the smallest or the largest of
+  the grid, the sweep goes on past that edge (:func:`symopt.measure.sweep`,
+  at most :data:`symopt.measure.MAX_EXTENSIONS` rounds); each result holds
+  the multipliers its optimizer was tuned over and whether its pick is still
+  at an edge (``edge``), which :func:`table` marks with :data:`EDGE_MARK`.
 
 The per-task part, every optimizer at every multiplier and each one's
 val-best, is :func:`symopt.measure.sweep`, which :mod:`symopt.transfer`
@@ -58,14 +62,22 @@ class Result:
     found_accuracy: float | None = None  # mean test accuracy (classifiers)
     tuned_accuracy: float | None = None
     multipliers: tuple[float, ...] = ()  # the rates tuned over; () in results stored before
+    edge: bool = False  # the lr-tuned pick is still the smallest or largest of ``multipliers``
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Result:
+        """A stored result; one stored by an earlier version (no ``multipliers``
+        or ``edge``) loads with ``()`` and False."""
         return cls(**{**data, "found": tuple(data["found"]), "tuned": tuple(data["tuned"]),
-                      "multipliers": tuple(data.get("multipliers", ()))})
+                      "multipliers": tuple(data.get("multipliers", ())),
+                      "edge": bool(data.get("edge", False))})
+
+
+EDGE_MARK = "‡"
+"""Marks an lr-tuned cell whose rate is still at an edge of the rates tried."""
 
 
 def evaluate_task(optimizers: Mapping[str, Optimizer], task: Any,
@@ -73,13 +85,15 @@ def evaluate_task(optimizers: Mapping[str, Optimizer], task: Any,
                   shape: ProgramShape | None = None,
                   trainer: Trainer | None = None) -> list[Result]:
     """Every optimizer as found and lr-tuned on ``task``: one
-    :func:`symopt.measure.sweep` under the loss.
+    :func:`symopt.measure.sweep` under the loss, extended past the grid's
+    edges.
 
     Args:
       optimizers: graphs or optax optimizers by name, each at its own (as
         found) learning rate.
       task: a test task.
-      multipliers: learning-rate multipliers; must include 1.0 (as found).
+      multipliers: learning-rate multipliers; must include 1.0 (as found). An
+        optimizer whose val-best is at an edge is tuned past it as well.
       shape: the graphs' program shape (default: :func:`symopt.measure.shape_for`
         them).
       trainer: the strategy and devices (default: every row in one program).
@@ -92,7 +106,7 @@ def evaluate_task(optimizers: Mapping[str, Optimizer], task: Any,
         raise ValueError(f"multipliers must include 1.0 (as found), got {multipliers}")
     s = measure.sweep(list(optimizers.values()), task, multipliers, metric=fitness.LOSS,
                       shape=shape, trainer=(trainer or Trainer()).with_chunk(0))
-    found = multipliers.index(1.0)
+    found = s.multipliers.index(1.0)
     out = []
     for i, name in enumerate(optimizers):
         tuned = int(s.chosen[i])
@@ -105,7 +119,8 @@ def evaluate_task(optimizers: Mapping[str, Optimizer], task: Any,
             tuned_diverged=int(s.diverged[i, tuned].sum()),
             found_accuracy=_mean_or_none(s.test_accuracy[i, found]),
             tuned_accuracy=_mean_or_none(s.test_accuracy[i, tuned]),
-            multipliers=multipliers,
+            multipliers=s.tuned_over(i),
+            edge=bool(s.edge[i]),
         ))
     return out
 
@@ -125,7 +140,13 @@ def evaluate_all(found: Mapping[str, Graph], comparisons: Sequence[str],
         named = {**found, **{b: COMPARISONS[b](task.steps) for b in comparisons}}
         log(f"test: {len(named)} optimizers x {len(multipliers)} learning rates on {task.name} "
             f"({task.steps} steps, {task.seeds} seeds)")
-        results += evaluate_task(named, task, multipliers, trainer=trainer)
+        done = evaluate_task(named, task, multipliers, trainer=trainer)
+        extended = [r.optimizer for r in done if len(r.multipliers) > len(set(multipliers))]
+        if extended:
+            log(f"test: {task.name}: tuned past the grid's edge: {', '.join(extended)}"
+                + (f"; still at an edge: {', '.join(r.optimizer for r in edges(done))}"
+                   if edges(done) else ""))
+        results += done
     return results
 
 
@@ -150,10 +171,15 @@ def ratio(results: Sequence[Result], a: str, b: str, *, a_tuned: bool,
                                    {t: mean(b, t, b_tuned) for t in common}, "loss")[0])
 
 
-def table(results: Sequence[Result], optimizers: Sequence[str]) -> list[str]:
-    """Markdown: optimizer x task, test loss mean +- std over seeds, as found / lr-tuned."""
+def table(results: Sequence[Result], optimizers: Sequence[str],
+          labels: Mapping[str, str] | None = None) -> list[str]:
+    """Markdown: optimizer x task, test loss mean +- std over seeds, as found /
+    lr-tuned; an lr-tuned cell whose rate is still at an edge of the rates
+    tried ends in :data:`EDGE_MARK`. ``labels`` names rows (default: the
+    optimizer's name)."""
     task_names = list(dict.fromkeys(r.task for r in results))
     by_key = {(r.optimizer, r.task): r for r in results}
+    labels = labels or {}
     lines = ["| optimizer | " + " | ".join(task_names) + " |",
              "|---|" + "---|" * len(task_names)]
     for name in optimizers:
@@ -161,9 +187,35 @@ def table(results: Sequence[Result], optimizers: Sequence[str]) -> list[str]:
         for t in task_names:
             r = by_key.get((name, t))
             cells.append("-" if r is None else f"{_pm(r.found)}{_dagger(r.found_diverged)} / "
-                                               f"{_pm(r.tuned)}{_dagger(r.tuned_diverged)}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+                                               f"{_pm(r.tuned)}{_dagger(r.tuned_diverged)}"
+                                               f"{' ' + EDGE_MARK if r.edge else ''}")
+        lines.append(f"| {labels.get(name, name)} | " + " | ".join(cells) + " |")
     return lines
+
+
+def edges(results: Sequence[Result], optimizers: Sequence[str] | None = None) -> list[Result]:
+    """The results (of ``optimizers``, default all) whose lr-tuned rate is
+    still at an edge of the rates tried."""
+    return [r for r in results if r.edge and (optimizers is None or r.optimizer in optimizers)]
+
+
+def edge_line(results: Sequence[Result], optimizers: Sequence[str] | None = None) -> str:
+    """One markdown line naming the lr-tuned picks still at an edge, or ``""``."""
+    at_edge = edges(results, optimizers)
+    if not at_edge:
+        return ""
+    picks = ", ".join(
+        f"{r.optimizer} on {r.task} (x{r.tuned_learning_rate / r.learning_rate:.3g}, "
+        f"{'the largest' if _is_top(r) else 'the smallest'} of "
+        f"x{min(r.multipliers):.3g}-x{max(r.multipliers):.3g})" for r in at_edge)
+    return (f"{EDGE_MARK} still at an edge of the rates tried after "
+            f"{measure.MAX_EXTENSIONS} extensions past the grid, so a rate further out may do "
+            f"better and the lr-tuned figure is not a tuned one: {picks}.")
+
+
+def _is_top(r: Result) -> bool:
+    return bool(r.multipliers) and r.tuned_learning_rate >= r.learning_rate * max(r.multipliers) * (
+        1 - 1e-9)
 
 
 def ratio_lines(results: Sequence[Result], winner: str,

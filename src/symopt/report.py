@@ -6,23 +6,54 @@ Pareto front of fitness against complexity). It reads only the archive and
 what the run passes in, so a report can be rewritten from any workdir's
 archive; what a record means (its multiplier, search fitness, equation) is
 :mod:`symopt.records`'.
+
+It flags what would mislead a reader: a fitness below 1.0 (below tuned Adam)
+for the winner and in the validation table, with one sentence when every
+finalist is below; a tuned rate still at an edge of the rates tried (the
+reference's and the test tables'); and candidates whose simplified equations
+are identical share one row (:func:`identity`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import ml_collections
 
 from symopt import config as config_lib
-from symopt import fitness, heldout, records, simplicity, symbolic
+from symopt import fitness, heldout, measure, records, simplicity, symbolic
 from symopt import graph as graph_lib
 from symopt.archive import Archive, CandidateRecord
-from symopt.workdir import HALL_OF_FAME, REFERENCE_RATES
+from symopt.workdir import HALL_OF_FAME, REFERENCE, REFERENCE_RATES
 
 FILENAME = "summary.md"
+BELOW = "below tuned Adam"
+"""Marks a fitness below 1.0: the candidate did worse than Adam tuned per task."""
+
+
+def tried_key(key: str) -> str:
+    """The meta key of the learning rates the reference under ``key`` was tried
+    at per task, and whether its best is still at an edge of them."""
+    return key + "_tried"
+
+
+def identity(graph: graph_lib.Graph) -> str:
+    """What makes two candidates the same row: ``simplicity.identity_key``
+    where it exists, else the simplified equation (learning rate included)."""
+    key = getattr(simplicity, "identity_key", None)
+    return str(key(graph)) if key is not None else simplicity.simplified_equation(graph)
+
+
+def below_adam(fitness_value: float | None) -> bool:
+    """Whether a (normalised) fitness is below tuned Adam's 1.0."""
+    return fitness_value is not None and fitness_value < 1.0
+
+
+def _flagged(record: Any) -> str:
+    text = records.fitness_text(record)
+    return f"{text} ({BELOW})" if below_adam(record.fitness) else text
 
 
 def hall_of_fame(archive: Archive) -> list[dict[str, Any]]:
@@ -37,8 +68,11 @@ def hall_of_fame(archive: Archive) -> list[dict[str, Any]]:
 
 
 def fitness_description(config: ml_collections.ConfigDict, reference: Mapping[str, float],
-                        learning_rates: Mapping[str, float]) -> str:
-    """How the run scored candidates, and Adam's value (and tuned rate) per task."""
+                        learning_rates: Mapping[str, float],
+                        tried: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """How the run scored candidates, and Adam's value (and tuned rate) per task;
+    ``tried`` (task -> ``learning_rates``, ``edge``) says where Adam's grid was
+    extended past an edge, and where its best is still at one."""
     ev = config.evaluation
     lrs = learning_rates
     adam = ", ".join(f"{k} {v:.4g} (lr {lrs.get(k, ev.reference_learning_rate):g})"
@@ -52,7 +86,19 @@ def fitness_description(config: ml_collections.ConfigDict, reference: Mapping[st
         multipliers = ", ".join(f"{m:g}" for m in ev.lr_multipliers)
         rates = (f" Each candidate trains at learning-rate multipliers {multipliers} "
                  f"({ev.lr_aggregate} counts); the best is written back into it.")
-    return f"Fitness is {what}; {adam_text}.{rates}\n\nAdam reference ({ev.metric}): {adam}"
+    text = f"Fitness is {what}; {adam_text}.{rates}\n\nAdam reference ({ev.metric}): {adam}"
+    tried = {t: v for t, v in (tried or {}).items() if t in reference}
+    extended = [f"{t} (lr {', '.join(f'{lr:g}' for lr in v['learning_rates'])})"
+                for t, v in tried.items() if len(v.get("learning_rates", ())) > len(grid)]
+    if extended:
+        text += (f"\n\nAdam's best rate was at an edge of its grid on {len(extended)} task(s), so "
+                 f"its grid went on past it: {'; '.join(extended)}.")
+    edge = [t for t, v in tried.items() if v.get("edge")]
+    if edge:
+        text += (f"\n\n**Adam's best rate is still at an edge of the rates tried on "
+                 f"{', '.join(edge)}**: there 1.0 is not a tuned Adam, and fitness flatters the "
+                 "candidates.")
+    return text
 
 
 def write_summary(workdir: str, config: ml_collections.ConfigDict, archive: Archive,
@@ -72,49 +118,61 @@ def write_summary(workdir: str, config: ml_collections.ConfigDict, archive: Arch
         f"{', '.join(roles['validation']) or '-'}; test tasks: {', '.join(roles['test']) or '-'}.",
         "",
         fitness_description(config, reference,
-                            archive.get_meta(REFERENCE_RATES, {}) or {}),
+                            archive.get_meta(REFERENCE_RATES, {}) or {},
+                            archive.get_meta(tried_key(REFERENCE), {}) or {}),
         "",
         "Candidates: " + ", ".join(
             f"{k} {v}" for k, v in sorted(archive.count_by_status().items())),
         "",
-        f"Best (best.json): #{best.id}, search fitness {records.fitness_text(best)}, learning rate "
+        f"Best (best.json): #{best.id}, search fitness {_flagged(best)}, learning rate "
         f"{best_graph.hparams.learning_rate:.4g}",
         "",
         f"    {symbolic.to_text(best_graph)}",
+    ]
+    if below_adam(best.fitness):
+        lines += ["", "**The winner's search fitness is below 1.0: on the search tasks it did "
+                      "worse than Adam tuned per task.**"]
+    top = archive.top(config.output.top)
+    groups = _grouped(top, lambda r: identity(records.graph(r)))
+    lines += [
         "",
         "## Top candidates (search tasks, normalised per task)",
         "",
         "| rank | id | gen | fitness | lr x | " + " | ".join(task_names) + " | equation |",
         "|---|---|---|---|---|" + "---|" * len(task_names) + "---|",
     ]
-    for rank, r in enumerate(archive.top(config.output.top), 1):
+    for rank, group in enumerate(groups, 1):
+        r = group[0]
         cells = [normalized(r.metrics.get(t)) for t in task_names]
-        lines.append(f"| {rank} | {r.id} | {r.generation} | {records.fitness_text(r)} | "
-                     f"{records.multiplier(r):g} | " + " | ".join(cells)
+        lines.append(f"| {rank} | {', '.join(str(g.id) for g in group)} | {r.generation} | "
+                     f"{_flagged(r)} | {records.multiplier(r):g} | " + " | ".join(cells)
                      + f" | `{records.equation(r)}` |")
-    # This elimination's entrants: a resumed run with more generations may have
-    # archived stage results of candidates that no longer enter.
-    stage_rows = [r for r in archive.stage_results() if r.candidate_id in entrants]
-    if stage_rows:
-        lines += ["", "## Validation (progressive elimination; chooses the winner)", "",
-                  "| stage | tasks | id | fitness (Adam = 1) | lr x |", "|---|---|---|---|---|"]
-        for r in sorted(stage_rows, key=lambda r: (r.stage, -records.search_fitness(r))):
-            lines.append(f"| {r.stage + 1} | {r.task} | {r.candidate_id} | "
-                         f"{records.fitness_text(r)} | {records.multiplier(r):g} |")
+    if len(groups) < len(top):
+        lines += ["", f"The top {len(top)} candidates hold {len(groups)} distinct simplified "
+                      "equations; a row lists the ids of identical ones (its numbers are the "
+                      "first's)."]
+    lines += _validation(archive, entrants)
     if test_results:
         found = list(dict.fromkeys(r.optimizer for r in test_results))
         named = config_lib.names(config.test.comparisons)
         comparisons = [b for b in named if b in found]
         missing = [b for b in named if b not in found]
-        grid = test_results[0].multipliers  # the stored results' own: a resumed run's config
+        rows, labels = _merged_found(archive, best_graph, found, named)
+        grid = _base_grid(test_results)  # the stored results' own: a resumed run's config
         multipliers = (f"multipliers {', '.join(f'{m:g}' for m in grid)}" if grid  # may differ
                        else "multipliers an earlier version did not record")
         lines += [
             "", "## Test tasks (held out: they ran after the winner was chosen)", "",
             f"Final test loss (clipped), mean ± std over {config.test.seeds} seeds, as found / "
             f"lr-tuned ({multipliers} of the optimizer's own rate, chosen on each "
-            "task's validation split). Lower is better. `best` is best.json.", "",
-            *heldout.table(test_results, found), "",
+            "task's validation split, and extended past the grid where the best was at its "
+            f"edge, at most {measure.MAX_EXTENSIONS} steps). Lower is better. `best` is "
+            "best.json.", "",
+            *heldout.table(test_results, rows, labels),
+        ]
+        edge = heldout.edge_line(test_results, rows)
+        lines += (["", edge] if edge else []) + [
+            "",
             "The winner's ratio to each lr-tuned comparison: the geometric mean over test tasks "
             "of the comparison's loss over the winner's (above 1: the winner's loss is lower).", "",
             *heldout.ratio_lines(test_results, "best", comparisons),
@@ -133,6 +191,78 @@ def write_summary(workdir: str, config: ml_collections.ConfigDict, archive: Arch
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
+
+
+def _grouped(items: Sequence[Any], key: Callable[[Any], str]) -> list[list[Any]]:
+    """``items`` grouped by ``key``, in the order of each group's first."""
+    groups: dict[str, list[Any]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return list(groups.values())
+
+
+def _validation(archive: Archive, entrants: Collection[int]) -> list[str]:
+    """The validation table, each fitness below 1.0 flagged, and a line on
+    how many finalists (by their last stage) are below tuned Adam."""
+    # This elimination's entrants: a resumed run with more generations may have
+    # archived stage results of candidates that no longer enter.
+    stage_rows = [r for r in archive.stage_results() if r.candidate_id in entrants]
+    if not stage_rows:
+        return []
+    lines = ["", "## Validation (progressive elimination; chooses the winner)", "",
+             "| stage | tasks | id | fitness (Adam = 1) | lr x |", "|---|---|---|---|---|"]
+    for r in sorted(stage_rows, key=lambda r: (r.stage, -records.search_fitness(r))):
+        lines.append(f"| {r.stage + 1} | {r.task} | {r.candidate_id} | "
+                     f"{_flagged(r)} | {records.multiplier(r):g} |")
+    last = {}
+    for r in sorted(stage_rows, key=lambda r: r.stage):
+        last[r.candidate_id] = r  # each finalist's furthest stage
+    below = sorted(i for i, r in last.items() if below_adam(r.fitness))
+    if below and len(below) == len(last):
+        lines += ["", f"**All {len(last)} finalists scored below tuned Adam on validation "
+                      "(fitness < 1.0 at the last stage each reached): none of them beat Adam "
+                      "with its learning rate tuned per task off the search tasks, the winner "
+                      "included.**"]
+    elif below:
+        lines += ["", f"{len(below)} of {len(last)} finalists scored below tuned Adam on "
+                      f"validation (fitness < 1.0 at the last stage each reached): "
+                      f"{', '.join(f'#{i}' for i in below)}."]
+    return lines
+
+
+def _merged_found(archive: Archive, best_graph: graph_lib.Graph, found: Sequence[str],
+                  named: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """The test table's rows: a found optimizer whose simplified equation is
+    the same as an earlier row's shares its row (``best = #12``); the
+    comparisons keep theirs."""
+    keys = {}
+    for name in found:
+        if name == "best":
+            keys[name] = identity(best_graph)
+        elif name.startswith("#") and name[1:].isdigit() and name not in named:
+            record = archive.get(int(name[1:]))
+            if record is not None:
+                keys[name] = identity(records.graph(record))
+    rows, labels, first = [], {}, {}
+    for name in found:
+        key = keys.get(name)
+        if key is not None and key in first:
+            labels[first[key]] = f"{labels.get(first[key], first[key])} = {name}"
+            continue
+        if key is not None:
+            first[key] = name
+        rows.append(name)
+    return rows, labels
+
+
+def _base_grid(results: Sequence[heldout.Result]) -> tuple[float, ...]:
+    """The multipliers every stored result was tuned over (the config's grid;
+    extensions past its edges differ per optimizer); () where an earlier
+    version recorded none."""
+    grids = [set(r.multipliers) for r in results]
+    if not grids or not all(grids):
+        return ()
+    return tuple(sorted(set.intersection(*grids)))
 
 
 def normalized(metrics: dict[str, Any] | None) -> str:

@@ -215,12 +215,15 @@ class _Search:
 
     def references(self, key: str, task_list: Sequence[tasks.Task]) -> dict[str, float]:
         """The tuned reference's value on each task (Adam over
-        :func:`symopt.fitness.reference_grid`); trained once per run and kept in
-        the archive (meta ``key``, and :func:`symopt.workdir.rates_key`), so a
-        resume reuses it."""
+        :func:`symopt.fitness.reference_grid`, extended past an edge where its
+        best rate is there: :func:`symopt.measure.tune_reference`); trained
+        once per run and kept in the archive (meta ``key``,
+        :func:`symopt.workdir.rates_key` and :func:`symopt.report.tried_key`:
+        the rates tried), so a resume reuses it."""
         ev, archive = self.config.evaluation, self.archive
         stored = archive.get_meta(key, {}) or {}
         rates = archive.get_meta(workdir_lib.rates_key(key), {}) or {}
+        tried = archive.get_meta(report.tried_key(key), {}) or {}
         missing = [t for t in task_list if t.name not in stored]
         grid = fitness.reference_grid(ev)
         for task in missing:
@@ -232,12 +235,18 @@ class _Search:
                 raise config_lib.ConfigError(f"config.evaluation.reference_learning_rate: {e}; "
                                              "choose a smaller rate") from None
             stored[task.name], rates[task.name] = best.value, best.learning_rate
+            tried[task.name] = {"learning_rates": list(best.learning_rates), "edge": best.edge}
+            extended = (f"; its grid extended past an edge to lr "
+                        f"{', '.join(f'{lr:g}' for lr in best.learning_rates)}"
+                        f"{', still at an edge' if best.edge else ''}"
+                        if len(best.learning_rates) > len(grid) else "")
             self.log(f"reference: Adam {ev.metric} on {task.name} = {best.value:.4f} "
-                     f"(lr {best.learning_rate:g})")
+                     f"(lr {best.learning_rate:g}{extended})")
         if missing:
             with archive.transaction():
                 archive.put_meta(key, stored)
                 archive.put_meta(workdir_lib.rates_key(key), rates)
+                archive.put_meta(report.tried_key(key), tried)
         return {t.name: stored[t.name] for t in task_list}
 
     def measure(self, graphs: Sequence[graph_lib.Graph], task_list: Sequence[tasks.Task],

@@ -9,7 +9,10 @@ the search's own sweep (:mod:`symopt.measure`) and trainer, so
 ``evaluation.strategy`` holds here too. Every optimizer (the given graphs and
 the zoo's ``transfer.comparisons``) is trained on each task with several seeds
 at each learning-rate multiplier of its own learning rate, and the val-best
-multiplier is chosen per task. Runs are scored under ``evaluation.metric``
+multiplier is chosen per task; where it is at an edge of the grid, the sweep
+goes on past that edge (:func:`symopt.measure.sweep`), and a pick still at an
+edge after :data:`symopt.measure.MAX_EXTENSIONS` rounds is marked in the
+table (:data:`EDGE_MARK`) and the csv (``edge``). Runs are scored under ``evaluation.metric``
 as the search scores them (:class:`symopt.fitness.Metric`), and normalised
 by Adam's. The tasks run in the order given (cheapest first) as a
 progressive elimination (:func:`symopt.searchers.successive_halving`): after
@@ -42,7 +45,9 @@ from symopt.program import ProgramShape
 REFERENCE = "adam"
 MAX_CHUNK = 32  # optimizer x multiplier runs per compiled program
 CSV_FIELDS = ("optimizer", "task", "metric", "lr_multiplier", "learning_rate", "val",
-              "test_mean", "test_std", "seeds", "aggregate_vs_adam")
+              "test_mean", "test_std", "seeds", "aggregate_vs_adam", "edge")
+EDGE_MARK = "‡"
+"""Marks a cell whose chosen rate is still at an edge of the rates tried."""
 Log = Callable[[str], None]
 
 
@@ -54,11 +59,18 @@ class TaskResult:
     clipped loss (``"loss"``, lower is better) or a fitness (``"accuracy"``).
     """
 
-    val: np.ndarray  # [M] mean over seeds, per lr multiplier
+    val: np.ndarray  # [M] mean over seeds, per lr multiplier tried
     chosen: int  # index of the val-best multiplier
     learning_rate: float  # the chosen learning rate
     test: np.ndarray  # [S] per seed, at the chosen lr
     loss_curve: np.ndarray  # [points] training loss, mean over seeds, at the chosen lr
+    multipliers: tuple[float, ...] = ()  # [M] the multipliers tried, ascending (extensions too)
+    edge: bool = False  # the chosen multiplier is still the smallest or largest tried
+
+    @property
+    def multiplier(self) -> float:
+        """The chosen multiplier."""
+        return self.multipliers[self.chosen]
 
     @property
     def val_best(self) -> float:
@@ -140,8 +152,10 @@ def _measure_task(task: tasks.Task, named: dict[str, graph_lib.Graph],
         runs = s.curves[i, chosen]
         with np.errstate(all="ignore"):  # a diverged seed's curve has non-finite steps
             curve = np.nanmean(np.where(np.isfinite(runs), runs, np.nan), axis=0)
-        out[name] = TaskResult(s.val[i], chosen, float(s.learning_rates[i, chosen]),
-                               s.test[i, chosen], curve)
+        tried = sorted(np.flatnonzero(s.was_tried[i]), key=lambda j: s.multipliers[j])
+        out[name] = TaskResult(s.val[i, tried], tried.index(chosen),
+                               float(s.learning_rates[i, chosen]), s.test[i, chosen], curve,
+                               tuple(s.multipliers[j] for j in tried), bool(s.edge[i]))
     return out
 
 
@@ -192,8 +206,10 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
         scores = metric.aggregate(
             {task.name: np.array([measured[names[i]].val_best for i in ids])},
             {task.name: measured[REFERENCE].val_best})
+        extended = [n for n, r in measured.items() if len(r.multipliers) > len(multipliers)]
         log(f"task {index + 1}/{len(task_list)} {task.name}: done in "
-            f"{time.perf_counter() - start:.1f}s")
+            f"{time.perf_counter() - start:.1f}s"
+            + (f"; tuned past the grid's edge: {', '.join(extended)}" if extended else ""))
         return scores
 
     halving = searchers.successive_halving(range(1, len(names)), stages, measure_stage)
@@ -233,9 +249,9 @@ def csv_rows(result: TransferResult) -> list[dict[str, object]]:
             mean, std = fitness.mean_std(r.test)
             rows.append(dict(
                 optimizer=name, task=task, metric=result.metric.name,
-                lr_multiplier=result.multipliers[r.chosen], learning_rate=r.learning_rate,
+                lr_multiplier=r.multiplier, learning_rate=r.learning_rate,
                 val=r.val_best, test_mean=mean, test_std=std, seeds=len(r.test),
-                aggregate_vs_adam=result.aggregate[name]))
+                aggregate_vs_adam=result.aggregate[name], edge=int(r.edge)))
     return rows
 
 
@@ -248,20 +264,28 @@ def _write(result: TransferResult, task_list: Sequence[tasks.Task], out_dir: str
         writer.writeheader()
         writer.writerows(rows)
     cells = {(r["optimizer"], r["task"]): f"{r['test_mean']:.4f} ± "
-             f"{r['test_std']:.4f} (lr x{r['lr_multiplier']:g})" for r in rows}
+             f"{r['test_std']:.4f} (lr x{r['lr_multiplier']:g})"
+             f"{' ' + EDGE_MARK if r['edge'] else ''}" for r in rows}
     value, aggregate = result.metric.value_text, result.metric.aggregate_text
     lines = [
         "# symopt transfer evaluation", "",
         f"{value} at the learning rate chosen on the val split "
         f"(multipliers {', '.join(f'{m:g}' for m in result.multipliers)} of each optimizer's "
-        f"own), mean ± std over seeds; `-`: eliminated before that task. Aggregate: "
-        f"{aggregate} (Adam = 1, higher is better).", "",
+        f"own, extended past an edge of them where the val-best was there, at most "
+        f"{measure.MAX_EXTENSIONS} steps), mean ± std over seeds; `-`: eliminated before that "
+        f"task. Aggregate: {aggregate} (Adam = 1, higher is better).", "",
         "| optimizer | " + " | ".join(result.tasks) + " | aggregate vs Adam |",
         "|---|" + "---|" * len(result.tasks) + "---|",
     ]
     for name in ranked(result):
         lines.append(f"| {name} | " + " | ".join(cells.get((name, t), "-") for t in result.tasks)
                      + f" | {result.aggregate[name]:.4f} |")
+    at_edge = [f"{r['optimizer']} on {r['task']} (x{r['lr_multiplier']:g})"
+               for r in rows if r["edge"]]
+    if at_edge:
+        lines += ["", f"{EDGE_MARK} the chosen rate is still at an edge of the rates tried after "
+                      f"{measure.MAX_EXTENSIONS} extensions, so a rate further out may do "
+                      f"better: {', '.join(at_edge)}."]
     md_path = os.path.join(out_dir, "results.md")
     with open(md_path, "w") as f:
         f.write("\n".join(lines) + "\n")
