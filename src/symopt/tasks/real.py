@@ -397,9 +397,10 @@ def load_shakespeare(directory: str | None, context: int) -> Data:
     ``data["train"]``: ``text`` (the training works concatenated, uint8
     tokens), ``offsets`` (int32 ``[works]``: where each work begins in
     ``text``) and ``starts`` (int32 ``[works + 1]``: where each work's window
-    numbers begin in a numbering of all windows; see :func:`sample_windows`). ``data["val"]`` / ``data["test"]``: ``x`` and
-    ``y`` ``[EVAL_WINDOWS, context]`` int32, the inputs and next characters
-    of fixed windows of the held-out works (:func:`eval_windows`).
+    numbers begin in a numbering of all windows; see :func:`sample_windows`).
+    ``data["val"]`` / ``data["test"]``: ``x`` and ``y`` ``[EVAL_WINDOWS,
+    context]`` int32, the inputs and next characters of fixed windows of the
+    held-out works (:func:`eval_windows`).
 
     Raises:
       DataNotFoundError, ValueError: see :func:`read_shakespeare` and
