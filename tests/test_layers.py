@@ -43,7 +43,7 @@ LAYERS = {
     3: ("interpret", "program", "symbolic", "zoo"),
     4: ("comparisons", "export", "integrity", "records", "tables", "transform", "viz"),
     5: ("config", "population", "progress", "simplicity", "spaces"),
-    6: ("evaluate", "workdir"),
+    6: ("evaluate", "novelty", "workdir"),
     7: ("build", "cli", "measure"),
     8: ("heldout", "transfer"),
     9: ("report",),

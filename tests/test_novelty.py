@@ -1,0 +1,126 @@
+"""Novelty: a graph judged by its behaviour against the zoo (symopt.novelty)."""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import symopt
+from symopt import novelty, zoo
+from symopt.graph import Graph, nodes
+from symopt.spaces import nos
+
+ONE_ON_THE_PROBE = {"adamw": "adam", "lamb": "adam", "autolr_sign": "signsgd",
+                    "addsign": "powersign"}
+"""Zoo optimizers whose behaviour on the probe is within novelty.TIE_MARGIN of a
+simpler (or earlier) one, which the verdict names: AdamW's decay of 1e-4 and
+LAMB's per-leaf trust ratio barely turn Adam's directions, autolr_sign is
+signsgd at another learning rate, AddSign's 1 +- 1 and PowerSign's e^{+-1}
+weigh the same coordinates."""
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_every_zoo_optimizer_is_its_own_nearest_with_similarity_one(name):
+    graph = zoo.get(name)
+    assert novelty.judge(graph, zoo_names=[name]).similarity == pytest.approx(1.0, abs=1e-9)
+    judgement = novelty.judge(graph)
+    assert judgement.nearest == ONE_ON_THE_PROBE.get(name, name)
+    assert judgement.similarity >= 1.0 - novelty.TIE_MARGIN
+    assert max(m.similarity for m in judgement.top) == pytest.approx(1.0, abs=1e-9)
+    assert judgement.verdict == f"re-tuning of {judgement.nearest}"
+
+
+def test_adam_at_other_betas_and_epsilon_is_a_re_tuning_of_adam():
+    graph = zoo.adam(beta1=0.85, beta2=0.98, eps=1e-7)
+    judgement = novelty.judge(graph)
+    assert judgement.verdict == "re-tuning of adam"
+    assert judgement.similarity >= novelty.THRESHOLD
+
+
+def test_lion_is_not_a_re_tuning_of_adam():
+    judgement = novelty.judge(zoo.lion(), zoo_names=["adam"])
+    assert judgement.verdict == "new"
+    assert judgement.similarity < novelty.THRESHOLD
+
+
+@pytest.mark.parametrize("a, b", [("adam", "lion"), ("adam", "muon"), ("adam", "momentum"),
+                                  ("lion", "muon"), ("sgd", "adam"), ("muon", "momentum")])
+def test_distinct_zoo_optimizers_are_not_re_tunings_of_each_other(a, b):
+    assert novelty.judge(zoo.get(a), zoo_names=[b]).verdict == "new"
+    assert novelty.judge(zoo.get(b), zoo_names=[a]).verdict == "new"
+
+
+def test_the_learning_rate_and_schedule_do_not_change_the_judgement():
+    graph = zoo.adam(beta1=0.8)
+    scaled = graph.with_hparams(learning_rate=123.0).replace(
+        schedule=symopt.Schedule(kind="cosine", warmup_steps=5))
+    a, b = novelty.judge(graph), novelty.judge(scaled)
+    assert a.nearest == b.nearest
+    assert [m.similarity for m in a.top] == pytest.approx([m.similarity for m in b.top],
+                                                          abs=1e-9)
+
+
+def test_a_random_graph_gets_a_verdict():
+    rng = np.random.default_rng(5)
+    graph = nos.sample_checked(rng, 1)[0]
+    judgement = novelty.judge(graph)
+    assert judgement.verdict in ("new", f"re-tuning of {judgement.nearest}")
+    assert -1.0 <= judgement.similarity <= 1.0
+    assert len(judgement.top) == 3
+    assert judgement.equation == symopt.simplicity.simplified_equation(graph)
+
+
+def test_a_new_optimizer_is_judged_new():
+    # orth of the sign of the gradient on matrices, the gradient's cube elsewhere.
+    graph = Graph(update=nodes(("if_matrix", "orth", "sign_g", "identity", "g3")))
+    assert novelty.judge(graph).verdict == "new"
+
+
+def test_the_summary_lines_name_the_verdict_the_nearest_and_both_equations():
+    judgement = novelty.judge(zoo.adam(beta1=0.85))
+    lines = novelty.summary_lines(judgement)
+    text = "\n".join(lines)
+    assert lines[0] == "## Novelty"
+    assert "re-tuning of adam" in text
+    assert "| adam |" in text
+    assert judgement.equation.replace("|", "\\|") in text
+    assert judgement.nearest_equation in text
+    assert sum(line.startswith("| ") and "|---" not in line for line in lines) == 3 + 2 + 2
+
+
+def test_the_probe_steps_are_what_to_optax_computes():
+    # novelty runs the NumPy reference step; to_optax must give the same updates.
+    probe = novelty.probe_inputs()
+    shapes = novelty.PROBE_LEAVES
+
+    def tree(flat):
+        cut = int(np.prod(shapes[0]))
+        return {"a": jnp.asarray(flat[:cut].reshape(shapes[0])), "b": jnp.asarray(flat[cut:])}
+
+    with jax.enable_x64(True):
+        for name in ("adam", "lion", "muon", "adafactor"):
+            graph = zoo.get(name)
+            tx = symopt.to_optax(graph, total_steps=novelty.PROBE_STEPS)
+            state = tx.init(tree(probe.weights[0]))
+            ours = novelty.updates(graph)
+            for k in range(10):
+                u, state = tx.update(tree(probe.grads[k]), state, tree(probe.weights[k]))
+                flat = np.concatenate([np.ravel(u["a"]), np.ravel(u["b"])])
+                np.testing.assert_allclose(flat, ours[k], rtol=1e-6, atol=1e-12)
+
+
+
+def test_judging_a_graph_against_the_zoo_takes_seconds():
+    novelty.judge(zoo.sgd())  # the zoo's runs, once per process
+    start = time.perf_counter()
+    novelty.judge(zoo.adam(beta1=0.7))
+    assert time.perf_counter() - start < 5.0
+
+
+def test_unknown_zoo_names_are_named():
+    with pytest.raises(KeyError, match="nope"):
+        novelty.judge(zoo.adam(), zoo_names=["nope"])
