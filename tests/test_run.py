@@ -7,8 +7,10 @@ shares one compiled program.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,10 +21,11 @@ import numpy as np
 import pytest
 
 import symopt
-from symopt import build, progress, workdir
+from symopt import build, heldout, progress, report, workdir
 from symopt import config as config_lib
+from symopt import records as records_lib
 from symopt import run as run_lib
-from symopt.archive import Archive, ArchiveError
+from symopt.archive import Archive, ArchiveError, StageResult
 
 from helpers import (
     ROOT,
@@ -207,8 +210,9 @@ def test_a_search_where_every_candidate_is_rejected_still_finishes(tmp_path):
 def test_a_diverging_reference_is_a_one_line_error_and_leaves_the_workdir_usable(tmp_path):
     config = tiny_config(evaluation__reference_learning_rate=1e4,
                          evaluation__reference_lr_multipliers=(1.0, 10.0))
+    # Every rate diverged: the grid goes one step below its smallest (1000), which diverges too.
     with pytest.raises(config_lib.ConfigError, match="Adam diverged on digits_mlp at every "
-                       "learning rate tried .10000, 100000.") as info:
+                       "learning rate tried .1000, 10000, 100000.") as info:
         run_lib.run(config, tmp_path, log=lambda _: None)
     assert "\n" not in str(info.value)
     with Archive.open(tmp_path, create=False) as archive:
@@ -338,3 +342,54 @@ def test_an_old_key_name_is_read_under_its_new_one_with_a_warning():
     assert config.evaluation.reference_learning_rate == 0.01
     assert config.test.comparisons == "adam"
     assert "baseline_learning_rate" not in config.evaluation and "baselines" not in config.test
+
+
+def test_the_summary_flags_edge_picks_and_fitness_below_adam_and_merges_identical_candidates(
+        finished, tmp_path):
+    result, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(result.workdir, copy)
+    config = tiny_config()
+    config.tasks.test = "logistic"
+    config.test.comparisons = "adam"
+    with Archive.open(copy) as archive:
+        top = archive.top(3)
+        twin = dataclasses.replace(top[0], id=max(archive.ids()) + 1, fingerprint="twin")
+        archive.add_candidates([twin])  # the same graph as the best: one row, two ids
+        archive.add_stage_results([StageResult(r.id, 0, "logistic", {}, 0.9) for r in top])
+        archive.put_meta(report.tried_key("baseline"), {"digits_mlp": {
+            "learning_rates": [3e-4, 1e-3, 3e-3, 9.5e-3], "edge": True}})
+        winner = dataclasses.replace(top[0], fitness=0.95)
+        test = [heldout.Result("best", "logistic", 1e-3, 1e-3, (1.0, 1.0), (1.0, 1.0), 0, 0,
+                               multipliers=(0.3, 1.0, 3.0)),
+                heldout.Result(f"#{twin.id}", "logistic", 1e-3, 1e-3, (1.0, 1.0), (1.0, 1.0), 0,
+                               0, multipliers=(0.3, 1.0, 3.0)),
+                heldout.Result("adam", "logistic", 1e-3, 3e-1, (2.0, 2.0), (1.5, 1.5), 0, 0,
+                               multipliers=(0.3, 1.0, 3.0, 9.5, 30.0, 95.0, 300.0), edge=True)]
+        path = report.write_summary(str(copy), config, archive, {"digits_mlp": 0.5}, winner,
+                                    records_lib.graph(winner), [r.id for r in top], test)
+    summary = open(path).read()
+    lines = summary.splitlines()
+    assert f"search fitness 0.9500 ({report.BELOW})" in summary
+    assert "**The winner's search fitness is below 1.0" in summary
+    assert "Adam's best rate was at an edge of its grid on 1 task(s)" in summary
+    assert "**Adam's best rate is still at an edge of the rates tried on digits_mlp**" in summary
+    merged = [line for line in lines if line.startswith(f"| 1 | {top[0].id}, {twin.id} | ")]
+    assert len(merged) == 1, "identical candidates share one row, listing their ids"
+    stage = [line for line in lines if line.startswith("| 1 | logistic | ")]
+    assert len(stage) == 3 and all(f"0.9000 ({report.BELOW})" in line for line in stage)
+    assert "**All 3 finalists scored below tuned Adam on validation" in summary
+    assert f"| best = #{twin.id} | " in summary and f"| #{twin.id} | " not in summary
+    adam = next(line for line in lines if line.startswith("| adam | 2 ± 0"))
+    assert adam.endswith(f"1.5 ± 0 {heldout.EDGE_MARK} |")
+    assert f"{heldout.EDGE_MARK} lr-tuned at an edge of the rates tried" in summary
+    assert "adam on logistic x300 (largest of x0.3-x300)" in summary
+    assert "(multipliers 0.3, 1, 3 of the optimizer's own rate" in summary
+
+
+def test_a_summary_above_adam_carries_no_below_flags(finished):
+    result, _ = finished
+    summary = open(os.path.join(result.workdir, "summary.md")).read()
+    if result.best.fitness >= 1.0:
+        assert "winner's search fitness is below" not in summary
+    assert "finalists scored below" not in summary  # no validation stages in the tiny run

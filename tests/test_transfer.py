@@ -81,8 +81,8 @@ def test_the_table_numbers_are_the_returned_metrics(finished):
             if r is None:
                 assert cell == "-"
                 continue
-            multiplier = result.multipliers[r.chosen]
-            assert cell == f"{r.test.mean():.4f} ± {r.test.std():.4f} (lr x{multiplier:g})"
+            mark = f" {transfer.EDGE_MARK}" if r.edge else ""
+            assert cell == f"{r.test.mean():.4f} ± {r.test.std():.4f} (lr x{r.multiplier:g}){mark}"
         reached = [t for t in result.tasks if (name, t) in result.results]
         own = np.array([result.results[(name, t)].test.mean() for t in reached])
         adam = np.array([result.results[("adam", t)].test.mean() for t in reached])
@@ -98,6 +98,7 @@ def test_the_table_numbers_are_the_returned_metrics(finished):
         assert row["metric"] == result.metric.name
         assert float(row["test_mean"]) == pytest.approx(r.test.mean(), rel=1e-6)
         assert float(row["val"]) == pytest.approx(r.val[r.chosen], rel=1e-6)
+        assert float(row["lr_multiplier"]) == r.multiplier and int(row["edge"]) == r.edge
 
 
 def test_adams_aggregate_is_exactly_one(finished):
@@ -122,7 +123,25 @@ def test_the_chosen_learning_rate_is_the_val_best(finished):
     for (name, _), r in result.results.items():
         assert r.chosen == _best(result, r.val)
         own = zoo.get("lion" if name == "found" else name).hparams.learning_rate
-        assert r.learning_rate == pytest.approx(own * result.multipliers[r.chosen])
+        assert r.learning_rate == pytest.approx(own * r.multiplier)
+
+
+def test_each_result_records_the_multipliers_it_was_tuned_over_past_the_grids_edges(finished):
+    result, out, _ = finished
+    extended = 0
+    for r in result.results.values():
+        assert set(result.multipliers) <= set(r.multipliers)
+        assert list(r.multipliers) == sorted(r.multipliers) and len(r.val) == len(r.multipliers)
+        extended += len(r.multipliers) > len(result.multipliers)
+        inside = 0 < r.chosen < len(r.multipliers) - 1
+        if not r.edge:  # its pick is inside the rates tried, or the grid could not grow
+            assert inside
+        else:
+            assert len(r.multipliers) == len(result.multipliers) + measure.MAX_EXTENSIONS
+    assert extended, "a grid of two rates puts every pick at an edge: some must be extended"
+    text = open(os.path.join(out, "results.md")).read()
+    edges = [(n, t) for (n, t), r in result.results.items() if r.edge]
+    assert (f"{transfer.EDGE_MARK} the chosen rate is still at an edge" in text) == bool(edges)
 
 
 def test_the_report_says_which_metric_it_scored(finished):
@@ -140,12 +159,18 @@ def test_the_report_says_which_metric_it_scored(finished):
 
 def test_each_task_is_one_program_whatever_the_stage(finished):
     result, _, calls = finished
-    assert [c[0] for c in calls] == list(result.tasks)  # one sweep per task
+    assert list(dict.fromkeys(c[0] for c in calls)) == list(result.tasks)  # task by task
     shapes = {(shape, chunk) for _, _, shape, chunk, _ in calls}
-    assert len(shapes) == 1, "every stage trains with the same program shape and chunk size"
-    first, second = calls
+    assert len(shapes) == 1, ("every stage and every extension round trains with the same "
+                              "program shape and chunk size")
+    first = calls[0]
+    second = next(c for c in calls if c[0] == result.tasks[1])
     assert first[1] == len(result.optimizers) * len(result.multipliers)
     assert second[1] < first[1]  # fewer entrants, the same compiled program
+    for task in result.tasks:  # each extension round: one row per optimizer still at an edge
+        rounds = [c[1] for c in calls if c[0] == task][1:]
+        assert all(0 < n <= len(result.optimizers) for n in rounds)
+        assert len(rounds) <= measure.MAX_EXTENSIONS
 
 
 def test_evaluate_graphs_returns_learning_curves():

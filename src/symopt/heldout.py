@@ -200,17 +200,20 @@ def edges(results: Sequence[Result], optimizers: Sequence[str] | None = None) ->
 
 
 def edge_line(results: Sequence[Result], optimizers: Sequence[str] | None = None) -> str:
-    """One markdown line naming the lr-tuned picks still at an edge, or ``""``."""
-    at_edge = edges(results, optimizers)
-    if not at_edge:
+    """One markdown line naming the lr-tuned picks still at an edge, by
+    optimizer, or ``""``."""
+    by_optimizer: dict[str, list[str]] = {}
+    for r in edges(results, optimizers):
+        by_optimizer.setdefault(r.optimizer, []).append(
+            f"{r.task} x{r.tuned_learning_rate / r.learning_rate:.3g} "
+            f"({'largest' if _is_top(r) else 'smallest'} of x{min(r.multipliers):.3g}-"
+            f"x{max(r.multipliers):.3g})")
+    if not by_optimizer:
         return ""
-    picks = ", ".join(
-        f"{r.optimizer} on {r.task} (x{r.tuned_learning_rate / r.learning_rate:.3g}, "
-        f"{'the largest' if _is_top(r) else 'the smallest'} of "
-        f"x{min(r.multipliers):.3g}-x{max(r.multipliers):.3g})" for r in at_edge)
-    return (f"{EDGE_MARK} still at an edge of the rates tried after "
-            f"{measure.MAX_EXTENSIONS} extensions past the grid, so a rate further out may do "
-            f"better and the lr-tuned figure is not a tuned one: {picks}.")
+    picks = "; ".join(f"{name} on {', '.join(p)}" for name, p in by_optimizer.items())
+    return (f"{EDGE_MARK} lr-tuned at an edge of the rates tried, after extending the grid past "
+            f"it (at most {measure.MAX_EXTENSIONS} steps): a rate further out may do better, so "
+            f"this figure is not a tuned one. {picks}.")
 
 
 def _is_top(r: Result) -> bool:
