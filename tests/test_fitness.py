@@ -101,3 +101,5 @@ def test_the_reference_is_the_best_value_over_its_learning_rates():
     assert best == fitness.Reference(0.3, 1e-3)
     best = fitness.get("accuracy").choose([0.5, 0.3, 0.9], [1e-4, 1e-3, 1e-2])
     assert best == fitness.Reference(0.9, 1e-2)
+    # choose alone records no grid and no edge: measure.tune_reference adds them
+    assert best.learning_rates == () and best.edge is False
