@@ -204,10 +204,10 @@ def edge_line(results: Sequence[Result], optimizers: Sequence[str] | None = None
     optimizer, or ``""``."""
     by_optimizer: dict[str, list[str]] = {}
     for r in edges(results, optimizers):
+        tried = (f" ({'largest' if _is_top(r) else 'smallest'} of x{min(r.multipliers):.3g}-"
+                 f"x{max(r.multipliers):.3g})" if r.multipliers else "")
         by_optimizer.setdefault(r.optimizer, []).append(
-            f"{r.task} x{r.tuned_learning_rate / r.learning_rate:.3g} "
-            f"({'largest' if _is_top(r) else 'smallest'} of x{min(r.multipliers):.3g}-"
-            f"x{max(r.multipliers):.3g})")
+            f"{r.task} x{r.tuned_learning_rate / r.learning_rate:.3g}{tried}")
     if not by_optimizer:
         return ""
     picks = "; ".join(f"{name} on {', '.join(p)}" for name, p in by_optimizer.items())

@@ -158,8 +158,9 @@ def write_summary(workdir: str, config: ml_collections.ConfigDict, archive: Arch
         comparisons = [b for b in named if b in found]
         missing = [b for b in named if b not in found]
         rows, labels = _merged_found(archive, best_graph, found, named)
-        grid = _base_grid(test_results)  # the stored results' own: a resumed run's config
-        multipliers = (f"multipliers {', '.join(f'{m:g}' for m in grid)}" if grid  # may differ
+        # The stored results' own grid: a resumed run's config may name another.
+        grid = _base_grid(test_results, config.test.lr_multipliers)
+        multipliers = (f"multipliers {', '.join(f'{m:g}' for m in grid)}" if grid
                        else "multipliers an earlier version did not record")
         lines += [
             "", "## Test tasks (held out: they ran after the winner was chosen)", "",
@@ -255,13 +256,18 @@ def _merged_found(archive: Archive, best_graph: graph_lib.Graph, found: Sequence
     return rows, labels
 
 
-def _base_grid(results: Sequence[heldout.Result]) -> tuple[float, ...]:
-    """The multipliers every stored result was tuned over (the config's grid;
-    extensions past its edges differ per optimizer); () where an earlier
-    version recorded none."""
+def _base_grid(results: Sequence[heldout.Result],
+               configured: Sequence[float]) -> tuple[float, ...]:
+    """The grid the stored results were tuned over before extensions: the
+    ``configured`` one where every result holds it (a resumed run's config may
+    name another), else the multipliers every result holds; () where an
+    earlier version recorded none."""
     grids = [set(r.multipliers) for r in results]
     if not grids or not all(grids):
         return ()
+    configured = {float(m) for m in configured}
+    if all(configured <= g for g in grids):
+        return tuple(sorted(configured))
     return tuple(sorted(set.intersection(*grids)))
 
 
