@@ -35,6 +35,18 @@ def test_ratio_is_the_geometric_mean_of_loss_ratios_above_one_when_better():
     assert heldout.ratio(RESULTS, "best", "adam", a_tuned=False) == pytest.approx(0.8**0.5)
 
 
+def test_ratio_to_best_takes_the_best_comparison_on_each_task():
+    results = RESULTS + [_result("lion", "a", found=1.0, tuned=0.2),
+                         _result("lion", "b", found=1.0, tuned=2.0)]
+    # best per task: lion 0.2 on a, adam 1.0 on b -> sqrt(0.2/0.4 * 1/1).
+    assert heldout.ratio_to_best(results, "best", ["adam", "lion"], a_tuned=True) == (
+        pytest.approx(0.5**0.5))
+    assert heldout.ratio_to_best(results, "best", ["adam"], a_tuned=True) == pytest.approx(
+        heldout.ratio(results, "best", "adam", a_tuned=True))
+    assert "the best of them on each task" in "\n".join(
+        heldout.ratio_lines(results, "best", ["adam", "lion"]))
+
+
 def test_one_task_cannot_dominate_the_ratio():
     results = [_result("best", "a", 1e-12, 1e-12), _result("adam", "a", 1.0, 1.0)]
     assert heldout.ratio(results, "best", "adam", a_tuned=True) == pytest.approx(fitness.RATIO_CLIP)

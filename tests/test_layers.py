@@ -39,8 +39,8 @@ JAX_FREE = ("symopt.ops", "symopt.graph", "symopt.program", "symopt.schedules", 
 
 LAYERS = {
     1: ("archive", "draws", "fitness", "ops", "registry", "schedules"),
-    2: ("embed", "graph", "searchers", "step", "tasks"),
-    3: ("interpret", "program", "symbolic", "zoo"),
+    2: ("embed", "graph", "step", "tasks"),
+    3: ("interpret", "program", "searchers", "symbolic", "zoo"),
     4: ("comparisons", "export", "integrity", "records", "tables", "transform", "viz"),
     5: ("config", "population", "progress", "simplicity", "spaces"),
     6: ("evaluate", "novelty", "workdir"),

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import symopt
-from symopt import build, heldout, progress, report, workdir
+from symopt import build, heldout, novelty, progress, report, workdir
 from symopt import config as config_lib
 from symopt import records as records_lib
 from symopt import run as run_lib
@@ -58,6 +58,9 @@ def test_a_search_archives_every_candidate_and_writes_best_and_summary(finished)
     assert result.best.fitness == max(r.fitness for r in records if r.status == "evaluated")
     summary = open(os.path.join(result.workdir, "summary.md")).read()
     assert f"#{result.best.id}" in summary and "Adam reference" in summary
+    judgement = novelty.judge(best)
+    assert "## Novelty" in summary
+    assert f"Nearest zoo optimizer by behaviour: {judgement.nearest}," in summary
 
 
 def test_functional_duplicates_are_recorded_not_trained(finished):
@@ -357,7 +360,7 @@ def test_the_summary_flags_edge_picks_and_fitness_below_adam_and_merges_identica
         twin = dataclasses.replace(top[0], id=max(archive.ids()) + 1, fingerprint="twin")
         archive.add_candidates([twin])  # the same graph as the best: one row, two ids
         archive.add_stage_results([StageResult(r.id, 0, "logistic", {}, 0.9) for r in top])
-        archive.put_meta(report.tried_key("baseline"), {"digits_mlp": {
+        archive.put_meta(workdir.tried_key("baseline"), {"digits_mlp": {
             "learning_rates": [3e-4, 1e-3, 3e-3, 9.5e-3], "edge": True}})
         winner = dataclasses.replace(top[0], fitness=0.95)
         test = [heldout.Result("best", "logistic", 1e-3, 1e-3, (1.0, 1.0), (1.0, 1.0), 0, 0,

@@ -23,27 +23,20 @@ from typing import Any
 import ml_collections
 
 from symopt import config as config_lib
-from symopt import fitness, heldout, measure, records, simplicity, symbolic
+from symopt import fitness, heldout, measure, novelty, records, simplicity, symbolic
 from symopt import graph as graph_lib
 from symopt.archive import Archive, CandidateRecord
-from symopt.workdir import HALL_OF_FAME, REFERENCE, REFERENCE_RATES
+from symopt.workdir import HALL_OF_FAME, REFERENCE, REFERENCE_RATES, tried_key
 
 FILENAME = "summary.md"
 BELOW = "below tuned Adam"
 """Marks a fitness below 1.0: the candidate did worse than Adam tuned per task."""
 
 
-def tried_key(key: str) -> str:
-    """The meta key of the learning rates the reference under ``key`` was tried
-    at per task, and whether its best is still at an edge of them."""
-    return key + "_tried"
-
-
 def identity(graph: graph_lib.Graph) -> str:
-    """What makes two candidates the same row: ``simplicity.identity_key``
-    where it exists, else the simplified equation (learning rate included)."""
-    key = getattr(simplicity, "identity_key", None)
-    return str(key(graph)) if key is not None else simplicity.simplified_equation(graph)
+    """What makes two candidates the same row: :func:`symopt.simplicity.identity_key`
+    (the fingerprint of the pruned graph, learning rate included)."""
+    return simplicity.identity_key(graph)
 
 
 def below_adam(fitness_value: float | None) -> bool:
@@ -105,7 +98,8 @@ def write_summary(workdir: str, config: ml_collections.ConfigDict, archive: Arch
                   reference: Mapping[str, float], best: CandidateRecord,
                   best_graph: graph_lib.Graph, entrants: Collection[int],
                   test_results: Sequence[heldout.Result]) -> str:
-    """Writes ``<workdir>/summary.md``: the fitness, the winner, the top
+    """Writes ``<workdir>/summary.md``: the fitness, the winner and its novelty
+    (:func:`symopt.novelty.judge`: the nearest zoo optimizer by behaviour), the top
     candidates, the validation stages of ``entrants`` (the candidates this
     run's elimination ranked), the test tables and the hall of fame (also
     kept in the archive, meta ``hall_of_fame``). Returns its path."""
@@ -132,6 +126,7 @@ def write_summary(workdir: str, config: ml_collections.ConfigDict, archive: Arch
     if below_adam(best.fitness):
         lines += ["", "**The winner's search fitness is below 1.0: on the search tasks it did "
                       "worse than Adam tuned per task.**"]
+    lines += ["", *novelty.summary_lines(novelty.judge(best_graph))]
     top = archive.top(config.output.top)
     groups = _grouped(top, lambda r: identity(records.graph(r)))
     lines += [

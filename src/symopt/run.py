@@ -218,12 +218,12 @@ class _Search:
         :func:`symopt.fitness.reference_grid`, extended past an edge where its
         best rate is there: :func:`symopt.measure.tune_reference`); trained
         once per run and kept in the archive (meta ``key``,
-        :func:`symopt.workdir.rates_key` and :func:`symopt.report.tried_key`:
+        :func:`symopt.workdir.rates_key` and :func:`symopt.workdir.tried_key`:
         the rates tried), so a resume reuses it."""
         ev, archive = self.config.evaluation, self.archive
         stored = archive.get_meta(key, {}) or {}
         rates = archive.get_meta(workdir_lib.rates_key(key), {}) or {}
-        tried = archive.get_meta(report.tried_key(key), {}) or {}
+        tried = archive.get_meta(workdir_lib.tried_key(key), {}) or {}
         missing = [t for t in task_list if t.name not in stored]
         grid = fitness.reference_grid(ev)
         for task in missing:
@@ -246,7 +246,7 @@ class _Search:
             with archive.transaction():
                 archive.put_meta(key, stored)
                 archive.put_meta(workdir_lib.rates_key(key), rates)
-                archive.put_meta(report.tried_key(key), tried)
+                archive.put_meta(workdir_lib.tried_key(key), tried)
         return {t.name: stored[t.name] for t in task_list}
 
     def measure(self, graphs: Sequence[graph_lib.Graph], task_list: Sequence[tasks.Task],

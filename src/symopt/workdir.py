@@ -55,11 +55,18 @@ def rates_key(key: str) -> str:
     return key + "_learning_rates"
 
 
+def tried_key(key: str) -> str:
+    """The meta key of the learning rates the reference under ``key`` was tried
+    at per task, and whether its best is still at an edge of them."""
+    return key + "_tried"
+
+
 REFERENCE_RATES = rates_key(REFERENCE)
 """Meta key: the learning rate that gave each search task's reference value."""
 
-_CONFIG_META = (HORIZON, REFERENCE, REFERENCE_RATES, REFERENCE_VALIDATION,
-                rates_key(REFERENCE_VALIDATION), TEST_RESULTS, OUTPUTS)
+_CONFIG_META = (HORIZON, REFERENCE, REFERENCE_RATES, tried_key(REFERENCE), REFERENCE_VALIDATION,
+                rates_key(REFERENCE_VALIDATION), tried_key(REFERENCE_VALIDATION), TEST_RESULTS,
+                OUTPUTS)
 """Meta keys whose values follow from the config (what a new config drops)."""
 
 
