@@ -1,8 +1,9 @@
 """Transfer evaluation: the report's files and numbers, the lr choice, elimination, the CLI.
 
 One tiny run per metric (two offline tasks, 20 steps, 2 seeds, two lr
-multipliers, three baselines and one graph) is shared by the tests: one
-compile per task, which both metrics share (the metric is read on the host).
+multipliers, one graph next to a zoo graph, Adam and two of the test tasks'
+comparisons that optax ships) is shared by the tests: one compile of the
+graphs per task, which both metrics share (the metric is read on the host).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import subprocess
 import sys
 
 import numpy as np
+import optax
 import pytest
 
+from symopt import comparisons, evaluate, fitness, measure, transfer, zoo
 from symopt import config as config_lib
-from symopt import evaluate, fitness, measure, transfer, zoo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,7 +29,7 @@ def tiny_config():
     config.transfer.steps = 20
     config.transfer.seeds = 2
     config.transfer.lr_multipliers = (0.3, 3.0)
-    config.transfer.comparisons = "sgd,adam,signum"
+    config.transfer.comparisons = "sgd,adam,muon,schedule_free_adamw"
     config.tasks.options = {"digits_mlp": {"hidden": 8}}
     return config
 
@@ -39,16 +41,29 @@ def finished(request, tmp_path_factory):
     out = tmp_path_factory.mktemp(f"transfer_{request.param}")
     calls = []
     train = evaluate.evaluate_graphs
+    train_optax = evaluate.Trainer.optax
 
     def recorded(graphs, task, *args, **kwargs):
         calls.append((task.name, len(graphs), kwargs["shape"], kwargs["chunk_size"],
                       kwargs["strategy"]))
         return train(graphs, task, *args, **kwargs)
 
+    def recorded_optax(self, make, args, task, **kwargs):
+        OPTAX_CALLS.setdefault(request.param, []).append(
+            (task.name, make, kwargs.get("eval_params")))
+        return train_optax(self, make, args, task, **kwargs)
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(evaluate, "evaluate_graphs", recorded)
+        patch.setattr(evaluate.Trainer, "optax", recorded_optax)
         result = transfer.run_transfer(config, {"found": zoo.lion()}, out, log=lambda _: None)
     return result, out, calls
+
+
+OPTAX_CALLS: dict[str, list] = {}
+"""Per metric: (task, make, eval_params) of every optax-path training."""
+OPTAX = ("muon", "schedule_free_adamw")
+"""The comparisons in :func:`tiny_config` that optax ships (the rest are graphs)."""
 
 
 def _best(result, values) -> int:
@@ -65,11 +80,17 @@ def _table(out) -> dict[str, list[str]]:
 def test_the_report_files_are_written_with_one_row_per_optimizer_and_task(finished):
     result, out, _ = finished
     assert sorted(os.listdir(out)) == ["curves_digits_mlp.png", "curves_mnist1d_mlp.png",
+                                       "lr.csv", "lr_digits_mlp.png", "lr_mnist1d_mlp.png",
                                        "results.csv", "results.md"]
+    for task in result.tasks:
+        with open(os.path.join(out, f"lr_{task}.png"), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert sorted(os.path.basename(f) for f in result.files) == sorted(os.listdir(out))
     rows = list(csv.DictReader(open(os.path.join(out, "results.csv"))))
     assert tuple(rows[0]) == transfer.CSV_FIELDS
     assert {(r["optimizer"], r["task"]) for r in rows} == set(result.results)
-    assert sorted(_table(out)) == sorted(result.optimizers) == ["adam", "found", "sgd", "signum"]
+    assert sorted(_table(out)) == sorted(result.optimizers) == [
+        "adam", "found", "muon", "schedule_free_adamw", "sgd"]
 
 
 def test_the_table_numbers_are_the_returned_metrics(finished):
@@ -113,17 +134,21 @@ def test_elimination_drops_the_worst_after_the_first_task(finished):
     challengers = [n for n in result.optimizers if n != "adam"]
     best_val = [result.results[(n, first)].val[result.results[(n, first)].chosen]
                 for n in challengers]
-    worst = challengers[_best(result, -np.asarray(best_val))]
-    assert (worst, second) not in result.results
-    assert {n for n in challengers if (n, second) in result.results} == set(challengers) - {worst}
+    order = np.argsort(np.asarray(best_val) if result.metric.lower_is_better
+                       else -np.asarray(best_val), kind="stable")
+    kept = {challengers[i] for i in order[:(len(challengers) + 1) // 2]}  # keep = 0.5
+    assert {n for n in challengers if (n, second) in result.results} == kept
 
 
 def test_the_chosen_learning_rate_is_the_val_best(finished):
     result, _, _ = finished
     for (name, _), r in result.results.items():
         assert r.chosen == _best(result, r.val)
-        own = zoo.get("lion" if name == "found" else name).hparams.learning_rate
+        own = (zoo.lion().hparams.learning_rate if name == "found"
+               else comparisons.learning_rate(comparisons.COMPARISONS[name](20))
+               if name in comparisons.COMPARISONS else zoo.get(name).hparams.learning_rate)
         assert r.learning_rate == pytest.approx(own * r.multiplier)
+        assert r.learning_rates[r.chosen] == r.learning_rate
 
 
 def test_each_result_records_the_multipliers_it_was_tuned_over_past_the_grids_edges(finished):
@@ -165,8 +190,13 @@ def test_each_task_is_one_program_whatever_the_stage(finished):
                               "program shape and chunk size")
     first = calls[0]
     second = next(c for c in calls if c[0] == result.tasks[1])
-    assert first[1] == len(result.optimizers) * len(result.multipliers)
-    assert second[1] < first[1]  # fewer entrants, the same compiled program
+
+    def graph_rows(task):  # the optax comparisons train in programs of their own
+        return len(result.multipliers) * sum(
+            (n, task) in result.results and n not in OPTAX for n in result.optimizers)
+
+    assert first[1] == graph_rows(result.tasks[0]) == 3 * len(result.multipliers)
+    assert second[1] == graph_rows(result.tasks[1])  # its entrants, the same compiled program
     for task in result.tasks:  # each extension round: one row per optimizer still at an edge
         rounds = [c[1] for c in calls if c[0] == task][1:]
         assert all(0 < n <= len(result.optimizers) for n in rounds)
@@ -188,19 +218,93 @@ def test_the_experiment_config_is_valid_and_bad_transfer_values_are_one_line_err
     namespace: dict = {}
     path = os.path.join(ROOT, "experiments", "transfer.py")
     exec(compile(open(path).read(), path, "exec"), namespace)
-    config_lib.validate(namespace["get_config"]())
+    experiment = transfer.validate(namespace["get_config"]())
+    assert set(comparisons.COMPARISONS.names()) <= set(
+        config_lib.names(experiment.transfer.comparisons))
     config = tiny_config()
     config.transfer.bogus = 1
     with pytest.raises(config_lib.ConfigError, match=r"^config.transfer.bogus: unknown key"):
-        config_lib.validate(config)
+        transfer.validate(config)
     config = tiny_config()
     config.transfer.keep = 0.0
     with pytest.raises(config_lib.ConfigError, match=r"^config.transfer.keep: must be in"):
-        config_lib.validate(config)
+        transfer.validate(config)
     config = tiny_config()
-    config.transfer.comparisons = "adam,speed"
-    with pytest.raises(config_lib.ConfigError, match=r"^config.transfer.comparisons: unknown zoo"):
-        config_lib.validate(config)
+    config.transfer.comparisons = "adam,adamw_cosine,speed"
+    with pytest.raises(config_lib.ConfigError) as error:
+        transfer.validate(config)
+    message = str(error.value)
+    assert message.startswith("config.transfer.comparisons: unknown optimizer 'speed'")
+    assert "\n" not in message and "adamw_cosine" in message
+    assert all(n in message for n in [*comparisons.COMPARISONS.names(), *zoo.names()])
+
+
+def test_comparisons_names_mean_the_comparisons_before_the_zoos_graphs():
+    steps = 100
+    assert transfer.comparison("adam", steps) == zoo.adam()  # the reference, unscheduled
+    lion = transfer.comparison("lion", steps)  # in both: the comparisons' scheduled Lion
+    assert lion == comparisons.lion(steps) and lion != zoo.lion()
+    assert lion.schedule.kind == "cosine"
+    muon = transfer.comparison("muon", steps)  # in both: optax's Muon, not the zoo's graph
+    assert isinstance(muon, comparisons.OptaxOptimizer)
+    free = transfer.comparison("schedule_free_adamw", steps)
+    assert free.eval_params is optax.contrib.schedule_free_eval_params
+    assert transfer.comparison("sgd", steps) == zoo.sgd()  # the zoo's only
+    with pytest.raises(config_lib.ConfigError, match="unknown optimizer 'speed'"):
+        transfer.comparison("speed", steps)
+
+
+def test_the_named_comparisons_are_measured_and_reported(finished):
+    result, out, _ = finished
+    for name in OPTAX:
+        assert all((name, t) in result.results for t in result.tasks[:1])
+    rows = list(csv.DictReader(open(os.path.join(out, "results.csv"))))
+    assert set(OPTAX) <= {r["optimizer"] for r in rows}
+    trained = OPTAX_CALLS[result.metric.name]
+    free = comparisons.schedule_free_adamw(20)
+    assert any(make is free.make and eval_params is optax.contrib.schedule_free_eval_params
+               for _, make, eval_params in trained), "schedule-free measured at its eval params"
+    assert any(make is comparisons.muon(20).make for _, make, _ in trained)
+
+
+def test_lr_csv_has_a_row_per_multiplier_tried_and_one_chosen_per_optimizer_and_task(finished):
+    result, out, _ = finished
+    rows = list(csv.DictReader(open(os.path.join(out, "lr.csv"))))
+    assert tuple(rows[0]) == transfer.LR_CSV_FIELDS
+    by_key: dict = {}
+    for row in rows:
+        by_key.setdefault((row["optimizer"], row["task"]), []).append(row)
+    assert set(by_key) == set(result.results)
+    extended = 0
+    for key, r in result.results.items():
+        mine = by_key[key]
+        assert [float(x["lr_multiplier"]) for x in mine] == list(r.multipliers)
+        extended += len(mine) > len(result.multipliers)
+        assert [int(x["chosen"]) for x in mine].count(1) == 1
+        chosen = next(x for x in mine if x["chosen"] == "1")
+        assert float(chosen["lr_multiplier"]) == r.multiplier
+        assert float(chosen["learning_rate"]) == pytest.approx(r.learning_rate)
+        assert float(chosen["test_mean"]) == pytest.approx(r.test.mean(), rel=1e-6)
+        for j, x in enumerate(mine):
+            assert x["metric"] == result.metric.name and int(x["seeds"]) == len(r.test)
+            assert float(x["val_mean"]) == pytest.approx(r.val[j], rel=1e-6)
+            assert float(x["test_mean"]) == pytest.approx(r.tests[j].mean(), rel=1e-6)
+            assert float(x["test_std"]) == pytest.approx(r.tests[j].std(), rel=1e-6, abs=1e-9)
+            assert 0 <= int(x["diverged"]) <= len(r.test)
+            assert np.isfinite(float(x["test_mean"]))  # a diverged run at its clipped value
+    assert extended, "a grid of two rates puts every pick at an edge: some rows are extensions"
+
+
+def test_the_cli_refuses_an_unknown_comparison_in_one_line_naming_both_lists(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "symopt.transfer", "--config=experiments/transfer.py",
+         "--config.transfer.comparisons=schedule_free_adamw,speed",
+         f"--graphs={tmp_path / 'missing.json'}", f"--out={tmp_path / 'out'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("symopt.transfer: error: config.transfer.comparisons: unknown "
+                                  "optimizer 'speed'; known: the comparisons (adam,")
 
 
 @pytest.mark.parametrize("strategy", ["loop", "vmap"])
@@ -238,7 +342,8 @@ def test_each_optimizer_has_its_own_colour_and_style_in_every_plot(finished):
     assert set(styles) == set(result.optimizers)
     assert len(set(styles.values())) == len(styles)
     assert styles["found"][1] == transfer.FOUND_LINE
-    assert all(styles[n][1] == transfer.BASELINE_LINE for n in ("sgd", "adam", "signum"))
+    assert all(styles[n][1] == transfer.BASELINE_LINE
+               for n in ("sgd", "adam", "muon", "schedule_free_adamw"))
     many = transfer.TransferResult(tuple(f"g{i}" for i in range(30)), (), (), "loss", {}, {},
                                    None, ())
     assert len(set(transfer.line_styles(many).values())) == 30
@@ -249,6 +354,7 @@ def test_each_optimizer_has_its_own_colour_and_style_in_every_plot(finished):
     (["x/best.json", "y/x/best.json"], ["runs/x/best", "y/x/best"]),
     (["one.json", "two.json"], ["one", "two"]),
     (["saved/adam.json"], ["saved/adam"]),  # not the zoo's adam
+    (["saved/adamw_cosine.json"], ["saved/adamw_cosine"]),  # nor a comparison
 ])
 def test_graph_names_are_unique_and_derived_from_their_paths(paths, names, monkeypatch,
                                                              tmp_path):

@@ -7,7 +7,7 @@ the ``transfer`` section of the one config (:mod:`symopt.config`), builds its
 tasks as a search does (:mod:`symopt.build`) and sweeps learning rates with
 the search's own sweep (:mod:`symopt.measure`) and trainer, so
 ``evaluation.strategy`` holds here too. Every optimizer (the given graphs and
-the zoo's ``transfer.comparisons``) is trained on each task with several seeds
+``transfer.comparisons``) is trained on each task with several seeds
 at each learning-rate multiplier of its own learning rate, and the val-best
 multiplier is chosen per task; where it is at an edge of the grid, the sweep
 goes on past that edge (:func:`symopt.measure.sweep`), and a pick still at an
@@ -21,11 +21,30 @@ reference, is always measured. DIR receives ``results.md`` (optimizer x
 task: the test value at the chosen lr, mean +- std over seeds, and the
 aggregate over the tasks reached, normalised by Adam's on the same tasks),
 ``results.csv`` (one row per optimizer x task) and ``curves_<task>.png``
-(training loss over steps, mean over seeds, at the chosen lr).
+(training loss over steps, mean over seeds, at the chosen lr), and, per
+multiplier tried, ``lr.csv`` (one row per optimizer x task x multiplier,
+extensions included: :data:`LR_CSV_FIELDS`, ``chosen`` 1 at the val-best) and
+``lr_<task>.png`` (the test value, mean over seeds with a diverged run at its
+clipped value, against the multiplier on a log axis, one line per optimizer,
+the val-best point starred and a rate where every seed diverged crossed): how
+wide an optimizer's good range is next to AdamW's and Muon's.
+
+``transfer.comparisons`` names (:func:`comparison`) the test tasks'
+comparisons (:data:`symopt.comparisons.COMPARISONS`: ``adam``,
+``adamw_cosine``, ``lion``, ``terms_ga``, ``muon``, ``schedule_free_adamw``,
+each built for the task's steps at its authors' schedule; Muon and
+schedule-free AdamW are optax's own, trained through the optax path, and
+schedule-free AdamW is measured at its evaluation params) and the zoo's
+optimizers (:mod:`symopt.zoo`), as found. A name in both (``adam``,
+``lion``, ``terms_ga``, ``muon``) is the comparison: Lion and Muon with
+their warmup and cosine decay, Muon optax's. :func:`validate` checks a
+config with those names allowed (an unknown one is a one-line error naming
+both lists).
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import os
@@ -36,16 +55,21 @@ from collections.abc import Callable, Sequence
 import ml_collections
 import numpy as np
 
-from symopt import build, cli, evaluate, fitness, measure, searchers, tasks, zoo
+from symopt import build, cli, comparisons, evaluate, fitness, measure, searchers, tasks, zoo
 from symopt import config as config_lib
 from symopt import graph as graph_lib
+from symopt.comparisons import Optimizer
 from symopt.evaluate import Trainer
 from symopt.program import ProgramShape
 
 REFERENCE = "adam"
-MAX_CHUNK = 32  # optimizer x multiplier runs per compiled program
+MAX_CHUNK = 32  # graph x multiplier runs per compiled program
 CSV_FIELDS = ("optimizer", "task", "metric", "lr_multiplier", "learning_rate", "val",
               "test_mean", "test_std", "seeds", "aggregate_vs_adam", "edge")
+LR_CSV_FIELDS = ("optimizer", "task", "metric", "lr_multiplier", "learning_rate", "val_mean",
+                 "test_mean", "test_std", "seeds", "diverged", "chosen")
+"""``lr.csv``: one row per optimizer x task x multiplier tried (``diverged``:
+seeds diverged there; ``chosen``: 1 at the val-best multiplier)."""
 EDGE_MARK = "‡"
 """Marks a cell whose chosen rate is still at an edge of the rates tried."""
 Log = Callable[[str], None]
@@ -66,6 +90,11 @@ class TaskResult:
     loss_curve: np.ndarray  # [points] training loss, mean over seeds, at the chosen lr
     multipliers: tuple[float, ...] = ()  # [M] the multipliers tried, ascending (extensions too)
     edge: bool = False  # the chosen multiplier is still the smallest or largest tried
+    tests: np.ndarray = dataclasses.field(  # [M, S] per seed, at every multiplier tried
+        default_factory=lambda: np.zeros((0, 0)))
+    diverged: np.ndarray = dataclasses.field(  # [M] seeds diverged at every multiplier tried
+        default_factory=lambda: np.zeros(0, int))
+    learning_rates: tuple[float, ...] = ()  # [M] the rate at every multiplier tried
 
     @property
     def multiplier(self) -> float:
@@ -95,8 +124,8 @@ class TransferResult:
 def graph_names(paths: Sequence[str]) -> list[str]:
     """A unique name per graph file, from its path: the file's stem, with as
     many parent directories as it takes to tell the files apart and from the
-    zoo's optimizers (``runs/a/best.json``, ``runs/b/best.json`` -> ``a/best``,
-    ``b/best``). Raises ValueError for a file listed twice."""
+    comparisons' and the zoo's names (``runs/a/best.json``, ``runs/b/best.json``
+    -> ``a/best``, ``b/best``). Raises ValueError for a file listed twice."""
     parts = [pathlib.Path(os.path.abspath(p)).with_suffix("").parts for p in paths]
     seen: dict[tuple[str, ...], str] = {}
     for path, split in zip(paths, parts, strict=True):
@@ -104,6 +133,7 @@ def graph_names(paths: Sequence[str]) -> list[str]:
             raise ValueError(f"--graphs: {path} is listed twice (as {seen[split]})")
         seen[split] = path
     depth = [1] * len(paths)
+    taken = set(known_names())
 
     def name(i: int) -> str:
         return "/".join(parts[i][-depth[i]:])
@@ -111,7 +141,7 @@ def graph_names(paths: Sequence[str]) -> list[str]:
     while True:
         names = [name(i) for i in range(len(paths))]
         clashing = [i for i, n in enumerate(names)
-                    if names.count(n) > 1 or n in zoo.names()]
+                    if names.count(n) > 1 or n in taken]
         growable = [i for i in clashing if depth[i] < len(parts[i]) - 1]
         if not growable:
             return names
@@ -130,6 +160,52 @@ def load_graphs(paths: Sequence[str]) -> dict[str, graph_lib.Graph]:
     return graphs
 
 
+def known_names() -> list[str]:
+    """What ``transfer.comparisons`` may name: the comparisons', then the zoo's
+    names they do not already hold."""
+    own = comparisons.COMPARISONS.names()
+    return [*own, *(n for n in zoo.names() if n not in own)]
+
+
+def check_comparisons(names: Sequence[str]) -> None:
+    """Raises :class:`symopt.config.ConfigError`, one line naming both lists,
+    for a name neither the comparisons nor the zoo hold."""
+    unknown = [n for n in names if n not in known_names()]
+    if unknown:
+        raise config_lib.ConfigError(
+            f"config.transfer.comparisons: unknown optimizer {unknown[0]!r}; known: the "
+            f"comparisons ({', '.join(comparisons.COMPARISONS.names())}) and the zoo's "
+            f"optimizers ({', '.join(zoo.names())})")
+
+
+def comparison(name: str, steps: int) -> Optimizer:
+    """The optimizer ``transfer.comparisons`` means by ``name`` on a task of
+    ``steps`` steps: the comparison (:data:`symopt.comparisons.COMPARISONS`,
+    at its authors' schedule for those steps) where there is one of that name,
+    else the zoo's graph as found."""
+    if name in comparisons.COMPARISONS:
+        return comparisons.COMPARISONS[name](steps)
+    check_comparisons([name])
+    return zoo.get(name)
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """:func:`symopt.config.validate`, with ``transfer.comparisons`` naming
+    either registry (:func:`check_comparisons`); returns the config or raises
+    :class:`symopt.config.ConfigError`."""
+    config = config_lib.upgrade(config)
+    section = config.get("transfer")
+    given = section.get("comparisons") if isinstance(section, ml_collections.ConfigDict) else None
+    if not isinstance(given, str):
+        return config_lib.validate(config)  # its own error for a missing or mistyped key
+    check_comparisons(config_lib.names(given))
+    zoo_only = copy.deepcopy(config)  # the rest checked as symopt.config checks it
+    zoo_only.transfer.comparisons = ",".join(n for n in config_lib.names(given)
+                                             if n in zoo.names())
+    config_lib.validate(zoo_only)
+    return config
+
+
 def build_tasks(config: ml_collections.ConfigDict) -> list[tasks.Task]:
     """The ``transfer`` section's tasks, built as a search builds its own."""
     t = config.transfer
@@ -140,10 +216,11 @@ def build_tasks(config: ml_collections.ConfigDict) -> list[tasks.Task]:
             for n in config_lib.names(t.tasks)]
 
 
-def _measure_task(task: tasks.Task, named: dict[str, graph_lib.Graph],
+def _measure_task(task: tasks.Task, named: dict[str, Optimizer],
                   multipliers: tuple[float, ...], metric: fitness.Metric, shape: ProgramShape,
                   trainer: Trainer) -> dict[str, TaskResult]:
-    """Every optimizer's :func:`symopt.measure.sweep` on ``task``, with its learning curve."""
+    """Every optimizer's :func:`symopt.measure.sweep` on ``task``, with its learning
+    curve and its values at every multiplier tried."""
     s = measure.sweep(list(named.values()), task, multipliers, metric=metric, shape=shape,
                       trainer=trainer)
     out = {}
@@ -153,9 +230,11 @@ def _measure_task(task: tasks.Task, named: dict[str, graph_lib.Graph],
         with np.errstate(all="ignore"):  # a diverged seed's curve has non-finite steps
             curve = np.nanmean(np.where(np.isfinite(runs), runs, np.nan), axis=0)
         tried = sorted(np.flatnonzero(s.was_tried[i]), key=lambda j: s.multipliers[j])
-        out[name] = TaskResult(s.val[i, tried], tried.index(chosen),
-                               float(s.learning_rates[i, chosen]), s.test[i, chosen], curve,
-                               tuple(s.multipliers[j] for j in tried), bool(s.edge[i]))
+        out[name] = TaskResult(
+            s.val[i, tried], tried.index(chosen), float(s.learning_rates[i, chosen]),
+            s.test[i, chosen], curve, tuple(s.multipliers[j] for j in tried), bool(s.edge[i]),
+            tests=s.test[i, tried], diverged=s.diverged[i, tried].sum(axis=-1),
+            learning_rates=tuple(float(s.learning_rates[i, j]) for j in tried))
     return out
 
 
@@ -168,36 +247,41 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
         section says what to measure, ``evaluation.metric`` how to score it and
         ``evaluation.strategy`` how to train.
       graphs: the optimizers to evaluate, by name (e.g. :func:`load_graphs`).
-      out_dir: where results.md, results.csv and curves_<task>.png go.
+      out_dir: where results.md, results.csv, lr.csv, curves_<task>.png and
+        lr_<task>.png go.
       log: progress lines.
 
     Returns:
       A :class:`TransferResult`.
     """
-    config = config_lib.validate(config)
+    config = validate(config)
     out_dir = os.fspath(out_dir)
-    comparisons = config_lib.names(config.transfer.comparisons)
-    named = {REFERENCE: zoo.get(REFERENCE)}
-    named.update({n: zoo.get(n) for n in comparisons if n != REFERENCE})
-    clash = sorted(set(graphs) & set(named))
+    compared = [REFERENCE, *(n for n in config_lib.names(config.transfer.comparisons)
+                             if n != REFERENCE)]
+    clash = sorted(set(graphs) & set(compared))
     if clash:
         raise ValueError(f"graph names {clash} clash with the comparisons")
-    named.update(graphs)
     task_list = build_tasks(config)
     for task in task_list:
         task.data()  # fails now, with the command to prepare it, if the data is missing
+    # Each task's comparisons are built for its steps (their schedules depend on them).
+    per_task = {t.name: {**{n: comparison(n, t.steps) for n in compared}, **graphs}
+                for t in task_list}
     multipliers = tuple(float(m) for m in config.transfer.lr_multipliers)
     metric = fitness.get(config.evaluation.metric)
-    shape = measure.shape_for(list(named.values()))
-    trainer = build.trainer(config).with_chunk(min(MAX_CHUNK, len(named) * len(multipliers)))
-    names = list(named)
+    shape = measure.shape_for([o for named in per_task.values() for o in named.values()
+                               if isinstance(o, graph_lib.Graph)])
+    rows = max(sum(isinstance(o, graph_lib.Graph) for o in named.values())
+               for named in per_task.values()) * len(multipliers)
+    trainer = build.trainer(config).with_chunk(min(MAX_CHUNK, rows))
+    names = list(per_task[task_list[0].name])
     results: dict[tuple[str, str], TaskResult] = {}
     stages = [searchers.Stage(t.name, keep=float(config.transfer.keep)) for t in task_list]
 
     def measure_stage(ids: tuple[int, ...], stage: searchers.Stage) -> np.ndarray:
         index = stages.index(stage)
         task = task_list[index]
-        entrants = {n: named[n] for n in [REFERENCE, *(names[i] for i in ids)]}
+        entrants = {n: per_task[task.name][n] for n in [REFERENCE, *(names[i] for i in ids)]}
         start = time.perf_counter()
         log(f"task {index + 1}/{len(task_list)} {task.name}: {len(entrants)} optimizers x "
             f"{len(multipliers)} learning rates ({task.steps} steps, {task.seeds} seeds) ...")
@@ -255,14 +339,38 @@ def csv_rows(result: TransferResult) -> list[dict[str, object]]:
     return rows
 
 
+def lr_rows(result: TransferResult) -> list[dict[str, object]]:
+    """One row per optimizer x task x multiplier tried (:data:`LR_CSV_FIELDS`),
+    in :func:`ranked` order, the multipliers ascending."""
+    rows = []
+    for name in ranked(result):
+        for task in result.tasks:
+            r = result.results.get((name, task))
+            if r is None:
+                continue
+            for j, m in enumerate(r.multipliers):
+                mean, std = fitness.mean_std(r.tests[j])
+                rows.append(dict(
+                    optimizer=name, task=task, metric=result.metric.name, lr_multiplier=m,
+                    learning_rate=r.learning_rates[j], val_mean=float(r.val[j]),
+                    test_mean=mean, test_std=std, seeds=len(r.tests[j]),
+                    diverged=int(r.diverged[j]), chosen=int(j == r.chosen)))
+    return rows
+
+
+def _write_csv(path: str, fields: Sequence[str], rows: Sequence[dict[str, object]]) -> str:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def _write(result: TransferResult, task_list: Sequence[tasks.Task], out_dir: str) -> list[str]:
     os.makedirs(out_dir, exist_ok=True)
     rows = csv_rows(result)
-    csv_path = os.path.join(out_dir, "results.csv")
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    csv_path = _write_csv(os.path.join(out_dir, "results.csv"), CSV_FIELDS, rows)
+    lr_path = _write_csv(os.path.join(out_dir, "lr.csv"), LR_CSV_FIELDS, lr_rows(result))
     cells = {(r["optimizer"], r["task"]): f"{r['test_mean']:.4f} ± "
              f"{r['test_std']:.4f} (lr x{r['lr_multiplier']:g})"
              f"{' ' + EDGE_MARK if r['edge'] else ''}" for r in rows}
@@ -273,7 +381,8 @@ def _write(result: TransferResult, task_list: Sequence[tasks.Task], out_dir: str
         f"(multipliers {', '.join(f'{m:g}' for m in result.multipliers)} of each optimizer's "
         f"own, extended past an edge of them where the val-best was there, at most "
         f"{measure.MAX_EXTENSIONS} steps), mean ± std over seeds; `-`: eliminated before that "
-        f"task. Aggregate: {aggregate} (Adam = 1, higher is better).", "",
+        f"task. Aggregate: {aggregate} (Adam = 1, higher is better). Every multiplier tried: "
+        f"lr.csv and lr_<task>.png.", "",
         "| optimizer | " + " | ".join(result.tasks) + " | aggregate vs Adam |",
         "|---|" + "---|" * len(result.tasks) + "---|",
     ]
@@ -292,8 +401,9 @@ def _write(result: TransferResult, task_list: Sequence[tasks.Task], out_dir: str
     try:
         import matplotlib  # noqa: F401, PLC0415 (the plots need the viz extra)
     except ImportError:
-        return [md_path, csv_path]  # tables only: pip install 'symopt-jax[viz]' for the curves
-    return [md_path, csv_path, *(_plot_curves(result, t, out_dir) for t in task_list)]
+        return [md_path, csv_path, lr_path]  # tables only: pip install 'symopt-jax[viz]'
+    return [md_path, csv_path, lr_path, *(_plot_curves(result, t, out_dir) for t in task_list),
+            *(_plot_lr(result, t, out_dir) for t in task_list)]
 
 
 BASELINE_LINE = "--"
@@ -301,16 +411,17 @@ FOUND_LINE = "-"
 
 
 def line_styles(result: TransferResult) -> dict[str, tuple[str, str]]:
-    """Each optimizer's (colour, line style) in the curve plots, the same in every
-    task's plot: the given graphs solid, the zoo's dashed, and no two
+    """Each optimizer's (colour, line style) in the plots, the same in every
+    task's plot: the given graphs solid, the comparisons dashed, and no two
     optimizers alike (colours from tab10, then tab20's lighter shades, then
     dotted lines)."""
     colors = [f"C{i}" for i in range(10)] + [
         "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
         "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"]
     out = {}
+    compared = set(known_names())
     for i, name in enumerate(result.optimizers):
-        style = BASELINE_LINE if name in zoo.names() else FOUND_LINE
+        style = BASELINE_LINE if name in compared else FOUND_LINE
         if i >= len(colors):
             style = ":" if style == FOUND_LINE else "-."
         out[name] = (colors[i % len(colors)], style)
@@ -342,6 +453,51 @@ def _plot_curves(result: TransferResult, task: tasks.Task, out_dir: str) -> str:
     return path
 
 
+CHOSEN_MARKER = "*"
+"""Marks the val-best multiplier in the lr plots."""
+DIVERGED_MARKER = "x"
+"""Marks a multiplier where every seed diverged in the lr plots."""
+
+
+def _plot_lr(result: TransferResult, task: tasks.Task, out_dir: str) -> str:
+    """``lr_<task>.png``: the test value (mean over seeds) against the multiplier."""
+    from matplotlib.figure import Figure  # noqa: PLC0415 (matplotlib only for the plots)
+
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    positive = True
+    styles = line_styles(result)
+    for name in ranked(result):
+        r = result.results.get((name, task.name))
+        if r is None:
+            continue
+        color, linestyle = styles[name]
+        x = np.asarray(r.multipliers)
+        y = np.asarray(r.tests, np.float64).mean(axis=-1)
+        ax.plot(x, y, label=f"{name} (x1 = lr {r.learning_rate / r.multiplier:.3g})", lw=1.2,
+                color=color, linestyle=linestyle, marker=".")
+        ax.plot(x[r.chosen], y[r.chosen], marker=CHOSEN_MARKER, markersize=12, color=color,
+                markeredgecolor="black", linestyle="none")
+        lost = np.asarray(r.diverged) == len(r.test)
+        if lost.any():
+            ax.plot(x[lost], y[lost], marker=DIVERGED_MARKER, markersize=8, color=color,
+                    linestyle="none")
+        positive &= bool(np.all(y[np.isfinite(y)] > 0))
+    ax.set_xscale("log")
+    if positive and result.metric.lower_is_better:
+        ax.set_yscale("log")
+    value = "test loss, clipped" if result.metric.lower_is_better else "test fitness"
+    ax.set(xlabel="learning-rate multiplier (of each optimizer's own rate)",
+           ylabel=f"{value} (mean over seeds)",
+           title=f"{task.name} (marker {CHOSEN_MARKER}: the val-best rate; "
+                 f"{DIVERGED_MARKER}: every seed diverged)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path = os.path.join(out_dir, f"lr_{task.name}.png")
+    fig.savefig(path, dpi=100)
+    return path
+
+
 # --------------------------------------------------------------------------
 # The command line.
 
@@ -354,13 +510,13 @@ def _cli() -> None:
         "config", None, "Transfer config file (experiments/transfer.py); override keys with "
         "--config.<key>=<value>.", lock_config=True)
     graphs_flag = flags.DEFINE_string("graphs", "", "Comma-separated graph JSON files.")
-    out_flag = flags.DEFINE_string("out", None, "Directory for results.md, results.csv and "
-                                   "curves_<task>.png.")
+    out_flag = flags.DEFINE_string("out", None, "Directory for results.md, results.csv, lr.csv, "
+                                   "curves_<task>.png and lr_<task>.png.")
 
     program = "symopt.transfer"
 
     def parse(argv: list[str]) -> list[str]:
-        return cli.parse_flags(program, argv, config_flag, config_lib.validate)
+        return cli.parse_flags(program, argv, config_flag, validate)
 
     def main(argv: list[str]) -> None:
         config = config_flag.value
