@@ -458,9 +458,44 @@ def test_structure_key_ignores_hyperparameters_but_not_the_program():
     assert niche_key(space, space.seeds(["lion"])["lion"]) != niche_key(space, adamw)
 
 
+class GridToySpace(ToySpace):
+    """Integer genomes: a mutation moves one coordinate by 1 to 3 either way."""
+
+    def sample(self, rng):
+        return tuple(int(x) for x in rng.integers(-3, 4, size=3))
+
+    def mutate(self, rng, genome, *, progress=0.0):
+        child = list(genome)
+        child[int(rng.integers(3))] += int(rng.choice([-3, -2, -1, 1, 2, 3]))
+        return tuple(child)
+
+
+def _repeats(retries: int) -> int:
+    """Children that repeat a living member or a sibling, over 8 asks."""
+    evo = RegularizedEvolution(GridToySpace(), population_size=8, sample_size=8, batch_size=6,
+                               retries=retries, seed_names=())
+    state, repeats = evo.init(0), 0
+    for _ in range(8):
+        living = {c.genome for c in state.population}
+        state, children = evo.ask(state)
+        genomes = [c.genome for c in children]
+        repeats += sum(g in living for g in genomes) + len(genomes) - len(set(genomes))
+        state = evo.tell(state, children, toy_fitness(children))
+    return repeats
+
+
+def test_aging_evolution_retries_children_that_repeat_a_member_or_a_sibling():
+    # The best parent wins every tournament of the whole population and has
+    # 18 neighbours: without retries its children repeat each other.
+    without, with_retries = _repeats(0), _repeats(20)
+    assert without >= 5 and with_retries == 0, (without, with_retries)
+
+
 def test_aging_evolution_rejects_a_negative_niche_size():
     with pytest.raises(ValueError, match="niche_size"):
         RegularizedEvolution(ToySpace(), niche_size=-1)
+    with pytest.raises(ValueError, match="retries"):
+        RegularizedEvolution(ToySpace(), retries=-1)
 
 
 # -- shared pieces ----------------------------------------------------------------------------

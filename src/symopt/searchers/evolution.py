@@ -22,18 +22,26 @@ queue of told candidates with their fitness, oldest first
   oldest overall as before. Without it, the mutants of a good seed (AdamW at
   other betas or rates) soon fill the whole population and the search
   re-tunes that seed; with it, other programs keep their places while they
-  improve. The zoo seeds get no privilege either way: they age like everyone.
+  improve. The zoo seeds get no privilege either way: they age like everyone;
+* with ``retries = r > 0``, a child whose genome equals a living member's or
+  an earlier child's of the same ask is mutated again from the same parent,
+  up to ``r`` times. A strong parent wins most tournaments, and its small
+  discrete neighbourhood (a momentum type, a schedule kind) gives the same
+  child again and again; those copies cost no training (the run's fingerprint
+  cache) but take the places of new programs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from symopt import graph as graph_lib
+from symopt.archive import to_jsonable
 from symopt.searchers import selection
 from symopt.searchers.state import (
     AskTell,
@@ -66,6 +74,8 @@ class RegularizedEvolution(AskTell):
             ``INIT_FILLS``.
         niche_size: the most members one program structure may hold (0:
             no limit, the published algorithm).
+        retries: how often a child that repeats a living member or an
+            earlier child of its ask is mutated again (0: never).
     """
 
     space: Any
@@ -76,6 +86,7 @@ class RegularizedEvolution(AskTell):
     seed_names: Sequence[str] | None = None
     init_fill: str = "sample"
     niche_size: int = 0
+    retries: int = 0
 
     def __post_init__(self):
         name = type(self).__name__
@@ -110,6 +121,12 @@ class RegularizedEvolution(AskTell):
             "niche_size",
             f"must be an integer >= 0 (0: no niches), got {self.niche_size!r}",
         )
+        require(
+            isinstance(self.retries, (int, np.integer)) and self.retries >= 0,
+            name,
+            "retries",
+            f"must be an integer >= 0, got {self.retries!r}",
+        )
         object.__setattr__(self, "seed_names", normalize_seed_names(self.seed_names))
 
     def _first(self, state: SearchState, rng: np.random.Generator) -> list[Proposal]:
@@ -131,9 +148,16 @@ class RegularizedEvolution(AskTell):
         fitness, ids = population_arrays(state)
         progress = progress_at(state.generation - 1, self.generations)
         children = []
+        seen = ({_genome_key(self.space, c.genome) for c in state.population}
+                if self.retries else set())
         for _ in range(self.batch_size):
             parent = state.population[selection.tournament(rng, fitness, ids, self.sample_size)]
-            genome = self.space.mutate(rng, parent.genome, progress=progress)
+            for _ in range(self.retries + 1):
+                genome = self.space.mutate(rng, parent.genome, progress=progress)
+                key = _genome_key(self.space, genome) if self.retries else None
+                if key not in seen:
+                    break
+            seen.add(key)
             children.append(Proposal(genome, (parent.id,), "mutation"))
         return children
 
@@ -168,6 +192,13 @@ def niche_key(space: Any, genome: Any) -> Any:
     if niche is not None:
         return niche(genome)
     return graph_lib.structure_key(space.to_graph(genome))
+
+
+def _genome_key(space: Any, genome: Any) -> str:
+    """A genome's identity: its JSON form where the space has one, else its repr."""
+    to_json = getattr(space, "to_json", None)
+    return repr(genome) if to_json is None else json.dumps(to_jsonable(to_json(genome)),
+                                                          sort_keys=True)
 
 
 def _finite(value: float) -> float:
