@@ -458,6 +458,17 @@ def test_structure_key_ignores_hyperparameters_but_not_the_program():
     assert niche_key(space, space.seeds(["lion"])["lion"]) != niche_key(space, adamw)
 
 
+def test_structure_key_ignores_a_state_the_update_never_reads():
+    adam = spaces.get("nos").seeds(["adam"])["adam"]
+    state = graph_lib.Node("mul", "identity", "m", "sqrt_abs", "s0")
+    dead = adam.replace(update=graph_lib.Expr((state,), "adam"), states=("n0",))
+    read = adam.replace(update=graph_lib.Expr(
+        (state, graph_lib.Node("add", "identity", "adam", "identity", "s0")), "n1"),
+        states=("n0",))
+    assert graph_lib.structure_key(dead) == graph_lib.structure_key(adam)
+    assert graph_lib.structure_key(read) != graph_lib.structure_key(adam)
+
+
 class GridToySpace(ToySpace):
     """Integer genomes: a mutation moves one coordinate by 1 to 3 either way."""
 

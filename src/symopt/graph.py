@@ -527,10 +527,22 @@ def structure_key(graph: Graph) -> str:
 
     Two graphs with one key are one optimizer at other hyperparameters (AdamW
     with other betas, rate or schedule); searchers use it as a niche, so that
-    re-tunings of one program do not crowd out other programs.
+    re-tunings of one program do not crowd out other programs. A state the
+    update never reads, directly or through other states, is left out: what
+    it computes cannot tell two programs apart.
     """
     g = canonical(graph)
-    return repr((g.update, g.states, g.decays, g.momentum, len(g.constants)))
+    live: set[int] = set()
+    while True:
+        reads = expr_inputs(g.update, [g.states[i] for i in live])
+        more = {i for i in range(len(g.states)) if f"s{i}" in reads} - live
+        if not more:
+            break
+        live |= more
+    states = tuple(r if i in live else "one" for i, r in enumerate(g.states))
+    g = canonical(g.replace(states=states))
+    live_states = tuple(r for i, r in enumerate(g.states) if i in live)
+    return repr((g.update, live_states, g.decays, g.momentum, len(g.constants)))
 
 
 # --------------------------------------------------------------------------
