@@ -12,8 +12,9 @@ new things, and why (see docs/discoveries.md for the evidence):
   (Real et al. 2019), and children of a seed are judged like any other;
 * niches (``niche_size``): at most 4 members share one program structure, so
   the re-tunings of one program (AdamW at other betas, rates or schedules)
-  cannot fill the population; functional duplicates are measured once (the
-  fingerprint cache);
+  cannot fill the population; a child that repeats a living member or a
+  sibling is mutated again (``retries``), and functional duplicates are
+  measured once (the fingerprint cache);
 * a larger population at a small budget: one seed and 200-400 steps per
   search task, and the funnel for the rest;
 * fitness is the final validation loss, clipped, divided into the loss of an
@@ -42,12 +43,13 @@ from symopt.config import default_config
 def get_config():
     config = default_config()
     config.search.name = "regularized_evolution"
-    config.search.generations = 20
+    config.search.generations = 30
     config.search.population_size = 48
     config.search.seeds = "adam,adamw,lion,muon"
     config.search.options.sample_size = 6
     config.search.options.batch_size = 24
     config.search.options.niche_size = 4
+    config.search.options.retries = 8
     config.space.name = "nos"
     config.space.options.max_nodes = 8
     config.space.options.leaf_ops = True  # the per-leaf operators; False: element-wise only
@@ -57,7 +59,7 @@ def get_config():
     config.tasks.seeds = 1
     config.tasks.options.fashion_mlp = dict(steps=200, batch_size=64, hidden=32, subset=5000)
     config.tasks.options.fashion_cnn = dict(steps=200, batch_size=32, subset=5000)
-    config.tasks.options.shakespeare_transformer = dict(steps=200, batch_size=16, context=32)
+    config.tasks.options.shakespeare_transformer = dict(batch_size=16, context=32, width=32)
     config.evaluation.metric = "loss"
     config.evaluation.lr_multipliers = (0.3, 1.0, 3.0)
     config.evaluation.lr_aggregate = "mean"
@@ -67,5 +69,6 @@ def get_config():
     config.elimination.top_k = 6
     config.elimination.seeds = 2
     config.test.top_k = 1
+    config.test.steps = 300
     config.test.seeds = 2
     return config

@@ -218,21 +218,21 @@ def test_the_experiment_config_is_valid_and_bad_transfer_values_are_one_line_err
     namespace: dict = {}
     path = os.path.join(ROOT, "experiments", "transfer.py")
     exec(compile(open(path).read(), path, "exec"), namespace)
-    experiment = transfer.validate(namespace["get_config"]())
+    experiment = config_lib.validate(namespace["get_config"]())
     assert set(comparisons.COMPARISONS.names()) <= set(
         config_lib.names(experiment.transfer.comparisons))
     config = tiny_config()
     config.transfer.bogus = 1
     with pytest.raises(config_lib.ConfigError, match=r"^config.transfer.bogus: unknown key"):
-        transfer.validate(config)
+        config_lib.validate(config)
     config = tiny_config()
     config.transfer.keep = 0.0
     with pytest.raises(config_lib.ConfigError, match=r"^config.transfer.keep: must be in"):
-        transfer.validate(config)
+        config_lib.validate(config)
     config = tiny_config()
     config.transfer.comparisons = "adam,adamw_cosine,speed"
     with pytest.raises(config_lib.ConfigError) as error:
-        transfer.validate(config)
+        config_lib.validate(config)
     message = str(error.value)
     assert message.startswith("config.transfer.comparisons: unknown optimizer 'speed'")
     assert "\n" not in message and "adamw_cosine" in message

@@ -45,8 +45,9 @@ configs do). Sections:
 * ``output``: ``top`` candidates in the summary.
 * ``transfer``: what ``python -m symopt.transfer`` measures found graphs on
   (:mod:`symopt.transfer`): ``tasks`` (cheapest first), ``steps``,
-  ``batch_size``, ``seeds``, ``lr_multipliers``, ``comparisons`` (zoo
-  optimizers) and ``keep`` (fraction kept after each task). It reads
+  ``batch_size``, ``seeds``, ``lr_multipliers``, ``comparisons`` (the
+  comparisons' names, at their authors' schedules, or zoo optimizers) and
+  ``keep`` (fraction kept after each task). It reads
   ``evaluation.metric`` and ``evaluation.strategy``, and ``tasks.data_dir``,
   ``tasks.download`` and ``tasks.options``, as a search does; a search
   ignores it, and a workdir resumes whatever it says.
@@ -293,10 +294,12 @@ def _check_transfer(t: ml_collections.ConfigDict) -> None:
     if unknown:
         _fail("transfer.tasks", f"unknown task {unknown[0]!r}; known: {', '.join(tasks.names())}"
                                 ", or module:function for your own")
-    unknown = [n for n in names(t.comparisons) if n not in zoo.names()]
+    own = comparisons.COMPARISONS.names()
+    unknown = [n for n in names(t.comparisons) if n not in own and n not in zoo.names()]
     if unknown:
-        _fail("transfer.comparisons", f"unknown zoo optimizer {unknown[0]!r}; known: "
-                                      f"{', '.join(zoo.names())}")
+        _fail("transfer.comparisons", f"unknown optimizer {unknown[0]!r}; known: the "
+                                      f"comparisons ({', '.join(own)}) and the zoo's "
+                                      f"optimizers ({', '.join(zoo.names())})")
     if not 0 < t.keep <= 1:
         _fail("transfer.keep", f"must be in (0, 1], got {t.keep!r}")
 

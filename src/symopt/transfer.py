@@ -37,14 +37,12 @@ schedule-free AdamW are optax's own, trained through the optax path, and
 schedule-free AdamW is measured at its evaluation params) and the zoo's
 optimizers (:mod:`symopt.zoo`), as found. A name in both (``adam``,
 ``lion``, ``terms_ga``, ``muon``) is the comparison: Lion and Muon with
-their warmup and cosine decay, Muon optax's. :func:`validate` checks a
-config with those names allowed (an unknown one is a one-line error naming
-both lists).
+their warmup and cosine decay, Muon optax's. :func:`symopt.config.validate`
+allows both (an unknown name is a one-line error naming both lists).
 """
 
 from __future__ import annotations
 
-import copy
 import csv
 import dataclasses
 import os
@@ -167,17 +165,6 @@ def known_names() -> list[str]:
     return [*own, *(n for n in zoo.names() if n not in own)]
 
 
-def check_comparisons(names: Sequence[str]) -> None:
-    """Raises :class:`symopt.config.ConfigError`, one line naming both lists,
-    for a name neither the comparisons nor the zoo hold."""
-    unknown = [n for n in names if n not in known_names()]
-    if unknown:
-        raise config_lib.ConfigError(
-            f"config.transfer.comparisons: unknown optimizer {unknown[0]!r}; known: the "
-            f"comparisons ({', '.join(comparisons.COMPARISONS.names())}) and the zoo's "
-            f"optimizers ({', '.join(zoo.names())})")
-
-
 def comparison(name: str, steps: int) -> Optimizer:
     """The optimizer ``transfer.comparisons`` means by ``name`` on a task of
     ``steps`` steps: the comparison (:data:`symopt.comparisons.COMPARISONS`,
@@ -185,25 +172,7 @@ def comparison(name: str, steps: int) -> Optimizer:
     else the zoo's graph as found."""
     if name in comparisons.COMPARISONS:
         return comparisons.COMPARISONS[name](steps)
-    check_comparisons([name])
     return zoo.get(name)
-
-
-def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """:func:`symopt.config.validate`, with ``transfer.comparisons`` naming
-    either registry (:func:`check_comparisons`); returns the config or raises
-    :class:`symopt.config.ConfigError`."""
-    config = config_lib.upgrade(config)
-    section = config.get("transfer")
-    given = section.get("comparisons") if isinstance(section, ml_collections.ConfigDict) else None
-    if not isinstance(given, str):
-        return config_lib.validate(config)  # its own error for a missing or mistyped key
-    check_comparisons(config_lib.names(given))
-    zoo_only = copy.deepcopy(config)  # the rest checked as symopt.config checks it
-    zoo_only.transfer.comparisons = ",".join(n for n in config_lib.names(given)
-                                             if n in zoo.names())
-    config_lib.validate(zoo_only)
-    return config
 
 
 def build_tasks(config: ml_collections.ConfigDict) -> list[tasks.Task]:
@@ -254,7 +223,7 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
     Returns:
       A :class:`TransferResult`.
     """
-    config = validate(config)
+    config = config_lib.validate(config)
     out_dir = os.fspath(out_dir)
     compared = [REFERENCE, *(n for n in config_lib.names(config.transfer.comparisons)
                              if n != REFERENCE)]
@@ -516,7 +485,7 @@ def _cli() -> None:
     program = "symopt.transfer"
 
     def parse(argv: list[str]) -> list[str]:
-        return cli.parse_flags(program, argv, config_flag, validate)
+        return cli.parse_flags(program, argv, config_flag, config_lib.validate)
 
     def main(argv: list[str]) -> None:
         config = config_flag.value
