@@ -287,6 +287,16 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return config
 
 
+def check_transfer_comparison(name: str) -> None:
+    """Raises :class:`ConfigError` unless ``transfer.comparisons`` may name
+    ``name``: a comparison (:mod:`symopt.comparisons`) or a zoo optimizer."""
+    own = comparisons.COMPARISONS.names()
+    if name not in own and name not in zoo.names():
+        _fail("transfer.comparisons", f"unknown optimizer {name!r}; known: the comparisons "
+                                      f"({', '.join(own)}) and the zoo's optimizers "
+                                      f"({', '.join(zoo.names())})")
+
+
 def _check_transfer(t: ml_collections.ConfigDict) -> None:
     if not names(t.tasks):
         _fail("transfer.tasks", "name at least one task")
@@ -294,12 +304,8 @@ def _check_transfer(t: ml_collections.ConfigDict) -> None:
     if unknown:
         _fail("transfer.tasks", f"unknown task {unknown[0]!r}; known: {', '.join(tasks.names())}"
                                 ", or module:function for your own")
-    own = comparisons.COMPARISONS.names()
-    unknown = [n for n in names(t.comparisons) if n not in own and n not in zoo.names()]
-    if unknown:
-        _fail("transfer.comparisons", f"unknown optimizer {unknown[0]!r}; known: the "
-                                      f"comparisons ({', '.join(own)}) and the zoo's "
-                                      f"optimizers ({', '.join(zoo.names())})")
+    for name in names(t.comparisons):
+        check_transfer_comparison(name)
     if not 0 < t.keep <= 1:
         _fail("transfer.keep", f"must be in (0, 1], got {t.keep!r}")
 

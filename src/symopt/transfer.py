@@ -172,6 +172,7 @@ def comparison(name: str, steps: int) -> Optimizer:
     else the zoo's graph as found."""
     if name in comparisons.COMPARISONS:
         return comparisons.COMPARISONS[name](steps)
+    config_lib.check_transfer_comparison(name)
     return zoo.get(name)
 
 
