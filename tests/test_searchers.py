@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+import symopt
 from symopt import graph as graph_lib
 from symopt import searchers, spaces
 from symopt.searchers import (
@@ -500,6 +501,24 @@ def test_aging_evolution_retries_children_that_repeat_a_member_or_a_sibling():
     # 18 neighbours: without retries its children repeat each other.
     without, with_retries = _repeats(0), _repeats(20)
     assert without >= 5 and with_retries == 0, (without, with_retries)
+
+
+def test_aging_evolution_retries_children_that_only_change_dead_code():
+    space = spaces.get("nos", max_nodes=8)
+    adam = space.seeds(["adam"])["adam"]
+    state = graph_lib.Node("mul", "identity", "m", "sqrt_abs", "s0")
+    dead = adam.replace(update=graph_lib.Expr((state,), "adam"), states=("n0",))
+    evo = RegularizedEvolution(space, population_size=4, sample_size=4, batch_size=4,
+                               retries=20, seed_names=())
+    first = evo.init(0)
+    first, asked = evo.ask(first)
+    asked = [dataclasses.replace(c, genome=dead if i == 0 else c.genome)
+             for i, c in enumerate(asked)]
+    first = dataclasses.replace(first, pending=tuple(asked))
+    first = evo.tell(first, asked, [10.0, -np.inf, -np.inf, -np.inf])  # dead wins every draw
+    _, children = evo.ask(first)
+    prints = [symopt.fingerprint(space.to_graph(c.genome)) for c in children]
+    assert symopt.fingerprint(dead) not in prints and len(set(prints)) == len(prints)
 
 
 def test_aging_evolution_rejects_a_negative_niche_size():

@@ -23,12 +23,15 @@ queue of told candidates with their fitness, oldest first
   other betas or rates) soon fill the whole population and the search
   re-tunes that seed; with it, other programs keep their places while they
   improve. The zoo seeds get no privilege either way: they age like everyone;
-* with ``retries = r > 0``, a child whose genome equals a living member's or
-  an earlier child's of the same ask is mutated again from the same parent,
-  up to ``r`` times. A strong parent wins most tournaments, and its small
-  discrete neighbourhood (a momentum type, a schedule kind) gives the same
-  child again and again; those copies cost no training (the run's fingerprint
-  cache) but take the places of new programs.
+* with ``retries = r > 0``, a child that computes what a living member or an
+  earlier child of the same ask computes (the same
+  :func:`symopt.integrity.fingerprint`, for a space of graphs; else the same
+  genome) is mutated again from the same parent, up to ``r`` times. A strong
+  parent wins most tournaments, and most of its mutations either repeat its
+  small discrete neighbourhood (a momentum type, a schedule kind) or touch
+  only what its update never reads (a dead state); those copies cost no
+  training (the run's fingerprint cache) but take the places of new
+  programs.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from symopt import graph as graph_lib
+from symopt import integrity
 from symopt.archive import to_jsonable
 from symopt.searchers import selection
 from symopt.searchers.state import (
@@ -195,7 +199,14 @@ def niche_key(space: Any, genome: Any) -> Any:
 
 
 def _genome_key(space: Any, genome: Any) -> str:
-    """A genome's identity: its JSON form where the space has one, else its repr."""
+    """What a genome computes: the fingerprint of its graph where the space
+    has graphs, else its JSON form, else its repr."""
+    to_graph = getattr(space, "to_graph", None)
+    if to_graph is not None:
+        try:
+            return integrity.fingerprint(to_graph(genome))
+        except (ValueError, ArithmeticError):  # a graph the probe cannot run: by its form
+            pass
     to_json = getattr(space, "to_json", None)
     return repr(genome) if to_json is None else json.dumps(to_jsonable(to_json(genome)),
                                                           sort_keys=True)
