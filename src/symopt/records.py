@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from symopt import graph as graph_lib
-from symopt import symbolic
+from symopt import simplicity
 from symopt.archive import CandidateRecord, StageResult
 
 LEARNING_RATE = "learning_rate"
@@ -58,8 +58,10 @@ def fitness_text(record: CandidateRecord | StageResult | None) -> str:
 
 
 def equation(record: CandidateRecord) -> str:
-    """A record's graph as one line of text."""
-    return symbolic.to_text(graph(record))
+    """A record's graph as one line of text, simplified
+    (:func:`symopt.simplicity.simplified_equation`: constant and near-identity
+    parts pruned, so that what is reported is what the graph computes)."""
+    return simplicity.simplified_equation(graph(record))
 
 
 def graph(record: CandidateRecord) -> graph_lib.Graph:

@@ -23,7 +23,7 @@ from typing import Any
 import ml_collections
 
 from symopt import config as config_lib
-from symopt import fitness, heldout, measure, novelty, records, simplicity, symbolic
+from symopt import fitness, heldout, measure, novelty, records, simplicity
 from symopt import graph as graph_lib
 from symopt.archive import Archive, CandidateRecord
 from symopt.workdir import HALL_OF_FAME, REFERENCE, REFERENCE_RATES, tried_key
@@ -121,7 +121,7 @@ def write_summary(workdir: str, config: ml_collections.ConfigDict, archive: Arch
         f"Best (best.json): #{best.id}, search fitness {_flagged(best)}, learning rate "
         f"{best_graph.hparams.learning_rate:.4g}",
         "",
-        f"    {symbolic.to_text(best_graph)}",
+        f"    {simplicity.simplified_equation(best_graph)}",
     ]
     if below_adam(best.fitness):
         lines += ["", "**The winner's search fitness is below 1.0: on the search tasks it did "

@@ -59,7 +59,6 @@ from symopt import (
     report,
     searchers,
     simplicity,
-    symbolic,
     tasks,
 )
 from symopt import config as config_lib
@@ -408,7 +407,7 @@ class _Search:
             if np.isfinite(f)})
         record = archive.get(ranking[0])
         graph = records.graph(record)
-        self.log(f"elimination: winner #{record.id}: {symbolic.to_text(graph)}")
+        self.log(f"elimination: winner #{record.id}: {simplicity.simplified_equation(graph)}")
         return Winner(record, graph, tuple(ranking))
 
     def best_searched(self, searcher_best: int) -> Winner:
