@@ -10,10 +10,13 @@ new things, and why (see docs/discoveries.md for the evidence):
 * the first population is the zoo seeds (Adam, AdamW, Lion, Muon) among
   random graphs; seeds have no privilege after that: every member dies of age
   (Real et al. 2019), and children of a seed are judged like any other;
-* niches (``niche_size``): at most 4 members share one program structure, so
-  the re-tunings of one program (AdamW at other betas, rates or schedules)
-  cannot fill the population; a child that repeats a living member or a
-  sibling is mutated again (``retries``), and functional duplicates are
+* niches by behaviour (``niche_size``, ``niches``): the members the novelty
+  test (:mod:`symopt.novelty`) judges re-tunings of one zoo optimizer share
+  one niche of at most 4 places, whatever their structure (AdamW at other
+  betas, with a clipped update or a dead term); the other programs share
+  niches by structure. So most of the population behaves unlike any known
+  optimizer; a child that computes what a living member or a sibling
+  computes is mutated again (``retries``), and functional duplicates are
   measured once (the fingerprint cache);
 * a larger population at a small budget: one seed and 200-400 steps per
   search task, and the funnel for the rest;
@@ -22,7 +25,8 @@ new things, and why (see docs/discoveries.md for the evidence):
   geometric mean over three search tasks of different families (the digits
   MLP, an MLP on 5,000 Fashion-MNIST images, a regression MLP) and over 0.3x,
   1x and 3x the candidate's learning rate;
-* the best 6 go to validation tasks of other families (an MLP on MNIST-1D and
+* the best 6 new candidates (``elimination.novel_only``: re-tunings of zoo
+  optimizers do not enter) go to validation tasks of other families (an MLP on MNIST-1D and
   a ConvNet on digits, together), which choose the winner;
 * the test tasks, which only report, include real data: a character-level
   transformer on Shakespeare (whole works held out) and a ConvNet on
@@ -49,6 +53,7 @@ def get_config():
     config.search.options.sample_size = 6
     config.search.options.batch_size = 24
     config.search.options.niche_size = 4
+    config.search.options.niches = "behaviour"
     config.search.options.retries = 8
     config.space.name = "nos"
     config.space.options.max_nodes = 8
@@ -68,6 +73,7 @@ def get_config():
     config.elimination.tasks = "mnist1d_mlp+digits_cnn"
     config.elimination.top_k = 6
     config.elimination.seeds = 2
+    config.elimination.novel_only = True
     config.test.top_k = 1
     config.test.steps = 300
     config.test.seeds = 2

@@ -270,6 +270,21 @@ def test_elimination_budget_overrides_task_options_and_zero_means_the_task_defau
     assert build.search_task(config, "digits_cnn").steps == 20  # tasks.steps while searching
 
 
+def test_novel_only_elimination_admits_no_re_tuning_of_a_zoo_optimizer(tmp_path):
+    config = tiny_config(search__generations=2, elimination__tasks="logistic",
+                         elimination__top_k=3, elimination__seeds=1, elimination__steps=20,
+                         elimination__novel_only=True)
+    lines: list[str] = []
+    result = run_lib.run(config, tmp_path, log=lines.append)
+    with Archive.open(result.workdir) as archive:
+        entered = {r.candidate_id for r in archive.stage_results()}
+        ranked = archive.top(len(archive.ids()))
+    verdicts = {r.id: novelty.verdict(novelty.nearest(records_lib.graph(r))) for r in ranked}
+    new = [r.id for r in ranked if verdicts[r.id] == "new"]
+    assert entered == set(new[:3]) and result.best.id in entered
+    assert any("new candidates enter" in line for line in lines)
+
+
 def test_a_second_run_on_a_busy_workdir_is_refused(tmp_path):
     with workdir.lock(str(tmp_path)):
         with pytest.raises(ArchiveError, match="another symopt run"):

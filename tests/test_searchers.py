@@ -521,11 +521,25 @@ def test_aging_evolution_retries_children_that_only_change_dead_code():
     assert symopt.fingerprint(dead) not in prints and len(set(prints)) == len(prints)
 
 
+def test_behaviour_niches_put_every_re_tuning_of_one_zoo_optimizer_together():
+    space = spaces.get("nos")
+    adam = space.seeds(["adam"])["adam"]
+    clipped = adam.replace(update=graph_lib.Expr(
+        (graph_lib.Node("min", "identity", "adam", "identity", "one"),), "n0"))
+    retuned = adam.replace(hparams=dataclasses.replace(adam.hparams, beta1=0.8))
+    keys = {niche_key(space, g, "behaviour") for g in (adam, clipped, retuned)}
+    assert keys == {"re-tuning of adam"}
+    assert niche_key(space, clipped) != niche_key(space, adam)  # by structure: two niches
+    assert niche_key(space, space.seeds(["lion"])["lion"], "behaviour") == "re-tuning of lion"
+
+
 def test_aging_evolution_rejects_a_negative_niche_size():
     with pytest.raises(ValueError, match="niche_size"):
         RegularizedEvolution(ToySpace(), niche_size=-1)
     with pytest.raises(ValueError, match="retries"):
         RegularizedEvolution(ToySpace(), retries=-1)
+    with pytest.raises(ValueError, match="niches"):
+        RegularizedEvolution(ToySpace(), niches="age")
 
 
 # -- shared pieces ----------------------------------------------------------------------------

@@ -440,3 +440,11 @@ def test_identity_key_merges_candidates_that_prune_to_the_same_optimizer():
 def test_prune_of_a_malformed_graph_raises_graph_error():
     with pytest.raises(symopt.GraphError):
         simplicity.prune(simple("nope"))
+
+
+def test_prune_drops_a_state_the_update_never_reads():
+    adam = zoo.adam()
+    state = graph_lib.Node("mul", "identity", "m", "sqrt_abs", "s0")
+    dead = adam.replace(update=graph_lib.Expr((state,), adam.update.root), states=("n0",))
+    assert simplicity.prune(dead).states == ()
+    assert simplicity.simplified_equation(dead) == simplicity.simplified_equation(adam)

@@ -33,8 +33,10 @@ configs do). Sections:
   ``tasks`` (stages separated by commas, the tasks of one stage joined by
   ``+`` and aggregated; ``""`` skips it),
   ``top_k`` candidates entering, ``keep`` (fraction kept per stage),
-  ``steps`` (0: task default), ``seeds`` and ``on_search_tasks`` (allow the
-  stages to re-measure search tasks). The stages' tasks are the *validation*
+  ``steps`` (0: task default), ``seeds``, ``on_search_tasks`` (allow the
+  stages to re-measure search tasks) and ``novel_only`` (only candidates the
+  novelty test does not judge re-tunings of a zoo optimizer enter:
+  :mod:`symopt.novelty`). The stages' tasks are the *validation*
   role: they choose the winner.
 * ``test``: the test tasks (``tasks.test``) train the best ``top_k`` of the
   validation and the ``comparisons`` (``adam``, ``adamw_cosine``, ``lion``,
@@ -149,7 +151,7 @@ def default_config() -> ml_collections.ConfigDict:
         lr_aggregate="best", simplicity_tolerance=0.0, check=True, dedupe=True,
     ))
     config.elimination = ml_collections.ConfigDict(dict(
-        tasks="", top_k=8, keep=0.5, steps=0, seeds=3, on_search_tasks=False,
+        tasks="", top_k=8, keep=0.5, steps=0, seeds=3, on_search_tasks=False, novel_only=False,
     ))
     config.test = ml_collections.ConfigDict(dict(
         comparisons=",".join(comparisons.COMPARISONS.names()), top_k=3, steps=0, seeds=3,

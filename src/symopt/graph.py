@@ -521,28 +521,45 @@ def canonical(graph: Graph) -> Graph:
     )
 
 
+def live_states(graph: Graph) -> set[int]:
+    """Indices of the states the update reads, directly or through other states."""
+    live: set[int] = set()
+    while True:
+        reads = expr_inputs(graph.update, [graph.states[i] for i in sorted(live)])
+        more = {i for i in range(len(graph.states)) if f"s{i}" in reads} - live
+        if not more:
+            return live
+        live |= more
+
+
+def without_dead_states(graph: Graph) -> Graph:
+    """``graph`` without the states its update never reads (the others
+    renumbered in order, the nodes only they read left inactive): it computes
+    the same updates."""
+    live = sorted(live_states(graph))
+    if len(live) == len(graph.states):
+        return graph
+    rename = {f"s{i}": "one" for i in range(len(graph.states))}
+    rename.update({f"s{i}": f"s{k}" for k, i in enumerate(live)})
+    ref = lambda r: rename.get(r, r)  # noqa: E731
+    nodes = tuple(dataclasses.replace(n, a=ref(n.a), b=ref(n.b)) for n in graph.update.nodes)
+    return graph.replace(update=Expr(nodes, ref(graph.update.root)),
+                         states=tuple(ref(graph.states[i]) for i in live))
+
+
 def structure_key(graph: Graph) -> str:
-    """What a graph computes up to its numbers: the canonical update, states,
-    decays and momentum, without constant values, hyperparameters or schedule.
+    """What a graph computes up to its numbers: the canonical update, live
+    states, decays and momentum, without constant values, hyperparameters or
+    schedule.
 
     Two graphs with one key are one optimizer at other hyperparameters (AdamW
     with other betas, rate or schedule); searchers use it as a niche, so that
     re-tunings of one program do not crowd out other programs. A state the
-    update never reads, directly or through other states, is left out: what
-    it computes cannot tell two programs apart.
+    update never reads (:func:`without_dead_states`) cannot tell two programs
+    apart.
     """
-    g = canonical(graph)
-    live: set[int] = set()
-    while True:
-        reads = expr_inputs(g.update, [g.states[i] for i in live])
-        more = {i for i in range(len(g.states)) if f"s{i}" in reads} - live
-        if not more:
-            break
-        live |= more
-    states = tuple(r if i in live else "one" for i, r in enumerate(g.states))
-    g = canonical(g.replace(states=states))
-    live_states = tuple(r for i, r in enumerate(g.states) if i in live)
-    return repr((g.update, live_states, g.decays, g.momentum, len(g.constants)))
+    g = canonical(without_dead_states(canonical(graph)))
+    return repr((g.update, g.states, g.decays, g.momentum, len(g.constants)))
 
 
 # --------------------------------------------------------------------------

@@ -296,6 +296,30 @@ def judge(graph: Graph, *, zoo_names: Iterable[str] | None = None,
       symopt.GraphError: if ``graph`` is malformed.
       KeyError: an unknown zoo name.
     """
+    ranked = nearest(graph, zoo_names=zoo_names)
+    nearest_match = ranked[0]
+    return Judgement(
+        nearest=nearest_match.name,
+        similarity=nearest_match.similarity,
+        top=tuple(ranked[:top]),
+        verdict=verdict(ranked, threshold),
+        threshold=threshold,
+        equation=simplicity.simplified_equation(graph),
+        nearest_equation=simplicity.simplified_equation(
+            zoo.get(nearest_match.name, **nearest_match.hparams)),
+    )
+
+
+def nearest(graph: Graph, *, zoo_names: Iterable[str] | None = None) -> list[Match]:
+    """Every zoo optimizer's :class:`Match` to ``graph``, nearest first: the
+    simplest of those within :data:`TIE_MARGIN` of the most similar, then the
+    rest by similarity. :func:`judge` without the equations (no sympy), for
+    searchers that judge every candidate.
+
+    Raises:
+      symopt.GraphError: if ``graph`` is malformed.
+      KeyError: an unknown zoo name.
+    """
     graph_lib.validate(graph)
     names = zoo.names() if zoo_names is None else list(zoo_names)
     if not names:
@@ -311,19 +335,16 @@ def judge(graph: Graph, *, zoo_names: Iterable[str] | None = None,
         matches.append(Match(name, float(scores[best]), dict(settings[best])))
     ranked = sorted(matches, key=lambda m: -m.similarity)  # stable: zoo order breaks ties
     near = [m for m in ranked if m.similarity >= ranked[0].similarity - TIE_MARGIN]
-    nearest = min(near, key=lambda m: (_complexity(m.name), names.index(m.name)))
-    ranked.remove(nearest)
-    ranked.insert(0, nearest)
-    return Judgement(
-        nearest=nearest.name,
-        similarity=nearest.similarity,
-        top=tuple(ranked[:top]),
-        verdict=f"re-tuning of {nearest.name}" if nearest.similarity >= threshold else "new",
-        threshold=threshold,
-        equation=simplicity.simplified_equation(graph),
-        nearest_equation=simplicity.simplified_equation(
-            zoo.get(nearest.name, **nearest.hparams)),
-    )
+    first = min(near, key=lambda m: (_complexity(m.name), names.index(m.name)))
+    ranked.remove(first)
+    return [first, *ranked]
+
+
+def verdict(ranked: list[Match], threshold: float = THRESHOLD) -> str:
+    """``re-tuning of <name>`` where the nearest of ``ranked`` (:func:`nearest`'s
+    order) reaches ``threshold``, else ``new``."""
+    first = ranked[0]
+    return f"re-tuning of {first.name}" if first.similarity >= threshold else "new"
 
 
 def _setting(hparams: Mapping[str, Any]) -> str:

@@ -54,6 +54,7 @@ from symopt import (
     heldout,
     integrity,
     measure,
+    novelty,
     progress,
     records,
     report,
@@ -362,6 +363,29 @@ class _Search:
     # ----------------------------------------------------------------------
     # Choosing the winner.
 
+    def entrants(self) -> list[CandidateRecord]:
+        """The candidates that enter elimination: the best ``top_k`` by search
+        fitness (duplicates are never "evaluated"); with ``novel_only``, the
+        best ``top_k`` of those the novelty test (:func:`symopt.novelty.nearest`)
+        does not judge a re-tuning of a zoo optimizer, or the best ``top_k``
+        where none is new."""
+        config, archive = self.config.elimination, self.archive
+        if not config.novel_only:
+            return archive.top(config.top_k)
+        ranked, new = archive.top(len(archive.ids())), []
+        for r in ranked:
+            if novelty.verdict(novelty.nearest(records.graph(r))) == "new":
+                new.append(r)
+                if len(new) == config.top_k:
+                    break
+        if not new:
+            self.log("elimination: no candidate is new by the novelty test; the best enter")
+            return ranked[:config.top_k]
+        skipped = ranked.index(new[-1]) + 1 - len(new)
+        self.log(f"elimination: the best {len(new)} new candidates enter ({skipped} better "
+                 "re-tunings of zoo optimizers left out)")
+        return new
+
     def eliminate(self) -> Winner | None:
         """The validation funnel: successive halving of the top candidates over
         the elimination stages (Morgan & Hougen's progressive elimination,
@@ -375,7 +399,7 @@ class _Search:
         config, archive, stage_tasks = self.config, self.archive, self.setup.stages
         reference = self.references(workdir_lib.REFERENCE_VALIDATION,
                                     [t for stage in stage_tasks for t in stage])
-        entrants = archive.top(config.elimination.top_k)  # duplicates are never "evaluated"
+        entrants = self.entrants()
         if not entrants:
             self.log("elimination: no evaluated candidate to eliminate")
             return None

@@ -695,7 +695,9 @@ def _compact(graph: Graph) -> Graph:
 @functools.lru_cache(maxsize=1024)
 def _pruned(graph: Graph) -> Graph:
     """:func:`prune` for a validated graph, cached (Graphs are hashable)."""
-    current = graph
+    current = graph_lib.without_dead_states(graph)
+    if current is not graph:
+        current = graph_lib.canonical(current)
     for _ in range(_MAX_ROUNDS):
         reference = _signature(current)
         candidate, changed = _prune_pass(current, reference)
@@ -715,7 +717,8 @@ def prune(graph: Graph) -> Graph:
     give; the scalar sub-graphs over ``t/T`` in [0, 1)) is one constant, or
     equals one of its inputs, it is replaced by that constant or input: so
     ``clip_{1e-4}(1 - 1e-4 w)`` becomes the constant 1e-4 and
-    ``g (t/T)^{clip_{1e-5}(1)}`` becomes ``g``. A replacement is kept only
+    ``g (t/T)^{clip_{1e-5}(1)}`` becomes ``g``. States the update never
+    reads go first (:func:`symopt.graph.without_dead_states`). A replacement is kept only
     where the whole optimizer still computes what it did: each leaf's update
     at each probe step within :data:`PRUNE_TOLERANCE` of its largest element,
     and the schedule and decay curves of a long run within that fraction at

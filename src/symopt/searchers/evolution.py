@@ -22,7 +22,13 @@ queue of told candidates with their fitness, oldest first
   oldest overall as before. Without it, the mutants of a good seed (AdamW at
   other betas or rates) soon fill the whole population and the search
   re-tunes that seed; with it, other programs keep their places while they
-  improve. The zoo seeds get no privilege either way: they age like everyone;
+  improve. With ``niches="behaviour"``, every member the novelty test
+  (:func:`symopt.novelty.nearest`) judges a re-tuning of one zoo optimizer
+  shares that optimizer's niche, whatever its structure: AdamW with a
+  clipped update or a dead term is still AdamW, and at most ``niche_size``
+  such members hold places, so the rest of the population is programs that
+  behave unlike any known optimizer. The zoo seeds get no privilege either
+  way: they age like everyone;
 * with ``retries = r > 0``, a child that computes what a living member or an
   earlier child of the same ask computes (the same
   :func:`symopt.integrity.fingerprint`, for a space of graphs; else the same
@@ -37,6 +43,7 @@ queue of told candidates with their fitness, oldest first
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -44,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from symopt import graph as graph_lib
-from symopt import integrity
+from symopt import integrity, novelty
 from symopt.archive import to_jsonable
 from symopt.searchers import selection
 from symopt.searchers.state import (
@@ -59,6 +66,7 @@ from symopt.searchers.state import (
 )
 
 INIT_FILLS = ("sample", "mutate")
+NICHES = ("structure", "behaviour")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +88,9 @@ class RegularizedEvolution(AskTell):
             no limit, the published algorithm).
         retries: how often a child that repeats a living member or an
             earlier child of its ask is mutated again (0: never).
+        niches: what a niche is, one of ``NICHES``: ``"structure"`` (the
+            program without its numbers) or ``"behaviour"`` (re-tunings of one
+            zoo optimizer share a niche; other programs by structure).
     """
 
     space: Any
@@ -91,6 +102,7 @@ class RegularizedEvolution(AskTell):
     init_fill: str = "sample"
     niche_size: int = 0
     retries: int = 0
+    niches: str = "structure"
 
     def __post_init__(self):
         name = type(self).__name__
@@ -124,6 +136,12 @@ class RegularizedEvolution(AskTell):
             name,
             "niche_size",
             f"must be an integer >= 0 (0: no niches), got {self.niche_size!r}",
+        )
+        require(
+            self.niches in NICHES,
+            name,
+            "niches",
+            f"must be one of {', '.join(NICHES)}, got {self.niches!r}",
         )
         require(
             isinstance(self.retries, (int, np.integer)) and self.retries >= 0,
@@ -180,7 +198,7 @@ class RegularizedEvolution(AskTell):
         ``niche_size`` best of each, ties to the younger."""
         niches: dict[str, list[int]] = {}
         for i, c in enumerate(population):
-            key = niche_key(self.space, c.genome)
+            key = niche_key(self.space, c.genome, self.niches)
             niches.setdefault(key, []).append(i)
         keep = []
         for members in niches.values():
@@ -189,13 +207,28 @@ class RegularizedEvolution(AskTell):
         return sorted(keep)
 
 
-def niche_key(space: Any, genome: Any) -> Any:
+def niche_key(space: Any, genome: Any, niches: str = "structure") -> Any:
     """``genome``'s niche: ``space.niche(genome)`` where the space defines one,
-    else the :func:`~symopt.graph.structure_key` of its graph."""
+    else the :func:`~symopt.graph.structure_key` of its graph; with
+    ``niches="behaviour"``, ``re-tuning of <name>`` for a graph the novelty test
+    judges a re-tuning of a zoo optimizer."""
     niche = getattr(space, "niche", None)
     if niche is not None:
         return niche(genome)
-    return graph_lib.structure_key(space.to_graph(genome))
+    graph = space.to_graph(genome)
+    if niches == "behaviour":
+        judged = _verdict(graph)
+        if judged != "new":
+            return judged
+    return graph_lib.structure_key(graph)
+
+
+@functools.lru_cache(maxsize=4096)
+def _verdict(graph: Any) -> str:
+    try:
+        return novelty.verdict(novelty.nearest(graph))
+    except (ValueError, ArithmeticError):  # a graph the probe cannot run
+        return "new"
 
 
 def _genome_key(space: Any, genome: Any) -> str:
