@@ -448,3 +448,13 @@ def test_prune_drops_a_state_the_update_never_reads():
     dead = adam.replace(update=graph_lib.Expr((state,), adam.update.root), states=("n0",))
     assert simplicity.prune(dead).states == ()
     assert simplicity.simplified_equation(dead) == simplicity.simplified_equation(adam)
+
+
+def test_prune_drops_a_state_that_only_an_ignored_input_read():
+    # keep_left(adam, g*s0) is adam: once inlined, nothing reads s0.
+    adam = zoo.adam()
+    update = graph_lib.Expr((graph_lib.Node("mul", "identity", "g", "identity", "s0"),
+                             graph_lib.Node("keep_left", "identity", "adam", "identity", "n0")),
+                            "n1")
+    pruned = simplicity.prune(adam.replace(update=update, states=("n1",)))
+    assert pruned.states == () and pruned.update.root == "adam"
