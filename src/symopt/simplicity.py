@@ -722,7 +722,8 @@ def prune(graph: Graph) -> Graph:
     equals one of its inputs, it is replaced by that constant or input: so
     ``clip_{1e-4}(1 - 1e-4 w)`` becomes the constant 1e-4 and
     ``g (t/T)^{clip_{1e-5}(1)}`` becomes ``g``. States the update never
-    reads go, before and after each pass (:func:`symopt.graph.without_dead_states`). A replacement is kept only
+    reads go, before and after the passes
+    (:func:`symopt.graph.without_dead_states`). A replacement is kept only
     where the whole optimizer still computes what it did: each leaf's update
     at each probe step within :data:`PRUNE_TOLERANCE` of its largest element,
     and the schedule and decay curves of a long run within that fraction at
