@@ -36,6 +36,7 @@ ZOO_NAMES = (
     "muon",
     "lamb",
     "adafactor",
+    "driftprop",
 )
 
 PARITY_LR = 1e-2

@@ -427,3 +427,33 @@ PUBLISHED = ("signum", "addsign", "powersign", "ades", "autolr_sign", "terms_ga"
 """The published discoveries among the optimizers above."""
 TRANSFER = ("sgd", "momentum", "adam", "adamw", "lion", *PUBLISHED)
 """The optimizers ``symopt.transfer`` compares found graphs with by default."""
+
+
+@_register
+def driftprop(**hparams: Any) -> Graph:
+    """DriftProp: found by symopt, not published (``docs/discoveries.md``).
+
+    The winner of ``experiments/discover.py`` with no zoo seeds, search seed 0
+    (``python experiments/benchmark_search.py --part=quality --unseeded``),
+    pruned::
+
+        d = if_matrix(g / sqrt(v + eps), c)      c = -0.0757
+        momentum: Nesterov (0.9) on d; schedule: linear decay to 0.1x after
+        100 warmup steps; beta2 0.9, no bias correction
+
+    On matrices (dense kernels, and conv kernels read as matrices) it is
+    RMSProp's direction with Nesterov momentum. Every other leaf (biases,
+    norm scales) takes a constant step whatever its gradient: since the
+    direction is subtracted, they drift upward, by about ``10 * 0.0757 * lr``
+    a step (times the schedule) once the momentum has settled. The novelty test judges it new (nearest: Adam, similarity
+    0.68). ``drift`` sets ``c`` (the upward drift is ``-drift``).
+    """
+    drift = hparams.pop("drift", -0.0757)
+    defaults = {"learning_rate": 0.0042, "beta1": 0.5, "beta2": 0.9, "bias_correction": False}
+    return Graph(
+        update=nodes(("if_matrix", "identity", "rmsprop", "identity", "c0"), root="n0"),
+        constants=(drift,),
+        schedule=Schedule(kind="linear", warmup_steps=100, alpha=0.1),
+        momentum="nesterov",
+        hparams=_h(defaults, hparams),
+    )
