@@ -446,7 +446,8 @@ def driftprop(**hparams: Any) -> Graph:
     norm scales) takes a constant step whatever its gradient: since the
     direction is subtracted, they drift upward, by about ``10 * 0.0757 * lr``
     a step (times the schedule) once the momentum has settled. The novelty
-    test judges it new (nearest: Adam, similarity 0.68). ``drift`` sets ``c`` (the upward drift is ``-drift``).
+    test judges it new (nearest: Adam, similarity 0.68). ``drift`` sets ``c``
+    (the upward drift is ``-drift``).
     """
     drift = hparams.pop("drift", -0.0757)
     defaults = {"learning_rate": 0.0042, "beta1": 0.5, "beta2": 0.9, "bias_correction": False}
