@@ -314,8 +314,14 @@ def evaluate_baseline(
     ``make_tx`` and ``eval_params`` key the compiled program: pass the same
     objects to reuse it.
     """
-    seeds = _seed_list(seeds, task)
     size = int(jax.tree.leaves(args)[0].shape[0])
+    if size < jax.process_count():  # a row for every process: the last one repeated
+        more = jax.process_count() - size
+        padded = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], more, 0)]), args)
+        metrics = evaluate_baseline(make_tx, padded, task, seeds, devices=devices,
+                                    eval_params=eval_params)
+        return RunMetrics(*(None if x is None else x[:size] for x in metrics))
+    seeds = _seed_list(seeds, task)
     share = _local_share(size)
     local_size = share.stop - share.start
     mesh = _device_mesh(devices)

@@ -364,8 +364,12 @@ def tune_reference(task: Any, learning_rates: Sequence[float], split: str,
         if not side:
             break
         rates.append(_next_rate(side, rates, ratios))
-        metrics = _concatenate([metrics, trainer.optax(optax.adam, (jnp.asarray(rates[-1:]),),
-                                                       task)])
+        # The new rate in every row of the first program's shape: no new
+        # compile, and rows enough for every device and process.
+        padded = jnp.full((len(learning_rates),), rates[-1])
+        extra = trainer.optax(optax.adam, (padded,), task)
+        metrics = _concatenate([metrics, RunMetrics(*(None if x is None else np.asarray(x)[:1]
+                                                      for x in extra))])
     best = metric.choose(metric.task_values(metrics, split), rates)
     chosen = rates.index(best.learning_rate)
     if np.asarray(metrics.diverged)[chosen].all() or not math.isfinite(best.value):
