@@ -173,14 +173,7 @@ def test_a_sweep_is_graph_major_rows_of_one_program_each_picking_its_val_best(mo
     graphs = [zoo.adam(), zoo.sgd()]
     multipliers = (0.5, 1.0, 2.0)
     shape = measure.shape_for(graphs)
-    trained = []
-    train = evaluate.evaluate_graphs
-
-    def recorded(runs, *args, **kwargs):
-        trained.append((len(runs), kwargs["chunk_size"]))
-        return train(runs, *args, **kwargs)
-
-    monkeypatch.setattr(evaluate, "evaluate_graphs", recorded)
+    trained = _recording(monkeypatch)
     forward = measure.sweep(graphs, task, multipliers, metric="loss", shape=shape, extend=0)
     backward = measure.sweep(graphs[::-1], task, multipliers[::-1], metric="loss",
                              shape=shape, extend=0)

@@ -578,12 +578,21 @@ def _prune_update(graph: Graph, reference: _Signature) -> tuple[Graph, bool]:
         def replace(g: Graph, new: Node, i: int = i) -> Graph:
             return g.replace(update=_replace_node(g.update, i, new))
 
-        for rewrite in _rewrites(node, values, unary, _tensors_close, replace):
-            candidate = rewrite(graph)
-            if candidate is not None and _keeps(candidate, reference):
-                graph, changed = candidate, True
-                break
+        kept = _first_kept(graph, _rewrites(node, values, unary, _tensors_close, replace),
+                           reference)
+        if kept is not None:
+            graph, changed = kept, True
     return graph, changed
+
+
+def _first_kept(graph: Graph, rewrites, reference: _Signature) -> Graph | None:
+    """The first of ``rewrites`` of ``graph`` that computes what ``reference``
+    says the graph computed (:func:`_keeps`), or None."""
+    for rewrite in rewrites:
+        candidate = rewrite(graph)
+        if candidate is not None and _keeps(candidate, reference):
+            return candidate
+    return None
 
 
 def _scalar_table(graph: Graph, expr: Expr) -> tuple[dict[str, np.ndarray], Callable]:
@@ -633,11 +642,10 @@ def _prune_scalar(graph: Graph, reference: _Signature, get: Callable[[Graph], Ex
         def replace(g: Graph, new: Node, i: int = i) -> Graph:
             return put(g, _replace_node(get(g), i, new))
 
-        for rewrite in _rewrites(node, values, unary, _points_close, replace):
-            candidate = rewrite(graph)
-            if candidate is not None and _keeps(candidate, reference):
-                graph, changed = candidate, True
-                break
+        kept = _first_kept(graph, _rewrites(node, values, unary, _points_close, replace),
+                           reference)
+        if kept is not None:
+            graph, changed = kept, True
     return graph, changed
 
 

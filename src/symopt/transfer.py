@@ -292,20 +292,26 @@ def ranked(result: TransferResult) -> list[str]:
     return sorted(result.optimizers, key=lambda n: (-reached(n), -result.aggregate[n]))
 
 
-def csv_rows(result: TransferResult) -> list[dict[str, object]]:
-    """One row per optimizer x task it was measured on, in :func:`ranked` order."""
-    rows = []
+def _measured(result: TransferResult):
+    """``(optimizer, task, TaskResult)`` for each pair measured, in
+    :func:`ranked` order, then task order."""
     for name in ranked(result):
         for task in result.tasks:
             r = result.results.get((name, task))
-            if r is None:
-                continue
-            mean, std = fitness.mean_std(r.test)
-            rows.append(dict(
-                optimizer=name, task=task, metric=result.metric.name,
-                lr_multiplier=r.multiplier, learning_rate=r.learning_rate,
-                val=r.val_best, test_mean=mean, test_std=std, seeds=len(r.test),
-                aggregate_vs_adam=result.aggregate[name], edge=int(r.edge)))
+            if r is not None:
+                yield name, task, r
+
+
+def csv_rows(result: TransferResult) -> list[dict[str, object]]:
+    """One row per optimizer x task it was measured on, in :func:`ranked` order."""
+    rows = []
+    for name, task, r in _measured(result):
+        mean, std = fitness.mean_std(r.test)
+        rows.append(dict(
+            optimizer=name, task=task, metric=result.metric.name,
+            lr_multiplier=r.multiplier, learning_rate=r.learning_rate,
+            val=r.val_best, test_mean=mean, test_std=std, seeds=len(r.test),
+            aggregate_vs_adam=result.aggregate[name], edge=int(r.edge)))
     return rows
 
 
@@ -313,18 +319,14 @@ def lr_rows(result: TransferResult) -> list[dict[str, object]]:
     """One row per optimizer x task x multiplier tried (:data:`LR_CSV_FIELDS`),
     in :func:`ranked` order, the multipliers ascending."""
     rows = []
-    for name in ranked(result):
-        for task in result.tasks:
-            r = result.results.get((name, task))
-            if r is None:
-                continue
-            for j, m in enumerate(r.multipliers):
-                mean, std = fitness.mean_std(r.tests[j])
-                rows.append(dict(
-                    optimizer=name, task=task, metric=result.metric.name, lr_multiplier=m,
-                    learning_rate=r.learning_rates[j], val_mean=float(r.val[j]),
-                    test_mean=mean, test_std=std, seeds=len(r.tests[j]),
-                    diverged=int(r.diverged[j]), chosen=int(j == r.chosen)))
+    for name, task, r in _measured(result):
+        for j, m in enumerate(r.multipliers):
+            mean, std = fitness.mean_std(r.tests[j])
+            rows.append(dict(
+                optimizer=name, task=task, metric=result.metric.name, lr_multiplier=m,
+                learning_rate=r.learning_rates[j], val_mean=float(r.val[j]),
+                test_mean=mean, test_std=std, seeds=len(r.tests[j]),
+                diverged=int(r.diverged[j]), chosen=int(j == r.chosen)))
     return rows
 
 
