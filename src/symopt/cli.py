@@ -25,7 +25,12 @@ from typing import Any, NoReturn
 from symopt import config as config_lib
 from symopt.archive import ArchiveError
 from symopt.evaluate import PeerLost
-from symopt.tasks.base import DataNotFoundError, MissingDependencyError
+from symopt.tasks.base import (
+    TRACEBACK_ENV,
+    DataNotFoundError,
+    MissingDependencyError,
+    UserCodeError,
+)
 
 USAGE_ERROR = 2
 """Exit code of a command line given a bad flag, config file, key or value."""
@@ -148,6 +153,12 @@ def guarded(program: str, *, on_interrupt: str) -> Iterator[None]:
         # then abort with a stack trace: leave at once, with the one line.
         exit_with_error(program, f"{config_lib.one_line(e)}; {on_interrupt}", RUN_ERROR,
                         hard=True)
+    except UserCodeError as e:
+        if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+            import traceback  # noqa: PLC0415
+
+            traceback.print_exception(e.__cause__ or e, file=sys.stderr)
+        fail(program, str(e), RUN_ERROR)
     except (DataNotFoundError, MissingDependencyError, ArchiveError) as e:
         fail(program, str(e), RUN_ERROR)
     except sqlite3.Error as e:

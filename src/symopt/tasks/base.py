@@ -40,6 +40,25 @@ class MissingDependencyError(ImportError):
     """An optional dependency of a task is not installed; the message names the pip extra."""
 
 
+class UserCodeError(RuntimeError):
+    """A user's task code failed: its module at import, its factory, or its
+    model's forward or backward pass. The message is one line naming the task,
+    the phase and the exception's own last line; the original exception is the
+    ``__cause__`` (the command lines print its traceback where
+    :data:`TRACEBACK_ENV` is set)."""
+
+    def __init__(self, task: str, phase: str, error: BaseException) -> None:
+        last = (str(error).strip().splitlines() or [""])[-1]
+        super().__init__(f"task {task!r} failed at {phase}: {type(error).__name__}"
+                         + (f": {last}" if last else ""))
+        self.task, self.phase = task, phase
+
+
+TRACEBACK_ENV = "SYMOPT_TRACEBACK"
+"""Environment variable: set to 1, the command lines print a user-code
+failure's full traceback after its one line."""
+
+
 DISTRIBUTION = "symopt-jax"
 """symopt's name on the package index (the import name is ``symopt``)."""
 
