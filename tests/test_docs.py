@@ -1,4 +1,5 @@
-"""The README's config table says what ``default_config()`` holds: every key, its default."""
+"""The README's config table says what ``default_config()`` holds: every key, its
+default, and the meaning :data:`symopt.config.MEANINGS` defines (``--help`` prints it)."""
 
 from __future__ import annotations
 
@@ -12,23 +13,30 @@ from symopt import config as config_lib
 
 from helpers import ROOT
 
-ROW = re.compile(r"^\| (`[a-z_.]+`(?:, `[a-z_.]+`)*) \| ([^|]*) \|")
+ROW = re.compile(r"^\| (`[a-z_.]+`(?:, `[a-z_.]+`)*) \| ([^|]*) \|(?: (.*) \|)?")
 
 
-def _readme_rows() -> dict[str, str]:
-    """Config key -> its default cell, from the README's table (a row may name
-    several keys, with one default each or one for all)."""
-    rows = {}
+def _readme_table() -> list[tuple[tuple[str, ...], str, str]]:
+    """The README config table's rows: (keys, default cell, meaning cell); a row
+    may name several keys, with one default each or one for all."""
+    rows = []
     with open(os.path.join(ROOT, "README.md")) as f:
         for line in f:
             match = ROW.match(line)
             if not match:
                 continue
-            keys = [k.strip("` ") for k in match.group(1).split(",")]
+            keys = tuple(k.strip("` ") for k in match.group(1).split(","))
             if keys[0].split(".")[0] not in config_lib.SECTIONS:
                 continue  # another table's row
-            cells = _split_defaults(match.group(2).strip(), len(keys))
-            rows.update(zip(keys, cells, strict=True))
+            rows.append((keys, match.group(2).strip(), (match.group(3) or "").strip()))
+    return rows
+
+
+def _readme_rows() -> dict[str, str]:
+    """Config key -> its default cell, from the README's table."""
+    rows = {}
+    for keys, defaults, _ in _readme_table():
+        rows.update(zip(keys, _split_defaults(defaults, len(keys)), strict=True))
     return rows
 
 
@@ -78,3 +86,21 @@ def test_the_readme_table_gives_each_keys_default(key):
         assert float(shown) == pytest.approx(default), cell
     else:
         assert shown == default, cell
+
+
+def test_every_config_key_has_a_meaning():
+    assert sorted(set(DEFAULTS) - set(config_lib.DESCRIPTIONS)) == []
+    assert sorted(set(config_lib.DESCRIPTIONS) - set(DEFAULTS)) == []
+
+
+def test_the_readme_table_gives_the_meanings_the_config_schema_defines():
+    readme = [(keys, meaning) for keys, _, meaning in _readme_table()]
+    assert readme == list(config_lib.MEANINGS)
+
+
+def test_help_text_lists_every_config_key_with_its_default_and_meaning():
+    text = config_lib.help_text()
+    for keys, meaning in config_lib.MEANINGS:
+        assert f"  {', '.join(keys)} = " in text
+        assert meaning.replace("`", "").replace("*", "") in text
+    assert "  search.generations = 10\n" in text

@@ -166,6 +166,140 @@ def default_config() -> ml_collections.ConfigDict:
     return config
 
 
+MEANINGS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("search.name",),
+     "`ga`, `particle_ga`, `regularized_evolution`, `random`"),
+    (("search.generations",),
+     "ask/tell rounds (may grow when resuming; mutation decay keeps the first run's horizon)"),
+    (("search.population_size",),
+     "population (particles for `particle_ga`)"),
+    (("search.seed",),
+     "the search's seed: same seed, same search"),
+    (("search.seeds",),
+     "zoo optimizers in the first population: comma-separated names, `default` (the space's), "
+     "or empty"),
+    (("search.options",),
+     "the searcher's other fields: `ga`: `tournament_size`, `elites`, `crossover_rate`, "
+     "`mutation_rate`; `particle_ga`: `children_per_particle`; `regularized_evolution`: "
+     "`sample_size`, `batch_size`, `init_fill`, `niche_size`, `niches` (`structure` or "
+     "`behaviour`), `retries`"),
+    (("space.name",),
+     "`nos`, `terms`, `autolr`"),
+    (("space.options",),
+     "the space's fields, e.g. `nos`: `max_nodes`, `max_constants`, `max_states`, `p_decay`, "
+     "`p_schedule_graph`, `unary`, `binary`, `operands`; `terms`: `max_terms`, `p_numeric`, "
+     "`p_structural`, `p_flag`, `sigma`; `autolr`: `mode`, `max_depth`, `max_tree_ops`, "
+     "`epochs`, `lr0`, `base`"),
+    (("tasks.search",),
+     "comma-separated tasks the fitness averages over (the *search* role): registered names or"
+     " `module:function`"),
+    (("tasks.test",),
+     "tasks that only report, after the winner is chosen (the *test* role); a task has one "
+     "role, so naming it in two is a config error"),
+    (("tasks.steps", "tasks.batch_size"),
+     "training budget per candidate (0: the task's default)"),
+    (("tasks.seeds",),
+     "runs per candidate"),
+    (("tasks.data_dir", "tasks.download"),
+     "TFDS data location; let TFDS download"),
+    (("tasks.options",),
+     "per-task options by task name, e.g. `{\"cifar10\": {\"train_size\": 15000}}`"),
+    (("evaluation.metric",),
+     "`loss`: final clipped loss, divided into a tuned Adam's, geometric mean over tasks; "
+     "`accuracy`: Marfinetz 2025's formula, mean over tasks divided by Adam's (the published "
+     "protocols)"),
+    (("evaluation.split",),
+     "split the fitness reads (the test split stays unseen)"),
+    (("evaluation.strategy",),
+     "population optimizer: `loop` (CPU), `vmap` (accelerators), or `fused` (one Pallas "
+     "kernel; not yet measured on a GPU, falls back to `vmap` where it does not compile)"),
+    (("evaluation.chunk_size",),
+     "candidates per compiled program (0: the searcher's batch, at most 16); the last chunk is"
+     " padded, so one compile serves the run"),
+    (("evaluation.reference_learning_rate", "evaluation.reference_lr_multipliers"),
+     "Adam, the *reference* that normalises fitness, is tuned per task over the rate times "
+     "each multiplier (trained once per run, kept in the archive; the old names "
+     "`baseline_learning_rate`, `baseline_lr_multipliers` are read with a warning until the "
+     "next release)"),
+    (("evaluation.lr_multipliers",),
+     "each candidate also trains at these multiples of its learning rate, as rows of the same "
+     "compiled program; the best is written back into its genome and graph"),
+    (("evaluation.lr_aggregate",),
+     "fitness over the multipliers: `best`, or `mean` (geometric for `loss`), which rewards "
+     "robustness to the learning rate"),
+    (("evaluation.simplicity_tolerance",),
+     "the winner is the simplest candidate (`symopt.simplicity.complexity`) within this "
+     "relative fitness of the best; 0: off"),
+    (("evaluation.check", "evaluation.dedupe"),
+     "integrity check; fingerprint cache"),
+    (("elimination.tasks",),
+     "the *validation* role, which chooses the winner: progressive elimination after the "
+     "search, stages separated by commas, cheapest first, the tasks of one stage joined by `+`"
+     " (fitness aggregated over them); empty: none"),
+    (("elimination.top_k", "elimination.keep"),
+     "candidates entering; fraction kept per stage"),
+    (("elimination.steps", "elimination.seeds"),
+     "budget per stage run (0: the task's default)"),
+    (("elimination.on_search_tasks",),
+     "let the stages re-measure the search tasks (`terms_ga.py`'s final comparison)"),
+    (("elimination.novel_only",),
+     "only candidates the novelty test does not judge re-tunings of a zoo optimizer enter "
+     "(`discover.py`)"),
+    (("test.comparisons",),
+     "the *comparisons* the test tasks train next to the winner, each as its authors recommend"
+     " (`symopt.comparisons`: Adam constant; AdamW, Lion and Muon with warmup and cosine "
+     "decay; schedule-free AdamW with warmup; terms-GA as published); may change when a run "
+     "resumes (old name `test.baselines`)"),
+    (("test.top_k",),
+     "the winner and the runners-up of the validation that the test tasks train"),
+    (("test.steps", "test.seeds"),
+     "budget per test run (0: the task's default)"),
+    (("test.lr_multipliers",),
+     "every optimizer's lr-tuned figure picks one of these on the test task's validation "
+     "split; may change when a run resumes"),
+    (("output.top",),
+     "candidates in `summary.md`"),
+    (("transfer.tasks",),
+     "`python -m symopt.transfer`: tasks found graphs are compared on, cheapest first (a "
+     "search ignores this section)"),
+    (("transfer.steps", "transfer.batch_size", "transfer.seeds"),
+     "budget per transfer run (0: the task's default)"),
+    (("transfer.lr_multipliers",),
+     "every optimizer's rate is chosen among these multiples on each task's validation split"),
+    (("transfer.comparisons",),
+     "zoo optimizers compared with the found graphs (Adam always)"),
+    (("transfer.keep",),
+     "fraction of optimizers, by score against Adam, that go on to the next task"),
+)
+"""The config's schema, once: rows of (keys, meaning), in the order and
+grouping of the README's config table (``tests/test_docs.py`` checks that
+table against these rows and :func:`default_config`); :func:`help_text`
+prints them for ``--help``."""
+
+DESCRIPTIONS: dict[str, str] = {key: meaning for keys, meaning in MEANINGS for key in keys}
+"""Dotted config key -> its meaning (one row of :data:`MEANINGS`)."""
+
+
+def help_text() -> str:
+    """Every config key with its default (from :func:`default_config`, so it
+    cannot drift) and its meaning (:data:`MEANINGS`), for ``--help``: a line
+    ``keys = defaults`` and an indented line of meaning per row."""
+    defaults = flatten(default_config())
+    rows = [(keys, meaning) for keys, meaning in MEANINGS if set(keys) <= set(defaults)]
+    rows += [((key,), "") for key in defaults if key not in DESCRIPTIONS]
+    lines = ["config keys (override with --config.KEY=VALUE; a config file's get_config() "
+             "starts from symopt.config.default_config()):"]
+    for keys, meaning in rows:
+        values = ", ".join(_shown_default(defaults[k]) for k in keys)
+        lines += [f"  {', '.join(keys)} = {values}",
+                  f"      {meaning.replace('`', '').replace('*', '')}"]
+    return "\n".join(lines)
+
+
+def _shown_default(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def from_file(path: str | os.PathLike[str]) -> ml_collections.ConfigDict:
     """The config a config file's ``get_config()`` returns (``experiments/*.py``),
     validated; raises ConfigError in one line when the file cannot give one."""
