@@ -66,14 +66,18 @@ vocabularies are the owners': metrics and multiplier aggregates from
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
+import numpy as np
 
-from symopt import comparisons, fitness, program, tasks, zoo
+from symopt import comparisons, fitness, measure, ops, program, tasks, zoo
+from symopt.graph import MAX_INT
 
 SECTIONS = ("search", "space", "tasks", "evaluation", "elimination", "test", "output",
             "transfer")
@@ -91,6 +95,26 @@ the winner is the same) keep what they ran: ``summary.md`` states their own
 multipliers and names the comparisons they lack."""
 
 
+MAX_POPULATION = 10_000
+"""The largest ``search.population_size`` (and ``evaluation.chunk_size``):
+the first ask of a population breeds and checks every member on the host,
+about half a millisecond each, before any progress line."""
+MAX_SEEDS = 1_000
+"""The most seeds per run (every ``*.seeds``)."""
+MAX_STEPS = 10_000_000
+"""The most training steps per run (every ``*.steps``); a run's memory
+(:mod:`symopt.budget`) bounds it further."""
+MAX_BATCH_SIZE = 32_768
+"""The largest ``tasks.batch_size`` and ``transfer.batch_size``."""
+RATE_RANGE = (ops.TINY, ops.BIG)
+"""The learning rates a multiplier may lead to: a graph's rate must lie in
+(0, ``ops.BIG``] (:func:`symopt.graph.validate`), and one below ``ops.TINY``
+is zero in float32."""
+CANDIDATE_RATES = (math.sqrt(ops.TINY), math.sqrt(ops.BIG))
+"""Far wider than the learning rates any space's candidates (or the
+comparisons) hold (about 1e-6 to 10): multipliers are checked against it,
+so that a candidate's rate at every multiple the search, the test tasks or
+the transfer report try stays in :data:`RATE_RANGE`."""
 
 RENAMED = {
     "evaluation.baseline_learning_rate": "evaluation.reference_learning_rate",
@@ -205,7 +229,7 @@ MEANINGS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("tasks.options",),
      "per-task options by task name, e.g. `{\"cifar10\": {\"train_size\": 15000}}`"),
     (("evaluation.metric",),
-     "`loss`: final clipped loss, divided into a tuned Adam's, geometric mean over tasks; "
+     "`loss`: final clipped loss, divided into the reference Adam's, geometric mean over tasks; "
      "`accuracy`: Marfinetz 2025's formula, mean over tasks divided by Adam's (the published "
      "protocols)"),
     (("evaluation.split",),
@@ -218,7 +242,8 @@ MEANINGS: tuple[tuple[tuple[str, ...], str], ...] = (
      " padded, so one compile serves the run"),
     (("evaluation.reference_learning_rate", "evaluation.reference_lr_multipliers"),
      "Adam, the *reference* that normalises fitness, is tuned per task over the rate times "
-     "each multiplier (trained once per run, kept in the archive; the old names "
+     "each multiplier; the default, one multiplier, is Adam at 1e-3, untuned, and a run's "
+     "fitness lines say which (trained once per run, kept in the archive; the old names "
      "`baseline_learning_rate`, `baseline_lr_multipliers` are read with a warning until the "
      "next release)"),
     (("evaluation.lr_multipliers",),
@@ -364,27 +389,27 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                 value, type(default) if not isinstance(default, float) else (int, float)):
             _fail(key, f"expected {type(default).__name__}, got {value!r}")
     c = config
-    for key, value, lo in (
-        ("search.generations", c.search.generations, 1),
-        ("search.population_size", c.search.population_size, 1),
-        ("search.seed", c.search.seed, 0),
-        ("tasks.steps", c.tasks.steps, 0),
-        ("tasks.batch_size", c.tasks.batch_size, 0),
-        ("tasks.seeds", c.tasks.seeds, 1),
-        ("evaluation.chunk_size", c.evaluation.chunk_size, 0),
-        ("elimination.top_k", c.elimination.top_k, 1),
-        ("elimination.steps", c.elimination.steps, 0),
-        ("elimination.seeds", c.elimination.seeds, 1),
-        ("test.top_k", c.test.top_k, 1),
-        ("test.steps", c.test.steps, 0),
-        ("test.seeds", c.test.seeds, 1),
-        ("output.top", c.output.top, 1),
-        ("transfer.steps", c.transfer.steps, 0),
-        ("transfer.batch_size", c.transfer.batch_size, 0),
-        ("transfer.seeds", c.transfer.seeds, 1),
+    for key, value, lo, hi in (
+        ("search.generations", c.search.generations, 1, MAX_INT),
+        ("search.population_size", c.search.population_size, 1, MAX_POPULATION),
+        ("search.seed", c.search.seed, 0, MAX_INT),
+        ("tasks.steps", c.tasks.steps, 0, MAX_STEPS),
+        ("tasks.batch_size", c.tasks.batch_size, 0, MAX_BATCH_SIZE),
+        ("tasks.seeds", c.tasks.seeds, 1, MAX_SEEDS),
+        ("evaluation.chunk_size", c.evaluation.chunk_size, 0, MAX_POPULATION),
+        ("elimination.top_k", c.elimination.top_k, 1, MAX_INT),
+        ("elimination.steps", c.elimination.steps, 0, MAX_STEPS),
+        ("elimination.seeds", c.elimination.seeds, 1, MAX_SEEDS),
+        ("test.top_k", c.test.top_k, 1, MAX_INT),
+        ("test.steps", c.test.steps, 0, MAX_STEPS),
+        ("test.seeds", c.test.seeds, 1, MAX_SEEDS),
+        ("output.top", c.output.top, 1, MAX_INT),
+        ("transfer.steps", c.transfer.steps, 0, MAX_STEPS),
+        ("transfer.batch_size", c.transfer.batch_size, 0, MAX_BATCH_SIZE),
+        ("transfer.seeds", c.transfer.seeds, 1, MAX_SEEDS),
     ):
-        if value < lo:
-            _fail(key, f"must be >= {lo}, got {value}")
+        if not lo <= value <= hi:
+            _fail(key, f"must be in [{lo}, {hi}], got {value}")
     if not names(c.tasks.search):
         _fail("tasks.search", "name at least one task")
     if c.evaluation.split not in ("val", "test"):
@@ -394,15 +419,17 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
               f"must be one of {', '.join(program.STRATEGIES)}, got {c.evaluation.strategy!r}")
     if not 0 < c.elimination.keep <= 1:
         _fail("elimination.keep", f"must be in (0, 1], got {c.elimination.keep}")
-    if not c.evaluation.reference_learning_rate > 0:
-        _fail("evaluation.reference_learning_rate", "must be > 0")
+    if not 0 < c.evaluation.reference_learning_rate <= ops.BIG:
+        _fail("evaluation.reference_learning_rate", f"must be in (0, {ops.BIG:g}], got "
+                                                    f"{c.evaluation.reference_learning_rate!r}")
     for key, value, known in (("evaluation.metric", c.evaluation.metric, fitness.METRICS),
                               ("evaluation.lr_aggregate", c.evaluation.lr_aggregate,
                                fitness.LR_AGGREGATES)):
         if value not in known:
             _fail(key, f"must be {' or '.join(map(repr, known))}, got {value!r}")
-    if not c.evaluation.simplicity_tolerance >= 0:
-        _fail("evaluation.simplicity_tolerance", "must be >= 0")
+    if not 0 <= c.evaluation.simplicity_tolerance < math.inf:
+        _fail("evaluation.simplicity_tolerance",
+              f"must be a finite number >= 0, got {c.evaluation.simplicity_tolerance!r}")
     for key in ("evaluation.lr_multipliers", "evaluation.reference_lr_multipliers",
                 "test.lr_multipliers", "transfer.lr_multipliers"):
         section, name = key.split(".")
@@ -414,6 +441,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         section, name = key.split(".")
         if 1.0 not in c[section][name]:
             _fail(key, "must include 1.0 (the learning rate as found)")
+    _check_rates(c)
     unknown = [n for n in names(c.test.comparisons) if n not in comparisons.COMPARISONS]
     if unknown:
         _fail("test.comparisons", f"unknown comparison {unknown[0]!r}; known: "
@@ -421,6 +449,45 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _check_roles(c)
     _check_transfer(c.transfer)
     return config
+
+
+def _reached(multipliers: tuple[float, ...], extend: bool) -> tuple[float, float]:
+    """The smallest and the largest multiple a sweep over ``multipliers``
+    trains at: the grid's edges, stepped past them :data:`symopt.measure.MAX_EXTENSIONS`
+    times where the sweep extends (:func:`symopt.measure.extension_ratios`)."""
+    lo, hi = np.float64(min(multipliers)), np.float64(max(multipliers))
+    ratios = measure.extension_ratios(multipliers) if extend else None
+    if ratios is not None:
+        with np.errstate(over="ignore", under="ignore"):
+            steps = measure.MAX_EXTENSIONS
+            lo, hi = lo / np.float64(ratios[0]) ** steps, hi * np.float64(ratios[1]) ** steps
+    return float(lo), float(hi)
+
+
+def _check_rates(c: ml_collections.ConfigDict) -> None:
+    """Every learning rate the multipliers lead to stays in :data:`RATE_RANGE`:
+    the reference's exactly, a candidate's or a comparison's for every rate of
+    :data:`CANDIDATE_RATES`."""
+    low, high = RATE_RANGE
+    for key, extend in (("evaluation.reference_lr_multipliers", True),
+                        ("evaluation.lr_multipliers", False), ("test.lr_multipliers", True),
+                        ("transfer.lr_multipliers", True)):
+        section, name = key.split(".")
+        multipliers = tuple(float(m) for m in c[section][name])
+        if key == "evaluation.reference_lr_multipliers":
+            rates = (c.evaluation.reference_learning_rate,) * 2
+            what = "evaluation.reference_learning_rate times them"
+        else:
+            rates = CANDIDATE_RATES
+            what = "a learning rate in [{:g}, {:g}] times them".format(*CANDIDATE_RATES)
+        lo, hi = _reached(multipliers, extend)
+        with np.errstate(over="ignore", under="ignore"):
+            lo, hi = float(np.float64(lo) * rates[0]), float(np.float64(hi) * rates[1])
+        if not low <= lo <= hi <= high:
+            past = (f" (with up to {measure.MAX_EXTENSIONS} steps past the grid's edges)"
+                    if extend and len(set(multipliers)) > 1 else "")
+            _fail(key, f"{what}{past} reach {lo:g} to {hi:g}, outside the valid learning "
+                       f"rates [{low:g}, {high:g}]; got {c[section][name]!r}")
 
 
 def check_transfer_comparison(name: str) -> None:
@@ -477,7 +544,52 @@ def _check_roles(config: ml_collections.ConfigDict) -> None:
             seen.setdefault(name, role)
 
 
-def one_line(error: BaseException) -> str:
-    """An exception's message on one line (escaped KeyError reprs unescaped)."""
-    text = str(error).replace("\\n", "\n").replace("\\'", "'")
-    return " ".join(text.split()) or type(error).__name__
+MAX_RUN = 500
+"""The longest run of non-blank characters :func:`one_line` prints whole
+(longer ones are cut in the middle): room for a path and the command that
+names it, not for a megabyte of operand name."""
+MAX_LINE = 4_000
+"""The longest message :func:`one_line` prints whole."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _ESCAPES.get(char, f"\\x{ord(char):02x}")
+
+
+def _cut(text: str, most: int) -> str:
+    """``text`` whole, or its start and end around an ellipsis and its length."""
+    if len(text) <= most:
+        return text
+    tail = most // 5
+    return f"{text[:most - tail]}…{text[-tail:]} [{len(text):,} characters]"
+
+
+def fitness_unit(config: ml_collections.ConfigDict) -> str:
+    """What a fitness of 1.0 is under ``config``'s evaluation, for every line
+    that prints a fitness: ``tuned Adam (lr 0.0001-0.01) = 1`` where the
+    reference is tuned over several rates, ``Adam at lr 0.001, untuned = 1``
+    where ``evaluation.reference_lr_multipliers`` holds one (the default)."""
+    grid = fitness.reference_grid(config.evaluation)
+    if len(set(grid)) > 1:
+        return f"tuned Adam (lr {min(grid):g}-{max(grid):g}) = 1"
+    return f"Adam at lr {grid[0]:g}, untuned = 1"
+
+
+def one_line(error: BaseException | str) -> str:
+    """An exception's message (or a message) on one line, its characters kept:
+    line breaks and other control characters escaped (``\\n``), spaces as
+    they are, so that a path or a command reads as given; a run of more than
+    :data:`MAX_RUN` non-blank characters, and a message of more than
+    :data:`MAX_LINE`, cut in the middle with its length. A KeyError's
+    message is its key, not its repr, also where another exception wraps it
+    (ml_collections' AttributeError for a typo)."""
+    args = getattr(error, "args", ())
+    if isinstance(error, BaseException) and len(args) == 1 and isinstance(args[0], BaseException):
+        return one_line(args[0])
+    text = str(args[0]) if isinstance(error, KeyError) and len(args) == 1 else str(error)
+    text = re.sub(rf"\S{{{MAX_RUN + 1},}}", lambda m: _cut(m.group(), MAX_RUN), text.strip())
+    text = _CONTROL.sub(_escape, _cut(text, MAX_LINE))
+    return text or type(error).__name__

@@ -3,7 +3,8 @@
 :func:`evaluate` trains P candidates x S seeds on a task in one
 jit-compiled program: ``lax.scan`` over training steps inside ``vmap`` over
 seeds inside ``vmap`` over the population, the population axis sharded over
-the local devices (``jax.sharding``). The program is compiled once per
+the local devices (``jax.sharding``). Before a program runs, its memory is
+estimated and checked against the devices' (:mod:`symopt.budget`). The program is compiled once per
 (task, population size, :class:`~symopt.program.ProgramShape`) and reused
 for every generation. A run that diverges (non-finite or too large a loss,
 non-finite weights) stops changing and is flagged with its step; it never
@@ -32,12 +33,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from symopt import population, zoo
+from symopt import budget, population, zoo
 from symopt.fitness import FITNESS_TAIL
 from symopt.program import Program, ProgramShape, encode, encodes_leaf_ops
 from symopt.tables import StepTables, step_tables
 
 CURVE_POINTS = 100  # most points of a learning curve (the loss subsampled over steps)
+POPULATION_ARRAYS = 3
+"""Parameter-sized arrays the population optimizer keeps per run besides its
+graph's states (``m``, ``v`` and ``trace``: :class:`symopt.population.state.PopulationState`);
+each node of the graph adds one more while a step is computed."""
+BASELINE_STATES = 2
+"""Parameter-sized states an optax optimizer is budgeted at (Adam's two)."""
 
 
 class RunMetrics(NamedTuple):
@@ -286,9 +293,13 @@ def evaluate(
     per = -(-size // jax.process_count())
     local = _pad(jax.tree.map(lambda x: x[share], program), local_size, mesh.devices.size,
                  at_least=per)
+    data = task.data()
+    budget.check(task, jax.tree.leaves(local)[0].shape[0] * len(seeds),
+                 POPULATION_ARRAYS + shape.max_states + shape.max_nodes,
+                 devices=mesh.devices.flat, data=data)
     # The schedules and decays, tabulated on the host: no compile for them.
     scalars = step_tables(local, task.steps)
-    out = trainer(local, scalars, jnp.asarray(seeds, jnp.int32), task.data())
+    out = trainer(local, scalars, jnp.asarray(seeds, jnp.int32), data)
     metrics = _gather_hosts(_to_metrics(out, local_size, len(seeds)), size)
     return _result(metrics)
 
@@ -328,7 +339,10 @@ def evaluate_baseline(
     trainer = _compiled_baseline_trainer(task, make_tx, len(seeds), mesh, eval_params)
     local = _pad(jax.tree.map(lambda x: x[share], args), local_size, mesh.devices.size,
                  at_least=-(-size // jax.process_count()))
-    out = trainer(local, jnp.asarray(seeds, jnp.int32), task.data())
+    data = task.data()
+    budget.check(task, jax.tree.leaves(local)[0].shape[0] * len(seeds), BASELINE_STATES,
+                 devices=mesh.devices.flat, data=data, what="reference or comparison optimizers")
+    out = trainer(local, jnp.asarray(seeds, jnp.int32), data)
     metrics = _gather_hosts(_to_metrics(out, local_size, len(seeds)), size)
     return _result(metrics)
 

@@ -188,7 +188,8 @@ def _load(spec, data_dir, train_size, val_size, test_size, split_seed, download)
     if not builder.is_prepared():
         if not download:
             raise DataNotFoundError(
-                f"TFDS dataset {spec.tfds_name!r} is not prepared in {builder.data_dir_root}; "
+                f"TFDS dataset {spec.tfds_name!r} is not prepared in "
+                f"{shlex.quote(os.fspath(builder.data_dir_root))}; "
                 f"prepare it with: {prepare_command(spec.tfds_name, builder.data_dir_root)} "
                 f"(needs {INSTALL_HINT}), or let TFDS download it (download=True; "
                 "--config.tasks.download=True)"
@@ -261,7 +262,8 @@ def _tf_reader(tfds, builder, split: str, prepare: Callable) -> tuple[int, Calla
         import tensorflow  # noqa: F401
     except ImportError as e:
         raise MissingDependencyError(
-            f"TFDS dataset {builder.name!r} in {builder.data_dir_root} is prepared as TFRecords, "
+            f"TFDS dataset {builder.name!r} in {shlex.quote(os.fspath(builder.data_dir_root))} "
+            "is prepared as TFRecords, "
             f"which needs TensorFlow to read: {INSTALL_HINT} (or rebuild it with "
             f"--file_format=array_record)"
         ) from e
