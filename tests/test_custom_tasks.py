@@ -242,7 +242,8 @@ BAD_INPUT = [
     (dict(splits=_with("train", 1, y_train - 1)), r"splits\['train'\] y has a negative label"),
     (dict(splits=_with("test", 0, np.where(np.eye(32, FEATURES) > 0, np.nan, SPLITS["test"][0]))),
      r"splits\['test'\] x has 6 NaN or inf entries"),
-    (dict(splits=_with("val", 0, np.full((32, FEATURES), "a"))), r"splits\['val'\] x has dtype"),
+    (dict(splits=_with("val", 0, np.full((32, FEATURES), "a"))),
+     r"splits\['val'\] x has dtype <U1; want real numbers"),
     (dict(splits={"train": SPLITS["train"], "val": SPLITS["val"]}),
      r"splits has no 'test' split"),
     (dict(splits={**SPLITS, "holdout": SPLITS["val"]}), r"splits has unknown split 'holdout'"),
@@ -265,13 +266,10 @@ BAD_INPUT = [
     (dict(batch_size=0), r"batch_size must be a positive integer, got 0"),
     (dict(seeds=0), r"seeds must be a positive integer"),
     (dict(eval_batch_size=0), r"eval_batch_size must be a positive integer"),
-    (dict(model=nn.Embed(5, 3)), r"the model fails on splits\['train'\] x rows of shape \(6,\)"),
     (dict(model=object()), r"model must be a linen Module, an nnx Module or a function"),
     (dict(model=Pair()), r"the model must return one array, got tuple"),
     (dict(model=Lazy(nnx.Rngs(0))), r"the model's state .* changes structure in training"),
     (dict(model=lambda rngs: 3), r"model\(rngs\) must return an nnx.Module, got int"),
-    (dict(model=lambda rngs: nnx.Linear(4, 3, rngs=rngs)),
-     r"the model fails on splits\['train'\] x rows of shape \(6,\)"),
 ]
 
 
@@ -280,6 +278,17 @@ def test_bad_input_is_a_one_line_error_naming_the_task_and_array(changes, messag
     with pytest.raises(ValueError, match=r"from_arrays\('mine'\): " + message) as info:
         _task(**changes)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("model,phase", [
+    (nn.Embed(5, 3), "forward"),  # float inputs
+    (lambda rngs: nnx.Linear(4, 3, rngs=rngs), "forward"),  # 4 features, the data has 6
+    (lambda rngs: nnx.Linear(FEATURES, 3, rngs=rngs, bogus=1), "build"),
+])
+def test_a_model_that_raises_is_a_user_code_error_naming_the_task_and_phase(model, phase):
+    with pytest.raises(tasks.UserCodeError, match=rf"^task 'mine' failed at {phase}: ") as info:
+        _task(model=model)
+    assert info.value.phase == phase and "\n" not in str(info.value)
 
 
 def test_a_batch_larger_than_the_training_split_is_sampled_with_replacement():
@@ -337,6 +346,7 @@ def test_a_module_function_name_imports_from_the_working_directory_and_names_the
     assert tasks.options(name) == {"steps": 30, "batch_size": 8, "seeds": 2, "width": 4}
     task = tasks.get(name, steps=7, width=2)
     assert task.name == name and task.steps == 7 and task.num_classes == 2
+    assert task.label == "inner"  # the name its factory gave it, for reports
     assert tasks.get(name, steps=7, width=2) is task  # cached like the registry's tasks
 
 
@@ -369,6 +379,12 @@ def test_a_bad_module_function_name_is_a_one_line_error_naming_the_task(
     assert "\n" not in str(info.value)
 
 
+def test_a_built_in_tasks_bad_option_stays_a_value_error_not_a_user_code_error():
+    with pytest.raises(ValueError, match="param_scale must be positive") as info:
+        tasks.get("regression", param_scale=-1.0)
+    assert not isinstance(info.value, tasks.UserCodeError)
+
+
 def test_an_unimportable_module_names_the_task_and_the_import_error(user_module):
     with pytest.raises(ValueError, match=r"task 'no_such_module_xyz:f': cannot import "
                                          r"'no_such_module_xyz'.*No module named") as info:
@@ -399,7 +415,7 @@ def test_a_registered_factory_is_listed_and_builds_a_task_named_after_it(registe
     assert registered in tasks.names() and tasks.exists(registered)
     assert tasks.options(registered) == {"steps": 20, "batch_size": 16, "seeds": 1}
     task = tasks.get(registered, steps=5)
-    assert task.name == registered and task.steps == 5
+    assert task.name == registered and task.steps == 5 and task.label == registered
 
 
 @pytest.mark.parametrize("name", ["", "a:b", "a,b", "a+b", "a b", "tab\tname"])

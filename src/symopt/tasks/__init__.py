@@ -31,7 +31,9 @@ Users' own tasks: a name ``module:function`` (e.g. ``mypkg.tasks:make_task``)
 imports ``module`` (from the current directory or installed) and calls
 ``function(**overrides)``, which returns a :class:`Task`, typically built by
 :func:`from_arrays` from a Flax model and NumPy arrays. In Python,
-:func:`register` gives a factory a short name.
+:func:`register` gives a factory a short name. Whatever the user's module,
+factory or model raises becomes a one-line :class:`UserCodeError` naming the
+task and the phase (import, build, forward, gradient).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from symopt.tasks.base import (
     ModelState,
     Params,
     Task,
+    UserCodeError,
 )
 from symopt.tasks.custom import from_arrays
 
@@ -96,7 +99,11 @@ def names() -> list[str]:
 
 
 def exists(name: str) -> bool:
-    """Whether :func:`get` knows ``name``: registered, or a ``module:function`` that resolves."""
+    """Whether :func:`get` knows ``name``: registered, or a ``module:function`` that resolves.
+
+    Raises:
+      UserCodeError: the module of a ``module:function`` fails at import.
+    """
     try:
         _factory(name)
     except ValueError:
@@ -160,11 +167,17 @@ def get(name: str, **overrides: Any) -> Task:
 
     ``name`` may be ``module:function``: ``function`` in ``module``
     (imported from the current directory or the installed packages) builds
-    the task.
+    the task. The task is named ``name``; a ``module:function`` task keeps
+    the name its factory gave it as its ``title``, which reports show
+    (:attr:`Task.label`).
 
     Raises:
-      ValueError: unknown task name or option, a ``module:function`` that
-        does not import or resolve, or a factory that does not return a Task.
+      ValueError: unknown task name or option, a ``module:function`` whose
+        module is not found or has no such function, or a factory that does
+        not return a Task.
+      UserCodeError: the user's module fails at import, or the user's
+        factory (a ``module:function`` or a registered one) raises, phase
+        ``build``; :func:`from_arrays` raises it for a model that fails.
     """
     factory = _factory(name)
     known = options(name)
@@ -197,12 +210,27 @@ def _build(name: str, factory: Callable[..., Task],
 
 
 def _make(name: str, factory: Callable[..., Task], arguments: dict[str, Any]) -> Task:
-    """``factory(**arguments)``, checked to be a Task, named ``name``."""
-    task = factory(**arguments)
+    """``factory(**arguments)``, checked to be a Task, named ``name`` (and titled
+    with its own name where ``name`` is a ``module:function``).
+
+    An error of a user's factory is a :class:`UserCodeError` (phase ``build``);
+    symopt's own factories' errors (a bad option) and missing data pass as they are.
+    """
+    try:
+        task = factory(**arguments)
+    except (UserCodeError, DataNotFoundError, MissingDependencyError):
+        raise
+    except Exception as e:  # noqa: BLE001 (a user's factory: any error is reported)
+        if _BUILT_IN.get(name) is factory:
+            raise
+        raise UserCodeError(name, "build", e) from e
     if not isinstance(task, Task):
         raise ValueError(f"task {name!r}: the factory returned {type(task).__name__}, "
                          "not a symopt.tasks.Task")
-    return task if task.name == name else dataclasses.replace(task, name=name)
+    if task.name == name:
+        return task
+    title = task.label if name not in _TASKS else ""  # module:function, or a registered name
+    return dataclasses.replace(task, name=name, title=title)
 
 
 def _factory(name: str) -> Callable[..., Task]:
@@ -223,9 +251,13 @@ def _resolve(name: str) -> Callable[..., Task]:
         importlib.invalidate_caches()  # the file may be newer than the finders' listings
     try:
         target: Any = importlib.import_module(module_name)
-    except ImportError as e:
+    except ModuleNotFoundError as e:
+        if not _names_module(e.name, module_name):  # the module's own import failed
+            raise UserCodeError(name, "import", e) from e
         raise ValueError(f"task {name!r}: cannot import {module_name!r} "
                          f"(from {cwd} or the installed packages): {e}") from e
+    except Exception as e:  # noqa: BLE001 (the user's module: a SyntaxError, or any raise)
+        raise UserCodeError(name, "import", e) from e
     for part in path.split("."):
         if not hasattr(target, part):
             raise ValueError(f"task {name!r}: {module_name!r} has no {path!r}")
@@ -234,6 +266,12 @@ def _resolve(name: str) -> Callable[..., Task]:
         raise ValueError(f"task {name!r}: {path!r} is a {type(target).__name__}, "
                          "not a function returning a Task")
     return target
+
+
+def _names_module(missing: str | None, module_name: str) -> bool:
+    """Whether a ModuleNotFoundError for ``missing`` means ``module_name`` (or a
+    package above it) is not there, rather than an import inside it failing."""
+    return missing is None or module_name == missing or module_name.startswith(missing + ".")
 
 
 __all__ = [
@@ -246,6 +284,7 @@ __all__ = [
     "REAL_TASKS",
     "TFDS_TASKS",
     "Task",
+    "UserCodeError",
     "exists",
     "from_arrays",
     "get",

@@ -92,6 +92,10 @@ class Task:
         objectives without data. Pass it to ``train_loss`` / ``eval_metrics``
         as an argument so that ``jit`` does not embed it as a constant.
       loss_bound: a training loss above this counts as diverged.
+      title: the name reports show where it differs from ``name``: a task
+        looked up as ``module:function`` keeps that as its ``name`` (the key
+        of archives and configs) and the name its factory gave it (e.g.
+        :func:`symopt.tasks.from_arrays`'s) as its title. ``""``: ``name``.
     """
 
     name: str
@@ -104,6 +108,12 @@ class Task:
     eval_metrics: Callable[[Params, ModelState, Data, str], dict[str, jax.Array]]
     data: Callable[[], Data]
     loss_bound: float = 50.0
+    title: str = ""
+
+    @property
+    def label(self) -> str:
+        """The name reports show: ``title``, or ``name`` where it has none."""
+        return self.title or self.name
 
 
 # --------------------------------------------------------------------------

@@ -9,9 +9,12 @@ function that returns ``from_arrays(...)`` and names it in the config as
             "mine", MyModel(), {"train": (x, y), "val": (xv, yv), "test": (xt, yt)},
             loss="cross_entropy", steps=steps, batch_size=batch_size, seeds=seeds)
 
-The arrays are checked once, when the task is built, so that a wrong shape
-or dtype is a one-line error naming the split and the array rather than a
-trace from inside a compiled population.
+The arrays and the model are checked once, when the task is built, so that
+a wrong shape or dtype is a one-line error naming the split and the array
+rather than a trace from inside a compiled population: the model's forward
+and backward passes are traced (nothing runs or compiles). What the user's
+model raises there is a :class:`~symopt.tasks.base.UserCodeError` naming the
+phase (``build`` for an NNX model function, ``forward``, ``gradient``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from symopt.tasks.base import (
     ModelState,
     Params,
     Task,
+    UserCodeError,
     check_split,
     chunked_mean,
     sample_batch,
@@ -106,8 +110,12 @@ def from_arrays(
       The task.
 
     Raises:
-      ValueError: a bad argument, array, or a model that fails on the data
-        (one line, naming the split and the array).
+      ValueError: a bad argument or array (complex, out of the range of
+        the type it is trained as, ragged), or a model whose output does not
+        fit the targets (one line, naming the split and the array).
+      UserCodeError: the model raises when it is built (phase ``build``) or
+        in its forward pass (``forward``), or its gradient cannot be traced
+        (``gradient``).
     """
 
     def fail(message: str) -> NoReturn:
@@ -119,9 +127,10 @@ def from_arrays(
     arrays = _checked_arrays(splits, loss, fail)
     x = arrays["train"]["x"]
     example = jax.ShapeDtypeStruct(x.shape[1:], _x_dtype(x))
-    net = _adapter(model, example, fail)
-    width = _check_model(net, example, arrays, loss, fail)
+    net = _adapter(name, model, example, fail)
+    width = _check_model(name, net, example, arrays, loss, fail)
     train_loss, eval_metrics = _training_functions(net, loss, batch_size, eval_batch_size)
+    _check_gradient(name, net, train_loss, arrays, loss)
     return Task(
         name=name, steps=int(steps), batch_size=int(batch_size), seeds=int(seeds),
         num_classes=width if loss == "cross_entropy" else 0,
@@ -150,7 +159,7 @@ def _loss_bound(arrays: Mapping[str, Mapping[str, np.ndarray]], loss: str) -> fl
 def _training_functions(net: _Net, loss: str, batch_size: int,
                         eval_batch_size: int | None) -> tuple[Callable, Callable]:
     """The task's ``train_loss`` and ``eval_metrics`` for the adapted model."""
-    per_example = _cross_entropy if loss == "cross_entropy" else _squared_error
+    per_example = _PER_EXAMPLE[loss]
 
     def train_loss(params, model_state, key, data):
         x, y = sample_batch(key, data["train"], batch_size)
@@ -186,6 +195,9 @@ def _squared_error(out: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
     return {"loss": error.mean(axis=tuple(range(1, y.ndim)))}
 
 
+_PER_EXAMPLE = {"cross_entropy": _cross_entropy, "mse": _squared_error}
+
+
 # --------------------------------------------------------------------------
 # The arrays.
 
@@ -207,7 +219,8 @@ def _checked_arrays(splits: Any, loss: str, fail: Callable[[str], NoReturn]) -> 
         pair = splits[split]
         if not isinstance(pair, tuple | list) or len(pair) != 2:
             fail(f"splits[{split!r}] must be a pair (x, y), got {type(pair).__name__}")
-        x, y = (np.asarray(a) for a in pair)
+        x, y = (_as_array(a, f"splits[{split!r}] {part}", fail) for part, a in zip("xy", pair,
+                                                                                  strict=True))
         _check_x(x, f"splits[{split!r}] x", fail)
         _check_y(y, x, f"splits[{split!r}] y", loss, fail)
         arrays[split] = {"x": x, "y": y}
@@ -225,15 +238,49 @@ def _checked_arrays(splits: Any, loss: str, fail: Callable[[str], NoReturn]) -> 
     return arrays
 
 
+def _as_array(value: Any, where: str, fail: Callable[[str], NoReturn]) -> np.ndarray:
+    """``value`` as one NumPy array (an object array of equal rows stacked), or
+    ``fail`` naming ``where`` if its rows differ in shape."""
+    try:
+        array = np.asarray(value)
+        if array.dtype == object and array.ndim:  # e.g. np.array(rows, dtype=object)
+            array = np.asarray(array.tolist())
+    except ValueError as e:  # NumPy: "setting an array element with a sequence. ..."
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        fail(f"{where} is ragged: its rows differ in shape ({detail})")
+    return array
+
+
+def _real(dtype: np.dtype) -> bool:
+    """Whether values of ``dtype`` are real numbers (integers, floats or booleans)."""
+    return any(np.issubdtype(dtype, kind) for kind in (np.bool_, np.integer, np.floating))
+
+
+def _check_range(a: np.ndarray, where: str, trained_as: type,
+                 fail: Callable[[str], NoReturn]) -> None:
+    """``a``'s values fit ``trained_as`` (np.int32 or np.float32), the type it is
+    trained as, else ``fail``: int64 token ids beyond int32 would wrap, float64
+    values beyond float32 would become inf."""
+    if np.issubdtype(a.dtype, np.bool_) or a.size == 0:
+        return
+    info = np.iinfo(trained_as) if np.issubdtype(trained_as, np.integer) else np.finfo(trained_as)
+    low, high = a.min(), a.max()
+    if low < info.min or high > info.max:
+        fail(f"{where} has values from {low} to {high}, outside the range of "
+             f"{np.dtype(trained_as).name} ({info.min:g} to {info.max:g}), which it is "
+             "trained as")
+
+
 def _check_x(x: np.ndarray, where: str, fail: Callable[[str], NoReturn]) -> None:
     if x.ndim == 0:
         fail(f"{where} is a scalar; want one row per example")
     if len(x) == 0:
         fail(f"{where} is empty")
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        fail(f"{where} has dtype {x.dtype}; want numbers")
+    if not _real(x.dtype):
+        fail(f"{where} has dtype {x.dtype}; want real numbers")
     if np.issubdtype(x.dtype, np.inexact) and not np.isfinite(x).all():
         fail(f"{where} has {np.size(x) - np.isfinite(x).sum()} NaN or inf entries")
+    _check_range(x, where, np.int32 if np.issubdtype(x.dtype, np.integer) else np.float32, fail)
 
 
 def _check_y(y: np.ndarray, x: np.ndarray, where: str, loss: str,
@@ -246,11 +293,13 @@ def _check_y(y: np.ndarray, x: np.ndarray, where: str, loss: str,
                  "(loss='mse' for real-valued targets)")
         if y.min() < 0:
             fail(f"{where} has a negative label ({y.min()})")
+        _check_range(y, where, np.int32, fail)
     else:
-        if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
-            fail(f"{where} has dtype {y.dtype}; mse wants numbers")
+        if not _real(y.dtype):
+            fail(f"{where} has dtype {y.dtype}; mse wants real numbers")
         if not np.isfinite(y).all():
             fail(f"{where} has {np.size(y) - np.isfinite(y).sum()} NaN or inf entries")
+        _check_range(y, where, np.float32, fail)
 
 
 def _x_dtype(x: np.ndarray) -> type:
@@ -258,10 +307,15 @@ def _x_dtype(x: np.ndarray) -> type:
     return jnp.int32 if np.issubdtype(x.dtype, np.integer) else jnp.float32
 
 
+def _y_dtype(loss: str) -> type:
+    """The targets' type on device: int32 labels or float32 values."""
+    return np.int32 if loss == "cross_entropy" else np.float32
+
+
 def _device_data(arrays: dict[str, dict], loss: str) -> dict[str, dict[str, jax.Array]]:
     """The checked arrays on device: float32 inputs (int32 token ids), int32 labels or
     float32 targets."""
-    data = to_device(arrays, y_dtype=np.int32 if loss == "cross_entropy" else np.float32)
+    data = to_device(arrays, y_dtype=_y_dtype(loss))
     for split, parts in arrays.items():
         if _x_dtype(parts["x"]) == jnp.int32:
             data[split]["x"] = jnp.asarray(parts["x"], jnp.int32)
@@ -286,8 +340,13 @@ class _Net:
     apply: Callable[[Params, ModelState, jax.Array, jax.Array | None], tuple[jax.Array, ModelState]]
 
 
-def _adapter(model: Any, example: jax.ShapeDtypeStruct, fail: Callable[[str], NoReturn]) -> _Net:
-    """``model`` as a :class:`_Net`; ``example`` is the shape of one input row."""
+def _adapter(name: str, model: Any, example: jax.ShapeDtypeStruct,
+             fail: Callable[[str], NoReturn]) -> _Net:
+    """``model`` as a :class:`_Net`; ``example`` is the shape of one input row.
+
+    Raises:
+      UserCodeError: an NNX model function raises (phase ``build``).
+    """
     if isinstance(model, nn.Module):
         return _linen(model, example)
     if isinstance(model, nnx.Module):
@@ -303,7 +362,7 @@ def _adapter(model: Any, example: jax.ShapeDtypeStruct, fail: Callable[[str], No
         try:
             abstract = nnx.eval_shape(build)
         except Exception as e:  # noqa: BLE001 (the user's code: any error is reported)
-            fail(f"model(nnx.Rngs(0)) failed: {_one_line(e)}")
+            raise UserCodeError(name, "build", e) from e
         if not isinstance(abstract, nnx.Module):
             fail(f"model(rngs) must return an nnx.Module, got {built[0]}")
         return _nnx(abstract, model)
@@ -386,13 +445,17 @@ def _fresh_streams(template: Any, key: jax.Array) -> Any:
     return treedef.unflatten(fresh)
 
 
-def _check_model(net: _Net, example: jax.ShapeDtypeStruct, arrays: dict[str, dict], loss: str,
-                 fail: Callable[[str], NoReturn]) -> int:
+def _check_model(name: str, net: _Net, example: jax.ShapeDtypeStruct, arrays: dict[str, dict],
+                 loss: str, fail: Callable[[str], NoReturn]) -> int:
     """Traces ``net`` on two training rows (nothing runs): the output must fit
-    the targets. Returns the logits' width (0 for ``mse``)."""
+    the targets. Returns the logits' width (0 for ``mse``).
+
+    Raises:
+      UserCodeError: the model's initialisation or forward pass raises
+        (phase ``forward``).
+    """
     y = arrays["train"]["y"]
     batch = jax.ShapeDtypeStruct((2, *example.shape), example.dtype)
-    where = f"splits['train'] x rows of shape {example.shape}"
 
     def forward(key, x):
         params, model_state = net.init(key)
@@ -402,7 +465,7 @@ def _check_model(net: _Net, example: jax.ShapeDtypeStruct, arrays: dict[str, dic
     try:
         train_out, eval_out, state, new_state = jax.eval_shape(forward, jax.random.key(0), batch)
     except Exception as e:  # noqa: BLE001 (the user's model: any error is reported)
-        fail(f"the model fails on {where}: {_one_line(e)}")
+        raise UserCodeError(name, "forward", e) from e
     if not isinstance(train_out, jax.ShapeDtypeStruct):
         fail(f"the model must return one array, got {type(train_out).__name__}")
     out = train_out.shape
@@ -427,10 +490,27 @@ def _check_model(net: _Net, example: jax.ShapeDtypeStruct, arrays: dict[str, dic
     return width
 
 
+def _check_gradient(name: str, net: _Net, train_loss: Callable, arrays: dict[str, dict],
+                    loss: str) -> None:
+    """Traces the gradient of ``train_loss`` at initialisation (nothing runs or compiles).
+
+    Raises:
+      UserCodeError: the backward pass cannot be traced (phase ``gradient``),
+        e.g. a ``while_loop`` with a dynamic trip count or integer parameters.
+    """
+    train = arrays["train"]
+    data = {"train": {"x": jax.ShapeDtypeStruct(train["x"].shape, _x_dtype(train["x"])),
+                      "y": jax.ShapeDtypeStruct(train["y"].shape, _y_dtype(loss))}}
+
+    def gradient(key, data):
+        params, model_state = net.init(key)
+        return jax.grad(train_loss, has_aux=True)(params, model_state, key, data)
+
+    try:
+        jax.eval_shape(gradient, jax.random.key(0), data)
+    except Exception as e:  # noqa: BLE001 (the user's model: any error is reported)
+        raise UserCodeError(name, "gradient", e) from e
+
+
 def _shape(leaf: Any) -> tuple:
     return leaf.shape, leaf.dtype
-
-
-def _one_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {lines[0] if lines else ''}"
