@@ -9,28 +9,60 @@ The public surface, re-exported here one name at a time::
     result = symopt.search("experiments/digits.py", "runs/digits")  # a whole search
 """
 
+import importlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from symopt import ops, zoo
-from symopt.graph import (
-    Expr,
-    Graph,
-    GraphError,
-    Hyperparams,
-    Node,
-    Schedule,
-    canonical,
-    from_dict,
-    from_json,
-    load,
-    save,
-    to_dict,
-    validate,
-)
-from symopt.integrity import CheckReport, check, fingerprint
-from symopt.symbolic import to_latex, to_sympy, to_text
-from symopt.transform import SymoptState, scale_by_graph, to_optax
+if TYPE_CHECKING:  # the names below, imported on first use (:func:`__getattr__`)
+    from symopt import ops, zoo
+    from symopt.graph import (
+        Expr,
+        Graph,
+        GraphError,
+        Hyperparams,
+        Node,
+        Schedule,
+        canonical,
+        from_dict,
+        from_json,
+        load,
+        save,
+        to_dict,
+        validate,
+    )
+    from symopt.integrity import CheckReport, check, fingerprint
+    from symopt.symbolic import to_latex, to_sympy, to_text
+    from symopt.transform import SymoptState, scale_by_graph, to_optax
+
+_LAZY = {
+    **dict.fromkeys(("Expr", "Graph", "GraphError", "Hyperparams", "Node", "Schedule",
+                     "canonical", "from_dict", "from_json", "load", "save", "to_dict",
+                     "validate"), "symopt.graph"),
+    **dict.fromkeys(("CheckReport", "check", "fingerprint"), "symopt.integrity"),
+    **dict.fromkeys(("to_latex", "to_sympy", "to_text"), "symopt.symbolic"),
+    **dict.fromkeys(("SymoptState", "scale_by_graph", "to_optax"), "symopt.transform"),
+}
+"""Each public name and the module that defines it. Importing ``symopt``
+imports none of them (nor JAX): ``python -m symopt.main`` handles Ctrl-C
+before anything heavy is loaded, and a name is imported on first use."""
+_SUBMODULES = ("ops", "zoo")
+
+
+def __getattr__(name: str) -> Any:
+    """Imports a public name on first use (PEP 562) and keeps it."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"symopt.{name}")
+    else:
+        raise AttributeError(f"module 'symopt' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __version__ = "0.1.0"
 

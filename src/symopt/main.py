@@ -12,17 +12,30 @@ On CPU the population is split over one JAX device per core
 thread: one XLA CPU computation of these small models does not fill the cores.
 Compiled training programs are kept in JAX's persistent compilation cache
 (``--compilation_cache_dir``), so a rerun or a resume does not compile them again.
+
+Ctrl-C and SIGTERM are handled from this module's first lines, before absl or
+JAX is imported (:func:`symopt.cli.install_signal_handlers`), and JAX's, XLA's
+and gRPC's own log lines are kept quiet unless ``--verbosity`` is given
+(:func:`symopt.cli.quiet_logs`).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from symopt import cli  # imports nothing heavy
 
-from symopt import cli
-from symopt import config as config_lib
+PROGRAM = "symopt.main"
+
+if __name__ == "__main__":
+    cli.install_signal_handlers(PROGRAM)
+    cli.quiet_logs(sys.argv)
+
+from absl import app, flags, logging  # noqa: E402 (after the signal handlers)
+from ml_collections import config_flags  # noqa: E402
+
+from symopt import config as config_lib  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Search config file (experiments/*.py); override keys with "
@@ -121,12 +134,26 @@ def configure_cpu_devices(count: int | None = None) -> int | None:
     return count
 
 
-PROGRAM = "symopt.main"
+USAGE = ("--config=CONFIG_FILE --workdir=DIR [--config.KEY=VALUE ...] [flags]\n\n"
+         "Searches for an optimizer under the config and writes DIR/archive.sqlite (every "
+         "candidate), DIR/best.json (the winner's graph, for symopt.load and symopt.to_optax) "
+         "and DIR/summary.md; rerun the same command to resume. Exit codes: 0 done, 1 missing "
+         "data or dependencies, an unusable workdir or nothing found, 2 a bad flag, config "
+         "file, key or value, 130 Ctrl-C, 143 SIGTERM.")
+"""What ``--help`` shows first."""
+EXAMPLE = ("python -m symopt.main --config=experiments/digits.py --workdir=runs/digits "
+           "--config.search.generations=5")
+"""What ``--help`` shows last."""
+DONE = "done in "
+"""How the run's last line (:func:`symopt.run.run`) begins: after it, a signal
+changes nothing (:func:`symopt.cli.finished`)."""
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """Parses flags; a bad flag, config file, key or value exits with code 2."""
-    return cli.parse_flags(PROGRAM, argv, _CONFIG, config_lib.validate)
+    """Parses flags; a bad flag, config file, key or value exits with code 2;
+    ``--help`` shows the flags and config keys and exits 0."""
+    return cli.parse_flags(PROGRAM, argv, _CONFIG, config_lib.validate, usage=USAGE,
+                           example=EXAMPLE)
 
 
 def main(argv: list[str]) -> None:
@@ -139,8 +166,16 @@ def main(argv: list[str]) -> None:
         cli.fail(PROGRAM, "--workdir is required, e.g. --workdir=runs/digits", cli.USAGE_ERROR)
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.ERROR)  # keep JAX's and TFDS's log lines quiet
-    resume = (f"every candidate trained so far is kept in {_WORKDIR.value}; rerun the same "
+    resume = (f"every candidate trained so far is kept in {_WORKDIR.value!r}; rerun the same "
               "command to resume")
+    quiet = False  # set once JAX knows which process this is
+
+    def log(line: str) -> None:
+        if not quiet:
+            print(line, flush=True)
+        if line.startswith(DONE):
+            cli.finished()
+
     with cli.guarded(PROGRAM, on_interrupt=resume):
         configure_cpu_devices(_CPU_DEVICES.value)
         configure_compilation_cache(_CACHE_DIR.value)
@@ -151,8 +186,8 @@ def main(argv: list[str]) -> None:
         from symopt import run  # noqa: PLC0415 (imports JAX; flag errors stay fast)
 
         quiet = distributed and jax.process_index() != 0  # process 0 speaks for the run
-        result = run.run(_CONFIG.value, _WORKDIR.value,
-                         log=(lambda line: None) if quiet else lambda line: print(line, flush=True))
+        result = run.run(_CONFIG.value, _WORKDIR.value, log=log)
+    cli.finished()
     if not result.found_anything:
         cli.fail(PROGRAM, "the search found no optimizer that trained without diverging "
                  "(see the warning above); best.json holds its best failure", cli.RUN_ERROR)

@@ -47,18 +47,36 @@ import csv
 import dataclasses
 import os
 import pathlib
+import sys
 import time
 from collections.abc import Callable, Sequence
 
-import ml_collections
-import numpy as np
+from symopt import cli  # imports nothing heavy
 
-from symopt import build, cli, comparisons, evaluate, fitness, measure, searchers, tasks, zoo
-from symopt import config as config_lib
-from symopt import graph as graph_lib
-from symopt.comparisons import Optimizer
-from symopt.evaluate import Trainer
-from symopt.program import ProgramShape
+PROGRAM = "symopt.transfer"
+
+if __name__ == "__main__":  # the command line: Ctrl-C is handled before JAX is imported
+    cli.install_signal_handlers(PROGRAM)
+    cli.quiet_logs(sys.argv)
+
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
+
+from symopt import (  # noqa: E402
+    build,
+    comparisons,
+    evaluate,
+    fitness,
+    measure,
+    searchers,
+    tasks,
+    zoo,
+)
+from symopt import config as config_lib  # noqa: E402
+from symopt import graph as graph_lib  # noqa: E402
+from symopt.comparisons import Optimizer  # noqa: E402
+from symopt.evaluate import Trainer  # noqa: E402
+from symopt.program import ProgramShape  # noqa: E402
 
 REFERENCE = "adam"
 MAX_CHUNK = 32  # graph x multiplier runs per compiled program
@@ -474,6 +492,18 @@ def _plot_lr(result: TransferResult, task: tasks.Task, out_dir: str) -> str:
 # The command line.
 
 
+USAGE = ("--config=CONFIG_FILE --graphs=A.json,B.json --out=DIR [--config.KEY=VALUE ...]\n\n"
+         "Trains the given graphs and the optimizers of transfer.comparisons on "
+         "transfer.tasks, sweeping each one's learning rate, and writes DIR/results.md and "
+         "DIR/results.csv (test value at the val-best rate, against Adam), DIR/lr.csv and a "
+         "plot per task. Exit codes as symopt.main's: 0 done, 1 missing data or "
+         "dependencies, 2 a bad flag, config file, key or value, 130 Ctrl-C, 143 SIGTERM.")
+"""What ``--help`` shows first."""
+EXAMPLE = ("python -m symopt.transfer --config=experiments/transfer.py "
+           "--graphs=runs/digits/best.json --out=runs/transfer")
+"""What ``--help`` shows last."""
+
+
 def _cli() -> None:
     from absl import app, flags, logging  # noqa: PLC0415 (flags exist only for the CLI)
     from ml_collections import config_flags  # noqa: PLC0415
@@ -481,32 +511,33 @@ def _cli() -> None:
     config_flag = config_flags.DEFINE_config_file(
         "config", None, "Transfer config file (experiments/transfer.py); override keys with "
         "--config.<key>=<value>.", lock_config=True)
-    graphs_flag = flags.DEFINE_string("graphs", "", "Comma-separated graph JSON files.")
+    graphs_flag = flags.DEFINE_string("graphs", "", "Comma-separated graph JSON files (a "
+                                      "search's best.json) to train next to the comparisons.")
     out_flag = flags.DEFINE_string("out", None, "Directory for results.md, results.csv, lr.csv, "
                                    "curves_<task>.png and lr_<task>.png.")
 
-    program = "symopt.transfer"
-
     def parse(argv: list[str]) -> list[str]:
-        return cli.parse_flags(program, argv, config_flag, config_lib.validate)
+        return cli.parse_flags(PROGRAM, argv, config_flag, config_lib.validate, usage=USAGE,
+                               example=EXAMPLE)
 
     def main(argv: list[str]) -> None:
         config = config_flag.value
         if len(argv) > 1:
-            cli.fail(program, f"unexpected arguments {argv[1:]}", cli.USAGE_ERROR)
+            cli.fail(PROGRAM, f"unexpected arguments {argv[1:]}", cli.USAGE_ERROR)
         if config is None:
-            cli.fail(program, "--config is required, e.g. --config=experiments/transfer.py",
+            cli.fail(PROGRAM, "--config is required, e.g. --config=experiments/transfer.py",
                      cli.USAGE_ERROR)
         if not out_flag.value:
-            cli.fail(program, "--out is required, e.g. --out=runs/transfer", cli.USAGE_ERROR)
+            cli.fail(PROGRAM, "--out is required, e.g. --out=runs/transfer", cli.USAGE_ERROR)
         if not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.ERROR)
         try:
             graphs = load_graphs(config_lib.names(graphs_flag.value))
         except (ValueError, OSError) as e:
-            cli.fail(program, str(e), cli.USAGE_ERROR)
-        with cli.guarded(program, on_interrupt=f"nothing was written to {out_flag.value}"):
+            cli.fail(PROGRAM, str(e), cli.USAGE_ERROR)
+        with cli.guarded(PROGRAM, on_interrupt=f"nothing was written to {out_flag.value!r}"):
             run_transfer(config, graphs, out_flag.value, log=lambda line: print(line, flush=True))
+        cli.finished()
 
     app.run(main, flags_parser=parse)
 

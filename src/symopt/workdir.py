@@ -4,13 +4,16 @@ A workdir holds one run: ``archive.sqlite`` (every candidate, the config, and
 meta values named here), ``best.json`` and ``summary.md``. This module owns
 the rules that keep it safe:
 
-* one run at a time (:func:`lock`, an advisory lock released at exit or kill);
+* one run at a time (:func:`lock`, an advisory lock released at exit or kill,
+  on a ``.lock`` file that is never followed through a link nor truncated);
 * a resumed run holds the same config, except the keys of
   :data:`symopt.config.RESUMABLE_CHANGES` (:func:`open_archive`); a run that
   had trained nothing may start again with a new config;
 * an output file is replaced only if this run wrote it (:func:`write_output`
   keeps each file's hash in the archive), so nothing symopt did not write is
-  overwritten;
+  overwritten; it is replaced atomically (a temporary file, fsynced, renamed
+  over it), so a kill at any instant leaves the old file or the new one, and
+  the archive knows both;
 * in a multi-host run process 0 alone writes; the other processes work on an
   in-memory copy of the archive.
 """
@@ -18,9 +21,11 @@ the rules that keep it safe:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -46,6 +51,15 @@ TEST_RESULTS = "test_results"
 """Meta key: the test tasks' results, with the winner they were measured for."""
 OUTPUTS = "outputs"
 """Meta key: the hash of each output file this run wrote."""
+PENDING = "outputs_pending"
+"""Meta key: the hash of each output file being replaced (written in full to a
+temporary file, not yet known to be renamed over it): a run killed between the
+rename and the record of :data:`OUTPUTS` recognises either file as its own."""
+TEMPORARY = ".symopt-tmp"
+"""The suffix of an output's temporary file, ``.<name>.symopt-tmp``; one left
+by a kill is removed by the next run (:func:`lock`)."""
+LOCK = ".lock"
+"""The lock file's name in the workdir."""
 HALL_OF_FAME = "hall_of_fame"
 """Meta key: the Pareto front of fitness against complexity."""
 
@@ -66,7 +80,7 @@ REFERENCE_RATES = rates_key(REFERENCE)
 
 _CONFIG_META = (HORIZON, REFERENCE, REFERENCE_RATES, tried_key(REFERENCE), REFERENCE_VALIDATION,
                 rates_key(REFERENCE_VALIDATION), tried_key(REFERENCE_VALIDATION), TEST_RESULTS,
-                OUTPUTS)
+                OUTPUTS, PENDING)
 """Meta keys whose values follow from the config (what a new config drops)."""
 
 
@@ -79,17 +93,48 @@ def is_writer() -> bool:
 def lock(workdir: str) -> Iterator[None]:
     """One run per workdir at a time (an advisory lock, released at exit or kill).
 
+    The lock file is opened without following a symbolic link and without
+    truncating anything; a ``.lock`` that is a link, not a regular file, or a
+    hard link to another file is refused. Holding the lock, it removes the
+    temporary files a killed run left (:data:`TEMPORARY`).
+
     Raises:
-      ArchiveError: another process holds the lock.
+      ArchiveError: another process holds the lock, or ``.lock`` is not a
+        regular file of its own.
     """
     archive_lib.check_workdir(workdir)
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, ".lock"), "w") as handle:
+    path = os.path.join(workdir, LOCK)
+    refused = ArchiveError(f"{path!r} is not symopt's lock file (a symbolic link, a hard link "
+                           "or not a regular file); move it away and rerun")
+    try:  # O_NONBLOCK: a FIFO without a reader fails instead of blocking
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.ENOTDIR):
+            raise refused from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise refused
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise ArchiveError(f"{workdir}: another symopt run is using this workdir") from None
+            raise ArchiveError(f"{workdir!r}: another symopt run is using this workdir") from None
+        _remove_temporaries(workdir)
         yield
+    finally:
+        os.close(fd)
+
+
+def _remove_temporaries(workdir: str) -> None:
+    """Removes the outputs' temporary files a killed run left (the lock is held)."""
+    for entry in os.scandir(workdir):
+        if entry.name.startswith(".") and entry.name.endswith(TEMPORARY) and not entry.is_dir(
+                follow_symlinks=False):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
 
 
 def first_horizon(workdir: str) -> int | None:
@@ -108,8 +153,9 @@ def open_archive(config: ml_collections.ConfigDict, workdir: str, log: Callable[
     they compute and record what process 0 does, and only it writes.
 
     Raises:
-      ConfigError: the workdir holds a run of another config, or one with
-        more generations.
+      ArchiveError: the workdir holds a run of another config (a workdir
+        problem: exit code 1 on the command line).
+      ConfigError: the workdir holds a run with more generations.
     """
     archive = Archive.open(workdir) if writer else Archive.in_memory_copy(workdir)
     stored = archive.config()
@@ -126,20 +172,20 @@ def open_archive(config: ml_collections.ConfigDict, workdir: str, log: Callable[
             archive.set_config(config.to_dict(), replace=True)
             for key in _CONFIG_META:
                 archive.put_meta(key, None)
-        log(f"the run in {workdir} had trained nothing; starting it again with this config")
+        log(f"the run in {workdir!r} had trained nothing; starting it again with this config")
         return archive
     if changed:
         archive.close()
-        raise config_lib.ConfigError(
-            f"workdir {workdir} holds a run with a different config (keys: {', '.join(changed)});"
+        raise ArchiveError(
+            f"workdir {workdir!r} holds a run with a different config (keys: {', '.join(changed)});"
             " use a new --workdir or the same config to resume")
     if config.search.generations < stored["search"]["generations"]:
         archive.close()
         raise config_lib.ConfigError(
-            f"config.search.generations: the run in {workdir} has "
+            f"config.search.generations: the run in {workdir!r} has "
             f"{stored['search']['generations']}; a resumed run may only add generations")
     archive.set_config(config.to_dict(), replace=True)
-    log(f"resuming the run in {workdir}: {len(archive.ids())} candidates in the archive")
+    log(f"resuming the run in {workdir!r}: {len(archive.ids())} candidates in the archive")
     return archive
 
 
@@ -149,6 +195,13 @@ def write_output(archive: Archive, workdir: str, name: str,
     file this run did not write: the archive keeps the hash of each file it
     writes (meta :data:`OUTPUTS`).
 
+    ``write`` writes a temporary file in the workdir, which is fsynced, its
+    hash recorded as pending (meta :data:`PENDING`), and then renamed over the
+    target; the directory is fsynced and the hash becomes the output's. A kill
+    at any instant leaves the old file or the new one, and a rerun recognises
+    either. An empty file is replaced too: it holds nothing to lose (an older
+    symopt, killed in its write, left one).
+
     Raises:
       ArchiveError: the file exists and this run did not write it.
     """
@@ -156,11 +209,52 @@ def write_output(archive: Archive, workdir: str, name: str,
     if not is_writer():
         return
     outputs = archive.get_meta(OUTPUTS, {}) or {}
-    if os.path.exists(path) and file_hash(path) != outputs.get(name):
-        raise ArchiveError(f"{path} was not written by this run, or was changed since; move it "
-                           "away (or use another --workdir) and rerun to resume")
-    write(path)
-    archive.put_meta(OUTPUTS, {**outputs, name: file_hash(path)})
+    pending = archive.get_meta(PENDING, {}) or {}
+    if os.path.lexists(path) and not _replaceable(path, {outputs.get(name), pending.get(name)}):
+        raise ArchiveError(f"{name} was not written by this run, or was changed since; move "
+                           f"{path!r} away (or use another --workdir) and rerun to resume")
+    temporary = os.path.join(workdir, f".{name}{TEMPORARY}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    try:
+        write(temporary)
+        if not os.path.lexists(temporary):  # transition: a writer that wrote ``path`` itself
+            archive.put_meta(OUTPUTS, {**outputs, name: _synced_hash(path)})
+            return
+        digest = _synced_hash(temporary)
+        archive.put_meta(PENDING, {**pending, name: digest})
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    _sync_directory(workdir)
+    with archive.transaction():
+        archive.put_meta(OUTPUTS, {**outputs, name: digest})
+        archive.put_meta(PENDING, {k: v for k, v in pending.items() if k != name})
+
+
+def _replaceable(path: str, hashes: set[str | None]) -> bool:
+    """Whether an existing output may be replaced: a regular file (not a link)
+    that is empty or holds what this run wrote."""
+    info = os.lstat(path)
+    return stat.S_ISREG(info.st_mode) and (info.st_size == 0 or file_hash(path) in hashes)
+
+
+def _synced_hash(path: str) -> str:
+    """Flushes a written file to the disk and returns its hash."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+    return file_hash(path)
+
+
+def _sync_directory(directory: str) -> None:
+    """Flushes a directory's entries (a rename in it) to the disk."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def file_hash(path: str) -> str:
