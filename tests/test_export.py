@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
+import os
 import subprocess
 import sys
 import types
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +32,9 @@ from symopt.graph import SCHEDULE_KINDS, Expr, Schedule, nodes, simple
 from symopt.spaces.nos import NosSpace
 
 NUM_STEPS = 20
+
+# Most graphs here record no training length; the warning has its own tests below.
+pytestmark = pytest.mark.filterwarnings("ignore::symopt.graph.TrainingLengthWarning")
 
 # Inputs that exercise the protections: zeros, tiny, huge, negative.
 _SPECIAL = np.array(
@@ -399,6 +405,30 @@ def test_exported_schedule_equals_to_optax_before_and_past_total_steps(kind, par
         np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-12)
 
 
+def test_exported_factory_defaults_to_the_length_the_graph_was_found_at(params, make_grads,
+                                                                        tmp_path):
+    found = _schedule_graph("cosine").replace(total_steps=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", symopt.graph.TrainingLengthWarning)
+        module = _load(export.to_source(found), tmp_path, "found_at_12")
+    assert module.TOTAL_STEPS == 12
+    grads = make_grads(NUM_STEPS, seed=4)
+    expected = _trajectory(symopt.to_optax(found, 0.01, 12), params, grads)
+    for actual in (_trajectory(module.optimizer(0.01), params, grads),
+                   _trajectory(symopt.to_optax(found, 0.01), params, grads)):
+        for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+            np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-12)
+
+
+def test_exporting_a_graph_that_reads_T_without_a_length_warns_and_keeps_the_default(tmp_path):
+    graph = _schedule_graph("linear").with_hparams(learning_rate=3.3e-3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = _load(export.to_source(graph), tmp_path, "no_length")
+    assert [w.category for w in caught] == [symopt.graph.TrainingLengthWarning]
+    assert module.TOTAL_STEPS == symopt.graph.DEFAULT_TOTAL_STEPS
+
+
 # --------------------------------------------------------------------------
 # The generated module.
 
@@ -482,10 +512,13 @@ def test_command_line_writes_the_module(tmp_path):
     assert out.stdout == export.to_source(zoo.lion())
 
 
+ERROR = "python -m symopt.export: error: "
+
+
 def test_command_line_bad_path_is_a_one_line_error(tmp_path, capsys):
     assert export.main(["--graph", str(tmp_path / "missing.json")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1
+    assert err.startswith(ERROR) and err.count("\n") == 1
 
 
 def test_command_line_invalid_graph_is_a_one_line_error(tmp_path, capsys):
@@ -493,7 +526,38 @@ def test_command_line_invalid_graph_is_a_one_line_error(tmp_path, capsys):
     path.write_text('{"update": {"nodes": [], "root": "nope"}}')
     assert export.main(["--graph", str(path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "nope" in err and err.count("\n") == 1
+    assert err.startswith(ERROR) and "nope" in err and err.count("\n") == 1
     path.write_text("{not json")
     assert export.main(["--graph", str(path)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_command_line_refuses_a_fifo_in_one_line_without_waiting(tmp_path):
+    fifo = tmp_path / "best.json"
+    os.mkfifo(fifo)  # nothing ever writes to it: reading it would wait forever
+    out = subprocess.run([sys.executable, "-m", "symopt.export", "--graph", str(fifo)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith(ERROR) and out.stderr.count("\n") == 1
+    assert "FIFO" in out.stderr and "not a regular file" in out.stderr
+
+
+def test_command_line_cuts_a_long_operand_name_in_its_error(tmp_path, capsys):
+    path = tmp_path / "long.json"
+    data = symopt.to_dict(zoo.adam())
+    data["update"]["root"] = "x" * 1_000_000
+    path.write_text(json.dumps(data))
+    assert export.main(["--graph", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(ERROR) and err.count("\n") == 1
+    assert len(err) < len(str(path)) + 200 and "(1000002 characters)" in err
+
+
+def test_command_line_prints_the_length_warning_as_one_line(tmp_path, capsys):
+    path = tmp_path / "best.json"
+    # Reads t/T and records no length; a rate of its own: no other test warned of it.
+    symopt.save(zoo.terms_ga().with_hparams(learning_rate=7.7e-4), path)
+    assert export.main(["--graph", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("python -m symopt.export: warning: ") and err.count("\n") == 1

@@ -1,8 +1,11 @@
 """Graph: validation with named fields, JSON round-trip, canonical form."""
 
+import builtins
 import copy
 import dataclasses
 import json
+import os
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -180,12 +183,14 @@ def _fuzz(start: int, count: int, tmp_path, *, jit_steps: int) -> int:
     return loaded
 
 
+@pytest.mark.filterwarnings("ignore::symopt.graph.TrainingLengthWarning")  # export of t/T graphs
 @pytest.mark.parametrize("start", range(0, 600, 150))
 def test_a_graph_that_loads_works_everywhere_and_one_that_does_not_is_a_graph_error(
         start, tmp_path):
     assert _fuzz(start, 150, tmp_path, jit_steps=0) > 0
 
 
+@pytest.mark.filterwarnings("ignore::symopt.graph.TrainingLengthWarning")
 @pytest.mark.slow
 def test_two_thousand_corrupted_documents_load_or_fail_cleanly_through_three_jit_steps(
         tmp_path):
@@ -338,3 +343,93 @@ def test_graphs_are_hashable_and_immutable():
 def test_used_operands_follow_states_and_decays():
     graph = zoo.lion()
     assert graph_lib.used_operands(graph) >= {"g", "s0", "c0", "c1", "c2", "c3"}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_load_refuses_a_fifo_at_once_instead_of_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "best.json"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def load():
+        try:
+            symopt.load(fifo)
+        except Exception as e:  # noqa: BLE001 - the outcome is checked below
+            outcome.append(e)
+
+    reader = threading.Thread(target=load, daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    if reader.is_alive():  # blocked in open(): give it a writer and an EOF, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=10)
+        pytest.fail("load() waited for a writer on a FIFO")
+    (error,) = outcome
+    assert isinstance(error, GraphError) and "FIFO" in str(error)
+    assert str(error).startswith(f"{fifo}: ") and "\n" not in str(error)
+
+
+def test_load_refuses_a_directory_and_a_device_as_not_regular_files(tmp_path):
+    with pytest.raises(GraphError, match="a directory, not a regular file"):
+        symopt.load(tmp_path)
+    if os.path.exists(os.devnull):
+        with pytest.raises(GraphError, match="a character device, not a regular file"):
+            symopt.load(os.devnull)
+
+
+def test_load_checks_the_size_before_opening_the_file(tmp_path, monkeypatch):
+    big = tmp_path / "big.json"
+    with open(big, "wb") as f:
+        f.truncate(10 * graph_lib.MAX_FILE_BYTES)  # sparse: large, and nothing written
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"opened {args[0]!r}")
+
+    monkeypatch.setattr(builtins, "open", refuse)
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(GraphError, match=r"bytes, larger than \d+: not a graph file"):
+        symopt.load(big)
+
+
+LONG = "x" * 1_000_000
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda d: d["update"].update(root=LONG),
+    lambda d: d["update"]["nodes"].append(dict(op=LONG, left="identity", a="g",
+                                               right="identity", b="g")),
+    lambda d: d["update"]["nodes"].append(dict(op="add", left=LONG, a="g",
+                                               right="identity", b="g")),
+    lambda d: d["update"]["nodes"].append(dict(op="add", left="identity", a="g",
+                                               right="identity", b=LONG)),
+    lambda d: d["update"].update({LONG: 1}),
+    lambda d: d.update({LONG: 1}),
+    lambda d: d.update(decays={LONG: {"nodes": [], "root": "t"}}),
+    lambda d: d.update(decays={"g": {"nodes": [], "root": LONG}}),
+    lambda d: d.update(momentum=LONG),
+    lambda d: d.update(format=LONG),
+    lambda d: d["schedule"].update(kind=LONG),
+    lambda d: d["schedule"].update({LONG: 1}),
+    lambda d: d["hparams"].update(beta1=LONG),
+    lambda d: d["hparams"].update(bias_correction=LONG),
+    lambda d: d.update(states=[LONG]),
+    lambda d: d.update(constants=[LONG]),
+    lambda d: d.update(total_steps=LONG),
+], ids=["root", "op", "unary", "ref", "expr_key", "key", "decay_key", "decay_root", "momentum",
+        "format", "schedule_kind", "schedule_key", "number", "bool", "state", "constant",
+        "total_steps"])
+def test_an_error_cuts_a_long_user_string_and_says_how_long_it_was(mutate):
+    data = symopt.to_dict(zoo.adam())
+    mutate(data)
+    with pytest.raises(GraphError) as info:
+        symopt.from_dict(data)
+    message = str(info.value)
+    assert len(message) < 300 and "characters)" in message, message[:300]
+
+
+def test_a_node_reference_of_thousands_of_digits_is_a_graph_error():
+    data = symopt.to_dict(zoo.adam())
+    data["update"]["root"] = "n" + "1" * 5000  # more digits than int() converts
+    with pytest.raises(GraphError, match="unknown operand") as info:
+        symopt.from_dict(data)
+    assert len(str(info.value)) < 300

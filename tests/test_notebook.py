@@ -18,8 +18,11 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+import symopt
 from symopt import graph as graph_lib
-from symopt.archive import Archive
+from symopt import zoo
+from symopt.archive import Archive, CandidateRecord
+from symopt.config import default_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "experiments", "visualize.ipynb")
@@ -111,6 +114,38 @@ def test_the_notebook_as_shipped_shows_what_the_readme_command_wrote(monkeypatch
     nb = _execute_as_shipped(monkeypatch, workdir)
     _check_outputs(nb, workdir)
     assert sorted(os.listdir(workdir)) == before  # a viewer writes nothing
+
+
+def _written_run(workdir, *, recorded: int | None) -> None:
+    """A finished run's workdir written directly (no search): the default config
+    (``tasks.steps`` 0, so the digits MLP trains its default 200 steps), two
+    generations of candidates and a ``best.json`` recording ``recorded`` as its
+    training length (None: one written before lengths were recorded)."""
+    best = zoo.adam().replace(schedule=graph_lib.Schedule("cosine"))
+    records = [CandidateRecord(id=i, generation=i // 2, space="nos", origin="sample",
+                               parents=(i - 2,) if i >= 2 else (), genome={"id": i},
+                               graph=best.with_hparams(learning_rate=10.0 ** -(i + 2)).to_dict(),
+                               fingerprint=f"fp{i}", status="evaluated", fitness=float(i))
+               for i in range(4)]
+    with Archive.open(workdir) as archive:
+        archive.set_config(default_config().to_dict())
+        archive.add_candidates(records)
+    symopt.save(graph_lib.from_dict(records[-1].graph).replace(total_steps=recorded),
+                os.path.join(workdir, "best.json"))
+
+
+@pytest.mark.parametrize("recorded, expected", [(120, 120), (None, 200)],
+                         ids=["best.json", "config"])
+def test_the_notebook_numbers_generations_from_one_and_draws_the_runs_length(
+        monkeypatch, tmp_path, recorded, expected):
+    workdir = tmp_path / "run"
+    _written_run(workdir, recorded=recorded)
+    texts = _texts(_execute_as_shipped(monkeypatch, workdir))
+    # The best (fitness 3) is candidate #3 of the second generation, "gen 2/2" on the
+    # command line; the archive stores it as generation 1.
+    assert "### 1. candidate #3: generation 2," in texts
+    assert "generation 0" not in texts
+    assert f"schedules drawn over T = {expected} steps" in texts
 
 
 def test_the_notebook_on_a_missing_workdir_says_which_command_makes_it(monkeypatch, tmp_path):

@@ -14,7 +14,7 @@ from matplotlib.colors import to_hex  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from symopt import graph as graph_lib  # noqa: E402
-from symopt import interpret, symbolic, viz, zoo  # noqa: E402
+from symopt import interpret, progress, symbolic, viz, zoo  # noqa: E402
 from symopt.archive import Archive, ArchiveError, CandidateRecord  # noqa: E402
 from symopt.graph import Graph, Schedule, nodes  # noqa: E402
 from symopt.spaces.nos import NosSpace  # noqa: E402
@@ -219,6 +219,14 @@ def test_plot_schedule_is_what_the_optimizer_computes(graph):
             np.testing.assert_allclose(ys[step], expected, rtol=1e-12)
 
 
+def test_plot_schedule_without_a_length_draws_the_length_the_graph_was_found_at():
+    found = zoo.adam().replace(schedule=Schedule("cosine"), total_steps=200)
+    curve = line(viz.plot_schedule(found), "schedule")
+    np.testing.assert_array_equal(curve.get_xdata(), np.arange(200))
+    np.testing.assert_allclose(curve.get_ydata()[-1], interpret.schedule_multiplier(
+        found.schedule, np, 199, 200, found.constants), rtol=1e-12)
+
+
 def test_random_graphs_include_some_with_decays():
     # Keeps the schedule test above honest: it checks decay curves too.
     sampled = [NosSpace().sample(np.random.default_rng(i)) for i in RANDOM_SEEDS]
@@ -267,10 +275,18 @@ def archive(tmp_path):
         yield a
 
 
+def test_plot_fitness_numbers_generations_from_one_like_the_command_line(archive):
+    fig = viz.plot_fitness(archive)
+    stored = [s.generation for s in archive.generations()]
+    assert stored[0] == 0  # the archive counts from 0, "gen 1/N" is the first one printed
+    np.testing.assert_array_equal(line(fig, "best").get_xdata(), [g + 1 for g in stored])
+    assert progress.line(0, 5, [], 0, archive.get(0), 1.0, None).startswith("gen 1/5")
+
+
 def test_plot_fitness_plots_best_median_and_rejected_share(archive):
     fig = viz.plot_fitness(archive)
     summaries = archive.generations()
-    gens = [s.generation for s in summaries]
+    gens = [viz.generation_number(s.generation) for s in summaries]
     for gid, field in (("best", "best"), ("median", "median")):
         curve = line(fig, gid)
         np.testing.assert_array_equal(curve.get_xdata(), gens)
@@ -279,7 +295,7 @@ def test_plot_fitness_plots_best_median_and_rejected_share(archive):
     share = line(fig, "rejected").get_ydata()
     np.testing.assert_allclose(share, [s.rejected / s.count for s in summaries])
     assert line(fig, "rejected").axes is not line(fig, "best").axes  # a second y axis
-    assert math.isnan(line(fig, "best").get_ydata()[gens.index(3)])
+    assert math.isnan(line(fig, "best").get_ydata()[gens.index(viz.generation_number(3))])
 
 
 def test_plot_fitness_reads_a_workdir(archive, tmp_path):
@@ -300,8 +316,8 @@ def test_plot_lineage_draws_exactly_the_ancestors(archive):
     labels = texts(fig)
     for cid in lineage:
         rec = archive.get(cid)
-        label = f"#{cid} g{rec.generation}\n{rec.origin}\nfit {rec.fitness:.4g}"
-        assert label in labels
+        label = f"#{cid} g{rec.generation + 1}\n{rec.origin}\nfit {rec.fitness:.4g}"
+        assert label in labels  # generations from 1, as the command line numbers them
     assert to_hex(drawn["candidate:10"].get_edgecolor()) == viz.ROOT_EDGE
 
 
@@ -312,7 +328,7 @@ def test_plot_lineage_of_an_unknown_candidate_raises(archive):
 
 def test_plots_save_to_png(archive, tmp_path):
     for fig in (viz.plot_fitness(archive), viz.plot_lineage(archive, 10),
-                viz.plot_schedule(zoo.terms_ga())):
+                viz.plot_schedule(zoo.terms_ga(), total_steps=1000)):
         fig.savefig(tmp_path / "p.png", dpi=40)
         assert (tmp_path / "p.png").read_bytes().startswith(PNG_MAGIC)
 

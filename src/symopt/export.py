@@ -40,6 +40,7 @@ import builtins
 import keyword
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -157,7 +158,10 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
       Python source importing only ``jax``, ``jax.numpy``, ``optax`` and
       ``typing``. Its ``name(learning_rate, total_steps, *, weight_decay,
       seed)`` returns an ``optax.GradientTransformation`` whose updates equal
-      ``symopt.to_optax(graph, learning_rate, total_steps, ...)``.
+      ``symopt.to_optax(graph, learning_rate, total_steps, ...)``; its
+      ``total_steps`` defaults to ``TOTAL_STEPS``, the length the graph was
+      found at (what ``to_optax`` lays it over when given none; a graph
+      that reads ``T`` without one warns, as ``to_optax`` does).
 
     Example:
       >>> import symopt
@@ -168,6 +172,7 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
     graph_lib.validate(graph)
     if not name.isidentifier() or keyword.iskeyword(name):
         raise ValueError(f"name: {name!r} is not a Python identifier")
+    total_steps = graph_lib.total_steps_for(graph)
     p = interpret.plan(graph)
     functions, schedule_fields, uses = _schedule_functions(graph, p)
     direction = _direction_function(graph, p)
@@ -179,7 +184,8 @@ def to_source(graph: Graph, *, name: str = "optimizer") -> str:
         fn for fn in (ops.clip_big, ops.protect) if f"{embed.embedded_name(fn)}(" in written}
     helpers, embedded_constants = embed.embedded_source(sorted(uses, key=lambda f: f.__name__))
     code = "\n\n\n".join([helpers, _state_class(graph, p), *functions, scale_by, factory])
-    constants, names = _constants(graph, schedule_fields, embedded_constants, code)
+    constants, names = _constants(graph, total_steps, schedule_fields, embedded_constants,
+                                  code)
     defined = set(_IMPORTS) | names | set(
         re.findall(r"^(?:def|class) (\w+)", code.replace(factory, ""), re.MULTILINE)) | {
         "ScheduleConstants"}
@@ -365,7 +371,7 @@ def _scale_by_direction(
         "return treedef.unflatten([out[0] for out in outs]), new_state",
     ]
     return "\n".join([
-        "def scale_by_direction(total_steps=10_000, *, seed=0):",
+        "def scale_by_direction(total_steps=TOTAL_STEPS, *, seed=0):",
         '    """The graph\'s direction as an optax transformation (``update`` needs params)."""',
         "",
         "    def init_fn(params):",
@@ -412,7 +418,7 @@ def _factory(graph: Graph, name: str) -> str:
         "optax.scale_by_learning_rate(step_size),",
     ]
     return "\n".join([
-        f"def {name}(learning_rate=LEARNING_RATE, total_steps=10_000, *, "
+        f"def {name}(learning_rate=LEARNING_RATE, total_steps=TOTAL_STEPS, *, "
         "weight_decay=WEIGHT_DECAY, seed=0):",
         '    """The exported optimizer as an ``optax.GradientTransformation``.',
         "",
@@ -444,12 +450,15 @@ _SCHEDULE_FIELD_DOCS = {"alpha": "the floor, as a fraction of the base rate", "d
 _SCHEDULE_FIELD_TYPES = {"alpha": "float", "decay_rate": "float", "steps": "int", "cycles": "int"}
 
 
-def _constants(graph: Graph, schedule_fields: list[str], embedded: dict[str, Any],
-               code: str) -> tuple[list[str], set[str]]:
+def _constants(graph: Graph, total_steps: int, schedule_fields: list[str],
+               embedded: dict[str, Any], code: str) -> tuple[list[str], set[str]]:
     """The module's constants that ``code`` reads, and the names of all it could."""
     h, s = graph.hparams, graph.schedule
     candidates: list[tuple[str, str, str]] = [
         ("LEARNING_RATE", _float(h.learning_rate), "base learning rate"),
+        ("TOTAL_STEPS", str(total_steps),
+         "the training length T the graph was found at" if graph.total_steps is not None
+         else "T by default (the graph records no training length)"),
         ("WEIGHT_DECAY", _float(h.weight_decay), "decoupled, scaled by the learning rate"),
         ("BETA1", _float(h.beta1), "EMA rate of m"),
         ("BETA2", _float(h.beta2), "EMA rate of v"),
@@ -541,22 +550,34 @@ def _wrap(text: str, width: int) -> list[str]:
 # Command line.
 
 
+PROGRAM = "python -m symopt.export"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m symopt.export --graph best.json [--name NAME]``: source to stdout."""
+    """``python -m symopt.export --graph best.json [--name NAME]``: source to
+    stdout; an error is one line ``python -m symopt.export: error: ...``
+    (exit 2), a warning one line ``...: warning: ...``."""
     parser = argparse.ArgumentParser(
-        prog="python -m symopt.export",
+        prog=PROGRAM,
         description="Write a symopt graph as a standalone optax optimizer module.",
     )
-    parser.add_argument("--graph", required=True, help="the graph's JSON file (best.json)")
+    parser.add_argument("--graph", required=True,
+                        help=f"the graph's JSON file (best.json): a regular file of at most "
+                             f"{graph_lib.MAX_FILE_BYTES} bytes")
     parser.add_argument("--name", default="optimizer", help="the factory function's name")
     args = parser.parse_args(argv)
     try:
-        graph = graph_lib.load(args.graph)
-        source = to_source(graph, name=args.name)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", graph_lib.TrainingLengthWarning)
+            graph = graph_lib.load(args.graph)
+            source = to_source(graph, name=args.name)
     except (OSError, ValueError) as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"error: {message}", file=sys.stderr)
+        # One line, spaces kept (a path's own): only line breaks are escaped.
+        message = str(e).replace("\r", "\\r").replace("\n", "\\n") or type(e).__name__
+        print(f"{PROGRAM}: error: {message}", file=sys.stderr)
         return 2
+    for warning in caught:
+        print(f"{PROGRAM}: warning: {warning.message}", file=sys.stderr)
     sys.stdout.write(source)
     return 0
 

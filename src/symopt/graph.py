@@ -16,6 +16,12 @@ A graph is the whole optimizer (Morgan & Hougen 2024, "dual-joint" search):
 * ``schedule``: the learning-rate schedule (:class:`Schedule`).
 * ``momentum``: none, classical or Nesterov momentum on the direction.
 * ``hparams`` (:class:`Hyperparams`) and ``constants``.
+* ``total_steps`` and ``test_total_steps``: the training lengths ``T`` the
+  graph was found at and tested at (``best.json`` records them; None where
+  unknown). They say how the graph was measured, not what it computes:
+  equality, hashing and every fingerprint ignore them, so a found graph is
+  the same program as its archived candidate. :func:`total_steps_for` lays
+  a schedule over the found length when a caller gives none.
 
 One step of the optimizer (see :mod:`symopt.interpret`)::
 
@@ -43,6 +49,8 @@ import json
 import math
 import os
 import re
+import stat
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -70,10 +78,22 @@ MAX_INT = 2**31 - 1
 """Largest step count or integer a graph may hold (JAX reads them as int32)."""
 MAX_FILE_BYTES = 1 << 20
 """Largest graph file :func:`load` reads (a graph's JSON is a few kilobytes)."""
+MAX_SHOWN = 80
+"""Most characters of a user's value an error message echoes (:func:`_shown`)."""
+DEFAULT_TOTAL_STEPS = 10_000
+"""``T`` where neither the caller nor the graph gives a training length."""
+LENGTH_TOLERANCE = 2.0
+"""A caller's ``T`` more than this factor from the found one is warned about."""
 
 
 class GraphError(ValueError):
     """A malformed graph; the message names the bad field on one line."""
+
+
+class TrainingLengthWarning(UserWarning):
+    """A graph whose schedule or ``t/T`` operands depend on the training length
+    ``T`` is laid over a length far from the one it was found at, or over a
+    default because none is known (:func:`total_steps_for`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +174,9 @@ class Graph:
     momentum: str = "none"
     hparams: Hyperparams = Hyperparams()
     constants: tuple[float, ...] = ()
+    # How the graph was measured, not what it computes: left out of ==, hash.
+    total_steps: int | None = dataclasses.field(default=None, compare=False)
+    test_total_steps: int | None = dataclasses.field(default=None, compare=False)
 
     def replace(self, **changes: Any) -> Graph:
         return dataclasses.replace(self, **changes)
@@ -177,10 +200,11 @@ def node_ref(i: int) -> str:
     return f"n{i}"
 
 
-# ASCII digits without leading zeros: each index has one spelling.
-_NODE_REF = re.compile(r"n(0|[1-9][0-9]*)\Z")
-_CONST_REF = re.compile(r"c(0|[1-9][0-9]*)\Z")
-_STATE_REF = re.compile(r"s(0|[1-9][0-9]*)\Z")
+# ASCII digits without leading zeros: each index has one spelling. At most 9
+# digits: far above every limit, and never an integer too long for int().
+_NODE_REF = re.compile(r"n(0|[1-9][0-9]{0,8})\Z")
+_CONST_REF = re.compile(r"c(0|[1-9][0-9]{0,8})\Z")
+_STATE_REF = re.compile(r"s(0|[1-9][0-9]{0,8})\Z")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -217,9 +241,22 @@ def nodes(*specs: tuple[str, str, str, str, str], root: str | None = None) -> Ex
 # Validation.
 
 
+def _shown(value: Any, *, quote: bool = True) -> str:
+    """``repr(value)`` (``str`` without ``quote``) for an error message, cut to
+    :data:`MAX_SHOWN` characters with its length: a message never echoes an
+    unbounded value of the user's (a 1 MB operand name)."""
+    try:
+        text = repr(value) if quote else str(value)
+    except ValueError:  # an integer with more digits than str() converts
+        return f"<an integer of {value.bit_length()} bits>"
+    if len(text) <= MAX_SHOWN:
+        return text
+    return f"{text[:MAX_SHOWN - 24]}... ({len(text)} characters)"
+
+
 def _check_ref(ref: Any, i: int, where: str, *, scalar: bool, graph: Graph) -> None:
     if not isinstance(ref, str):
-        raise GraphError(f"{where}: reference must be a string, got {ref!r}")
+        raise GraphError(f"{where}: reference must be a string, got {_shown(ref)}")
     if (j := node_index(ref)) is not None:
         if j >= i:
             raise GraphError(
@@ -242,7 +279,7 @@ def _check_ref(ref: Any, i: int, where: str, *, scalar: bool, graph: Graph) -> N
     allowed = ops.SCALAR_OPERANDS if scalar else ops.TENSOR_OPERANDS
     if ref not in allowed:
         kind = "scalar operand" if scalar else "operand"
-        raise GraphError(f"{where}: unknown {kind} '{ref}'")
+        raise GraphError(f"{where}: unknown {kind} {_shown(ref)}")
 
 
 def _validate_expr(expr: Any, where: str, *, scalar: bool, graph: Graph, max_nodes: int) -> None:
@@ -255,11 +292,11 @@ def _validate_expr(expr: Any, where: str, *, scalar: bool, graph: Graph, max_nod
         if not isinstance(node, Node):
             raise GraphError(f"{at}: expected a Node, got {type(node).__name__}")
         if node.op not in ops.BINARY:
-            raise GraphError(f"{at}.op: unknown binary operator {node.op!r}")
+            raise GraphError(f"{at}.op: unknown binary operator {_shown(node.op)}")
         for field in ("left", "right"):
             unary = getattr(node, field)
             if unary not in ops.UNARY:
-                raise GraphError(f"{at}.{field}: unknown unary operator {unary!r}")
+                raise GraphError(f"{at}.{field}: unknown unary operator {_shown(unary)}")
             if scalar and ops.UNARY[unary].random:
                 raise GraphError(f"{at}.{field}: random operator {unary!r} in a scalar sub-graph")
             if scalar and unary in ops.LEAF_OPERATORS:
@@ -274,9 +311,10 @@ def _validate_expr(expr: Any, where: str, *, scalar: bool, graph: Graph, max_nod
 
 def _check_number(value: Any, where: str, lo: float, hi: float, *, lo_open=False, hi_open=False):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise GraphError(f"{where}: expected a number, got {value!r}")
+        raise GraphError(f"{where}: expected a number, got {_shown(value)}")
     if isinstance(value, int) and abs(value) > MAX_INT:
-        raise GraphError(f"{where}: the integer {value} is too large; write it as a float")
+        raise GraphError(f"{where}: the integer {_shown(value)} is too large; write it as a "
+                         "float")
     ok = math.isfinite(value) and (value > lo if lo_open else value >= lo)
     ok = ok and (value < hi if hi_open else value <= hi)
     if not ok:
@@ -286,7 +324,8 @@ def _check_number(value: Any, where: str, lo: float, hi: float, *, lo_open=False
 
 def _check_int(value: Any, where: str, lo: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= MAX_INT:
-        raise GraphError(f"{where}: expected an integer in [{lo}, {MAX_INT}], got {value!r}")
+        raise GraphError(f"{where}: expected an integer in [{lo}, {MAX_INT}], got "
+                         f"{_shown(value)}")
 
 
 def validate(
@@ -316,7 +355,7 @@ def validate(
             raise GraphError(f"decays[{i}]: expected an (operand, Expr) pair")
         name, expr = item
         if name not in ops.OPERANDS:
-            raise GraphError(f"decays[{i}]: unknown operand {name!r}")
+            raise GraphError(f"decays[{i}]: unknown operand {_shown(name)}")
         if name in seen:
             raise GraphError(f"decays[{i}]: operand {name!r} has two decays")
         seen.add(name)
@@ -325,8 +364,12 @@ def validate(
         )
     _validate_schedule(graph, max_subgraph_nodes)
     if graph.momentum not in MOMENTUM_TYPES:
-        raise GraphError(f"momentum: {graph.momentum!r} is not one of {', '.join(MOMENTUM_TYPES)}")
+        raise GraphError(f"momentum: {_shown(graph.momentum)} is not one of "
+                         f"{', '.join(MOMENTUM_TYPES)}")
     _validate_hparams(graph.hparams)
+    for name in ("total_steps", "test_total_steps"):
+        if getattr(graph, name) is not None:
+            _check_int(getattr(graph, name), name, 1)
     return graph
 
 
@@ -335,7 +378,8 @@ def _validate_schedule(graph: Graph, max_nodes: int) -> None:
     if not isinstance(s, Schedule):
         raise GraphError(f"schedule: expected a Schedule, got {type(s).__name__}")
     if s.kind not in SCHEDULE_KINDS:
-        raise GraphError(f"schedule.kind: {s.kind!r} is not one of {', '.join(SCHEDULE_KINDS)}")
+        raise GraphError(f"schedule.kind: {_shown(s.kind)} is not one of "
+                         f"{', '.join(SCHEDULE_KINDS)}")
     _check_int(s.warmup_steps, "schedule.warmup_steps", 0)
     _check_number(s.alpha, "schedule.alpha", 0.0, 1.0)
     _check_number(s.decay_rate, "schedule.decay_rate", 0.0, 1.0, lo_open=True)
@@ -370,7 +414,8 @@ def _validate_hparams(h: Hyperparams) -> None:
     for name in ("weight_decay", "clip_value", "clip_norm"):
         _check_number(getattr(h, name), f"hparams.{name}", 0.0, ops.BIG)
     if not isinstance(h.bias_correction, bool):
-        raise GraphError(f"hparams.bias_correction: expected true/false, got {h.bias_correction!r}")
+        raise GraphError(f"hparams.bias_correction: expected true/false, got "
+                         f"{_shown(h.bias_correction)}")
 
 
 # --------------------------------------------------------------------------
@@ -412,6 +457,67 @@ def used_operands(graph: Graph) -> set[str]:
     if graph.schedule.kind == "graph" and graph.schedule.expr is not None:
         used |= expr_inputs(graph.schedule.expr)
     return used
+
+
+_LENGTH_OPERANDS = frozenset(
+    name for name, o in ops.OPERANDS.items() if any(s.name == "T" for s in o.sympy.free_symbols))
+"""The operands whose formula reads the training length ``T`` (``t/T`` and the decays)."""
+
+
+def reads_total_steps(graph: Graph) -> bool:
+    """Whether the graph's updates depend on the training length ``T``: a
+    schedule other than ``constant``, or an operand of ``t/T`` that the active
+    graph reads (in the update, a decay or the schedule)."""
+    return graph.schedule.kind != "constant" or bool(used_operands(graph) & _LENGTH_OPERANDS)
+
+
+def total_steps_for(graph: Graph, total_steps: int | None = None) -> int:
+    """The training length ``T`` to lay ``graph``'s schedule and decays over:
+    ``total_steps`` where the caller gives it, else the length the graph was
+    found at (``graph.total_steps``), else :data:`DEFAULT_TOTAL_STEPS`.
+
+    Where the graph reads ``T`` (:func:`reads_total_steps`), warns with a
+    :class:`TrainingLengthWarning`, once per graph and pair of lengths, when
+    the caller's length is more than :data:`LENGTH_TOLERANCE` times from the
+    found one (its schedule and tuned rate were measured at that length), or
+    when neither is known (the default is a guess).
+
+    Raises:
+      ValueError: ``total_steps`` is below 1.
+    """
+    found = graph.total_steps
+    if total_steps is None:
+        if found is None and reads_total_steps(graph):
+            _warn_once(graph, None, f"this graph's schedule or t/T operands depend on the "
+                       f"training length, and neither total_steps nor the length it was found "
+                       f"at is known: laid over {DEFAULT_TOTAL_STEPS} steps; pass "
+                       f"total_steps=<your number of training steps>")
+        return DEFAULT_TOTAL_STEPS if found is None else found
+    if isinstance(total_steps, bool) or total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {_shown(total_steps)}")
+    if (found is not None and max(total_steps / found, found / total_steps) > LENGTH_TOLERANCE
+            and reads_total_steps(graph)):
+        _warn_once(graph, total_steps, f"this graph was found at total_steps={found}; its "
+                   f"schedule or t/T operands are laid over total_steps={total_steps}, "
+                   f"{max(total_steps / found, found / total_steps):.3g}x "
+                   f"{'longer' if total_steps > found else 'shorter'}, where its schedule and "
+                   "learning rate were never measured")
+    return total_steps
+
+
+_WARNED: set[tuple[Graph, int | None, int | None]] = set()
+"""(graph, found length, caller's length) warned about by :func:`total_steps_for`."""
+
+
+def _warn_once(graph: Graph, total_steps: int | None, message: str) -> None:
+    key = (graph, graph.total_steps, total_steps)  # graph == ignores the found length
+    if key in _WARNED:
+        return
+    if len(_WARNED) >= 4096:  # bounded: a long-running process warns again, never grows
+        _WARNED.clear()
+    _WARNED.add(key)
+    # 1: here, 2: total_steps_for, 3: to_optax or to_source, 4: the caller's line
+    warnings.warn(message, TrainingLengthWarning, stacklevel=4)
 
 
 # --------------------------------------------------------------------------
@@ -518,6 +624,8 @@ def canonical(graph: Graph) -> Graph:
         momentum=graph.momentum,
         hparams=graph.hparams,
         constants=tuple(graph.constants[j] for j in order),
+        total_steps=graph.total_steps,
+        test_total_steps=graph.test_total_steps,
     )
 
 
@@ -570,12 +678,20 @@ def _expr_to_dict(expr: Expr) -> dict[str, Any]:
     return {"nodes": [dataclasses.asdict(n) for n in expr.nodes], "root": expr.root}
 
 
+_LENGTHS = ("total_steps", "test_total_steps")
+"""The graph's optional fields of how it was measured (written only when known)."""
+
+
 def to_dict(graph: Graph) -> dict[str, Any]:
-    """A JSON-ready dict (``json.dumps(to_dict(g))`` is the file format)."""
+    """A JSON-ready dict (``json.dumps(to_dict(g))`` is the file format); the
+    training lengths only where known, so a graph without them (every archived
+    candidate) has the dict it had before they existed."""
     s = graph.schedule
     schedule = dataclasses.asdict(s)
     schedule["expr"] = _expr_to_dict(s.expr) if s.expr is not None else None
     schedule["values"] = list(s.values)
+    lengths = {name: getattr(graph, name) for name in _LENGTHS
+               if getattr(graph, name) is not None}
     return {
         "format": FORMAT,
         "update": _expr_to_dict(graph.update),
@@ -585,6 +701,7 @@ def to_dict(graph: Graph) -> dict[str, Any]:
         "momentum": graph.momentum,
         "hparams": dataclasses.asdict(graph.hparams),
         "constants": list(graph.constants),
+        **lengths,
     }
 
 
@@ -598,7 +715,8 @@ def _fields(d: Mapping[str, Any], cls: type, where: str) -> dict[str, Any]:
     known = {f.name for f in dataclasses.fields(cls)}
     for key in d:
         if key not in known:
-            raise GraphError(f"{where}.{key}: unknown field (expected one of {sorted(known)})")
+            raise GraphError(f"{where}.{_shown(key, quote=False)}: unknown field (expected one "
+                             f"of {sorted(known)})")
     return dict(d)
 
 
@@ -606,7 +724,8 @@ def _expr_from_dict(d: Any, where: str) -> Expr:
     d = _require(d, where)
     for key in d:
         if key not in ("nodes", "root"):
-            raise GraphError(f"{where}.{key}: unknown field (expected nodes, root)")
+            raise GraphError(f"{where}.{_shown(key, quote=False)}: unknown field (expected "
+                             "nodes, root)")
     if "root" not in d:
         raise GraphError(f"{where}.root: missing")
     built = []
@@ -625,11 +744,13 @@ def from_dict(d: Any) -> Graph:
     """Parses and validates :func:`to_dict` output; raises GraphError."""
     d = _require(d, "graph")
     if d.get("format", FORMAT) != FORMAT:
-        raise GraphError(f"format: {d['format']!r} is not {FORMAT!r}")
-    known = {"format", "update", "states", "decays", "schedule", "momentum", "hparams", "constants"}
+        raise GraphError(f"format: {_shown(d['format'])} is not {FORMAT!r}")
+    known = {"format", "update", "states", "decays", "schedule", "momentum", "hparams", "constants",
+             *_LENGTHS}
     for key in d:
         if key not in known:
-            raise GraphError(f"{key}: unknown field (expected one of {sorted(known)})")
+            raise GraphError(f"{_shown(key, quote=False)}: unknown field (expected one of "
+                             f"{sorted(known)})")
     if "update" not in d:
         raise GraphError("update: missing")
     sched = _fields(_require(d.get("schedule", {}), "schedule"), Schedule, "schedule")
@@ -648,12 +769,14 @@ def from_dict(d: Any) -> Graph:
     graph = Graph(
         update=_expr_from_dict(d["update"], "update"),
         states=tuple(_require(d.get("states", []), "states", list)),
-        decays=tuple((k, _expr_from_dict(v, f"decays.{k}")) for k, v in decays.items()),
+        decays=tuple((k, _expr_from_dict(v, f"decays.{_shown(k, quote=False)}"))
+                     for k, v in decays.items()),
         schedule=Schedule(**sched),
         momentum=d.get("momentum", "none"),
         hparams=Hyperparams(**hparams),
         constants=tuple(_float(c, f"constants[{i}]") for i, c in enumerate(
             _require(d.get("constants", []), "constants", list))),
+        **{name: d[name] for name in _LENGTHS if name in d},
     )
     return validate(graph)
 
@@ -665,8 +788,8 @@ def _float(value: Any, where: str) -> Any:
         try:
             return float(value)
         except OverflowError:
-            raise GraphError(f"{where}: an integer of {len(str(abs(value)))} digits is outside "
-                             "the range of a float") from None
+            raise GraphError(f"{where}: the integer {_shown(value)} is outside the range of "
+                             "a float") from None
     return value
 
 
@@ -691,11 +814,26 @@ def save(graph: Graph, path: str | os.PathLike[str]) -> None:
 
 
 def load(path: str | os.PathLike[str]) -> Graph:
-    """Reads a graph written by :func:`save` (or any ``best.json``)."""
-    with open(path, "rb") as f:
-        data = f.read(MAX_FILE_BYTES + 1)
+    """Reads a graph written by :func:`save` (or any ``best.json``).
+
+    Only a regular file of at most :data:`MAX_FILE_BYTES` is read: its type and
+    size are checked (``os.stat``) before it is opened, and again on the file
+    opened, so a FIFO, a device or a directory is a one-line error, never a
+    wait or an endless read.
+
+    Raises:
+      GraphError: not a graph file, or a malformed graph (naming the field).
+      OSError: the file cannot be opened.
+    """
+    name = os.fspath(path)
     try:
-        if len(data) > MAX_FILE_BYTES:
+        _check_graph_file(os.stat(name))
+        # Non-blocking: a FIFO swapped in after the check opens at once, then is refused.
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        with os.fdopen(os.open(name, flags), "rb") as f:
+            _check_graph_file(os.fstat(f.fileno()))
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:  # grew since the check
             raise GraphError(f"larger than {MAX_FILE_BYTES} bytes: not a graph file")
         try:
             text = data.decode("utf-8")
@@ -703,4 +841,18 @@ def load(path: str | os.PathLike[str]) -> Graph:
             raise GraphError("not UTF-8 text: not a graph file") from None
         return from_json(text)
     except GraphError as e:
-        raise GraphError(f"{os.fspath(path)}: {e}") from None
+        raise GraphError(f"{name}: {e}") from None
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _check_graph_file(info: os.stat_result) -> None:
+    """Raises GraphError unless ``info`` is a regular file small enough to be a graph."""
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((k for test, k in _FILE_KINDS if test(info.st_mode)), "a special file")
+        raise GraphError(f"{kind}, not a regular file: not a graph file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise GraphError(f"{info.st_size} bytes, larger than {MAX_FILE_BYTES}: not a graph file")

@@ -12,7 +12,8 @@ generation::
 
 and at the end runs the funnel: successive halving of the best candidates
 on the validation tasks chooses the winner (``best.json``, a Graph that
-``symopt.load`` reads), the test tasks report it next to the comparisons
+``symopt.load`` reads, with the training lengths it was found and tested at:
+:func:`training_length`), the test tasks report it next to the comparisons
 (:mod:`symopt.heldout`), and ``summary.md`` gets every table and the hall of
 fame (:mod:`symopt.report`).
 
@@ -43,6 +44,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import ml_collections
@@ -185,6 +187,9 @@ class _Search:
         if winner is None:
             winner = self.best_searched(searcher.best(state)[0].id)
         _warn_if_unfit(winner.record, self.log)
+        winner = dataclasses.replace(winner, graph=winner.graph.replace(
+            total_steps=training_length(setup.tasks),
+            test_total_steps=training_length(setup.test_tasks)))
         workdir_lib.write_output(archive, self.workdir, BEST,
                                  lambda path: graph_lib.save(winner.graph, path))
         self.where = f"after generation {generations}, during the test tasks"
@@ -481,6 +486,26 @@ class _Search:
         archive.put_meta(workdir_lib.TEST_RESULTS, {
             "winner": winner.record.id, "results": [r.to_dict() for r in results]})
         return results
+
+
+def training_length(task_list: Sequence[tasks.Task]) -> int | None:
+    """The training length ``T`` of ``task_list``, as ``best.json`` records it
+    (``total_steps``: the search tasks', ``test_total_steps``: the test
+    tasks'): their steps, the longest where they differ (a schedule laid over
+    too short a ``T`` holds its last value, often 0, for the rest of training;
+    over too long a one it only ends early); None without tasks."""
+    return max((t.steps for t in task_list), default=None)
+
+
+def found_total_steps(config: ml_collections.ConfigDict | Mapping[str, Any]) -> int | None:
+    """The training length a search of ``config`` finds its graphs at (what its
+    ``best.json`` records as ``total_steps``), from the config alone (a dict,
+    such as an archive's stored config, is read as one): for a run that has
+    written no ``best.json`` yet, or one written before the lengths were."""
+    if not isinstance(config, ml_collections.ConfigDict):
+        config = ml_collections.ConfigDict(config_lib.upgrade(dict(config)))
+    return training_length([build.search_task(config, name)
+                            for name in config_lib.names(config.tasks.search)])
 
 
 def _write_back(space: Space, c: Candidate, graph: graph_lib.Graph,

@@ -51,14 +51,15 @@ class SymoptState(NamedTuple):
 _MOMENTS = ("m", "v", "gamma")  # SymoptState's params-shaped fields, one each
 
 
-def scale_by_graph(graph: Graph, total_steps: int = 10_000, *,
+def scale_by_graph(graph: Graph, total_steps: int | None = None, *,
                    seed: int = 0) -> optax.GradientTransformationExtraArgs:
     """The graph's direction as an optax transformation: clipping by value, the
     moment EMAs and the update graph (:func:`leaf_direction`), leaf by leaf.
 
     Args:
       graph: a valid :class:`symopt.Graph`.
-      total_steps: ``T``, which the decay operands (functions of ``t/T``) use.
+      total_steps: ``T``, which the decay operands (functions of ``t/T``) use;
+        None: the length the graph was found at (as :func:`to_optax`).
       seed: seed of the noise and dropout operators, when the graph has them.
 
     Returns:
@@ -67,8 +68,12 @@ def scale_by_graph(graph: Graph, total_steps: int = 10_000, *,
       the learning rate (:func:`to_optax` chains those).
     """
     graph_lib.validate(graph)
-    if total_steps < 1:
-        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    return _scale_by_graph(graph, graph_lib.total_steps_for(graph, total_steps), seed)
+
+
+def _scale_by_graph(graph: Graph, total_steps: int,
+                    seed: int) -> optax.GradientTransformationExtraArgs:
+    """:func:`scale_by_graph` at a resolved ``T``."""
     p = plan(graph)
     random = bool(p.needs & {"noise", "uniform"})
     used = {m: m in p.needs for m in _MOMENTS}
@@ -128,7 +133,7 @@ def scale_by_graph(graph: Graph, total_steps: int = 10_000, *,
 def to_optax(
     graph: Graph,
     learning_rate: float | jax.Array | optax.Schedule | None = None,
-    total_steps: int = 10_000,
+    total_steps: int | None = None,
     *,
     weight_decay: float | jax.Array | None = None,
     seed: int = 0,
@@ -145,7 +150,12 @@ def to_optax(
         schedule multiplies it either way: to use only yours, pass
         ``graph.replace(schedule=symopt.Schedule())``.
       total_steps: ``T``, the length of training that the schedule and the
-        decay operands (functions of ``t/T``) are laid over.
+        decay operands (functions of ``t/T``) are laid over. None: the length
+        the graph was found at (``graph.total_steps``, which ``best.json``
+        records), else 10,000. A length more than 2x from the found one, or
+        none known, is a :class:`symopt.graph.TrainingLengthWarning` (once)
+        where the graph has a schedule or reads ``t/T``: pass the number of
+        steps you train for.
       weight_decay: decoupled weight decay (default: ``graph.hparams``).
       seed: seed of the noise and dropout operators, when the graph has them.
 
@@ -162,6 +172,7 @@ def to_optax(
       >>> updates, state = tx.update(params, tx.init(params), params)
     """
     graph_lib.validate(graph)
+    total_steps = graph_lib.total_steps_for(graph, total_steps)
     h = graph.hparams
     lr = h.learning_rate if learning_rate is None else learning_rate
     wd = h.weight_decay if weight_decay is None else weight_decay
@@ -171,7 +182,7 @@ def to_optax(
         return base * held_schedule(graph, jnp, jnp.asarray(count, float), total_steps)
 
     parts = [optax.clip_by_global_norm(h.clip_norm)] if h.clip_norm else []
-    parts.append(scale_by_graph(graph, total_steps, seed=seed))
+    parts.append(_scale_by_graph(graph, total_steps, seed))
     if graph.momentum != "none":
         parts.append(optax.trace(decay=h.momentum, nesterov=graph.momentum == "nesterov"))
     if step_lib.adds_weight_decay(wd):

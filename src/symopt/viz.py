@@ -400,7 +400,8 @@ def decay_values(graph: Graph, steps: np.ndarray, total_steps: int) -> dict[str,
     }
 
 
-def plot_schedule(graph: Graph, total_steps: int = 1000, ax: Axes | None = None) -> Figure:
+def plot_schedule(graph: Graph, total_steps: int | None = None,
+                  ax: Axes | None = None) -> Figure:
     """The learning-rate multiplier and every applied decay over training.
 
     The values come from :func:`symopt.interpret.schedule_multiplier` and
@@ -410,13 +411,16 @@ def plot_schedule(graph: Graph, total_steps: int = 1000, ax: Axes | None = None)
 
     Args:
       graph: a valid :class:`~symopt.graph.Graph`.
-      total_steps: the length of training ``T``.
+      total_steps: the length of training ``T``; None: the ``T`` that
+        :func:`symopt.to_optax` lays the graph over when given none (the
+        length it was found at, :func:`symopt.graph.total_steps_for`).
       ax: the axes to draw into; None makes a new figure.
 
     Returns:
       The figure drawn into.
     """
     graph_lib.validate(graph)
+    total_steps = graph_lib.total_steps_for(graph, total_steps)
     fig, ax = _new_axes(ax, (6.0, 3.5))
     steps = np.arange(total_steps)
     ax.plot(steps, _schedule_values(graph, steps, total_steps), lw=2, gid="schedule",
@@ -433,6 +437,13 @@ def plot_schedule(graph: Graph, total_steps: int = 1000, ax: Axes | None = None)
 
 # --------------------------------------------------------------------------
 # Searches.
+
+
+def generation_number(generation: int) -> int:
+    """The number a person reads for an archived generation: the archive counts
+    from 0, the command line's progress lines (``gen 1/10``) and every view
+    here from 1."""
+    return generation + 1
 
 
 @contextlib.contextmanager
@@ -455,6 +466,8 @@ def plot_fitness(
 ) -> Figure:
     """Best and median evaluated fitness per generation, and the rejected share.
 
+    Generations are numbered from 1, as the command line's progress lines
+    number them (the archive stores them from 0).
     From :meth:`symopt.archive.Archive.generations`; a generation with no
     evaluated candidate is a gap. The rejected share (rejected / all
     candidates of the generation) is on a second y axis. Lines have gids
@@ -470,7 +483,7 @@ def plot_fitness(
     with _archive(archive_or_workdir) as archive:
         summaries = archive.generations()
     fig, ax = _new_axes(ax, (6.0, 3.5))
-    gens = np.array([s.generation for s in summaries], dtype=float)
+    gens = np.array([generation_number(s.generation) for s in summaries], dtype=float)
 
     def column(values: list[float | None]) -> np.ndarray:
         return np.array([math.nan if v is None else v for v in values], dtype=float)
@@ -499,7 +512,8 @@ def plot_lineage(
     """The ancestry DAG of a candidate, from :meth:`symopt.archive.Archive.lineage`.
 
     One box per stored ancestor (gid ``"candidate:<id>"``), in columns by
-    generation, labelled with its id, generation, origin and fitness; arrows
+    generation, labelled with its id, generation (from 1, as
+    :func:`generation_number`), origin and fitness; arrows
     go from parent to child; the candidate itself has a red outline. A parent
     that is not stored is a dashed box labelled ``#<id> (not stored)``.
 
@@ -540,7 +554,7 @@ def plot_lineage(
                  active=True, linestyle="--")
             continue
         fitness = "-" if rec.fitness is None else f"{rec.fitness:.4g}"
-        label = f"#{cid} g{rec.generation}\n{rec.origin}\nfit {fitness}"
+        label = f"#{cid} g{generation_number(rec.generation)}\n{rec.origin}\nfit {fitness}"
         style = {"edge": ROOT_EDGE, "linewidth": 2.5} if cid == candidate_id else {}
         _box(ax, xy, label, gid=f"candidate:{cid}", face=ACTIVE_FACE,
              active=rec.status == "evaluated", size=(_BOX_W, 0.8), **style)
