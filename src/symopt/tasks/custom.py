@@ -159,7 +159,7 @@ def _loss_bound(arrays: Mapping[str, Mapping[str, np.ndarray]], loss: str) -> fl
 def _training_functions(net: _Net, loss: str, batch_size: int,
                         eval_batch_size: int | None) -> tuple[Callable, Callable]:
     """The task's ``train_loss`` and ``eval_metrics`` for the adapted model."""
-    per_example = _PER_EXAMPLE[loss]
+    per_example = _cross_entropy if loss == "cross_entropy" else _squared_error
 
     def train_loss(params, model_state, key, data):
         x, y = sample_batch(key, data["train"], batch_size)
@@ -193,9 +193,6 @@ def _squared_error(out: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
     """The squared error averaged over each example's target entries."""
     error = (out.reshape(y.shape) - y) ** 2
     return {"loss": error.mean(axis=tuple(range(1, y.ndim)))}
-
-
-_PER_EXAMPLE = {"cross_entropy": _cross_entropy, "mse": _squared_error}
 
 
 # --------------------------------------------------------------------------
