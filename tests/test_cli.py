@@ -87,8 +87,8 @@ def test_an_interrupted_search_says_it_can_resume_in_one_line_and_resumes_exactl
     assert process.returncode == code, stderr[-2000:]
     assert len(lines) == 1 and re.fullmatch(
         f"symopt.main: error: {word} (after generation [0-9]+|in the first generation); "
-        f"every candidate trained so far is kept in {re.escape(str(workdir))}; rerun the same "
-        "command to resume", lines[0]), stderr[-2000:]
+        f"every candidate trained so far is kept in {re.escape(repr(str(workdir)))}; rerun the "
+        "same command to resume", lines[0]), stderr[-2000:]
     resumed = subprocess.run(process.args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming the run" in resumed.stdout
