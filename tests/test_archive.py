@@ -449,6 +449,22 @@ def test_meta_round_trips_json_values(archive):
         archive.put_meta("schema_version", 2)
 
 
+def test_get_meta_checks_the_kind_of_a_value(archive):
+    archive.put_meta("horizon", 10)
+    archive.put_meta("cleared", None)
+    archive.put_meta("flag", True)
+    assert archive.get_meta("horizon", kind=int) == 10
+    assert archive.get_meta("cleared", {}, kind=dict) is None  # a cleared key passes
+    assert archive.get_meta("missing", {}, kind=dict) == {}
+    assert archive.get_meta("flag", kind=(bool, int)) is True
+    assert archive.get_meta("horizon", kind=float) == 10  # JSON has one kind of number
+    with pytest.raises(ArchiveError, match=r"row key 'flag', column value: expected an integer "
+                                           "or null, got 'true'"):
+        archive.get_meta("flag", kind=int)  # JSON's true is no number
+    with pytest.raises(ArchiveError, match="expected a JSON object or a list or null, got '10'"):
+        archive.get_meta("horizon", kind=(dict, list))
+
+
 # --------------------------------------------------------------------------
 # kill -9.
 

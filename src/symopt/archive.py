@@ -18,8 +18,16 @@ JSON columns hold standard JSON: a non-finite float is stored as
 ``{"$float": "nan" | "inf" | "-inf"}``, numpy values as lists and numbers.
 SQLite has no NaN, so a NaN ``fitness`` is stored, and read back, as None.
 
+Reading checks values as well as the schema: a file with symopt's tables may
+still hold a value symopt never writes (an edit, another writer), and each
+row is checked as it is decoded (types, JSON, a record's rules, a graph
+through :func:`symopt.graph.from_dict`, the config through
+``ml_collections``). A bad value is an :class:`ArchiveError` of one line
+naming the table, the row and the column, never a traceback further on.
+
 One concept, the archive file, in one module: its schema, its row types, its
-JSON columns and its queries. It imports no other symopt module, so that it
+JSON columns and its queries. It imports no other symopt module when it
+loads (:mod:`symopt.graph` only when a graph is first read), so that it
 loads without JAX: the kill -9 tests run it, loaded by path, in child
 processes.
 """
@@ -34,7 +42,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -308,24 +316,254 @@ def _to_row(record: CandidateRecord | StageResult) -> tuple[Any, ...]:
     return tuple(row)
 
 
-def _candidate(row: Sequence[Any]) -> CandidateRecord:
-    return CandidateRecord(*_decoded(_CANDIDATE_COLUMNS, row))
+# --------------------------------------------------------------------------
+# Reading rows back: every value checked as it is decoded.
+#
+# A file with symopt's schema may still hold values symopt never writes (an
+# edit, a foreign writer, a bug of an older version). Each value is checked
+# as its row is decoded, at the cost of a few type tests (and, for a graph,
+# symopt.graph's parser); a bad one is an ArchiveError naming the table, the
+# row and the column, never a traceback further on.
 
 
-def _stage_result(row: Sequence[Any]) -> StageResult:
-    return StageResult(*_decoded(_STAGE_COLUMNS, row))
+class _Unexpected(Exception):
+    """A stored value is not what its column holds: ``args`` is (what the
+    column holds, an optional detail)."""
 
 
-def _decoded(columns: Sequence[str], row: Sequence[Any]) -> list[Any]:
-    return [_loads(v) if c in _JSON_COLUMNS and v is not None else v
-            for c, v in zip(columns, row, strict=True)]
+_SHOWN = 60  # characters of a bad value quoted in a message
+_DETAIL = 120  # characters of the detail that follows it
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
+def _shown(value: Any) -> str:
+    return _cut(repr(value), _SHOWN)
+
+
+def _bad_value(where: str, table: str, row: str, column: str, value: Any,
+               error: _Unexpected) -> ArchiveError:
+    expected, detail = (*error.args, "")[:2]
+    detail = f" ({_cut(' '.join(str(detail).split()), _DETAIL)})" if detail else ""
+    return ArchiveError(f"archive {where}: table {table}, row {row}, column {column}: "
+                        f"expected {expected}, got {_shown(value)}{detail}")
+
+
+def _integer(value: Any, what: str = "an integer") -> int:
+    if type(value) is not int:
+        raise _Unexpected(what)
+    return value
+
+
+def _natural(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise _Unexpected("an integer >= 0")
+    return value
+
+
+def _number(value: Any) -> float:
+    if type(value) not in (float, int):
+        raise _Unexpected("a number")
+    return float(value)
+
+
+def _optional_number(value: Any) -> float | None:
+    return None if value is None else _number(value)
+
+
+def _text(value: Any) -> str:
+    if type(value) is not str:
+        raise _Unexpected("text")
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is not None and type(value) is not str:
+        raise _Unexpected("text or null")
+    return value
+
+
+def _optional_id(value: Any) -> int | None:
+    return None if value is None else _integer(value, "a candidate id or null")
+
+
+def _status(value: Any) -> str:
+    if value not in STATUSES or type(value) is not str:
+        raise _Unexpected(f"one of {', '.join(STATUSES)}")
+    return value
+
+
+def _json(value: Any, what: str) -> Any:
+    """The value of JSON column text; ``what`` names what it should hold."""
+    if type(value) is not str:
+        raise _Unexpected(what, "not JSON text")
+    try:
+        return _loads(value)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, too many digits, too deep
+        raise _Unexpected(what, f"not JSON: {e}") from None
+
+
+def _parents(value: Any) -> tuple[int, ...]:
+    what = "a list of candidate ids"
+    parents = _json(value, what)
+    if type(parents) is not list or any(type(p) is not int for p in parents):
+        raise _Unexpected(what)
+    return tuple(parents)
+
+
+def _object(value: Any, what: str = "a JSON object") -> dict[str, Any]:
+    decoded = _json(value, what)
+    if type(decoded) is not dict:
+        raise _Unexpected(what)
+    return decoded
+
+
+def _genome(value: Any) -> dict[str, Any]:
+    return _object(value, "a genome (a JSON object)")
+
+
+def _graph(value: Any) -> dict[str, Any] | None:
+    return None if value is None else _object(value, "a graph (a JSON object) or null")
+
+
+def _candidate_metrics(value: Any) -> dict[str, Any]:
+    what = "metrics (a JSON object of objects: task -> name -> value)"
+    metrics = _object(value, what)
+    if any(type(m) is not dict for m in metrics.values()):
+        raise _Unexpected(what)
+    return metrics
+
+
+def _stage_metrics(value: Any) -> dict[str, Any]:
+    return _object(value, "metrics (a JSON object)")
+
+
+def _meta_value(value: Any) -> Any:
+    return _json(value, "a JSON value")
+
+
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text",
+               list: "a list", dict: "a JSON object"}
+
+
+def _meta_of_kind(value: Any, kinds: tuple[type, ...]) -> Any:
+    """A meta value of one of ``kinds`` (see :meth:`Archive.get_meta`): a
+    null passes, a bool only as ``bool``, an integer also as ``float``."""
+    decoded = _meta_value(value)
+    if decoded is None or (bool in kinds if type(decoded) is bool else (
+            isinstance(decoded, kinds) or (float in kinds and type(decoded) is int))):
+        return decoded
+    raise _Unexpected(" or ".join(_KIND_NAMES.get(k, f"a {k.__name__}") for k in kinds)
+                      + " or null")
+
+
+def _run_config(value: Any) -> dict[str, Any]:
+    """The stored run config: a JSON object that ``ml_collections`` takes (the
+    run loop reads it back as a ``ConfigDict``)."""
+    import ml_collections  # noqa: PLC0415 (only a run's config needs it)
+
+    what = "a run config (a JSON object that ml_collections.ConfigDict takes)"
+    config = _object(value, what)
+    try:
+        ml_collections.ConfigDict(config)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise _Unexpected(what, str(e)) from None
+    return config
+
+
+def _check_graph(graph: dict[str, Any]) -> None:
+    """Raises _Unexpected where :func:`symopt.graph.from_dict` refuses ``graph``
+    (imported here, so that this module loads without JAX)."""
+    from symopt import graph as graph_lib  # noqa: PLC0415
+
+    try:
+        graph_lib.from_dict(graph)
+    except (ValueError, TypeError, RecursionError) as e:  # GraphError is a ValueError
+        raise _Unexpected("a graph", str(e)) from None
+
+
+_CANDIDATE_DECODERS = {
+    "id": _integer, "generation": _natural, "space": _text, "origin": _text,
+    "parents": _parents, "genome": _genome, "graph": _graph, "fingerprint": _optional_text,
+    "status": _status, "reason": _optional_text, "duplicate_of": _optional_id,
+    "fitness": _optional_number, "metrics": _candidate_metrics, "seconds": _number,
+    "created": _number, "equation": _optional_text,
+}
+_STAGE_DECODERS = {
+    "candidate_id": _integer, "stage": _natural, "task": _text, "metrics": _stage_metrics,
+    "fitness": _optional_number,
+}
+
+
+def _decode(where: str, table: str, row_name: str, decoders: Mapping[str, Callable[[Any], Any]],
+            columns: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
+    """A row's values by column, each checked and decoded by its decoder;
+    ``row_name`` names the row in an ArchiveError."""
+    values = {}
+    for column, value in zip(columns, row, strict=True):
+        try:
+            values[column] = decoders[column](value)
+        except _Unexpected as e:
+            raise _bad_value(where, table, row_name, column, value, e) from None
+    return values
+
+
+def _trusted(cls: type, values: Mapping[str, Any]) -> Any:
+    """A record of decoded values: already what construction normalises them
+    to, so its JSON round trips are skipped."""
+    record = object.__new__(cls)
+    vars(record).update(values)
+    return record
+
+
+def _candidate(where: str, row: Sequence[Any]) -> CandidateRecord:
+    """The record of a ``candidates`` row (``_SELECT_CANDIDATES``).
+
+    Raises:
+      ArchiveError: a value is not what its column holds, the row breaks a
+        record's rules (:class:`CandidateRecord`), or its graph does not
+        parse (a rejected candidate's need not: the integrity check rejects
+        malformed graphs).
+    """
+    name = f"id {_shown(row[0])}"
+    values = _decode(where, "candidates", name, _CANDIDATE_DECODERS, _CANDIDATE_COLUMNS, row)
+    status, column, problem = values["status"], None, None
+    if status == "rejected" and values["reason"] is None:
+        column, problem = "reason", _Unexpected("the reason of a rejected candidate")
+    elif status == "rejected" and values["fitness"] is not None:
+        column, problem = "fitness", _Unexpected("null (a rejected candidate has no fitness)")
+    elif status == "duplicate" and values["duplicate_of"] is None:
+        column, problem = "duplicate_of", _Unexpected("the id a duplicate candidate repeats")
+    elif status != "rejected" and values["graph"] is not None:
+        try:
+            _check_graph(values["graph"])
+        except _Unexpected as e:
+            column, problem = "graph", e
+    if problem is not None:
+        stored = row[_CANDIDATE_COLUMNS.index(column)]
+        raise _bad_value(where, "candidates", name, column, stored, problem)
+    return _trusted(CandidateRecord, values)
+
+
+def _stage_result(where: str, row: Sequence[Any]) -> StageResult:
+    """The result of a ``stage_results`` row (``_SELECT_STAGE_RESULTS``);
+    raises ArchiveError naming a bad value."""
+    name = f"(candidate_id {_shown(row[0])}, stage {_shown(row[1])}, task {_shown(row[2])})"
+    values = _decode(where, "stage_results", name, _STAGE_DECODERS, _STAGE_COLUMNS, row)
+    return _trusted(StageResult, values)
 
 
 def _same_row(columns: Sequence[str], a: Sequence[Any], b: Sequence[Any]) -> bool:
     """Whether two stored rows agree on every column but ``created`` (JSON by value)."""
     for column, x, y in zip(columns, a, b, strict=True):
         if column in _JSON_COLUMNS and x is not None and y is not None:
-            x, y = json.loads(x), json.loads(y)
+            try:
+                x = json.loads(x)
+            except (TypeError, ValueError, RecursionError):  # a bad stored value differs
+                return False
+            y = json.loads(y)
         if column != "created" and x != y:
             return False
     return True
@@ -392,6 +630,7 @@ class Archive:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
         self.path = os.fspath(path)
+        self._where = self.path  # the file that messages name
         self._depth = 0
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=60.0)
         try:
@@ -401,7 +640,7 @@ class Archive:
             # The base class is what SQLite raises for a file that is not a database;
             # its subclasses (OperationalError: locked, unreadable, ...) are not about format.
             what = "not a symopt archive" if type(e) is sqlite3.DatabaseError else "cannot open"
-            raise ArchiveError(f"{self.path}: {what} ({e})") from None
+            raise ArchiveError(f"{self._where}: {what} ({e})") from None
         except BaseException:
             self._db.close()
             raise
@@ -434,6 +673,7 @@ class Archive:
         same records."""
         path = os.path.join(workdir, FILENAME)
         archive = cls(":memory:")
+        archive._where = f"{path} (an in-memory copy)"
         if os.path.exists(path):
             check_workdir(workdir)
             disk = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -472,18 +712,18 @@ class Archive:
                 row = self._db.execute(query).fetchone()
         text = None if row is None else str(row[0])
         if text is None or not text.isdigit():
-            raise ArchiveError(f"{self.path}: not a symopt archive (schema_version {text!r})")
+            raise ArchiveError(f"{self._where}: not a symopt archive (schema_version {text!r})")
         version = int(text)
         if version > SCHEMA_VERSION:
             raise ArchiveError(
-                f"{self.path}: archive schema version {version!r} is newer than this "
+                f"{self._where}: archive schema version {version!r} is newer than this "
                 f"symopt's ({SCHEMA_VERSION}); upgrade symopt to read it"
             )
         found = _layout(self._db)
         if found != _expected_layout():
             wrong = sorted(t for t in set(found) | set(_expected_layout())
                            if found.get(t) != _expected_layout().get(t))
-            raise ArchiveError(f"{self.path}: not a symopt archive (its tables "
+            raise ArchiveError(f"{self._where}: not a symopt archive (its tables "
                                f"{', '.join(wrong)} differ from symopt's schema)")
 
     def close(self) -> None:
@@ -528,7 +768,7 @@ class Archive:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             if isinstance(e, sqlite3.IntegrityError):
-                raise ArchiveError(f"{self.path}: transaction rolled back ({e})") from None
+                raise ArchiveError(f"{self._where}: transaction rolled back ({e})") from None
             raise
         finally:
             self._depth = 0
@@ -552,12 +792,17 @@ class Archive:
             if stored is not None and not replace:
                 changed = _diff_configs(stored, config)
                 if changed:
-                    raise ArchiveError(f"{self.path}: the stored config differs in {changed}")
+                    raise ArchiveError(f"{self._where}: the stored config differs in {changed}")
             self._write_meta("config", config)
 
     def config(self) -> dict[str, Any] | None:
-        """The stored run config, or None before :meth:`set_config`."""
-        return self.get_meta("config")
+        """The stored run config, or None before :meth:`set_config`.
+
+        Raises:
+          ArchiveError: the stored config is not a JSON object that
+            ``ml_collections.ConfigDict`` takes.
+        """
+        return self._read_meta("config", _run_config, None)
 
     def config_diff(self, config: Any) -> list[str]:
         """The dotted keys in which ``config`` differs from the stored config, sorted
@@ -570,10 +815,36 @@ class Archive:
             raise ValueError(f"meta key {key!r} is reserved for the archive itself")
         self._write_meta(key, value)
 
-    def get_meta(self, key: str, default: Any = None) -> Any:
-        """The value stored under ``key``, or ``default``."""
+    def get_meta(self, key: str, default: Any = None, *,
+                 kind: type | tuple[type, ...] | None = None) -> Any:
+        """The value stored under ``key``, or ``default``.
+
+        Args:
+          key: the meta key.
+          default: what a key with no value gives.
+          kind: the type (or types) the value must have; a JSON null, which
+            clears a key, always passes, a bool only as ``bool`` and an
+            integer also as ``float``.
+
+        Raises:
+          ArchiveError: the stored value is not JSON, or not of ``kind``.
+        """
+        if kind is None:
+            return self._read_meta(key, _meta_value, default)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        return self._read_meta(key, functools.partial(_meta_of_kind, kinds=kinds), default)
+
+    def _read_meta(self, key: str, decode: Callable[[Any], Any], default: Any) -> Any:
+        """``decode`` of the text stored under ``key`` (``default`` if none);
+        ArchiveError names the key where ``decode`` finds it bad."""
         row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return default if row is None else _loads(row[0])
+        if row is None:
+            return default
+        try:
+            return decode(row[0])
+        except _Unexpected as e:
+            raise _bad_value(self._where, "meta", f"key {_shown(key)}", "value", row[0],
+                             e) from None
 
     def _write_meta(self, key: str, value: Any) -> None:
         text = _dumps(value)
@@ -611,7 +882,7 @@ class Archive:
                 values = [row[columns.index(c)] for c in key]
                 if not _same_row(columns, self._db.execute(select, values).fetchone(), row):
                     named = ", ".join(f"{c}={v!r}" for c, v in zip(key, values, strict=True))
-                    raise ArchiveError(f"{self.path}: {table} holds a different record "
+                    raise ArchiveError(f"{self._where}: {table} holds a different record "
                                        f"with {named}")
 
     # ----------------------------------------------------------------------
@@ -620,7 +891,7 @@ class Archive:
     def get(self, id: int) -> CandidateRecord | None:
         """The candidate with ``id``, or None."""
         row = self._db.execute(f"{_SELECT_CANDIDATES} WHERE id=?", (int(id),)).fetchone()
-        return None if row is None else _candidate(row)
+        return None if row is None else _candidate(self._where, row)
 
     def ids(self) -> set[int]:
         """The ids of all stored candidates."""
@@ -629,35 +900,37 @@ class Archive:
     def records(self, status: str | Sequence[str] | None = None) -> list[CandidateRecord]:
         """The candidates with ``status`` (one or several; None: any), by id."""
         if status is None:
-            return [_candidate(r) for r in self._db.execute(f"{_SELECT_CANDIDATES} ORDER BY id")]
+            query = f"{_SELECT_CANDIDATES} ORDER BY id"
+            return [_candidate(self._where, r) for r in self._db.execute(query)]
         statuses = [status] if isinstance(status, str) else list(status)
         for s in statuses:
             if s not in STATUSES:
                 raise ValueError(f"status {s!r} is not one of {STATUSES}")
         query = (f"{_SELECT_CANDIDATES} WHERE status IN ({', '.join('?' * len(statuses))}) "
                  "ORDER BY id")
-        return [_candidate(r) for r in self._db.execute(query, statuses)]
+        return [_candidate(self._where, r) for r in self._db.execute(query, statuses)]
 
     def top(self, k: int) -> list[CandidateRecord]:
         """The ``k`` evaluated candidates of highest fitness (None last; ties by id)."""
         query = (f"{_SELECT_CANDIDATES} WHERE status='evaluated' "
                  "ORDER BY fitness IS NULL, fitness DESC, id LIMIT ?")
-        return [_candidate(r) for r in self._db.execute(query, (int(k),))]
+        return [_candidate(self._where, r) for r in self._db.execute(query, (int(k),))]
 
     def count_by_status(self) -> dict[str, int]:
         """The number of candidates of each status (every status, zeros included)."""
         counts = dict.fromkeys(STATUSES, 0)
-        for status, n in self._db.execute("SELECT status, COUNT(*) FROM candidates GROUP BY 1"):
-            counts[status] = n
+        query = "SELECT MIN(id), status, COUNT(*) FROM candidates GROUP BY status"
+        for first, status, n in self._db.execute(query):
+            counts[self._columns(first, ("status",), (status,))[0]] = n
         return counts
 
     def generations(self) -> list[GenerationSummary]:
         """A summary of each generation, in order."""
         fitness: dict[int, list[float]] = {}
         counts: dict[int, dict[str, int]] = {}
-        for generation, status, value in self._db.execute(
-            "SELECT generation, status, fitness FROM candidates"
-        ):
+        columns = ("generation", "status", "fitness")
+        for id, *row in self._db.execute(f"SELECT id, {', '.join(columns)} FROM candidates"):
+            generation, status, value = self._columns(id, columns, row)
             counts.setdefault(generation, dict.fromkeys(STATUSES, 0))[status] += 1
             if status == "evaluated" and value is not None:
                 fitness.setdefault(generation, []).append(value)
@@ -689,9 +962,9 @@ class Archive:
                 marks = ", ".join("?" * len(chunk))
                 query = f"SELECT id, parents FROM candidates WHERE id IN ({marks})"
                 for cid, parents in self._db.execute(query, chunk):
-                    graph[cid] = tuple(_loads(parents))
+                    graph[cid] = self._columns(cid, ("parents",), (parents,))[0]
             if not graph:
-                raise KeyError(f"{self.path}: no candidate {id}")
+                raise KeyError(f"{self._where}: no candidate {id}")
             frontier = {p for cid in frontier if cid in graph for p in graph[cid]} - seen
             seen = seen | frontier
         return graph
@@ -699,4 +972,10 @@ class Archive:
     def stage_results(self) -> list[StageResult]:
         """Every stage result, by stage, candidate and task."""
         query = f"{_SELECT_STAGE_RESULTS} ORDER BY stage, candidate_id, task"
-        return [_stage_result(row) for row in self._db.execute(query)]
+        return [_stage_result(self._where, row) for row in self._db.execute(query)]
+
+    def _columns(self, id: int, columns: Sequence[str], row: Sequence[Any]) -> list[Any]:
+        """Some ``columns`` of the candidate ``id``, decoded and checked as
+        :meth:`get` does."""
+        return list(_decode(self._where, "candidates", f"id {_shown(id)}", _CANDIDATE_DECODERS,
+                            columns, row).values())
