@@ -89,7 +89,7 @@ def test_sizes_that_would_exhaust_memory_or_stall_are_refused_naming_the_key(key
     config = tiny_config()
     section, name = key.split(".")
     config[section][name] = value
-    assert "must be in [" in _refused(config, key)
+    assert "must be <= " in _refused(config, key)
 
 
 def test_a_refused_multiplier_on_the_command_line_is_one_line_and_exit_code_2(tmp_path):

@@ -408,8 +408,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         ("transfer.batch_size", c.transfer.batch_size, 0, MAX_BATCH_SIZE),
         ("transfer.seeds", c.transfer.seeds, 1, MAX_SEEDS),
     ):
-        if not lo <= value <= hi:
-            _fail(key, f"must be in [{lo}, {hi}], got {value}")
+        if value < lo:
+            _fail(key, f"must be >= {lo}, got {value}")
+        if value > hi:
+            _fail(key, f"must be <= {hi:,}, got {value:,}")
     if not names(c.tasks.search):
         _fail("tasks.search", "name at least one task")
     if c.evaluation.split not in ("val", "test"):
