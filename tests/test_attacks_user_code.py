@@ -21,12 +21,13 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen as nn
 from flax import nnx
 
-from symopt import cli, tasks
+from symopt import cli, measure, tasks
 from symopt.tasks.base import TRACEBACK_ENV, UserCodeError
 
 from helpers import ROOT
@@ -264,3 +265,21 @@ def test_the_command_line_prints_a_user_code_error_as_one_line_or_with_its_trace
     assert lines[0] == "Traceback (most recent call last):", traced.stderr[-2000:]
     assert 'return {"rows": 16}["columns"]' in traced.stderr
     assert lines[-1] == out.stderr.strip()
+
+
+class NaNOutputs(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(2)(x) * jnp.nan
+
+
+def test_a_model_whose_loss_is_nan_at_initialisation_is_named_as_such_not_the_rate():
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    task = tasks.from_arrays("cancer", NaNOutputs(), {"train": (x, y), "val": (x, y),
+                             "test": (x, y)}, loss="cross_entropy", steps=3, batch_size=4, seeds=1)
+    with pytest.raises(UserCodeError) as info:
+        measure.tune_reference(task, [1e-3, 1e-2], "val", "loss")
+    assert info.value.phase == "forward" and "\n" not in str(info.value)
+    assert str(info.value).startswith("task 'cancer' failed at forward: FloatingPointError: the "
+                                      "model's loss at initialisation is NaN at every seed")

@@ -50,6 +50,7 @@ from symopt.evaluate import RunMetrics, Trainer
 from symopt.fitness import Metric
 from symopt.graph import Graph
 from symopt.program import ProgramShape
+from symopt.tasks.base import UserCodeError
 
 MAX_EXTENSIONS = 4
 """The most rounds by which :func:`sweep` and :func:`tune_reference` extend a
@@ -353,10 +354,18 @@ def tune_reference(task: Any, learning_rates: Sequence[float], split: str,
 
     Raises:
       ReferenceDiverged: every learning rate diverged.
+      UserCodeError: the task's loss is NaN or inf before the first step at
+        every seed (phase ``forward``): the model is at fault, not the rate.
     """
     metric, trainer = fitness.get(metric), trainer or Trainer()
     rates = [float(lr) for lr in learning_rates]
     metrics = trainer.optax(optax.adam, (jnp.asarray(rates),), task)
+    initial = np.asarray(metrics.initial_loss)
+    if not np.isfinite(initial).any():
+        kind = "NaN" if np.isnan(initial).any() else "inf"
+        raise UserCodeError(task.label, "forward", FloatingPointError(
+            f"the model's loss at initialisation is {kind} at every seed, before any training "
+            "step, so no learning rate can train it"))
     ratios = extension_ratios(rates)
     for _ in range(extend if ratios is not None else 0):
         best = metric.choose(metric.task_values(metrics, split), rates)
@@ -374,7 +383,7 @@ def tune_reference(task: Any, learning_rates: Sequence[float], split: str,
     chosen = rates.index(best.learning_rate)
     if np.asarray(metrics.diverged)[chosen].all() or not math.isfinite(best.value):
         tried = ", ".join(f"{lr:g}" for lr in sorted(rates))
-        raise ReferenceDiverged(f"Adam diverged on {task.name} at every learning rate tried "
+        raise ReferenceDiverged(f"Adam diverged on {task.label} at every learning rate tried "
                                 f"({tried}), so it cannot normalise the fitness")
     return best._replace(learning_rates=tuple(sorted(rates)),
                          edge=bool(_side(best.learning_rate, rates)))
