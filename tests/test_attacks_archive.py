@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 
+import ml_collections
 import pytest
 
 from symopt import archive as archive_lib
@@ -184,6 +185,24 @@ def test_a_bad_config_is_one_line(workdir, value, says):
     assert says in _one_line_error(lambda a: a.config(), workdir, where)
     _one_line_error(lambda a: a.config_diff({"seed": 0}), workdir, where)
     _one_line_error(lambda a: a.set_config({"seed": 0}), workdir, where)
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ('{"search": 5, "seed": 0}', "(search holds a number, 5, where this config holds a section)"),
+    ('{"search": {"generations": "abc"}}',
+     "(search.generations holds text, 'abc', where this config holds a number)"),
+    ('{"search": {"generations": [4]}}', "(search.generations holds a list, [4], where"),
+    ('{"search": {"generations": true}}', "(search.generations holds a bool, True, where"),
+])
+def test_a_config_shaped_unlike_the_resumed_one_is_one_line(workdir, value, says):
+    like = ml_collections.ConfigDict({"search": {"generations": 10}, "seed": 1})
+    with Archive.open(workdir) as archive:  # the valid one: kinds match, keys may differ
+        assert archive.config(like=like) == {"search": {"generations": 4}, "seed": 0}
+        assert archive.config(like={"search": {"generations": 1.5, "new": "x"}, "seed": None})
+    _corrupt(workdir, "UPDATE meta SET value=? WHERE key='config'", value)
+    where = ("table meta, row key 'config', column value: expected a run config shaped like "
+             "this one, got ")
+    assert says in _one_line_error(lambda a: a.config(like=like), workdir, where)
 
 
 def test_a_meta_value_that_is_not_json_is_one_line(workdir):

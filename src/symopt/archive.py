@@ -459,9 +459,10 @@ def _meta_of_kind(value: Any, kinds: tuple[type, ...]) -> Any:
                       + " or null")
 
 
-def _run_config(value: Any) -> dict[str, Any]:
+def _run_config(value: Any, like: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The stored run config: a JSON object that ``ml_collections`` takes (the
-    run loop reads it back as a ``ConfigDict``)."""
+    run loop reads it back as a ``ConfigDict``), shaped ``like`` a plain
+    config where one is given (:meth:`Archive.config`)."""
     import ml_collections  # noqa: PLC0415 (only a run's config needs it)
 
     what = "a run config (a JSON object that ml_collections.ConfigDict takes)"
@@ -470,7 +471,37 @@ def _run_config(value: Any) -> dict[str, Any]:
         ml_collections.ConfigDict(config)
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise _Unexpected(what, str(e)) from None
+    problem = None if like is None else _unlike(config, like)
+    if problem:
+        raise _Unexpected("a run config shaped like this one", problem)
     return config
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "a section"
+    if isinstance(value, bool):
+        return "a bool"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "text" if isinstance(value, str) else "a list"  # what else JSON holds
+
+
+def _unlike(config: Mapping[str, Any], like: Mapping[str, Any], prefix: str = "") -> str | None:
+    """The first key at which ``config`` and ``like`` (plain JSON configs) hold
+    values of different kinds, described; None where there is none."""
+    for key, value in config.items():
+        other = like.get(key)
+        if value is None or other is None:  # also a key of config only
+            continue
+        if _json_kind(value) != _json_kind(other):
+            return (f"{prefix}{key} holds {_json_kind(value)}, {_shown(value)}, where this "
+                    f"config holds {_json_kind(other)}")
+        if isinstance(value, Mapping):
+            problem = _unlike(value, other, f"{prefix}{key}.")
+            if problem:
+                return problem
+    return None
 
 
 def _check_graph(graph: dict[str, Any]) -> None:
@@ -795,14 +826,23 @@ class Archive:
                     raise ArchiveError(f"{self._where}: the stored config differs in {changed}")
             self._write_meta("config", config)
 
-    def config(self) -> dict[str, Any] | None:
+    def config(self, *, like: Any = None) -> dict[str, Any] | None:
         """The stored run config, or None before :meth:`set_config`.
+
+        Args:
+          like: a config (a mapping or ``ConfigDict``) whose shape the stored
+            one must have, so that a reader may compare their values: where
+            both hold a key, both hold a section or values of one JSON kind
+            (a number, text, a bool or a list; null matches any).
 
         Raises:
           ArchiveError: the stored config is not a JSON object that
-            ``ml_collections.ConfigDict`` takes.
+            ``ml_collections.ConfigDict`` takes, or not shaped ``like``.
         """
-        return self._read_meta("config", _run_config, None)
+        if like is None:
+            return self._read_meta("config", _run_config, None)
+        return self._read_meta("config", functools.partial(_run_config, like=_plain_config(like)),
+                               None)
 
     def config_diff(self, config: Any) -> list[str]:
         """The dotted keys in which ``config`` differs from the stored config, sorted
