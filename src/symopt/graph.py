@@ -84,6 +84,8 @@ DEFAULT_TOTAL_STEPS = 10_000
 """``T`` where neither the caller nor the graph gives a training length."""
 LENGTH_TOLERANCE = 2.0
 """A caller's ``T`` more than this factor from the found one is warned about."""
+LENGTH_FIELDS = ("total_steps", "test_total_steps")
+"""The graph's fields of how it was measured: optional, written only when known."""
 
 
 class GraphError(ValueError):
@@ -367,7 +369,7 @@ def validate(
         raise GraphError(f"momentum: {_shown(graph.momentum)} is not one of "
                          f"{', '.join(MOMENTUM_TYPES)}")
     _validate_hparams(graph.hparams)
-    for name in ("total_steps", "test_total_steps"):
+    for name in LENGTH_FIELDS:
         if getattr(graph, name) is not None:
             _check_int(getattr(graph, name), name, 1)
     return graph
@@ -488,20 +490,21 @@ def total_steps_for(graph: Graph, total_steps: int | None = None) -> int:
     found = graph.total_steps
     if total_steps is None:
         if found is None and reads_total_steps(graph):
-            _warn_once(graph, None, f"this graph's schedule or t/T operands depend on the "
-                       f"training length, and neither total_steps nor the length it was found "
+            _warn_once(graph, None, "this graph's schedule or t/T operands depend on the "
+                       "training length, and neither total_steps nor the length it was found "
                        f"at is known: laid over {DEFAULT_TOTAL_STEPS} steps; pass "
-                       f"total_steps=<your number of training steps>")
+                       "total_steps=<your number of training steps>")
         return DEFAULT_TOTAL_STEPS if found is None else found
     if isinstance(total_steps, bool) or total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {_shown(total_steps)}")
-    if (found is not None and max(total_steps / found, found / total_steps) > LENGTH_TOLERANCE
-            and reads_total_steps(graph)):
+    if found is None or not reads_total_steps(graph):
+        return total_steps
+    ratio = max(total_steps / found, found / total_steps)
+    if ratio > LENGTH_TOLERANCE:
         _warn_once(graph, total_steps, f"this graph was found at total_steps={found}; its "
                    f"schedule or t/T operands are laid over total_steps={total_steps}, "
-                   f"{max(total_steps / found, found / total_steps):.3g}x "
-                   f"{'longer' if total_steps > found else 'shorter'}, where its schedule and "
-                   "learning rate were never measured")
+                   f"{ratio:.3g}x {'longer' if total_steps > found else 'shorter'}: its "
+                   f"learning rate and schedule were measured at {found} steps only")
     return total_steps
 
 
@@ -678,10 +681,6 @@ def _expr_to_dict(expr: Expr) -> dict[str, Any]:
     return {"nodes": [dataclasses.asdict(n) for n in expr.nodes], "root": expr.root}
 
 
-_LENGTHS = ("total_steps", "test_total_steps")
-"""The graph's optional fields of how it was measured (written only when known)."""
-
-
 def to_dict(graph: Graph) -> dict[str, Any]:
     """A JSON-ready dict (``json.dumps(to_dict(g))`` is the file format); the
     training lengths only where known, so a graph without them (every archived
@@ -690,7 +689,7 @@ def to_dict(graph: Graph) -> dict[str, Any]:
     schedule = dataclasses.asdict(s)
     schedule["expr"] = _expr_to_dict(s.expr) if s.expr is not None else None
     schedule["values"] = list(s.values)
-    lengths = {name: getattr(graph, name) for name in _LENGTHS
+    lengths = {name: getattr(graph, name) for name in LENGTH_FIELDS
                if getattr(graph, name) is not None}
     return {
         "format": FORMAT,
@@ -746,7 +745,7 @@ def from_dict(d: Any) -> Graph:
     if d.get("format", FORMAT) != FORMAT:
         raise GraphError(f"format: {_shown(d['format'])} is not {FORMAT!r}")
     known = {"format", "update", "states", "decays", "schedule", "momentum", "hparams", "constants",
-             *_LENGTHS}
+             *LENGTH_FIELDS}
     for key in d:
         if key not in known:
             raise GraphError(f"{_shown(key, quote=False)}: unknown field (expected one of "
@@ -776,7 +775,7 @@ def from_dict(d: Any) -> Graph:
         hparams=Hyperparams(**hparams),
         constants=tuple(_float(c, f"constants[{i}]") for i, c in enumerate(
             _require(d.get("constants", []), "constants", list))),
-        **{name: d[name] for name in _LENGTHS if name in d},
+        **{name: d[name] for name in LENGTH_FIELDS if name in d},
     )
     return validate(graph)
 
