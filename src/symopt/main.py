@@ -171,10 +171,10 @@ def main(argv: list[str]) -> None:
     quiet = False  # set once JAX knows which process this is
 
     def log(line: str) -> None:
+        if line.startswith(DONE):  # before the line: once it is read, a signal changes nothing
+            cli.finished()
         if not quiet:
             print(line, flush=True)
-        if line.startswith(DONE):
-            cli.finished()
 
     with cli.guarded(PROGRAM, on_interrupt=resume):
         configure_cpu_devices(_CPU_DEVICES.value)
