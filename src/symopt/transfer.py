@@ -294,7 +294,7 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
     result = TransferResult(tuple(names), tuple(t.name for t in task_list), multipliers,
                             metric, results, aggregate, halving, ())
     files = _write(result, task_list, out_dir)
-    log(f"done: {', '.join(files)}")
+    log(f"{DONE}{', '.join(files)}")
     return dataclasses.replace(result, files=tuple(files))
 
 
@@ -502,6 +502,8 @@ USAGE = ("--config=CONFIG_FILE --graphs=A.json,B.json --out=DIR [--config.KEY=VA
 EXAMPLE = ("python -m symopt.transfer --config=experiments/transfer.py "
            "--graphs=runs/digits/best.json --out=runs/transfer")
 """What ``--help`` shows last."""
+DONE = "done: "
+"""How :func:`run_transfer`'s last line begins, before the files it wrote."""
 
 
 def _cli() -> None:
@@ -535,8 +537,13 @@ def _cli() -> None:
             graphs = load_graphs(config_lib.names(graphs_flag.value))
         except (ValueError, OSError) as e:
             cli.fail(PROGRAM, str(e), cli.USAGE_ERROR)
+        def log(line: str) -> None:
+            if line.startswith(DONE):  # the files are written: a signal changes nothing
+                cli.finished()
+            print(line, flush=True)
+
         with cli.guarded(PROGRAM, on_interrupt=f"nothing was written to {out_flag.value!r}"):
-            run_transfer(config, graphs, out_flag.value, log=lambda line: print(line, flush=True))
+            run_transfer(config, graphs, out_flag.value, log=log)
         cli.finished()
 
     app.run(main, flags_parser=parse)
