@@ -116,7 +116,7 @@ def test_a_program_over_the_memory_is_refused_in_one_line_before_it_compiles(mon
     monkeypatch.setattr(budget, "available", lambda devices=None: (1 << 20, False))
     compiled = []
     monkeypatch.setattr(evaluate, "step_tables", lambda *a: compiled.append(a))
-    with pytest.raises(config_lib.ConfigError, match=r"^config: training \d+ runs") as info:
+    with pytest.raises(budget.OverBudget, match=r"^config: training \d+ runs") as info:
         evaluate.evaluate_graphs([zoo.adam()] * 4, _task(), shape=ProgramShape(), chunk_size=4)
     assert "\n" not in str(info.value) and "evaluation.chunk_size" in str(info.value)
     assert compiled == []  # refused before its tables (and its compile)
@@ -127,7 +127,7 @@ def test_the_reference_program_over_the_memory_is_refused_too(monkeypatch):
     import optax
 
     monkeypatch.setattr(budget, "available", lambda devices=None: (1 << 20, True))
-    with pytest.raises(config_lib.ConfigError, match="each device's memory"):
+    with pytest.raises(budget.OverBudget, match="each device's memory"):
         evaluate.evaluate_baseline(optax.adam, (jnp.asarray([1e-3, 1e-2]),), _task())
 
 
@@ -230,7 +230,7 @@ def test_the_missing_tfds_data_line_names_the_exact_directory(monkeypatch, data_
 
     monkeypatch.setattr(tfds_tasks, "_import_tfds", lambda: types.SimpleNamespace(builder=Builder))
     with pytest.raises(tasks.DataNotFoundError) as info:
-        tfds_tasks._load(tfds_tasks.SPECS["cifar10"], data_dir, 10, 10, 10, 0, False)
+        tfds_tasks.load_tfds("cifar10", data_dir, 10, 10, 10, 0)
     line = config_lib.one_line(info.value)
     command = shlex.split(line.split("prepare it with: ", 1)[1])[:3]
     assert command[:2] == ["python", "-c"]

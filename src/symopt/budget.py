@@ -7,9 +7,10 @@ gradients and updates and the optimizer's states, the minibatch and its
 activations, and the stacked per-step losses; and once the task's data.
 :func:`check` compares it with the memory of the devices (JAX's
 ``memory_stats`` where the backend has them, else the host's RAM) before the
-program is compiled: over it, a one-line :class:`symopt.config.ConfigError`
-(exit 2) naming the keys that size the program; over half of it, one
-warning with the estimate (once per program). A program that does not fit
+program is compiled: over it, a one-line :class:`OverBudget` (a
+``ValueError``; the command lines exit 2 with it, as for a config error)
+naming the keys that size the program; over half of it, one warning with
+the estimate (once per program). A program that does not fit
 would otherwise end in an XLA out-of-memory traceback, after minutes of
 compiling.
 """
@@ -24,6 +25,12 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+
+
+class OverBudget(ValueError):
+    """A training program would need more memory than the devices have; the
+    message is one line naming the config keys that size it."""
+
 
 ACTIVATIONS_PER_INPUT = 16
 """Activation bytes a run holds per byte of its minibatch's inputs (forward
@@ -126,7 +133,7 @@ def check(task: Any, runs: int, states: int, *, devices: Any = None, data: Any =
       what: what the runs train, for the message.
 
     Raises:
-      symopt.config.ConfigError: the estimate exceeds the memory (one line).
+      OverBudget: the estimate exceeds the memory (one line).
     """
     devices = list(devices) if devices is not None else jax.local_devices()
     found = estimate(task, runs, states, devices=len(devices), data=data)
@@ -136,9 +143,7 @@ def check(task: Any, runs: int, states: int, *, devices: Any = None, data: Any =
     text = (f"training {found.runs} runs of {what} on {task.name} ({task.steps} steps, batch "
             f"{task.batch_size}) needs about {_gb(need)}, of {_gb(limit)} ({where})")
     if need > limit:
-        from symopt.config import ConfigError  # noqa: PLC0415 (config imports this module's users)
-
-        raise ConfigError(f"config: {text}; lower evaluation.chunk_size, the seeds, the steps, "
+        raise OverBudget(f"config: {text}; lower evaluation.chunk_size, the seeds, the steps, "
                           "the batch size or the learning-rate multipliers")
     key = (task.name, found.runs, task.steps, task.batch_size, states)
     if need > WARN_FRACTION * limit and key not in _WARNED:
