@@ -40,6 +40,17 @@ def test_adam_at_other_betas_and_epsilon_is_a_re_tuning_of_adam():
     assert judgement.similarity >= novelty.THRESHOLD
 
 
+def test_adam_at_betas_off_every_grid_is_matched_at_its_own_values():
+    # The search's winner #134 of a discover.py run: Adam at beta1 0.5, beta2 0.9
+    # with a cosine schedule, which the grid's nearest Adam matches below 0.95.
+    graph = zoo.adam(beta1=0.5, beta2=0.9).replace(
+        schedule=symopt.Schedule(kind="cosine", warmup_steps=10))
+    judgement = novelty.judge(graph)
+    assert judgement.verdict == "re-tuning of adam"
+    assert judgement.top[0].hparams == {"beta1": 0.5, "beta2": 0.9, "eps": 1e-8}
+    assert novelty.own_setting("adam", graph) == {"beta1": 0.5, "beta2": 0.9, "eps": 1e-8}
+
+
 def test_lion_is_not_a_re_tuning_of_adam():
     judgement = novelty.judge(zoo.lion(), zoo_names=["adam"])
     assert judgement.verdict == "new"
@@ -114,11 +125,11 @@ def test_the_probe_steps_are_what_to_optax_computes():
 
 
 def test_the_zoo_runs_once_per_process_and_a_judgement_runs_only_its_graph(monkeypatch):
-    novelty.judge(zoo.sgd())  # the zoo's runs, once per process
+    novelty.judge(zoo.adam(beta1=0.7))  # the zoo's runs (and at its own betas), once
     runs = []
     real = novelty.updates
     monkeypatch.setattr(novelty, "updates", lambda graph: runs.append(graph) or real(graph))
-    novelty.judge(zoo.adam(beta1=0.7))
+    novelty.judge(zoo.adam(beta1=0.7, learning_rate=5.0))
     assert len(runs) == 1
 
 

@@ -21,7 +21,8 @@ per leaf, averaged over the steps and the leaves: 1 for the same direction
 everywhere, whatever the learning rate or schedule (both scale a step's whole
 update). A zoo optimizer's similarity to a graph is the largest over a small
 grid of its own hyperparameters (:data:`GRIDS`: betas, epsilon, momentum,
-weight decay, ...), so that Adam at other betas is recognised as Adam. The
+weight decay, ...) and at the graph's own values of them (:func:`own_setting`),
+so that Adam at other betas, on the grid or not, is recognised as Adam. The
 zoo's updates over the grid are computed once per process; judging a graph
 then costs its own run and a sympy simplification.
 
@@ -251,6 +252,22 @@ def _zoo_directions(name: str) -> tuple[tuple[dict[str, Any], ...], np.ndarray, 
     return settings, units, zeros
 
 
+def own_setting(name: str, graph: Graph) -> dict[str, Any]:
+    """Zoo optimizer ``name``'s setting at ``graph``'s own values of the
+    hyperparameters it is matched over (:data:`GRIDS` keys that are fields of
+    :class:`symopt.graph.Hyperparams`). A graph that is Adam at betas no grid
+    holds (0.5, 0.9) is then matched with exactly that Adam."""
+    fields = {f.name for f in dataclasses.fields(graph.hparams)}
+    return {k: getattr(graph.hparams, k) for k in sorted(GRIDS.get(name, {})) if k in fields}
+
+
+@functools.lru_cache(maxsize=4096)
+def _own_directions(name: str, setting: tuple[tuple[str, Any], ...]) -> tuple[np.ndarray,
+                                                                               np.ndarray]:
+    units, zeros = _directions(updates(zoo.get(name, **dict(setting)))[None])
+    return units, zeros
+
+
 # --------------------------------------------------------------------------
 # The judgement.
 
@@ -334,6 +351,11 @@ def nearest(graph: Graph, *, zoo_names: Iterable[str] | None = None) -> list[Mat
     matches = []
     for name in names:
         settings, units, zeros = _zoo_directions(name)
+        own = own_setting(name, graph)
+        if own and own not in settings:  # the zoo optimizer at the graph's own values
+            own_units, own_zeros = _own_directions(name, tuple(sorted(own.items())))
+            settings = (*settings, own)
+            units, zeros = np.concatenate([units, own_units]), np.concatenate([zeros, own_zeros])
         scores = _similarities(directions, (units, zeros))
         best = int(np.argmax(scores))
         matches.append(Match(name, float(scores[best]), dict(settings[best])))
