@@ -117,7 +117,7 @@ def test_a_run_killed_mid_search_resumes_without_losing_or_repeating_work(finish
 
 def test_resuming_with_a_different_config_is_refused(finished):
     result, _ = finished
-    with pytest.raises(config_lib.ConfigError, match="different config.*tasks.steps"):
+    with pytest.raises(ArchiveError, match="different config.*tasks.steps"):
         run_lib.run(tiny_config(tasks__steps=21), result.workdir, log=lambda _: None)
 
 
