@@ -252,3 +252,28 @@ def test_a_resume_from_an_archive_with_bad_parents_is_one_line_and_exit_code_1(t
     assert len(lines) == 1, out.stderr[-3000:]
     assert lines[0].startswith(f"symopt.main: error: archive {path}: table candidates, row id ")
     assert "column parents: expected a list of candidate ids" in lines[0]
+
+
+@pytest.mark.parametrize("stored", ['{"evaluation": 5}', None])
+def test_a_resume_from_an_archive_with_a_bad_config_is_one_line_and_exit_code_1(
+        tmp_path, stored):
+    workdir = tmp_path / "run"
+    config = tiny_config()
+    bad = config.to_dict()
+    bad["search"]["generations"] = "abc"
+    with Archive.open(workdir) as archive:
+        archive.set_config(bad)
+    path = workdir / archive_lib.FILENAME
+    if stored is not None:
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
+            db.execute("UPDATE meta SET value=? WHERE key='config'", (stored,))
+    config_file = tmp_path / "tiny.py"
+    config_file.write_text(TINY_CONFIG_FILE)
+    out = subprocess.run(
+        [sys.executable, "-m", "symopt.main", f"--config={config_file}", f"--workdir={workdir}",
+         "--cpu_devices=1", "--compilation_cache_dir="],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == cli.RUN_ERROR, out.stderr[-3000:]
+    assert len(lines) == 1, out.stderr[-3000:]
+    assert "expected a run config shaped like this one" in lines[0], lines[0]

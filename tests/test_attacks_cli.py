@@ -358,3 +358,48 @@ def test_a_workdir_holding_another_config_s_run_is_a_workdir_error(tmp_path):
         workdir.open_archive(config, str(tmp_path), lambda _: None)
     assert not isinstance(info.value, config_lib.ConfigError)
     assert repr(str(tmp_path)) in str(info.value)
+
+
+def _guarded_exit(capsys, error: BaseException) -> tuple[int, list[str]]:
+    with pytest.raises(SystemExit) as info, cli.guarded("prog", on_interrupt="kept"):
+        raise error
+    return info.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_a_program_that_would_not_fit_in_memory_is_one_line_and_exit_code_2(capsys):
+    from symopt import budget
+
+    code, lines = _guarded_exit(capsys, budget.OverBudget("config: training 64 runs needs 9 GB"))
+    assert code == cli.USAGE_ERROR
+    assert lines == ["prog: error: config: training 64 runs needs 9 GB"]
+
+
+def test_a_task_module_failing_while_the_config_is_checked_is_one_line_and_exit_code_1(
+        capsys, monkeypatch):
+    from absl import flags
+
+    from symopt.tasks.base import UserCodeError
+
+    def validate(config):
+        raise UserCodeError("mine.py:make", "import", SyntaxError("invalid syntax"))
+
+    monkeypatch.setattr(flags, "FLAGS", flags.FlagValues())
+    holder = type("Holder", (), {"value": config_lib.default_config()})()
+    with pytest.raises(SystemExit) as info:
+        cli.parse_flags("prog", ["prog"], holder, validate)
+    assert info.value.code == cli.RUN_ERROR
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "prog: error: task 'mine.py:make' failed at import: SyntaxError: invalid syntax"]
+
+
+def test_a_warning_during_a_run_is_one_line_naming_the_program(capsys):
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):  # Python's own
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    with warnings.catch_warnings(), cli.guarded("prog", on_interrupt="kept"):
+        warnings.simplefilter("always")
+        warnings.showwarning = show  # pytest records warnings instead of showing them
+        warnings.warn("needs about 9 GB\nof 10 GB", UserWarning, stacklevel=1)
+    assert capsys.readouterr().err == "prog: warning: needs about 9 GB\\nof 10 GB\n"

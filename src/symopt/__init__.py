@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the names below, imported on first use (:func:`__getattr__`
         Hyperparams,
         Node,
         Schedule,
+        TrainingLengthWarning,
         canonical,
         from_dict,
         from_json,
@@ -36,8 +37,8 @@ if TYPE_CHECKING:  # the names below, imported on first use (:func:`__getattr__`
 
 _LAZY = {
     **dict.fromkeys(("Expr", "Graph", "GraphError", "Hyperparams", "Node", "Schedule",
-                     "canonical", "from_dict", "from_json", "load", "save", "to_dict",
-                     "validate"), "symopt.graph"),
+                     "TrainingLengthWarning", "canonical", "from_dict", "from_json", "load",
+                     "save", "to_dict", "validate"), "symopt.graph"),
     **dict.fromkeys(("CheckReport", "check", "fingerprint"), "symopt.integrity"),
     **dict.fromkeys(("to_latex", "to_sympy", "to_text"), "symopt.symbolic"),
     **dict.fromkeys(("SymoptState", "scale_by_graph", "to_optax"), "symopt.transform"),
@@ -100,6 +101,7 @@ __all__ = [
     "Node",
     "Schedule",
     "SymoptState",
+    "TrainingLengthWarning",
     "CheckReport",
     "canonical",
     "check",

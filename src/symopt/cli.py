@@ -38,6 +38,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
@@ -212,6 +213,7 @@ def parse_flags(program: str, argv: list[str], config_flag: Any,
     from ml_collections import ConfigDict  # noqa: PLC0415
 
     from symopt import config as config_lib  # noqa: PLC0415 (imports JAX)
+    from symopt.tasks.base import UserCodeError  # noqa: PLC0415
 
     if any(arg in HELP_FLAGS for arg in argv[1:]):
         print(help_text(program, usage, example), end="", flush=True)
@@ -232,6 +234,8 @@ def parse_flags(program: str, argv: list[str], config_flag: Any,
             validate(config)
     except config_lib.ConfigError as e:
         fail(program, str(e), USAGE_ERROR)
+    except UserCodeError as e:  # a task module the config names, imported to check it
+        user_code_failed(program, e)
     except (KeyError, AttributeError) as e:  # an override of a key the config lacks
         fail(program, unknown_key_message(e, argv)
              or f"cannot load the config file {path}: {config_lib.one_line(e)}", USAGE_ERROR)
@@ -242,6 +246,18 @@ def parse_flags(program: str, argv: list[str], config_flag: Any,
         fail(program, f"cannot load the config file: {type(cause).__name__}: {cause}",
              USAGE_ERROR)
     return remaining
+
+
+def user_code_failed(program: str, error: BaseException) -> NoReturn:
+    """A user's task code failed (:class:`symopt.tasks.base.UserCodeError`):
+    its one line, exit 1; the traceback first where ``SYMOPT_TRACEBACK`` is set."""
+    from symopt.tasks.base import TRACEBACK_ENV  # noqa: PLC0415
+
+    if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+        import traceback  # noqa: PLC0415
+
+        traceback.print_exception(error.__cause__ or error, file=sys.stderr)
+    fail(program, str(error), RUN_ERROR)
 
 
 @contextlib.contextmanager
@@ -258,9 +274,9 @@ def guarded(program: str, *, on_interrupt: str) -> Iterator[None]:
     :func:`finished` or :func:`exit_with_error` has replaced the handlers)."""
     from symopt import config as config_lib  # noqa: PLC0415 (before the handlers: imports JAX)
     from symopt.archive import ArchiveError  # noqa: PLC0415
+    from symopt.budget import OverBudget  # noqa: PLC0415
     from symopt.evaluate import PeerLost  # noqa: PLC0415
     from symopt.tasks.base import (  # noqa: PLC0415
-        TRACEBACK_ENV,
         DataNotFoundError,
         MissingDependencyError,
         UserCodeError,
@@ -268,6 +284,9 @@ def guarded(program: str, *, on_interrupt: str) -> Iterator[None]:
 
     redelivery = _Redelivery(sys.unraisablehook)
     previous_hook, sys.unraisablehook = sys.unraisablehook, redelivery.hook
+    previous_format, warnings.formatwarning = warnings.formatwarning, (
+        lambda message, category, *args, **kwargs:
+        f"{program}: warning: {config_lib.one_line(message)}\n")
     previous = {signum: signal.signal(signum, redelivery.interrupt) for signum in _SIGNALS}
     try:
         yield
@@ -284,11 +303,9 @@ def guarded(program: str, *, on_interrupt: str) -> Iterator[None]:
         exit_with_error(program, f"{config_lib.one_line(e)}; {on_interrupt}", RUN_ERROR,
                         hard=True)
     except UserCodeError as e:
-        if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
-            import traceback  # noqa: PLC0415
-
-            traceback.print_exception(e.__cause__ or e, file=sys.stderr)
-        fail(program, str(e), RUN_ERROR)
+        user_code_failed(program, e)
+    except OverBudget as e:
+        fail(program, str(e), USAGE_ERROR)
     except (DataNotFoundError, MissingDependencyError, ArchiveError) as e:
         fail(program, str(e), RUN_ERROR)
     except sqlite3.Error as e:
@@ -302,6 +319,7 @@ def guarded(program: str, *, on_interrupt: str) -> Iterator[None]:
             if signal.getsignal(signum) == redelivery.interrupt:
                 signal.signal(signum, handler)
         sys.unraisablehook = previous_hook
+        warnings.formatwarning = previous_format
 
 
 class _Redelivery:

@@ -142,7 +142,7 @@ def first_horizon(workdir: str) -> int | None:
     if not os.path.exists(os.path.join(workdir, archive_lib.FILENAME)):
         return None
     with Archive.open(workdir, create=False) as archive:
-        return archive.get_meta(HORIZON)
+        return archive.get_meta(HORIZON, kind=int)
 
 
 def open_archive(config: ml_collections.ConfigDict, workdir: str, log: Callable[[str], None],
@@ -158,7 +158,7 @@ def open_archive(config: ml_collections.ConfigDict, workdir: str, log: Callable[
       ConfigError: the workdir holds a run with more generations.
     """
     archive = Archive.open(workdir) if writer else Archive.in_memory_copy(workdir)
-    stored = archive.config()
+    stored = archive.config(like=config)
     if stored is None:
         archive.set_config(config.to_dict())
         return archive
@@ -208,8 +208,8 @@ def write_output(archive: Archive, workdir: str, name: str,
     path = os.path.join(workdir, name)
     if not is_writer():
         return
-    outputs = archive.get_meta(OUTPUTS, {}) or {}
-    pending = archive.get_meta(PENDING, {}) or {}
+    outputs = archive.get_meta(OUTPUTS, {}, kind=dict) or {}
+    pending = archive.get_meta(PENDING, {}, kind=dict) or {}
     if os.path.lexists(path) and not _replaceable(path, {outputs.get(name), pending.get(name)}):
         raise ArchiveError(f"{name} was not written by this run, or was changed since; move "
                            f"{path!r} away (or use another --workdir) and rerun to resume")

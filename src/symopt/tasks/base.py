@@ -48,7 +48,12 @@ class UserCodeError(RuntimeError):
     :data:`TRACEBACK_ENV` is set)."""
 
     def __init__(self, task: str, phase: str, error: BaseException) -> None:
-        last = (str(error).strip().splitlines() or [""])[-1]
+        lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+        # The last line, unless it only points to documentation (as JAX's
+        # tracer errors end): then the last line that says what went wrong.
+        said = [line for line in lines if not line.lower().startswith(("see http", "see https",
+                                                                        "for more information"))]
+        last = (said or lines or [""])[-1]
         super().__init__(f"task {task!r} failed at {phase}: {type(error).__name__}"
                          + (f": {last}" if last else ""))
         self.task, self.phase = task, phase
