@@ -155,7 +155,7 @@ def _continue(graph, params, state, apply, first):
                                            ("momentum", ("trace",)), ("rmsprop", ("v",)),
                                            ("lion", ("states",))])
 def test_tree_get_finds_each_moment_as_a_params_shaped_tree(name, moments, params):
-    state = symopt.to_optax(zoo.get(name)).init(params)
+    state = symopt.to_optax(zoo.get(name), total_steps=100).init(params)
     for moment in moments:
         found = optax.tree_utils.tree_get(state, moment)
         for tree in found if moment == "states" else (found,):
@@ -164,7 +164,7 @@ def test_tree_get_finds_each_moment_as_a_params_shaped_tree(name, moments, param
 
 @pytest.mark.parametrize("name", [n for n, _ in DEFAULT])
 def test_unused_state_fields_are_empty_and_no_field_holds_none(name, params):
-    chained = symopt.to_optax(dict(OPTIMIZERS)[name]).init(params)
+    chained = symopt.to_optax(dict(OPTIMIZERS)[name], total_steps=100).init(params)
     state = graph_state(chained)
     assert state.count.dtype == jnp.int32 and state.count.shape == ()
     for tree in (state.m, state.v, state.gamma, *state.states):
