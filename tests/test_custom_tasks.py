@@ -460,11 +460,18 @@ def test_a_registered_task_runs_a_search(registered, tmp_path):
         assert any(registered in r.metrics for r in archive.records(status="evaluated"))
 
 
-def test_a_module_function_task_runs_a_search(user_module, tmp_path):
-    name = f"{user_module}:make_task"
-    result = run_lib.run(_search_config(name), tmp_path / "run", log=lambda line: None)
+def test_a_module_function_task_runs_a_search_shown_by_its_factorys_name(user_module, tmp_path):
+    name = f"{user_module}:make_task"  # from_arrays("inner", ...): the archive keys it by name
+    lines: list[str] = []
+    result = run_lib.run(_search_config(name), tmp_path / "run", log=lines.append)
     with Archive.open(result.workdir) as archive:
         assert archive.get_meta("baseline")[name] > 0
+    shown = "\n".join(lines) + open(os.path.join(result.workdir, "summary.md")).read()
+    assert name not in shown, "reports show the title the user gave the task"
+    assert lines[0].startswith("reference: tuning Adam") and lines[0].endswith(" on inner ...")
+    banner = next(line for line in lines if line.startswith("search: "))
+    assert ", tasks inner (" in banner
+    assert "Search tasks: inner; " in shown and "| lr x | inner | equation |" in shown
 
 
 def test_the_readme_example_config_searches_on_its_own_task_from_the_command_line(tmp_path):
@@ -476,5 +483,7 @@ def test_the_readme_example_config_searches_on_its_own_task_from_the_command_lin
          "--config.evaluation.reference_lr_multipliers=(1.0,)", "--compilation_cache_dir="],
         cwd=root, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "experiments.own_task:make_task" in out.stdout
+    assert ", tasks wine (20 steps, " in out.stdout  # from_arrays("wine", ...): its title
+    assert "experiments.own_task:make_task" not in out.stdout
+    assert "(Adam at lr 0.001, untuned = 1); " in out.stdout  # one reference rate: untuned
     assert symopt.load(tmp_path / "best.json")

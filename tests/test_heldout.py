@@ -4,6 +4,7 @@ the tables of summary.md."""
 from __future__ import annotations
 
 import dataclasses
+import types
 
 import jax
 import jax.numpy as jnp
@@ -63,6 +64,19 @@ def test_table_has_a_row_per_optimizer_and_a_column_per_task():
     assert lines[0] == "| optimizer | a | b |"
     assert lines[2].startswith("| best | 0.5 ± 0 / 0.4 ± 0 |")
     assert len(lines) == 4
+
+
+def test_tables_and_log_lines_show_a_task_by_its_label_not_its_name(monkeypatch):
+    labels = {"a": "cancer", "b": "wine"}  # module:function names -> their factories' names
+    lines = heldout.table(RESULTS, ["best", "adam"], task_labels=labels)
+    assert lines[0] == "| optimizer | cancer | wine |"
+    at_edge = [dataclasses.replace(RESULTS[0], multipliers=(0.5, 1.0), edge=True)]
+    assert "best on cancer x3" in heldout.edge_line(at_edge, task_labels=labels)
+    monkeypatch.setattr(heldout, "evaluate_task", lambda *args, **kwargs: [])
+    task = types.SimpleNamespace(name="mymod:make_task", label="cancer", steps=5, seeds=1)
+    logged: list[str] = []
+    heldout.evaluate_all({"best": zoo.get("adam")}, [], [task], (1.0,), log=logged.append)
+    assert logged == ["test: 1 optimizers x 1 learning rates on cancer (5 steps, 1 seeds)"]
 
 
 def test_results_round_trip_through_the_archives_json():

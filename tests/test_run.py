@@ -396,13 +396,50 @@ def test_the_summary_flags_edge_picks_and_fitness_below_adam_and_merges_identica
     assert len(merged) == 1, "identical candidates share one row, listing their ids"
     stage = [line for line in lines if line.startswith("| 1 | logistic | ")]
     assert len(stage) == 3 and all(f"0.9000 ({report.BELOW})" in line for line in stage)
-    assert "**All 3 finalists scored below tuned Adam on validation" in summary
+    assert f"**All 3 finalists scored below {report.reference_name(config)} on validation" in (
+        summary)
     assert f"| best = #{twin.id} | " in summary and f"| #{twin.id} | " not in summary
     adam = next(line for line in lines if line.startswith("| adam | 2 ± 0"))
     assert adam.endswith(f"1.5 ± 0 {heldout.EDGE_MARK} |")
     assert f"{heldout.EDGE_MARK} lr-tuned at an edge of the rates tried" in summary
     assert "adam on logistic x300 (largest of x0.3-x300)" in summary
     assert "(multipliers 0.3, 1, 3 of the optimizer's own rate" in summary
+
+
+def test_the_summary_shows_task_labels_numbers_generations_from_1_and_says_what_1_is(
+        finished, tmp_path):
+    result, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(result.workdir, copy)
+    config = tiny_config(elimination__tasks="logistic")
+    labels = {"digits_mlp": "digits (8 hidden)", "logistic": "logreg"}
+    with Archive.open(copy) as archive:
+        top = archive.top(config.output.top)
+        archive.add_stage_results([StageResult(top[0].id, 0, "logistic", {}, 1.2)])
+        path = report.write_summary(str(copy), config, archive, {"digits_mlp": 0.5}, top[0],
+                                    records_lib.graph(top[0]), [top[0].id], [],
+                                    task_labels=labels, path=str(tmp_path / "written.md"))
+    assert path == str(tmp_path / "written.md")  # where workdir.write_output asks
+    lines = open(path).read().splitlines()
+    assert "Search tasks: digits (8 hidden); validation tasks: logreg; test tasks: -." in lines
+    assert any(line.startswith("Adam reference (loss): digits (8 hidden) 0.5 ") for line in lines)
+    header = lines.index("| rank | id | gen | fitness | lr x | digits (8 hidden) | equation |")
+    assert f"| stage | tasks | id | fitness ({config_lib.fitness_unit(config)}) | lr x |" in lines
+    assert any(line.startswith(f"| 1 | logreg | {top[0].id} | 1.2000 |") for line in lines)
+    rows = [line.split(" | ") for line in lines[header + 2:lines.index("", header)]]
+    generation = {r.id: r.generation for r in top}
+    assert rows and all(int(gen) == generation[int(ids.split(", ")[0])] + 1
+                        for _, ids, gen, *_ in rows), "from 1, as the progress lines count"
+
+
+def test_the_done_line_says_adam_is_untuned_under_one_reference_rate(tmp_path):
+    config = tiny_config(search__generations=1, search__population_size=4,
+                         evaluation__reference_lr_multipliers=(1.0,))
+    lines: list[str] = []
+    run_lib.run(config, tmp_path, log=lines.append)
+    done = [line for line in lines if line.startswith(run_lib.DONE)]
+    assert len(done) == 1 and "(Adam at lr 0.001, untuned = 1); " in done[0]
+    assert "Adam at lr 0.001, untuned = 1." in (tmp_path / "summary.md").read_text()
 
 
 def test_a_summary_above_adam_carries_no_below_flags(finished):

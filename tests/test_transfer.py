@@ -9,6 +9,7 @@ graphs per task, which both metrics share (the metric is read on the host).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import subprocess
 import sys
@@ -324,6 +325,31 @@ def test_transfer_trains_with_the_configured_strategy(strategy, tmp_path, monkey
     monkeypatch.setattr(evaluate, "evaluate", recorded)
     transfer.run_transfer(config, {"found": zoo.sgd()}, tmp_path, log=lambda _: None)
     assert strategies and set(strategies) == {strategy}
+
+
+def test_a_task_is_shown_by_its_label_and_its_files_keep_its_name(tmp_path, monkeypatch):
+    figure = pytest.importorskip("matplotlib.figure")
+    config = tiny_config()
+    config.transfer.tasks = "digits_mlp"
+    config.transfer.steps = 3
+    config.transfer.comparisons = "adam"
+    built = transfer.build_tasks
+    monkeypatch.setattr(transfer, "build_tasks", lambda c: [  # as a module:function task is
+        dataclasses.replace(t, title="digits") for t in built(c)])
+    titles, save = [], figure.Figure.savefig
+
+    def saved(self, path, *args, **kwargs):
+        titles.append((os.path.basename(path), self.axes[0].get_title()))
+        return save(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(figure.Figure, "savefig", saved)
+    lines: list[str] = []
+    transfer.run_transfer(config, {"found": zoo.sgd()}, tmp_path, log=lines.append)
+    assert lines[0].startswith("task 1/1 digits: ") and lines[1].startswith("task 1/1 digits: ")
+    assert "| optimizer | digits | aggregate vs Adam |" in (tmp_path / "results.md").read_text()
+    assert {r["task"] for r in csv.DictReader(open(tmp_path / "results.csv"))} == {"digits_mlp"}
+    assert [name for name, _ in titles] == ["curves_digits_mlp.png", "lr_digits_mlp.png"]
+    assert all(title.startswith("digits") and "digits_mlp" not in title for _, title in titles)
 
 
 def test_the_cli_refuses_a_missing_graph_file_in_one_line(tmp_path):

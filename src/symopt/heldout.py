@@ -138,12 +138,12 @@ def evaluate_all(found: Mapping[str, Graph], comparisons: Sequence[str],
     results = []
     for task in task_list:
         named = {**found, **{b: COMPARISONS[b](task.steps) for b in comparisons}}
-        log(f"test: {len(named)} optimizers x {len(multipliers)} learning rates on {task.name} "
+        log(f"test: {len(named)} optimizers x {len(multipliers)} learning rates on {task.label} "
             f"({task.steps} steps, {task.seeds} seeds)")
         done = evaluate_task(named, task, multipliers, trainer=trainer)
         extended = [r.optimizer for r in done if len(r.multipliers) > len(set(multipliers))]
         if extended:
-            log(f"test: {task.name}: tuned past the grid's edge: {', '.join(extended)}"
+            log(f"test: {task.label}: tuned past the grid's edge: {', '.join(extended)}"
                 + (f"; still at an edge: {', '.join(r.optimizer for r in edges(done))}"
                    if edges(done) else ""))
         results += done
@@ -180,15 +180,17 @@ def ratio_to_best(results: Sequence[Result], a: str, others: Sequence[str], *,
 
 
 def table(results: Sequence[Result], optimizers: Sequence[str],
-          labels: Mapping[str, str] | None = None) -> list[str]:
+          labels: Mapping[str, str] | None = None, *,
+          task_labels: Mapping[str, str] | None = None) -> list[str]:
     """Markdown: optimizer x task, test loss mean +- std over seeds, as found /
     lr-tuned; an lr-tuned cell whose rate is still at an edge of the rates
     tried ends in :data:`EDGE_MARK`. ``labels`` names rows (default: the
-    optimizer's name)."""
+    optimizer's name), ``task_labels`` columns (a task's name -> its
+    :attr:`symopt.tasks.Task.label`; default: the name)."""
     task_names = list(dict.fromkeys(r.task for r in results))
     by_key = {(r.optimizer, r.task): r for r in results}
-    labels = labels or {}
-    lines = ["| optimizer | " + " | ".join(task_names) + " |",
+    labels, task_labels = labels or {}, task_labels or {}
+    lines = ["| optimizer | " + " | ".join(task_labels.get(t, t) for t in task_names) + " |",
              "|---|" + "---|" * len(task_names)]
     for name in optimizers:
         cells = []
@@ -207,15 +209,18 @@ def edges(results: Sequence[Result], optimizers: Sequence[str] | None = None) ->
     return [r for r in results if r.edge and (optimizers is None or r.optimizer in optimizers)]
 
 
-def edge_line(results: Sequence[Result], optimizers: Sequence[str] | None = None) -> str:
+def edge_line(results: Sequence[Result], optimizers: Sequence[str] | None = None, *,
+              task_labels: Mapping[str, str] | None = None) -> str:
     """One markdown line naming the lr-tuned picks still at an edge, by
-    optimizer, or ``""``."""
+    optimizer (tasks shown by ``task_labels``, as in :func:`table`), or ``""``."""
+    task_labels = task_labels or {}
     by_optimizer: dict[str, list[str]] = {}
     for r in edges(results, optimizers):
         tried = (f" ({'largest' if _is_top(r) else 'smallest'} of x{min(r.multipliers):.3g}-"
                  f"x{max(r.multipliers):.3g})" if r.multipliers else "")
         by_optimizer.setdefault(r.optimizer, []).append(
-            f"{r.task} x{r.tuned_learning_rate / r.learning_rate:.3g}{tried}")
+            f"{task_labels.get(r.task, r.task)} x{r.tuned_learning_rate / r.learning_rate:.3g}"
+            f"{tried}")
     if not by_optimizer:
         return ""
     picks = "; ".join(f"{name} on {', '.join(p)}" for name, p in by_optimizer.items())

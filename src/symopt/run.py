@@ -73,6 +73,10 @@ from symopt.spaces import Space
 
 Log = Callable[[str], None]
 BEST = workdir_lib.BEST
+DONE = "done in "
+"""How a finished run's last line begins (``done in 1m 02s: best #12 ...``):
+:mod:`symopt.main` reads it, since after it a signal changes nothing
+(:func:`symopt.cli.finished`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,14 +198,15 @@ class _Search:
                                  lambda path: graph_lib.save(winner.graph, path))
         self.where = f"after generation {generations}, during the test tasks"
         test_results = self.test(winner) if setup.test_tasks else []
+        labels = {t.name: t.label for t in _all_tasks(setup)}
         workdir_lib.write_output(archive, self.workdir, report.FILENAME, lambda path: (
             report.write_summary(self.workdir, config, archive, self.reference, winner.record,
                                  winner.graph, winner.ranking if setup.stages else (),
-                                 test_results)))
+                                 test_results, task_labels=labels, path=path)))
         counts = archive.count_by_status()
         seconds = time.perf_counter() - start
-        self.log(f"done in {progress.format_seconds(seconds)}: best #{winner.record.id} fitness "
-                 f"{records.fitness_text(winner.record)} (Adam = 1); "
+        self.log(f"{DONE}{progress.format_seconds(seconds)}: best #{winner.record.id} fitness "
+                 f"{records.fitness_text(winner.record)} ({config_lib.fitness_unit(config)}); "
                  f"{os.path.join(self.workdir, BEST)}, "
                  f"{os.path.join(self.workdir, report.FILENAME)}")
         return RunResult(self.workdir, winner.record, winner.graph, counts, trained, seconds)
@@ -210,7 +215,7 @@ class _Search:
         config, setup = self.config, self.setup
         return (f"search: {config.search.name} over the {setup.space.name} space, "
                 f"{config.search.generations} generations x {config.search.population_size}, "
-                f"tasks {', '.join(t.name for t in setup.tasks)} "
+                f"tasks {', '.join(t.label for t in setup.tasks)} "
                 f"({setup.tasks[0].steps} steps, {config.tasks.seeds} seeds), "
                 f"{setup.chunk_size} candidates per compiled program, "
                 f"{jax.local_device_count()} {jax.default_backend()} device(s)")
@@ -233,7 +238,7 @@ class _Search:
         grid = fitness.reference_grid(ev)
         for task in missing:
             self.log(f"reference: tuning Adam (lr {', '.join(f'{lr:g}' for lr in grid)}) on "
-                     f"{task.name} ...")
+                     f"{task.label} ...")
             try:
                 best = measure.tune_reference(task, grid, ev.split, ev.metric, self.setup.trainer)
             except measure.ReferenceDiverged as e:
@@ -245,7 +250,7 @@ class _Search:
                         f"{', '.join(f'{lr:g}' for lr in best.learning_rates)}"
                         f"{', still at an edge' if best.edge else ''}"
                         if len(best.learning_rates) > len(grid) else "")
-            self.log(f"reference: Adam {ev.metric} on {task.name} = {best.value:.4f} "
+            self.log(f"reference: Adam {ev.metric} on {task.label} = {best.value:.4f} "
                      f"(lr {best.learning_rate:g}{extended})")
         if missing:
             with archive.transaction():
@@ -420,7 +425,8 @@ class _Search:
             if todo:
                 first = stage_tasks[stage][0]
                 self.log(f"elimination stage {stage + 1}/{len(stages)}: {len(todo)} candidates "
-                         f"on {names[stage]} ({first.steps} steps, {first.seeds} seeds)")
+                         f"on {'+'.join(t.label for t in stage_tasks[stage])} ({first.steps} "
+                         f"steps, {first.seeds} seeds)")
                 measured = self.measure(
                     [records.graph(archive.get(i)) for i in todo], stage_tasks[stage],
                     {t.name: reference[t.name] for t in stage_tasks[stage]}, chunk)
@@ -506,6 +512,11 @@ def found_total_steps(config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
         config = ml_collections.ConfigDict(config_lib.upgrade(dict(config)))
     return training_length([build.search_task(config, name)
                             for name in config_lib.names(config.tasks.search)])
+
+
+def _all_tasks(setup: build.Setup) -> tuple[tasks.Task, ...]:
+    """Every task of ``setup``: search, validation (the stages'), test."""
+    return (*setup.tasks, *(t for stage in setup.stages for t in stage), *setup.test_tasks)
 
 
 def _write_back(space: Space, c: Candidate, graph: graph_lib.Graph,

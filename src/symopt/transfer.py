@@ -271,7 +271,7 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
         task = task_list[index]
         entrants = {n: per_task[task.name][n] for n in [REFERENCE, *(names[i] for i in ids)]}
         start = time.perf_counter()
-        log(f"task {index + 1}/{len(task_list)} {task.name}: {len(entrants)} optimizers x "
+        log(f"task {index + 1}/{len(task_list)} {task.label}: {len(entrants)} optimizers x "
             f"{len(multipliers)} learning rates ({task.steps} steps, {task.seeds} seeds) ...")
         measured = _measure_task(task, entrants, multipliers, metric, shape, trainer)
         results.update({(n, task.name): r for n, r in measured.items()})
@@ -279,7 +279,7 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
             {task.name: np.array([measured[names[i]].val_best for i in ids])},
             {task.name: measured[REFERENCE].val_best})
         extended = [n for n, r in measured.items() if len(r.multipliers) > len(multipliers)]
-        log(f"task {index + 1}/{len(task_list)} {task.name}: done in "
+        log(f"task {index + 1}/{len(task_list)} {task.label}: done in "
             f"{time.perf_counter() - start:.1f}s"
             + (f"; tuned past the grid's edge: {', '.join(extended)}" if extended else ""))
         return scores
@@ -365,21 +365,23 @@ def _write(result: TransferResult, task_list: Sequence[tasks.Task], out_dir: str
              f"{r['test_std']:.4f} (lr x{r['lr_multiplier']:g})"
              f"{' ' + EDGE_MARK if r['edge'] else ''}" for r in rows}
     value, aggregate = result.metric.value_text, result.metric.aggregate_text
+    labels = {t.name: t.label for t in task_list}  # shown; the csv files keep the names
     lines = [
         "# symopt transfer evaluation", "",
         f"{value} at the learning rate chosen on the val split "
         f"(multipliers {', '.join(f'{m:g}' for m in result.multipliers)} of each optimizer's "
         f"own, extended past an edge of them where the val-best was there, at most "
         f"{measure.MAX_EXTENSIONS} steps), mean ± std over seeds; `-`: eliminated before that "
-        f"task. Aggregate: {aggregate} (Adam = 1, higher is better). Every multiplier tried: "
-        f"lr.csv and lr_<task>.png.", "",
-        "| optimizer | " + " | ".join(result.tasks) + " | aggregate vs Adam |",
+        f"task. Aggregate: {aggregate} (Adam, its rate chosen the same way = 1, higher is "
+        f"better). Every multiplier tried: lr.csv and lr_<task>.png.", "",
+        "| optimizer | " + " | ".join(labels.get(t, t) for t in result.tasks)
+        + " | aggregate vs Adam |",
         "|---|" + "---|" * len(result.tasks) + "---|",
     ]
     for name in ranked(result):
         lines.append(f"| {name} | " + " | ".join(cells.get((name, t), "-") for t in result.tasks)
                      + f" | {result.aggregate[name]:.4f} |")
-    at_edge = [f"{r['optimizer']} on {r['task']} (x{r['lr_multiplier']:g})"
+    at_edge = [f"{r['optimizer']} on {labels.get(r['task'], r['task'])} (x{r['lr_multiplier']:g})"
                for r in rows if r["edge"]]
     if at_edge:
         lines += ["", f"{EDGE_MARK} the chosen rate is still at an edge of the rates tried after "
@@ -435,7 +437,7 @@ def _plot_curves(result: TransferResult, task: tasks.Task, out_dir: str) -> str:
             positive &= bool(np.all(r.loss_curve[np.isfinite(r.loss_curve)] > 0))
     if positive:
         ax.set_yscale("log")
-    ax.set(xlabel="step", ylabel="training loss (mean over seeds)", title=task.name)
+    ax.set(xlabel="step", ylabel="training loss (mean over seeds)", title=task.label)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     path = os.path.join(out_dir, f"curves_{task.name}.png")
@@ -479,7 +481,7 @@ def _plot_lr(result: TransferResult, task: tasks.Task, out_dir: str) -> str:
     value = "test loss, clipped" if result.metric.lower_is_better else "test fitness"
     ax.set(xlabel="learning-rate multiplier (of each optimizer's own rate)",
            ylabel=f"{value} (mean over seeds)",
-           title=f"{task.name} (marker {CHOSEN_MARKER}: the val-best rate; "
+           title=f"{task.label} (marker {CHOSEN_MARKER}: the val-best rate; "
                  f"{DIVERGED_MARKER}: every seed diverged)")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
