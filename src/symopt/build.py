@@ -19,7 +19,7 @@ import ml_collections
 
 from symopt import config as config_lib
 from symopt import searchers, spaces, tasks
-from symopt.evaluate import Trainer
+from symopt.evaluate import Progress, Trainer
 from symopt.program import ProgramShape
 from symopt.searchers import Searcher
 from symopt.spaces import Space
@@ -156,9 +156,11 @@ def check_task_options(config: ml_collections.ConfigDict) -> None:
                 f"config.tasks.options.{key}: expected a dict of task options, got {value!r}")
 
 
-def trainer(config: ml_collections.ConfigDict) -> Trainer:
-    """The configured trainer (``evaluation.strategy``); callers set its chunks."""
-    return Trainer(strategy=config.evaluation.strategy)
+def trainer(config: ml_collections.ConfigDict, progress: Progress | None = None) -> Trainer:
+    """The configured trainer (``evaluation.strategy``); callers set its chunks.
+    ``progress``: the run's log, timed, which the trainer tells what it trains
+    (:class:`symopt.evaluate.Progress`; None: it says nothing)."""
+    return Trainer(strategy=config.evaluation.strategy, progress=progress)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,9 +177,11 @@ class Setup:
     trainer: Trainer  # the configured strategy; rows per program set where it trains
 
 
-def setup(config: ml_collections.ConfigDict, horizon: int | None = None) -> Setup:
+def setup(config: ml_collections.ConfigDict, horizon: int | None = None,
+          progress: Progress | None = None) -> Setup:
     """Builds every piece of a search; fails, with the command that prepares
-    it, if a task's data is missing."""
+    it, if a task's data is missing. ``progress``: the run's log, timed, for
+    the trainer (:func:`trainer`)."""
     check_task_options(config)
     space = build_space(config)
     searcher = build_searcher(config, space, horizon=horizon)
@@ -190,4 +194,4 @@ def setup(config: ml_collections.ConfigDict, horizon: int | None = None) -> Setu
         task.data()
     chunk = config.evaluation.chunk_size or min(DEFAULT_CHUNK, searcher.children_per_generation)
     return Setup(space, searcher, search_tasks, stages, test_tasks, space.program_shape(), chunk,
-                 trainer(config))
+                 trainer(config, progress))

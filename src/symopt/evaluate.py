@@ -19,12 +19,20 @@ metrics come back). Multi-host: after ``jax.distributed.initialize()``
 population on its own devices, padded to the largest share so that every
 device compiles the same program, and the metrics are all-gathered; a failed
 gather is a :class:`PeerLost`.
+
+Progress: a :class:`Trainer` given a :class:`Progress` (the run's log, timed)
+says what it is doing (the task, compiling or training, the runs done, the
+time so far) whenever the log has been quiet for :data:`PROGRESS_SECONDS`,
+also in the middle of one long compile or chunk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -45,6 +53,11 @@ graph's states (``m``, ``v`` and ``trace``: :class:`symopt.population.state.Popu
 each node of the graph adds one more while a step is computed."""
 BASELINE_STATES = 2
 """Parameter-sized states an optax optimizer is budgeted at (Adam's two)."""
+PROGRESS_SECONDS = 30.0
+"""The longest a :class:`Progress` lets the run's log stay quiet while a
+trainer compiles or trains (a line a minute at the least, as the issue asks)."""
+PROGRESS_POLL_SECONDS = 1.0
+"""How often :class:`Progress`'s watcher thread looks at the clock."""
 
 
 class RunMetrics(NamedTuple):
@@ -151,6 +164,165 @@ def _run_keys(seeds: jax.Array, candidates: int) -> jax.Array:
     return jnp.tile(keys, (candidates, 1))
 
 
+# --------------------------------------------------------------------------
+# Progress while training.
+
+
+@dataclasses.dataclass
+class _Work:
+    """What a trainer is doing now, for :class:`Progress`'s line."""
+
+    task: str
+    steps: int
+    kind: str  # "graph", or the optax optimizer's name
+    total: int  # runs (rows x seeds) of this call
+    since: float  # when the phase began
+    phase: str = "preparing"
+    done: int = 0  # runs of the chunks before this one
+    runs: int = 0  # runs of this chunk
+
+    def line(self, now: float) -> str:
+        runs = (f"{self.kind} runs {self.done + 1}-{self.done + self.runs} of {self.total}"
+                if self.runs else f"{self.total} {self.kind} runs")
+        return (f"  ... {self.task} ({self.steps} steps): {self.phase} {runs} "
+                f"({_format_seconds(now - self.since)} so far)")
+
+
+def _format_seconds(seconds: float) -> str:
+    """``42s`` or ``3m07s`` (as :func:`symopt.progress.format_seconds`, which
+    this module cannot import: it imports the archive)."""
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Progress:
+    """The run's log, timed: while a :class:`Trainer` compiles or trains, a line
+    saying what it does whenever the log has been quiet for ``every`` seconds.
+
+    Use it as the run's log: every line through it restarts the quiet time.
+    A trainer given it (``Trainer(progress=...)``) marks what it works on; a
+    watcher thread, alive only while the trainer works, looks at the clock
+    every ``poll`` seconds, so that one long compile or chunk (a single call
+    into XLA, which can last minutes) is not silent either; the trainer also
+    looks at the start of every chunk. It reads the host clock only: the
+    results and the compiled programs are the same with it or without it.
+    Its lines go through ``log``, so a process whose log prints nothing (a
+    multi-host run's other processes) stays quiet.
+
+    Args:
+      log: where every line goes.
+      every: seconds of quiet before a progress line.
+      clock: monotonic seconds (tests pass a fake one).
+      poll: seconds between the watcher's looks; None: no watcher (only
+        the chunk starts are looked at).
+    """
+
+    def __init__(self, log: Callable[[str], None], *, every: float = PROGRESS_SECONDS,
+                 clock: Callable[[], float] = time.monotonic,
+                 poll: float | None = PROGRESS_POLL_SECONDS):
+        self.log, self.every, self.clock, self.poll = log, every, clock, poll
+        self._lock = threading.Lock()
+        self._last = clock()  # when the last line was logged
+        self._work: _Work | None = None
+
+    def __call__(self, line: str) -> None:
+        with self._lock:
+            self._last = self.clock()
+        self.log(line)
+
+    @contextlib.contextmanager
+    def working(self, task, kind: str, total: int):
+        """While the body trains ``total`` runs of ``kind`` on ``task``: the
+        watcher runs (a nested call changes nothing)."""
+        if self._work is not None:
+            yield
+            return
+        with self._lock:
+            self._work = _Work(task.name, task.steps, kind, total, self.clock())
+        stop = threading.Event()
+        watcher = None
+        if self.poll is not None:
+            watcher = threading.Thread(target=self._watch, args=(stop,), daemon=True,
+                                       name="symopt-progress")
+            watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if watcher is not None:
+                watcher.join()
+            with self._lock:
+                self._work = None
+
+    def chunk(self, runs: int, *, compiling: bool) -> None:
+        """A chunk of ``runs`` runs starts; ``compiling``: its program is new.
+        Logs a line if the log has been quiet for ``every`` seconds."""
+        self._set(phase="compiling the program for" if compiling else "training", runs=runs)
+        self.check()
+
+    def compiled(self) -> None:
+        """The chunk's program is compiled: it trains from here."""
+        self._set(phase="training")
+
+    def trained(self) -> None:
+        """The chunk is trained."""
+        with self._lock:
+            if self._work is not None:
+                self._work.done, self._work.runs = self._work.done + self._work.runs, 0
+
+    def _set(self, **changes: Any) -> None:
+        with self._lock:
+            if self._work is not None:
+                for key, value in changes.items():
+                    setattr(self._work, key, value)
+                self._work.since = self.clock()
+
+    def check(self) -> None:
+        """Logs what the trainer does if the log has been quiet for ``every`` seconds."""
+        with self._lock:
+            now = self.clock()
+            if self._work is None or now - self._last < self.every:
+                return
+            self._last = now
+            line = self._work.line(now)
+        self.log(line)
+
+    def _watch(self, stop: threading.Event) -> None:
+        while not stop.wait(self.poll):
+            try:
+                self.check()
+            except Exception:  # noqa: BLE001 (a failing log: the run's next line says why)
+                return
+
+
+def _working(progress: Progress | None, task, kind: str, total: int):
+    return (progress.working(task, kind, total) if progress is not None
+            else contextlib.nullcontext())
+
+
+_RAN: set[tuple[Any, int]] = set()
+"""(compiled trainer, rows) pairs that have run in this process: their program
+is compiled, so a call with them only trains."""
+
+
+def _train_chunk(trainer, args: tuple[Any, ...], rows: int, runs: int,
+                 progress: Progress | None) -> dict[str, jax.Array]:
+    """``trainer(*args)``, a compiled program over ``rows`` rows, told to
+    ``progress`` as a chunk of ``runs`` runs: compiling (where the program has
+    not run in this process), then training, then done."""
+    program = (trainer, rows)
+    if progress is not None:
+        progress.chunk(runs, compiling=program not in _RAN)
+    out = trainer(*args)
+    _RAN.add(program)
+    if progress is None:
+        return out
+    progress.compiled()
+    out = jax.block_until_ready(out)  # as _to_metrics would: the chunk is trained
+    progress.trained()
+    return out
+
+
 @functools.cache
 def _compiled_population_trainer(task, shape: ProgramShape, num_seeds: int, strategy: str,
                                  mesh: jax.sharding.Mesh):
@@ -200,6 +372,7 @@ def clear_compiled() -> None:
     compiles again (the benchmarks time compiles with it)."""
     _compiled_population_trainer.cache_clear()
     _compiled_baseline_trainer.cache_clear()
+    _RAN.clear()
 
 
 def _device_mesh(devices: Sequence[jax.Device] | None) -> jax.sharding.Mesh:
@@ -263,6 +436,7 @@ def evaluate(
     shape: ProgramShape | None = None,
     devices: Sequence[jax.Device] | None = None,
     strategy: str = "auto",
+    progress: Progress | None = None,
 ) -> RunMetrics:
     """Trains every candidate of ``program`` on ``task`` with each seed.
 
@@ -275,6 +449,8 @@ def evaluate(
       devices: local devices to shard the population over (default: all).
       strategy: the population optimizer's strategy (see
         :func:`symopt.population.optimizer`).
+      progress: told whether the program compiles and when it is trained
+        (:class:`Progress`), where a caller works under it.
 
     Returns:
       :class:`RunMetrics` with arrays of shape [P, S] (the learning curves
@@ -299,7 +475,9 @@ def evaluate(
                  devices=mesh.devices.flat, data=data)
     # The schedules and decays, tabulated on the host: no compile for them.
     scalars = step_tables(local, task.steps)
-    out = trainer(local, scalars, jnp.asarray(seeds, jnp.int32), data)
+    rows = jax.tree.leaves(local)[0].shape[0]
+    out = _train_chunk(trainer, (local, scalars, jnp.asarray(seeds, jnp.int32), data), rows,
+                       size * len(seeds), progress)
     metrics = _gather_hosts(_to_metrics(out, local_size, len(seeds)), size)
     return _result(metrics)
 
@@ -312,6 +490,7 @@ def evaluate_baseline(
     *,
     devices: Sequence[jax.Device] | None = None,
     eval_params: Callable[[Any, Any], Any] | None = None,
+    progress: Progress | None = None,
 ) -> RunMetrics:
     """Trains native optax optimizers ``make_tx(*args[i])`` the same way.
 
@@ -323,14 +502,15 @@ def evaluate_baseline(
     params the validation and test losses are measured at, e.g.
     ``optax.contrib.schedule_free_eval_params`` (None: the trained params).
     ``make_tx`` and ``eval_params`` key the compiled program: pass the same
-    objects to reuse it.
+    objects to reuse it. ``progress`` (:class:`Progress`) is told what it
+    trains.
     """
     size = int(jax.tree.leaves(args)[0].shape[0])
     if size < jax.process_count():  # a row for every process: the last one repeated
         more = jax.process_count() - size
         padded = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], more, 0)]), args)
         metrics = evaluate_baseline(make_tx, padded, task, seeds, devices=devices,
-                                    eval_params=eval_params)
+                                    eval_params=eval_params, progress=progress)
         return RunMetrics(*(None if x is None else x[:size] for x in metrics))
     seeds = _seed_list(seeds, task)
     share = _local_share(size)
@@ -342,8 +522,11 @@ def evaluate_baseline(
     data = task.data()
     budget.check(task, jax.tree.leaves(local)[0].shape[0] * len(seeds), BASELINE_STATES,
                  devices=mesh.devices.flat, data=data, what="reference or comparison optimizers")
-    out = trainer(local, jnp.asarray(seeds, jnp.int32), data)
-    metrics = _gather_hosts(_to_metrics(out, local_size, len(seeds)), size)
+    rows = jax.tree.leaves(local)[0].shape[0]
+    with _working(progress, task, getattr(make_tx, "__name__", "optax"), size * len(seeds)):
+        out = _train_chunk(trainer, (local, jnp.asarray(seeds, jnp.int32), data), rows,
+                           size * len(seeds), progress)
+        metrics = _gather_hosts(_to_metrics(out, local_size, len(seeds)), size)
     return _result(metrics)
 
 
@@ -394,13 +577,15 @@ def evaluate_graphs(
     strategy: str = "auto",
     pad_graph: Any = None,
     devices: Sequence[jax.Device] | None = None,
+    progress: Progress | None = None,
 ) -> RunMetrics:
     """Trains ``graphs`` in chunks of exactly ``chunk_size`` candidates.
 
     Every chunk is padded to ``chunk_size`` (with ``pad_graph``, default the
     zoo's SGD, whose results are dropped), so one compiled program serves
     every call with the same ``(task, shape, chunk_size)``: a search trains
-    its whole run with one compile per task.
+    its whole run with one compile per task. ``progress``
+    (:class:`Progress`) is told each chunk, and watches the clock while they train.
 
     Returns:
       :class:`RunMetrics` with arrays of shape [len(graphs), S].
@@ -409,13 +594,14 @@ def evaluate_graphs(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     pad_graph = zoo.sgd() if pad_graph is None else pad_graph
     parts = []
-    for start in range(0, len(graphs), chunk_size):
-        chunk = list(graphs[start:start + chunk_size])
-        padded = chunk + [pad_graph] * (chunk_size - len(chunk))
-        metrics = evaluate(encode(padded, shape), task, seeds, shape=shape, devices=devices,
-                           strategy=strategy)
-        size = len(chunk)
-        parts.append(jax.tree.map(lambda x, size=size: x[:size], metrics))
+    with _working(progress, task, "graph", len(graphs) * len(_seed_list(seeds, task))):
+        for start in range(0, len(graphs), chunk_size):
+            chunk = list(graphs[start:start + chunk_size])
+            padded = chunk + [pad_graph] * (chunk_size - len(chunk))
+            metrics = evaluate(encode(padded, shape), task, seeds, shape=shape,
+                               devices=devices, strategy=strategy, progress=progress)
+            size = len(chunk)
+            parts.append(jax.tree.map(lambda x, size=size: x[:size], metrics))
     if not parts:
         num_seeds = len(_seed_list(seeds, task))
         points = len(curve_steps(task.steps))
@@ -436,11 +622,15 @@ class Trainer:
       chunk_size: rows per compiled program for :meth:`graphs` (0: all rows
         in one program).
       devices: the local devices the population is sharded over (None: all).
+      progress: the run's log, timed (:class:`Progress`): while this trainer
+        compiles or trains, a line whenever the log has been quiet too long
+        (None: no lines).
     """
 
     strategy: str = "auto"
     chunk_size: int = 0
     devices: tuple[jax.Device, ...] | None = None
+    progress: Progress | None = dataclasses.field(default=None, compare=False)
 
     def graphs(self, graphs: Sequence[Any], task, seeds: int | Sequence[int] | None = None, *,
                shape: ProgramShape, pad_graph: Any = None) -> RunMetrics:
@@ -448,14 +638,14 @@ class Trainer:
         return evaluate_graphs(graphs, task, seeds, shape=shape,
                                chunk_size=self.chunk_size or max(len(graphs), 1),
                                strategy=self.strategy, pad_graph=pad_graph,
-                               devices=self.devices)
+                               devices=self.devices, progress=self.progress)
 
     def optax(self, make_tx: Callable[..., optax.GradientTransformation], args: Any, task,
               seeds: int | Sequence[int] | None = None, *,
               eval_params: Callable[[Any, Any], Any] | None = None) -> RunMetrics:
         """:func:`evaluate_baseline` on this trainer's devices."""
         return evaluate_baseline(make_tx, args, task, seeds, devices=self.devices,
-                                 eval_params=eval_params)
+                                 eval_params=eval_params, progress=self.progress)
 
     def with_chunk(self, chunk_size: int) -> Trainer:
         """This trainer with ``chunk_size`` rows per compiled program."""
