@@ -38,17 +38,18 @@ JAX_FREE = ("symopt.ops", "symopt.graph", "symopt.program", "symopt.schedules", 
 """The graph, its tables and its encoding: importable where JAX is not."""
 
 LAYERS = {
-    1: ("archive", "draws", "fitness", "ops", "registry", "schedules"),
+    1: ("budget", "draws", "fitness", "ops", "registry", "schedules"),
     2: ("embed", "graph", "step", "tasks"),
-    3: ("interpret", "program", "symbolic", "zoo"),
+    3: ("archive", "interpret", "program", "symbolic", "zoo"),
     4: ("comparisons", "export", "integrity", "tables", "transform", "viz"),
-    5: ("config", "population", "simplicity", "spaces"),
-    6: ("evaluate", "novelty", "records", "workdir"),
-    7: ("cli", "measure", "progress", "searchers"),
-    8: ("build", "heldout"),
-    9: ("report", "transfer"),
-    10: ("run",),
-    11: ("__init__", "main"),
+    5: ("population", "simplicity", "spaces"),
+    6: ("evaluate", "novelty", "records"),
+    7: ("measure", "progress", "searchers"),
+    8: ("config", "heldout"),
+    9: ("build", "cli", "workdir"),
+    10: ("report", "transfer"),
+    11: ("run",),
+    12: ("__init__", "main"),
 }
 """Each module's layer, lowest first: 1 for a module that imports no symopt
 module, else one more than the highest layer among its imports (a package's

@@ -144,9 +144,6 @@ USAGE = ("--config=CONFIG_FILE --workdir=DIR [--config.KEY=VALUE ...] [flags]\n\
 EXAMPLE = ("python -m symopt.main --config=experiments/digits.py --workdir=runs/digits "
            "--config.search.generations=5")
 """What ``--help`` shows last."""
-DONE = "done in "
-"""How the run's last line (:func:`symopt.run.run`) begins: after it, a signal
-changes nothing (:func:`symopt.cli.finished`)."""
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -171,7 +168,8 @@ def main(argv: list[str]) -> None:
     quiet = False  # set once JAX knows which process this is
 
     def log(line: str) -> None:
-        if line.startswith(DONE):  # before the line: once it is read, a signal changes nothing
+        # Before the done line (symopt.run.DONE): once it is read, a signal changes nothing.
+        if line.startswith(run.DONE):
             cli.finished()
         if not quiet:
             print(line, flush=True)

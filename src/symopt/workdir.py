@@ -218,9 +218,6 @@ def write_output(archive: Archive, workdir: str, name: str,
         os.unlink(temporary)
     try:
         write(temporary)
-        if not os.path.lexists(temporary):  # transition: a writer that wrote ``path`` itself
-            archive.put_meta(OUTPUTS, {**outputs, name: _synced_hash(path)})
-            return
         digest = _synced_hash(temporary)
         archive.put_meta(PENDING, {**pending, name: digest})
         os.replace(temporary, path)
