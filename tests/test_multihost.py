@@ -125,6 +125,22 @@ def test_a_process_killed_stops_the_other_in_one_line_and_the_rerun_resumes(one_
     _same(_contents(workdir), _contents(one_process))
 
 
+@pytest.mark.slow
+def test_process_0_killed_stops_the_other_in_one_line_without_jax_logs(tmp_path):
+    config_file = tmp_path / "tiny.py"
+    config_file.write_text(TINY_CONFIG_FILE)
+    workdir = tmp_path / "run"
+    first, second = _processes(config_file, workdir, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    wait_until_archived(first, workdir, 2)
+    assert second.poll() is None, "the search ended before a process could be killed"
+    first.kill()
+    _, err = second.communicate(timeout=cli_bound())
+    lines = err.strip().splitlines()
+    assert second.returncode == cli.RUN_ERROR, err[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("symopt.main: error: "), err[-3000:]
+
+
 def cli_bound() -> float:
     """Seconds a survivor may take to stop: its next collective fails at once,
     and JAX's heartbeat timeout bounds the wait where it is not in one."""
