@@ -145,3 +145,10 @@ def test_the_search_setup_gives_its_trainer_the_runs_progress(with_progress):
     watch = evaluate.Progress(print) if with_progress else None
     assert build.setup(config, progress=watch).trainer.progress is watch
     assert build.trainer(config, watch).progress is watch
+
+
+def test_an_unnamed_optax_factory_is_called_optax():
+    lines = []
+    trainer = evaluate.Trainer(progress=evaluate.Progress(lines.append, every=0, poll=None))
+    trainer.optax(lambda lr: optax.sgd(lr), (np.asarray([1e-2]),), _task())
+    assert len(lines) == 1 and "optax runs 1-2 of 2" in lines[0], lines

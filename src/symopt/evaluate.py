@@ -44,6 +44,7 @@ import optax
 from symopt import budget, population, zoo
 from symopt.fitness import FITNESS_TAIL
 from symopt.program import Program, ProgramShape, encode, encodes_leaf_ops
+from symopt.progress import format_seconds
 from symopt.tables import StepTables, step_tables
 
 CURVE_POINTS = 100  # most points of a learning curve (the loss subsampled over steps)
@@ -185,14 +186,7 @@ class _Work:
         runs = (f"{self.kind} runs {self.done + 1}-{self.done + self.runs} of {self.total}"
                 if self.runs else f"{self.total} {self.kind} runs")
         return (f"  ... {self.task} ({self.steps} steps): {self.phase} {runs} "
-                f"({_format_seconds(now - self.since)} so far)")
-
-
-def _format_seconds(seconds: float) -> str:
-    """``42s`` or ``3m07s`` (as :func:`symopt.progress.format_seconds`, which
-    this module cannot import: it imports the archive)."""
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+                f"({format_seconds(now - self.since)} so far)")
 
 
 class Progress:
@@ -523,11 +517,17 @@ def evaluate_baseline(
     budget.check(task, jax.tree.leaves(local)[0].shape[0] * len(seeds), BASELINE_STATES,
                  devices=mesh.devices.flat, data=data, what="reference or comparison optimizers")
     rows = jax.tree.leaves(local)[0].shape[0]
-    with _working(progress, task, getattr(make_tx, "__name__", "optax"), size * len(seeds)):
+    with _working(progress, task, _optax_name(make_tx), size * len(seeds)):
         out = _train_chunk(trainer, (local, jnp.asarray(seeds, jnp.int32), data), rows,
                            size * len(seeds), progress)
         metrics = _gather_hosts(_to_metrics(out, local_size, len(seeds)), size)
     return _result(metrics)
+
+
+def _optax_name(make_tx: Callable[..., Any]) -> str:
+    """``make_tx``'s name for a progress line (``adam``), or ``optax`` (a lambda, a partial)."""
+    name = getattr(make_tx, "__name__", "")
+    return name if name.isidentifier() else "optax"
 
 
 def at_multipliers(graphs: Sequence[Any], multipliers: Sequence[float]) -> list[Any]:
