@@ -5,6 +5,7 @@ Deterministic: a fake clock, or a threshold of 0; no test reads the wall clock
 or asserts a duration.
 """
 
+import dataclasses
 import threading
 
 import ml_collections
@@ -152,3 +153,41 @@ def test_an_unnamed_optax_factory_is_called_optax():
     trainer = evaluate.Trainer(progress=evaluate.Progress(lines.append, every=0, poll=None))
     trainer.optax(lambda lr: optax.sgd(lr), (np.asarray([1e-2]),), _task())
     assert len(lines) == 1 and "optax runs 1-2 of 2" in lines[0], lines
+
+
+def test_a_stage_outside_training_gets_a_line_naming_it():
+    lines, clock = [], FakeClock()
+    watch = evaluate.Progress(lines.append, every=30, clock=clock, poll=None)
+    with watch.doing("elimination: the novelty test"):
+        clock.now = 45
+        watch.check()
+    clock.now = 100
+    watch.check()  # the stage is over: nothing to say
+    assert lines == ["  ... elimination: the novelty test (45s so far)"]
+
+
+def test_a_trainer_line_in_a_stage_names_the_stage_and_the_tasks_label():
+    lines, clock = [], FakeClock()
+    watch = evaluate.Progress(lines.append, every=0, clock=clock, poll=None)
+    task = dataclasses.replace(_task(), title="bowl")
+    with watch.doing("gen 1/2"):
+        with watch.doing("gen 1/2, inner"):
+            pass
+        with watch.working(task, "graph", 4):
+            clock.now = 3
+            watch.check()
+    assert lines == ["  ... gen 1/2: bowl (5 steps): preparing 4 graph runs (3s so far)"]
+
+
+def test_one_watcher_runs_from_the_first_mark_to_the_end_of_the_last():
+    watch = evaluate.Progress(lambda line: None, clock=FakeClock())
+
+    def watchers():
+        return [t for t in threading.enumerate() if t.name == "symopt-progress"]
+
+    with watch.doing("gen 1/2"):
+        first = watchers()
+        with watch.working(_task(), "graph", 4):
+            assert watchers() == first and len(first) == 1
+        assert watchers() == first
+    assert watchers() == []

@@ -33,7 +33,7 @@ import dataclasses
 import functools
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -59,6 +59,8 @@ PROGRESS_SECONDS = 30.0
 trainer compiles or trains (a line a minute at the least, as the issue asks)."""
 PROGRESS_POLL_SECONDS = 1.0
 """How often :class:`Progress`'s watcher thread looks at the clock."""
+PROGRESS_PREFIX = "  ... "
+"""How a :class:`Progress` line begins (a reader can tell it from the run's own lines)."""
 
 
 class RunMetrics(NamedTuple):
@@ -173,7 +175,7 @@ def _run_keys(seeds: jax.Array, candidates: int) -> jax.Array:
 class _Work:
     """What a trainer is doing now, for :class:`Progress`'s line."""
 
-    task: str
+    task: str  # its label
     steps: int
     kind: str  # "graph", or the optax optimizer's name
     total: int  # runs (rows x seeds) of this call
@@ -182,26 +184,27 @@ class _Work:
     done: int = 0  # runs of the chunks before this one
     runs: int = 0  # runs of this chunk
 
-    def line(self, now: float) -> str:
+    def text(self, now: float) -> str:
         runs = (f"{self.kind} runs {self.done + 1}-{self.done + self.runs} of {self.total}"
                 if self.runs else f"{self.total} {self.kind} runs")
-        return (f"  ... {self.task} ({self.steps} steps): {self.phase} {runs} "
+        return (f"{self.task} ({self.steps} steps): {self.phase} {runs} "
                 f"({format_seconds(now - self.since)} so far)")
 
 
 class Progress:
-    """The run's log, timed: while a :class:`Trainer` compiles or trains, a line
-    saying what it does whenever the log has been quiet for ``every`` seconds.
+    """The run's log, timed: while the run is in a stage (:meth:`doing`) or a
+    :class:`Trainer` compiles or trains, a line saying what it does whenever
+    the log has been quiet for ``every`` seconds.
 
     Use it as the run's log: every line through it restarts the quiet time.
-    A trainer given it (``Trainer(progress=...)``) marks what it works on; a
-    watcher thread, alive only while the trainer works, looks at the clock
-    every ``poll`` seconds, so that one long compile or chunk (a single call
-    into XLA, which can last minutes) is not silent either; the trainer also
-    looks at the start of every chunk. It reads the host clock only: the
-    results and the compiled programs are the same with it or without it.
-    Its lines go through ``log``, so a process whose log prints nothing (a
-    multi-host run's other processes) stays quiet.
+    A trainer given it (``Trainer(progress=...)``) marks what it trains; the
+    run marks its stages. A watcher thread, alive only while one of them is
+    marked, looks at the clock every ``poll`` seconds, so that one long
+    compile or chunk (a single call into XLA, which can last minutes) is not
+    silent either; the trainer also looks at the start of every chunk. It
+    reads the host clock only: the results and the compiled programs are the
+    same with it or without it. Its lines go through ``log``, so a process
+    whose log prints nothing (a multi-host run's other processes) stays quiet.
 
     Args:
       log: where every line goes.
@@ -215,9 +218,13 @@ class Progress:
                  clock: Callable[[], float] = time.monotonic,
                  poll: float | None = PROGRESS_POLL_SECONDS):
         self.log, self.every, self.clock, self.poll = log, every, clock, poll
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the watcher reads what the main thread marks
         self._last = clock()  # when the last line was logged
+        self._stage: tuple[str, float] | None = None  # what the run does, since when
         self._work: _Work | None = None
+        self._marked = 0  # stages and trainer calls open: the watcher runs while > 0
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     def __call__(self, line: str) -> None:
         with self._lock:
@@ -225,28 +232,52 @@ class Progress:
         self.log(line)
 
     @contextlib.contextmanager
-    def working(self, task, kind: str, total: int):
-        """While the body trains ``total`` runs of ``kind`` on ``task``: the
-        watcher runs (a nested call changes nothing)."""
+    def doing(self, what: str) -> Iterator[None]:
+        """While the body runs, the run is doing ``what`` (``gen 3/15``,
+        ``elimination``): its progress lines name it, in training or not. A
+        stage inside another names the inner one until it ends."""
+        with self._lock:
+            outer, self._stage = self._stage, (what, self.clock())
+        try:
+            with self._watching():
+                yield
+        finally:
+            with self._lock:
+                self._stage = outer
+
+    @contextlib.contextmanager
+    def working(self, task, kind: str, total: int) -> Iterator[None]:
+        """While the body trains ``total`` runs of ``kind`` on ``task`` (a call
+        inside another changes nothing)."""
         if self._work is not None:
             yield
             return
         with self._lock:
-            self._work = _Work(task.name, task.steps, kind, total, self.clock())
-        stop = threading.Event()
-        watcher = None
-        if self.poll is not None:
-            watcher = threading.Thread(target=self._watch, args=(stop,), daemon=True,
-                                       name="symopt-progress")
-            watcher.start()
+            self._work = _Work(task.label, task.steps, kind, total, self.clock())
+        try:
+            with self._watching():
+                yield
+        finally:
+            with self._lock:
+                self._work = None
+
+    @contextlib.contextmanager
+    def _watching(self) -> Iterator[None]:
+        """The watcher thread, from the first mark's start to the last one's end."""
+        self._marked += 1
+        if self._marked == 1 and self.poll is not None:
+            self._stop = threading.Event()
+            self._watcher = threading.Thread(target=self._watch, args=(self._stop,),
+                                             daemon=True, name="symopt-progress")
+            self._watcher.start()
         try:
             yield
         finally:
-            stop.set()
-            if watcher is not None:
-                watcher.join()
-            with self._lock:
-                self._work = None
+            self._marked -= 1
+            if self._marked == 0 and self._watcher is not None:
+                self._stop.set()
+                self._watcher.join()
+                self._watcher = None
 
     def chunk(self, runs: int, *, compiling: bool) -> None:
         """A chunk of ``runs`` runs starts; ``compiling``: its program is new.
@@ -272,13 +303,21 @@ class Progress:
                 self._work.since = self.clock()
 
     def check(self) -> None:
-        """Logs what the trainer does if the log has been quiet for ``every`` seconds."""
+        """Logs what the run does if the log has been quiet for ``every``
+        seconds and a stage or a trainer call is marked."""
         with self._lock:
             now = self.clock()
-            if self._work is None or now - self._last < self.every:
+            if (self._stage is None and self._work is None) or now - self._last < self.every:
                 return
             self._last = now
-            line = self._work.line(now)
+            parts = []
+            if self._stage is not None:
+                what, since = self._stage
+                parts.append(what if self._work is not None
+                             else f"{what} ({format_seconds(now - since)} so far)")
+            if self._work is not None:
+                parts.append(self._work.text(now))
+            line = PROGRESS_PREFIX + ": ".join(parts)
         self.log(line)
 
     def _watch(self, stop: threading.Event) -> None:
