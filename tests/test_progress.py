@@ -40,7 +40,7 @@ class FakeClock:
 
 def test_a_quiet_log_gets_a_line_at_the_start_of_every_chunk():
     lines = []
-    watch = evaluate.Progress(lines.append, every=0, clock=FakeClock(), poll=None)
+    watch = evaluate.Progress(lines.append, every=0, clock=FakeClock(), poll=0)
     trainer = evaluate.Trainer(chunk_size=1, progress=watch)
     trainer.graphs(GRAPHS, _task(dim=3), shape=SHAPE)  # a task no other test trains
     assert lines == [
@@ -50,7 +50,7 @@ def test_a_quiet_log_gets_a_line_at_the_start_of_every_chunk():
 
 def test_the_optax_path_says_which_optimizer_it_trains():
     lines = []
-    trainer = evaluate.Trainer(progress=evaluate.Progress(lines.append, every=0, poll=None))
+    trainer = evaluate.Trainer(progress=evaluate.Progress(lines.append, every=0, poll=0))
     trainer.optax(optax.adam, (np.asarray([1e-2, 1e-1]),), _task())
     assert len(lines) == 1 and "adam runs 1-4 of 4" in lines[0], lines
 
@@ -77,7 +77,7 @@ def test_progress_compiles_nothing_more():
 
 def test_every_line_of_the_log_restarts_the_quiet_time():
     lines, clock = [], FakeClock()
-    watch = evaluate.Progress(lines.append, every=30, clock=clock, poll=None)
+    watch = evaluate.Progress(lines.append, every=30, clock=clock, poll=0)
     with watch.working(_task(), "graph", 4):
         clock.now = 29
         watch.check()
@@ -97,7 +97,7 @@ def test_every_line_of_the_log_restarts_the_quiet_time():
 
 def test_nothing_is_said_outside_training():
     lines, clock = [], FakeClock()
-    watch = evaluate.Progress(lines.append, every=30, clock=clock, poll=None)
+    watch = evaluate.Progress(lines.append, every=30, clock=clock, poll=0)
     clock.now = 1000
     watch.check()
     with watch.working(_task(), "graph", 4):
@@ -150,14 +150,14 @@ def test_the_search_setup_gives_its_trainer_the_runs_progress(with_progress):
 
 def test_an_unnamed_optax_factory_is_called_optax():
     lines = []
-    trainer = evaluate.Trainer(progress=evaluate.Progress(lines.append, every=0, poll=None))
+    trainer = evaluate.Trainer(progress=evaluate.Progress(lines.append, every=0, poll=0))
     trainer.optax(lambda lr: optax.sgd(lr), (np.asarray([1e-2]),), _task())
     assert len(lines) == 1 and "optax runs 1-2 of 2" in lines[0], lines
 
 
 def test_a_stage_outside_training_gets_a_line_naming_it():
     lines, clock = [], FakeClock()
-    watch = evaluate.Progress(lines.append, every=30, clock=clock, poll=None)
+    watch = evaluate.Progress(lines.append, every=30, clock=clock, poll=0)
     with watch.doing("elimination: the novelty test"):
         clock.now = 45
         watch.check()
@@ -168,7 +168,7 @@ def test_a_stage_outside_training_gets_a_line_naming_it():
 
 def test_a_trainer_line_in_a_stage_names_the_stage_and_the_tasks_label():
     lines, clock = [], FakeClock()
-    watch = evaluate.Progress(lines.append, every=0, clock=clock, poll=None)
+    watch = evaluate.Progress(lines.append, every=0, clock=clock, poll=0)
     task = dataclasses.replace(_task(), title="bowl")
     with watch.doing("gen 1/2"):
         with watch.doing("gen 1/2, inner"):

@@ -208,16 +208,19 @@ class Progress:
 
     Args:
       log: where every line goes.
-      every: seconds of quiet before a progress line.
+      every: seconds of quiet before a progress line (default
+        :data:`PROGRESS_SECONDS`).
       clock: monotonic seconds (tests pass a fake one).
-      poll: seconds between the watcher's looks; None: no watcher (only
-        the chunk starts are looked at).
+      poll: seconds between the watcher's looks (default
+        :data:`PROGRESS_POLL_SECONDS`); 0: no watcher, only the chunk starts
+        are looked at.
     """
 
-    def __init__(self, log: Callable[[str], None], *, every: float = PROGRESS_SECONDS,
-                 clock: Callable[[], float] = time.monotonic,
-                 poll: float | None = PROGRESS_POLL_SECONDS):
-        self.log, self.every, self.clock, self.poll = log, every, clock, poll
+    def __init__(self, log: Callable[[str], None], *, every: float | None = None,
+                 clock: Callable[[], float] = time.monotonic, poll: float | None = None):
+        self.log, self.clock = log, clock
+        self.every = PROGRESS_SECONDS if every is None else every
+        self.poll = PROGRESS_POLL_SECONDS if poll is None else poll
         self._lock = threading.Lock()  # the watcher reads what the main thread marks
         self._last = clock()  # when the last line was logged
         self._stage: tuple[str, float] | None = None  # what the run does, since when
@@ -265,7 +268,7 @@ class Progress:
     def _watching(self) -> Iterator[None]:
         """The watcher thread, from the first mark's start to the last one's end."""
         self._marked += 1
-        if self._marked == 1 and self.poll is not None:
+        if self._marked == 1 and self.poll > 0:
             self._stop = threading.Event()
             self._watcher = threading.Thread(target=self._watch, args=(self._stop,),
                                              daemon=True, name="symopt-progress")
