@@ -234,39 +234,26 @@ class Progress:
             self._last = self.clock()
         self.log(line)
 
-    @contextlib.contextmanager
-    def doing(self, what: str) -> Iterator[None]:
+    def doing(self, what: str) -> contextlib.AbstractContextManager[None]:
         """While the body runs, the run is doing ``what`` (``gen 3/15``,
         ``elimination``): its progress lines name it, in training or not. A
         stage inside another names the inner one until it ends."""
-        with self._lock:
-            outer, self._stage = self._stage, (what, self.clock())
-        try:
-            with self._watching():
-                yield
-        finally:
-            with self._lock:
-                self._stage = outer
+        return self._marking("_stage", (what, self.clock()))
 
-    @contextlib.contextmanager
-    def working(self, task, kind: str, total: int) -> Iterator[None]:
+    def working(self, task, kind: str, total: int) -> contextlib.AbstractContextManager[None]:
         """While the body trains ``total`` runs of ``kind`` on ``task`` (a call
         inside another changes nothing)."""
         if self._work is not None:
-            yield
-            return
-        with self._lock:
-            self._work = _Work(task.label, task.steps, kind, total, self.clock())
-        try:
-            with self._watching():
-                yield
-        finally:
-            with self._lock:
-                self._work = None
+            return contextlib.nullcontext()
+        return self._marking("_work", _Work(task.label, task.steps, kind, total, self.clock()))
 
     @contextlib.contextmanager
-    def _watching(self) -> Iterator[None]:
-        """The watcher thread, from the first mark's start to the last one's end."""
+    def _marking(self, name: str, value: Any) -> Iterator[None]:
+        """``self.<name>`` is ``value`` while the body runs (then what it was);
+        the watcher thread runs from the first mark's start to the last one's end."""
+        with self._lock:
+            outer = getattr(self, name)
+            setattr(self, name, value)
         self._marked += 1
         if self._marked == 1 and self.poll > 0:
             self._stop = threading.Event()
@@ -281,6 +268,8 @@ class Progress:
                 self._stop.set()
                 self._watcher.join()
                 self._watcher = None
+            with self._lock:
+                setattr(self, name, outer)
 
     def chunk(self, runs: int, *, compiling: bool) -> None:
         """A chunk of ``runs`` runs starts; ``compiling``: its program is new.
