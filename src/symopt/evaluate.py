@@ -255,12 +255,12 @@ class Progress:
             outer = getattr(self, name)
             setattr(self, name, value)
         self._marked += 1
-        if self._marked == 1 and self.poll > 0:
-            self._stop = threading.Event()
-            self._watcher = threading.Thread(target=self._watch, args=(self._stop,),
-                                             daemon=True, name="symopt-progress")
-            self._watcher.start()
-        try:
+        try:  # an interrupt anywhere in here still ends the watcher
+            if self._marked == 1 and self.poll > 0:
+                self._stop = threading.Event()
+                self._watcher = threading.Thread(target=self._watch, args=(self._stop,),
+                                                 daemon=True, name="symopt-progress")
+                self._watcher.start()
             yield
         finally:
             self._marked -= 1
