@@ -191,3 +191,15 @@ def test_one_watcher_runs_from_the_first_mark_to_the_end_of_the_last():
             assert watchers() == first and len(first) == 1
         assert watchers() == first
     assert watchers() == []
+
+
+def test_an_interrupt_in_training_ends_the_watcher_and_the_marks():
+    lines, clock = [], FakeClock()
+    watch = evaluate.Progress(lines.append, every=0, clock=clock)
+    with pytest.raises(KeyboardInterrupt):
+        with watch.doing("gen 1/1"), watch.working(_task(), "graph", 4):
+            raise KeyboardInterrupt
+    assert not any(t.name == "symopt-progress" for t in threading.enumerate())
+    lines.clear()  # the watcher may have spoken while it ran
+    watch.check()
+    assert lines == []
