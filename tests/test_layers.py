@@ -43,13 +43,15 @@ LAYERS = {
     3: ("archive", "interpret", "program", "symbolic", "zoo"),
     4: ("comparisons", "export", "integrity", "tables", "transform", "viz"),
     5: ("population", "simplicity", "spaces"),
-    6: ("evaluate", "novelty", "records"),
-    7: ("measure", "progress", "searchers"),
-    8: ("config", "heldout"),
-    9: ("build", "cli", "workdir"),
-    10: ("report", "transfer"),
-    11: ("run",),
-    12: ("__init__", "main"),
+    6: ("novelty", "records"),
+    7: ("progress", "searchers"),
+    8: ("evaluate",),
+    9: ("measure",),
+    10: ("config", "heldout"),
+    11: ("build", "cli", "workdir"),
+    12: ("report", "transfer"),
+    13: ("run",),
+    14: ("__init__", "main"),
 }
 """Each module's layer, lowest first: 1 for a module that imports no symopt
 module, else one more than the highest layer among its imports (a package's

@@ -13,7 +13,9 @@ import numpy as np
 import optax
 import pytest
 
-from symopt import build, evaluate, tasks, zoo
+from symopt import build, evaluate, tasks, transfer, zoo
+from symopt import config as config_lib
+from symopt import run as run_lib
 from symopt.program import ProgramShape
 
 from helpers import backend_compiles, tiny_config
@@ -203,3 +205,34 @@ def test_an_interrupt_in_training_ends_the_watcher_and_the_marks():
     lines.clear()  # the watcher may have spoken while it ran
     watch.check()
     assert lines == []
+
+
+def test_a_search_says_what_each_stage_trains_when_its_log_is_quiet(monkeypatch, tmp_path):
+    """Every chunk start counts as quiet (threshold 0, no watcher: deterministic):
+    the reference, each generation and elimination say what they train."""
+    monkeypatch.setattr(evaluate, "PROGRESS_SECONDS", 0)
+    monkeypatch.setattr(evaluate, "PROGRESS_POLL_SECONDS", 0)
+    lines = []
+    run_lib.run(tiny_config(search__generations=1, elimination__tasks="logistic",
+                            elimination__top_k=2, elimination__seeds=1, elimination__steps=20),
+                tmp_path, log=lines.append)
+    shown = [line for line in lines if line.startswith(evaluate.PROGRESS_PREFIX)]
+    assert any(" (20 steps): " in line and " adam runs 1-" in line for line in shown)
+    assert any(line.startswith("  ... gen 1/1: digits") and " graph runs 1-" in line
+               for line in shown)
+    assert any(line.startswith("  ... elimination: logistic (20 steps): ") for line in shown)
+    assert lines[-1].startswith(run_lib.DONE)
+
+
+def test_a_transfer_says_what_it_trains_when_its_log_is_quiet(monkeypatch, tmp_path):
+    monkeypatch.setattr(evaluate, "PROGRESS_SECONDS", 0)
+    monkeypatch.setattr(evaluate, "PROGRESS_POLL_SECONDS", 0)
+    config = config_lib.default_config()
+    config.transfer.tasks = "logistic"
+    config.transfer.steps = 3
+    config.transfer.seeds = 1
+    config.transfer.comparisons = "adam"
+    lines = []
+    transfer.run_transfer(config, {"found": zoo.sgd()}, tmp_path, log=lines.append)
+    assert any(line.startswith("  ... logistic (3 steps): ") and " graph runs 1-" in line
+               for line in lines), lines

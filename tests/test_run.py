@@ -187,7 +187,7 @@ def _main(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("override, message", [
-    ("--config.search.bogus=3", "unknown config key 'bogus' in --config.search.bogus"),
+    ("--config.search.bogus=3", "unknown config key 'search.bogus' in --config.search.bogus"),
     ("--config.search.generations=abc", "--config.search.generations=abc"),
     ("--config.search.generations=0", "config.search.generations: must be >= 1"),
 ])

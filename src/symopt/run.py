@@ -52,6 +52,7 @@ import numpy as np
 
 from symopt import (
     build,
+    evaluate,
     fitness,
     heldout,
     integrity,
@@ -131,8 +132,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
     start = time.perf_counter()
     config = config_lib.validate(config)
     workdir = os.fspath(workdir)
+    log = evaluate.Progress(log)  # every line timed: a stage quiet for 30 s says what it does
     horizon = workdir_lib.first_horizon(workdir)
-    setup = build.setup(config, horizon)
+    setup = build.setup(config, horizon, log)
     writer = workdir_lib.is_writer()  # in a multi-host run, process 0 alone writes
     lock = workdir_lib.lock(workdir) if writer else contextlib.nullcontext()
     search = None
@@ -154,7 +156,7 @@ class _Search:
     """
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str, setup: build.Setup,
-                 archive: Archive, log: Log):
+                 archive: Archive, log: evaluate.Progress):
         self.config, self.workdir, self.setup = config, workdir, setup
         self.archive, self.log = archive, log
         self.where = "before the first generation"
@@ -171,9 +173,10 @@ class _Search:
         for gen in range(config.search.generations):
             self.where = f"after generation {gen}" if gen else "in the first generation"
             gen_start, compiled = time.perf_counter(), progress.compile_seconds()
-            state, candidates = searcher.ask(state)
-            generation = self.generation(candidates, known)
-            state = searcher.tell(state, generation.told, generation.fitness)
+            with self.log.doing(f"gen {gen + 1}/{config.search.generations}"):
+                state, candidates = searcher.ask(state)
+                generation = self.generation(candidates, known)
+                state = searcher.tell(state, generation.told, generation.fitness)
             for record in generation.records:
                 if records.is_measured(record):
                     known.setdefault(record.fingerprint, record)
@@ -187,9 +190,10 @@ class _Search:
                                    generation.trained, best, seconds, left))
         generations = config.search.generations
         self.where = f"after generation {generations}, during elimination"
-        winner = self.eliminate() if setup.stages else None
-        if winner is None:
-            winner = self.best_searched(searcher.best(state)[0].id)
+        with self.log.doing("elimination"):
+            winner = self.eliminate() if setup.stages else None
+            if winner is None:
+                winner = self.best_searched(searcher.best(state)[0].id)
         _warn_if_unfit(winner.record, self.log)
         winner = dataclasses.replace(winner, graph=winner.graph.replace(
             total_steps=training_length(setup.tasks),
@@ -197,12 +201,14 @@ class _Search:
         workdir_lib.write_output(archive, self.workdir, BEST,
                                  lambda path: graph_lib.save(winner.graph, path))
         self.where = f"after generation {generations}, during the test tasks"
-        test_results = self.test(winner) if setup.test_tasks else []
+        with self.log.doing("test"):
+            test_results = self.test(winner) if setup.test_tasks else []
         labels = {t.name: t.label for t in _all_tasks(setup)}
-        workdir_lib.write_output(archive, self.workdir, report.FILENAME, lambda path: (
-            report.write_summary(self.workdir, config, archive, self.reference, winner.record,
-                                 winner.graph, winner.ranking if setup.stages else (),
-                                 test_results, task_labels=labels, path=path)))
+        with self.log.doing(f"writing {report.FILENAME}"):
+            workdir_lib.write_output(archive, self.workdir, report.FILENAME, lambda path: (
+                report.write_summary(self.workdir, config, archive, self.reference, winner.record,
+                                     winner.graph, winner.ranking if setup.stages else (),
+                                     test_results, task_labels=labels, path=path)))
         counts = archive.count_by_status()
         seconds = time.perf_counter() - start
         self.log(f"{DONE}{progress.format_seconds(seconds)}: best #{winner.record.id} fitness "
@@ -383,11 +389,12 @@ class _Search:
         if not config.novel_only:
             return archive.top(config.top_k)
         ranked, new = archive.top(len(archive.ids())), []
-        for r in ranked:
-            if novelty.verdict(novelty.nearest(records.graph(r))) == "new":
-                new.append(r)
-                if len(new) == config.top_k:
-                    break
+        with self.log.doing("elimination: the novelty test of the best candidates"):
+            for r in ranked:
+                if novelty.verdict(novelty.nearest(records.graph(r))) == "new":
+                    new.append(r)
+                    if len(new) == config.top_k:
+                        break
         if not new:
             self.log("elimination: no candidate is new by the novelty test; the best enter")
             return ranked[:config.top_k]

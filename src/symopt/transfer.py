@@ -75,7 +75,7 @@ from symopt import (  # noqa: E402
 from symopt import config as config_lib  # noqa: E402
 from symopt import graph as graph_lib  # noqa: E402
 from symopt.comparisons import Optimizer  # noqa: E402
-from symopt.evaluate import Trainer  # noqa: E402
+from symopt.evaluate import Progress, Trainer  # noqa: E402
 from symopt.program import ProgramShape  # noqa: E402
 
 REFERENCE = "adam"
@@ -261,7 +261,8 @@ def run_transfer(config: ml_collections.ConfigDict, graphs: dict[str, graph_lib.
                                if isinstance(o, graph_lib.Graph)])
     rows = max(sum(isinstance(o, graph_lib.Graph) for o in named.values())
                for named in per_task.values()) * len(multipliers)
-    trainer = build.trainer(config).with_chunk(min(MAX_CHUNK, rows))
+    log = Progress(log)  # every line timed: a task quiet for 30 s says what it trains
+    trainer = build.trainer(config, log).with_chunk(min(MAX_CHUNK, rows))
     names = list(per_task[task_list[0].name])
     results: dict[tuple[str, str], TaskResult] = {}
     stages = [searchers.Stage(t.name, keep=float(config.transfer.keep)) for t in task_list]
