@@ -292,9 +292,13 @@ def guarded(program: str, *, on_interrupt: str) -> Iterator[None]:
         yield
     except KeyboardInterrupt as e:  # symopt.run.Interrupted says how far the run got
         where = f" {e.where}" if hasattr(e, "where") else ""
-        if isinstance(e, Terminated) or isinstance(e.__cause__, Terminated):
-            fail(program, f"terminated{where}; {on_interrupt}", TERMINATED)
-        fail(program, f"interrupted{where}; {on_interrupt}", INTERRUPTED)
+        terminated = isinstance(e, Terminated) or isinstance(e.__cause__, Terminated)
+        word, code = ("terminated", TERMINATED) if terminated else ("interrupted", INTERRUPTED)
+        # What was trained is kept by now (the archive's transactions committed,
+        # outputs renamed into place): a command line leaves at once, not after
+        # the XLA computations its training threads are still running.
+        exit_with_error(program, config_lib.one_line(f"{word}{where}; {on_interrupt}"), code,
+                        hard=_program is not None)
     except config_lib.ConfigError as e:
         fail(program, str(e), USAGE_ERROR)
     except PeerLost as e:
