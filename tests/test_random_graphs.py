@@ -188,7 +188,7 @@ def _through_every_reader(graph: symopt.Graph) -> symopt.CheckReport:
     latex = symopt.to_latex(graph)
     assert latex.startswith(r"\begin{aligned}") and latex.endswith(r"\end{aligned}")
     assert "\n" not in simplicity.simplified_equation(graph)
-    compile(export.to_source(graph), "<exported>", "exec")
+    compile(export.to_source(graph.replace(total_steps=100)), "<exported>", "exec")
     return report
 
 
@@ -215,7 +215,7 @@ def test_all_fuzzed_graphs_with_per_leaf_operators_pass_through_every_reader():
 
 def _exported_matches_to_optax(graph: symopt.Graph, tmp_path) -> None:
     path = tmp_path / "fuzzed.py"
-    path.write_text(export.to_source(graph))
+    path.write_text(export.to_source(graph.replace(total_steps=10)))  # the length used below
     spec = importlib.util.spec_from_file_location("fuzzed", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
