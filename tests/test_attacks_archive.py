@@ -227,6 +227,21 @@ def test_an_in_memory_copy_names_the_file_it_copies(workdir):
         "id 1, column parents: ")
 
 
+def _resumed_error_lines(tmp_path, workdir) -> list[str]:
+    """The tiny config's command line resumed on ``workdir``: it must exit 1
+    with one line on stderr, which is returned."""
+    config_file = tmp_path / "tiny.py"
+    config_file.write_text(TINY_CONFIG_FILE)
+    out = subprocess.run(
+        [sys.executable, "-m", "symopt.main", f"--config={config_file}", f"--workdir={workdir}",
+         "--cpu_devices=1", "--compilation_cache_dir="],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == cli.RUN_ERROR, out.stderr[-3000:]
+    assert len(lines) == 1, out.stderr[-3000:]
+    return lines
+
+
 def test_a_resume_from_an_archive_with_bad_parents_is_one_line_and_exit_code_1(tmp_path):
     # A run of the tiny config whose first generation is archived, its reference
     # stored (nothing is trained again): the resume reads the bad row first.
@@ -241,15 +256,7 @@ def test_a_resume_from_an_archive_with_bad_parents_is_one_line_and_exit_code_1(t
     path = workdir / archive_lib.FILENAME
     with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.execute("UPDATE candidates SET parents='abc'")
-    config_file = tmp_path / "tiny.py"
-    config_file.write_text(TINY_CONFIG_FILE)
-    out = subprocess.run(
-        [sys.executable, "-m", "symopt.main", f"--config={config_file}", f"--workdir={workdir}",
-         "--cpu_devices=1", "--compilation_cache_dir="],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    lines = out.stderr.strip().splitlines()
-    assert out.returncode == cli.RUN_ERROR, out.stderr[-3000:]
-    assert len(lines) == 1, out.stderr[-3000:]
+    lines = _resumed_error_lines(tmp_path, workdir)
     assert lines[0].startswith(f"symopt.main: error: archive {path}: table candidates, row id ")
     assert "column parents: expected a list of candidate ids" in lines[0]
 
@@ -267,13 +274,5 @@ def test_a_resume_from_an_archive_with_a_bad_config_is_one_line_and_exit_code_1(
     if stored is not None:
         with contextlib.closing(sqlite3.connect(path)) as db, db:
             db.execute("UPDATE meta SET value=? WHERE key='config'", (stored,))
-    config_file = tmp_path / "tiny.py"
-    config_file.write_text(TINY_CONFIG_FILE)
-    out = subprocess.run(
-        [sys.executable, "-m", "symopt.main", f"--config={config_file}", f"--workdir={workdir}",
-         "--cpu_devices=1", "--compilation_cache_dir="],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    lines = out.stderr.strip().splitlines()
-    assert out.returncode == cli.RUN_ERROR, out.stderr[-3000:]
-    assert len(lines) == 1, out.stderr[-3000:]
+    lines = _resumed_error_lines(tmp_path, workdir)
     assert "expected a run config shaped like this one" in lines[0], lines[0]

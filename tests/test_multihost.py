@@ -97,15 +97,22 @@ def test_two_processes_write_what_one_process_with_two_devices_writes(one_proces
     assert (workdir / "summary.md").exists()
 
 
-@pytest.mark.slow
-def test_a_process_killed_stops_the_other_in_one_line_and_the_rerun_resumes(one_process,
-                                                                          tmp_path):
+def _started(tmp_path):
+    """The tiny search's two processes, started and past their first candidates:
+    its config file, workdir and the two processes (stderr piped)."""
     config_file = tmp_path / "tiny.py"
     config_file.write_text(TINY_CONFIG_FILE)
     workdir = tmp_path / "run"
     first, second = _processes(config_file, workdir, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     wait_until_archived(first, workdir, 2)
+    return config_file, workdir, first, second
+
+
+@pytest.mark.slow
+def test_a_process_killed_stops_the_other_in_one_line_and_the_rerun_resumes(one_process,
+                                                                          tmp_path):
+    config_file, workdir, first, second = _started(tmp_path)
     assert first.poll() is None, "the search ended before a process could be killed"
     second.kill()
     start = time.monotonic()
@@ -127,12 +134,7 @@ def test_a_process_killed_stops_the_other_in_one_line_and_the_rerun_resumes(one_
 
 @pytest.mark.slow
 def test_process_0_killed_stops_the_other_in_one_line_without_jax_logs(tmp_path):
-    config_file = tmp_path / "tiny.py"
-    config_file.write_text(TINY_CONFIG_FILE)
-    workdir = tmp_path / "run"
-    first, second = _processes(config_file, workdir, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    wait_until_archived(first, workdir, 2)
+    _, _, first, second = _started(tmp_path)
     assert second.poll() is None, "the search ended before a process could be killed"
     first.kill()
     _, err = second.communicate(timeout=cli_bound())
