@@ -123,11 +123,16 @@ def finished() -> None:
     _ignore_signals()
 
 
+def _verbose(argv: list[str]) -> bool:
+    """Whether the command line ``argv`` gives one of :data:`VERBOSE_FLAGS`."""
+    return any(arg.split("=")[0] in VERBOSE_FLAGS for arg in argv[1:])
+
+
 def quiet_logs(argv: list[str], environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
     """Sets :data:`QUIET_LOGS` in ``environ`` (where not set already) unless
     ``argv`` asks for verbose output (:data:`VERBOSE_FLAGS`); returns whether it
     did. Call it before JAX is imported: its C++ libraries read them at load."""
-    if any(arg.split("=")[0] in VERBOSE_FLAGS for arg in argv[1:]):
+    if _verbose(argv):
         return False
     for key, value in QUIET_LOGS.items():
         environ.setdefault(key, value)
@@ -221,7 +226,7 @@ def parse_flags(program: str, argv: list[str], config_flag: Any,
     path = config_path(argv[1:])
     if path is not None and (problem := check_config_path(path)):
         fail(program, problem, USAGE_ERROR)
-    if not any(arg.split("=")[0] in VERBOSE_FLAGS for arg in argv[1:]):
+    if not _verbose(argv):
         logging.set_verbosity(logging.ERROR)  # ml_collections' warnings are ours to say
     try:
         remaining = flags.FLAGS(argv)
@@ -293,7 +298,7 @@ def guarded(program: str, *, on_interrupt: str) -> Iterator[None]:
     except KeyboardInterrupt as e:  # symopt.run.Interrupted says how far the run got
         where = f" {e.where}" if hasattr(e, "where") else ""
         terminated = isinstance(e, Terminated) or isinstance(e.__cause__, Terminated)
-        word, code = ("terminated", TERMINATED) if terminated else ("interrupted", INTERRUPTED)
+        word, code = _stopped(signal.SIGTERM if terminated else signal.SIGINT)
         # What was trained is kept by now (the archive's transactions committed,
         # outputs renamed into place): a command line leaves at once, not after
         # the XLA computations its training threads are still running.

@@ -239,10 +239,10 @@ def _replaceable(path: str, hashes: set[str | None]) -> bool:
 
 
 def _synced_hash(path: str) -> str:
-    """Flushes a written file to the disk and returns its hash."""
+    """Flushes a written file to the disk and returns its hash (one open)."""
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-    return file_hash(path)
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _sync_directory(directory: str) -> None:
@@ -257,4 +257,4 @@ def _sync_directory(directory: str) -> None:
 def file_hash(path: str) -> str:
     """The SHA-256 of a file's bytes, in hex."""
     with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
