@@ -12,7 +12,7 @@ imports give. After moving modules, print the derived table with::
 
     python tests/test_layers.py
 
-and paste it over :data:`LAYERS` (the README's module table follows it).
+and paste it over :data:`LAYERS` (docs/modules.md's table follows it).
 """
 
 from __future__ import annotations
