@@ -113,21 +113,26 @@ def gradients(params):
             for k in range(STEPS)]
 
 
-def population_updates(graphs, strategy, dtype, total_steps=STEPS):
+def population_updates(graphs, strategy, dtype, total_steps=STEPS, flat=False):
+    """Every graph's updates over ``gradients``, stepped as one population
+    (``flat``: through the flat [R, L] layout a training loop keeps, its
+    updates read back through the layout's view)."""
     shape = measure.shape_for(graphs, SHAPE)  # SHAPE, with leaf_ops where graphs use them
     program = encode(graphs, shape, dtype=dtype)
     size = len(graphs)
     params = params_like(dtype)
-    batched = jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), params)
+    layout = population.weight_layout(params, strategy) if flat else None
+    as_passed = layout.flatten if flat else lambda tree: tree
+    batched = as_passed(jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), params))
     grads = jax.tree.map(lambda *x: jnp.stack(x), *gradients(params))
 
     def run(program):
-        tx = population.optimizer(program, shape, total_steps, strategy=strategy)
+        tx = population.optimizer(program, shape, total_steps, strategy=strategy, layout=layout)
 
         def body(state, g):
-            g = jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), g)
+            g = as_passed(jax.tree.map(lambda x: jnp.broadcast_to(x, (size, *x.shape)), g))
             updates, state = tx.update(g, state, batched)
-            return state, updates
+            return state, layout.view(updates) if flat else updates
 
         return jax.lax.scan(body, tx.init(batched), grads)[1]
 
@@ -147,16 +152,19 @@ def reference_updates(graph, dtype, total_steps=STEPS):
 
 
 def check_agreement(graphs, strategy, total_steps=STEPS):
+    """Each graph's updates in a population equal its ``to_optax``'s, with
+    the weights passed as pytrees and kept flat."""
     with jax.enable_x64(True):
-        ours = population_updates(graphs, strategy, jnp.float64, total_steps)
+        ours = {flat: population_updates(graphs, strategy, jnp.float64, total_steps, flat)
+                for flat in (False, True)}
         mismatched = []
         for i, graph in enumerate(graphs):
             reference = reference_updates(graph, jnp.float64, total_steps)
-            mine = jax.tree.map(lambda x, i=i: x[:, i], ours)
-            for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(mine), strict=True):
-                if not np.allclose(b, a, rtol=1e-5, atol=1e-8):
-                    mismatched.append(i)
-                    break
+            for flat, updates in ours.items():
+                mine = jax.tree.map(lambda x, i=i: x[:, i], updates)
+                if not all(np.allclose(b, a, rtol=1e-5, atol=1e-8) for a, b in zip(
+                        jax.tree.leaves(reference), jax.tree.leaves(mine), strict=True)):
+                    mismatched.append(f"{i} ({'flat' if flat else 'tree'})")
     assert not mismatched, f"graphs {mismatched} differ from to_optax"
 
 

@@ -92,8 +92,10 @@ def _per_run(mask: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def _train_runs(tx: optax.GradientTransformation, task, data, keys: jax.Array,
-                eval_params: Callable[[Any, Any], Any] | None = None) -> dict[str, Any]:
-    """R runs of ``task`` at once: ``tx`` works on [R, ...] pytrees.
+                eval_params: Callable[[Any, Any], Any] | None = None,
+                layout: population.WeightLayout | None = None) -> dict[str, Any]:
+    """R runs of ``task`` at once: ``tx`` works on [R, ...] pytrees, or on
+    the flat [R, L] weights of ``layout``.
 
     The model's loss, gradients and metrics are vmapped over runs; the
     optimizer sees the whole batch. Pure: one ``lax.scan`` over steps.
@@ -101,13 +103,21 @@ def _train_runs(tx: optax.GradientTransformation, task, data, keys: jax.Array,
     have a leading run axis on every leaf, as the optax path's has), gives
     the params the validation and test splits are measured at; a diverged
     run is measured at its kept params.
+
+    With a ``layout`` the weights are flattened once, before the first step,
+    and stay flat: the model reads them through ``layout.view``, so its
+    gradients come out flat, and the update, the divergence check and the
+    select that freezes a diverged run are each one wide pass.
     """
     split = jax.vmap(lambda k: jax.random.split(jax.random.wrap_key_data(k)))(keys)
     init_keys, data_keys = split[:, 0], split[:, 1]
     params, model_state = jax.vmap(task.init)(init_keys)
+    train_loss, view = task.train_loss, lambda params: params
+    if layout is not None:
+        params, view = layout.flatten(params), layout.view
+        train_loss = lambda flat, *args: task.train_loss(view(flat), *args)  # noqa: E731
     opt_state = tx.init(params)
-    grad_fn = jax.vmap(jax.value_and_grad(task.train_loss, has_aux=True),
-                       in_axes=(0, 0, 0, None))
+    grad_fn = jax.vmap(jax.value_and_grad(train_loss, has_aux=True), in_axes=(0, 0, 0, None))
     tail = min(FITNESS_TAIL, task.steps)
 
     def step(carry, k):
@@ -117,7 +127,7 @@ def _train_runs(tx: optax.GradientTransformation, task, data, keys: jax.Array,
         updates, new_opt_state = tx.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
         finite = jnp.isfinite(loss) & (loss <= task.loss_bound)
-        for leaf in jax.tree.leaves(new_params):
+        for leaf in jax.tree.leaves(view(new_params)):  # not the padding, which no model reads
             finite &= jnp.all(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1)
         now_diverged = diverged | ~finite
 
@@ -153,6 +163,7 @@ def _train_runs(tx: optax.GradientTransformation, task, data, keys: jax.Array,
         "loss_curve": losses[curve_steps(task.steps)].T,  # [R, points]
     }
     evaluate_split = jax.vmap(task.eval_metrics, in_axes=(0, 0, None, None))
+    params = view(params)
     for split_name in ("val", "test"):
         metrics = evaluate_split(params, model_state, data, split_name)
         out[f"{split_name}_loss"] = metrics["loss"]
@@ -356,10 +367,12 @@ def _compiled_population_trainer(task, shape: ProgramShape, num_seeds: int, stra
     def train(program: Program, scalars: StepTables, seeds: jax.Array,
               data) -> dict[str, jax.Array]:
         candidates = program.momentum.shape[0]
+        one_run = jax.eval_shape(task.init, jax.random.key(0))[0]
+        layout = population.weight_layout(one_run, strategy)
         tx = population.optimizer(program, shape, task.steps, runs_per_candidate=num_seeds,
                                   seeds=jnp.tile(seeds, candidates), strategy=strategy,
-                                  scalars=scalars)
-        return _train_runs(tx, task, data, _run_keys(seeds, candidates))
+                                  scalars=scalars, layout=layout)
+        return _train_runs(tx, task, data, _run_keys(seeds, candidates), layout=layout)
 
     spec, replicated = jax.sharding.PartitionSpec("population"), jax.sharding.PartitionSpec()
     per_step = jax.sharding.PartitionSpec(None, "population")  # [T, P, ...] tables

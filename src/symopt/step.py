@@ -31,13 +31,18 @@ def clip_by_value(xp, g: Array, clip_value: Array) -> Array:
     return xp.where(clip_value > 0, xp.clip(g, -clip_value, clip_value), g)
 
 
+def norm_clip_factor(xp, g: Array, clip_norm: Array) -> Array:
+    """What each row of ``g`` ([runs, L]) is scaled by to clip it to global
+    norm ``clip_norm`` ([runs, 1]; 0: no clipping, a factor of 1)."""
+    norm = xp.sqrt(xp.sum(g * g, axis=-1, keepdims=True))
+    return xp.where(clip_norm > 0, xp.minimum(1.0, clip_norm / xp.maximum(norm, TINY)), 1.0)
+
+
 def clip_rows_by_norm(xp, g: Array, clip_norm: Array) -> Array:
     """Each row of ``g`` ([runs, L]) scaled to global norm at most ``clip_norm``
     (0: no clipping): ``optax.clip_by_global_norm`` over flattened runs, as
     the population and the NumPy check apply it."""
-    norm = xp.sqrt(xp.sum(g * g, axis=-1, keepdims=True))
-    factor = xp.minimum(1.0, clip_norm / xp.maximum(norm, TINY))
-    return xp.where(clip_norm > 0, g * factor, g)
+    return g * norm_clip_factor(xp, g, clip_norm)
 
 
 def ema(xp, old: Array, new: Array, beta: Array) -> Array:

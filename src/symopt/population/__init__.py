@@ -61,9 +61,16 @@ The records every strategy reads are in :mod:`~symopt.population.state`,
 how they are packed and the weights flattened in
 :mod:`~symopt.population.packing`, and how ``"auto"`` is resolved in
 :mod:`~symopt.population.strategy`.
+
+A training loop may keep the weights flat from its first step to its last
+(``layout=weight_layout(one_run_params, strategy)``; :mod:`symopt.evaluate`
+does): its params, gradients and updates are then [R, L] arrays, the model
+reads its tree as a view of them, and no step flattens the weights or
+unflattens the update.
 """
 
-from symopt.population.optimizer import optimizer
+from symopt.population.optimizer import optimizer, padded_length, weight_layout
+from symopt.population.packing import WeightLayout
 from symopt.population.state import (
     Moments,
     PopulationState,
@@ -85,8 +92,11 @@ __all__ = [
     "RunFloats",
     "RunInts",
     "RunScalars",
+    "WeightLayout",
     "default_strategy",
     "optimizer",
+    "padded_length",
     "resolve_strategy",
     "uses_moments",
+    "weight_layout",
 ]

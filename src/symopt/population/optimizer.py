@@ -24,6 +24,7 @@ from symopt import step as step_lib
 from symopt import tables as tables_lib
 from symopt.population import fused, loop, vmap
 from symopt.population.packing import (
+    WeightLayout,
     flat_length,
     flatten,
     leaf_shapes,
@@ -55,7 +56,8 @@ class _Engine(NamedTuple):
     seeds: jax.Array  # int32 [R]
     tables: tables_lib.StepTables
     moments: Moments  # does any graph read m, v, gamma? (bools)
-    clips: jax.Array  # does any graph clip? (bool)
+    clips_norm: jax.Array  # does any graph clip by global norm? (bool)
+    layout: WeightLayout | None  # where the weights are passed flat, their layout
 
 
 def _step_tables(program: Program, total_steps: int,
@@ -94,10 +96,18 @@ def _draws(kind: str, words: jax.Array, counts: jax.Array, length: int, dtype) -
     return jax.vmap(lambda w, c: draw(jnp, w, c, 0, (length,), dtype))(words, counts)
 
 
-def _clip(hparams, g: jax.Array) -> jax.Array:
-    """Every run's gradient [R, L] clipped by its global norm, then by value."""
-    g = step_lib.clip_rows_by_norm(jnp, g, hparams.clip_norm[:, None])
-    return step_lib.clip_by_value(jnp, g, hparams.clip_value[:, None])
+def _clip(when, clips_norm, hparams, g: jax.Array) -> jax.Array:
+    """Every run's gradient [R, L] clipped by its global norm, then by value.
+
+    Only the norms are a pass of their own (a reduction, and only where some
+    run clips by norm): the scaling and the clip by value are element-wise,
+    so XLA fuses them into the pass that makes ``g`` (the concatenation of
+    the leaves' gradients) rather than writing a clipped copy."""
+    clip_norm = hparams.clip_norm[:, None]
+    factor = when(clips_norm,
+                  lambda g: step_lib.norm_clip_factor(jnp, g, clip_norm).astype(g.dtype),
+                  lambda g: jnp.ones((g.shape[0], 1), g.dtype), g)
+    return step_lib.clip_by_value(jnp, g * factor, hparams.clip_value[:, None])
 
 
 def _moments(when, used: Moments, state: PopulationState, g: jax.Array,
@@ -130,13 +140,35 @@ def _directions(engine: _Engine, run_ints: RunInts, run_floats: RunFloats,
     return vmap.directions(packed, layout, engine.shape, arrays, state.states, leaves)
 
 
+def padded_length(length: int, strategy: str) -> int:
+    """The columns of the engine's arrays over ``length`` weights: padded to
+    whole blocks in the fused strategy."""
+    return fused.padded_length(length, fused.platform()) if strategy == "fused" else length
+
+
+def weight_layout(params, strategy: str = "auto") -> WeightLayout:
+    """How a training loop that keeps one run's weights ``params`` (a pytree
+    of arrays or ``jax.ShapeDtypeStruct``) flat lays them out for the
+    optimizer of ``strategy``: pass it as :func:`optimizer`'s ``layout``."""
+    layout = WeightLayout.of(params)
+    return layout._replace(length=padded_length(layout.length, resolve_strategy(strategy)))
+
+
+def _check_flat(engine: _Engine, x: jax.Array, name: str) -> None:
+    if not isinstance(x, jax.Array | jax.ShapeDtypeStruct) or x.ndim != 2 or (
+            x.shape[1] != engine.layout.length):
+        raise ValueError(f"with a layout the {name} are one [runs, {engine.layout.length}] "
+                         f"array (layout.flatten(tree)), got {jax.tree.map(jnp.shape, x)}")
+
+
 def _init(engine: _Engine, params) -> PopulationState:
     """Zero moments, states and trace over the flattened weights (padded to
     whole blocks in the fused strategy), and each run's seed words."""
-    length = flat_length(params)
-    if engine.strategy == "fused":
-        length = fused.padded_length(length, fused.platform())
-    flat = flatten(params, length)
+    if engine.layout is not None:
+        _check_flat(engine, params, "params")
+        flat = params
+    else:
+        flat = flatten(params, padded_length(flat_length(params), engine.strategy))
     zeros = jnp.zeros_like(flat)
     keys = jax.vmap(draws_lib.seed_words)(engine.seeds)
     runs = engine.rows.num_operands.shape[0]
@@ -149,9 +181,14 @@ def _update(engine: _Engine, updates, state: PopulationState, params):
     """One step of every run: ``(updates, new state)``."""
     h, rpc = engine.rows.hparams, engine.runs_per_candidate
     when = loop.when if engine.strategy == "loop" else vmap.always
-    length = state.m.shape[1]  # padded to whole blocks in the fused strategy
-    g, w = flatten(updates, length), flatten(params, length)
-    g = when(engine.clips, functools.partial(_clip, h), lambda g: g, g)  # when any clips
+    if engine.layout is None:
+        length = state.m.shape[1]  # padded to whole blocks in the fused strategy
+        g, w, leaves = flatten(updates, length), flatten(params, length), leaf_shapes(updates)
+        tree = functools.partial(unflatten, like=updates)
+    else:
+        _check_flat(engine, updates, "gradients")
+        g, w, leaves, tree = updates, params, engine.layout.shapes, lambda u: u
+    g = _clip(when, engine.clips_norm, h, g)
     # Runs of one candidate step together; a run whose state its caller
     # froze (a training loop may keep a diverged run's) must not hold back
     # its candidate's live runs (its update is dropped).
@@ -167,18 +204,18 @@ def _update(engine: _Engine, updates, state: PopulationState, params):
     if engine.strategy == "fused":
         stepped = fused.update(engine.shape, rows, run_ints, run_floats, lr, g, w, state)
         if stepped is not None:
-            return unflatten(stepped[0], updates), stepped[1]
+            return tree(stepped[0]), stepped[1]
     m, v, gamma = _moments(when, engine.moments, state, g, betas(h))
     direction, new_states = _directions(engine, run_ints, run_floats,
                                         RunArrays(g=g, w=w, m=m, v=v, gamma=gamma), state,
-                                        leaf_shapes(updates))
+                                        leaves)
     # Momentum and the update, over all runs at once: a few wide passes
     # rather than a candidate's dozen row passes each.
     direction, trace = step_lib.momentum(jnp, rows.momentum[:, None], h.momentum[:, None],
                                          direction, state.trace)
     u = step_lib.scaled_update(jnp, direction, w, h.weight_decay[:, None], lr[:, None])
     u = u.astype(g.dtype)
-    return unflatten(u, updates), PopulationState(state.count + 1, m, v, gamma, new_states,
+    return tree(u), PopulationState(state.count + 1, m, v, gamma, new_states,
                                                   trace, state.key)
 
 
@@ -191,6 +228,7 @@ def optimizer(
     seeds: jax.Array | Sequence[int] | None = None,
     strategy: str = "auto",
     scalars: tables_lib.StepTables | None = None,
+    layout: WeightLayout | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """The population's optimizer over R = P * runs_per_candidate runs.
 
@@ -209,10 +247,14 @@ def optimizer(
         made outside the traced function to spare its compile; by default
         tabulated in the graph. Past ``total_steps``, the schedules and decays
         hold their last step's value.
+      layout: where the training loop keeps the weights flat
+        (:func:`weight_layout` of one run's params): then the params,
+        gradients and updates are [R, layout.length] arrays, and no step
+        flattens or unflattens them.
 
     Returns:
       An optax transformation whose params, gradients and updates are pytrees
-      of [R, ...] arrays.
+      of [R, ...] arrays, or [R, L] arrays with a ``layout``.
     """
     strategy = resolve_strategy(strategy)
     runs = program.size * runs_per_candidate
@@ -223,7 +265,7 @@ def optimizer(
         strategy=strategy, rows=rows,
         seeds=jnp.zeros(runs, jnp.int32) if seeds is None else jnp.asarray(seeds, jnp.int32),
         tables=_step_tables(program, total_steps, scalars), moments=uses_moments(program),
-        clips=jnp.any(h.clip_norm > 0) | jnp.any(h.clip_value > 0))
+        clips_norm=jnp.any(h.clip_norm > 0), layout=layout)
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args

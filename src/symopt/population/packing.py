@@ -9,7 +9,13 @@ Two layouts, both for speed of the traced step:
   on CPU), and the fused kernel reads them as two scalar tables.
 * The params, gradients and updates (pytrees of [R, ...] leaves) are
   flattened into one [R, L] array (:func:`flatten`), so that every pass over
-  the weights is one wide operation, whatever the model's leaves.
+  the weights is one wide operation, whatever the model's leaves. A training
+  loop that keeps them flat for the whole run (:class:`WeightLayout`; the
+  population trainer of :mod:`symopt.evaluate` does) flattens once, before
+  the first step, and shows the model its tree as a view of the buffer: the
+  view splits it (``lax.split``), whose transpose concatenates the leaves'
+  gradients straight into a flat buffer, so no step flattens the weights or
+  unflattens the update.
 """
 
 from __future__ import annotations
@@ -113,6 +119,46 @@ def leaf_applier(shapes: tuple[tuple[int, ...], ...], runs: int = 1):
                            ).reshape(-1)
 
     return apply
+
+
+class WeightLayout(NamedTuple):
+    """Where one run's weights lie in a flat row: the model's tree, its leaves'
+    shapes and dtypes in :func:`flatten`'s order, and ``length``, the row's
+    columns (the leaves' sizes, and zero padding where a strategy steps whole
+    blocks)."""
+
+    treedef: Any
+    shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[Any, ...]
+    length: int
+
+    @classmethod
+    def of(cls, tree, length: int | None = None) -> WeightLayout:
+        """The layout of ``tree``, one run's weights (arrays or
+        ``jax.ShapeDtypeStruct``), padded to ``length`` columns when given."""
+        leaves, treedef = jax.tree.flatten(tree)
+        shapes = tuple(tuple(x.shape) for x in leaves)
+        size = sum(int(np.prod(s)) for s in shapes)
+        if length is not None and length < size:
+            raise ValueError(f"a row of {length} columns cannot hold {size} weights")
+        return cls(treedef, shapes, tuple(x.dtype for x in leaves),
+                   size if length is None else length)
+
+    def flatten(self, tree) -> jax.Array:
+        """A pytree of [R, ...] leaves laid out as [R, length] (done once, before training)."""
+        return flatten(tree, self.length)
+
+    def view(self, flat: jax.Array):
+        """The tree whose leaves are the columns of ``flat`` ([..., length]:
+        one run's row, or rows of runs): what a model reads, a split that
+        XLA fuses into its consumers, and whose gradient is one flat array."""
+        sizes = [int(np.prod(s)) for s in self.shapes]
+        padding = self.length - sum(sizes)
+        parts = jax.lax.split(flat, (*sizes, padding), axis=flat.ndim - 1)
+        lead = flat.shape[:-1]
+        return self.treedef.unflatten([
+            part.reshape(lead + shape).astype(dtype)
+            for part, shape, dtype in zip(parts[:-1], self.shapes, self.dtypes, strict=True)])
 
 
 def flat_length(tree) -> int:
