@@ -64,9 +64,8 @@ from symopt.population.state import (
 from symopt.population.table import (
     RunContext,
     node_value,
-    operand_branches,
     reads,
-    slot_value,
+    slot_branches,
 )
 from symopt.program import Program, ProgramShape
 
@@ -332,9 +331,8 @@ def _block_table(shape: ProgramShape, block: Block, run: RunInts, floats: RunFlo
     scalars); the entries the run's graph lacks are zeros. ``uniform`` makes
     the dropout draw, in the dropout branches only."""
     zeros = jnp.zeros(block.shape, block.dtype)
-    operand_fns = operand_branches(ctx)
-    table = [jax.lax.cond(k < run.num_operands, lambda k=k: slot_value(
-        jax.lax.switch(run.operands[k], operand_fns), floats.scalars.decays[k]),
+    table = [jax.lax.cond(k < run.num_operands, lambda k=k: jax.lax.switch(
+        run.operands[k], slot_branches(ctx, floats.scalars.decays[k])),
         lambda: zeros) for k in range(shape.max_operands)]
     table += [jnp.broadcast_to(floats.constants[j], block.shape).astype(block.dtype)
               for j in range(shape.max_constants)]

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from symopt.population.packing import Packed, leaf_applier, row
 from symopt.population.state import RunArrays
-from symopt.population.table import eval_nodes, operand_branches, run_fields, slot_value
+from symopt.population.table import eval_nodes, run_fields, slot_branches
 from symopt.program import ProgramShape
 
 
@@ -42,13 +42,11 @@ def _run_step(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunAr
     """
     ints, floats, ctx = run_fields(packed, layout, arrays, r)
     g = ctx.g
-    operand_fns = operand_branches(ctx)
     decays = floats.scalars.decays
     put = jax.lax.dynamic_update_index_in_dim
 
     def fill_slot(k, table):
-        return put(table, slot_value(jax.lax.switch(ints.operands[k], operand_fns), decays[k]),
-                   k, 0)
+        return put(table, jax.lax.switch(ints.operands[k], slot_branches(ctx, decays[k])), k, 0)
 
     table = jax.lax.fori_loop(0, ints.num_operands, fill_slot, table)
     # Only the constant and state rows the graph has, each written in place:
@@ -63,7 +61,7 @@ def _run_step(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunAr
             table, row(row(states, r), j), start + j, 0), table)
     update = ints.update
     table = eval_nodes(table, update, start + shape.max_states, lambda: ctx.uniform,
-                       by_leaf=by_leaf)
+                       by_leaf=by_leaf, branch_reads=True)
     if shape.max_states:
         states = jax.lax.fori_loop(0, ints.num_states, lambda j, states: states.at[r, j].set(
             row(table, ints.states[j])), states)

@@ -75,18 +75,21 @@ def operand_value(name: str, ctx: RunContext) -> jax.Array:
     return jnp.broadcast_to(ops.OPERANDS[name].fn(jnp, ctx), g.shape).astype(g.dtype)
 
 
-def operand_branches(ctx: RunContext) -> list:
-    """One function per operand (in :data:`OPERAND_NAMES` order): the
-    branches a slot's ``lax.switch`` picks from."""
-    return [lambda name=name: operand_value(name, ctx) for name in OPERAND_NAMES]
-
-
 def slot_value(operand: jax.Array, decay: jax.Array) -> jax.Array:
     """An operand slot's table entry: the operand times its decay, sanitized."""
     return ops.sanitize(jnp, operand * decay)
 
 
-def node_value(read, left, right, op, a, b, uniform, by_leaf=None):
+def slot_branches(ctx: RunContext, decay: jax.Array) -> list:
+    """One function per operand (in :data:`OPERAND_NAMES` order): its slot's
+    entry (:func:`slot_value`), the branches a slot's ``lax.switch`` picks
+    from; where the branches are real (the loop and fused strategies), the
+    decay and the sanitizing join the operand's own pass."""
+    return [lambda name=name: slot_value(operand_value(name, ctx), decay)
+            for name in OPERAND_NAMES]
+
+
+def node_value(read, left, right, op, a, b, uniform, by_leaf=None, branch_reads=False):
     """``op(left(read(a)), right(read(b)))`` with switched operators, where
     ``read(i)`` is entry ``i`` of the run's value table.
 
@@ -95,6 +98,10 @@ def node_value(read, left, right, op, a, b, uniform, by_leaf=None):
     ``by_leaf(f, *args)`` applies a per-leaf operator over the run's leaves
     (:func:`symopt.ops.by_leaf`); where it is None (a program shape without
     ``leaf_ops``) their branches are placeholders that no program picks.
+    ``branch_reads``: read the table inside each unary operator's branch,
+    where a switch is a real branch (the loop strategy), so that the read
+    fuses into the operator's pass instead of copying the entry first; under
+    ``vmap``, which computes every branch, the entry is read once, outside.
     """
     draw = uniform if callable(uniform) else lambda: uniform
 
@@ -114,19 +121,23 @@ def node_value(read, left, right, op, a, b, uniform, by_leaf=None):
 
     unary = [unary_fn(name) for name in UNARY_NAMES]
     binary = [binary_fn(name) for name in BINARY_NAMES]
-    x = jax.lax.switch(left, unary, read(a))
-    y = jax.lax.switch(right, unary, read(b))
+    if branch_reads:
+        x, y = (jax.lax.switch(index, [lambda i, f=f: f(read(i)) for f in unary], entry)
+                for index, entry in ((left, a), (right, b)))
+    else:
+        x, y = jax.lax.switch(left, unary, read(a)), jax.lax.switch(right, unary, read(b))
     return jax.lax.switch(op, binary, x, y)
 
 
 def eval_nodes(table, expr: ExprArrays, first: int, uniform, length=None,
-               unroll: int = 1, by_leaf=None) -> jax.Array:
+               unroll: int = 1, by_leaf=None, branch_reads=False) -> jax.Array:
     """Fills ``table[first + j]`` with node ``j``'s value for the used nodes
-    (or the first ``length``); ``by_leaf`` as in :func:`node_value`."""
+    (or the first ``length``); ``by_leaf`` and ``branch_reads`` as in
+    :func:`node_value`."""
 
     def body(j, table):
         value = node_value(functools.partial(row, table), expr.left[j], expr.right[j],
-                           expr.op[j], expr.a[j], expr.b[j], uniform, by_leaf)
+                           expr.op[j], expr.a[j], expr.b[j], uniform, by_leaf, branch_reads)
         return jax.lax.dynamic_update_index_in_dim(table, value, first + j, 0)
 
     length = expr.length if length is None else length
