@@ -260,3 +260,38 @@ def test_a_shape_without_leaf_ops_rejects_them_naming_the_graph_and_operators():
                                            ("mul", "identity", "g", "identity", "v"),
                                            root="n1"))
     encode([dead], shape)
+
+
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_a_per_leaf_operator_is_computed_only_where_a_graph_uses_it(monkeypatch, strategy):
+    """With ``leaf_ops`` compiled in, a population of element-wise graphs never
+    applies a per-leaf operator (under vmap too, where a switch computes its
+    other branches); one graph with ``orth`` makes it run."""
+    applied = []
+
+    def counting(make):
+        def applier(shapes, runs=1):
+            apply = make(shapes, runs)
+
+            def counted(fn, *rows):
+                jax.debug.callback(lambda: applied.append(1))
+                return apply(fn, *rows)
+
+            return counted
+
+        return applier
+
+    module = population.loop if strategy == "loop" else population.vmap
+    monkeypatch.setattr(module, "leaf_applier", counting(module.leaf_applier))
+    shape = _shape()
+    params = _params(jnp.float32)
+
+    def applications(graphs) -> int:
+        applied.clear()
+        batched = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(graphs), *x.shape)), params)
+        tx = population.optimizer(encode(graphs, shape), shape, TOTAL_STEPS, strategy=strategy)
+        jax.block_until_ready(jax.jit(lambda: tx.update(batched, tx.init(batched), batched))())
+        return len(applied)
+
+    assert applications([zoo.adam(), zoo.lion(), zoo.rmsprop()]) == 0
+    assert applications([zoo.adam(), zoo.muon(), zoo.rmsprop()]) > 0

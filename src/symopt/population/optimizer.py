@@ -137,7 +137,8 @@ def _directions(engine: _Engine, run_ints: RunInts, run_floats: RunFloats,
                                lambda *args: _draws(*args, length, g.dtype), leaves)
     arrays = arrays._replace(**{kind: _draws(kind, state.key, state.count, length, g.dtype)
                                 for kind in ("noise", "uniform")})
-    return vmap.directions(packed, layout, engine.shape, arrays, state.states, leaves)
+    return vmap.directions(packed, layout, engine.shape, arrays, state.states, leaves,
+                           run_ints.update)
 
 
 def padded_length(length: int, strategy: str) -> int:

@@ -89,7 +89,24 @@ def slot_branches(ctx: RunContext, decay: jax.Array) -> list:
             for name in OPERAND_NAMES]
 
 
-def node_value(read, left, right, op, a, b, uniform, by_leaf=None, branch_reads=False):
+def leaf_use(expr: ExprArrays) -> jax.Array:
+    """Which per-leaf operators some run uses at each node: [N, K] bools over
+    ``expr``'s [R, N] arrays (K: :data:`LEAF_NAMES`). Unbatched, so under
+    ``vmap`` a per-leaf branch can be a real branch that no run pays for at a
+    node where none uses it (:func:`node_value`'s ``leaf_used``)."""
+    unary = {name: UNARY_NAMES.index(name) for name in LEAF_NAMES if name in UNARY_NAMES}
+    binary = {name: BINARY_NAMES.index(name) for name in LEAF_NAMES if name in BINARY_NAMES}
+    used = [(expr.left == unary[name]) | (expr.right == unary[name]) if name in unary
+            else expr.op == binary[name] for name in LEAF_NAMES]
+    return jnp.any(jnp.stack(used, axis=-1), axis=0)
+
+
+LEAF_NAMES = tuple(sorted(ops.LEAF_OPERATORS))
+"""The per-leaf operators' names, the columns of :func:`leaf_use`."""
+
+
+def node_value(read, left, right, op, a, b, uniform, by_leaf=None, branch_reads=False,
+               leaf_used=None):
     """``op(left(read(a)), right(read(b)))`` with switched operators, where
     ``read(i)`` is entry ``i`` of the run's value table.
 
@@ -102,42 +119,73 @@ def node_value(read, left, right, op, a, b, uniform, by_leaf=None, branch_reads=
     where a switch is a real branch (the loop strategy), so that the read
     fuses into the operator's pass instead of copying the entry first; under
     ``vmap``, which computes every branch, the entry is read once, outside.
+    ``leaf_used(name)``: an unbatched flag, whether any run uses the per-leaf
+    operator ``name`` at this node (a row of :func:`leaf_use`). Under
+    ``vmap`` a switch on a batched index batches everything its branches
+    read, a flag too, and computes every branch; so with ``leaf_used`` the
+    per-leaf operators are taken out of the switches (placeholders there)
+    and each is computed after them, under a real branch on its flag, where
+    some run needs it.
     """
     draw = uniform if callable(uniform) else lambda: uniform
+    leaf_fns = {}
+    gate = by_leaf is not None and leaf_used is not None and not branch_reads
 
     def unary_fn(name):
         fn = ops.bounded_fn(name, 1)
         if name in ops.LEAF_OPERATORS:
-            return (lambda x: x) if by_leaf is None else (
-                lambda x: by_leaf(lambda x: fn(jnp, x, None), x))
+            leaf_fns[name] = lambda x: by_leaf(lambda x: fn(jnp, x, None), x)
+            return (lambda x: x) if by_leaf is None or gate else (  # a placeholder no
+                leaf_fns[name])  # program picks, or one whose value is replaced below
         return lambda x: fn(jnp, x, draw() if ops.UNARY[name].random else None)
 
     def binary_fn(name):
         fn = ops.bounded_fn(name, 2)
         if name in ops.LEAF_OPERATORS:
-            return (lambda x, y: x) if by_leaf is None else (
-                lambda x, y: by_leaf(lambda x, y: fn(jnp, x, y, None), x, y))
+            leaf_fns[name] = lambda x, y: by_leaf(lambda x, y: fn(jnp, x, y, None), x, y)
+            return (lambda x, y: x) if by_leaf is None or gate else leaf_fns[name]
         return lambda x, y: fn(jnp, x, y, None)
 
     unary = [unary_fn(name) for name in UNARY_NAMES]
     binary = [binary_fn(name) for name in BINARY_NAMES]
+
+    def gated(value, index, names, name, *args):
+        """``value``, or where ``index`` picks per-leaf operator ``name``, its
+        value over ``args``: computed only where some run uses it here."""
+        picked = lambda value: jnp.where(index == names.index(name),  # noqa: E731
+                                         leaf_fns[name](*args), value)
+        return jax.lax.cond(leaf_used(name), picked, lambda value: value, value)
+
     if branch_reads:
         x, y = (jax.lax.switch(index, [lambda i, f=f: f(read(i)) for f in unary], entry)
                 for index, entry in ((left, a), (right, b)))
     else:
-        x, y = jax.lax.switch(left, unary, read(a)), jax.lax.switch(right, unary, read(b))
-    return jax.lax.switch(op, binary, x, y)
+        inputs = read(a), read(b)
+        x, y = jax.lax.switch(left, unary, inputs[0]), jax.lax.switch(right, unary, inputs[1])
+        if gate:
+            for name in sorted(ops.LEAF_OPERATORS & set(UNARY_NAMES)):
+                x = gated(x, left, UNARY_NAMES, name, inputs[0])
+                y = gated(y, right, UNARY_NAMES, name, inputs[1])
+    out = jax.lax.switch(op, binary, x, y)
+    if gate:
+        for name in sorted(ops.LEAF_OPERATORS & set(BINARY_NAMES)):
+            out = gated(out, op, BINARY_NAMES, name, x, y)
+    return out
 
 
 def eval_nodes(table, expr: ExprArrays, first: int, uniform, length=None,
-               unroll: int = 1, by_leaf=None, branch_reads=False) -> jax.Array:
+               unroll: int = 1, by_leaf=None, branch_reads=False,
+               leaf_uses=None) -> jax.Array:
     """Fills ``table[first + j]`` with node ``j``'s value for the used nodes
     (or the first ``length``); ``by_leaf`` and ``branch_reads`` as in
-    :func:`node_value`."""
+    :func:`node_value`; ``leaf_uses``: :func:`leaf_use` of the population."""
 
     def body(j, table):
+        used = None if leaf_uses is None else (
+            lambda name: row(leaf_uses, j)[LEAF_NAMES.index(name)])
         value = node_value(functools.partial(row, table), expr.left[j], expr.right[j],
-                           expr.op[j], expr.a[j], expr.b[j], uniform, by_leaf, branch_reads)
+                           expr.op[j], expr.a[j], expr.b[j], uniform, by_leaf, branch_reads,
+                           used)
         return jax.lax.dynamic_update_index_in_dim(table, value, first + j, 0)
 
     length = expr.length if length is None else length

@@ -14,8 +14,14 @@ import jax.numpy as jnp
 
 from symopt.population.packing import Packed, leaf_applier
 from symopt.population.state import RunArrays
-from symopt.population.table import eval_nodes, operand_value, run_fields, slot_value
-from symopt.program import OPERAND_NAMES, ProgramShape
+from symopt.population.table import (
+    eval_nodes,
+    leaf_use,
+    operand_value,
+    run_fields,
+    slot_value,
+)
+from symopt.program import OPERAND_NAMES, ExprArrays, ProgramShape
 
 _NODE_UNROLL = 2
 """Node-loop iterations per trip: on an accelerator each trip costs a host
@@ -33,7 +39,7 @@ def always(flag, fn, otherwise, *args):
 
 
 def _run_step(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunArrays, states,
-              by_leaf=None):
+              by_leaf=None, leaf_uses=None):
     """One run's step (arrays of one run: ``states`` [S, L]), with no loop
     whose trip count differs per run.
 
@@ -51,16 +57,21 @@ def _run_step(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunAr
     nodes = jnp.zeros((shape.max_nodes, *g.shape), g.dtype)
     table = jnp.concatenate([slots, constants.astype(g.dtype), states, nodes])
     table = eval_nodes(table, ints.update, shape.table_size - shape.max_nodes, ctx.uniform,
-                       shape.max_nodes, _NODE_UNROLL, by_leaf)
+                       shape.max_nodes, _NODE_UNROLL, by_leaf, leaf_uses=leaf_uses)
     return table[ints.update.root], table[ints.states]
 
 
 def directions(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunArrays,
-               states: jax.Array, leaves: tuple[tuple[int, ...], ...] = ()):
+               states: jax.Array, leaves: tuple[tuple[int, ...], ...] = (),
+               update: ExprArrays | None = None):
     """Every run's update direction [R, L] and new states [R, S, L]:
     ``arrays`` hold every run's rows, its draws included; ``leaves`` are the
     shapes of one run's leaves, which the per-leaf operators read (where
-    ``shape.leaf_ops``)."""
+    ``shape.leaf_ops``). ``update``, every run's graph ([R, N] arrays), tells
+    which per-leaf operators each node needs: a per-leaf operator is computed
+    at a node only where some run uses it there (a real branch outside the
+    ``vmap``), so a population that does not read ``orth`` pays nothing for it."""
     by_leaf = leaf_applier(leaves) if shape.leaf_ops else None
-    return jax.vmap(lambda pk, arrays, st: _run_step(pk, layout, shape, arrays, st, by_leaf))(
-        packed, arrays, states)
+    uses = leaf_use(update) if shape.leaf_ops and update is not None else None
+    return jax.vmap(lambda pk, arrays, st: _run_step(pk, layout, shape, arrays, st, by_leaf,
+                                                     uses))(packed, arrays, states)
