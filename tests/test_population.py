@@ -190,6 +190,22 @@ def test_update_needsparams_like():
         tx.update(params, tx.init(params))
 
 
+def test_a_flat_layout_refuses_a_tree_or_another_length_naming_the_shape_it_needs():
+    program = encode([zoo.adam()], SHAPE)
+    params = {"w": jnp.zeros((1, 2, 3)), "b": jnp.zeros((1, 3))}
+    layout = population.weight_layout(jax.tree.map(lambda x: x[0], params))
+    assert layout.length == 9 and layout.shapes == ((3,), (2, 3))  # jax.tree order: b, w
+    tx = population.optimizer(program, SHAPE, 10, layout=layout)
+    with pytest.raises(ValueError, match=r"params are one \[runs, 9\] array"):
+        tx.init(params)
+    flat = layout.flatten(params)
+    state = tx.init(flat)
+    with pytest.raises(ValueError, match=r"gradients are one \[runs, 9\] array"):
+        tx.update(flat[:, :8], state, flat)
+    updates, _ = tx.update(flat, state, flat)
+    chex.assert_trees_all_equal_shapes(layout.view(updates), params)
+
+
 def test_a_new_generation_reuses_the_compiled_program():
     graphs = _graphs()
     params = {"w": jnp.zeros((8, 3))}
