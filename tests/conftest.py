@@ -88,9 +88,10 @@ def run_trajectory():
     return trajectory
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def finished(tmp_path_factory):
-    """An uninterrupted tiny search, and what it logged."""
+    """An uninterrupted tiny search, and what it logged (one per worker: the
+    modules that read it share it; none of them writes into its workdir)."""
     workdir = tmp_path_factory.mktemp("finished")
     lines: list[str] = []
     result = run_lib.run(tiny_config(), workdir, log=lines.append)

@@ -11,6 +11,7 @@ No test module imports another: what two of them need is here.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import subprocess
@@ -140,6 +141,23 @@ def population_updates(graphs, strategy, dtype, total_steps=STEPS, flat=False):
 
 
 def reference_updates(graph, dtype, total_steps=STEPS):
+    """``graph``'s ``to_optax`` updates over ``gradients``: computed once per
+    process for each (graph, dtype, length) (each compiles its own program,
+    ~1 s on 2 cores, and several tests check the same graphs)."""
+    try:
+        hash(graph)
+    except TypeError:  # an unhashable graph: computed afresh
+        return _reference_updates(graph, dtype, total_steps)
+    # The dtype as the current x64 mode makes it (float64 inside jax.enable_x64).
+    return _cached_reference_updates(graph, jax.dtypes.canonicalize_dtype(dtype), total_steps)
+
+
+@functools.cache
+def _cached_reference_updates(graph, dtype, total_steps):
+    return _reference_updates(graph, dtype, total_steps)
+
+
+def _reference_updates(graph, dtype, total_steps):
     params = params_like(dtype)
     tx = symopt.to_optax(graph, total_steps=total_steps)
     grads = jax.tree.map(lambda *x: jnp.stack(x), *gradients(params))

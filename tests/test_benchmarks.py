@@ -98,7 +98,9 @@ def test_the_batchnorm_cnn_with_patch_convolutions_computes_what_it_does_with_co
     assert jnp.all(jnp.isfinite(out))
 
 
-@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+# The loop strategy under `pytest -m slow`: the script's figures and fit are
+# checked by the vmap case (the strategy is only passed through to the engine).
+@pytest.mark.parametrize("strategy", [pytest.param("loop", marks=pytest.mark.slow), "vmap"])
 def test_step_benchmark_prints_each_size_and_the_fit(strategy):
     # Best of 5 calls of 20 steps: one call of 2 steps could be outrun by a
     # stall of the harness's call on a busy machine (the difference < 0).

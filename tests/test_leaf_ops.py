@@ -127,6 +127,11 @@ def test_the_matrix_leaf_is_orthogonalised_and_the_others_are_not():
     assert not np.allclose(updates["dense"], without["dense"])
 
 
+# Under `pytest -m slow`: by default the population engine is checked against
+# to_optax on graphs with every per-leaf operator, on a matrix, a conv kernel, a
+# bias and a scalar, in each strategy, by tests/test_population_leaf.py::
+# test_population_agrees_with_to_optax_on_graphs_with_per_leaf_operators.
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["loop", "vmap", "fused"])
 def test_population_updates_equal_to_optax(strategy):
     graphs = [GRAPH, WITHOUT_ORTH]
