@@ -35,10 +35,15 @@ def _one_line_error(out: subprocess.CompletedProcess, program: str, code: int) -
     return lines[0]
 
 
-@pytest.mark.parametrize("program", PROGRAMS)
-@pytest.mark.parametrize("config, message", [
-    ("missing.py", "config file not found: missing.py"),
-    ("experiments", "the config path is a directory"),
+# Each case starts a program (~7 s on 2 cores): by default each program with
+# one of the two paths, the other two pairs under `pytest -m slow`.
+@pytest.mark.parametrize("program, config, message", [
+    ("symopt.main", "missing.py", "config file not found: missing.py"),
+    ("symopt.transfer", "experiments", "the config path is a directory"),
+    pytest.param("symopt.transfer", "missing.py", "config file not found: missing.py",
+                 marks=pytest.mark.slow),
+    pytest.param("symopt.main", "experiments", "the config path is a directory",
+                 marks=pytest.mark.slow),
 ])
 def test_a_config_path_that_is_not_a_file_is_one_line_and_exit_code_2(program, config, message,
                                                                       tmp_path):
@@ -72,6 +77,12 @@ def test_a_workdir_that_is_a_file_is_one_line_and_exit_code_1(tmp_path):
                     "symopt.main", cli.RUN_ERROR)
 
 
+# Under `pytest -m slow` (two searches through the command line each): by default
+# each signal's one line and exit code are checked at the first compile by
+# tests/test_attacks_cli.py::test_a_signal_at_the_first_compile_is_one_line_saying_how_to_resume,
+# and a search stopped mid-run resumes to the uninterrupted run's archive and best by
+# tests/test_run.py::test_a_run_killed_mid_search_resumes_without_losing_or_repeating_work.
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, cli.INTERRUPTED, "interrupted"),
                                              (signal.SIGTERM, cli.TERMINATED, "terminated")])
 def test_an_interrupted_search_says_it_can_resume_in_one_line_and_resumes_exactly(
@@ -128,7 +139,8 @@ def test_a_search_that_found_nothing_ends_with_a_warning_and_exit_code_1(tmp_pat
     config_file = tmp_path / "hopeless.py"
     config_file.write_text(TINY_CONFIG_FILE.replace(
         "return tiny_config()",
-        "config = tiny_config(search__seeds='', search__generations=1)\n"
+        "config = tiny_config(search__seeds='', search__generations=1,\n"
+        "                     search__population_size=2)\n"
         "    config.space.options = {'operands': ('noise', 'one'), 'max_nodes': 2}\n"
         "    return config"))
     out = _run("symopt.main", f"--config={config_file}", f"--workdir={tmp_path / 'run'}",

@@ -447,7 +447,8 @@ def test_a_factory_must_be_callable():
 
 def _search_config(task: str):
     config = tiny_config()
-    config.search.generations = 2
+    config.search.generations = 1  # a search on the task, whatever its length
+    config.search.population_size = 4
     config.tasks.search = task
     config.tasks.options = {}
     return config
@@ -474,6 +475,11 @@ def test_a_module_function_task_runs_a_search_shown_by_its_factorys_name(user_mo
     assert "Search tasks: inner; " in shown and "| lr x | inner | equation |" in shown
 
 
+# Under `pytest -m slow`: by default a module function's task searches and is shown
+# by its title (test_a_module_function_task_runs_a_search_shown_by_its_factorys_name)
+# and experiments/own_task.py is validated and built
+# (tests/test_run.py::test_every_experiment_config_is_valid_and_builds).
+@pytest.mark.slow
 def test_the_readme_example_config_searches_on_its_own_task_from_the_command_line(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run(

@@ -21,6 +21,7 @@ from helpers import backend_compiles, tiny_config
 
 def protocol_config(test: str = "quadratic"):
     config = tiny_config()
+    config.search.generations = 2  # 16 candidates: the funnel's top 3 and 2 are among them
     config.elimination.tasks = "logistic"
     config.elimination.top_k = 3
     config.elimination.steps = 20
@@ -63,15 +64,18 @@ def test_the_summary_reports_validation_test_tables_ratios_and_hall_of_fame(prot
     assert fame and [h["complexity"] for h in fame] == sorted(h["complexity"] for h in fame)
 
 
-def test_the_winner_is_chosen_before_and_without_the_test_tasks(protocol, tmp_path):
+# Each case runs the protocol again: without test tasks by default, with other
+# test tasks under `pytest -m slow`.
+@pytest.mark.parametrize("test", ["", pytest.param("rosenbrock", marks=pytest.mark.slow)],
+                         ids=["none", "rosenbrock"])
+def test_the_winner_is_chosen_before_and_without_the_test_tasks(protocol, test, tmp_path):
     result, lines = protocol
     winner_line = next(i for i, line in enumerate(lines) if line.startswith("elimination: winner"))
     assert all(not line.startswith("test:") for line in lines[:winner_line])
-    for test in ("rosenbrock", ""):
-        other = run_lib.run(protocol_config(test=test), tmp_path / (test or "none"),
-                            log=lambda _: None)
-        assert other.best.id == result.best.id
-        assert other.best_graph == result.best_graph
+    other = run_lib.run(protocol_config(test=test), tmp_path / (test or "none"),
+                        log=lambda _: None)
+    assert other.best.id == result.best.id
+    assert other.best_graph == result.best_graph
 
 
 def test_the_tuned_reference_and_test_results_are_stored_and_reused_on_resume(
