@@ -61,6 +61,10 @@ def test_population_agrees_with_to_optax_on_the_zoo_and_200_random_graphs(strate
     check_agreement(_graphs(), strategy)
 
 
+# Under `pytest -m slow`: by default the same graphs (helpers.PIECEWISE and
+# terms_ga, among step_dependent_graphs) are checked before and past T by
+# test_population_agrees_with_to_optax_past_total_steps.
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["loop", "vmap"])
 def test_piecewise_schedules_agree_with_to_optax(strategy):
     check_agreement([*PIECEWISE, zoo.terms_ga()], strategy)

@@ -213,7 +213,8 @@ def test_a_search_says_what_each_stage_trains_when_its_log_is_quiet(monkeypatch,
     monkeypatch.setattr(evaluate, "PROGRESS_SECONDS", 0)
     monkeypatch.setattr(evaluate, "PROGRESS_POLL_SECONDS", 0)
     lines = []
-    run_lib.run(tiny_config(search__generations=1, elimination__tasks="logistic",
+    run_lib.run(tiny_config(search__generations=1, search__population_size=4,
+                            elimination__tasks="logistic",
                             elimination__top_k=2, elimination__seeds=1, elimination__steps=20),
                 tmp_path, log=lines.append)
     shown = [line for line in lines if line.startswith(evaluate.PROGRESS_PREFIX)]

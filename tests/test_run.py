@@ -293,7 +293,8 @@ def test_a_second_run_on_a_busy_workdir_is_refused(tmp_path):
 
 @pytest.mark.parametrize("space", ["terms", "autolr"])
 def test_a_tiny_search_runs_in_every_space(space, tmp_path):
-    config = tiny_config(search__generations=1, search__seeds="default")
+    config = tiny_config(search__generations=1, search__seeds="default",
+                         search__population_size=4)
     config.space.name = space
     config.space.options = {}
     result = run_lib.run(config, tmp_path, log=lambda _: None)

@@ -308,7 +308,9 @@ def test_the_cli_refuses_an_unknown_comparison_in_one_line_naming_both_lists(tmp
                                   "optimizer 'speed'; known: the comparisons (adam,")
 
 
-@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+# "loop" under `pytest -m slow`: the vmap case checks that the configured
+# strategy, not CPU's default (loop), is the one that trains.
+@pytest.mark.parametrize("strategy", [pytest.param("loop", marks=pytest.mark.slow), "vmap"])
 def test_transfer_trains_with_the_configured_strategy(strategy, tmp_path, monkeypatch):
     config = tiny_config()
     config.transfer.tasks = "digits_mlp"
