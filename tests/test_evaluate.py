@@ -164,3 +164,21 @@ def test_evaluate_with_host_tabulated_schedules_matches_each_graphs_to_optax():
                                    err_msg=str(i))
         np.testing.assert_allclose(ours.test_loss[i], native.test_loss[0], rtol=1e-4,
                                    err_msg=str(i))
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "fused"])
+def test_the_flat_trainer_trains_alike_in_every_strategy_on_a_model_of_several_leaves(strategy):
+    """The weights stay flat through training (padded to whole blocks in the
+    fused strategy, whose padding no model reads): every strategy trains the
+    same runs as the loop strategy (which the test above checks against
+    to_optax), clipped graphs included."""
+    task = tasks.get("logistic", steps=12, seeds=1)
+    graphs = [zoo.adam(learning_rate=0.05), zoo.lion(learning_rate=0.01), zoo.signum(),
+              zoo.adam(learning_rate=0.1).with_hparams(clip_norm=0.05, clip_value=0.02)]
+    program = encode(graphs, SHAPE)
+    ours = evaluate.evaluate(program, task, strategy=strategy)
+    loop = evaluate.evaluate(program, task, strategy="loop")
+    assert not loop.diverged.any()
+    for field in ("train_loss", "test_loss", "loss_curve", "diverged"):
+        np.testing.assert_allclose(getattr(ours, field), getattr(loop, field), rtol=2e-5,
+                                   err_msg=field)
