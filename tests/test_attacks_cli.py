@@ -217,7 +217,7 @@ def test_a_signal_at_the_first_compile_is_one_line_saying_how_to_resume(sig, tmp
 
 
 def test_a_signal_after_done_leaves_the_exit_code_0(tmp_path):
-    process = _search(tmp_path, search__generations=1, search__population_size=2,
+    process = _search(tmp_path, search__generations=1, search__population_size=4,
                       evaluation__reference_lr_multipliers=(1.0,))
     for line in process.stdout:
         if line.startswith("done in "):

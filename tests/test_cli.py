@@ -140,8 +140,9 @@ def test_a_search_that_found_nothing_ends_with_a_warning_and_exit_code_1(tmp_pat
     config_file.write_text(TINY_CONFIG_FILE.replace(
         "return tiny_config()",
         "config = tiny_config(search__seeds='', search__generations=1,\n"
-        "                     search__population_size=2)\n"
+        "                     search__population_size=4)\n"
         "    config.space.options = {'operands': ('noise', 'one'), 'max_nodes': 2}\n"
+        "    config.evaluation.reference_lr_multipliers = (1.0,)\n"
         "    return config"))
     out = _run("symopt.main", f"--config={config_file}", f"--workdir={tmp_path / 'run'}",
                "--compilation_cache_dir=")
