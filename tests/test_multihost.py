@@ -70,21 +70,36 @@ def _contents(workdir) -> tuple[list[dict], dict]:
     return records, meta
 
 
-@pytest.fixture(scope="module")
-def one_process(tmp_path_factory):
-    """The tiny search in one process over two CPU devices."""
-    tmp = tmp_path_factory.mktemp("one_process")
+# The tiny search at one generation of 4 and Adam at one rate: what the two
+# ways write is compared whatever the budget (the kill tests, under
+# `pytest -m slow`, need the whole tiny search to kill a process mid-run).
+SMALL_CONFIG_FILE = TINY_CONFIG_FILE.replace(
+    "return tiny_config()",
+    "return tiny_config(search__generations=1, search__population_size=4,\n"
+    "                       evaluation__reference_lr_multipliers=(1.0,))")
+
+
+def _one_process(tmp, config_text):
+    """The search in one process over two CPU devices: its workdir."""
+    tmp.mkdir(exist_ok=True)
     config_file = tmp / "tiny.py"
-    config_file.write_text(TINY_CONFIG_FILE)
+    config_file.write_text(config_text)
     out = subprocess.run(_command(config_file, tmp / "run", "--cpu_devices=2"), cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     return tmp / "run"
 
 
-def test_two_processes_write_what_one_process_with_two_devices_writes(one_process, tmp_path):
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The tiny search in one process over two CPU devices."""
+    return _one_process(tmp_path_factory.mktemp("one_process"), TINY_CONFIG_FILE)
+
+
+def test_two_processes_write_what_one_process_with_two_devices_writes(tmp_path):
+    one_process = _one_process(tmp_path / "one", SMALL_CONFIG_FILE)
     config_file = tmp_path / "tiny.py"
-    config_file.write_text(TINY_CONFIG_FILE)
+    config_file.write_text(SMALL_CONFIG_FILE)
     workdir = tmp_path / "run"
     processes = _processes(config_file, workdir, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
