@@ -41,7 +41,7 @@ from symopt.population.state import (
     betas,
 )
 from symopt.population.strategy import resolve_strategy
-from symopt.population.table import uses_moments
+from symopt.population.table import leaf_use, uses_moments
 from symopt.program import Program, ProgramShape
 
 
@@ -56,6 +56,7 @@ class _Engine(NamedTuple):
     seeds: jax.Array  # int32 [R]
     tables: tables_lib.StepTables
     moments: Moments  # does any graph read m, v, gamma? (bools)
+    leaf_uses: jax.Array | None  # which per-leaf operators each node needs ([N, K]; leaf_ops)
     clips_norm: jax.Array  # does any graph clip by global norm? (bool)
     layout: WeightLayout | None  # where the weights are passed flat, their layout
 
@@ -138,7 +139,7 @@ def _directions(engine: _Engine, run_ints: RunInts, run_floats: RunFloats,
     arrays = arrays._replace(**{kind: _draws(kind, state.key, state.count, length, g.dtype)
                                 for kind in ("noise", "uniform")})
     return vmap.directions(packed, layout, engine.shape, arrays, state.states, leaves,
-                           run_ints.update)
+                           engine.leaf_uses)
 
 
 def padded_length(length: int, strategy: str) -> int:
@@ -266,6 +267,7 @@ def optimizer(
         strategy=strategy, rows=rows,
         seeds=jnp.zeros(runs, jnp.int32) if seeds is None else jnp.asarray(seeds, jnp.int32),
         tables=_step_tables(program, total_steps, scalars), moments=uses_moments(program),
+        leaf_uses=leaf_use(program.update) if shape.leaf_ops else None,
         clips_norm=jnp.any(h.clip_norm > 0), layout=layout)
 
     def update_fn(updates, state, params=None, **extra_args):

@@ -90,8 +90,8 @@ def slot_branches(ctx: RunContext, decay: jax.Array) -> list:
 
 
 def leaf_use(expr: ExprArrays) -> jax.Array:
-    """Which per-leaf operators some run uses at each node: [N, K] bools over
-    ``expr``'s [R, N] arrays (K: :data:`LEAF_NAMES`). Unbatched, so under
+    """Which per-leaf operators some graph uses at each node: [N, K] bools over
+    ``expr``'s [P, N] arrays (K: :data:`LEAF_NAMES`). Unbatched, so under
     ``vmap`` a per-leaf branch can be a real branch that no run pays for at a
     node where none uses it (:func:`node_value`'s ``leaf_used``)."""
     unary = {name: UNARY_NAMES.index(name) for name in LEAF_NAMES if name in UNARY_NAMES}
@@ -135,8 +135,8 @@ def node_value(read, left, right, op, a, b, uniform, by_leaf=None, branch_reads=
         fn = ops.bounded_fn(name, 1)
         if name in ops.LEAF_OPERATORS:
             leaf_fns[name] = lambda x: by_leaf(lambda x: fn(jnp, x, None), x)
-            return (lambda x: x) if by_leaf is None or gate else (  # a placeholder no
-                leaf_fns[name])  # program picks, or one whose value is replaced below
+            # A placeholder no program picks, or one whose value is replaced below.
+            return (lambda x: x) if by_leaf is None or gate else leaf_fns[name]
         return lambda x: fn(jnp, x, draw() if ops.UNARY[name].random else None)
 
     def binary_fn(name):

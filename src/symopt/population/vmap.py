@@ -14,14 +14,8 @@ import jax.numpy as jnp
 
 from symopt.population.packing import Packed, leaf_applier
 from symopt.population.state import RunArrays
-from symopt.population.table import (
-    eval_nodes,
-    leaf_use,
-    operand_value,
-    run_fields,
-    slot_value,
-)
-from symopt.program import OPERAND_NAMES, ExprArrays, ProgramShape
+from symopt.population.table import eval_nodes, operand_value, run_fields, slot_value
+from symopt.program import OPERAND_NAMES, ProgramShape
 
 _NODE_UNROLL = 2
 """Node-loop iterations per trip: on an accelerator each trip costs a host
@@ -63,15 +57,15 @@ def _run_step(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunAr
 
 def directions(packed: Packed, layout: Packed, shape: ProgramShape, arrays: RunArrays,
                states: jax.Array, leaves: tuple[tuple[int, ...], ...] = (),
-               update: ExprArrays | None = None):
+               leaf_uses: jax.Array | None = None):
     """Every run's update direction [R, L] and new states [R, S, L]:
     ``arrays`` hold every run's rows, its draws included; ``leaves`` are the
     shapes of one run's leaves, which the per-leaf operators read (where
-    ``shape.leaf_ops``). ``update``, every run's graph ([R, N] arrays), tells
-    which per-leaf operators each node needs: a per-leaf operator is computed
-    at a node only where some run uses it there (a real branch outside the
-    ``vmap``), so a population that does not read ``orth`` pays nothing for it."""
+    ``shape.leaf_ops``). ``leaf_uses`` (:func:`~symopt.population.table.leaf_use`
+    of the population, made once with the optimizer) tells which per-leaf
+    operators each node needs: one is computed at a node only where some run
+    uses it there (a real branch outside the ``vmap``), so a population that
+    does not read ``orth`` pays nothing for it."""
     by_leaf = leaf_applier(leaves) if shape.leaf_ops else None
-    uses = leaf_use(update) if shape.leaf_ops and update is not None else None
     return jax.vmap(lambda pk, arrays, st: _run_step(pk, layout, shape, arrays, st, by_leaf,
-                                                     uses))(packed, arrays, states)
+                                                     leaf_uses))(packed, arrays, states)
