@@ -31,7 +31,10 @@ never diverges and its ``vs_best`` is within 5% of its lr-tuned one; it is new
 (not a re-tuning of a zoo optimizer); a search takes at most 45 minutes on 2
 CPU cores. ``--unseeded`` runs the searches with no zoo seeds
 (``search.seeds=""``); there the goal is a search fitness of at least 1.0
-(tuned Adam) in at least 3 of 5 seeds.
+(tuned Adam) in at least 3 of 5 seeds. With ``--workdir`` the comparisons'
+test figures are kept in ``<workdir>/comparisons`` (``test.comparison_cache``)
+and the later seeds reuse them: the first seed's minutes are a whole search's,
+and a later seed's leave out the comparisons' training.
 """
 
 from __future__ import annotations
@@ -183,6 +186,10 @@ def measure_quality() -> dict:
         config.search.seed = seed
         if _UNSEEDED.value:
             config.search.seeds = ""
+        if flags.FLAGS.workdir and not config.test.comparison_cache:
+            # The comparisons' figures do not depend on the search: one
+            # measurement serves every seed (symopt.comparison_cache).
+            config.test.comparison_cache = os.path.join(flags.FLAGS.workdir, "comparisons")
         with contextlib.ExitStack() as stack:
             workdir = (os.path.join(flags.FLAGS.workdir, f"seed{seed}") if flags.FLAGS.workdir
                        else stack.enter_context(tempfile.TemporaryDirectory()))

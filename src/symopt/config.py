@@ -85,14 +85,15 @@ FREE_FORM = ("search.options", "space.options", "tasks.options")
 """Sections whose keys depend on the chosen searcher, space or task; their
 owners reject unknown keys when the run builds them."""
 RESUMABLE_CHANGES = ("search.generations", "output.top", "test.comparisons",
-                     "test.lr_multipliers")
+                     "test.lr_multipliers", "test.comparison_cache")
 """Keys that may differ when a run resumes from its workdir (and every key of
 the ``transfer`` section, which a search does not read: :func:`resumable`).
 ``test.comparisons`` and ``test.lr_multipliers`` only shape the report of the
 test tasks, after the winner is chosen, and their defaults grow: an archive
 stored under older defaults resumes. Its stored test results (reused while
 the winner is the same) keep what they ran: ``summary.md`` states their own
-multipliers and names the comparisons they lack."""
+multipliers and names the comparisons they lack. ``test.comparison_cache``
+only says where comparisons measured before are found."""
 
 
 MAX_POPULATION = 10_000
@@ -179,7 +180,7 @@ def default_config() -> ml_collections.ConfigDict:
     ))
     config.test = ml_collections.ConfigDict(dict(
         comparisons=",".join(comparisons.COMPARISONS.names()), top_k=3, steps=0, seeds=3,
-        lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0),
+        lr_multipliers=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0), comparison_cache="",
     ))
     config.output = ml_collections.ConfigDict(dict(top=5))
     config.transfer = ml_collections.ConfigDict(dict(
@@ -282,6 +283,10 @@ MEANINGS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("test.lr_multipliers",),
      "every optimizer's lr-tuned figure picks one of these on the test task's validation "
      "split; may change when a run resumes"),
+    (("test.comparison_cache",),
+     "a directory where the comparisons' test results are kept and reused by later searches "
+     "of the same test tasks, budgets and symopt source (`symopt.comparison_cache`); `\"\"`: "
+     "none; may change when a run resumes"),
     (("output.top",),
      "candidates in `summary.md`"),
     (("transfer.tasks",),

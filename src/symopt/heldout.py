@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from symopt.comparisons import Optimizer
 from symopt.evaluate import Trainer
 from symopt.graph import Graph
 from symopt.program import ProgramShape
+
+if TYPE_CHECKING:
+    from symopt.comparison_cache import ComparisonCache
 
 COMPARISONS = comparisons.COMPARISONS
 """The optimizers the test tasks compare the winner with (``test.comparisons``),
@@ -128,8 +131,12 @@ def evaluate_task(optimizers: Mapping[str, Optimizer], task: Any,
 def evaluate_all(found: Mapping[str, Graph], comparisons: Sequence[str],
                  task_list: Sequence[Any], multipliers: Sequence[float], *,
                  trainer: Trainer | None = None,
-                 log: Callable[[str], None] = print) -> list[Result]:
-    """:func:`evaluate_task` on every test task for ``found`` and the named comparisons."""
+                 log: Callable[[str], None] = print,
+                 cache: ComparisonCache | None = None) -> list[Result]:
+    """:func:`evaluate_task` on every test task for ``found`` and the named
+    comparisons, in that order per task. A comparison that ``cache`` holds for
+    a task is not trained again (:mod:`symopt.comparison_cache`); one it lacks
+    is trained with the found optimizers and kept there."""
     for b in comparisons:
         COMPARISONS.get(b)  # an unknown name is a ValueError naming the known ones
     clash = sorted(set(found) & set(comparisons))
@@ -137,10 +144,21 @@ def evaluate_all(found: Mapping[str, Graph], comparisons: Sequence[str],
         raise ValueError(f"optimizer names {clash} clash with the comparisons")
     results = []
     for task in task_list:
-        named = {**found, **{b: COMPARISONS[b](task.steps) for b in comparisons}}
+        stored = {b: r for b in comparisons
+                  if cache is not None and (r := cache.get(task.name, b)) is not None}
+        named = {**found, **{b: COMPARISONS[b](task.steps) for b in comparisons
+                             if b not in stored}}
         log(f"test: {len(named)} optimizers x {len(multipliers)} learning rates on {task.label} "
-            f"({task.steps} steps, {task.seeds} seeds)")
-        done = evaluate_task(named, task, multipliers, trainer=trainer)
+            f"({task.steps} steps, {task.seeds} seeds)"
+            + (f"; {', '.join(stored)} as measured before ({cache.directory})" if stored else ""))
+        trained = {r.optimizer: r for r in (
+            evaluate_task(named, task, multipliers, trainer=trainer) if named else ())}
+        if cache is not None:
+            for b in comparisons:
+                if b in trained:
+                    cache.put(trained[b])
+        done = [r for name in [*found, *comparisons]
+                if (r := trained.get(name) or stored.get(name)) is not None]
         extended = [r.optimizer for r in done if len(r.multipliers) > len(set(multipliers))]
         if extended:
             log(f"test: {task.label}: tuned past the grid's edge: {', '.join(extended)}"

@@ -52,6 +52,7 @@ import numpy as np
 
 from symopt import (
     build,
+    comparison_cache,
     evaluate,
     fitness,
     heldout,
@@ -495,10 +496,26 @@ class _Search:
             found[f"#{i}"] = records.graph(archive.get(i))
         results = heldout.evaluate_all(
             found, config_lib.names(config.test.comparisons), self.setup.test_tasks,
-            config.test.lr_multipliers, trainer=self.setup.trainer, log=self.log)
+            config.test.lr_multipliers, trainer=self.setup.trainer, log=self.log,
+            cache=comparison_cache_of(config))
         archive.put_meta(workdir_lib.TEST_RESULTS, {
             "winner": winner.record.id, "results": [r.to_dict() for r in results]})
         return results
+
+
+def comparison_cache_of(config: ml_collections.ConfigDict
+                        ) -> comparison_cache.ComparisonCache | None:
+    """The cache of test comparisons ``test.comparison_cache`` names, or None."""
+    if not config.test.comparison_cache:
+        return None
+    settings = build.task_settings(config, "test")
+    per_task = {name: {"steps": settings.steps, "seeds": settings.seeds,
+                       "batch_size": settings.batch_size, "data_dir": settings.data_dir,
+                       "options": settings.options.get(name, {})}
+                for name in config_lib.names(config.tasks.test)}
+    return comparison_cache.ComparisonCache(
+        config.test.comparison_cache, task_settings=per_task,
+        multipliers=config.test.lr_multipliers, strategy=config.evaluation.strategy)
 
 
 def training_length(task_list: Sequence[tasks.Task]) -> int | None:
