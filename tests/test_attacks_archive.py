@@ -242,6 +242,9 @@ def _resumed_error_lines(tmp_path, workdir) -> list[str]:
     return lines
 
 
+# slow: it starts the program; by default a bad row reads as one line in process
+# (above) and the command line exits 1 with it on a bad stored config (below).
+@pytest.mark.slow
 def test_a_resume_from_an_archive_with_bad_parents_is_one_line_and_exit_code_1(tmp_path):
     # A run of the tiny config whose first generation is archived, its reference
     # stored (nothing is trained again): the resume reads the bad row first.
@@ -261,7 +264,10 @@ def test_a_resume_from_an_archive_with_bad_parents_is_one_line_and_exit_code_1(t
     assert "column parents: expected a list of candidate ids" in lines[0]
 
 
-@pytest.mark.parametrize("stored", ['{"evaluation": 5}', None])
+# A config of the wrong shape under `pytest -m slow` (by default in process, above):
+# each case starts the program.
+@pytest.mark.parametrize("stored", [pytest.param('{"evaluation": 5}', marks=pytest.mark.slow),
+                                    None])
 def test_a_resume_from_an_archive_with_a_bad_config_is_one_line_and_exit_code_1(
         tmp_path, stored):
     workdir = tmp_path / "run"

@@ -80,7 +80,11 @@ def _write(archive: Archive, directory, text: str) -> None:
     workdir.write_output(archive, str(directory), "best.json", write)
 
 
-@pytest.mark.parametrize("where", ["while writing", "before the rename", "after the rename"])
+# Each case starts a Python: the kill while writing by default, at the rename under
+# `pytest -m slow`.
+@pytest.mark.parametrize("where", ["while writing", *(pytest.param(w, marks=pytest.mark.slow)
+                                                      for w in ("before the rename",
+                                                                "after the rename"))])
 def test_an_output_write_killed_at_any_instant_is_resumed_by_the_rerun(where, tmp_path):
     with Archive.open(tmp_path) as archive:
         _write(archive, tmp_path, '{"old": 1}')  # a file this run wrote before
@@ -202,7 +206,11 @@ def test_a_signal_while_the_program_starts_is_one_line(sig, delay, tmp_path):
         f"symopt.main: error: {word} while starting; nothing was written")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+# SIGTERM under `pytest -m slow`: each case runs the program to its first compile;
+# SIGTERM's handler is checked by default while the program starts (above).
+@pytest.mark.parametrize("sig", [signal.SIGINT,
+                                 pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],
+                         ids=["SIGINT", "SIGTERM"])
 def test_a_signal_at_the_first_compile_is_one_line_saying_how_to_resume(sig, tmp_path):
     process = _search(tmp_path)
     first = process.stdout.readline()  # the reference's tuning: its first compile
@@ -216,6 +224,10 @@ def test_a_signal_at_the_first_compile_is_one_line_saying_how_to_resume(sig, tmp
     assert line.endswith(f"kept in {str(tmp_path / 'run')!r}; rerun the same command to resume")
 
 
+# slow: a search through the command line; by default a signal once the run has
+# finished changes nothing to its exit
+# (test_a_signal_after_the_run_finished_changes_nothing_to_its_exit).
+@pytest.mark.slow
 def test_a_signal_after_done_leaves_the_exit_code_0(tmp_path):
     process = _search(tmp_path, search__generations=1, search__population_size=4,
                       evaluation__reference_lr_multipliers=(1.0,))
@@ -316,8 +328,10 @@ def _run(program: str, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=BOUND_SECONDS)
 
 
-@pytest.mark.parametrize("program, flag", [("symopt.main", "--workdir"),
-                                           ("symopt.transfer", "--out")])
+# symopt.transfer under `pytest -m slow`: both show their help through symopt.cli.
+@pytest.mark.parametrize("program, flag", [
+    ("symopt.main", "--workdir"),
+    pytest.param("symopt.transfer", "--out", marks=pytest.mark.slow)])
 def test_help_exits_0_with_the_flags_the_config_keys_and_an_example(program, flag):
     out = _run(program, "--help")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -336,7 +350,9 @@ def test_a_mistyped_config_key_reads_cleanly_with_its_suggestion(tmp_path):
         "--config.search.generation (did you mean 'search.generations'?)")
 
 
-@pytest.mark.parametrize("returned, said", [("None", "None"), ("[1]", "a list")])
+# A list under `pytest -m slow`: each case starts the program.
+@pytest.mark.parametrize("returned, said", [
+    ("None", "None"), pytest.param("[1]", "a list", marks=pytest.mark.slow)])
 def test_a_get_config_that_returns_no_config_dict_says_so(returned, said, tmp_path):
     config = tmp_path / "odd.py"
     config.write_text(f"def get_config():\n    return {returned}\n")

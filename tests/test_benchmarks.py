@@ -1,7 +1,6 @@
-"""The benchmark scripts run and print their figures (``benchmark.py`` and the
-search-quality benchmark are slow: they compile several training programs;
-``pytest -m slow``; ``benchmark.py --scale=paper`` on one model at a tiny budget
-is not)."""
+"""The benchmark scripts run and print their figures (``benchmark.py``, its paper
+scale and the search-quality benchmark are slow: they compile several training
+programs; ``pytest -m slow``; ``benchmark_step.py`` is not)."""
 
 import json
 import math
@@ -52,6 +51,11 @@ def _check_paper_point(point: dict) -> None:
         assert set(point["memory_bytes"][side]) == {"argument", "output", "temp", "total"}
 
 
+# slow: a CNN at batch 128 in two programs; by default experiments/benchmark_step.py
+# runs end to end (below) and the paper scale's CPU stand-in for the CNN is checked
+# in process
+# (test_the_batchnorm_cnn_with_patch_convolutions_computes_what_it_does_with_conv).
+@pytest.mark.slow
 def test_paper_scale_prints_the_figures_and_the_goals():
     result, stderr = _paper_scale("--paper_populations=2", "--paper_models=small_cnn",
                                   "--strategy=vmap")

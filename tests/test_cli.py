@@ -35,11 +35,14 @@ def _one_line_error(out: subprocess.CompletedProcess, program: str, code: int) -
     return lines[0]
 
 
-# Each case starts a program (~7 s on 2 cores): by default each program with
-# one of the two paths, the other two pairs under `pytest -m slow`.
+# Each case starts a program (~7 s on 2 cores): by default symopt.main with a missing
+# file, the other three pairs under `pytest -m slow` (both programs read their config
+# through symopt.cli.parse_flags; symopt.transfer's one-line errors are checked by
+# default in tests/test_transfer.py).
 @pytest.mark.parametrize("program, config, message", [
     ("symopt.main", "missing.py", "config file not found: missing.py"),
-    ("symopt.transfer", "experiments", "the config path is a directory"),
+    pytest.param("symopt.transfer", "experiments", "the config path is a directory",
+                 marks=pytest.mark.slow),
     pytest.param("symopt.transfer", "missing.py", "config file not found: missing.py",
                  marks=pytest.mark.slow),
     pytest.param("symopt.main", "experiments", "the config path is a directory",
@@ -53,7 +56,9 @@ def test_a_config_path_that_is_not_a_file_is_one_line_and_exit_code_2(program, c
     assert message in line
 
 
-@pytest.mark.parametrize("program", PROGRAMS)
+# symopt.transfer under `pytest -m slow`, as above.
+@pytest.mark.parametrize("program", ["symopt.main",
+                                     pytest.param("symopt.transfer", marks=pytest.mark.slow)])
 def test_an_unknown_config_key_is_one_line_and_exit_code_2(program, tmp_path):
     config, out_flag = PROGRAMS[program]
     line = _one_line_error(_run(program, f"--config={config}", "--config.bogus_key=3",
@@ -80,8 +85,8 @@ def test_a_workdir_that_is_a_file_is_one_line_and_exit_code_1(tmp_path):
 # Under `pytest -m slow` (two searches through the command line each): by default
 # each signal's one line and exit code are checked at the first compile by
 # tests/test_attacks_cli.py::test_a_signal_at_the_first_compile_is_one_line_saying_how_to_resume,
-# and a search stopped mid-run resumes to the uninterrupted run's archive and best by
-# tests/test_run.py::test_a_run_killed_mid_search_resumes_without_losing_or_repeating_work.
+# and a finished search resumes without training again by
+# tests/test_run.py::test_symopt_search_runs_a_config_file_from_python_and_resumes_like_the_cli.
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, cli.INTERRUPTED, "interrupted"),
                                              (signal.SIGTERM, cli.TERMINATED, "terminated")])
@@ -135,6 +140,12 @@ def test_an_interrupt_raised_inside_a_gc_callback_is_not_lost(raised, code, word
     assert sys.unraisablehook is hook
 
 
+# slow: a search through the command line; by default the same search in process
+# ends with the warning and found_anything False
+# (tests/test_run.py::test_a_search_where_every_candidate_is_rejected_still_finishes),
+# and symopt.main's exit code 1 is checked by
+# test_a_workdir_that_is_a_file_is_one_line_and_exit_code_1.
+@pytest.mark.slow
 def test_a_search_that_found_nothing_ends_with_a_warning_and_exit_code_1(tmp_path):
     config_file = tmp_path / "hopeless.py"
     config_file.write_text(TINY_CONFIG_FILE.replace(

@@ -164,6 +164,11 @@ def test_an_nnx_instance_starts_every_seed_from_its_own_weights():
     assert (out["after"]["loss"] < out["before"]["loss"]).all()
 
 
+# slow: two more training programs; by default an NNX model trains
+# (test_an_nnx_instance_starts_every_seed_from_its_own_weights) and a model with state
+# and dropout trains in the population engine as native optax does
+# (test_a_linen_model_with_batchnorm_and_dropout_trains_in_the_population_engine).
+@pytest.mark.slow
 def test_an_nnx_factory_draws_each_seeds_weights_and_trains_in_the_population_engine():
     task = _task(NnxMLP)
     first, _ = task.init(jax.random.key(0))
@@ -454,6 +459,10 @@ def _search_config(task: str):
     return config
 
 
+# slow: a search; by default a registered factory builds its task
+# (test_a_registered_factory_is_listed_and_builds_a_task_named_after_it) and a user's
+# task searches (test_a_module_function_task_runs_a_search_shown_by_its_factorys_name).
+@pytest.mark.slow
 def test_a_registered_task_runs_a_search(registered, tmp_path):
     result = run_lib.run(_search_config(registered), tmp_path, log=lambda line: None)
     with Archive.open(result.workdir) as archive:

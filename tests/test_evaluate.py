@@ -1,6 +1,8 @@
 """Training a population in one program: results, divergence, fitness, sharding."""
 
+import contextlib
 import functools
+import io
 import json
 import os
 import subprocess
@@ -121,9 +123,18 @@ def _run_with_devices(count: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _run_in_this_process() -> dict:
+    """The script in the test process, on its one CPU device (a process of its
+    own, as for 4 devices, would cost another JAX start)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(SHARDED_SCRIPT, {"__name__": "sharded"})
+    return json.loads(out.getvalue().strip().splitlines()[-1])
+
+
 def test_sharding_over_four_devices_gives_the_metrics_of_one():
     """5 candidates over 4 forced CPU devices (padded to 8) equal 1 device."""
-    one, four = _run_with_devices(1), _run_with_devices(4)
+    one, four = _run_in_this_process(), _run_with_devices(4)
     assert (one["devices"], four["devices"]) == (1, 4)
     np.testing.assert_allclose(four["train_loss"], one["train_loss"], rtol=1e-5)
     np.testing.assert_allclose(four["val_loss"], one["val_loss"], rtol=1e-5)

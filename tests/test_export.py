@@ -330,6 +330,15 @@ def _feature_graphs() -> list[tuple[str, symopt.Graph]]:
 
 
 GRAPHS = [(n, zoo.get(n)) for n in zoo.names()] + _random_graphs(5) + _feature_graphs()
+EXPORTED_DEFAULT = {"adam", "lion", "nos_0"} | {n for n, _ in _feature_graphs()}
+"""Checked by default: every feature graph, two of the zoo and a random graph (each
+compiles two trajectories); the rest of the zoo and the random graphs under
+`pytest -m slow`."""
+
+
+def _cases(pairs, default):
+    return [pytest.param(n, g, id=n, marks=() if n in default else pytest.mark.slow)
+            for n, g in pairs]
 
 
 def _load(source: str, tmp_path, name: str = "exported") -> types.ModuleType:
@@ -356,7 +365,7 @@ def _trajectory(tx, params, grads):
     return run(params, grads)
 
 
-@pytest.mark.parametrize("name, graph", GRAPHS, ids=[n for n, _ in GRAPHS])
+@pytest.mark.parametrize("name, graph", _cases(GRAPHS, EXPORTED_DEFAULT))
 def test_exported_updates_equal_to_optax(name, graph, params, make_grads, tmp_path):
     module = _load(export.to_source(graph), tmp_path)
     grads = make_grads(NUM_STEPS, seed=1)
@@ -372,7 +381,8 @@ PAST_T = [(n, g) for n, g in GRAPHS if n in (
     "decays", "graph_schedule", "piecewise", "terms_ga", "nos_0", "nos_1")]
 
 
-@pytest.mark.parametrize("name, graph", PAST_T, ids=[n for n, _ in PAST_T])
+# Decays and a graph schedule by default, the other four under `pytest -m slow`.
+@pytest.mark.parametrize("name, graph", _cases(PAST_T, {"decays", "graph_schedule"}))
 def test_exported_updates_equal_to_optax_past_total_steps(name, graph, params, make_grads,
                                                           tmp_path):
     module = _load(export.to_source(graph), tmp_path)
@@ -393,7 +403,10 @@ def _schedule_graph(kind: str) -> symopt.Graph:
         expr=expr if kind == "graph" else None))
 
 
-@pytest.mark.parametrize("kind", SCHEDULE_KINDS)
+# Three kinds by default (a formula, a table and a graph), the rest under `pytest -m slow`.
+@pytest.mark.parametrize("kind", [k if k in ("cosine", "piecewise", "graph")
+                                  else pytest.param(k, marks=pytest.mark.slow)
+                                  for k in SCHEDULE_KINDS])
 def test_exported_schedule_equals_to_optax_before_and_past_total_steps(kind, params, make_grads,
                                                                       tmp_path):
     graph = _schedule_graph(kind)

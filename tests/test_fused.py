@@ -8,8 +8,8 @@ several blocks and runs per candidate, and in both of its ways with outputs
 (lazy, as on GPU, and writing every block, as on TPU). It is lowered for GPU
 through Triton and for TPU through Mosaic, without either device. Each fused
 population compiles one kernel (a few seconds on 2 cores): the default run
-checks a handful of graphs, ``pytest -m slow`` the zoo and 50 random checked
-graphs.
+checks it against the loop strategy, ``pytest -m slow`` against ``to_optax`` on
+a handful of graphs, the zoo and 50 random checked graphs.
 """
 
 import contextlib
@@ -57,6 +57,9 @@ def _checked(count: int) -> list[Graph]:
     return nos.sample_checked(np.random.default_rng(0), count)
 
 
+# slow: by default the fused strategy steps as the loop strategy does (several blocks,
+# seeds and past T, below), and the loop strategy as to_optax does (tests/test_population.py).
+@pytest.mark.slow
 def test_fused_agrees_with_to_optax_before_and_past_total_steps():
     """A handful of graphs (the zoo's stateful and momentum ones, schedules,
     decays and random checked graphs that clip, draw noise and dropout and

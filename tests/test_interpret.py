@@ -132,7 +132,16 @@ def _numpy_updates(graph: Graph, params, grads) -> list[np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize("graph", [g for _, g in NUMPY_GRAPHS], ids=[n for n, _ in NUMPY_GRAPHS])
+# Each reference compiles its own program: by default three of the zoo (moments,
+# states, a per-leaf operator) and three step-dependent graphs (a decay, a graph
+# schedule, a piecewise one), the rest under `pytest -m slow`.
+NUMPY_DEFAULT = ("adam", "lion", "muon", "step_dependent_0", "step_dependent_2",
+                 "step_dependent_4")
+
+
+@pytest.mark.parametrize("graph", [
+    pytest.param(g, id=n, marks=() if n in NUMPY_DEFAULT else pytest.mark.slow)
+    for n, g in NUMPY_GRAPHS])
 def test_the_step_in_numpy_equals_to_optax_in_jax(graph):
     with jax.enable_x64(True):
         params = params_like(jnp.float64)

@@ -87,7 +87,15 @@ def _check_nnx_matches_optax(graph):
                                 jax.tree.map(np.asarray, expected), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name, graph", DEFAULT, ids=[n for n, _ in DEFAULT])
+def _slow_but(names, pairs):
+    """``pairs`` as parameters, all but ``names`` marked slow."""
+    return [pytest.param(n, g, id=n, marks=() if n in names else pytest.mark.slow)
+            for n, g in pairs]
+
+
+# 300 steps of two training loops each: by default Adam and a random graph, the rest of
+# the zoo and the 6 random graphs under `pytest -m slow`.
+@pytest.mark.parametrize("name, graph", _slow_but(("adam", "random0"), DEFAULT))
 def test_nnx_optimizer_trains_like_a_plain_optax_loop(name, graph):
     _check_nnx_matches_optax(graph)
 
@@ -98,7 +106,8 @@ def test_nnx_optimizer_trains_like_a_plain_optax_loop_on_more_random_graphs(name
     _check_nnx_matches_optax(graph)
 
 
-@pytest.mark.parametrize("name", ["adam", "lion", "ades", "terms_ga", "random0"])
+@pytest.mark.parametrize("name", ["adam", "random0", *(pytest.param(n, marks=pytest.mark.slow)
+                                                      for n in ("lion", "ades", "terms_ga"))])
 def test_a_linen_train_state_trains_like_a_plain_optax_loop(name):
     graph = dict(OPTIMIZERS)[name]
     model = nn.Dense(2)
@@ -119,7 +128,8 @@ def test_a_linen_train_state_trains_like_a_plain_optax_loop(name):
     chex.assert_trees_all_close(state.params, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["adam", "lion", "nesterov", "random1"])
+@pytest.mark.parametrize("name", ["adam", "random1", *(pytest.param(n, marks=pytest.mark.slow)
+                                                      for n in ("lion", "nesterov"))])
 def test_an_orbax_checkpoint_taken_mid_training_continues_bit_identically(name, tmp_path):
     import orbax.checkpoint as ocp
 

@@ -47,9 +47,10 @@ def _graphs():
 
 
 # Each reference compiles its own program (~1 s on 2 cores): the default run
-# checks the zoo and a sample of 5 (another 5 for each strategy), `pytest -m slow`
-# all 200 random graphs.
-@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+# checks the zoo and a sample of 5 with vmap, `pytest -m slow` the loop strategy's
+# sample too and all 200 random graphs (the loop strategy agrees by default on
+# the step-dependent graphs, below, and steps every search).
+@pytest.mark.parametrize("strategy", [pytest.param("loop", marks=pytest.mark.slow), "vmap"])
 def test_population_agrees_with_to_optax_on_the_zoo_and_random_graphs(strategy):
     sample = _graphs()[len(zoo.names()) + (strategy == "vmap") :: 40]
     check_agreement([zoo.get(n) for n in zoo.names()] + sample, strategy)
@@ -70,7 +71,8 @@ def test_piecewise_schedules_agree_with_to_optax(strategy):
     check_agreement([*PIECEWISE, zoo.terms_ga()], strategy)
 
 
-@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+# vmap under `pytest -m slow`: by default it agrees on the zoo, above.
+@pytest.mark.parametrize("strategy", ["loop", pytest.param("vmap", marks=pytest.mark.slow)])
 def test_population_agrees_with_to_optax_past_total_steps(strategy):
     """T = 6 for 20 steps: the schedule and decays hold at t = T - 1, t/T goes on."""
     check_agreement(step_dependent_graphs(), strategy, total_steps=6)
@@ -93,13 +95,18 @@ def test_encode_names_a_piecewise_schedule_that_does_not_fit():
         encode([PIECEWISE[0]], small)
 
 
-def test_zoo_agrees_with_to_optax_in_float32():
-    graphs = [zoo.get(n) for n in zoo.names()]
+# Four of the zoo by default (moments, states and a cosine schedule), the
+# whole zoo under `pytest -m slow`: each reference compiles its own program.
+@pytest.mark.parametrize("names", [("adam", "lion", "ades", "terms_ga"),
+                                   pytest.param(tuple(zoo.names()), marks=pytest.mark.slow)],
+                         ids=["four", "zoo"])
+def test_zoo_agrees_with_to_optax_in_float32(names):
+    graphs = [zoo.get(n) for n in names]
     ours = population_updates(graphs, "loop", jnp.float32)
     for i, graph in enumerate(graphs):
         reference = reference_updates(graph, jnp.float32)
         for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(ours), strict=True):
-            np.testing.assert_allclose(b[:, i], a, rtol=1e-5, atol=1e-7, err_msg=zoo.names()[i])
+            np.testing.assert_allclose(b[:, i], a, rtol=1e-5, atol=1e-7, err_msg=names[i])
 
 
 def test_encode_pads_to_the_shape_and_keeps_the_population_axis():

@@ -213,7 +213,10 @@ def test_the_graphs_use_every_per_leaf_operator_and_the_shape_has_them():
 
 
 STRATEGIES = ["loop", "vmap", "fused"]
-CASES = [pytest.param(s, DEFAULT, id=f"{s}-{DEFAULT}") for s in STRATEGIES] + [
+# By default the loop strategy (the one CPU searches step) on DEFAULT graphs; vmap and
+# fused (which steps these shapes with vmap) and SLOW graphs under `pytest -m slow`.
+CASES = [pytest.param(s, DEFAULT, id=f"{s}-{DEFAULT}",
+                      marks=() if s == "loop" else pytest.mark.slow) for s in STRATEGIES] + [
     pytest.param(s, SLOW, id=f"{s}-{SLOW}", marks=pytest.mark.slow) for s in STRATEGIES]
 
 
@@ -235,7 +238,8 @@ def test_fused_update_declines_a_leaf_ops_shape():
     assert fused.update(_shape(), *[None] * 7) is None
 
 
-@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+# vmap under `pytest -m slow`, with its population's check above.
+@pytest.mark.parametrize("strategy", ["loop", pytest.param("vmap", marks=pytest.mark.slow)])
 def test_a_new_generation_of_leaf_graphs_does_not_recompile(strategy):
     _population(strategy, DEFAULT)  # compiles the population's step (once)
     with jax.enable_x64(True):
@@ -262,7 +266,9 @@ def test_a_shape_without_leaf_ops_rejects_them_naming_the_graph_and_operators():
     encode([dead], shape)
 
 
-@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+# loop under `pytest -m slow`: its branches run only the chosen operator; vmap's
+# switch, which computes every branch, is the case to check by default.
+@pytest.mark.parametrize("strategy", [pytest.param("loop", marks=pytest.mark.slow), "vmap"])
 def test_a_per_leaf_operator_is_computed_only_where_a_graph_uses_it(monkeypatch, strategy):
     """With ``leaf_ops`` compiled in, a population of element-wise graphs never
     applies a per-leaf operator (under vmap too, where a switch computes its

@@ -1,8 +1,8 @@
 """1,000 random graphs through validate -> check -> to_optax -> steps, and a
 fuzz of 2,000 graphs with the per-leaf operators through every reader.
 
-The default run steps the first 200 graphs eagerly (op by op, as JAX runs
-outside jit) and jit-compiles a sample; the slow run (``pytest -m slow``)
+The default run steps the first 100 graphs eagerly (op by op, as JAX runs
+outside jit) and jit-compiles two; the slow run (``pytest -m slow``)
 steps all 1,000 eagerly and compiles them all: compiling costs ~0.5 s a graph
 on 2 CPU cores.
 
@@ -12,7 +12,7 @@ graphs then put a per-leaf operator in a decay, which is invalid). Each goes
 through validate, check, fingerprint, the text, LaTeX and simplified
 equations and the export's source, which must raise nothing but
 ``GraphError`` on invalid graphs; a few exported modules run against
-``to_optax``. The default run fuzzes FUZZ_DEFAULT graphs (~0.1 s each on
+``to_optax``. The default run fuzzes half of FUZZ_DEFAULT graphs (~0.1 s each on
 2 busy CPU cores, most of it sympy), the slow run all FUZZ_GRAPHS.
 """
 
@@ -59,10 +59,10 @@ def _run(tx, params, jit: bool):
     return params, state
 
 
-# Chunks spread over the xdist workers: the default run steps the first 200
+# Chunks spread over the xdist workers: the default run steps the first 100
 # graphs eagerly, `pytest -m slow` all 1,000.
-@pytest.mark.parametrize("chunk", [0, 1, *(pytest.param(c, marks=pytest.mark.slow)
-                                           for c in range(2, 10))])
+@pytest.mark.parametrize("chunk", [0, *(pytest.param(c, marks=pytest.mark.slow)
+                                        for c in range(1, 10))])
 def test_random_graphs_validate_check_compile_and_step_eagerly(chunk):
     reasons = {}
     for graph in _graphs()[chunk * 100 : (chunk + 1) * 100]:
@@ -100,7 +100,10 @@ def _check_jit_matches_eager(graph):
     assert int(graph_state(state).count) == STEPS
 
 
-@pytest.mark.parametrize("index", range(0, NUM_GRAPHS, 100))
+# Two of the sample by default, the other eight (and all 1,000, below) under
+# `pytest -m slow`: each compiles its own step.
+@pytest.mark.parametrize("index", [0, 100, *(pytest.param(i, marks=pytest.mark.slow)
+                                             for i in range(200, NUM_GRAPHS, 100))])
 def test_random_graphs_step_under_jit_as_they_do_eagerly(index):
     _check_jit_matches_eager(_graphs()[index])
 
@@ -206,7 +209,9 @@ def _check_fuzz(graphs) -> None:
     assert any(r.reason == "invalid_structure" for r in reports)
 
 
-@pytest.mark.parametrize("chunk", range(2))
+# The first half of FUZZ_DEFAULT by default, the second under `pytest -m slow`
+# (each half reaches every per-leaf operator and an invalid graph).
+@pytest.mark.parametrize("chunk", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_fuzzed_graphs_with_per_leaf_operators_pass_through_every_reader(chunk):
     size = FUZZ_DEFAULT // 2
     _check_fuzz(_fuzz_graphs()[chunk * size:(chunk + 1) * size])
@@ -244,7 +249,9 @@ def _exportable(count: int) -> list[symopt.Graph]:
     return found[:count]
 
 
-@pytest.mark.parametrize("index", range(3))
+# One by default, the other two (and 40, below) under `pytest -m slow`.
+@pytest.mark.parametrize("index", [0, *(pytest.param(i, marks=pytest.mark.slow)
+                                        for i in (1, 2))])
 def test_fuzzed_graphs_with_per_leaf_operators_export_as_to_optax_steps(index, tmp_path):
     _exported_matches_to_optax(_exportable(3)[index], tmp_path)
 

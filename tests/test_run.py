@@ -87,6 +87,12 @@ def test_progress_lines_report_fitness_counts_equation_and_eta(finished):
             assert word in line
 
 
+# slow: a search through the command line, killed, then resumed; by default the
+# archive keeps exactly the committed batches of a kill -9
+# (tests/test_archive.py::test_kill_9_keeps_exactly_the_committed_batches) and a
+# finished search resumes without training again
+# (test_symopt_search_runs_a_config_file_from_python_and_resumes_like_the_cli).
+@pytest.mark.slow
 def test_a_run_killed_mid_search_resumes_without_losing_or_repeating_work(finished, tmp_path):
     result, _ = finished
     workdir = tmp_path / "killed"
@@ -186,10 +192,15 @@ def _main(*args: str) -> subprocess.CompletedProcess:
                            *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
+# Each case starts a program: by default a value that does not parse; an unknown key
+# (tests/test_cli.py) and a value out of range (in process, above) under `pytest -m slow`.
 @pytest.mark.parametrize("override, message", [
-    ("--config.search.bogus=3", "unknown config key 'search.bogus' in --config.search.bogus"),
+    pytest.param("--config.search.bogus=3",
+                 "unknown config key 'search.bogus' in --config.search.bogus",
+                 marks=pytest.mark.slow),
     ("--config.search.generations=abc", "--config.search.generations=abc"),
-    ("--config.search.generations=0", "config.search.generations: must be >= 1"),
+    pytest.param("--config.search.generations=0", "config.search.generations: must be >= 1",
+                 marks=pytest.mark.slow),
 ])
 def test_main_rejects_a_bad_override_with_one_line_and_exit_code_2(override, message, tmp_path):
     out = _main("--config=experiments/digits.py", f"--workdir={tmp_path}", override)
@@ -291,7 +302,9 @@ def test_a_second_run_on_a_busy_workdir_is_refused(tmp_path):
             run_lib.run(tiny_config(), tmp_path, log=lambda _: None)
 
 
-@pytest.mark.parametrize("space", ["terms", "autolr"])
+# autolr under `pytest -m slow`: its graphs are checked against the zoo's in
+# tests/test_space_autolr.py; the nos space searches in the other tests here.
+@pytest.mark.parametrize("space", ["terms", pytest.param("autolr", marks=pytest.mark.slow)])
 def test_a_tiny_search_runs_in_every_space(space, tmp_path):
     config = tiny_config(search__generations=1, search__seeds="default",
                          search__population_size=4)
@@ -313,10 +326,12 @@ def _last_line_printed(setup: str, printed: str, **env: str | None) -> str:
     return out.stdout.split()[-1]
 
 
+# Each case starts a Python that imports JAX: the default count by default, a count
+# given and one XLA_FLAGS sets under `pytest -m slow`; likewise for the cache below.
 @pytest.mark.parametrize("xla_flags, flag, expected", [
     ("", None, str(min(len(os.sched_getaffinity(0)), 8))),
-    ("", 3, "3"),
-    ("--xla_force_host_platform_device_count=5", 3, "5"),
+    pytest.param("", 3, "3", marks=pytest.mark.slow),
+    pytest.param("--xla_force_host_platform_device_count=5", 3, "5", marks=pytest.mark.slow),
 ])
 def test_the_cli_splits_the_population_over_cpu_devices(xla_flags, flag, expected):
     printed = _last_line_printed(f"configure_cpu_devices({flag!r})", "jax.device_count()",
@@ -326,8 +341,8 @@ def test_the_cli_splits_the_population_over_cpu_devices(xla_flags, flag, expecte
 
 @pytest.mark.parametrize("env_dir, flag, expected", [
     ("", "{tmp}/cache", "{tmp}/cache"),
-    ("", "", "None"),
-    ("{tmp}/theirs", "{tmp}/cache", "{tmp}/theirs"),
+    pytest.param("", "", "None", marks=pytest.mark.slow),
+    pytest.param("{tmp}/theirs", "{tmp}/cache", "{tmp}/theirs", marks=pytest.mark.slow),
 ])
 def test_the_cli_keeps_compiled_programs_in_a_persistent_cache(env_dir, flag, expected, tmp_path):
     env_dir, flag, expected = (x.format(tmp=tmp_path) for x in (env_dir, flag, expected))

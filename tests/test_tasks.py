@@ -132,7 +132,15 @@ def _check_eval_metrics_are_finite_scalars(task, out):
 
 # The real-data tasks keep this contract on small generated files in their
 # formats (tests/test_real_data.py), and on the installed data in a slow test.
-@pytest.mark.parametrize("name", [n for n in tasks.OFFLINE_TASKS if n not in tasks.REAL_TASKS])
+# Each task compiles its own training program: by default an objective and the
+# digits MLP (the README's task, with its accuracy floor), the rest under
+# `pytest -m slow`.
+CONTRACT_DEFAULT = ("quadratic", "digits_mlp")
+
+
+@pytest.mark.parametrize("name", [
+    n if n in CONTRACT_DEFAULT else pytest.param(n, marks=pytest.mark.slow)
+    for n in tasks.OFFLINE_TASKS if n not in tasks.REAL_TASKS])
 def test_offline_task_trains_under_jit_vmap_with_adam_and_meets_the_task_contract(name):
     """init / train_loss / eval_metrics in one ``jit(vmap)`` program over 3 keys.
 

@@ -43,9 +43,11 @@ def _tfds_program(task: tasks.Task):
     return run
 
 
+# mnist under `pytest -m slow`: cifar10 (with BatchNorm's state) is checked by default.
 @pytest.mark.parametrize(
     "name, image_shape, batch_norm",
-    [("mnist", (28, 28, 1), False), ("cifar10", (32, 32, 3), True)],
+    [pytest.param("mnist", (28, 28, 1), False, marks=pytest.mark.slow),
+     ("cifar10", (32, 32, 3), True)],
 )
 def test_tfds_task_trains_and_evaluates_on_mock_data(tfds, tmp_path, name, image_shape, batch_norm):
     task = tasks.get(

@@ -354,6 +354,10 @@ def test_a_task_is_shown_by_its_label_and_its_files_keep_its_name(tmp_path, monk
     assert all(title.startswith("digits") and "digits_mlp" not in title for _, title in titles)
 
 
+# slow: it starts the program; by default its one-line exit 2 is checked by
+# test_the_cli_refuses_an_unknown_comparison_in_one_line_naming_both_lists, and a
+# graph file that does not load by tests/test_graph.py.
+@pytest.mark.slow
 def test_the_cli_refuses_a_missing_graph_file_in_one_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "symopt.transfer", "--config=experiments/transfer.py",
