@@ -37,6 +37,7 @@ ZOO_NAMES = (
     "lamb",
     "adafactor",
     "driftprop",
+    "clipmuon",
 )
 
 PARITY_LR = 1e-2
@@ -104,7 +105,11 @@ def test_get_unknown_name_raises_key_error_listing_known_names():
 # Parity with optax.
 
 
-@pytest.mark.parametrize("case", OPTAX_TWINS, ids=_ids(OPTAX_TWINS))
+# Adam and Lion by default (a moment pair, a state), the other twins under
+# `pytest -m slow`: each case compiles two trajectories.
+@pytest.mark.parametrize("case", [
+    pytest.param(c, id=c["name"], marks=() if c["name"] in ("adam", "lion") else pytest.mark.slow)
+    for c in OPTAX_TWINS])
 def test_matches_optax_over_100_steps(case, params, make_grads, run_trajectory):
     grads = make_grads(PARITY_STEPS, seed=1)
     ours = symopt.to_optax(zoo.get(case["name"]), learning_rate=PARITY_LR)

@@ -458,3 +458,50 @@ def driftprop(**hparams: Any) -> Graph:
         momentum="nesterov",
         hparams=_h(defaults, hparams),
     )
+
+
+@_register
+def clipmuon(**hparams: Any) -> Graph:
+    """ClipMuon: found by symopt, not published (``docs/discoveries.md``).
+
+    The winner of ``experiments/discover.py``, search seed 1 (``python
+    experiments/benchmark_search.py --part=quality --search_seeds=1
+    --first_seed=1``), a descendant of the Muon seed, pruned::
+
+        c = (1 + cos(pi t/T)) / 2                    the cosine decay, 1 -> 0
+        k = clip_{0.001}(c - tanh c) ** (c - tanh c) the gradient's gain, 0.19 -> 1
+        s <- beta * (k g + s)                        beta 0.8686 on 2-D leaves, 0.9 else
+        u = k g + clip(s, -0.001, 0.001)
+        d = orth(u) on a 2-D leaf, u / sqrt(v) on every other
+
+    ``v`` is Adam's bias-corrected second moment (beta2 0.999); the rate
+    decays linearly to 0.1x, with no warmup. On a matrix it is Muon's
+    orthogonalised direction, taken of the gradient plus a momentum clipped
+    element by element to +-0.001: where the momentum is larger than that it
+    adds a sign of it (Lion's direction, at a fixed size), and the gradient's
+    gain grows from about 0.19 to 1 over training, so the momentum's sign
+    leads early and the gradient late. On the other leaves the same sum over
+    RMSProp's scale. The novelty test judges it new (nearest: Adam, 0.86).
+    ``beta`` and ``beta_other`` set the two momentum coefficients.
+    """
+    beta = hparams.pop("beta", 0.868597)
+    beta_other = hparams.pop("beta_other", 0.9)
+    defaults = {"learning_rate": 0.0663877, "beta2": 0.999, "bias_correction": True}
+    return Graph(
+        update=nodes(
+            ("add", "identity", "g", "identity", "s0"),
+            ("if_matrix", "identity", "c0", "identity", "c1"),
+            ("mul", "identity", "n0", "identity", "n1"),  # the momentum -> s0
+            ("add", "clip_0.001", "n2", "identity", "g"),
+            ("div", "identity", "n3", "sqrt_abs", "v"),
+            ("if_matrix", "orth", "n3", "identity", "n4"),
+        ),
+        states=("n2",),
+        decays=(("g", nodes(
+            ("sub", "identity", "decay_cosine", "tanh", "decay_cosine"),
+            ("pow", "clip_0.001", "n0", "identity", "n0"),
+        )),),
+        constants=(beta, beta_other),
+        schedule=Schedule(kind="linear", alpha=0.1),
+        hparams=_h(defaults, hparams),
+    )
