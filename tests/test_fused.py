@@ -87,15 +87,20 @@ def _updates(graphs, strategy, runs_per_candidate=2, steps=4):
     params = {"a": jnp.linspace(-1.0, 1.0, 200).reshape(20, 10), "b": jnp.zeros(100)}
     batched = jax.tree.map(lambda x: jnp.broadcast_to(x, (runs, *x.shape)), params)
     scale = jnp.arange(1, runs + 1, dtype=jnp.float32)
-    tx = population.optimizer(program, reference.SHAPE, 3, runs_per_candidate=runs_per_candidate,
-                              seeds=jnp.arange(runs) % 3, strategy=strategy)
 
-    def body(state, k):
-        g = jax.tree.map(lambda x: jnp.sin(3.0 * x + k) * scale.reshape(-1, *[1] * (x.ndim - 1)),
-                         batched)
-        return tx.update(g, state, batched)[::-1]
+    def run(program):  # the optimizer made under jit: its step tables in the program
+        tx = population.optimizer(program, reference.SHAPE, 3,
+                                  runs_per_candidate=runs_per_candidate,
+                                  seeds=jnp.arange(runs) % 3, strategy=strategy)
 
-    return jax.jit(lambda: jax.lax.scan(body, tx.init(batched), jnp.arange(steps))[1])()
+        def body(state, k):
+            g = jax.tree.map(
+                lambda x: jnp.sin(3.0 * x + k) * scale.reshape(-1, *[1] * (x.ndim - 1)), batched)
+            return tx.update(g, state, batched)[::-1]
+
+        return jax.lax.scan(body, tx.init(batched), jnp.arange(steps))[1]
+
+    return jax.jit(run)(program)
 
 
 def _blocks_graphs() -> list[Graph]:

@@ -40,6 +40,12 @@ from helpers import (
 NUM_RANDOM = 200
 
 
+def host_tables(program, total_steps):
+    """The step tables made on the host, as evaluate makes them: an optimizer made
+    outside jit otherwise tabulates them in the graph op by op (seconds each)."""
+    return jax.tree.map(jnp.asarray, tables.step_tables(program, total_steps))
+
+
 @functools.cache
 def _graphs():
     rng = np.random.default_rng(7)
@@ -138,9 +144,13 @@ def test_runs_per_candidate_share_the_candidate_and_differ_in_noise_seed():
     graph = Graph(update=nodes(("add", "identity", "g", "identity", "noise")))
     program = encode([graph, zoo.sgd()], SHAPE)
     params = {"w": jnp.zeros((4, 3))}
-    tx = population.optimizer(program, SHAPE, 10, runs_per_candidate=2, seeds=[0, 1, 0, 1])
-    updates, _ = tx.update({"w": jnp.ones((4, 3))}, tx.init(params), params)
-    u = np.asarray(updates["w"])
+
+    @jax.jit  # one compile: op by op, the optimizer's step tables and step take long
+    def step(program):
+        tx = population.optimizer(program, SHAPE, 10, runs_per_candidate=2, seeds=[0, 1, 0, 1])
+        return tx.update({"w": jnp.ones((4, 3))}, tx.init(params), params)[0]
+
+    u = np.asarray(step(program)["w"])
     assert not np.allclose(u[0], u[1])  # candidate 0, two noise seeds
     np.testing.assert_allclose(u[2], u[3])  # sgd: no noise, same update
     np.testing.assert_allclose(u[2], -zoo.sgd().hparams.learning_rate * np.ones(3))
@@ -155,15 +165,19 @@ def _seeded_updates(graphs, runs_per_candidate):
     scale = jnp.arange(1, runs + 1, dtype=jnp.float64)
     batched = jax.tree.map(lambda x: jnp.broadcast_to(x, (runs, *x.shape)), params)
     grads = jax.tree.map(lambda *x: jnp.stack(x), *gradients(params))
-    tx = population.optimizer(program, SHAPE, STEPS, runs_per_candidate=runs_per_candidate,
-                              seeds=jnp.arange(runs) % 3, strategy="loop")
 
-    def body(state, g):
-        g = jax.tree.map(lambda x: scale.reshape(-1, *[1] * x.ndim) * x, g)
-        updates, state = tx.update(g, state, batched)
-        return state, updates
+    def run(program):  # the optimizer made under jit: its step tables are in the program
+        tx = population.optimizer(program, SHAPE, STEPS, runs_per_candidate=runs_per_candidate,
+                                  seeds=jnp.arange(runs) % 3, strategy="loop")
 
-    return jax.jit(lambda: jax.lax.scan(body, tx.init(batched), grads)[1])()
+        def body(state, g):
+            g = jax.tree.map(lambda x: scale.reshape(-1, *[1] * x.ndim) * x, g)
+            updates, state = tx.update(g, state, batched)
+            return state, updates
+
+        return jax.lax.scan(body, tx.init(batched), grads)[1]
+
+    return jax.jit(run)(program)
 
 
 def test_loop_strategy_steps_the_runs_of_a_candidate_together_as_if_apart():
@@ -183,9 +197,13 @@ def test_a_shape_without_states_or_constants_steps_several_runs_per_candidate(st
                                     max_states=0, max_decay_nodes=1, max_schedule_nodes=1)
     program = encode([zoo.adam(), zoo.sgd()], shape)
     params = {"w": jnp.zeros((4, 3))}
-    tx = population.optimizer(program, shape, 10, runs_per_candidate=2, strategy=strategy)
-    updates, _ = tx.update({"w": jnp.ones((4, 3))}, tx.init(params), params)
-    np.testing.assert_allclose(updates["w"][2:], -zoo.sgd().hparams.learning_rate)
+
+    @jax.jit  # one compile, as above
+    def step(program):
+        tx = population.optimizer(program, shape, 10, runs_per_candidate=2, strategy=strategy)
+        return tx.update({"w": jnp.ones((4, 3))}, tx.init(params), params)[0]
+
+    np.testing.assert_allclose(step(program)["w"][2:], -zoo.sgd().hparams.learning_rate)
 
 
 def test_unknown_strategy_is_a_clear_error():
@@ -196,7 +214,7 @@ def test_unknown_strategy_is_a_clear_error():
 
 def test_update_needsparams_like():
     program = encode([zoo.adam()], SHAPE)
-    tx = population.optimizer(program, SHAPE, 10)
+    tx = population.optimizer(program, SHAPE, 10, scalars=host_tables(program, 10))
     params = {"w": jnp.zeros((1, 2))}
     with pytest.raises(ValueError, match="params"):
         tx.update(params, tx.init(params))
@@ -207,14 +225,14 @@ def test_a_flat_layout_refuses_a_tree_or_another_length_naming_the_shape_it_need
     params = {"w": jnp.zeros((1, 2, 3)), "b": jnp.zeros((1, 3))}
     layout = population.weight_layout(jax.tree.map(lambda x: x[0], params))
     assert layout.length == 9 and layout.shapes == ((3,), (2, 3))  # jax.tree order: b, w
-    tx = population.optimizer(program, SHAPE, 10, layout=layout)
+    tx = population.optimizer(program, SHAPE, 10, layout=layout, scalars=host_tables(program, 10))
     with pytest.raises(ValueError, match=r"params are one \[runs, 9\] array"):
         tx.init(params)
     flat = layout.flatten(params)
     state = tx.init(flat)
     with pytest.raises(ValueError, match=r"gradients are one \[runs, 9\] array"):
         tx.update(flat[:, :8], state, flat)
-    updates, _ = tx.update(flat, state, flat)
+    updates, _ = jax.jit(tx.update)(flat, state, flat)
     chex.assert_trees_all_equal_shapes(layout.view(updates), params)
 
 
@@ -252,7 +270,7 @@ def test_past_total_steps_the_schedule_holds_its_last_value():
     graph = zoo.sgd().replace(schedule=Schedule(kind="piecewise", values=(1.0, 0.5)))
     program = encode([graph], SHAPE)
     params = {"w": jnp.ones((1, 2))}
-    tx = population.optimizer(program, SHAPE, 4)
+    tx = population.optimizer(program, SHAPE, 4, scalars=host_tables(program, 4))
     state, update = tx.init(params), jax.jit(tx.update)
     lrs = []
     for _ in range(6):

@@ -295,8 +295,12 @@ def test_a_per_leaf_operator_is_computed_only_where_a_graph_uses_it(monkeypatch,
     def applications(graphs) -> int:
         applied.clear()
         batched = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(graphs), *x.shape)), params)
-        tx = population.optimizer(encode(graphs, shape), shape, TOTAL_STEPS, strategy=strategy)
-        jax.block_until_ready(jax.jit(lambda: tx.update(batched, tx.init(batched), batched))())
+
+        def step(program):  # the optimizer made under jit: its step tables in the program
+            tx = population.optimizer(program, shape, TOTAL_STEPS, strategy=strategy)
+            return tx.update(batched, tx.init(batched), batched)
+
+        jax.block_until_ready(jax.jit(step)(encode(graphs, shape)))
         return len(applied)
 
     assert applications([zoo.adam(), zoo.lion(), zoo.rmsprop()]) == 0

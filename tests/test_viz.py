@@ -126,7 +126,11 @@ def test_draw_graph_shows_states_decays_and_the_schedule(graph):
     assert f"schedule: {graph.schedule.kind}" in schedule.get_text()
 
 
-@pytest.mark.parametrize("graph", graphs())
+# Adam and a random graph by default (every graph is drawn by the tests above), the
+# rest saved under `pytest -m slow`: writing the files is the cost.
+@pytest.mark.parametrize("graph", [
+    p if p.id in ("adam", "nos0") else pytest.param(*p.values, id=p.id, marks=pytest.mark.slow)
+    for p in graphs()])
 def test_draw_graph_saves_png_and_svg(graph, tmp_path):
     fig = viz.draw_graph(graph)
     fig.savefig(tmp_path / "g.png", dpi=40)
