@@ -92,6 +92,10 @@ def test_sizes_that_would_exhaust_memory_or_stall_are_refused_naming_the_key(key
     assert "must be <= " in _refused(config, key)
 
 
+# slow: it starts the program; by default the refusal is checked in process (above)
+# and symopt.main's one-line exit 2 on a config error by
+# tests/test_cli.py::test_an_unknown_config_key_is_one_line_and_exit_code_2.
+@pytest.mark.slow
 def test_a_refused_multiplier_on_the_command_line_is_one_line_and_exit_code_2(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "symopt.main", "--compilation_cache_dir=",

@@ -142,8 +142,10 @@ def test_a_bad_recorded_length_is_a_graph_error_naming_it(value):
 def test_a_search_records_the_lengths_it_found_and_tested_the_winner_at(tmp_path):
     config = tiny_config(search__generations=1, search__population_size=4,
                          evaluation__reference_lr_multipliers=(1.0,))  # Adam at one rate
+    config.tasks.search = "quadratic"  # the cheapest tasks to compile
+    config.tasks.options = {}
     config.tasks.steps = 15
-    config.tasks.test = "quadratic"
+    config.tasks.test = "rosenbrock"
     config.test.steps = 25
     config.test.comparisons = "adam"
     config.test.top_k = 1

@@ -83,6 +83,10 @@ def test_paper_scale_prints_both_models_at_each_population():
             assert four > two, (side, two, four)
 
 
+# slow: it compiles the CNN four ways; by default a patch convolution equals flax's
+# (tests/test_tasks.py::test_patch_conv_equals_flax_conv), and the paper scale that
+# uses this model is itself under slow.
+@pytest.mark.slow
 def test_the_batchnorm_cnn_with_patch_convolutions_computes_what_it_does_with_conv():
     """The paper scale's CPU stand-in (``patch_conv``) computes what
     ``models.BatchNormCNN`` does, with the same variables."""

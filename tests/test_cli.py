@@ -35,12 +35,14 @@ def _one_line_error(out: subprocess.CompletedProcess, program: str, code: int) -
     return lines[0]
 
 
-# Each case starts a program (~7 s on 2 cores): by default symopt.main with a missing
-# file, the other three pairs under `pytest -m slow` (both programs read their config
-# through symopt.cli.parse_flags; symopt.transfer's one-line errors are checked by
-# default in tests/test_transfer.py).
+# Each case starts a program (~7 s on 2 cores): all four under `pytest -m slow`. By
+# default a missing config file is refused in process
+# (tests/test_run.py::test_symopt_search_runs_a_config_file_from_python_and_resumes_like_the_cli)
+# and symopt.main's and symopt.transfer's one-line exit 2 are checked by
+# test_an_unknown_config_key_is_one_line_and_exit_code_2 and tests/test_transfer.py.
 @pytest.mark.parametrize("program, config, message", [
-    ("symopt.main", "missing.py", "config file not found: missing.py"),
+    pytest.param("symopt.main", "missing.py", "config file not found: missing.py",
+                 marks=pytest.mark.slow),
     pytest.param("symopt.transfer", "experiments", "the config path is a directory",
                  marks=pytest.mark.slow),
     pytest.param("symopt.transfer", "missing.py", "config file not found: missing.py",

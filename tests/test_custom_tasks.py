@@ -454,6 +454,7 @@ def _search_config(task: str):
     config = tiny_config()
     config.search.generations = 1  # a search on the task, whatever its length
     config.search.population_size = 4
+    config.evaluation.reference_lr_multipliers = (1.0,)  # Adam at one rate: no grid to extend
     config.tasks.search = task
     config.tasks.options = {}
     return config

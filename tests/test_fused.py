@@ -177,9 +177,10 @@ def _lowered_step(graphs: list[Graph], strategy: str, lowering: str,
             lowering_platforms=(lowering,)).as_text()
 
 
+# TPU under `pytest -m slow`: each case traces and lowers the whole step.
 @pytest.mark.parametrize("platform, lowering, kernel, target", [
     ("gpu", "cuda", "__gpu$xla.gpu.triton", contextlib.nullcontext),
-    ("tpu", "tpu", "tpu_custom_call", _tpu_v5e),
+    pytest.param("tpu", "tpu", "tpu_custom_call", _tpu_v5e, marks=pytest.mark.slow),
 ], ids=["gpu_triton", "tpu_mosaic"])
 def test_the_fused_kernel_lowers_for_accelerators(monkeypatch, platform, lowering, kernel,
                                                   target):
@@ -189,6 +190,9 @@ def test_the_fused_kernel_lowers_for_accelerators(monkeypatch, platform, lowerin
     assert _lowered_step([zoo.lion(), zoo.adam()], "fused", lowering, target).count(kernel) == 1
 
 
+# slow: it lowers two steps for a GPU; by default the fused step with noise and
+# dropout steps as the loop strategy does (test_fused_steps_several_blocks_and_seeds_...).
+@pytest.mark.slow
 def test_the_fused_step_stores_no_draws_its_kernel_hashes_them(monkeypatch):
     """Noise and dropout draws are made inside the kernel, where a block that
     reads them hashes its own elements: the step's program outside the

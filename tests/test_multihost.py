@@ -171,6 +171,22 @@ def cli_bound() -> float:
     return 2 * main.HEARTBEAT_SECONDS + 30
 
 
+def test_the_multihost_flags_go_together_in_process():
+    """What the command line below prints, without starting it."""
+    from symopt import config as config_lib
+    from symopt import main
+
+    with pytest.raises(config_lib.ConfigError, match="^--coordinator_address, --num_processes "
+                       "and --process_id go together"):
+        main.configure_distributed(None, 2, None)
+    with pytest.raises(config_lib.ConfigError, match="--process_id=2 must be below"):
+        main.configure_distributed("127.0.0.1:1", 2, 2)
+
+
+# slow: it starts the program; by default the check is made in process (above) and
+# symopt.main's one-line exit 2 on a config error by
+# tests/test_cli.py::test_an_unknown_config_key_is_one_line_and_exit_code_2.
+@pytest.mark.slow
 def test_the_multihost_flags_go_together_and_are_one_line_errors(tmp_path):
     out = subprocess.run(_command("experiments/digits.py", tmp_path, "--num_processes=2"),
                          cwd=ROOT, capture_output=True, text=True, timeout=120)

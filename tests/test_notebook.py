@@ -139,8 +139,10 @@ def _written_run(workdir, *, recorded: int | None) -> None:
                 os.path.join(workdir, "best.json"))
 
 
-@pytest.mark.parametrize("recorded, expected", [(120, 120), (None, 200)],
-                         ids=["best.json", "config"])
+# Each case starts a kernel: the length read from the config by default (with the
+# outputs checked), the one best.json records under `pytest -m slow`.
+@pytest.mark.parametrize("recorded, expected", [
+    pytest.param(120, 120, marks=pytest.mark.slow), (None, 200)], ids=["best.json", "config"])
 def test_the_notebook_numbers_generations_from_one_and_draws_the_runs_length(
         monkeypatch, tmp_path, recorded, expected):
     workdir = tmp_path / "run"

@@ -266,9 +266,12 @@ def test_a_shape_without_leaf_ops_rejects_them_naming_the_graph_and_operators():
     encode([dead], shape)
 
 
-# loop under `pytest -m slow`: its branches run only the chosen operator; vmap's
-# switch, which computes every branch, is the case to check by default.
-@pytest.mark.parametrize("strategy", [pytest.param("loop", marks=pytest.mark.slow), "vmap"])
+# Both under `pytest -m slow` (two compiles of a step with every operator's branch):
+# what the per-leaf operators compute is checked by default by
+# test_population_agrees_with_to_optax_on_graphs_with_per_leaf_operators; this checks
+# that they cost nothing where no graph uses them.
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
 def test_a_per_leaf_operator_is_computed_only_where_a_graph_uses_it(monkeypatch, strategy):
     """With ``leaf_ops`` compiled in, a population of element-wise graphs never
     applies a per-leaf operator (under vmap too, where a switch computes its

@@ -205,7 +205,9 @@ def test_each_task_is_one_program_whatever_the_stage(finished):
 
 
 def test_evaluate_graphs_returns_learning_curves():
-    task = transfer.build_tasks(tiny_config())[0]
+    config = tiny_config()
+    config.transfer.tasks = "quadratic"  # the cheapest task to compile
+    task = transfer.build_tasks(config)[0]
     graphs = [zoo.adam(), zoo.sgd()]
     shape = measure.shape_for(graphs)
     metrics = evaluate.evaluate_graphs(graphs, task, 2, shape=shape, chunk_size=2)
@@ -313,7 +315,7 @@ def test_the_cli_refuses_an_unknown_comparison_in_one_line_naming_both_lists(tmp
 @pytest.mark.parametrize("strategy", [pytest.param("loop", marks=pytest.mark.slow), "vmap"])
 def test_transfer_trains_with_the_configured_strategy(strategy, tmp_path, monkeypatch):
     config = tiny_config()
-    config.transfer.tasks = "digits_mlp"
+    config.transfer.tasks = "quadratic"  # the cheapest task to compile
     config.transfer.steps = 3
     config.transfer.comparisons = "adam"
     config.evaluation.strategy = strategy
@@ -332,12 +334,12 @@ def test_transfer_trains_with_the_configured_strategy(strategy, tmp_path, monkey
 def test_a_task_is_shown_by_its_label_and_its_files_keep_its_name(tmp_path, monkeypatch):
     figure = pytest.importorskip("matplotlib.figure")
     config = tiny_config()
-    config.transfer.tasks = "digits_mlp"
+    config.transfer.tasks = "quadratic"  # the cheapest task to compile
     config.transfer.steps = 3
     config.transfer.comparisons = "adam"
     built = transfer.build_tasks
     monkeypatch.setattr(transfer, "build_tasks", lambda c: [  # as a module:function task is
-        dataclasses.replace(t, title="digits") for t in built(c)])
+        dataclasses.replace(t, title="bowl") for t in built(c)])
     titles, save = [], figure.Figure.savefig
 
     def saved(self, path, *args, **kwargs):
@@ -347,11 +349,11 @@ def test_a_task_is_shown_by_its_label_and_its_files_keep_its_name(tmp_path, monk
     monkeypatch.setattr(figure.Figure, "savefig", saved)
     lines: list[str] = []
     transfer.run_transfer(config, {"found": zoo.sgd()}, tmp_path, log=lines.append)
-    assert lines[0].startswith("task 1/1 digits: ") and lines[1].startswith("task 1/1 digits: ")
-    assert "| optimizer | digits | aggregate vs Adam |" in (tmp_path / "results.md").read_text()
-    assert {r["task"] for r in csv.DictReader(open(tmp_path / "results.csv"))} == {"digits_mlp"}
-    assert [name for name, _ in titles] == ["curves_digits_mlp.png", "lr_digits_mlp.png"]
-    assert all(title.startswith("digits") and "digits_mlp" not in title for _, title in titles)
+    assert lines[0].startswith("task 1/1 bowl: ") and lines[1].startswith("task 1/1 bowl: ")
+    assert "| optimizer | bowl | aggregate vs Adam |" in (tmp_path / "results.md").read_text()
+    assert {r["task"] for r in csv.DictReader(open(tmp_path / "results.csv"))} == {"quadratic"}
+    assert [name for name, _ in titles] == ["curves_quadratic.png", "lr_quadratic.png"]
+    assert all(title.startswith("bowl") and "quadratic" not in title for _, title in titles)
 
 
 # slow: it starts the program; by default its one-line exit 2 is checked by
