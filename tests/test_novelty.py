@@ -51,6 +51,38 @@ def test_adam_at_betas_off_every_grid_is_matched_at_its_own_values():
     assert novelty.own_setting("adam", graph) == {"beta1": 0.5, "beta2": 0.9, "eps": 1e-8}
 
 
+# discover.py's seed-1 winner (runs/discover_v2, commit 6229f72), pruned: on a
+# matrix orth(k g + clip(s, +-0.001)), s the momentum; on the probe's gradients
+# the clipped momentum barely counts, and it acts as Muon with little momentum.
+SEED1_WINNER = (
+    '{"format": "symopt.graph/1", "update": {"nodes": [{"op": "add", "left": "identit'
+    'y", "a": "g", "right": "identity", "b": "s0"}, {"op": "if_matrix", "left": "iden'
+    'tity", "a": "c0", "right": "identity", "b": "c1"}, {"op": "mul", "left": "identi'
+    'ty", "a": "n0", "right": "identity", "b": "n1"}, {"op": "keep_left", "left": "cl'
+    'ip_0.001", "a": "n2", "right": "identity", "b": "n2"}, {"op": "add", "left": "id'
+    'entity", "a": "n3", "right": "identity", "b": "g"}, {"op": "keep_left", "left": '
+    '"sqrt_abs", "a": "v", "right": "identity", "b": "v"}, {"op": "div", "left": "ide'
+    'ntity", "a": "n4", "right": "identity", "b": "n5"}, {"op": "if_matrix", "left": '
+    '"orth", "a": "n4", "right": "identity", "b": "n6"}], "root": "n7"}, "states": ["'
+    'n2"], "decays": {"g": {"nodes": [{"op": "sub", "left": "identity", "a": "decay_c'
+    'osine", "right": "tanh", "b": "decay_cosine"}, {"op": "pow", "left": "clip_0.001'
+    '", "a": "n0", "right": "identity", "b": "n0"}], "root": "n1"}}, "schedule": {"ki'
+    'nd": "linear", "warmup_steps": 0, "alpha": 0.1, "decay_rate": 0.1, "steps": 3, "'
+    'cycles": 4, "expr": null, "values": []}, "momentum": "none", "hparams": {"learni'
+    'ng_rate": 0.0663876555789051, "beta1": 0.9, "beta2": 0.999, "beta3": 0.999, "eps'
+    '": 1e-08, "weight_decay": 0.0, "momentum": 0.9, "clip_value": 0.0, "clip_norm": '
+    '0.0, "bias_correction": true}, "constants": [0.868597, 0.9]}'
+)
+
+
+def test_a_muon_that_keeps_little_momentum_is_a_re_tuning_of_muon():
+    judgement = novelty.judge(symopt.from_json(SEED1_WINNER))
+    assert judgement.verdict == "re-tuning of muon"
+    assert judgement.top[0].hparams["beta"] <= 0.5
+    low = zoo.muon(beta=0.3, beta1=0.5).with_hparams(learning_rate=0.07)
+    assert novelty.judge(low).verdict == "re-tuning of muon"
+
+
 def test_lion_is_not_a_re_tuning_of_adam():
     judgement = novelty.judge(zoo.lion(), zoo_names=["adam"])
     assert judgement.verdict == "new"

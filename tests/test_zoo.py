@@ -37,7 +37,6 @@ ZOO_NAMES = (
     "lamb",
     "adafactor",
     "driftprop",
-    "clipmuon",
 )
 
 PARITY_LR = 1e-2
