@@ -243,7 +243,8 @@ def _resumed_error_lines(tmp_path, workdir) -> list[str]:
 
 
 # slow: it starts the program; by default a bad row reads as one line in process
-# (above) and the command line exits 1 with it on a bad stored config (below).
+# (above) and symopt.main's one-line exit 1 is checked by
+# tests/test_cli.py::test_a_workdir_that_is_a_file_is_one_line_and_exit_code_1.
 @pytest.mark.slow
 def test_a_resume_from_an_archive_with_bad_parents_is_one_line_and_exit_code_1(tmp_path):
     # A run of the tiny config whose first generation is archived, its reference
@@ -264,10 +265,11 @@ def test_a_resume_from_an_archive_with_bad_parents_is_one_line_and_exit_code_1(t
     assert "column parents: expected a list of candidate ids" in lines[0]
 
 
-# A config of the wrong shape under `pytest -m slow` (by default in process, above):
-# each case starts the program.
-@pytest.mark.parametrize("stored", [pytest.param('{"evaluation": 5}', marks=pytest.mark.slow),
-                                    None])
+# Both under `pytest -m slow` (each case starts the program): by default a stored config
+# unlike the resumed one is one line in process (above) and symopt.main's one-line exit 1
+# is checked by tests/test_cli.py::test_a_workdir_that_is_a_file_is_one_line_and_exit_code_1.
+@pytest.mark.slow
+@pytest.mark.parametrize("stored", ['{"evaluation": 5}', None])
 def test_a_resume_from_an_archive_with_a_bad_config_is_one_line_and_exit_code_1(
         tmp_path, stored):
     workdir = tmp_path / "run"

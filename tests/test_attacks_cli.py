@@ -350,9 +350,11 @@ def test_a_mistyped_config_key_reads_cleanly_with_its_suggestion(tmp_path):
         "--config.search.generation (did you mean 'search.generations'?)")
 
 
-# A list under `pytest -m slow`: each case starts the program.
-@pytest.mark.parametrize("returned, said", [
-    ("None", "None"), pytest.param("[1]", "a list", marks=pytest.mark.slow)])
+# Both under `pytest -m slow` (each case starts the program): by default a config file
+# that fails is one line naming the error
+# (tests/test_cli.py::test_a_config_file_that_raises_is_one_line_naming_the_error).
+@pytest.mark.slow
+@pytest.mark.parametrize("returned, said", [("None", "None"), ("[1]", "a list")])
 def test_a_get_config_that_returns_no_config_dict_says_so(returned, said, tmp_path):
     config = tmp_path / "odd.py"
     config.write_text(f"def get_config():\n    return {returned}\n")

@@ -245,6 +245,10 @@ def test_a_module_function_task_is_shown_by_the_name_given_to_from_arrays(user_d
 # The command line.
 
 
+# slow: it starts the program twice; by default a user's code failing is one line
+# naming the task and phase in process (above) and symopt.main's one-line exit 1 is
+# checked by tests/test_cli.py::test_a_workdir_that_is_a_file_is_one_line_and_exit_code_1.
+@pytest.mark.slow
 def test_the_command_line_prints_a_user_code_error_as_one_line_or_with_its_traceback(user_dir):
     directory, _ = user_dir
     name = f"{_module(user_dir, 'cli', MODULE)}:raises"

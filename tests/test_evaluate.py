@@ -177,9 +177,12 @@ def test_evaluate_with_host_tabulated_schedules_matches_each_graphs_to_optax():
                                    err_msg=str(i))
 
 
-# vmap under `pytest -m slow`: its updates agree with to_optax by default in
-# tests/test_population.py, and it trains a transfer in tests/test_transfer.py.
-@pytest.mark.parametrize("strategy", [pytest.param("vmap", marks=pytest.mark.slow), "fused"])
+# Both under `pytest -m slow` (two trainings each): by default vmap's updates agree
+# with to_optax (tests/test_population.py) and it trains a transfer
+# (tests/test_transfer.py), and the fused kernel steps flat blocks as the loop
+# strategy does (tests/test_fused.py::test_fused_steps_several_blocks_and_seeds_as_the_loop_does).
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["vmap", "fused"])
 def test_the_flat_trainer_trains_alike_in_every_strategy_on_a_model_of_several_leaves(strategy):
     """The weights stay flat through training (padded to whole blocks in the
     fused strategy, whose padding no model reads): every strategy trains the

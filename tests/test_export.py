@@ -545,6 +545,11 @@ def test_command_line_invalid_graph_is_a_one_line_error(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+# slow: it starts the program; by default symopt.load refuses a FIFO at once
+# (tests/test_graph.py::test_load_refuses_a_fifo_at_once_instead_of_waiting_for_a_writer),
+# the command line's errors are one line in process (below) and the program starts in
+# test_command_line_writes_the_module.
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
 def test_command_line_refuses_a_fifo_in_one_line_without_waiting(tmp_path):
     fifo = tmp_path / "best.json"

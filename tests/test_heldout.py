@@ -150,6 +150,10 @@ def _optax_adam(learning_rate):
     return optax.adam(learning_rate)
 
 
+# slow: two sweeps; by default optax's optimizers are swept with the graphs at the same
+# multipliers in the protocol's test stage (tests/test_generalize.py) and one is
+# extended past an edge as a graph is (test_an_optax_optimizer_is_extended_past_...).
+@pytest.mark.slow
 def test_a_sweep_keeps_optax_optimizers_in_their_place_at_the_same_multipliers():
     task = tasks.get("quadratic", steps=10, seeds=2)
     multipliers = (0.5, 1.0, 2.0)
@@ -259,6 +263,10 @@ def test_a_sweep_whose_best_is_at_the_top_edge_is_extended_until_it_is_not(monke
     assert np.isnan(s.val[1, 3:]).all() and not s.was_tried[1, 3:].any()
 
 
+# slow: a compile count; by default every extension round trains the same program
+# (test_a_sweep_whose_best_is_at_the_top_edge_is_extended_until_it_is_not checks the
+# rounds' rows).
+@pytest.mark.slow
 def test_the_extension_rounds_share_one_compile():
     task = tasks.get("quadratic", steps=12, seeds=1)  # a task no other test compiles
     measure.sweep(_edge_pair(), task, GRID, metric="loss", extend=1)

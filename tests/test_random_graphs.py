@@ -1,7 +1,7 @@
 """1,000 random graphs through validate -> check -> to_optax -> steps, and a
 fuzz of 2,000 graphs with the per-leaf operators through every reader.
 
-The default run steps the first 100 graphs eagerly (op by op, as JAX runs
+The default run steps the first 50 graphs eagerly (op by op, as JAX runs
 outside jit) and jit-compiles two; the slow run (``pytest -m slow``)
 steps all 1,000 eagerly and compiles them all: compiling costs ~0.5 s a graph
 on 2 CPU cores.
@@ -12,7 +12,7 @@ graphs then put a per-leaf operator in a decay, which is invalid). Each goes
 through validate, check, fingerprint, the text, LaTeX and simplified
 equations and the export's source, which must raise nothing but
 ``GraphError`` on invalid graphs; a few exported modules run against
-``to_optax``. The default run fuzzes half of FUZZ_DEFAULT graphs (~0.1 s each on
+``to_optax``. The default run fuzzes a quarter of FUZZ_DEFAULT graphs (~0.1 s each on
 2 busy CPU cores, most of it sympy), the slow run all FUZZ_GRAPHS.
 """
 
@@ -59,13 +59,16 @@ def _run(tx, params, jit: bool):
     return params, state
 
 
-# Chunks spread over the xdist workers: the default run steps the first 100
-# graphs eagerly, `pytest -m slow` all 1,000.
+# Chunks of 50 spread over the xdist workers: the default run steps the first 50
+# graphs eagerly, `pytest -m slow` all 1,000 (each chunk has 12 or more that pass).
+CHUNK = 50
+
+
 @pytest.mark.parametrize("chunk", [0, *(pytest.param(c, marks=pytest.mark.slow)
-                                        for c in range(1, 10))])
+                                        for c in range(1, NUM_GRAPHS // CHUNK))])
 def test_random_graphs_validate_check_compile_and_step_eagerly(chunk):
     reasons = {}
-    for graph in _graphs()[chunk * 100 : (chunk + 1) * 100]:
+    for graph in _graphs()[chunk * CHUNK : (chunk + 1) * CHUNK]:
         symopt.validate(graph)
         report = symopt.check(graph)
         reasons[report.reason] = reasons.get(report.reason, 0) + 1
@@ -209,11 +212,12 @@ def _check_fuzz(graphs) -> None:
     assert any(r.reason == "invalid_structure" for r in reports)
 
 
-# The first half of FUZZ_DEFAULT by default, the second under `pytest -m slow`
-# (each half reaches every per-leaf operator and an invalid graph).
-@pytest.mark.parametrize("chunk", [0, pytest.param(1, marks=pytest.mark.slow)])
+# The first quarter of FUZZ_DEFAULT by default, the rest under `pytest -m slow`
+# (each quarter reaches every per-leaf operator and an invalid graph).
+@pytest.mark.parametrize("chunk", [0, *(pytest.param(c, marks=pytest.mark.slow)
+                                        for c in (1, 2, 3))])
 def test_fuzzed_graphs_with_per_leaf_operators_pass_through_every_reader(chunk):
-    size = FUZZ_DEFAULT // 2
+    size = FUZZ_DEFAULT // 4
     _check_fuzz(_fuzz_graphs()[chunk * size:(chunk + 1) * size])
 
 

@@ -334,6 +334,9 @@ def test_each_task_stops_the_command_line_at_start_in_one_line(tmp_path):
     assert not (tmp_path / "run").exists()  # nothing trained, nothing written
 
 
+# slow: a transformer's training program; by default the texts, windows and held-out
+# works are checked above, and the Fashion-MNIST MLP trains on its files.
+@pytest.mark.slow
 def test_the_shakespeare_task_trains_to_a_falling_finite_loss(texts_dir):
     task = tasks.get("shakespeare_transformer", steps=40, batch_size=8, context=16, width=16,
                      depth=1, heads=2, data_dir=texts_dir)

@@ -192,13 +192,15 @@ def _main(*args: str) -> subprocess.CompletedProcess:
                            *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-# Each case starts a program: by default a value that does not parse; an unknown key
-# (tests/test_cli.py) and a value out of range (in process, above) under `pytest -m slow`.
+# Each case starts a program: all three under `pytest -m slow`; by default an unknown
+# key is one line and exit 2 (tests/test_cli.py) and a value out of range is refused
+# in process (above).
 @pytest.mark.parametrize("override, message", [
     pytest.param("--config.search.bogus=3",
                  "unknown config key 'search.bogus' in --config.search.bogus",
                  marks=pytest.mark.slow),
-    ("--config.search.generations=abc", "--config.search.generations=abc"),
+    pytest.param("--config.search.generations=abc", "--config.search.generations=abc",
+                 marks=pytest.mark.slow),
     pytest.param("--config.search.generations=0", "config.search.generations: must be >= 1",
                  marks=pytest.mark.slow),
 ])
@@ -281,6 +283,9 @@ def test_elimination_budget_overrides_task_options_and_zero_means_the_task_defau
     assert build.search_task(config, "digits_cnn").steps == 20  # tasks.steps while searching
 
 
+# slow: a search and its elimination; by default elimination runs in the protocol
+# (tests/test_generalize.py) and the novelty verdict in tests/test_novelty.py.
+@pytest.mark.slow
 def test_novel_only_elimination_admits_no_re_tuning_of_a_zoo_optimizer(tmp_path):
     config = tiny_config(search__generations=2, elimination__tasks="logistic",
                          elimination__top_k=3, elimination__seeds=1, elimination__steps=20,
@@ -302,9 +307,11 @@ def test_a_second_run_on_a_busy_workdir_is_refused(tmp_path):
             run_lib.run(tiny_config(), tmp_path, log=lambda _: None)
 
 
-# autolr under `pytest -m slow`: its graphs are checked against the zoo's in
-# tests/test_space_autolr.py; the nos space searches in the other tests here.
-@pytest.mark.parametrize("space", ["terms", pytest.param("autolr", marks=pytest.mark.slow)])
+# Both under `pytest -m slow` (a search each): by default the nos space searches in the
+# other tests here, and the terms and autolr spaces' genomes, mutations and graphs are
+# checked in tests/test_space_terms.py, tests/test_space_autolr.py and tests/test_spaces.py.
+@pytest.mark.slow
+@pytest.mark.parametrize("space", ["terms", "autolr"])
 def test_a_tiny_search_runs_in_every_space(space, tmp_path):
     config = tiny_config(search__generations=1, search__seeds="default",
                          search__population_size=4)

@@ -307,9 +307,9 @@ SHORT_RUNS = {
 }
 
 
-# Each run compiles its task's training program: by default the two cheapest,
-# the sequence and autoencoder models under `pytest -m slow`.
-@pytest.mark.parametrize("name", [n if n in ("regression", "noisy_quadratic")
+# Each run compiles its task's training program: by default the cheapest, the models
+# under `pytest -m slow`.
+@pytest.mark.parametrize("name", [n if n == "noisy_quadratic"
                                   else pytest.param(n, marks=pytest.mark.slow) for n in SUITE])
 def test_adam_lowers_the_loss_in_a_short_run(name):
     steps, tuned, ratio = SHORT_RUNS[name]

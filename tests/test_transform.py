@@ -334,6 +334,10 @@ def test_dropout_zeroes_or_rescales_each_gradient_entry():
 # A real training run: Flax MLP on scikit-learn digits.
 
 
+# slow: 90% needs the full training run; by default the zoo's Adam steps as optax's does
+# (tests/test_zoo.py::test_matches_optax_over_100_steps) and optax's Adam trains the digits
+# MLP past its floor (tests/test_tasks.py's task contract).
+@pytest.mark.slow
 def test_adam_trains_a_flax_mlp_on_digits_to_90_percent():
     import flax.linen as nn  # noqa: PLC0415
     from sklearn.datasets import load_digits  # noqa: PLC0415
