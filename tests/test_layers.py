@@ -48,7 +48,7 @@ LAYERS = {
     8: ("evaluate",),
     9: ("measure",),
     10: ("config", "heldout"),
-    11: ("build", "cli", "workdir"),
+    11: ("build", "cli", "comparison_cache", "workdir"),
     12: ("report", "transfer"),
     13: ("run",),
     14: ("__init__", "main"),

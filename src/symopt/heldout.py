@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -42,8 +42,16 @@ from symopt.evaluate import Trainer
 from symopt.graph import Graph
 from symopt.program import ProgramShape
 
-if TYPE_CHECKING:
-    from symopt.comparison_cache import ComparisonCache
+
+class ResultCache(Protocol):
+    """Where comparisons' results measured before are kept
+    (:class:`symopt.comparison_cache.ComparisonCache`)."""
+
+    directory: Any
+
+    def get(self, task: str, comparison: str) -> Result | None: ...
+
+    def put(self, result: Result) -> None: ...
 
 COMPARISONS = comparisons.COMPARISONS
 """The optimizers the test tasks compare the winner with (``test.comparisons``),
@@ -132,7 +140,7 @@ def evaluate_all(found: Mapping[str, Graph], comparisons: Sequence[str],
                  task_list: Sequence[Any], multipliers: Sequence[float], *,
                  trainer: Trainer | None = None,
                  log: Callable[[str], None] = print,
-                 cache: ComparisonCache | None = None) -> list[Result]:
+                 cache: ResultCache | None = None) -> list[Result]:
     """:func:`evaluate_task` on every test task for ``found`` and the named
     comparisons, in that order per task. A comparison that ``cache`` holds for
     a task is not trained again (:mod:`symopt.comparison_cache`); one it lacks
