@@ -224,10 +224,8 @@ def test_a_signal_at_the_first_compile_is_one_line_saying_how_to_resume(sig, tmp
     assert line.endswith(f"kept in {str(tmp_path / 'run')!r}; rerun the same command to resume")
 
 
-# slow: a search through the command line; by default a signal once the run has
-# finished changes nothing to its exit
-# (test_a_signal_after_the_run_finished_changes_nothing_to_its_exit).
-@pytest.mark.slow
+# The one search run to its end through the command line by default (the others,
+# interrupted, killed or finding nothing, are under `pytest -m slow`).
 def test_a_signal_after_done_leaves_the_exit_code_0(tmp_path):
     process = _search(tmp_path, search__generations=1, search__population_size=4,
                       evaluation__reference_lr_multipliers=(1.0,))

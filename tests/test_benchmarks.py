@@ -1,6 +1,5 @@
-"""The benchmark scripts run and print their figures (``benchmark.py``, its paper
-scale and the search-quality benchmark are slow: they compile several training
-programs; ``pytest -m slow``; ``benchmark_step.py`` is not)."""
+"""The benchmark scripts run and print their figures (all slow: each compiles
+several training programs; ``pytest -m slow``)."""
 
 import json
 import math
@@ -51,10 +50,7 @@ def _check_paper_point(point: dict) -> None:
         assert set(point["memory_bytes"][side]) == {"argument", "output", "temp", "total"}
 
 
-# slow: a CNN at batch 128 in two programs; by default experiments/benchmark_step.py
-# runs end to end (below) and the paper scale's CPU stand-in for the CNN is checked
-# in process
-# (test_the_batchnorm_cnn_with_patch_convolutions_computes_what_it_does_with_conv).
+# slow: a CNN at batch 128 in two programs, with the other benchmark scripts.
 @pytest.mark.slow
 def test_paper_scale_prints_the_figures_and_the_goals():
     result, stderr = _paper_scale("--paper_populations=2", "--paper_models=small_cnn",
@@ -106,9 +102,11 @@ def test_the_batchnorm_cnn_with_patch_convolutions_computes_what_it_does_with_co
     assert jnp.all(jnp.isfinite(out))
 
 
-# The loop strategy under `pytest -m slow`: the script's figures and fit are
-# checked by the vmap case (the strategy is only passed through to the engine).
-@pytest.mark.parametrize("strategy", [pytest.param("loop", marks=pytest.mark.slow), "vmap"])
+# Both under `pytest -m slow` with the other benchmark scripts (each starts a Python
+# that compiles the engine at two sizes): the engine they time is checked by default in
+# tests/test_population.py.
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
 def test_step_benchmark_prints_each_size_and_the_fit(strategy):
     # Best of 5 calls of 20 steps: one call of 2 steps could be outrun by a
     # stall of the harness's call on a busy machine (the difference < 0).

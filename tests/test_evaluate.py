@@ -159,6 +159,11 @@ def _scheduled_graphs() -> list[Graph]:
     ]
 
 
+# slow: a training per graph; by default the host's step tables equal those made in the
+# graph (tests/test_population.py::test_step_tables_made_on_the_host_equal_those_made_in_the_graph)
+# and the engine steps step-dependent graphs as to_optax does
+# (tests/test_population.py::test_population_agrees_with_to_optax_past_total_steps).
+@pytest.mark.slow
 def test_evaluate_with_host_tabulated_schedules_matches_each_graphs_to_optax():
     """evaluate looks the schedules and decays up in NumPy-made tables;
     to_optax computes them in the step: the same training either way."""
@@ -179,8 +184,8 @@ def test_evaluate_with_host_tabulated_schedules_matches_each_graphs_to_optax():
 
 # Both under `pytest -m slow` (two trainings each): by default vmap's updates agree
 # with to_optax (tests/test_population.py) and it trains a transfer
-# (tests/test_transfer.py), and the fused kernel steps flat blocks as the loop
-# strategy does (tests/test_fused.py::test_fused_steps_several_blocks_and_seeds_as_the_loop_does).
+# (tests/test_transfer.py), and the fused kernel's updates are checked on a small shape
+# (tests/test_fused.py::test_a_shape_without_states_or_constants_steps_writing_every_block).
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["vmap", "fused"])
 def test_the_flat_trainer_trains_alike_in_every_strategy_on_a_model_of_several_leaves(strategy):

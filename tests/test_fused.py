@@ -8,8 +8,9 @@ several blocks and runs per candidate, and in both of its ways with outputs
 (lazy, as on GPU, and writing every block, as on TPU). It is lowered for GPU
 through Triton and for TPU through Mosaic, without either device. Each fused
 population compiles one kernel (a few seconds on 2 cores): the default run
-checks it against the loop strategy, ``pytest -m slow`` against ``to_optax`` on
-a handful of graphs, the zoo and 50 random checked graphs.
+checks its updates on a small shape and lowers it for a GPU; ``pytest -m slow``
+checks it against the loop strategy and against ``to_optax`` on a handful of
+graphs, the zoo and 50 random checked graphs.
 """
 
 import contextlib
@@ -57,8 +58,9 @@ def _checked(count: int) -> list[Graph]:
     return nos.sample_checked(np.random.default_rng(0), count)
 
 
-# slow: by default the fused strategy steps as the loop strategy does (several blocks,
-# seeds and past T, below), and the loop strategy as to_optax does (tests/test_population.py).
+# slow: by default the fused kernel's updates are checked on a small shape
+# (test_a_shape_without_states_or_constants_steps_writing_every_block) and the loop
+# strategy steps as to_optax does (tests/test_population.py).
 @pytest.mark.slow
 def test_fused_agrees_with_to_optax_before_and_past_total_steps():
     """A handful of graphs (the zoo's stateful and momentum ones, schedules,
@@ -110,8 +112,10 @@ def _blocks_graphs() -> list[Graph]:
             Graph(update=nodes(("mul", "identity", "noise_annealed", "sign", "m")))]
 
 
-@pytest.mark.parametrize("lazy", [True, pytest.param(False, marks=pytest.mark.slow)],
-                         ids=["lazy", "writes_every_block"])
+# Both under `pytest -m slow` (a fused and a loop population of 300 weights each): by
+# default the fused kernel's updates are checked on a small shape, below.
+@pytest.mark.slow
+@pytest.mark.parametrize("lazy", [True, False], ids=["lazy", "writes_every_block"])
 def test_fused_steps_several_blocks_and_seeds_as_the_loop_does(monkeypatch, lazy):
     """128-element blocks (3 a run, the last one padded), 2 runs a candidate
     with their own seeds, past T; lazy as on GPU, or writing every output
@@ -190,8 +194,8 @@ def test_the_fused_kernel_lowers_for_accelerators(monkeypatch, platform, lowerin
     assert _lowered_step([zoo.lion(), zoo.adam()], "fused", lowering, target).count(kernel) == 1
 
 
-# slow: it lowers two steps for a GPU; by default the fused step with noise and
-# dropout steps as the loop strategy does (test_fused_steps_several_blocks_and_seeds_...).
+# slow: it lowers two steps for a GPU; by default the fused step is lowered for a GPU
+# once (test_the_fused_kernel_lowers_for_accelerators).
 @pytest.mark.slow
 def test_the_fused_step_stores_no_draws_its_kernel_hashes_them(monkeypatch):
     """Noise and dropout draws are made inside the kernel, where a block that

@@ -34,6 +34,12 @@ def protocol_config(test: str = "quadratic"):
     return config
 
 
+# The tests of this one protocol run (a search, elimination and a test stage against
+# every comparison: about a minute on 2 quiet cores) are under `pytest -m slow`. By
+# default each stage runs elsewhere: a search end to end (tests/test_run.py), a search's
+# elimination (tests/test_progress.py), a search's test stage and its lengths
+# (tests/test_attacks_length.py) and the comparisons' sweeps (tests/test_heldout.py,
+# tests/test_comparison_cache.py); the multipliers and duplicates below.
 @pytest.fixture(scope="module")
 def protocol(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("protocol")
@@ -42,6 +48,7 @@ def protocol(tmp_path_factory):
     return result, lines
 
 
+@pytest.mark.slow  # the protocol run, above
 def test_the_summary_reports_validation_test_tables_ratios_and_hall_of_fame(protocol):
     result, _ = protocol
     summary = open(os.path.join(result.workdir, "summary.md")).read()
@@ -65,9 +72,10 @@ def test_the_summary_reports_validation_test_tables_ratios_and_hall_of_fame(prot
     assert fame and [h["complexity"] for h in fame] == sorted(h["complexity"] for h in fame)
 
 
-# Each case runs the protocol again: without test tasks by default, with other
-# test tasks under `pytest -m slow`.
-@pytest.mark.parametrize("test", ["", pytest.param("rosenbrock", marks=pytest.mark.slow)],
+# Each case runs the protocol again: without test tasks and with other test tasks,
+# both under `pytest -m slow` with the protocol run, above.
+@pytest.mark.slow
+@pytest.mark.parametrize("test", ["", "rosenbrock"],
                          ids=["none", "rosenbrock"])
 def test_the_winner_is_chosen_before_and_without_the_test_tasks(protocol, test, tmp_path):
     result, lines = protocol
@@ -79,6 +87,7 @@ def test_the_winner_is_chosen_before_and_without_the_test_tasks(protocol, test, 
     assert other.best_graph == result.best_graph
 
 
+@pytest.mark.slow  # the protocol run, above
 def test_the_tuned_reference_and_test_results_are_stored_and_reused_on_resume(
         protocol, monkeypatch):
     result, _ = protocol
@@ -102,6 +111,7 @@ def test_the_tuned_reference_and_test_results_are_stored_and_reused_on_resume(
     assert resumed.best_graph == result.best_graph
 
 
+@pytest.mark.slow  # the protocol run, above
 def test_an_archive_stored_before_a_comparison_was_added_resumes_and_says_what_it_lacks(
         protocol, tmp_path, monkeypatch):
     result, _ = protocol
@@ -130,6 +140,7 @@ def test_an_archive_stored_before_a_comparison_was_added_resumes_and_says_what_i
     assert "lr-tuned (multipliers an earlier version did not record of" in summary
 
 
+@pytest.mark.slow  # the protocol run, above
 def test_the_best_multiplier_is_written_back_into_genome_and_graph(protocol):
     result, _ = protocol
     space = symopt.spaces.get("nos", max_nodes=4)

@@ -150,9 +150,9 @@ def _optax_adam(learning_rate):
     return optax.adam(learning_rate)
 
 
-# slow: two sweeps; by default optax's optimizers are swept with the graphs at the same
-# multipliers in the protocol's test stage (tests/test_generalize.py) and one is
-# extended past an edge as a graph is (test_an_optax_optimizer_is_extended_past_...).
+# slow: two sweeps; by default an optax optimizer is swept with graphs at the same
+# multipliers and extended past an edge as a graph is
+# (test_an_optax_optimizer_is_extended_past_an_edge_as_a_graph_is).
 @pytest.mark.slow
 def test_a_sweep_keeps_optax_optimizers_in_their_place_at_the_same_multipliers():
     task = tasks.get("quadratic", steps=10, seeds=2)

@@ -99,7 +99,7 @@ def one_process(tmp_path_factory):
 # slow: three JAX processes (about 95 s on 2 quiet cores); by default the split of a
 # population over devices is checked in one process by
 # tests/test_evaluate.py::test_sharding_over_four_devices_gives_the_metrics_of_one and the
-# multi-host flags by test_the_multihost_flags_go_together_and_are_one_line_errors.
+# multi-host flags by test_the_multihost_flags_go_together_in_process.
 @pytest.mark.slow
 def test_two_processes_write_what_one_process_with_two_devices_writes(tmp_path):
     one_process = _one_process(tmp_path / "one", SMALL_CONFIG_FILE)

@@ -108,7 +108,8 @@ def _check_outputs(nb: nbformat.NotebookNode, workdir) -> None:
 # Under `pytest -m slow` with the README's command at its own budget: by default
 # test_the_notebook_numbers_generations_from_one_and_draws_the_runs_length runs the
 # notebook as shipped on a written run and checks its outputs as this does, and
-# the command line's search is run by tests/test_cli.py and tests/test_run.py.
+# a search runs through the command line in
+# tests/test_attacks_cli.py::test_a_signal_after_done_leaves_the_exit_code_0.
 @pytest.mark.slow
 def test_the_notebook_as_shipped_shows_what_the_readme_command_wrote(monkeypatch, tmp_path):
     workdir = tmp_path / "digits"

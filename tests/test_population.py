@@ -198,7 +198,8 @@ def test_loop_strategy_steps_the_runs_of_a_candidate_together_as_if_apart():
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+# vmap under `pytest -m slow`: by default it steps its runs as to_optax does, above.
+@pytest.mark.parametrize("strategy", ["loop", pytest.param("vmap", marks=pytest.mark.slow)])
 def test_a_shape_without_states_or_constants_steps_several_runs_per_candidate(strategy):
     shape = ProgramShape(max_nodes=2, max_operands=2, max_constants=0,
                                     max_states=0, max_decay_nodes=1, max_schedule_nodes=1)

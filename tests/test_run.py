@@ -283,8 +283,8 @@ def test_elimination_budget_overrides_task_options_and_zero_means_the_task_defau
     assert build.search_task(config, "digits_cnn").steps == 20  # tasks.steps while searching
 
 
-# slow: a search and its elimination; by default elimination runs in the protocol
-# (tests/test_generalize.py) and the novelty verdict in tests/test_novelty.py.
+# slow: a search and its elimination; by default a search's elimination runs in
+# tests/test_progress.py and the novelty verdict in tests/test_novelty.py.
 @pytest.mark.slow
 def test_novel_only_elimination_admits_no_re_tuning_of_a_zoo_optimizer(tmp_path):
     config = tiny_config(search__generations=2, elimination__tasks="logistic",
