@@ -224,8 +224,13 @@ def test_a_signal_at_the_first_compile_is_one_line_saying_how_to_resume(sig, tmp
     assert line.endswith(f"kept in {str(tmp_path / 'run')!r}; rerun the same command to resume")
 
 
-# The one search run to its end through the command line by default (the others,
-# interrupted, killed or finding nothing, are under `pytest -m slow`).
+# slow: a search through the command line to its end (as every such search: the
+# interrupted, killed and hopeless ones too); by default the program starts a search
+# to its first compile (test_a_signal_at_the_first_compile_is_one_line_saying_how_to_resume),
+# the search runs to its end in process (tests/test_run.py), and a signal once the run
+# has finished changes nothing to its exit
+# (test_a_signal_after_the_run_finished_changes_nothing_to_its_exit).
+@pytest.mark.slow
 def test_a_signal_after_done_leaves_the_exit_code_0(tmp_path):
     process = _search(tmp_path, search__generations=1, search__population_size=4,
                       evaluation__reference_lr_multipliers=(1.0,))

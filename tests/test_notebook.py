@@ -108,8 +108,7 @@ def _check_outputs(nb: nbformat.NotebookNode, workdir) -> None:
 # Under `pytest -m slow` with the README's command at its own budget: by default
 # test_the_notebook_numbers_generations_from_one_and_draws_the_runs_length runs the
 # notebook as shipped on a written run and checks its outputs as this does, and
-# a search runs through the command line in
-# tests/test_attacks_cli.py::test_a_signal_after_done_leaves_the_exit_code_0.
+# the search runs to its end in process (tests/test_run.py).
 @pytest.mark.slow
 def test_the_notebook_as_shipped_shows_what_the_readme_command_wrote(monkeypatch, tmp_path):
     workdir = tmp_path / "digits"
@@ -159,6 +158,9 @@ def test_the_notebook_numbers_generations_from_one_and_draws_the_runs_length(
     assert f"schedules drawn over T = {expected} steps" in texts
 
 
+# slow: it starts a kernel; by default the notebook runs as shipped (above) and its
+# parameters cell reads SYMOPT_WORKDIR (test_the_notebook_is_stored_clean).
+@pytest.mark.slow
 def test_the_notebook_on_a_missing_workdir_says_which_command_makes_it(monkeypatch, tmp_path):
     workdir = tmp_path / "never_ran"
     with pytest.raises(CellExecutionError, match="python -m symopt.main"):

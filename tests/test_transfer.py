@@ -35,7 +35,15 @@ def tiny_config():
     return config
 
 
-@pytest.fixture(scope="module", params=fitness.METRICS)
+# The tests of this run (two tasks, five optimizers, optax's among them: about 40 s
+# on 2 quiet cores, most of it compiles) are under `pytest -m slow`, by its parameters'
+# marks. By default a transfer runs end to end on one task (writing its tables, lr.csv
+# and plots) in test_a_task_is_shown_by_its_label_and_its_files_keep_its_name,
+# test_transfer_trains_with_the_configured_strategy and tests/test_progress.py, the
+# comparisons are named and refused below, and optax's are swept with graphs in
+# tests/test_heldout.py.
+@pytest.fixture(scope="module",
+                params=[pytest.param(m, marks=pytest.mark.slow) for m in fitness.METRICS])
 def finished(request, tmp_path_factory):
     config = tiny_config()
     config.evaluation.metric = request.param
