@@ -37,6 +37,7 @@ ZOO_NAMES = (
     "lamb",
     "adafactor",
     "driftprop",
+    "orthadam",
 )
 
 PARITY_LR = 1e-2

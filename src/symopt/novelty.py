@@ -98,6 +98,7 @@ GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
     "lamb": {"beta1": (0.9, 0.95), "beta2": (0.99, 0.999), "weight_decay": (0.0, 1e-2)},
     "adafactor": {"decay_rate": (0.6, 0.8, 0.9)},
     "driftprop": {"beta2": (0.9, 0.99, 0.999), "drift": (-0.0757, -0.01)},
+    "orthadam": {"beta1": (0.5, 0.9), "beta2": (0.99, 0.999), "weight_decay": (0.0, 1e-2)},
 }
 """The hyperparameters over which each zoo optimizer is matched (the keyword
 arguments of its :mod:`symopt.zoo` function; every combination, plus the

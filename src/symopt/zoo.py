@@ -459,3 +459,35 @@ def driftprop(**hparams: Any) -> Graph:
         hparams=_h(defaults, hparams),
     )
 
+
+
+@_register
+def orthadam(**hparams: Any) -> Graph:
+    """OrthAdam: found by symopt, not published (``docs/discoveries.md``).
+
+    Adam's direction, orthogonalised on every leaf (candidate #482 of
+    ``experiments/discover.py``'s run with the digits ConvNet among its search
+    tasks, search seed 0, a child of the Muon seed), pruned::
+
+        m <- beta1 m + (1 - beta1) g        beta1 0.5
+        v <- beta2 v + (1 - beta2) g^2      beta2 0.999
+        d = orth(m_hat / (sqrt(v_hat) + eps))
+
+    ``orth`` (:func:`symopt.ops.orth`) is Muon's Newton-Schulz
+    orthogonalisation of the leaf's matrix view: a dense kernel as it is, a
+    conv kernel as ``[h*w*in, out]``, a bias or scale as one row, which moves
+    by a fixed RMS (about 0.7, where Newton-Schulz takes a single singular
+    value) whatever its gradient's scale. The rate follows a cosine decay to 0 after 10 warmup
+    steps, with decoupled weight decay 0.01. Where Muon orthogonalises the
+    momentum of matrices only and runs Adam on the other leaves, OrthAdam
+    equalises the gradient's scale element by element first (Adam's
+    preconditioner, with a short momentum) and orthogonalises what results
+    on every leaf. The novelty test judges it new (nearest: Adam, 0.93).
+    """
+    defaults = {"learning_rate": 0.1121577, "beta1": 0.5, "beta2": 0.999,
+                "weight_decay": 0.01, "bias_correction": True}
+    return Graph(
+        update=nodes(("keep_left", "orth", "adam", "identity", "adam")),
+        schedule=Schedule(kind="cosine", warmup_steps=10),
+        hparams=_h(defaults, hparams),
+    )
