@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import ml_collections
 import pytest
 
@@ -62,6 +64,25 @@ def test_a_comparison_measured_under_other_conditions_is_measured_again(
         strategy="loop" if change == "strategy" else "auto")
     assert other.get("quadratic", "adam") is None
     assert _cache(tmp_path).get("quadratic", "adam") is not None or change == "source"
+
+
+def test_the_source_digest_is_the_code_the_process_imported_not_the_files_now(
+        tmp_path, monkeypatch):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "a.py").write_text("x = 1\n")
+    before = comparison_cache._digest(package)
+    (package / "a.py").write_text("x = 2\n")
+    assert comparison_cache._digest(package) != before  # any edit moves the digest
+    imported = comparison_cache.source_digest()
+    assert imported == comparison_cache._digest(comparison_cache._PACKAGE)
+
+    def no_reading(self):
+        raise AssertionError(f"read {self} after import")
+
+    # A search that edits its package's files mid-run keeps its key: nothing is read again.
+    monkeypatch.setattr(pathlib.Path, "read_bytes", no_reading)
+    assert comparison_cache.source_digest() == imported
 
 
 def test_an_unreadable_entry_is_measured_again_and_rewritten(tmp_path, monkeypatch):

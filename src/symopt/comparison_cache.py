@@ -14,8 +14,9 @@ A result is reused only under the exact conditions it was measured in. Its
 key is a digest of the comparison's name, the task's name and settings (the
 config's test budget, batch size and ``tasks.options`` for it), the
 multipliers, the training strategy and the source of the installed
-``symopt`` package: a change to any file of the package (a task, a
-comparison, the trainer) starts a new cache. A task given as
+``symopt`` package as the process imported it: a change to any file of the
+package (a task, a comparison, the trainer) starts a new cache for the
+searches started after it. A task given as
 ``module:function`` is the user's code, outside that digest, so it is never
 cached. Files are written whole (a temporary file, then a rename), so a run
 killed mid-write leaves no partial entry; an entry that cannot be read is
@@ -24,7 +25,6 @@ measured again.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -37,14 +37,24 @@ from symopt import heldout
 _PACKAGE = pathlib.Path(__file__).resolve().parent
 
 
-@functools.cache
-def source_digest() -> str:
-    """A digest of every Python file of the installed ``symopt`` package."""
+def _digest(package: pathlib.Path) -> str:
     h = hashlib.sha256()
-    for path in sorted(_PACKAGE.rglob("*.py")):
-        h.update(str(path.relative_to(_PACKAGE)).encode())
+    for path in sorted(package.rglob("*.py")):
+        h.update(str(path.relative_to(package)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()
+
+
+_AT_IMPORT = _digest(_PACKAGE)
+
+
+def source_digest() -> str:
+    """A digest of every Python file of the installed ``symopt`` package, as
+    they were when this process imported the search (this module is imported
+    with :mod:`symopt.run`): a file edited while a search runs does not change
+    the code that search runs, so it does not change the key its comparisons
+    are stored under either."""
+    return _AT_IMPORT
 
 
 class ComparisonCache:
