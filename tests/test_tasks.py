@@ -395,3 +395,32 @@ def test_importing_tasks_and_building_tfds_tasks_does_not_import_tensorflow_data
         """
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_cross_entropy_is_optax_s_and_infinite_where_float32_cannot_resolve_the_logits():
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=(5, 10)) * 30, jnp.float32)
+    labels = jnp.asarray(rng.integers(10, size=5))
+    np.testing.assert_allclose(base.cross_entropy(logits, labels),
+                               optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+    # A network an optimizer blew up (discover.py, unseeded seed 1): every logit
+    # about -2.1e17, a few float32 steps apart, at chance accuracy.
+    blown = jnp.full((5, 10), -2.121e17, jnp.float32).at[:, 3].set(-2.1209998e17)
+    labels = jnp.full((5,), 3)
+    assert float(optax.softmax_cross_entropy_with_integer_labels(blown, labels).max()) == 0.0
+    assert np.isinf(base.cross_entropy(blown, labels)).all()
+    edge = jnp.zeros((1, 10)).at[0, 0].set(base.LOGIT_LIMIT * 0.99)
+    assert np.isfinite(base.cross_entropy(edge, jnp.zeros((1,), int))).all()
+
+
+def test_a_blown_up_classifier_scores_an_infinite_loss_not_a_perfect_one():
+    task = tasks.get("digits_mlp")
+    params, state = task.init(jax.random.key(0))
+    blown = jax.tree.map(lambda p: p * 1e12, params)
+    data = task.data()
+    metrics = jax.device_get(task.eval_metrics(blown, state, data, "val"))
+    assert np.isinf(metrics["loss"]) and np.isfinite(metrics["accuracy"])
+    loss, _ = task.train_loss(blown, state, jax.random.key(1), data)
+    assert np.isinf(loss)  # so the run counts as diverged
+    fine = jax.device_get(task.eval_metrics(params, state, data, "val"))
+    assert np.isfinite(fine["loss"])

@@ -168,6 +168,24 @@ def sample_batch(key: jax.Array, split: Mapping[str, jax.Array], batch_size: int
     return split["x"][idx], split["y"][idx]
 
 
+LOGIT_LIMIT = 2.0**24
+"""The largest logit magnitude at which a float32 cross-entropy still measures
+anything. Beyond it float32 spaces neighbouring values at least 1 apart, so
+the loss is rounding, not fit: a network blown up by its optimizer, with every
+logit near -2e17, scores a cross-entropy of exactly 0 at chance accuracy. An
+example whose logits reach it has an infinite loss, so its run counts as
+diverged (:func:`cross_entropy`)."""
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """optax's softmax cross-entropy with integer labels, per example, and
+    ``inf`` where an example's logits reach :data:`LOGIT_LIMIT` in magnitude.
+    Every classification and language-model task computes its loss here."""
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    blown = jnp.max(jnp.abs(logits), axis=-1) >= LOGIT_LIMIT
+    return jnp.where(blown, jnp.inf, loss)
+
+
 def chunked_mean(fn: Callable[..., dict[str, jax.Array]], x, y, chunk: int | None) -> dict:
     """Means over all ``n`` examples of ``fn(x_chunk, y_chunk)``'s per-example values.
 
@@ -373,7 +391,7 @@ def classification_task(
     def train_loss(params, model_state, key, data):
         x, y = _training_batch(key, data["train"], batch_size, augment)
         logits, new_state = _apply_training(module, params, model_state, x)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        loss = cross_entropy(logits, y).mean()
         return loss, new_state
 
     def eval_metrics(params, model_state, data, split):
@@ -381,7 +399,7 @@ def classification_task(
 
         def per_example(x, y):
             logits = module.apply({"params": params, **model_state}, x, train=False)
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+            loss = cross_entropy(logits, y)
             correct = (jnp.argmax(logits, axis=-1) == y).astype(loss.dtype)
             return {"loss": loss, "accuracy": correct}
 

@@ -29,7 +29,6 @@ from typing import Any, NoReturn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import linen as nn
 from flax import nnx
 
@@ -41,6 +40,7 @@ from symopt.tasks.base import (
     UserCodeError,
     check_split,
     chunked_mean,
+    cross_entropy,
     sample_batch,
     to_device,
 )
@@ -184,7 +184,7 @@ def _training_functions(net: _Net, loss: str, batch_size: int,
 def _cross_entropy(logits: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
     """Softmax cross-entropy and accuracy, averaged over the label positions of each example."""
     axes = tuple(range(1, y.ndim))
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    loss = cross_entropy(logits, y)
     correct = (jnp.argmax(logits, axis=-1) == y).astype(loss.dtype)
     return {"loss": loss.mean(axis=axes), "accuracy": correct.mean(axis=axes)}
 

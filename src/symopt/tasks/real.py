@@ -36,7 +36,6 @@ import zlib
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from symopt.tasks import models
 from symopt.tasks.base import (
@@ -46,6 +45,7 @@ from symopt.tasks.base import (
     check_split,
     chunked_mean,
     classification_task,
+    cross_entropy,
     init_variables,
     to_device,
 )
@@ -490,14 +490,14 @@ def shakespeare_transformer(
     def train_loss(params, model_state, key, data):
         x, y = sample_windows(key, data["train"], batch_size, context)
         logits = module.apply({"params": params}, x, train=True)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), model_state
+        return cross_entropy(logits, y).mean(), model_state
 
     def eval_metrics(params, model_state, data, split):
         check_split(split)
 
         def per_window(x, y):
             logits = module.apply({"params": params}, x, train=False)
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+            loss = cross_entropy(logits, y)
             correct = (jnp.argmax(logits, axis=-1) == y).astype(loss.dtype)
             return {"loss": loss.mean(axis=-1), "accuracy": correct.mean(axis=-1)}
 
