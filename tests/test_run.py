@@ -127,6 +127,41 @@ def test_resuming_with_a_different_config_is_refused(finished):
         run_lib.run(tiny_config(tasks__steps=21), result.workdir, log=lambda _: None)
 
 
+def test_reselect_chooses_the_winner_of_a_changed_search_from_its_archive(
+        finished, tmp_path, monkeypatch):
+    result, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(result.workdir, copy)
+    os.remove(copy / "best.json")
+    space = build.build_space(tiny_config())
+
+    def mutated_otherwise(self, rng, genome, *, progress=0.0):  # the code moved on
+        return self.sample(rng)
+
+    monkeypatch.setattr(type(space), "mutate", mutated_otherwise)
+    with pytest.raises(ArchiveError, match="replayed search differs"):
+        run_lib.run(tiny_config(), copy, log=lambda _: None)
+    trained = []
+    monkeypatch.setattr(run_lib._Search, "train", lambda *a, **k: trained.append(a))
+    lines: list[str] = []
+    again = run_lib.run(tiny_config(), copy, log=lines.append, reselect=True)
+    assert not trained  # the search is neither run nor replayed
+    assert again.best.id == result.best.id and again.evaluated_now == 0
+    assert symopt.load(copy / "best.json") == result.best_graph
+    assert f"#{result.best.id}" in open(copy / "summary.md").read()
+    assert any(line.startswith("reselect: the winner of the 4 archived generations")
+               for line in lines)
+
+
+def test_reselect_refuses_a_search_that_has_not_finished(finished, tmp_path):
+    result, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(result.workdir, copy)
+    with pytest.raises(ArchiveError, match="needs a finished search; this archive holds 4 of 6"):
+        run_lib.run(tiny_config(search__generations=6), copy, log=lambda _: None,
+                    reselect=True)
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_every_experiment_config_is_valid_and_builds(path):
     namespace: dict = {}

@@ -46,6 +46,10 @@ _WORKDIR = flags.DEFINE_string(
 
 MAX_CPU_DEVICES = 8
 """Most CPU devices by default: each holds its own copy of the task's data."""
+_RESELECT = flags.DEFINE_bool(
+    "reselect", False, "Choose and test the winner of the finished search in --workdir again, "
+    "by the code as it now is (novelty test, validation, test tasks), without running the "
+    "search; rewrites best.json and summary.md.")
 _CPU_DEVICES = flags.DEFINE_integer(
     "cpu_devices", None, "CPU devices the population is split over, each training its share "
     "on its own thread. Default: the cores this process may use, at most "
@@ -184,7 +188,7 @@ def main(argv: list[str]) -> None:
         from symopt import run  # noqa: PLC0415 (imports JAX; flag errors stay fast)
 
         quiet = distributed and jax.process_index() != 0  # process 0 speaks for the run
-        result = run.run(_CONFIG.value, _WORKDIR.value, log=log)
+        result = run.run(_CONFIG.value, _WORKDIR.value, log=log, reselect=_RESELECT.value)
     cli.finished()
     if not result.found_anything:
         cli.fail(PROGRAM, "the search found no optimizer that trained without diverging "

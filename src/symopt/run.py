@@ -128,8 +128,20 @@ class _Generation:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
-        log: Log = print) -> RunResult:
-    """Runs (or resumes) the search ``config`` in ``workdir``; see the module docstring."""
+        log: Log = print, reselect: bool = False) -> RunResult:
+    """Runs (or resumes) the search ``config`` in ``workdir``; see the module docstring.
+
+    With ``reselect``, the search itself is not run or replayed: the winner of
+    the finished search in ``workdir`` is chosen and tested again, from its
+    archive, by the code as it now is (the novelty test that admits entrants,
+    the validation funnel, the test tasks and their comparisons), and
+    ``best.json`` and ``summary.md`` are rewritten. Validation results already
+    in the archive are reused. A search changed since it ran (a new zoo
+    optimizer moves the niches of ``niches="behaviour"``) no longer replays
+    from its archive; its selection can still be brought up to date. Raises
+    :class:`symopt.archive.ArchiveError` where the workdir holds no finished
+    search of ``config``.
+    """
     start = time.perf_counter()
     config = config_lib.validate(config)
     workdir = os.fspath(workdir)
@@ -144,7 +156,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
             if horizon is None:
                 archive.put_meta(workdir_lib.HORIZON, config.search.generations)
             search = _Search(config, workdir, setup, archive, log)
-            result = search.run(start)
+            result = search.reselect(start) if reselect else search.run(start)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM through symopt.cli
         raise Interrupted(search.where if search else "before the first generation") from e
     return result
@@ -189,12 +201,36 @@ class _Search:
             left = progress.eta(times, config.search.generations - gen - 1)
             self.log(progress.line(gen, config.search.generations, generation.records,
                                    generation.trained, best, seconds, left))
+        return self.select(start, trained, searcher.best(state)[0].id)
+
+    def reselect(self, start: float) -> RunResult:
+        """:meth:`select` on the archive of a finished search (``run(reselect=True)``)."""
+        config, archive = self.config, self.archive
+        ran = len(archive.generations())
+        if ran < config.search.generations:
+            raise ArchiveError(
+                f"{self.workdir}: --reselect needs a finished search; this archive holds "
+                f"{ran} of {config.search.generations} generations (run the search to its "
+                "end first: the same command without --reselect resumes it)")
+        top = archive.top(1)
+        if not top:
+            raise ArchiveError(f"{self.workdir}: --reselect: no candidate of this search was "
+                               "evaluated, so there is nothing to choose from")
+        self.reference = self.references(workdir_lib.REFERENCE, self.setup.tasks)
+        self.log(f"reselect: the winner of the {ran} archived generations, chosen and tested "
+                 "again (the search is not replayed)")
+        return self.select(start, 0, top[0].id)
+
+    def select(self, start: float, trained: int, searcher_best: int) -> RunResult:
+        """After the search: the funnel chooses the winner, which is written to
+        ``best.json``, trained on the test tasks and reported in ``summary.md``."""
+        config, setup, archive = self.config, self.setup, self.archive
         generations = config.search.generations
         self.where = f"after generation {generations}, during elimination"
         with self.log.doing("elimination"):
             winner = self.eliminate() if setup.stages else None
             if winner is None:
-                winner = self.best_searched(searcher.best(state)[0].id)
+                winner = self.best_searched(searcher_best)
         _warn_if_unfit(winner.record, self.log)
         winner = dataclasses.replace(winner, graph=winner.graph.replace(
             total_steps=training_length(setup.tasks),
