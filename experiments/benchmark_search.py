@@ -195,7 +195,8 @@ def measure_quality() -> dict:
                        else stack.enter_context(tempfile.TemporaryDirectory()))
             print(f"[benchmark] search seed {seed} in {workdir}", file=sys.stderr, flush=True)
             result = run.run(config, workdir, log=lambda line, seed=seed: print(
-                f"[seed {seed}] {line}", file=sys.stderr, flush=True))
+                f"[seed {seed}] {line}", file=sys.stderr, flush=True),
+                reselect=flags.FLAGS.reselect)  # the CLI's --reselect
             with archive_lib.Archive.open(workdir) as archive:
                 stored = archive.get_meta("test_results")
                 searched = archive.top(1)[0].fitness  # the best search fitness reached
