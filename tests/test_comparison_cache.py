@@ -71,11 +71,12 @@ def test_the_source_digest_is_the_code_the_process_imported_not_the_files_now(
     package = tmp_path / "pkg"
     package.mkdir()
     (package / "a.py").write_text("x = 1\n")
-    before = comparison_cache._digest(package)
+    before = comparison_cache.package_digest(package)
     (package / "a.py").write_text("x = 2\n")
-    assert comparison_cache._digest(package) != before  # any edit moves the digest
+    assert comparison_cache.package_digest(package) != before  # any edit moves the digest
     imported = comparison_cache.source_digest()
-    assert imported == comparison_cache._digest(comparison_cache._PACKAGE)
+    installed = pathlib.Path(comparison_cache.__file__).resolve().parent
+    assert imported == comparison_cache.package_digest(installed)
 
     def no_reading(self):
         raise AssertionError(f"read {self} after import")

@@ -37,7 +37,8 @@ from symopt import heldout
 _PACKAGE = pathlib.Path(__file__).resolve().parent
 
 
-def _digest(package: pathlib.Path) -> str:
+def package_digest(package: pathlib.Path) -> str:
+    """A digest of the paths and contents of every Python file under ``package``."""
     h = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         h.update(str(path.relative_to(package)).encode())
@@ -45,7 +46,7 @@ def _digest(package: pathlib.Path) -> str:
     return h.hexdigest()
 
 
-_AT_IMPORT = _digest(_PACKAGE)
+_AT_IMPORT = package_digest(_PACKAGE)
 
 
 def source_digest() -> str:
