@@ -5,7 +5,9 @@ into :func:`symopt.run.run`. Every config key can be overridden on the
 command line, e.g. ``--config.search.generations=5``. An unknown key or a bad
 value is a one-line error and exit code 2; missing data (a TFDS task whose
 data is not prepared) or a missing optional dependency is a one-line error
-and exit code 1. Re-running the same command on the same workdir resumes.
+and exit code 1. Re-running the same command on the same workdir resumes;
+with ``--reselect`` it chooses and tests the finished search's winner again
+under the code as it now is, without running the search.
 
 On CPU the population is split over one JAX device per core
 (``--cpu_devices``), each training its share of the candidates on its own
