@@ -460,10 +460,10 @@ def driftprop(**hparams: Any) -> Graph:
     )
 
 
-
 @_register
 def orthadam(**hparams: Any) -> Graph:
-    """OrthAdam: found by symopt, not published (``docs/discoveries.md``).
+    """OrthAdam: found by symopt's search (``docs/discoveries.md``, which also
+    says what published work it is close to).
 
     Adam's direction, orthogonalised on every leaf (candidate #482 of
     ``experiments/discover.py``'s run with the digits ConvNet among its search
@@ -477,12 +477,12 @@ def orthadam(**hparams: Any) -> Graph:
     orthogonalisation of the leaf's matrix view: a dense kernel as it is, a
     conv kernel as ``[h*w*in, out]``, a bias or scale as one row, which moves
     by a fixed RMS (about 0.7, where Newton-Schulz takes a single singular
-    value) whatever its gradient's scale. The rate follows a cosine decay to 0 after 10 warmup
-    steps, with decoupled weight decay 0.01. Where Muon orthogonalises the
-    momentum of matrices only and runs Adam on the other leaves, OrthAdam
-    equalises the gradient's scale element by element first (Adam's
-    preconditioner, with a short momentum) and orthogonalises what results
-    on every leaf. The novelty test judges it new (nearest: Adam, 0.93).
+    value) whatever its gradient's scale. The rate follows a cosine decay to
+    0 after 10 warmup steps, with decoupled weight decay 0.01. Where Muon
+    orthogonalises the momentum of matrices only and runs Adam on the other
+    leaves, OrthAdam equalises the gradient's scale element by element first
+    (Adam's preconditioner, with a short momentum) and orthogonalises what
+    results on every leaf. The novelty test judges it new (nearest: Adam, 0.93).
     """
     defaults = {"learning_rate": 0.1121577, "beta1": 0.5, "beta2": 0.999,
                 "weight_decay": 0.01, "bias_correction": True}
