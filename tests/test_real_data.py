@@ -191,7 +191,7 @@ def test_labels_that_do_not_match_the_images_are_a_value_error_naming_the_file(t
         real.read_fashion_mnist(directory)
 
 
-@pytest.mark.parametrize("name", ["fashion_mlp", "fashion_cnn"])
+@pytest.mark.parametrize("name", ["fashion_mlp", "fashion_cnn", "fashion_autoencoder"])
 def test_missing_fashion_data_is_one_line_naming_the_install_command_and_directory(
         name, tmp_path, monkeypatch):
     missing = str(tmp_path / "missing")
@@ -230,6 +230,23 @@ def test_each_fashion_task_trains_to_a_falling_finite_loss(fashion_dir, name, op
     for metrics in (val, test):
         assert set(metrics) == {"loss", "accuracy"} and np.isfinite(metrics["loss"])
     assert test["accuracy"] > 0.5  # one bright bar per class
+
+
+def test_the_fashion_autoencoder_reconstructs_its_input_to_a_falling_loss(fashion_dir):
+    task = tasks.get("fashion_autoencoder", steps=40, batch_size=16, subset=200, val_size=50,
+                     hidden=16, bottleneck=4, data_dir=fashion_dir)
+    assert task.num_classes == 0
+    losses, val, test = _adam_losses(task, 1e-2)
+    assert np.all(np.isfinite(losses))
+    assert losses[-5:].mean() < 0.5 * losses[:5].mean(), losses
+    data = task.data()
+    pixels = np.asarray(data["test"]["x"])
+    for metrics in (val, test):
+        assert set(metrics) == {"loss"}
+    # Below the MSE of predicting each image's own mean pixel (what a code that
+    # ignores the input and the pixel's position reaches at best).
+    flat = pixels.reshape(len(pixels), -1)
+    assert test["loss"] < np.mean((flat - flat.mean(axis=1, keepdims=True)) ** 2)
 
 
 # --------------------------------------------------------------------------
