@@ -78,7 +78,8 @@ def get_config():
                          "digits_autoencoder,logistic")
     config.tasks.seeds = 1
     config.tasks.options.fashion_mlp = dict(steps=200, batch_size=64, hidden=32, subset=5000)
-    config.tasks.options.fashion_autoencoder = dict(steps=200, batch_size=64, subset=5000)
+    config.tasks.options.fashion_autoencoder = dict(steps=200, batch_size=64, hidden=32,
+                                                    bottleneck=8, subset=5000)
     config.tasks.options.fashion_cnn = dict(steps=200, batch_size=32, subset=5000)
     config.tasks.options.shakespeare_transformer = dict(batch_size=16, context=32, width=32)
     config.evaluation.metric = "loss"
