@@ -14,8 +14,9 @@ new things, and why (see docs/discoveries.md for the evidence):
   re-tunings of OrthAdam share one niche like those of any zoo member, so
   what enters validation must differ from it;
 * a mutation of its own puts a per-leaf operator (``orth``, ``rms``,
-  ``norm``, ...) over a whole sub-expression (:mod:`symopt.spaces.nos`): the
-  step from Adam to OrthAdam, which insertion draws about once in a thousand;
+  ``norm``, ...) over a whole sub-expression (``space.options.wrap``,
+  :mod:`symopt.spaces.nos`): the step from Adam to OrthAdam, which
+  insertion draws about once in a thousand;
 * niches by behaviour (``niche_size``, ``niches``): the members the novelty
   test (:mod:`symopt.novelty`) judges re-tunings of one zoo optimizer share
   one niche of at most 4 places, whatever their structure (AdamW at other
@@ -73,6 +74,7 @@ def get_config():
     config.space.name = "nos"
     config.space.options.max_nodes = 8
     config.space.options.leaf_ops = True  # the per-leaf operators; False: element-wise only
+    config.space.options.wrap = True  # the mutation that wraps a sub-expression in one
     config.tasks.search = "digits_cnn,fashion_mlp,fashion_autoencoder,regression"
     config.tasks.test = ("shakespeare_transformer,fashion_cnn,mnist1d_cnn,seq_rnn,"
                          "digits_autoencoder,logistic")

@@ -14,9 +14,11 @@ up inactive nodes.
   change an input, change a constant (scaled by ``2^N(0,1)`` as in Chen et
   al. 2023, or a new constant wired in), change a decay sub-graph, change
   the schedule, change the momentum type, change a hyperparameter, change
-  a recurrent state, and (with the per-leaf operators) wrap a sub-expression
-  in a per-leaf operator — retried until the child is valid, within the
-  space's limits and different from its parent.
+  a recurrent state, and (option ``wrap``, with the per-leaf operators) wrap
+  a sub-expression in a per-leaf operator — retried until the child is
+  valid, within the space's limits and different from its parent. ``wrap``
+  is off by default, so that a search recorded before it existed draws the
+  same children when it resumes; ``experiments/discover.py`` turns it on.
 * ``crossover``: the update graph (with its constants, states and decays)
   from one parent; schedule, momentum and each hyperparameter uniformly
   from either (the particle GA of the paper is mutation-only and never calls
@@ -75,6 +77,7 @@ class NosSpace:
     unary: tuple[str, ...] = tuple(ops.UNARY)
     binary: tuple[str, ...] = tuple(ops.BINARY)
     leaf_ops: bool = True  # may update graphs use the per-leaf operators? (module docstring)
+    wrap: bool = False  # with leaf_ops, also draw the mutation that wraps in one (module docstring)
     max_constants: int = 2
     max_states: int = 1
     max_decay_nodes: int = 2
@@ -98,8 +101,9 @@ class NosSpace:
             unknown = [n for n in getattr(self, field) if n not in table]
             _require(getattr(self, field) and not unknown, field,
                      f"unknown or empty: {unknown or '()'}; known: {', '.join(table)}")
-        _require(isinstance(self.leaf_ops, bool), "leaf_ops",
-                 f"expected True or False, got {self.leaf_ops!r}")
+        for field in ("leaf_ops", "wrap"):
+            _require(isinstance(getattr(self, field), bool), field,
+                     f"expected True or False, got {getattr(self, field)!r}")
         for field, drawn in (("unary", self.update_unary), ("binary", self.update_binary)):
             _require(bool(drawn), field, "only per-leaf operators, which leaf_ops=False "
                      "leaves out")
@@ -237,8 +241,9 @@ class NosSpace:
     @property
     def mutations(self) -> tuple[Callable[..., Graph | None], ...]:
         """The mutation operators :meth:`mutate` draws from, uniformly:
-        :data:`MUTATIONS`, and :data:`LEAF_MUTATIONS` where ``leaf_ops`` is on."""
-        return MUTATIONS + (LEAF_MUTATIONS if self.leaf_ops else ())
+        :data:`MUTATIONS`, and :data:`LEAF_MUTATIONS` where ``leaf_ops`` and
+        ``wrap`` are on."""
+        return MUTATIONS + (LEAF_MUTATIONS if self.leaf_ops and self.wrap else ())
 
     @property
     def update_unary(self) -> tuple[str, ...]:
@@ -461,7 +466,7 @@ def _wrap_in_leaf_op(rng, space: NosSpace, graph: Graph) -> Graph | None:
     or normalising a direction the graph already computes (Adam's, a
     momentum, a difference of states) is the structural step that made the
     matrix methods, so it gets a mutation of its own. Drawn only where
-    ``leaf_ops`` is on (:attr:`NosSpace.mutations`).
+    ``leaf_ops`` and ``wrap`` are on (:attr:`NosSpace.mutations`).
     """
     leaf_unary = [u for u in space.update_unary if ops.UNARY[u].leaf]
     if not leaf_unary or "keep_left" not in space.update_binary:
@@ -627,8 +632,8 @@ MUTATIONS = (
 )
 """Mutation operators, drawn uniformly. Insertion is listed twice, to balance
 the shrinking that deletion and dead-node pruning cause; input and
-hyperparameter changes twice, being the small steps. With ``leaf_ops`` on,
-:attr:`NosSpace.mutations` adds :data:`LEAF_MUTATIONS`."""
+hyperparameter changes twice, being the small steps. With ``leaf_ops`` and
+``wrap`` on, :attr:`NosSpace.mutations` adds :data:`LEAF_MUTATIONS`."""
 LEAF_MUTATIONS = (_wrap_in_leaf_op,)
-"""The mutations only a space with the per-leaf operators draws (appended, so
-that ``leaf_ops=False`` draws the mutations of the paper's space as before)."""
+"""The mutations only a space with the per-leaf operators and ``wrap`` draws
+(appended, so that the other spaces draw the mutations they drew before)."""
