@@ -212,8 +212,9 @@ MEANINGS: tuple[tuple[tuple[str, ...], str], ...] = (
      "`nos`, `terms`, `autolr`"),
     (("space.options",),
      "the space's fields, e.g. `nos`: `max_nodes`, `max_constants`, `max_states`, `p_decay`, "
-     "`p_schedule_graph`, `unary`, `binary`, `operands`; `terms`: `max_terms`, `p_numeric`, "
-     "`p_structural`, `p_flag`, `sigma`; `autolr`: `mode`, `max_depth`, `max_tree_ops`, "
+     "`p_schedule_graph`, `unary`, `binary`, `operands`, `leaf_ops`, `wrap`; `terms`: "
+     "`max_terms`, `p_numeric`, `p_structural`, `p_flag`, `sigma`; `autolr`: `mode`, "
+     "`max_depth`, `max_tree_ops`, "
      "`epochs`, `lr0`, `base`"),
     (("tasks.search",),
      "comma-separated tasks the fitness averages over (the *search* role): registered names or"
