@@ -51,6 +51,29 @@ def test_adam_at_betas_off_every_grid_is_matched_at_its_own_values():
     assert novelty.own_setting("adam", graph) == {"beta1": 0.5, "beta2": 0.9, "eps": 1e-8}
 
 
+def test_orthogonalised_momentum_on_every_leaf_is_a_re_tuning_of_muon():
+    # discover.py's seed-2 winner at commit 7f1e4f0 (runs/discover_v3): orth of an
+    # EMA of g (beta1 0.5) on every leaf, with weight decay and a cosine schedule.
+    # It is Muon without Nesterov at beta 0.5, run on biases and conv kernels too.
+    graph = symopt.Graph(
+        update=graph_lib.nodes(("keep_left", "orth", "m", "identity", "m")),
+        hparams=symopt.Hyperparams(learning_rate=0.077, beta1=0.5, weight_decay=0.01,
+                                   bias_correction=False),
+        schedule=symopt.Schedule(kind="cosine", warmup_steps=100))
+    judgement = novelty.judge(graph)
+    assert judgement.verdict == "re-tuning of muon"
+    assert judgement.top[0].hparams["every_leaf"] and not judgement.top[0].hparams["nesterov"]
+    # Muon on the 2-D leaves only (NAdam elsewhere) is not as near.
+    assert novelty.similarity(graph, zoo.muon(beta=0.5)) < novelty.THRESHOLD
+
+
+def test_orthadam_is_not_muon_on_every_leaf():
+    for nesterov in (True, False):
+        for beta in (0.5, 0.9):
+            muon = zoo.muon(every_leaf=True, nesterov=nesterov, beta=beta)
+            assert novelty.similarity(zoo.orthadam(), muon) < 0.8
+
+
 # discover.py's seed-1 winner (runs/discover_v2, commit 6229f72), pruned: on a
 # matrix orth(k g + clip(s, +-0.001)), s the momentum; on the probe's gradients
 # the clipped momentum barely counts, and it acts as Muon with little momentum.

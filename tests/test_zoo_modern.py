@@ -114,6 +114,33 @@ def test_muon_orthogonalises_the_matrices_and_runs_nadam_on_the_rest(reference):
     np.testing.assert_allclose(first["conv"], (0.9 / 1.9 + 1) * np.sign(g), rtol=1e-5)
 
 
+def test_muon_without_nesterov_equals_optax_muon_without_nesterov():
+    graph = zoo.muon(nesterov=False, beta=0.7)
+    theirs = optax.contrib.muon(lr("muon"), beta=0.7, nesterov=False)
+    chex.assert_trees_all_close(ours(graph, SMALL), updates(theirs, SMALL), **TIGHT)
+    assert not np.allclose(ours(graph, SMALL)["dense"], ours(zoo.muon(beta=0.7), SMALL)["dense"])
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_muon_on_every_leaf_orthogonalises_each_leaf_s_matrix_view(nesterov):
+    # The reference: momentum beta on every leaf (optax's, bias-corrected, Nesterov
+    # or not), then Newton-Schulz on the leaf's [prod(shape[:-1]), shape[-1]] view.
+    beta = 0.5
+    graph = zoo.muon(every_leaf=True, nesterov=nesterov, beta=beta)
+    got = ours(graph)
+    with jax.enable_x64(True):
+        grads = [jax.tree.map(np.asarray, g) for g in helpers.gradients(model(jnp.float64))]
+    mu = {k: np.zeros_like(x) for k, x in grads[0].items()}
+    for t, g in enumerate(grads):
+        for k in LEAVES:
+            mu[k] = beta * mu[k] + (1 - beta) * g[k]
+            mu_hat = (beta * mu[k] / (1 - beta ** (t + 2))
+                      + (1 - beta) * g[k] / (1 - beta ** (t + 1))
+                      if nesterov else mu[k] / (1 - beta ** (t + 1)))
+            want = np.asarray(symopt.ops.orth(np, mu_hat))  # the schedule is constant
+            np.testing.assert_allclose(-got[k][t], lr("muon") * want, rtol=1e-6, atol=1e-12)
+
+
 # --------------------------------------------------------------------------
 # LAMB.
 

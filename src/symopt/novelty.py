@@ -94,7 +94,10 @@ GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
     "terms_ga": {"beta1": (0.8553, 0.9), "beta2": (0.9358, 0.999)},
     # Down to little momentum: a program that keeps little of its momentum
     # (discover.py's seed-1 winner on the probe) is Muon at a low beta, not new.
-    "muon": {"beta": (0.3, 0.5, 0.7, 0.9, 0.95, 0.99), "beta1": (0.5, 0.7, 0.9, 0.95)},
+    # and with or without Nesterov, on the 2-D leaves or on every leaf (what
+    # discover.py's winners at commit 7f1e4f0 were, judged new without them).
+    "muon": {"beta": (0.3, 0.5, 0.7, 0.9, 0.95, 0.99), "beta1": (0.5, 0.7, 0.9, 0.95),
+             "nesterov": (True, False), "every_leaf": (False, True)},
     "lamb": {"beta1": (0.9, 0.95), "beta2": (0.99, 0.999), "weight_decay": (0.0, 1e-2)},
     "adafactor": {"decay_rate": (0.6, 0.8, 0.9)},
     "driftprop": {"beta2": (0.9, 0.99, 0.999), "drift": (-0.0757, -0.01)},

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from symopt.graph import Graph, Hyperparams, Schedule, nodes, simple
+from symopt.graph import Graph, Hyperparams, Schedule, canonical, nodes, simple
 from symopt.registry import Registry
 
 OPTIMIZERS: Registry[Callable[..., Graph]] = Registry("zoo optimizer")
@@ -264,13 +264,29 @@ def muon(**hparams: Any) -> Graph:
     Weight decay (default 0, as optax's) is the graph's decoupled decay on
     every leaf, where optax's ``weight_decay`` applies to the 2-D leaves only
     (and ``adam_weight_decay`` to the others).
+
+    Two variants, which the novelty test matches (:data:`symopt.novelty.GRIDS`):
+    ``nesterov=False`` is optax's ``nesterov=False``: both branches read the
+    bias-corrected momentum ``mu_hat = U / tau`` itself (``n8 = n1 / n3``).
+    ``every_leaf=True`` orthogonalises every leaf, as its matrix view
+    (:func:`symopt.ops.as_matrix`: a conv kernel as ``[k*k*in, out]``, a bias
+    as one row), with momentum ``beta`` on every leaf and no Adam branch
+    (``beta1``, ``beta2`` and ``eps`` unused): Muon as its authors run
+    ConvNets, and as optax runs it where every leaf is given weight dimension
+    numbers.
     """
     beta = hparams.pop("beta", 0.95)
     b1 = hparams.pop("beta1", 0.9)
     eps = hparams.pop("eps", 1e-8)
+    nesterov = hparams.pop("nesterov", True)
+    every_leaf = hparams.pop("every_leaf", False)
     defaults = {"learning_rate": 0.02, "beta1": b1, "beta2": 0.999, "eps": eps,
                 "bias_correction": True}
-    return Graph(
+    mu_hat = (("add", "identity", "n6", "identity", "n7") if nesterov
+              else ("div", "identity", "n1", "identity", "n3"))
+    root = (("keep_left", "orth", "n8", "identity", "n8") if every_leaf
+            else ("if_matrix", "orth", "n8", "identity", "n10"))
+    graph = Graph(
         update=nodes(
             ("if_matrix", "identity", "c0", "identity", "c1"),
             ("add", "identity", "g", "identity", "s0"),
@@ -280,15 +296,16 @@ def muon(**hparams: Any) -> Graph:
             ("add", "identity", "one", "identity", "n4"),
             ("div", "identity", "n2", "identity", "n5"),
             ("div", "identity", "g", "identity", "n3"),
-            ("add", "identity", "n6", "identity", "n7"),
+            mu_hat,
             ("add", "sqrt_abs", "v", "identity", "c2"),
             ("div", "identity", "n8", "identity", "n9"),
-            ("if_matrix", "orth", "n8", "identity", "n10"),
+            root,
         ),
         states=("n2", "n4"),
-        constants=(beta, b1, eps),
+        constants=(beta, beta if every_leaf else b1, eps),
         hparams=_h(defaults, hparams),
     )
+    return graph if nesterov and not every_leaf else canonical(graph)
 
 
 @_register
