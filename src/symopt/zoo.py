@@ -272,8 +272,7 @@ def muon(**hparams: Any) -> Graph:
     (:func:`symopt.ops.as_matrix`: a conv kernel as ``[k*k*in, out]``, a bias
     as one row), with momentum ``beta`` on every leaf and no Adam branch
     (``beta1``, ``beta2`` and ``eps`` unused): Muon as its authors run
-    ConvNets, and as optax runs it where every leaf is given weight dimension
-    numbers.
+    ConvNets' kernels, extended to biases and scales.
     """
     beta = hparams.pop("beta", 0.95)
     b1 = hparams.pop("beta1", 0.9)
@@ -305,6 +304,8 @@ def muon(**hparams: Any) -> Graph:
         constants=(beta, beta if every_leaf else b1, eps),
         hparams=_h(defaults, hparams),
     )
+    # The default keeps the node layout the docstring draws; a variant drops
+    # the nodes it leaves dead (the Nesterov terms, the Adam branch).
     return graph if nesterov and not every_leaf else canonical(graph)
 
 

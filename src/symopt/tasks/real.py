@@ -49,7 +49,7 @@ from symopt.tasks.base import (
     init_variables,
     to_device,
 )
-from symopt.tasks.suite import mse_task
+from symopt.tasks.suite import autoencoder_task
 
 # --------------------------------------------------------------------------
 # Fashion-MNIST (28x28 grey images, 10 classes, 60,000 train and 10,000 test).
@@ -304,14 +304,13 @@ def fashion_autoencoder(
       The task (``num_classes = 0``).
     """
     _check_fashion_options(subset, val_size)
-    models.activation(activation)
-    return mse_task(
+    return autoencoder_task(
         "fashion_autoencoder",
-        module=models.ActivationMLP(hidden=(hidden, bottleneck, hidden),
-                                    outputs=IMAGE_SIZE * IMAGE_SIZE, activation=activation),
-        input_shape=(IMAGE_SIZE, IMAGE_SIZE, 1),
+        image_shape=(IMAGE_SIZE, IMAGE_SIZE, 1),
         data=functools.partial(_fashion_data, data_dir, subset, val_size, split_seed),
-        target=lambda x, y: x.reshape(x.shape[0], -1),
+        hidden=hidden,
+        bottleneck=bottleneck,
+        activation=activation,
         steps=steps,
         batch_size=batch_size,
         seeds=seeds,

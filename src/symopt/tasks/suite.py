@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 
 import jax
@@ -132,14 +133,46 @@ def digits_autoencoder(
     Returns:
       The task (``num_classes = 0``).
     """
+    return autoencoder_task(
+        "digits_autoencoder",
+        image_shape=(8, 8, 1),
+        data=functools.partial(offline.load_digits, split_seed),
+        hidden=hidden,
+        bottleneck=bottleneck,
+        activation=activation,
+        steps=steps,
+        batch_size=batch_size,
+        seeds=seeds,
+        param_scale=param_scale,
+    )
+
+
+def autoencoder_task(
+    name: str,
+    *,
+    image_shape: tuple[int, ...],
+    data: Callable[[], Data],
+    hidden: int,
+    bottleneck: int,
+    activation: str,
+    steps: int,
+    batch_size: int,
+    seeds: int,
+    param_scale: float = 1.0,
+) -> Task:
+    """An MLP autoencoder ``pixels -> hidden -> bottleneck -> hidden -> pixels``
+    on the images ``x`` of ``data`` (of ``image_shape``), with the per-pixel
+    reconstruction MSE (:func:`mse_task`); every layer but the last is
+    followed by ``activation`` (a ``models.ACTIVATIONS`` name, checked here).
+    The reconstruction family of ``digits_autoencoder`` and
+    ``fashion_autoencoder``."""
     models.activation(activation)
     return mse_task(
-        "digits_autoencoder",
-        module=models.ActivationMLP(
-            hidden=(hidden, bottleneck, hidden), outputs=64, activation=activation
-        ),
-        input_shape=(8, 8, 1),
-        data=functools.partial(offline.load_digits, split_seed),
+        name,
+        module=models.ActivationMLP(hidden=(hidden, bottleneck, hidden),
+                                    outputs=math.prod(image_shape), activation=activation),
+        input_shape=image_shape,
+        data=data,
         target=lambda x, y: x.reshape(x.shape[0], -1),
         steps=steps,
         batch_size=batch_size,
